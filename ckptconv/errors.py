@@ -1,0 +1,63 @@
+"""ckptconv's exception types. The CLI turns each into one line and the exit code it carries.
+
+Every message says what went wrong, why, and how to fix it:
+``CkptError("s5.b3.dwise.weight: shape (672, 1, 5, 5) but b0 expects (480, 1, 5, 5)",
+fix="pass --arch b1")`` renders as ``s5.b3.dwise.weight: shape ... (480, 1, 5, 5); pass --arch b1``.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # conversion or verification failed
+EXIT_USAGE = 2  # the command line, a table or the file system is not usable as given
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class CkptError(Exception):
+    """Base class: a failure ckptconv explains itself. ``str(err)`` is the one-line message."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, fix: str | None = None, path: str | None = None):
+        self.message = message
+        self.fix = fix
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{text}; {self.fix}" if self.fix else text
+
+
+class UsageError(CkptError):
+    """The command line asks for something impossible (bad option, output exists, no such table)."""
+
+    exit_code = EXIT_USAGE
+
+
+class TableError(UsageError):
+    """A mapping table or variant file is malformed."""
+
+
+class FormatError(CkptError):
+    """The input is not a checkpoint ckptconv can read: unknown format, truncated, corrupt."""
+
+
+class UnsafePickleError(FormatError):
+    """The checkpoint's pickle references a global that weights-only loading does not allow."""
+
+    def __init__(self, message: str, *, global_name: str | None = None, **kwargs):
+        self.global_name = global_name
+        super().__init__(message, **kwargs)
+
+
+class MappingError(CkptError):
+    """The state dict does not fit the table: unmatched key, missing key, wrong shape, collision."""
+
+
+class VerificationError(CkptError):
+    """Converted weights do not compute, or do not hold, what the source held."""
+
+
+class OutputError(CkptError):
+    """Writing the output failed (disk full, permissions); nothing partial is left behind."""
