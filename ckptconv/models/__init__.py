@@ -1,0 +1,46 @@
+"""Reference EfficientNets in plain torch, one per layout family, for numeric verification.
+
+Each takes every hyperparameter as an argument (variant, padding, BN eps, device) and exposes
+``forward_levels(x)``: an ordered dict of the outputs a layout table's ``[levels]`` compares.
+Build them on the meta device and load with ``assign=True`` to skip random initialisation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import TableError
+from ..variants import Variant
+from .mm import MMDetEfficientNet, MMDetStagesEfficientNet, MMPretrainClassifier
+from .pycls import EffNet
+from .timm import TimmEfficientNet
+
+REFERENCES: dict[str, type[nn.Module]] = {
+    "pycls": EffNet,
+    "mmdet": MMDetEfficientNet,
+    "mmdet-stages": MMDetStagesEfficientNet,
+    "mmpretrain": MMPretrainClassifier,
+    "timm": TimmEfficientNet,
+}
+
+
+def build(reference: str, variant: Variant, *, padding: str = "symmetric", eps: float = 1e-5, device="meta") -> nn.Module:
+    """An eval-mode reference model; on ``meta`` (default) it holds no memory until weights are assigned."""
+    try:
+        cls = REFERENCES[reference]
+    except KeyError:
+        raise TableError(f"no reference model {reference!r}", fix=f"use one of {', '.join(REFERENCES)}") from None
+    return cls(variant, padding=padding, eps=eps, device=device).eval()
+
+
+def load(reference: str, variant: Variant, state_dict: dict[str, torch.Tensor], *, padding="symmetric", eps=1e-5) -> nn.Module:
+    """Build a reference and assign ``state_dict`` into it strictly, upcasting fp16/bf16 to fp32."""
+    model = build(reference, variant, padding=padding, eps=eps)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    model.load_state_dict(weights, strict=True, assign=True)
+    return model
+
+
+def pycls_model(variant: Variant, state_dict: dict[str, torch.Tensor]) -> EffNet:
+    return load("pycls", variant, state_dict)

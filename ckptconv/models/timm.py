@@ -1,0 +1,103 @@
+"""timm ``efficientnet_bN`` (symmetric padding, BN eps 1e-5), written from its structure.
+
+timm orders the arithmetic differently from pycls (``F.silu`` after BN, SE pooling by ``mean``), so
+its outputs agree with pycls's to about 1e-7, not bit for bit; the real timm 1.0.31 does the same.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..variants import Block, Variant
+from .ops import Conv2d
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    """BN followed by SiLU (or nothing), as timm fuses them."""
+
+    def __init__(self, w: int, eps: float, act: bool = True, device=None):
+        super().__init__(w, eps=eps, device=device)
+        self.apply_act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        return F.silu(x) if self.apply_act else x
+
+
+class SqueezeExcite(nn.Module):
+    """Mean over H and W, conv_reduce, SiLU, conv_expand, sigmoid gate."""
+
+    def __init__(self, w: int, w_se: int, device=None):
+        super().__init__()
+        self.conv_reduce = nn.Conv2d(w, w_se, 1, bias=True, device=device)
+        self.conv_expand = nn.Conv2d(w_se, w, 1, bias=True, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.conv_expand(F.silu(self.conv_reduce(x.mean((2, 3), keepdim=True))))
+        return x * s.sigmoid()
+
+
+class DepthwiseSeparableConv(nn.Module):
+    """First-stage block (no expansion): conv_dw, bn1, se, conv_pw, bn2, skip."""
+
+    def __init__(self, blk: Block, padding: str, eps: float, device=None):
+        super().__init__()
+        self.conv_dw = Conv2d(blk.w_in, blk.w_in, blk.kernel, stride=blk.stride, groups=blk.w_in, padding=padding, device=device)
+        self.bn1 = BatchNormAct2d(blk.w_in, eps, device=device)
+        self.se = SqueezeExcite(blk.w_in, blk.w_se, device)
+        self.conv_pw = Conv2d(blk.w_in, blk.w_out, 1, padding=padding, device=device)
+        self.bn2 = BatchNormAct2d(blk.w_out, eps, act=False, device=device)
+        self.has_skip = blk.has_skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv_pw(self.se(self.bn1(self.conv_dw(x)))))
+        return x + out if self.has_skip else out
+
+
+class InvertedResidual(nn.Module):
+    """conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3, skip."""
+
+    def __init__(self, blk: Block, padding: str, eps: float, device=None):
+        super().__init__()
+        self.conv_pw = Conv2d(blk.w_in, blk.w_exp, 1, padding=padding, device=device)
+        self.bn1 = BatchNormAct2d(blk.w_exp, eps, device=device)
+        self.conv_dw = Conv2d(blk.w_exp, blk.w_exp, blk.kernel, stride=blk.stride, groups=blk.w_exp, padding=padding, device=device)
+        self.bn2 = BatchNormAct2d(blk.w_exp, eps, device=device)
+        self.se = SqueezeExcite(blk.w_exp, blk.w_se, device)
+        self.conv_pwl = Conv2d(blk.w_exp, blk.w_out, 1, padding=padding, device=device)
+        self.bn3 = BatchNormAct2d(blk.w_out, eps, act=False, device=device)
+        self.has_skip = blk.has_skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv_dw(self.bn1(self.conv_pw(x))))
+        out = self.bn3(self.conv_pwl(self.se(out)))
+        return x + out if self.has_skip else out
+
+
+class TimmEfficientNet(nn.Module):
+    """conv_stem, bn1, blocks.0 ... blocks.6, conv_head, bn2, global average pool, classifier."""
+
+    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None):
+        super().__init__()
+        self.conv_stem = Conv2d(3, variant.stem_w, 3, stride=2, padding=padding, device=device)
+        self.bn1 = BatchNormAct2d(variant.stem_w, eps, device=device)
+        stages = []
+        for s in range(1, len(variant.depths) + 1):
+            blocks = [b for b in variant.blocks if b.stage == s]
+            cls = InvertedResidual if blocks[0].has_expand else DepthwiseSeparableConv
+            stages.append(nn.Sequential(*(cls(b, padding, eps, device) for b in blocks)))
+        self.blocks = nn.Sequential(*stages)
+        self.conv_head = Conv2d(variant.widths[-1], variant.head_w, 1, padding=padding, device=device)
+        self.bn2 = BatchNormAct2d(variant.head_w, eps, device=device)
+        self.classifier = nn.Linear(variant.head_w, variant.num_classes, device=device)
+
+    def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.bn1(self.conv_stem(x))
+        out = {"bn1": x}
+        for i, stage in enumerate(self.blocks):
+            x = out[f"blocks.{i}"] = stage(x)
+        x = out["bn2"] = self.bn2(self.conv_head(x))
+        out["logits"] = self.classifier(x.mean((2, 3)))
+        return out
