@@ -65,7 +65,7 @@ class Registry:
     def _load(self, sub: str, parse):
         found = {}
         for d in self.dirs:
-            for path in sorted((d / sub).glob("*.toml")):
+            for path in sorted((d / sub).glob("*.toml"), key=lambda p: p.stem):
                 item = parse(_read_toml(path), path)
                 found[item.name] = item
         return found

@@ -1,0 +1,282 @@
+"""Reading checkpoints: format detection, weights-only loading, integrity checks, weight-set choice.
+
+- zip (torch >= 1.6): memory-mapped, so tensors that are not converted (optimizer momentum, the
+  unused weight set) are never read from disk. torch does not check the zip's CRC-32s, so ckptconv
+  checks ``data.pkl`` before unpickling and every kept tensor's bytes after.
+- legacy (torch < 1.6, pycls's 2020 zoo): loaded whole; the format carries no checksums.
+- safetensors: memory-mapped; accepted as input when its keys belong to a known layout.
+- tar (torch < 0.4): refused.
+The format comes from the file's first bytes, never from its name or a failed attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import FormatError, UnsafePickleError, UsageError
+
+ZIP_MAGIC = b"PK\x03\x04"
+# pickle protocol 2, then LONG1 0x1950a86a20f9469cfc6c: torch's legacy serialization magic number
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+TRUST_FIX = "if you trust the file's author, pass --trust-pickle (this runs code stored in the file)"
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: its weight sets and what else its top level holds."""
+
+    path: Path
+    format: str  # zip | legacy | safetensors
+    kind: str  # pycls | state_dict | bare | safetensors
+    top_keys: list[str]
+    weight_sets: dict[str, StateDict]  # 'model' and maybe 'ema' (pycls), else 'state_dict'
+    errors: dict[str, float] = field(default_factory=dict)  # test_err / ema_err when recorded
+    cfg: Any = None
+    epoch: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # a ckptconv meta found in the file
+    _crcs: set[tuple[int, int]] | None = None  # (size, crc32) of every zip record
+
+    def select(self, weights: str) -> tuple[str, StateDict]:
+        """Pick a weight set: ``best`` as pycls's load_checkpoint does, or force ``model`` / ``ema``."""
+        sets = self.weight_sets
+        if self.kind != "pycls":
+            if weights in ("model", "ema"):
+                raise UsageError(
+                    f"--weights {weights} needs a pycls checkpoint with model_state/ema_state, "
+                    f"but the file holds a {self.kind} ({', '.join(self.top_keys[:8]) or 'no keys'})",
+                    fix="omit --weights",
+                    path=str(self.path),
+                )
+            (name, sd), = sets.items()
+            return name, sd
+        if weights == "best":
+            test_err = self.errors.get("test_err", 100.0)
+            ema_err = self.errors.get("ema_err", 100.0)
+            name = "model" if test_err <= ema_err or "ema" not in sets else "ema"
+            return name, sets[name]
+        if weights not in sets:
+            raise UsageError(
+                f"--weights {weights}: the checkpoint has no {weights}_state (it has {', '.join(self.top_keys)})",
+                fix=f"use --weights {' or '.join(sorted(sets))} or best",
+                path=str(self.path),
+            )
+        return weights, sets[weights]
+
+    def verify_tensors(self, state_dict: StateDict) -> None:
+        """Check the bytes of every tensor in ``state_dict`` against the zip's CRC-32s (zip only)."""
+        if self._crcs is None:
+            return
+        seen: set[int] = set()
+        for key, tensor in state_dict.items():
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() in seen:
+                continue
+            seen.add(storage.data_ptr())
+            data = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
+            if (storage.nbytes(), zlib.crc32(data)) not in self._crcs:
+                raise FormatError(
+                    f"tensor {key}: its bytes fail the zip's CRC-32 check: the file is corrupt",
+                    fix="download or copy it again",
+                    path=str(self.path),
+                )
+
+
+def sniff(path: Path) -> str:
+    """The serialization format from the first bytes: zip, legacy, safetensors or tar."""
+    if path.is_dir():
+        raise UsageError("is a directory, not a checkpoint file", fix="pass the .pyth/.pth file inside it", path=str(path))
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        raise UsageError("no such file", path=str(path)) from None
+    except OSError as e:
+        raise UsageError(f"cannot read ({e.strerror})", path=str(path)) from None
+    if not head:
+        raise FormatError("the file is empty (0 bytes)", fix="copy the checkpoint again", path=str(path))
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if head.startswith(LEGACY_MAGIC):
+        return "legacy"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        raise FormatError(
+            "this is the tar format of torch < 0.4, which ckptconv does not read",
+            fix="load it with that old torch and save it again with torch.save",
+            path=str(path),
+        )
+    if len(head) > 9 and head[8:9] == b"{" and 8 + struct.unpack("<Q", head[:8])[0] <= size:
+        return "safetensors"
+    if head.startswith(b"\x80"):
+        raise FormatError(
+            "a pickle, but not one torch.save wrote (no torch magic number)",
+            fix="ckptconv reads files written by torch.save or safetensors",
+            path=str(path),
+        )
+    raise FormatError(
+        "not a checkpoint: neither torch zip, legacy torch, nor safetensors (it starts with "
+        f"{head[:8]!r})",
+        fix="pass a .pyth/.pth file written by torch.save, or a .safetensors file",
+        path=str(path),
+    )
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    """Streaming sha256: reads the file once in chunks, holding none of it."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _zip_crcs(path: Path) -> set[tuple[int, int]]:
+    """(size, crc32) of every record, after checking ``data.pkl`` itself (which unpickling trusts)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
+            if len(pkl) != 1:
+                raise FormatError("a zip file, but not one torch.save wrote (no data.pkl)", path=str(path))
+            zf.read(pkl[0])  # raises BadZipFile on a CRC mismatch
+    except zipfile.BadZipFile as e:
+        raise FormatError(f"truncated or corrupt zip checkpoint ({e})", fix="download or copy it again", path=str(path)) from None
+    except (OSError, EOFError, zlib.error, NotImplementedError) as e:
+        raise FormatError(f"truncated or corrupt zip checkpoint ({e})", fix="download or copy it again", path=str(path)) from None
+    return {(i.file_size, i.CRC) for i in infos}
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _torch_load(path: Path, fmt: str, trust_pickle: bool) -> Any:
+    """torch.load, weights-only unless trusted; every failure becomes a FormatError naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=fmt == "zip")
+    except Exception as e:  # noqa: BLE001 - the boundary with untrusted bytes: name what torch said
+        text = str(e)
+        found = _GLOBAL.search(text)
+        if found and ("weights_only" in text.lower() or "Weights only" in text):
+            name = found.group(1)
+            raise UnsafePickleError(
+                f"refused to unpickle global {name}: weights-only loading allows tensors and plain "
+                "containers only, and this file asks for more",
+                fix=TRUST_FIX,
+                global_name=name,
+                path=str(path),
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        raise FormatError(
+            f"truncated or corrupt checkpoint ({type(e).__name__}: {first[:200]})",
+            fix="download or copy it again",
+            path=str(path),
+        ) from None
+
+
+def _tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def strip_module(sd: StateDict, path: Path) -> StateDict:
+    """Remove DataParallel's ``module.`` prefix, only when every key has it."""
+    prefixed = [k.startswith("module.") for k in sd]
+    if all(prefixed):
+        return {k[len("module.") :]: v for k, v in sd.items()}
+    if any(prefixed):
+        sample = next(k for k in sd if k.startswith("module."))
+        plain = next(k for k in sd if not k.startswith("module."))
+        raise FormatError(
+            f"mixed key prefixes: {sum(prefixed)} of {len(sd)} keys start with 'module.' (e.g. {sample}) "
+            f"and the rest do not (e.g. {plain})",
+            fix="the state dict mixes a DataParallel model with another; save one model's state_dict",
+            path=str(path),
+        )
+    return sd
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _from_pickle(path: Path, fmt: str, obj: Any) -> Checkpoint:
+    if not isinstance(obj, dict):
+        raise FormatError(
+            f"the top level is a {type(obj).__name__}, not a dict of weights",
+            fix="save a state dict or a pycls checkpoint",
+            path=str(path),
+        )
+    top = [str(k) for k in obj]
+    if "model_state" in obj:
+        sets = {"model": obj["model_state"]}
+        if "ema_state" in obj and obj["ema_state"] is not None:
+            sets["ema"] = obj["ema_state"]
+        for name, sd in sets.items():
+            if not _tensor_dict(sd):
+                raise FormatError(f"{name}_state is not a dict of named tensors", path=str(path))
+        errors = {k: v for k in ("test_err", "ema_err") if (v := _number(obj.get(k))) is not None}
+        epoch = obj.get("epoch")
+        kind = "pycls"
+    elif _tensor_dict(obj.get("state_dict")):
+        sets, errors, epoch, kind = {"state_dict": obj["state_dict"]}, {}, None, "state_dict"
+    elif _tensor_dict(obj):
+        sets, errors, epoch, kind = {"state_dict": obj}, {}, None, "bare"
+    else:
+        raise FormatError(
+            f"no state dict found; the top level holds {', '.join(top[:12]) or 'nothing'}",
+            fix="ckptconv reads pycls checkpoints (model_state), {'state_dict': ...} dicts and bare state dicts",
+            path=str(path),
+        )
+    sets = {name: strip_module(sd, path) for name, sd in sets.items()}
+    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+    return Checkpoint(
+        path, fmt, kind, top, sets, errors, obj.get("cfg"), epoch if isinstance(epoch, int) else None, dict(meta)
+    )
+
+
+def _from_safetensors(path: Path) -> Checkpoint:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        header = read_safetensors_header(path)
+        sd = load_file(str(path), device="cpu")
+    except (SafetensorError, ValueError, OSError, struct.error) as e:
+        raise FormatError(f"truncated or corrupt safetensors file ({e})", fix="download or copy it again", path=str(path)) from None
+    from .meta import decode_meta
+
+    meta = decode_meta(header.get("__metadata__") or {})
+    return Checkpoint(path, "safetensors", "safetensors", sorted(sd), {"state_dict": strip_module(sd, path)}, meta=meta)
+
+
+def load(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
+    """Load a checkpoint safely: format from its magic bytes, weights-only, memory-mapped when zip."""
+    path = Path(path)
+    fmt = sniff(path)
+    if fmt == "safetensors":
+        return _from_safetensors(path)
+    crcs = _zip_crcs(path) if fmt == "zip" else None
+    ckpt = _from_pickle(path, fmt, _torch_load(path, fmt, trust_pickle))
+    ckpt._crcs = crcs
+    return ckpt
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, read without touching tensor data."""
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n))

@@ -1,0 +1,61 @@
+"""The ckptconv command line: parses and renders; the library converts, verifies and writes.
+
+Only this package imports click and rich, and torch is imported inside the commands that need it,
+so ``ckptconv --help``, ``--version`` and ``ckptconv mappings`` start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import __version__
+
+
+class Context:
+    """Global options, shared by every command."""
+
+    def __init__(self, tables: tuple[Path, ...]):
+        self.tables = tables
+        self._registry = None
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from ..registry import Registry
+
+            self._registry = Registry.from_env(self.tables)
+        return self._registry
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="ckptconv")
+@click.option(
+    "--tables",
+    "tables",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Extra tables directory (variants/*.toml, layouts/*.toml); repeatable. Also $CKPTCONV_TABLES.",
+)
+@click.pass_context
+def main(ctx: click.Context, tables: tuple[Path, ...]) -> None:
+    """Convert pycls EfficientNet checkpoints (B0-B5) to MMDetection, mmpretrain and timm, and verify
+    that the converted weights compute what pycls computed.
+
+    \b
+    Exit codes: 0 success, 1 conversion or verification failed, 2 usage error, 130 interrupted.
+    """
+    ctx.obj = Context(tables)
+
+
+def _register() -> None:
+    from . import convert, demo, mappings, verify
+
+    for module in (convert, verify, mappings, demo):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

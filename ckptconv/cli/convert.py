@@ -1,0 +1,113 @@
+"""``ckptconv pycls2mmdet`` and ``ckptconv convert``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import conversion_options, output_options
+from .ui import UI, human_bytes, human_params
+
+
+def _options(kw: dict, **extra):
+    from ..convert import Options
+
+    return Options(
+        arch=kw["arch"],
+        weights=kw["weights"],
+        prefix=kw["prefix"],
+        dtype=kw["dtype"],
+        verify="none" if kw["no_verify"] else kw["verify_mode"],
+        input_size=tuple(kw["input_size"]),
+        trust_pickle=kw["trust_pickle"],
+        force=kw["force"],
+        dry_run=kw["dry_run"],
+        config_out=kw["config_out"],
+        **extra,
+    )
+
+
+def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None:
+    ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
+    with ui.guard():
+        from ..convert import convert
+
+        if kw["trust_pickle"]:
+            ui.warning("--trust-pickle: unpickling whatever the file asks for; this can run code stored in it")
+        result = convert(src, out, _options(kw, **extra), ctx_obj.registry)
+        if ui.json_mode:
+            ui.json(result.to_dict())
+        elif result.dry_run:
+            show_plan(ui, result.plan, force=True)
+        else:
+            summarize(ui, result)
+
+
+def show_plan(ui: UI, plan, *, force: bool = False) -> None:
+    rows = [(e.source, e.target, e.rule) for e in plan.mapped]
+    rows += [(e.source, f"(dropped: {e.reason})", e.rule) for e in plan.dropped]
+    rows += [("(absent)", e.target, f"{e.rule}: {e.reason}") for e in plan.absent]
+    title = f"{plan.source_layout} -> {plan.target_layout}, {plan.variant.name}: {len(plan.mapped)} mapped, {len(plan.dropped)} dropped"
+    ui.table(title, ["source key", "target key", "rule"], rows, force=force)
+
+
+def summarize(ui: UI, result) -> None:
+    from ..engine import group_keys
+
+    ui.success(
+        f"{result.source} -> {result.output}  [{result.source_layout} -> {result.layout}, "
+        f"{result.arch} (from {result.arch_from}), {result.weights} weights, {result.dtype}]"
+    )
+    dropped = result.plan.dropped
+    if dropped:
+        rules = sorted({e.rule for e in dropped})
+        ui.info(f"  {len(result.plan.mapped)} keys mapped; {len(dropped)} dropped by {', '.join(rules)}: {group_keys(e.source for e in dropped)}")
+    else:
+        ui.info(f"  {len(result.plan.mapped)} keys mapped, none dropped")
+    ui.info(f"  {human_params(result.params)} parameters, {human_bytes(result.bytes)} written in {result.seconds:.2f} s")
+    if result.report is not None:
+        for check in result.report.checks:
+            ui.info(f"  verified {check.name}: {check.detail}")
+    if result.config:
+        defaults = result.meta.get("settings", {})
+        ui.info("")
+        ui.info(f"[bold]The config these weights need[/bold] (padding={defaults.get('padding')}, BN eps={defaults.get('eps'):g}):", markup=True)
+        ui.plain(result.config)
+
+
+def _common(f):
+    f = click.option("--config-out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Also write the config fragment to FILE.")(f)
+    f = click.option("--dry-run", is_flag=True, help="Print the mapping plan (every key, every drop and its rule) and write nothing.")(f)
+    return output_options(conversion_options(f))
+
+
+@click.command("pycls2mmdet")
+@click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)
+@click.option("--layout", default="mmdet", show_default=True, help="Target layout: mmdet (mmdet 3.x layers.0-6) or mmdet-stages (efficientnet2mmdet.py).")
+@_common
+@click.pass_obj
+def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
+    """Convert a pycls EfficientNet checkpoint IN to an MMDetection checkpoint OUT.
+
+    OUT ending in .pth writes torch.save({'state_dict': ..., 'meta': ...}); .safetensors writes a
+    safetensors file with the meta in its metadata. Prints the backbone config the weights need.
+    """
+    run_convert(obj, src, out, kw, layout=layout)
+
+
+@click.command("convert")
+@click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)
+@click.option("--from", "source_layout", default="pycls", show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm).")
+@click.option("--to", "layout", required=True, help="Layout of OUT: a table name, or pycls.")
+@click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")
+@_common
+@click.pass_obj
+def convert_cmd(obj, src: Path, out: Path | None, source_layout: str, layout: str, allow_partial: bool, **kw) -> None:
+    """Convert IN from one layout to another; pycls is the hub (pycls -> X, X -> pycls)."""
+    run_convert(obj, src, out, kw, layout=layout, source_layout=source_layout, allow_partial=allow_partial)
+
+
+COMMANDS = (pycls2mmdet, convert_cmd)

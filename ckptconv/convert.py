@@ -1,0 +1,291 @@
+"""Converting one checkpoint: check everything first, then write once, atomically.
+
+Order of work: refuse impossible outputs before reading anything; load (memory-mapped);
+choose the weight set; find the variant; plan every key; check the tensors against the plan,
+the cast and the zip's checksums; verify; only then write.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__, detect, engine, writer
+from . import verify as verification
+from .checkpoint import Checkpoint, load, sha256_file
+from .errors import MappingError, UsageError
+from .meta import encode_meta
+from .registry import Registry, default_registry
+from .tables import Layout
+from .variants import Variant
+
+DTYPE_CHOICES = {"keep": None, "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+VERIFY_CHOICES = ("numeric", "structure", "none")
+FP16_MAX = 65504.0
+
+
+@dataclass
+class Options:
+    """What to convert to and how; the CLI fills it from its flags."""
+
+    layout: str = "mmdet"  # target layout (a table name, or 'pycls')
+    source_layout: str = "pycls"
+    arch: str | None = None
+    weights: str = "best"  # best | model | ema
+    prefix: str | None = None  # None: the table's default
+    dtype: str = "keep"  # keep | fp16 | bf16 | fp32
+    verify: str = "numeric"  # numeric | structure | none
+    input_size: tuple[int, int] = verification.DEFAULT_INPUT
+    trust_pickle: bool = False
+    force: bool = False
+    dry_run: bool = False
+    allow_partial: bool = False
+    config_out: Path | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that change an output's bytes (batch compares them to skip up-to-date files)."""
+        return {"layout": self.layout, "from": self.source_layout, "weights": self.weights, "prefix": self.prefix, "dtype": self.dtype}
+
+
+@dataclass
+class Result:
+    """What a conversion did; ``to_dict()`` is the ``--json`` report."""
+
+    source: str
+    output: str | None
+    format: str
+    arch: str
+    arch_from: str
+    source_layout: str
+    layout: str
+    table: str
+    weights: str
+    dtype: str
+    plan: engine.Plan
+    params: int
+    bytes: int = 0
+    seconds: float = 0.0
+    report: verification.Report | None = None
+    config: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.report.ok if self.report else True,
+            "action": "dry-run" if self.dry_run else "converted",
+            "source": self.source,
+            "output": self.output,
+            "format": self.format,
+            "arch": self.arch,
+            "arch_from": self.arch_from,
+            "from": self.source_layout,
+            "layout": self.layout,
+            "table": self.table,
+            "weights": self.weights,
+            "dtype": self.dtype,
+            "keys_mapped": len(self.plan.mapped),
+            "keys_dropped": len(self.plan.dropped),
+            "dropped": [{"key": e.source, "rule": e.rule, "reason": e.reason} for e in self.plan.dropped],
+            "absent": [e.target for e in self.plan.absent],
+            "params": self.params,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 4),
+            "verification": self.report.to_dict() if self.report else None,
+            "meta": self.meta,
+        }
+
+
+def _layout(registry: Registry, name: str) -> Layout | None:
+    return None if name == engine.PYCLS else registry.layout(name)
+
+
+def resolve_dtype(sd: dict[str, torch.Tensor], requested: str) -> str:
+    if requested not in DTYPE_CHOICES:
+        raise UsageError(f"unknown --dtype {requested!r}", fix=f"use one of {', '.join(DTYPE_CHOICES)}")
+    if DTYPE_CHOICES[requested]:
+        return DTYPE_CHOICES[requested]
+    floats = {str(t.dtype)[6:] for t in sd.values() if t.is_floating_point()}
+    if len(floats) != 1 or not floats <= set(verification.DTYPES):
+        raise MappingError(f"the weights mix floating dtypes {sorted(floats)}", fix="pass --dtype fp16, bf16 or fp32")
+    return floats.pop()
+
+
+def check_cast(key: str, t: torch.Tensor, dtype: str) -> None:
+    """Refuse a cast that would change a value beyond rounding: overflow to Inf, or NaN/Inf in the source."""
+    if not t.is_floating_point() or str(t.dtype)[6:] == dtype:
+        return
+    if not torch.isfinite(t).all():
+        raise MappingError(f"{key}: the source holds NaN or Inf; refusing to cast to {dtype}", fix="fix the checkpoint or use --dtype keep")
+    if dtype == "float16":
+        peak = t.abs().max().item() if t.numel() else 0.0
+        if peak > FP16_MAX:
+            raise MappingError(
+                f"{key}: values up to {peak:.6g} overflow float16 (max {FP16_MAX:g})",
+                fix="use --dtype bf16 (same range as float32) or keep",
+            )
+
+
+def render_config(layout: Layout, variant: Variant, checkpoint: str, prefix: str) -> str | None:
+    """The target library config the weights need, from the table's template."""
+    template = layout.config.get("template")
+    if not template:
+        return None
+    widths = [variant.point_width(p) for p in layout.levels.values()]
+    out_indices = tuple(layout.config.get("out_indices", ()))
+    values = {
+        "arch": variant.name,
+        "title": variant.title,
+        "version": __version__,
+        "checkpoint": checkpoint,
+        "init_prefix": f", prefix='{prefix}'" if prefix else "",
+        "prefix": prefix,
+        "out_indices": out_indices,
+        "in_channels": [widths[i] for i in out_indices],
+        "level_widths": widths,
+        "head_w": variant.head_w,
+        "num_classes": variant.num_classes,
+    }
+    return template.format(**values).strip() + "\n"
+
+
+def build_meta(ckpt: Checkpoint, sha: str, variant: Variant, layout: Layout | None, weights: str, dtype: str, prefix: str) -> dict[str, Any]:
+    table = layout.name if layout else engine.PYCLS
+    return {
+        "ckptconv_version": __version__,
+        "source": ckpt.path.name,
+        "source_sha256": sha,
+        "source_format": ckpt.format,
+        "arch": variant.name,
+        "layout": table,
+        "table": table,
+        "table_version": layout.version if layout else 1,
+        "weights": weights,
+        "dtype": dtype,
+        "prefix": prefix,
+        "settings": dict(layout.settings) if layout else {"padding": "symmetric", "eps": 1e-5},
+        "epoch": ckpt.epoch,
+    }
+
+
+def convert(src: str | Path, out: str | Path | None, opts: Options | None = None, registry: Registry | None = None) -> Result:
+    """Convert ``src`` to ``out`` (None only with ``dry_run``). Raises a ``CkptError`` on any problem."""
+    start = time.perf_counter()
+    opts = opts or Options()
+    registry = registry or default_registry()
+    src = Path(src)
+    target = _layout(registry, opts.layout)
+    source_layout = _layout(registry, opts.source_layout)
+    if target is None and source_layout is None:
+        raise UsageError("--from and --to are both pycls", fix="pick a target layout")
+    if opts.verify not in VERIFY_CHOICES:
+        raise UsageError(f"unknown verification {opts.verify!r}", fix=f"use one of {', '.join(VERIFY_CHOICES)}")
+    out_path = Path(out) if out is not None else None
+    fmt = writer.output_format(out_path) if out_path is not None else "none"
+    if out_path is None and not opts.dry_run:
+        raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
+    if out_path is not None and not opts.dry_run:
+        writer.check_output(out_path, [src], opts.force)
+        if opts.config_out:
+            writer.check_output(Path(opts.config_out), [src], opts.force)
+    with ThreadPoolExecutor(1) as pool:
+        sha = pool.submit(sha256_file, src) if not opts.dry_run else None
+        ckpt = load(src, trust_pickle=opts.trust_pickle)
+        chosen, source_sd = ckpt.select(opts.weights)
+        shapes = {k: (tuple(v.shape), str(v.dtype)[6:]) for k, v in source_sd.items()}
+        variant, arch_from, source_prefix = detect.resolve_arch(opts.arch, ckpt.cfg, shapes, registry, source_layout, ckpt.meta)
+        prefix = opts.prefix if opts.prefix is not None else (target.prefix if target else "")
+        plan = engine.plan(variant, target, source=source_layout, target_prefix=prefix, source_prefix=source_prefix)
+        engine.check_source(plan, shapes, variants=registry.variants, allow_partial=opts.allow_partial)
+        if plan.absent and not opts.allow_partial:
+            raise MappingError(
+                f"the {plan.source_layout} layout lacks {len(plan.absent)} key(s) pycls needs: "
+                + engine.group_keys(e.target for e in plan.absent),
+                fix="pass --allow-partial to write a pycls file without them",
+            )
+        dtype = resolve_dtype(source_sd, opts.dtype)
+        kept = {e.source: source_sd[e.source] for e in plan.mapped}
+        ckpt.verify_tensors(kept)
+        out_sd = {}
+        for e in plan.mapped:
+            check_cast(e.source, kept[e.source], dtype)
+            out_sd[e.target] = writer.compact(verification.cast(kept[e.source], dtype))
+        sha_hex = sha.result() if sha else ""
+    meta = build_meta(ckpt, sha_hex, variant, target, chosen, dtype, prefix)
+    result = Result(
+        source=str(src),
+        output=str(out_path) if out_path else None,
+        format=fmt,
+        arch=variant.name,
+        arch_from=arch_from,
+        source_layout=plan.source_layout,
+        layout=plan.target_layout,
+        table=(target or source_layout).table_id,
+        weights=chosen,
+        dtype=dtype,
+        plan=plan,
+        params=sum(t.numel() for t in out_sd.values() if t.is_floating_point()),
+        meta=meta,
+        dry_run=opts.dry_run,
+    )
+    if target is not None:
+        result.config = render_config(target, variant, str(out_path or "OUT"), prefix)
+    if opts.dry_run:
+        result.seconds = time.perf_counter() - start
+        return result
+    if opts.verify != "none":
+        result.report = verify_conversion(plan, kept, out_sd, dtype, opts, str(out_path))
+        result.report.raise_if_failed()
+    result.bytes = writer.atomic_write(out_path, lambda f: _write(f, fmt, out_sd, meta, target, ckpt))
+    if opts.config_out and result.config:
+        writer.atomic_write(Path(opts.config_out), lambda f: f.write(result.config.encode()))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _write(f, fmt: str, sd: dict[str, torch.Tensor], meta: dict[str, Any], target: Layout | None, ckpt: Checkpoint) -> None:
+    if fmt == "safetensors":
+        writer.write_safetensors(f, sd, encode_meta(meta))
+        return
+    container = target.container if target else "pycls"
+    if container == "state_dict":
+        obj: Any = {"state_dict": sd, "meta": meta}
+    elif container == "pycls":
+        obj = {"epoch": ckpt.epoch if ckpt.epoch is not None else meta.get("epoch") or 0, "model_state": sd}
+    else:
+        obj = sd
+    writer.write_pth(f, obj)
+
+
+def verify_conversion(plan: engine.Plan, source: dict, converted: dict, dtype: str, opts: Options, path: str) -> verification.Report:
+    """Verify a conversion in memory: structure, bit identity, and (by default) numerics."""
+    start = time.perf_counter()
+    layout = plan.target or plan.source
+    settings = layout.settings
+    report = verification.Report(path, plan.variant.name, layout.name, settings["padding"], settings["eps"], opts.input_size)
+    if plan.target is not None:
+        ok = verification.check_structure(report, converted, plan.target, plan.variant, plan.target_prefix, dtype)
+    else:
+        ok = _check_pycls_structure(report, plan, converted, dtype)
+    verification.check_tensors(report, plan, source, converted, dtype)
+    if ok and opts.verify == "numeric" and report.ok:
+        pycls_sd, layout_sd = (converted, source) if plan.target is None else (source, converted)
+        layout_prefix = plan.source_prefix if plan.target is None else plan.target_prefix
+        cast_pycls = {k: verification.cast(v, dtype) for k, v in pycls_sd.items()}
+        if plan.target is None:
+            layout_sd = {k: verification.cast(v, dtype) for k, v in layout_sd.items()}
+        drift = pycls_sd if dtype != "float32" and plan.target is not None else None
+        verification.compare(report, plan.variant, layout, verification.strip_prefix(layout_sd, layout_prefix), cast_pycls, drift_sd=drift)
+    return verification.timed(report, start)
+
+
+def _check_pycls_structure(report: verification.Report, plan: engine.Plan, sd: dict, dtype: str) -> bool:
+    want = {e.target: e.spec for e in plan.mapped}
+    bad = [k for k in want if k not in sd or tuple(sd[k].shape) != want[k].shape] + [k for k in sd if k not in want]
+    report.add("structure", not bad, f"key {bad[0]} does not fit pycls {plan.variant.name}" if bad else f"{len(sd)} pycls keys fit {plan.variant.name}")
+    return not bad

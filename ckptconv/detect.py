@@ -1,0 +1,211 @@
+"""Which variant (and layout) a checkpoint holds: from pycls's dumped cfg, or from tensor shapes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import engine
+from .errors import FormatError, MappingError, UsageError
+from .registry import Registry
+from .tables import Layout
+from .variants import Variant
+
+Shapes = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip().strip("'\"")
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_cfg(cfg: Any) -> dict[str, dict[str, Any]]:
+    """Sections of a pycls cfg: a dict, or the YAML string ``cfg.dump()`` writes (block or flow lists).
+
+    Only what arch detection needs is understood: top-level sections of ``KEY: value`` lines,
+    with lists written ``[a, b]`` or as ``- a`` lines.
+    """
+    if isinstance(cfg, dict):
+        return {str(k): dict(v) for k, v in cfg.items() if isinstance(v, dict)}
+    if not isinstance(cfg, str):
+        return {}
+    sections: dict[str, dict[str, Any]] = {}
+    section = key = None
+    for line in cfg.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        text = line.strip()
+        if indent == 0:
+            name, _, rest = text.partition(":")
+            section, key = (name, None) if not rest.strip() else (None, None)
+            if section is not None:
+                sections[section] = {}
+            continue
+        if section is None:
+            continue
+        if text.startswith("- ") and key is not None:
+            sections[section].setdefault(key, []).append(_scalar(text[2:]))
+            continue
+        m = re.match(r"([A-Za-z_][\w]*):\s*(.*)$", text)
+        if not m:
+            continue
+        key, value = m.group(1), m.group(2)
+        if value.startswith("[") and value.endswith("]"):
+            sections[section][key] = [_scalar(v) for v in value[1:-1].split(",") if v.strip()]
+        elif value:
+            sections[section][key] = _scalar(value)
+    return sections
+
+
+def arch_from_cfg(cfg: Any, variants: dict[str, Variant]) -> str | None:
+    """The variant whose EN numbers the cfg holds; None when there is no cfg with an EN section.
+
+    Raises when the cfg describes another model type or EN numbers no variant has.
+    """
+    sections = parse_cfg(cfg)
+    model_type = str(sections.get("MODEL", {}).get("TYPE", "effnet")).lower()
+    if model_type not in ("effnet", "efficientnet"):
+        raise FormatError(
+            f"the checkpoint's cfg says MODEL.TYPE: {model_type}; ckptconv converts EfficientNets (effnet)",
+            fix="convert an EffNet checkpoint",
+        )
+    en = sections.get("EN")
+    if not en:
+        return None
+    for v in variants.values():
+        want = v.cfg_en()
+        if all(_same(en.get(k), want[k]) for k in want if k in en) and "DEPTHS" in en and "WIDTHS" in en:
+            return v.name
+    raise MappingError(
+        f"the checkpoint's cfg has EN numbers no known variant has (DEPTHS {en.get('DEPTHS')}, WIDTHS {en.get('WIDTHS')})",
+        fix="add a variant file for it (see README: adding a variant) or pass --tables DIR",
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(b, list):
+        return isinstance(a, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def expected_keys(variant: Variant, layout: Layout | None, prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """Every key and shape a full checkpoint of ``variant`` has in ``layout`` (None: pycls)."""
+    p = engine.plan(variant, layout, target_prefix=prefix)
+    return {e.target: e.shape for e in p.entries if e.target is not None}
+
+
+@dataclass(frozen=True)
+class Match:
+    """A (layout, variant, prefix) candidate and how well a state dict fits it."""
+
+    layout: Layout | None
+    variant: Variant
+    prefix: str
+    missing: int
+    unexpected: int
+    wrong_shape: int
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.wrong_shape)
+
+    @property
+    def misfits(self) -> int:
+        return self.missing + self.unexpected + self.wrong_shape
+
+    @property
+    def layout_name(self) -> str:
+        return self.layout.name if self.layout else engine.PYCLS
+
+
+def score(shapes: Shapes, variant: Variant, layout: Layout | None, prefix: str = "") -> Match:
+    want = expected_keys(variant, layout, prefix)
+    missing = sum(k not in shapes for k in want)
+    unexpected = sum(k not in want for k in shapes)
+    wrong = sum(1 for k, (s, _) in shapes.items() if k in want and tuple(s) != want[k])
+    return Match(layout, variant, prefix, missing, unexpected, wrong)
+
+
+def common_prefix(keys) -> str:
+    """The first key segment when every key shares it (``backbone`` of ``backbone.layers.0...``)."""
+    firsts = {k.split(".", 1)[0] for k in keys if "." in k}
+    return firsts.pop() if len(firsts) == 1 and all("." in k for k in keys) else ""
+
+
+def rank(shapes: Shapes, registry: Registry, layouts: list[Layout | None]) -> list[Match]:
+    """Every layout x variant x prefix candidate, best fit first; partial fits count misfits."""
+    prefixes = {""}
+    if common_prefix(shapes):
+        prefixes.add(common_prefix(shapes))
+    found = [
+        score(shapes, v, lay, prefix)
+        for lay in layouts
+        for v in registry.variants.values()
+        for prefix in prefixes
+    ]
+    return sorted(found, key=lambda m: (m.misfits, m.missing))
+
+
+def resolve_arch(
+    requested: str | None,
+    cfg: Any,
+    shapes: Shapes,
+    registry: Registry,
+    layout: Layout | None = None,
+    meta: dict[str, Any] | None = None,
+) -> tuple[Variant, str, str]:
+    """The variant to convert, how it was found (--arch, cfg, meta, shapes) and the key prefix.
+
+    ``--arch``, the cfg and a ckptconv meta must agree with the tensors when the tensors fit a
+    variant exactly; a disagreement names both.
+    """
+    ranked = rank(shapes, registry, [layout])
+    exact = next((m for m in ranked if m.exact), None)
+    by_shapes = exact.variant.name if exact else None
+    if requested:
+        variant = registry.variant(requested)
+        if by_shapes and by_shapes != variant.name:
+            raise UsageError(
+                f"--arch {variant.name} disagrees with the tensors, which are {by_shapes}",
+                fix=f"pass --arch {by_shapes} or omit --arch",
+            )
+        prefix = exact.prefix if exact else next((m.prefix for m in ranked if m.variant is variant), "")
+        return variant, "--arch", prefix
+    stated = [("cfg", arch_from_cfg(cfg, registry.variants))]
+    if meta and isinstance(meta.get("arch"), str) and meta["arch"] in registry.variants:
+        stated.append(("meta", meta["arch"]))
+    for how, name in stated:
+        if name and by_shapes and by_shapes != name:
+            raise MappingError(
+                f"the checkpoint's {how} says {name} but its tensors are {by_shapes}",
+                fix=f"pass --arch {by_shapes} if the tensors are right",
+            )
+    if by_shapes:
+        how = next((how for how, name in stated if name), "shapes")
+        return exact.variant, how, exact.prefix
+    named = next(((how, name) for how, name in stated if name), None)
+    if named:  # the cfg names a variant the tensors do not fit: let the plan name every misfit
+        return registry.variant(named[1]), named[0], next((m.prefix for m in ranked if m.variant.name == named[1]), "")
+    best = ranked[0]
+    others = [m for m in rank(shapes, registry, [None, *registry.layouts.values()]) if m.exact and m.layout is not layout]
+    if others:
+        m = others[0]
+        raise MappingError(
+            f"this is already a {m.layout_name} {m.variant.name} checkpoint, not {best.layout_name}",
+            fix=f"ckptconv convert IN OUT --from {m.layout_name} --to ...",
+        )
+    raise MappingError(
+        f"the tensors fit no known variant in the {best.layout_name} layout; closest is {best.variant.name} "
+        f"({best.missing} missing, {best.unexpected} unexpected, {best.wrong_shape} wrong-shape keys)",
+        fix=f"pass --arch {best.variant.name} to see each problem, or ckptconv inspect FILE",
+    )

@@ -1,0 +1,93 @@
+"""pycls-format checkpoints with random weights, for the demo, the tests and the benchmarks.
+
+They are what pycls's trainer writes (``epoch``, ``model_state``, ``optimizer_state`` with SGD
+momentum buffers, ``cfg`` as ``cfg.dump()`` YAML, optionally ``ema_state`` and errors), with weights
+scaled so activations stay finite and BatchNorm statistics that look trained, so padding and
+BN-eps mistakes show up in the outputs. They are not ImageNet models.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .variants import Variant
+
+
+def random_state(variant: Variant, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A pycls ``model_state`` for ``variant``: every key and shape of the real model, random values."""
+    gen = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    for spec in variant.pycls_keys:
+        name = spec.key.rsplit(".", 1)[-1]
+        shape = spec.shape
+        if name == "num_batches_tracked":
+            sd[spec.key] = torch.tensor(100_000, dtype=torch.int64)
+        elif name == "running_mean":
+            sd[spec.key] = torch.randn(shape, generator=gen) * 0.2
+        elif name == "running_var":
+            sd[spec.key] = torch.rand(shape, generator=gen) * 1.5 + 0.05
+        elif name == "weight" and len(shape) == 1:  # BN gamma
+            sd[spec.key] = 1.0 + torch.randn(shape, generator=gen) * 0.1
+        elif name == "bias":
+            sd[spec.key] = torch.randn(shape, generator=gen) * 0.05
+        else:  # conv / fc weight: He-style scale keeps 50-odd layers finite
+            fan_in = math.prod(shape[1:])
+            sd[spec.key] = torch.randn(shape, generator=gen) * math.sqrt(1.0 / fan_in)
+    return sd
+
+
+def cfg_yaml(variant: Variant) -> str:
+    """The parts of pycls's ``cfg.dump()`` that describe the model, in its block-list YAML style."""
+    lines = ["EN:"]
+    for key, value in sorted(variant.cfg_en().items()):
+        if isinstance(value, list):
+            lines.append(f"  {key}:")
+            lines.extend(f"  - {v:g}" if isinstance(v, float) else f"  - {v}" for v in value)
+        else:
+            lines.append(f"  {key}: {value}")
+    lines += ["MODEL:", "  ACTIVATION_FUN: silu", f"  NUM_CLASSES: {variant.num_classes}", "  TYPE: effnet"]
+    lines += ["TRAIN:", f"  IM_SIZE: {variant.im_size}", "NUM_GPUS: 8", "OUT_DIR: ."]
+    return "\n".join(lines) + "\n"
+
+
+def optimizer_state(model_state: dict[str, torch.Tensor], seed: int = 1) -> dict[str, Any]:
+    """SGD state as ``torch.optim.SGD.state_dict()`` holds it: one momentum buffer per parameter."""
+    gen = torch.Generator().manual_seed(seed)
+    params = [k for k in model_state if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    state = {i: {"momentum_buffer": torch.randn(model_state[k].shape, generator=gen) * 1e-3} for i, k in enumerate(params)}
+    group = {"lr": 0.1, "momentum": 0.9, "dampening": 0, "weight_decay": 1e-5, "nesterov": True, "params": list(range(len(params)))}
+    return {"state": state, "param_groups": [group]}
+
+
+def pycls_checkpoint(
+    variant: Variant,
+    *,
+    seed: int = 0,
+    optimizer: bool = True,
+    ema: bool = False,
+    errors: tuple[float, float] | None = None,
+    cfg: bool = True,
+    epoch: int = 99,
+) -> dict[str, Any]:
+    """A checkpoint dict as pycls's trainer saves it."""
+    ckpt: dict[str, Any] = {"epoch": epoch, "model_state": random_state(variant, seed)}
+    if ema:
+        ckpt["ema_state"] = random_state(variant, seed + 1000)
+    if errors is not None:
+        ckpt["test_err"], ckpt["ema_err"] = errors
+    if optimizer:
+        ckpt["optimizer_state"] = optimizer_state(ckpt["model_state"], seed + 1)
+    if cfg:
+        ckpt["cfg"] = cfg_yaml(variant)
+    return ckpt
+
+
+def save(obj: Any, path: str | Path, *, legacy: bool = False) -> Path:
+    """``torch.save`` in the zip format, or the legacy format of torch < 1.6 (pycls's 2020 zoo)."""
+    path = Path(path)
+    torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
+    return path
