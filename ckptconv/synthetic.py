@@ -18,7 +18,35 @@ from .variants import Variant
 
 
 def random_state(variant: Variant, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A pycls ``model_state`` for ``variant``: every key and shape of the real model, random values."""
+    """A pycls ``model_state`` for ``variant``: every key and shape of the real model, random weights,
+    and BatchNorm statistics measured on a random batch, as training leaves them (so activations
+    keep a sane scale through 40-odd blocks instead of blowing up)."""
+    sd = _random_weights(variant, seed)
+    _calibrate(variant, sd, seed)
+    return sd
+
+
+@torch.no_grad()
+def _calibrate(variant: Variant, sd: dict[str, torch.Tensor], seed: int) -> None:
+    from . import models
+
+    model = models.build("pycls", variant, device="cpu")
+    model.load_state_dict(sd, assign=True)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batch
+    model.train()
+    gen = torch.Generator().manual_seed(seed + 7)
+    model.forward_levels(torch.randn(8, 3, 64, 96, generator=gen))
+    for key, value in model.state_dict().items():
+        if key.endswith("running_mean"):
+            sd[key] = value.detach().clone()
+        elif key.endswith("running_var"):  # no near-dead channel amplifies noise a thousandfold
+            sd[key] = value.detach().clamp(min=0.1 * value.median().item() + 1e-3)
+
+
+def _random_weights(variant: Variant, seed: int) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     sd: dict[str, torch.Tensor] = {}
     for spec in variant.pycls_keys:
