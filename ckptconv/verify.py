@@ -248,22 +248,23 @@ def timed(report: Report, start: float) -> Report:
     return report
 
 
-def _identify(shapes, registry, layout_name: str | None, arch: str | None, meta: dict | None = None):
-    """Best (layout, variant, prefix) match for a state dict: the named layout, else the meta's, else any."""
+def _identify(shapes, registry, layout_name: str | None, arch: str | None, prefer: str | None = None):
+    """Best (layout, variant, prefix) match for a state dict, in the named layout or any.
+
+    The tensors decide: an exact fit wins even when ``arch`` names another variant (the caller
+    reports the disagreement); among equal fits (mmdet with prefix 'backbone' is also a layout
+    whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
+    closest candidate of ``arch``.
+    """
     from . import detect
 
-    meta = meta or {}
     known = (engine.PYCLS, *registry.layouts)
-    if layout_name:
-        names = [layout_name]
-    elif meta.get("layout") in known:
-        names = [meta["layout"]]
-    else:
-        names = list(known)
+    names = [layout_name] if layout_name else list(known)
     ranked = detect.rank(shapes, registry, [None if n == engine.PYCLS else registry.layout(n) for n in names])
-    if arch:
-        ranked = [m for m in ranked if m.variant.name == arch] or ranked
-    return ranked[0]
+    ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
+    if ranked[0].exact or not arch:
+        return ranked[0]
+    return next(m for m in ranked if m.variant.name == arch)
 
 
 def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -299,7 +300,7 @@ def verify_file(
     ckpt = load(path, trust_pickle=trust_pickle)
     _, sd = ckpt.select("best")
     meta = ckpt.meta
-    match = _identify(_shapes(sd), registry, layout, arch, meta)
+    match = _identify(_shapes(sd), registry, layout, arch, meta.get("layout"))
     variant, lay = match.variant, match.layout
     settings = (lay.settings if lay else {"padding": "symmetric", "eps": 1e-5}) | {
         k: v for k, v in (meta.get("settings") or {}).items() if k in ("padding", "eps")
@@ -314,9 +315,7 @@ def verify_file(
     if lay is not None:
         fits = check_structure(report, sd, lay, variant, match.prefix, dtype)
     else:
-        fits = match.exact
-        report.add("structure", fits, f"{len(sd)} pycls keys fit {variant.name}" if fits else
-                   f"the tensors do not fit pycls {variant.name} ({match.missing} missing, {match.unexpected} unexpected, {match.wrong_shape} wrong-shape keys)")  # fmt: skip
+        fits = _check_pycls_structure(report, sd, variant, registry)
     if not fits:
         return timed(report, start)
     if source is None:
@@ -352,11 +351,34 @@ def verify_file(
     return timed(report, start)
 
 
+def _check_pycls_structure(report: Report, sd: dict, variant: Variant, registry) -> bool:
+    """A pycls file fits when it is whole, or lacks exactly what some layout lacks (--allow-partial)."""
+    want = {s.key: s.shape for s in variant.pycls_keys}
+    wrong = [k for k, v in sd.items() if k not in want or tuple(v.shape) != want[k]]
+    missing = {k for k in want if k not in sd}
+    if wrong:
+        report.add("structure", False, f"{wrong[0]} does not fit pycls {variant.name}")
+        return False
+    if not missing:
+        report.add("structure", True, f"{len(sd)} pycls keys fit {variant.name}")
+        return True
+    lacking = [
+        name for name, lay in registry.layouts.items()
+        if missing == {e.target for e in engine.plan(variant, None, source=lay).absent}
+    ]  # fmt: skip
+    detail = f"partial pycls {variant.name} file: lacks {engine.group_keys(missing)}"
+    if lacking:
+        report.add("structure", True, f"{detail}, as written from the {' / '.join(lacking)} layout with --allow-partial")
+    else:
+        report.add("structure", False, detail)
+    return bool(lacking)
+
+
 def _check_meta(report: Report, meta: dict, match, arch: str | None, layout: str | None) -> None:
-    """The meta must agree with the tensors and with what was asked."""
-    if not meta:
-        return
+    """The tensors, the meta and the options must tell the same arch and layout."""
     problems = []
+    if arch and arch != match.variant.name and match.exact:
+        problems.append(f"--arch {arch} was asked but the tensors are {match.variant.name}")
     if meta.get("arch") and meta["arch"] != match.variant.name:
         problems.append(f"meta records arch {meta['arch']} but the tensors are {match.variant.name}")
     if meta.get("layout") and meta["layout"] != match.layout_name:
@@ -365,4 +387,5 @@ def _check_meta(report: Report, meta: dict, match, arch: str | None, layout: str
         problems.append(f"meta records layout {meta['layout']} but --layout {layout} was asked")
     if arch and meta.get("arch") and meta["arch"] != arch:
         problems.append(f"meta records arch {meta['arch']} but --arch {arch} was asked")
-    report.add("meta", not problems, problems[0] if problems else "meta agrees with the tensors")
+    if meta or problems:
+        report.add("identity", not problems, problems[0] if problems else f"meta agrees with the tensors ({match.variant.name}, {match.layout_name})")

@@ -20,7 +20,7 @@ import torch
 from .errors import OutputError, UsageError
 
 TMP_PREFIX = ".ckptconv-tmp-"
-FORMATS = {".pth": "pth", ".pt": "pth", ".safetensors": "safetensors"}
+FORMATS = {".pth": "pth", ".pt": "pth", ".pyth": "pth", ".safetensors": "safetensors"}
 # safetensors dtype names
 ST_DTYPES = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -35,7 +35,7 @@ def output_format(path: Path) -> str:
     if fmt is None:
         raise UsageError(
             f"cannot tell the output format from the extension {path.suffix or '(none)'!r}",
-            fix="name the output .pth (torch) or .safetensors",
+            fix="name the output .pth (torch; .pt and pycls's .pyth too) or .safetensors",
             path=str(path),
         )
     return fmt
