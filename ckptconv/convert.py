@@ -154,7 +154,7 @@ def render_config(layout: Layout, variant: Variant, checkpoint: str, prefix: str
     return template.format(**values).strip() + "\n"
 
 
-def build_meta(ckpt: Checkpoint, sha: str, variant: Variant, layout: Layout | None, weights: str, dtype: str, prefix: str) -> dict[str, Any]:
+def build_meta(ckpt: Checkpoint, sha: str, variant: Variant, layout: Layout | None, weights: str, dtype: str, prefix: str, opts: Options) -> dict[str, Any]:
     table = layout.name if layout else engine.PYCLS
     return {
         "ckptconv_version": __version__,
@@ -170,11 +170,22 @@ def build_meta(ckpt: Checkpoint, sha: str, variant: Variant, layout: Layout | No
         "prefix": prefix,
         "settings": dict(layout.settings) if layout else {"padding": "symmetric", "eps": 1e-5},
         "epoch": ckpt.epoch,
+        "options": opts.fingerprint(),  # what was asked: batch re-runs skip outputs made the same way
     }
 
 
-def convert(src: str | Path, out: str | Path | None, opts: Options | None = None, registry: Registry | None = None) -> Result:
-    """Convert ``src`` to ``out`` (None only with ``dry_run``). Raises a ``CkptError`` on any problem."""
+def convert(
+    src: str | Path,
+    out: str | Path | None,
+    opts: Options | None = None,
+    registry: Registry | None = None,
+    *,
+    source_sha256: str | None = None,
+) -> Result:
+    """Convert ``src`` to ``out`` (None only with ``dry_run``). Raises a ``CkptError`` on any problem.
+
+    ``source_sha256``: the source's hash when the caller has it already (batch), to read it once.
+    """
     start = time.perf_counter()
     opts = opts or Options()
     registry = registry or default_registry()
@@ -194,7 +205,7 @@ def convert(src: str | Path, out: str | Path | None, opts: Options | None = None
         if opts.config_out:
             writer.check_output(Path(opts.config_out), [src], opts.force)
     with ThreadPoolExecutor(1) as pool:
-        sha = pool.submit(sha256_file, src) if not opts.dry_run else None
+        sha = pool.submit(sha256_file, src) if not (opts.dry_run or source_sha256) else None
         ckpt = load(src, trust_pickle=opts.trust_pickle)
         chosen, source_sd = ckpt.select(opts.weights)
         shapes = {k: (tuple(v.shape), str(v.dtype)[6:]) for k, v in source_sd.items()}
@@ -215,8 +226,8 @@ def convert(src: str | Path, out: str | Path | None, opts: Options | None = None
         for e in plan.mapped:
             check_cast(e.source, kept[e.source], dtype)
             out_sd[e.target] = writer.compact(verification.cast(kept[e.source], dtype))
-        sha_hex = sha.result() if sha else ""
-    meta = build_meta(ckpt, sha_hex, variant, target, chosen, dtype, prefix)
+        sha_hex = sha.result() if sha else (source_sha256 or "")
+    meta = build_meta(ckpt, sha_hex, variant, target, chosen, dtype, prefix, opts)
     result = Result(
         source=str(src),
         output=str(out_path) if out_path else None,

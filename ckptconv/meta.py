@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 # Fields whose values are not strings; safetensors stores them JSON-encoded.
-JSON_FIELDS = ("settings", "table_version", "source_size", "epoch")
+JSON_FIELDS = ("settings", "table_version", "epoch", "options")
 
 
 def encode_meta(meta: dict[str, Any]) -> dict[str, str]:

@@ -1,0 +1,342 @@
+"""Converting a zoo: plan every output first, then convert in parallel worker processes.
+
+The parent process plans (sources, output names, collisions) without importing torch; each worker
+imports torch once and converts many files. One bad file never stops the batch: its failure is
+recorded with its one-line reason. Re-running is incremental: an output whose meta records the same
+source sha256 and options is reported up to date and left alone.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .errors import CkptError, UsageError
+
+SOURCE_SUFFIXES = (".pyth", ".pth", ".pt", ".safetensors")
+MANIFEST_SUFFIXES = (".toml", ".json")
+FORMAT_EXT = {"pth": ".pth", "safetensors": ".safetensors"}
+ENTRY_FIELDS = {"source", "arch", "layout", "weights", "output", "prefix", "dtype", "trust_pickle"}
+_HINT = re.compile(r"EN-(B\d+)", re.IGNORECASE)
+
+
+@dataclass
+class Job:
+    """One conversion of a batch, fully decided before anything is written."""
+
+    source: str
+    output: str  # final name; with --publish, the name before the hash is added
+    layout: str
+    arch: str | None = None
+    weights: str = "best"
+    prefix: str | None = None
+    dtype: str = "keep"
+    verify: str = "numeric"
+    input_size: tuple[int, int] = (64, 96)
+    trust_pickle: bool = False
+    force: bool = False
+    publish: bool = False
+    tables: tuple[str, ...] = ()
+
+    @property
+    def hint(self) -> str | None:
+        """The arch a file name like ``EN-B3_dds_8gpu.pyth`` suggests: only a hint."""
+        m = _HINT.search(Path(self.source).name)
+        return m.group(1).lower() if m else None
+
+
+@dataclass
+class Outcome:
+    """What happened to one job; the batch report holds one per input."""
+
+    source: str
+    output: str | None
+    status: str  # converted | up to date | failed
+    arch: str | None = None
+    layout: str | None = None
+    params: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    verification: str = "-"
+    error: str | None = None
+    note: str | None = None
+    source_sha256: str | None = None
+    output_sha256: str | None = None
+    source_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("converted", "up to date")
+
+
+@dataclass
+class Batch:
+    jobs: list[Job]
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return len(self.outcomes) == len(self.jobs) and all(o.ok for o in self.outcomes)
+
+    def report(self) -> dict[str, Any]:
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("converted", "up to date", "failed")}
+        return {
+            "ok": self.ok,
+            "files": [asdict(o) for o in self.outcomes],
+            "summary": {**counts, "total": len(self.jobs), "seconds": round(self.seconds, 3)},
+        }
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _search(directory: Path, exclude: Path | None) -> list[Path]:
+    found = []
+    for path in sorted(directory.rglob("*")):
+        if path.suffix in SOURCE_SUFFIXES[:3] and path.is_file() and not path.name.startswith("."):
+            if exclude is None or exclude not in path.resolve().parents:
+                found.append(path)
+    return found
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """Entries of a TOML (``[[checkpoint]]``) or JSON (``{"checkpoints": [...]}`` or a list) manifest."""
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(path.read_text())
+            entries = data.get("checkpoint", data.get("checkpoints"))
+        else:
+            data = json.loads(path.read_text())
+            entries = data if isinstance(data, list) else data.get("checkpoints")
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"cannot read the manifest ({e})", path=str(path)) from None
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(
+            "the manifest lists no checkpoints",
+            fix='write [[checkpoint]] tables (TOML) or {"checkpoints": [...]} (JSON), each with a source',
+            path=str(path),
+        )
+    out = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "source" not in entry:
+            raise UsageError(f"entry {i + 1} has no source", path=str(path))
+        unknown = set(entry) - ENTRY_FIELDS
+        if unknown:
+            raise UsageError(f"entry {i + 1} has unknown field(s) {sorted(unknown)}", fix=f"use {', '.join(sorted(ENTRY_FIELDS))}", path=str(path))
+        source = Path(entry["source"])
+        out.append({**entry, "source": str(source if source.is_absolute() else path.parent / source)})
+    return out
+
+
+def collect(sources: Iterable[str], out_dir: Path) -> list[dict[str, Any]]:
+    """Entries (dicts with at least ``source``) from files, directories, globs and manifests."""
+    entries: list[dict[str, Any]] = []
+    exclude = out_dir.resolve() if out_dir.exists() else None
+    for text in sources:
+        path = Path(text)
+        if path.suffix in MANIFEST_SUFFIXES and path.is_file():
+            entries += read_manifest(path)
+        elif path.is_dir():
+            found = _search(path, exclude)
+            if not found:
+                raise UsageError(f"no *.pyth or *.pth files under {text!r}", fix="pass checkpoint files, a directory of them, or a manifest")
+            entries += [{"source": str(p)} for p in found]
+        elif _is_glob(text):
+            matched = sorted(p for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matched:
+                raise UsageError(f"the pattern {text!r} matches no file")
+            entries += [{"source": p} for p in matched]
+        else:
+            entries.append({"source": text})  # a missing file fails as that file's own error
+    if not entries:
+        raise UsageError("no checkpoints to convert", fix="pass files, directories, globs or a manifest")
+    return entries
+
+
+def plan(
+    entries: list[dict[str, Any]],
+    out_dir: Path,
+    *,
+    layout: str,
+    fmt: str,
+    trust_pickle: bool,
+    **common: Any,
+) -> list[Job]:
+    """One job per entry; fails before anything is written when two jobs would write one output."""
+    if fmt not in FORMAT_EXT:
+        raise UsageError(f"unknown --format {fmt!r}", fix="use pth or safetensors")
+    jobs, seen = [], {}
+    for entry in entries:
+        if entry.get("trust_pickle") and not trust_pickle:
+            raise UsageError(
+                f"the manifest asks to trust the pickle of {entry['source']}",
+                fix="a manifest cannot switch on --trust-pickle; pass it on the command line if you trust every file",
+            )
+        name = entry.get("output") or Path(entry["source"]).stem + FORMAT_EXT[fmt]
+        output = out_dir / name
+        job = Job(
+            source=entry["source"],
+            output=str(output),
+            layout=entry.get("layout", layout),
+            arch=entry.get("arch"),
+            weights=entry.get("weights", common.get("weights", "best")),
+            prefix=entry.get("prefix", common.get("prefix")),
+            dtype=entry.get("dtype", common.get("dtype", "keep")),
+            verify=common.get("verify", "numeric"),
+            input_size=tuple(common.get("input_size", (64, 96))),
+            trust_pickle=trust_pickle,
+            force=common.get("force", False),
+            publish=common.get("publish", False),
+            tables=tuple(str(t) for t in common.get("tables", ())),
+        )
+        key = os.path.normcase(os.path.abspath(output))
+        if key in seen:
+            raise UsageError(
+                f"{seen[key]} and {entry['source']} would both write {output}",
+                fix="give one of them another output name in a manifest (output = \"...\")",
+            )
+        seen[key] = entry["source"]
+        jobs.append(job)
+    return jobs
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _published_candidates(output: Path) -> list[Path]:
+    return sorted(output.parent.glob(f"{glob.escape(output.stem)}-" + "[0-9a-f]" * 8 + output.suffix))
+
+
+def _up_to_date(job: Job, sha: str, options: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    """An existing output (and its meta) converted from this very source with these options, if any."""
+    from .checkpoint import load
+
+    output = Path(job.output)
+    candidates = _published_candidates(output) if job.publish else [output]
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            meta = load(path).meta
+        except CkptError:
+            continue
+        if meta.get("source_sha256") == sha and meta.get("options") == options:
+            return path, meta
+    return None
+
+
+def run_job(job: Job) -> Outcome:
+    """Convert one job in this process; never raises for a bad input (it becomes a failed outcome)."""
+    start = time.perf_counter()
+    source = Path(job.source)
+    outcome = Outcome(str(source), job.output, "failed", layout=job.layout)
+    try:
+        outcome.source_bytes = source.stat().st_size if source.is_file() else 0
+        _run(job, outcome)
+    except CkptError as e:
+        outcome.status, outcome.error = "failed", str(e) if e.path else f"{source}: {e}"
+    except Exception as e:  # noqa: BLE001 - one file's bug must not stop the zoo; it is reported
+        outcome.status, outcome.error = "failed", f"{source}: unexpected error ({type(e).__name__}: {e})"
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _run(job: Job, outcome: Outcome) -> None:
+    from .checkpoint import sha256_file
+    from .convert import Options, convert
+    from .registry import Registry
+
+    registry = Registry.from_env(job.tables)
+    opts = Options(
+        layout=job.layout, arch=job.arch, weights=job.weights, prefix=job.prefix, dtype=job.dtype,
+        verify=job.verify, input_size=job.input_size, trust_pickle=job.trust_pickle, force=job.force,
+    )  # fmt: skip
+    source = Path(job.source)
+    if not source.is_file():
+        raise UsageError("no such file" if not source.exists() else "not a file", path=str(source))
+    sha = sha256_file(source)
+    outcome.source_sha256 = sha
+    if not job.force:
+        found = _up_to_date(job, sha, opts.fingerprint())
+        if found is not None:
+            current, meta = found
+            outcome.status, outcome.output, outcome.arch = "up to date", str(current), meta.get("arch")
+            outcome.bytes = current.stat().st_size
+            outcome.output_sha256 = sha256_file(current)
+            outcome.verification = "as converted"
+            return
+    target = Path(job.output)
+    if job.publish:  # write under a temp name, then rename with the final file's hash
+        from .writer import TMP_PREFIX
+
+        target = target.parent / f"{TMP_PREFIX}{os.getpid()}-publish-{target.name}"
+    result = convert(source, target, opts, registry, source_sha256=sha)
+    final = target
+    out_sha = sha256_file(target)
+    if job.publish:
+        final = Path(job.output).with_name(f"{Path(job.output).stem}-{out_sha[:8]}{Path(job.output).suffix}")
+        os.replace(target, final)
+    outcome.status, outcome.output, outcome.output_sha256 = "converted", str(final), out_sha
+    outcome.arch, outcome.params, outcome.bytes = result.arch, result.params, result.bytes
+    report = result.report
+    outcome.verification = "skipped" if report is None else f"{job.verify} ok" if report.ok else "failed"
+    if job.hint and job.hint != result.arch:
+        outcome.note = f"file name suggests {job.hint} but the tensors are {result.arch} (converted as {result.arch})"
+
+
+def run(jobs: list[Job], *, workers: int, on_start: Callable[[Job], None] | None = None,
+        on_done: Callable[[Job, Outcome], None] | None = None) -> Batch:  # fmt: skip
+    """Convert every job, ``workers`` at a time; outcomes in job order."""
+    start = time.perf_counter()
+    batch = Batch(jobs)
+    results: dict[int, Outcome] = {}
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        _init_worker(os.cpu_count() or 1)
+        for i, job in enumerate(jobs):
+            on_start and on_start(job)
+            results[i] = run_job(job)
+            on_done and on_done(job, results[i])
+    else:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        # fork: the parent has not imported torch, so workers start cheaply and safely
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+            pending = {}
+            queue = list(enumerate(jobs))
+            try:
+                while queue or pending:
+                    while queue and len(pending) < workers:
+                        i, job = queue.pop(0)
+                        on_start and on_start(job)
+                        pending[pool.submit(run_job, job)] = i
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        i = pending.pop(future)
+                        results[i] = future.result()
+                        on_done and on_done(jobs[i], results[i])
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+    batch.outcomes = [results[i] for i in range(len(jobs))]
+    batch.seconds = time.perf_counter() - start
+    return batch

@@ -1,0 +1,179 @@
+"""``ckptconv batch`` on a small zoo: statuses, report, incremental re-runs, collisions, publish names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+import torch
+
+from ckptconv import synthetic
+
+from .conftest import ARCHS
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory, registry, states):
+    """All six variants (b2 in the legacy format, the rest zip; b0 with optimizer state; b4 with an
+    EMA set that wins on recorded errors), plus one zip cut in half."""
+    d = tmp_path_factory.mktemp("zoo")
+    for arch in ARCHS:
+        ckpt = {"epoch": 99, "model_state": states(arch), "cfg": synthetic.cfg_yaml(registry.variant(arch))}
+        if arch == "b4":
+            ckpt.update(ema_state=states(arch, 1000), test_err=25.0, ema_err=24.0)
+        if arch == "b0":
+            ckpt["optimizer_state"] = synthetic.optimizer_state(ckpt["model_state"])
+        synthetic.save(ckpt, d / f"EN-{arch.upper()}_dds_8gpu.pyth", legacy=arch == "b2")
+    good = (d / "EN-B0_dds_8gpu.pyth").read_bytes()
+    (d / "EN-B1_corrupt.pyth").write_bytes(good[: len(good) // 2])
+    return d
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_zoo_converts_with_one_failure_listed(cli, zoo, tmp_path, jobs):
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    result = cli("batch", zoo, "--out-dir", out, "--report", report, "--jobs", jobs)
+    assert result.exit_code == 1
+    data = json.loads(report.read_text())
+    by_name = {f["source"].rsplit("/", 1)[-1]: f for f in data["files"]}
+    assert data["summary"] == {"converted": 6, "up to date": 0, "failed": 1, "total": 7, "seconds": data["summary"]["seconds"]}
+    corrupt = by_name.pop("EN-B1_corrupt.pyth")
+    assert corrupt["status"] == "failed" and "truncated or corrupt" in corrupt["error"]
+    assert "EN-B1_corrupt.pyth" in corrupt["error"] and "truncated or corrupt" in result.stderr
+    for name, f in by_name.items():
+        assert f["status"] == "converted" and f["verification"] == "numeric ok"
+        assert f["arch"] == name[3:5].lower()
+        assert f["source_sha256"] == sha256(f["source"]) and f["output_sha256"] == sha256(f["output"])
+    b4 = torch.load(by_name["EN-B4_dds_8gpu.pyth"]["output"], weights_only=True)
+    assert b4["meta"]["weights"] == "ema"  # ema_err < test_err: pycls's choice
+    assert not list(out.glob(".ckptconv-tmp-*"))
+
+
+def test_rerun_is_incremental_and_force_redoes(cli, zoo, tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    for arch in ("b0", "b3"):
+        shutil.copy(zoo / f"EN-{arch.upper()}_dds_8gpu.pyth", good)
+    out = tmp_path / "out"
+    assert cli("batch", good, "--out-dir", out, "--jobs", "1").exit_code == 0
+    stamp = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = cli("batch", good, "--out-dir", out, "--json", "--jobs", "1")
+    assert again.exit_code == 0
+    data = json.loads(again.stdout)
+    assert [f["status"] for f in data["files"]] == ["up to date", "up to date"]
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
+    other_options = cli("batch", good, "--out-dir", out, "--json", "--jobs", "1", "--dtype", "fp16")
+    assert other_options.exit_code == 1  # outputs exist but were made otherwise: not overwritten silently
+    assert all("pass --force" in f["error"] for f in json.loads(other_options.stdout)["files"])
+    forced = cli("batch", good, "--out-dir", out, "--json", "--force", "--dtype", "fp16", "--jobs", "1")
+    assert [f["status"] for f in json.loads(forced.stdout)["files"]] == ["converted", "converted"]
+
+
+def test_two_inputs_on_one_output_fail_before_writing(cli, zoo, tmp_path):
+    a, b = tmp_path / "run1" / "checkpoints", tmp_path / "run2" / "checkpoints"
+    for d in (a, b):
+        d.mkdir(parents=True)
+        shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", d / "model_epoch_0100.pyth")
+    out = tmp_path / "out"
+    result = cli("batch", a, b, "--out-dir", out)
+    assert result.exit_code == 2
+    assert "would both write" in result.stderr and "model_epoch_0100.pth" in result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_manifest_names_outputs_and_options(cli, zoo, tmp_path):
+    manifest = tmp_path / "zoo.toml"
+    manifest.write_text(
+        f"""
+[[checkpoint]]
+source = "{zoo / 'EN-B0_dds_8gpu.pyth'}"
+output = "effnet-b0-stages.pth"
+layout = "mmdet-stages"
+
+[[checkpoint]]
+source = "{zoo / 'EN-B4_dds_8gpu.pyth'}"
+weights = "model"
+arch = "b4"
+output = "effnet-b4.safetensors"
+"""
+    )
+    out = tmp_path / "out"
+    result = cli("batch", manifest, "--out-dir", out, "--json", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert [f["layout"] for f in files] == ["mmdet-stages", "mmdet"]
+    assert (out / "effnet-b0-stages.pth").exists() and (out / "effnet-b4.safetensors").exists()
+    as_json = tmp_path / "zoo.json"
+    as_json.write_text(json.dumps({"checkpoints": [{"source": str(zoo / "EN-B3_dds_8gpu.pyth"), "output": "b3.pth"}]}))
+    assert cli("batch", as_json, "--out-dir", out, "--jobs", "1").exit_code == 0
+    assert (out / "b3.pth").exists()
+
+
+def test_manifest_cannot_switch_on_trust_pickle(cli, zoo, tmp_path):
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps([{"source": str(zoo / "EN-B0_dds_8gpu.pyth"), "trust_pickle": True}]))
+    result = cli("batch", manifest, "--out-dir", tmp_path / "out")
+    assert result.exit_code == 2 and "a manifest cannot switch on --trust-pickle" in result.stderr
+
+
+def test_glob_and_publish_names_carry_the_final_hash(cli, zoo, tmp_path):
+    out = tmp_path / "out"
+    result = cli("batch", str(zoo / "EN-B[03]_*.pyth"), "--out-dir", out, "--publish", "--json", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert len(files) == 2
+    for f in files:
+        name = f["output"].rsplit("/", 1)[-1]
+        digest = sha256(f["output"])
+        assert name == f"{f['source'].rsplit('/', 1)[-1][:-5]}-{digest[:8]}.pth"
+        assert f["output_sha256"] == digest
+    again = json.loads(cli("batch", str(zoo / "EN-B[03]_*.pyth"), "--out-dir", out, "--publish", "--json").stdout)
+    assert [f["status"] for f in again["files"]] == ["up to date", "up to date"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f["output"].rsplit("/", 1)[-1] for f in files)
+
+
+def test_file_name_hint_disagreeing_with_tensors_is_reported(cli, zoo, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(zoo / "EN-B3_dds_8gpu.pyth", src / "EN-B5_mislabelled.pyth")
+    result = cli("batch", src, "--out-dir", tmp_path / "out", "--json")
+    f = json.loads(result.stdout)["files"][0]
+    assert result.exit_code == 0 and f["arch"] == "b3"
+    assert f["note"] == "file name suggests b5 but the tensors are b3 (converted as b3)"
+
+
+def test_verify_takes_the_batch_report(cli, zoo, tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", good)
+    report = tmp_path / "r.json"
+    assert cli("batch", good, "--out-dir", tmp_path / "out", "--report", report).exit_code == 0
+    result = cli("verify", report, "--json")
+    assert result.exit_code == 0
+    checks = [c["name"] for c in json.loads(result.stdout)["files"][0]["checks"]]
+    assert "provenance" in checks and "tensors" in checks  # each output verified against its source
+
+
+def test_usage_errors(cli, tmp_path):
+    assert cli("batch", tmp_path / "nothing-here", "--out-dir", tmp_path / "o").exit_code == 1  # a missing file is that file's failure
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("batch", empty, "--out-dir", tmp_path / "o")
+    assert result.exit_code == 2 and "no *.pyth or *.pth files" in result.stderr
+    assert cli("batch", str(tmp_path / "*.nope"), "--out-dir", tmp_path / "o").exit_code == 2
+    assert cli("batch", empty, "--out-dir", tmp_path / "missing" / "deeper").exit_code == 2
+
+
+def test_outputs_inside_the_source_tree_are_not_taken_as_inputs(cli, zoo, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", src)
+    assert cli("batch", src, "--out-dir", src / "converted").exit_code == 0
+    again = cli("batch", src, "--out-dir", src / "converted", "--json")
+    assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["up to date"]
