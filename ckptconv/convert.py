@@ -169,7 +169,7 @@ def build_meta(ckpt: Checkpoint, sha: str, variant: Variant, layout: Layout | No
         "dtype": dtype,
         "prefix": prefix,
         "settings": dict(layout.settings) if layout else {"padding": "symmetric", "eps": 1e-5},
-        "epoch": ckpt.epoch,
+        "epoch": ckpt.epoch if ckpt.epoch is not None else ckpt.meta.get("epoch"),
         "options": opts.fingerprint(),  # what was asked: batch re-runs skip outputs made the same way
     }
 
@@ -213,11 +213,13 @@ def convert(
         prefix = opts.prefix if opts.prefix is not None else (target.prefix if target else "")
         plan = engine.plan(variant, target, source=source_layout, target_prefix=prefix, source_prefix=source_prefix)
         engine.check_source(plan, shapes, variants=registry.variants, allow_partial=opts.allow_partial)
-        if plan.absent and not opts.allow_partial:
+        if plan.absent and (target is not None or not opts.allow_partial):
             raise MappingError(
-                f"the {plan.source_layout} layout lacks {len(plan.absent)} key(s) pycls needs: "
+                f"the {plan.source_layout} layout lacks {len(plan.absent)} key(s) {plan.target_layout} needs: "
                 + engine.group_keys(e.target for e in plan.absent),
-                fix="pass --allow-partial to write a pycls file without them",
+                fix="pass --allow-partial to write a pycls file without them"
+                if target is None
+                else f"convert from the pycls checkpoint instead (--from pycls --to {plan.target_layout})",
             )
         dtype = resolve_dtype(source_sd, opts.dtype)
         kept = {e.source: source_sd[e.source] for e in plan.mapped}
@@ -250,7 +252,7 @@ def convert(
         result.seconds = time.perf_counter() - start
         return result
     if opts.verify != "none":
-        result.report = verify_conversion(plan, kept, out_sd, dtype, opts, str(out_path))
+        result.report = verify_conversion(plan, kept, out_sd, dtype, opts, str(out_path), registry)
         result.report.raise_if_failed()
     result.bytes = writer.atomic_write(out_path, lambda f: _write(f, fmt, out_sd, meta, target, ckpt))
     if opts.config_out and result.config:
@@ -267,36 +269,33 @@ def _write(f, fmt: str, sd: dict[str, torch.Tensor], meta: dict[str, Any], targe
     if container == "state_dict":
         obj: Any = {"state_dict": sd, "meta": meta}
     elif container == "pycls":
-        obj = {"epoch": ckpt.epoch if ckpt.epoch is not None else meta.get("epoch") or 0, "model_state": sd}
+        obj = {"epoch": meta.get("epoch") or 0, "model_state": sd}
     else:
         obj = sd
     writer.write_pth(f, obj)
 
 
-def verify_conversion(plan: engine.Plan, source: dict, converted: dict, dtype: str, opts: Options, path: str) -> verification.Report:
+def verify_conversion(
+    plan: engine.Plan, source: dict, converted: dict, dtype: str, opts: Options, path: str, registry: Registry
+) -> verification.Report:
     """Verify a conversion in memory: structure, bit identity, and (by default) numerics."""
     start = time.perf_counter()
     layout = plan.target or plan.source
-    settings = layout.settings
+    settings = layout.settings  # the settings the weights need: verification of a conversion uses them
     report = verification.Report(path, plan.variant.name, layout.name, settings["padding"], settings["eps"], opts.input_size)
     if plan.target is not None:
         ok = verification.check_structure(report, converted, plan.target, plan.variant, plan.target_prefix, dtype)
     else:
-        ok = _check_pycls_structure(report, plan, converted, dtype)
+        ok = verification.check_pycls_structure(report, converted, plan.variant, registry)
     verification.check_tensors(report, plan, source, converted, dtype)
     if ok and opts.verify == "numeric" and report.ok:
-        pycls_sd, layout_sd = (converted, source) if plan.target is None else (source, converted)
-        layout_prefix = plan.source_prefix if plan.target is None else plan.target_prefix
-        cast_pycls = {k: verification.cast(v, dtype) for k, v in pycls_sd.items()}
-        if plan.target is None:
-            layout_sd = {k: verification.cast(v, dtype) for k, v in layout_sd.items()}
-        drift = pycls_sd if dtype != "float32" and plan.target is not None else None
-        verification.compare(report, plan.variant, layout, verification.strip_prefix(layout_sd, layout_prefix), cast_pycls, drift_sd=drift)
+        cast = verification.cast
+        if plan.target is not None:  # the target reference on the output, pycls on the source (as cast)
+            pycls_sd = {e.pycls: cast(source[e.source], dtype) for e in plan.mapped}
+            drift = {e.pycls: source[e.source] for e in plan.mapped} if dtype != "float32" else None
+            target_sd = verification.strip_prefix(converted, plan.target_prefix)
+            verification.compare(report, plan.variant, plan.target, target_sd, pycls_sd, drift_sd=drift)
+        else:  # back to pycls: the source layout's reference on the source, pycls on the output
+            source_sd = verification.strip_prefix({k: cast(v, dtype) for k, v in source.items()}, plan.source_prefix)
+            verification.compare(report, plan.variant, plan.source, source_sd, converted)
     return verification.timed(report, start)
-
-
-def _check_pycls_structure(report: verification.Report, plan: engine.Plan, sd: dict, dtype: str) -> bool:
-    want = {e.target: e.spec for e in plan.mapped}
-    bad = [k for k in want if k not in sd or tuple(sd[k].shape) != want[k].shape] + [k for k in sd if k not in want]
-    report.add("structure", not bad, f"key {bad[0]} does not fit pycls {plan.variant.name}" if bad else f"{len(sd)} pycls keys fit {plan.variant.name}")
-    return not bad

@@ -315,7 +315,7 @@ def verify_file(
     if lay is not None:
         fits = check_structure(report, sd, lay, variant, match.prefix, dtype)
     else:
-        fits = _check_pycls_structure(report, sd, variant, registry)
+        fits = check_pycls_structure(report, sd, variant, registry)
     if not fits:
         return timed(report, start)
     if source is None:
@@ -351,7 +351,7 @@ def verify_file(
     return timed(report, start)
 
 
-def _check_pycls_structure(report: Report, sd: dict, variant: Variant, registry) -> bool:
+def check_pycls_structure(report: Report, sd: dict, variant: Variant, registry) -> bool:
     """A pycls file fits when it is whole, or lacks exactly what some layout lacks (--allow-partial)."""
     want = {s.key: s.shape for s in variant.pycls_keys}
     wrong = [k for k, v in sd.items() if k not in want or tuple(v.shape) != want[k]]

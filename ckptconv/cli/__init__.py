@@ -51,9 +51,9 @@ def main(ctx: click.Context, tables: tuple[Path, ...]) -> None:
 
 
 def _register() -> None:
-    from . import batch, convert, demo, mappings, verify
+    from . import batch, convert, demo, inspect, mappings, verify
 
-    for module in (convert, verify, batch, mappings, demo):
+    for module in (convert, verify, batch, mappings, inspect, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -1,0 +1,54 @@
+"""``ckptconv inspect``: what a checkpoint holds, without reading its tensor data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .ui import UI, human_bytes, human_params
+
+
+@click.command("inspect")
+@click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
+@click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the file asks for.")
+@click.pass_obj
+def inspect_cmd(obj, path: Path, json_mode: bool, trust_pickle: bool) -> None:
+    """Describe FILE: format, top-level keys, weight sets and their recorded errors, detected layout and
+    arch (and from what), tensor and parameter counts, dtypes, bytes, and any ckptconv meta.
+
+    zip and safetensors files are described without reading their tensor data.
+    """
+    ui = UI(json_mode=json_mode)
+    with ui.guard():
+        from ..inspection import inspect_file
+
+        info = inspect_file(path, obj.registry, trust_pickle=trust_pickle)
+        if json_mode:
+            ui.json(info)
+            return
+        ui.info(f"{info['path']}: {info['format']} format, {human_bytes(info['file_bytes'])}, holds a {info['kind']} checkpoint")
+        if info.get("top_level_keys"):
+            ui.info(f"  top level: {', '.join(info['top_level_keys'])}")
+        if info.get("epoch") is not None:
+            ui.info(f"  epoch: {info['epoch']}")
+        if info.get("kind") == "pycls":
+            errors = ", ".join(f"{k}={v:g}" for k, v in info["errors"].items()) or "none recorded"
+            ui.info(f"  recorded errors: {errors}; --weights best picks {info['best']}")
+        rows = []
+        for name, s in info["weight_sets"].items():
+            fit = f"{s['layout']} {s['arch']} (from {s['detected_from']})" if s.get("arch") else f"no exact fit; closest {s['closest']} {s['misfits']}"
+            if s.get("prefix"):
+                fit += f", prefix {s['prefix']!r}"
+            dtypes = ", ".join(f"{k} x{v}" for k, v in s["dtypes"].items())
+            rows.append((name, fit, s["tensors"], human_params(s["params"]), dtypes, human_bytes(s["bytes"])))
+        ui.table("weight sets", ["set", "layout and arch", "tensors", "params", "dtypes", "bytes"], rows)
+        for name, s in info["weight_sets"].items():
+            if s.get("note"):
+                ui.info(f"  {name}: {s['note']}")
+        if info.get("meta"):
+            ui.info("  ckptconv meta: " + ", ".join(f"{k}={v}" for k, v in info["meta"].items()))
+
+
+COMMANDS = (inspect_cmd,)

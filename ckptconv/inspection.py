@@ -1,0 +1,87 @@
+"""What a checkpoint holds, without reading its tensor data.
+
+zip files are memory-mapped (tensors are counted and measured, never read); safetensors files are
+described from their JSON header alone. The legacy format has no index, so it is loaded whole.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from . import detect
+from .checkpoint import load, read_safetensors_header, sniff
+from .errors import CkptError
+from .meta import decode_meta
+from .registry import Registry
+
+ST_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                  "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}  # fmt: skip
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Registry, cfg: Any, meta: dict) -> dict[str, Any]:
+    """Counts, dtypes, bytes and the layout/arch a weight set fits (and what told us)."""
+    dtypes = Counter(d for _, d in shapes.values())
+    params = sum(_numel(s) for s, d in shapes.values() if d.startswith(("float", "bfloat")))
+    info: dict[str, Any] = {
+        "tensors": len(shapes),
+        "params": params,
+        "bytes": sum(_numel(s) * ITEMSIZE.get(d, 4) for s, d in shapes.values()),
+        "dtypes": dict(dtypes),
+    }
+    ranked = detect.rank(shapes, registry, [None, *registry.layouts.values()])
+    best = ranked[0]
+    if best.exact:
+        via = "shapes"
+        try:
+            if best.layout is None and detect.arch_from_cfg(cfg, registry.variants) == best.variant.name:
+                via = "cfg and shapes"
+        except CkptError:
+            pass
+        if meta.get("arch") == best.variant.name:
+            via += ", agreeing with the ckptconv meta"
+        info.update(layout=best.layout_name, arch=best.variant.name, prefix=best.prefix, detected_from=via)
+    else:
+        info.update(
+            layout=None,
+            arch=None,
+            closest=f"{best.layout_name} {best.variant.name}",
+            misfits={"missing": best.missing, "unexpected": best.unexpected, "wrong_shape": best.wrong_shape},
+        )
+        partial = [m for m in ranked if m.layout is None and not m.unexpected and not m.wrong_shape and m.missing]
+        if partial:
+            info["note"] = f"a partial pycls {partial[0].variant.name} file ({partial[0].missing} keys absent)"
+    return info
+
+
+def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = False) -> dict[str, Any]:
+    path = Path(path)
+    fmt = sniff(path)
+    out: dict[str, Any] = {"path": str(path), "format": fmt, "file_bytes": path.stat().st_size}
+    if fmt == "safetensors":
+        header = read_safetensors_header(path)
+        meta = decode_meta(header.pop("__metadata__", None) or {})
+        shapes = {k: (tuple(v["shape"]), ST_DTYPE_NAMES.get(v["dtype"], v["dtype"].lower())) for k, v in header.items()}
+        out.update(kind="safetensors", top_level_keys=None, meta=meta)  # the top level is the tensors
+        out["weight_sets"] = {"state_dict": describe_set(shapes, registry, None, meta)}
+        return out
+    ckpt = load(path, trust_pickle=trust_pickle)
+    out.update(kind=ckpt.kind, top_level_keys=ckpt.top_keys, meta=ckpt.meta, epoch=ckpt.epoch, has_cfg=ckpt.cfg is not None)
+    if ckpt.kind == "pycls":
+        out["errors"] = ckpt.errors
+        out["best"] = ckpt.select("best")[0]
+    sets = {}
+    for name, sd in ckpt.weight_sets.items():
+        shapes = {k: (tuple(v.shape), str(v.dtype)[6:]) for k, v in sd.items()}
+        sets[name] = describe_set(shapes, registry, ckpt.cfg, ckpt.meta)
+    out["weight_sets"] = sets
+    return out
