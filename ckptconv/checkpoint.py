@@ -11,7 +11,6 @@ The format comes from the file's first bytes, never from its name or a failed at
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from .errors import FormatError, UnsafePickleError, UsageError
+from .hashing import sha256_file  # noqa: F401 - part of this module's interface
 
 ZIP_MAGIC = b"PK\x03\x04"
 # pickle protocol 2, then LONG1 0x1950a86a20f9469cfc6c: torch's legacy serialization magic number
@@ -33,6 +33,22 @@ LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 TRUST_FIX = "if you trust the file's author, pass --trust-pickle (this runs code stored in the file)"
 
 StateDict = dict[str, torch.Tensor]
+CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a tensor's bytes already lie in the source file: a zip record's data, with its CRC-32."""
+
+    offset: int
+    nbytes: int
+    crc: int
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    span: Span
 
 
 @dataclass
@@ -48,7 +64,7 @@ class Checkpoint:
     cfg: Any = None
     epoch: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # a ckptconv meta found in the file
-    _crcs: set[tuple[int, int]] | None = None  # (size, crc32) of every zip record
+    records: list[Record] | None = None  # zip only: every record's data span
 
     def select(self, weights: str) -> tuple[str, StateDict]:
         """Pick a weight set: ``best`` as pycls's load_checkpoint does, or force ``model`` / ``ema``."""
@@ -76,23 +92,83 @@ class Checkpoint:
             )
         return weights, sets[weights]
 
-    def verify_tensors(self, state_dict: StateDict) -> None:
-        """Check the bytes of every tensor in ``state_dict`` against the zip's CRC-32s (zip only)."""
-        if self._crcs is None:
+    def spans(self, state_dict: StateDict) -> dict[int, Span]:
+        """For a memory-mapped zip: the file span of each tensor storage, by storage address.
+
+        torch maps the whole file once and slices a storage per record, so every storage address
+        is one base plus its record's data offset. The base is the one value consistent with all
+        storages (sizes pin it down); if none is, the tensors are not where this expects and the
+        result is empty (callers then read and write through memory, which is always correct).
+        """
+        if self.records is None:
+            return {}
+        storages = {}
+        for t in state_dict.values():
+            st = t.untyped_storage()
+            if st.nbytes():
+                storages[st.data_ptr()] = st.nbytes()
+        data = [r.span for r in self.records if r.name.rsplit("/", 2)[-2:-1] == ["data"]]
+        base: set[int] | None = None
+        for ptr, n in storages.items():
+            candidates = {ptr - sp.offset for sp in data if sp.nbytes == n}
+            base = candidates if base is None else base & candidates
+            if len(base) <= 1:
+                break
+        if not base or len(base) != 1:
+            return {}
+        (b,) = base
+        by_offset = {sp.offset: sp for sp in data}
+        spans = {}
+        for ptr, n in storages.items():
+            sp = by_offset.get(ptr - b)
+            if sp is None or sp.nbytes != n:
+                return {}
+            spans[ptr] = sp
+        return spans
+
+    def verify_tensors(self, state_dict: StateDict, spans: dict[int, Span] | None = None) -> None:
+        """Check the bytes of every tensor in ``state_dict`` against the zip's CRC-32s (zip only).
+
+        Bytes with a known span are read from the file through a small buffer, so checking does
+        not make the tensors resident; others are checked in memory against any record's CRC.
+        """
+        if self.records is None:
             return
+        spans = self.spans(state_dict) if spans is None else spans
+        known = {(r.span.nbytes, r.span.crc) for r in self.records}
         seen: set[int] = set()
-        for key, tensor in state_dict.items():
-            storage = tensor.untyped_storage()
-            if storage.data_ptr() in seen:
-                continue
-            seen.add(storage.data_ptr())
-            data = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
-            if (storage.nbytes(), zlib.crc32(data)) not in self._crcs:
-                raise FormatError(
-                    f"tensor {key}: its bytes fail the zip's CRC-32 check: the file is corrupt",
-                    fix="download or copy it again",
-                    path=str(self.path),
-                )
+        with self.path.open("rb") as f:
+            buf = bytearray(CHUNK)
+            for key, tensor in state_dict.items():
+                storage = tensor.untyped_storage()
+                ptr = storage.data_ptr()
+                if ptr in seen:
+                    continue
+                seen.add(ptr)
+                if ptr in spans:
+                    ok = file_crc(f.fileno(), spans[ptr], buf, str(self.path)) == spans[ptr].crc
+                else:
+                    data = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
+                    ok = (storage.nbytes(), zlib.crc32(data)) in known
+                if not ok:
+                    raise FormatError(
+                        f"tensor {key}: its bytes fail the zip's CRC-32 check: the file is corrupt",
+                        fix="download or copy it again",
+                        path=str(self.path),
+                    )
+
+
+def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:
+    """CRC-32 of a file span, read through ``buf`` (the page cache serves it; nothing stays mapped)."""
+    crc, pos, end = 0, span.offset, span.offset + span.nbytes
+    view = memoryview(buf)
+    while pos < end:
+        n = os.preadv(fd, [view[: min(len(view), end - pos)]], pos)
+        if n <= 0:
+            raise FormatError("truncated zip checkpoint: a record ends past the end of the file", path=name)
+        crc = zlib.crc32(view[:n], crc)
+        pos += n
+    return crc
 
 
 def sniff(path: Path) -> str:
@@ -135,31 +211,31 @@ def sniff(path: Path) -> str:
     )
 
 
-def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
-    """Streaming sha256: reads the file once in chunks, holding none of it."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _zip_crcs(path: Path) -> set[tuple[int, int]]:
-    """(size, crc32) of every record, after checking ``data.pkl`` itself (which unpickling trusts)."""
+def _zip_records(path: Path) -> list[Record]:
+    """Every record's data span and CRC-32, after checking ``data.pkl`` itself (which unpickling trusts)."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(path) as zf, path.open("rb") as f:
             infos = zf.infolist()
             pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
             if len(pkl) != 1:
                 raise FormatError("a zip file, but not one torch.save wrote (no data.pkl)", path=str(path))
             zf.read(pkl[0])  # raises BadZipFile on a CRC mismatch
+            records = []
+            for info in infos:
+                f.seek(info.header_offset)
+                header = f.read(30)
+                if len(header) != 30 or header[:4] != ZIP_MAGIC:
+                    raise FormatError(f"zip record {info.filename} has no local header", path=str(path))
+                name_len, extra_len = struct.unpack("<HH", header[26:30])
+                offset = info.header_offset + 30 + name_len + extra_len
+                records.append(Record(info.filename, Span(offset, info.file_size, info.CRC)))
     except FormatError:
         raise
     except Exception as e:  # noqa: BLE001 - zipfile raises many types on corrupt bytes (BadZipFile, UnicodeDecodeError, ...)
         raise FormatError(
             f"truncated or corrupt zip checkpoint ({type(e).__name__}: {e})", fix="download or copy it again", path=str(path)
         ) from None
-    return {(i.file_size, i.CRC) for i in infos}
+    return records
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -274,9 +350,9 @@ def load(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
     fmt = sniff(path)
     if fmt == "safetensors":
         return _from_safetensors(path)
-    crcs = _zip_crcs(path) if fmt == "zip" else None
+    records = _zip_records(path) if fmt == "zip" else None
     ckpt = _from_pickle(path, fmt, _torch_load(path, fmt, trust_pickle))
-    ckpt._crcs = crcs
+    ckpt.records = records
     return ckpt
 
 

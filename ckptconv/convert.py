@@ -8,7 +8,7 @@ the cast and the zip's checksums; verify; only then write.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ import torch
 
 from . import __version__, detect, engine, writer
 from . import verify as verification
-from .checkpoint import Checkpoint, load, sha256_file
-from .errors import MappingError, UsageError
+from .checkpoint import Checkpoint, load
+from .hashing import start_sha256
+from .errors import FormatError, MappingError, UsageError
 from .meta import encode_meta
 from .registry import Registry, default_registry
 from .tables import Layout
@@ -180,11 +181,12 @@ def convert(
     opts: Options | None = None,
     registry: Registry | None = None,
     *,
-    source_sha256: str | None = None,
+    source_sha256: str | Future | None = None,
 ) -> Result:
     """Convert ``src`` to ``out`` (None only with ``dry_run``). Raises a ``CkptError`` on any problem.
 
-    ``source_sha256``: the source's hash when the caller has it already (batch), to read it once.
+    ``source_sha256``: the source's hash, or a Future of it, when the caller started it already
+    (the CLI starts it before importing torch; batch has it from its up-to-date check).
     """
     start = time.perf_counter()
     opts = opts or Options()
@@ -204,31 +206,34 @@ def convert(
         writer.check_output(out_path, [src], opts.force)
         if opts.config_out:
             writer.check_output(Path(opts.config_out), [src], opts.force)
-    with ThreadPoolExecutor(1) as pool:
-        sha = pool.submit(sha256_file, src) if not (opts.dry_run or source_sha256) else None
-        ckpt = load(src, trust_pickle=opts.trust_pickle)
-        chosen, source_sd = ckpt.select(opts.weights)
-        shapes = {k: (tuple(v.shape), str(v.dtype)[6:]) for k, v in source_sd.items()}
-        variant, arch_from, source_prefix = detect.resolve_arch(opts.arch, ckpt.cfg, shapes, registry, source_layout, ckpt.meta)
-        prefix = opts.prefix if opts.prefix is not None else (target.prefix if target else "")
-        plan = engine.plan(variant, target, source=source_layout, target_prefix=prefix, source_prefix=source_prefix)
-        engine.check_source(plan, shapes, variants=registry.variants, allow_partial=opts.allow_partial)
-        if plan.absent and (target is not None or not opts.allow_partial):
-            raise MappingError(
-                f"the {plan.source_layout} layout lacks {len(plan.absent)} key(s) {plan.target_layout} needs: "
-                + engine.group_keys(e.target for e in plan.absent),
-                fix="pass --allow-partial to write a pycls file without them"
-                if target is None
-                else f"convert from the pycls checkpoint instead (--from pycls --to {plan.target_layout})",
-            )
-        dtype = resolve_dtype(source_sd, opts.dtype)
-        kept = {e.source: source_sd[e.source] for e in plan.mapped}
-        ckpt.verify_tensors(kept)
-        out_sd = {}
-        for e in plan.mapped:
-            check_cast(e.source, kept[e.source], dtype)
-            out_sd[e.target] = writer.compact(verification.cast(kept[e.source], dtype))
-        sha_hex = sha.result() if sha else (source_sha256 or "")
+    sha = start_sha256(src) if source_sha256 is None and not opts.dry_run and src.is_file() else source_sha256
+    ckpt = load(src, trust_pickle=opts.trust_pickle)
+    chosen, source_sd = ckpt.select(opts.weights)
+    shapes = {k: (tuple(v.shape), str(v.dtype)[6:]) for k, v in source_sd.items()}
+    variant, arch_from, source_prefix = detect.resolve_arch(opts.arch, ckpt.cfg, shapes, registry, source_layout, ckpt.meta)
+    prefix = opts.prefix if opts.prefix is not None else (target.prefix if target else "")
+    plan = engine.plan(variant, target, source=source_layout, target_prefix=prefix, source_prefix=source_prefix)
+    engine.check_source(plan, shapes, variants=registry.variants, allow_partial=opts.allow_partial)
+    if plan.absent and (target is not None or not opts.allow_partial):
+        raise MappingError(
+            f"the {plan.source_layout} layout lacks {len(plan.absent)} key(s) {plan.target_layout} needs: "
+            + engine.group_keys(e.target for e in plan.absent),
+            fix="pass --allow-partial to write a pycls file without them"
+            if target is None
+            else f"convert from the pycls checkpoint instead (--from pycls --to {plan.target_layout})",
+        )
+    dtype = resolve_dtype(source_sd, opts.dtype)
+    kept = {e.source: source_sd[e.source] for e in plan.mapped}
+    spans = ckpt.spans(kept)  # where unchanged tensors lie in the input, to copy them from there
+    out_sd = {}
+    for e in plan.mapped:
+        check_cast(e.source, kept[e.source], dtype)
+        out_sd[e.target] = writer.compact(verification.cast(kept[e.source], dtype))
+    # Tensors copied from the input are CRC-checked as they are copied; check the rest now.
+    copied = {p for t in out_sd.values() if (p := t.untyped_storage().data_ptr()) in spans}
+    if not opts.dry_run:
+        ckpt.verify_tensors({k: t for k, t in kept.items() if t.untyped_storage().data_ptr() not in copied}, spans)
+    sha_hex = sha.result() if isinstance(sha, Future) else (sha or "")
     meta = build_meta(ckpt, sha_hex, variant, target, chosen, dtype, prefix, opts)
     result = Result(
         source=str(src),
@@ -251,19 +256,33 @@ def convert(
     if opts.dry_run:
         result.seconds = time.perf_counter() - start
         return result
-    if opts.verify != "none":
-        result.report = verify_conversion(plan, kept, out_sd, dtype, opts, str(out_path), registry)
-        result.report.raise_if_failed()
-    result.bytes = writer.atomic_write(out_path, lambda f: _write(f, fmt, out_sd, meta, target, ckpt))
+    names = {t.untyped_storage().data_ptr(): k for k, t in kept.items()}
+    source = writer.Source(ckpt.path, spans, names) if copied else None
+    pending = writer.PendingWrite(out_path)
+    pending.start(lambda f: _write(f, fmt, out_sd, meta, target, source))  # I/O overlaps verification
+    try:
+        if opts.verify != "none":
+            result.report = verify_conversion(plan, kept, out_sd, dtype, opts, str(out_path), registry)
+            result.report.raise_if_failed()
+        pending.wait()
+    except KeyboardInterrupt:
+        pending.abort()
+        raise
+    except BaseException as e:
+        pending.abort(wait=True)
+        if isinstance(pending.error, FormatError) and not isinstance(e, FormatError):
+            raise pending.error from None  # a corrupt input explains a failed check: say that
+        raise
+    result.bytes = pending.commit()
     if opts.config_out and result.config:
         writer.atomic_write(Path(opts.config_out), lambda f: f.write(result.config.encode()))
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _write(f, fmt: str, sd: dict[str, torch.Tensor], meta: dict[str, Any], target: Layout | None, ckpt: Checkpoint) -> None:
+def _write(f, fmt: str, sd: dict[str, torch.Tensor], meta: dict[str, Any], target: Layout | None, source: writer.Source | None) -> None:
     if fmt == "safetensors":
-        writer.write_safetensors(f, sd, encode_meta(meta))
+        writer.write_safetensors(f, sd, encode_meta(meta), source)
         return
     container = target.container if target else "pycls"
     if container == "state_dict":
@@ -272,7 +291,7 @@ def _write(f, fmt: str, sd: dict[str, torch.Tensor], meta: dict[str, Any], targe
         obj = {"epoch": meta.get("epoch") or 0, "model_state": sd}
     else:
         obj = sd
-    writer.write_pth(f, obj)
+    writer.write_pth(f, obj, source)
 
 
 def verify_conversion(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from . import engine
@@ -98,8 +99,10 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
+@lru_cache(maxsize=None)
 def expected_keys(variant: Variant, layout: Layout | None, prefix: str = "") -> dict[str, tuple[int, ...]]:
-    """Every key and shape a full checkpoint of ``variant`` has in ``layout`` (None: pycls)."""
+    """Every key and shape a full checkpoint of ``variant`` has in ``layout`` (None: pycls). Cached:
+    treat the result as read-only."""
     p = engine.plan(variant, layout, target_prefix=prefix)
     return {e.target: e.shape for e in p.entries if e.target is not None}
 
@@ -142,6 +145,18 @@ def common_prefix(keys) -> str:
     return firsts.pop() if len(firsts) == 1 and all("." in k for k in keys) else ""
 
 
+def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout | None]) -> Match | None:
+    """The candidate the state dict fits exactly, checking only those with as many keys (fast path)."""
+    prefixes = {"", common_prefix(shapes)}
+    for lay in layouts:
+        for v in registry.variants.values():
+            for prefix in prefixes:
+                want = expected_keys(v, lay, prefix)
+                if len(want) == len(shapes) and all(want.get(k) == tuple(s) for k, (s, _) in shapes.items()):
+                    return Match(lay, v, prefix, 0, 0, 0)
+    return None
+
+
 def rank(shapes: Shapes, registry: Registry, layouts: list[Layout | None]) -> list[Match]:
     """Every layout x variant x prefix candidate, best fit first; partial fits count misfits."""
     prefixes = {""}
@@ -169,8 +184,7 @@ def resolve_arch(
     ``--arch``, the cfg and a ckptconv meta must agree with the tensors when the tensors fit a
     variant exactly; a disagreement names both.
     """
-    ranked = rank(shapes, registry, [layout])
-    exact = next((m for m in ranked if m.exact), None)
+    exact = exact_match(shapes, registry, [layout])
     by_shapes = exact.variant.name if exact else None
     if requested:
         variant = registry.variant(requested)
@@ -179,8 +193,9 @@ def resolve_arch(
                 f"--arch {variant.name} disagrees with the tensors, which are {by_shapes}",
                 fix=f"pass --arch {by_shapes} or omit --arch",
             )
-        prefix = exact.prefix if exact else next((m.prefix for m in ranked if m.variant is variant), "")
-        return variant, "--arch", prefix
+        if exact:
+            return variant, "--arch", exact.prefix
+        return variant, "--arch", next((m.prefix for m in rank(shapes, registry, [layout]) if m.variant is variant), "")
     stated = [("cfg", arch_from_cfg(cfg, registry.variants))]
     if meta and isinstance(meta.get("arch"), str) and meta["arch"] in registry.variants:
         stated.append(("meta", meta["arch"]))
@@ -193,6 +208,7 @@ def resolve_arch(
     if by_shapes:
         how = next((how for how, name in stated if name), "shapes")
         return exact.variant, how, exact.prefix
+    ranked = rank(shapes, registry, [layout])
     named = next(((how, name) for how, name in stated if name), None)
     if named:  # the cfg names a variant the tensors do not fit: let the plan name every misfit
         return registry.variant(named[1]), named[0], next((m.prefix for m in ranked if m.variant.name == named[1]), "")

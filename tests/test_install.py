@@ -74,14 +74,24 @@ def test_installed_console_script_finds_the_tables(tmp_path):
 
 
 STARTUP = """
-import runpy, sys
-sys.argv = ["ckptconv", *sys.argv[1:]]
+import sys
+from ckptconv.cli import main
 try:
-    runpy.run_module("ckptconv", run_name="__main__")
+    main(sys.argv[1:], prog_name="ckptconv")
 except SystemExit as e:
     assert e.code in (0, None), e.code
 print("torch" in sys.modules, "rich" in sys.modules, file=sys.stderr)
 """
+
+
+def test_entry_point_exits_with_the_commands_code(tmp_path):
+    """``python -m ckptconv`` (and the console script) skip teardown but keep exit codes and output."""
+    ok = subprocess.run([sys.executable, "-m", "ckptconv", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("ckptconv, version")
+    usage = subprocess.run([sys.executable, "-m", "ckptconv", "pycls2mmdet", str(tmp_path / "x.pyth"), str(tmp_path / "o.txt")], capture_output=True, text=True)
+    assert usage.returncode == 2 and "cannot tell the output format" in usage.stderr
+    bad = subprocess.run([sys.executable, "-m", "ckptconv", "--no-such-option"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "No such option" in bad.stderr
 
 
 @pytest.mark.parametrize(

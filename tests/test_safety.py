@@ -292,7 +292,7 @@ def test_force_keeps_the_old_file_until_the_new_one_is_complete(cli, make_ckpt, 
     out.write_bytes(b"old output")
     seen = {}
 
-    def failing_save(f, obj):
+    def failing_save(f, obj, source=None):
         f.write(b"partial" * 1000)
         seen["during"] = out.read_bytes()
         raise OSError(errno.EIO, "I/O error")
@@ -323,7 +323,7 @@ def test_output_that_is_the_input_is_refused_even_with_force(cli, make_ckpt, tmp
 def test_ctrl_c_during_the_write_leaves_nothing(cli, make_ckpt, tmp_path, monkeypatch):
     src, out = make_ckpt("b0"), tmp_path / "o.pth"
 
-    def interrupted(f, obj):
+    def interrupted(f, obj, source=None):
         f.write(b"x" * 4096)
         raise KeyboardInterrupt
 
@@ -340,7 +340,7 @@ def test_sigint_to_a_real_process_exits_130_and_leaves_nothing(make_ckpt, tmp_pa
 import sys, time
 import ckptconv.writer as w
 real = w.write_pth
-def slow(f, obj):
+def slow(f, obj, source=None):
     f.write(b"x" * 4096); f.flush()
     open({str(ready)!r}, "w").close()
     time.sleep(30)
@@ -376,7 +376,7 @@ def test_killed_process_leaves_old_output_and_a_temp_the_next_run_removes(cli, m
     script = f"""
 import time
 import ckptconv.writer as w
-def hang(f, obj):
+def hang(f, obj, source=None):
     f.write(b"x" * 4096); f.flush()
     open({str(ready)!r}, "w").close()
     time.sleep(60)
@@ -409,7 +409,7 @@ def test_disk_full_is_a_clean_error(cli, make_ckpt, tmp_path, monkeypatch, where
     full = OSError(errno.ENOSPC, "No space left on device")
     if where == "write":
 
-        def no_space(f, obj):
+        def no_space(f, obj, source=None):
             f.write(b"x" * 1024)
             raise full
 

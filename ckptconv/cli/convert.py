@@ -31,11 +31,15 @@ def _options(kw: dict, **extra):
 def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None:
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
+        from ..hashing import start_sha256
+
+        # hash the input on the other core while this one imports torch
+        sha = start_sha256(src) if not kw["dry_run"] and src.is_file() and out is not None else None
         from ..convert import convert
 
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the file asks for; this can run code stored in it")
-        result = convert(src, out, _options(kw, **extra), ctx_obj.registry)
+        result = convert(src, out, _options(kw, **extra), ctx_obj.registry, source_sha256=sha)
         if ui.json_mode:
             ui.json(result.to_dict())
         elif result.dry_run:

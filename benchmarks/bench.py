@@ -1,0 +1,159 @@
+"""ckptconv against a naive converter, side by side in the same run: medians and ratios.
+
+    python benchmarks/bench.py [--reps 5] [--dir DIR] [--only help,single,legacy,batch]
+
+Builds pycls training checkpoints (with SGD momentum buffers, as pycls's trainer saves them) for
+B0, B3, B5 and the whole B0-B5 zoo (about 680 MB), then times whole processes, alternating the
+order of the contenders on every repetition. Peak memory is each process's own max RSS (wait4).
+The naive converter is benchmarks/naive.py: full torch.load, key renames, torch.save, no checks.
+Goals (from the issues) are printed beside each ratio; nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NAIVE = [sys.executable, str(HERE / "naive.py")]
+CKPTCONV = [sys.executable, "-m", "ckptconv"]
+
+
+def measure(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0,):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err}")
+    return wall, usage.ru_maxrss
+
+
+def measure_many(cmds: list[list[str]]) -> tuple[float, int]:
+    """Several processes one after another (the naive way through a zoo): total wall, max peak."""
+    walls, peaks = zip(*(measure(c) for c in cmds))
+    return sum(walls), max(peaks)
+
+
+def build(directory: Path) -> dict[str, Path]:
+    """Write the checkpoints in a child process: this process must stay small, or every process
+    it forks would start with (and report) its memory."""
+    subprocess.run([sys.executable, __file__, "--build-only", "--dir", str(directory)], check=True)
+    files = {a: directory / "zoo" / f"EN-{a.upper()}_dds_8gpu.pyth" for a in ("b0", "b1", "b2", "b3", "b4", "b5")}
+    files["b5-legacy"] = directory / "EN-B5_legacy.pyth"
+    return files
+
+
+def _build(directory: Path) -> None:
+    from ckptconv import synthetic
+    from ckptconv.registry import default_registry
+
+    registry = default_registry()
+    zoo = directory / "zoo"
+    zoo.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for arch in ("b0", "b1", "b2", "b3", "b4", "b5"):
+        path = zoo / f"EN-{arch.upper()}_dds_8gpu.pyth"
+        if not path.exists():
+            print(f"building {path.name} ...", flush=True)
+            synthetic.save(synthetic.pycls_checkpoint(registry.variant(arch)), path)
+        files[arch] = path
+    legacy = directory / "EN-B5_legacy.pyth"
+    if not legacy.exists():
+        print(f"building {legacy.name} (legacy format) ...", flush=True)
+        import torch
+
+        torch.save(torch.load(files["b5"], weights_only=True), legacy, _use_new_zipfile_serialization=False)
+
+
+def median_pair(samples):
+    walls, peaks = zip(*samples)
+    return statistics.median(walls), statistics.median(peaks)
+
+
+def run(args) -> None:
+    work = Path(args.dir or tempfile.mkdtemp(prefix="ckptconv-bench-"))
+    files = build(work)
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    only = set(args.only.split(","))
+    cases: dict[str, dict[str, list]] = {}
+
+    def add(case, name, cmd_or_cmds):
+        cases.setdefault(case, {})[name] = cmd_or_cmds
+
+    if "help" in only:
+        add("startup", "python -c 'import torch'", [sys.executable, "-c", "import torch"])
+        add("startup", "ckptconv --help", CKPTCONV + ["--help"])
+    singles = [("b0", files["b0"]), ("b3", files["b3"]), ("b5", files["b5"])] if "single" in only else []
+    if "legacy" in only:
+        singles.append(("b5 legacy", files["b5-legacy"]))
+    for label, path in singles:
+        dst = out / f"{label.replace(' ', '-')}.pth"
+        add(label, "naive", NAIVE + [str(path), str(dst)])
+        add(label, "ckptconv --verify structure", CKPTCONV + ["pycls2mmdet", str(path), str(dst), "--force", "-q", "--verify", "structure"])
+        add(label, "ckptconv (numeric verify)", CKPTCONV + ["pycls2mmdet", str(path), str(dst), "--force", "-q"])
+    if "batch" in only:
+        zoo = [files[a] for a in ("b0", "b1", "b2", "b3", "b4", "b5")]
+        add("zoo b0-b5", "naive, one process per file", [NAIVE + [str(p), str(out / f"naive-{p.stem}.pth")] for p in zoo])
+        add("zoo b0-b5", "ckptconv batch --verify structure", CKPTCONV + ["batch", str(files["b0"].parent), "--out-dir", str(out / "batch"), "--force", "-q", "--verify", "structure"])
+        add("zoo b0-b5", "ckptconv batch (numeric verify)", CKPTCONV + ["batch", str(files["b0"].parent), "--out-dir", str(out / "batch"), "--force", "-q"])
+
+    samples: dict[tuple[str, str], list] = {}
+    for rep in range(args.reps + 1):  # repetition 0 warms the page cache and is not counted
+        for case, contenders in cases.items():
+            order = list(contenders.items())
+            if rep % 2:
+                order.reverse()
+            for name, cmd in order:
+                result = measure_many(cmd) if isinstance(cmd[0], list) else measure(cmd)
+                if rep:
+                    samples.setdefault((case, name), []).append(result)
+        print(f"repetition {rep}/{args.reps} done", flush=True)
+
+    print(f"\nmedians of {args.reps} runs; machine: {os.cpu_count()} cores; ratios against the first row of each case\n")
+    print(f"| case | contender | wall s | peak MiB | wall ratio | peak ratio | goal |")
+    print(f"|---|---|---|---|---|---|---|")
+    goals = {
+        ("startup", "ckptconv --help"): "wall <= 0.25",
+        ("b5", "ckptconv --verify structure"): "wall <= 1.0, peak <= 0.75",
+        ("b5", "ckptconv (numeric verify)"): "wall <= 1.25",
+        ("b5 legacy", "ckptconv --verify structure"): "wall <= 1.0",
+        ("b5 legacy", "ckptconv (numeric verify)"): "wall <= 1.25",
+        ("zoo b0-b5", "ckptconv batch --verify structure"): "wall <= 0.40",
+    }
+    for case, contenders in cases.items():
+        base = median_pair(samples[case, next(iter(contenders))])
+        for name in contenders:
+            wall, peak = median_pair(samples[case, name])
+            print(f"| {case} | {name} | {wall:.2f} | {peak / 1024:.0f} | {wall / base[0]:.2f} | {peak / base[1]:.2f} | {goals.get((case, name), '')} |")
+    if not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--dir", help="where to build the checkpoints (reused when present)")
+    parser.add_argument("--only", default="help,single,legacy,batch")
+    parser.add_argument("--keep", action="store_true", help="keep the outputs")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.build_only:
+        _build(Path(args.dir))
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
