@@ -1,6 +1,6 @@
 """ckptconv against a naive converter, side by side in the same run: medians and ratios.
 
-    python benchmarks/bench.py [--reps 5] [--dir DIR] [--only help,single,legacy,batch]
+    python benchmarks/bench.py [--reps 5] [--dir DIR] [--only help,single,legacy,batch,verify]
 
 Builds pycls training checkpoints (with SGD momentum buffers, as pycls's trainer saves them) for
 B0, B3, B5 and the whole B0-B5 zoo (about 680 MB), then times whole processes, alternating the
@@ -137,15 +137,35 @@ def run(args) -> None:
         for name in contenders:
             wall, peak = median_pair(samples[case, name])
             print(f"| {case} | {name} | {wall:.2f} | {peak / 1024:.0f} | {wall / base[0]:.2f} | {peak / base[1]:.2f} | {goals.get((case, name), '')} |")
+    if "verify" in only:
+        verify_timing(files["b5"], out, args.reps)
     if not args.keep:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def verify_timing(src: Path, out: Path, reps: int) -> None:
+    """In-process seconds of verifying a B5 conversion at the default 64x96 input (from --json)."""
+    import json
+
+    dst = out / "b5-verify.pth"
+    subprocess.run(CKPTCONV + ["pycls2mmdet", str(src), str(dst), "--force", "-q", "--no-verify"], check=True)
+    print("\n| verification of b5 (mmdet layout), 64x96 input | median seconds in process | wall s (whole process) |")
+    print("|---|---|---|")
+    for label, extra in (("alone (structure, finite, numeric via the table)", []), ("with --source (adds bit identity, provenance)", ["--source", str(src)])):
+        inside, walls = [], []
+        for _ in range(reps):
+            start = time.perf_counter()
+            run = subprocess.run(CKPTCONV + ["verify", str(dst), "--json", *extra], capture_output=True, text=True, check=True)
+            walls.append(time.perf_counter() - start)
+            inside.append(json.loads(run.stdout)["files"][0]["seconds"])
+        print(f"| {label} | {statistics.median(inside):.3f} | {statistics.median(walls):.2f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--dir", help="where to build the checkpoints (reused when present)")
-    parser.add_argument("--only", default="help,single,legacy,batch")
+    parser.add_argument("--only", default="help,single,legacy,batch,verify")
     parser.add_argument("--keep", action="store_true", help="keep the outputs")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

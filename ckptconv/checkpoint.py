@@ -241,9 +241,9 @@ def _zip_records(path: Path) -> list[Record]:
                 raise FormatError("a zip file, but not one torch.save wrote (no data.pkl)", path=str(path))
             zf.read(pkl[0])  # raises BadZipFile on a CRC mismatch
             records = []
+            fd = f.fileno()
             for info in infos:
-                f.seek(info.header_offset)
-                header = f.read(30)
+                header = os.pread(fd, 30, info.header_offset)  # not f.read: that would buffer 8 KB per record
                 if len(header) != 30 or header[:4] != ZIP_MAGIC:
                     raise FormatError(f"zip record {info.filename} has no local header", path=str(path))
                 name_len, extra_len = struct.unpack("<HH", header[26:30])

@@ -198,6 +198,7 @@ def compare(
     x = make_input(report.input_size)
     target = models.load(layout.reference, variant, layout_sd, padding=report.padding, eps=report.eps)
     got = target.forward_levels(x)
+    _judge_finite(report, got)
     want = models.pycls_model(variant, _fill_absent(variant, pycls_sd)).forward_levels(x)
     drift = models.pycls_model(variant, _fill_absent(variant, drift_sd)).forward_levels(x) if drift_sd else None
     for name, point in layout.levels.items():
@@ -234,15 +235,18 @@ def _judge_levels(report: Report, layout: Layout) -> None:
     report.add("numeric", False, detail)
 
 
+def _judge_finite(report: Report, levels: dict[str, torch.Tensor]) -> None:
+    bad = next((n for n, t in levels.items() if not torch.isfinite(t).all()), None)
+    report.add("finite", bad is None, "forward pass finite at every level" if bad is None else f"level {bad} has NaN or Inf outputs")
+
+
 @torch.inference_mode()
 def forward_finite(report: Report, variant: Variant, layout: Layout | None, layout_sd: dict[str, torch.Tensor]) -> None:
     """The reference of ``layout`` (None: pycls) runs the weights to finite outputs at every level."""
-    x = make_input(report.input_size)
     reference = layout.reference if layout else "pycls"
     weights = layout_sd if layout else _fill_absent(variant, layout_sd)
     target = models.load(reference, variant, weights, padding=report.padding, eps=report.eps)
-    bad = next((n for n, t in target.forward_levels(x).items() if not torch.isfinite(t).all()), None)
-    report.add("finite", bad is None, "forward pass finite" if bad is None else f"level {bad} has NaN or Inf outputs")
+    _judge_finite(report, target.forward_levels(make_input(report.input_size)))
 
 
 def timed(report: Report, start: float) -> Report:
@@ -290,7 +294,8 @@ def verify_file(
     ``CkptError`` is raised only when a file cannot be read or an option is unusable."""
     from pathlib import Path
 
-    from .checkpoint import load, sha256_file
+    from .checkpoint import load
+    from .hashing import start_sha256
     from .registry import default_registry
 
     start = time.perf_counter()
@@ -299,6 +304,8 @@ def verify_file(
         registry.variant(arch)
     if layout and layout != engine.PYCLS:
         registry.layout(layout)
+    # the source's hash (whole file) runs on the other core while both files load
+    source_sha = start_sha256(source) if source is not None and Path(source).is_file() else None
     ckpt = load(path, trust_pickle=trust_pickle)
     _, sd = ckpt.select("best")
     meta = ckpt.meta
@@ -321,16 +328,15 @@ def verify_file(
     if not fits:
         return timed(report, start)
     if source is None:
-        forward_finite(report, variant, lay, strip_prefix(sd, match.prefix)) if lay else None
-        if lay is not None and report.ok:  # the settings under test against pycls's arithmetic
+        if lay is not None:  # the settings under test against pycls's arithmetic, on the file's own weights
             plan = engine.plan(variant, lay, target_prefix=match.prefix)
             compare(report, variant, lay, strip_prefix(sd, match.prefix), {e.pycls: sd[e.target] for e in plan.mapped})
-        elif lay is None:
+        else:
             forward_finite(report, variant, None, sd)
         return timed(report, start)
     src = load(source, trust_pickle=trust_pickle)
-    if meta.get("source_sha256"):
-        sha, actual = meta["source_sha256"], sha256_file(Path(source))
+    if source_sha is not None and meta.get("source_sha256"):
+        sha, actual = meta["source_sha256"], source_sha.result()
         report.add("provenance", actual == sha, f"source sha256 matches the meta ({sha[:12]})" if actual == sha else
                    f"source sha256 {actual[:12]} differs from the {sha[:12]} recorded in the meta: not the file this was converted from")  # fmt: skip
     chosen = weights or (meta["weights"] if meta.get("weights") in ("model", "ema") else "best")

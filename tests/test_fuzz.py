@@ -66,19 +66,12 @@ def test_random_bytes(scratch, data):
     _load_or_ckpt_error(path)
 
 
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
 @FUZZ
 @given(flips=mutations, cut=st.none() | st.integers(min_value=0))
-def test_mutated_zip(scratch, flips, cut):
-    path = scratch / "zip.pth"
-    path.write_bytes(mutate(SMALL_ZIP, flips, cut))
-    _load_or_ckpt_error(path)
-
-
-@FUZZ
-@given(flips=mutations, cut=st.none() | st.integers(min_value=0))
-def test_mutated_legacy(scratch, flips, cut):
-    path = scratch / "legacy.pth"
-    path.write_bytes(mutate(SMALL_LEGACY, flips, cut))
+def test_mutated_checkpoint(scratch, fmt, flips, cut):
+    path = scratch / f"{fmt}.pth"
+    path.write_bytes(mutate(SMALL_ZIP if fmt == "zip" else SMALL_LEGACY, flips, cut))
     _load_or_ckpt_error(path)
 
 

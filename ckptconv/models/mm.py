@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..variants import Block, Variant
-from .ops import Conv2d, Swish, batch_norm
+from .ops import Conv2d, Linear, Swish, batch_norm
 
 # pycls stages held by each mmdet/mmpretrain layer 1..5 (layer 0 is the stem, layer 6 the head conv).
 MMDET_STAGE_GROUPS = ((1,), (2,), (3,), (4, 5), (6, 7))
@@ -121,7 +121,7 @@ class MMDetStagesEfficientNet(nn.Module):
 class LinearClsHead(nn.Module):
     def __init__(self, w_in: int, num_classes: int, device=None):
         super().__init__()
-        self.fc = nn.Linear(w_in, num_classes, device=device)
+        self.fc = Linear(w_in, num_classes, device=device)
 
 
 class MMPretrainClassifier(nn.Module):

@@ -37,7 +37,19 @@ def same_padding(size: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-class Conv2d(nn.Conv2d):
+class NoInit:
+    """Reference models always receive their weights (``load_state_dict(..., assign=True)``):
+    drawing random initial values, even on the meta device, would only cost time."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+class Linear(NoInit, nn.Linear):
+    pass
+
+
+class Conv2d(NoInit, nn.Conv2d):
     """Convolution without bias unless asked, padded ``symmetric`` or ``same`` (see module doc)."""
 
     def __init__(self, w_in, w_out, k, *, stride=1, groups=1, bias=False, padding="symmetric", device=None):

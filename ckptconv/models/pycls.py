@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..variants import Block, Variant
-from .ops import Conv2d, Swish, batch_norm
+from .ops import Conv2d, Linear, Swish, batch_norm
 
 
 class SE(nn.Module):
@@ -73,7 +73,7 @@ class EffHead(nn.Module):
         self.conv_bn = batch_norm(w_out, eps, device)
         self.conv_af = Swish()
         self.avg_pool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(w_out, num_classes, bias=True, device=device)
+        self.fc = Linear(w_out, num_classes, bias=True, device=device)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_af(self.conv_bn(self.conv(x)))

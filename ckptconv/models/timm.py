@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..variants import Block, Variant
-from .ops import Conv2d
+from .ops import Conv2d, Linear
 
 
 class BatchNormAct2d(nn.BatchNorm2d):
@@ -31,8 +31,8 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, w: int, w_se: int, device=None):
         super().__init__()
-        self.conv_reduce = nn.Conv2d(w, w_se, 1, bias=True, device=device)
-        self.conv_expand = nn.Conv2d(w_se, w, 1, bias=True, device=device)
+        self.conv_reduce = Conv2d(w, w_se, 1, bias=True, device=device)
+        self.conv_expand = Conv2d(w_se, w, 1, bias=True, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.conv_expand(F.silu(self.conv_reduce(x.mean((2, 3), keepdim=True))))
@@ -91,7 +91,7 @@ class TimmEfficientNet(nn.Module):
         self.blocks = nn.Sequential(*stages)
         self.conv_head = Conv2d(variant.widths[-1], variant.head_w, 1, padding=padding, device=device)
         self.bn2 = BatchNormAct2d(variant.head_w, eps, device=device)
-        self.classifier = nn.Linear(variant.head_w, variant.num_classes, device=device)
+        self.classifier = Linear(variant.head_w, variant.num_classes, device=device)
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.bn1(self.conv_stem(x))
