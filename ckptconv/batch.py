@@ -256,12 +256,24 @@ def run_job(job: Job) -> Outcome:
     return outcome
 
 
-def _run(job: Job, outcome: Outcome) -> None:
-    from .checkpoint import sha256_file
-    from .convert import Options, convert
+_REGISTRIES: dict[tuple[str, ...], Any] = {}
+
+
+def _registry(tables: tuple[str, ...]):
+    """One registry per worker and tables directory set: its tables (and the plans cached on them)
+    are parsed once, not per file."""
     from .registry import Registry
 
-    registry = Registry.from_env(job.tables)
+    if tables not in _REGISTRIES:
+        _REGISTRIES[tables] = Registry.from_env(tables)
+    return _REGISTRIES[tables]
+
+
+def _run(job: Job, outcome: Outcome) -> None:
+    from .convert import Options, convert
+    from .hashing import sha256_file
+
+    registry = _registry(job.tables)
     opts = Options(
         layout=job.layout, arch=job.arch, weights=job.weights, prefix=job.prefix, dtype=job.dtype,
         verify=job.verify, input_size=job.input_size, trust_pickle=job.trust_pickle, force=job.force,
@@ -299,44 +311,82 @@ def _run(job: Job, outcome: Outcome) -> None:
         outcome.note = f"file name suggests {job.hint} but the tensors are {result.arch} (converted as {result.arch})"
 
 
-def run(jobs: list[Job], *, workers: int, on_start: Callable[[Job], None] | None = None,
-        on_done: Callable[[Job, Outcome], None] | None = None) -> Batch:  # fmt: skip
-    """Convert every job, ``workers`` at a time; outcomes in job order."""
+def run(
+    jobs: list[Job],
+    *,
+    workers: int,
+    on_start: Callable[[Job], None] | None = None,
+    on_done: Callable[[Job, Outcome], None] | None = None,
+    job_fn: Callable[[Job], Outcome] = run_job,
+) -> Batch:
+    """Convert every job, ``workers`` at a time; outcomes in job order.
+
+    A worker that dies (a crash in native code, the OOM killer) takes down the pool and whatever
+    was in flight: those jobs are run again one at a time, so a file that kills its worker is the
+    only one to fail for it.
+    """
     start = time.perf_counter()
     batch = Batch(jobs)
     results: dict[int, Outcome] = {}
     workers = max(1, min(workers, len(jobs)))
-    if workers == 1:
+
+    def finish(i: int, outcome: Outcome) -> None:
+        results[i] = outcome
+        on_done and on_done(jobs[i], outcome)
+
+    if workers == 1 and job_fn is run_job:
         _init_worker(os.cpu_count() or 1)
         for i, job in enumerate(jobs):
             on_start and on_start(job)
-            results[i] = run_job(job)
-            on_done and on_done(job, results[i])
+            finish(i, job_fn(job))
     else:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        # fork: the parent has not imported torch, so workers start cheaply and safely
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
-            pending = {}
-            queue = list(enumerate(jobs))
-            try:
-                while queue or pending:
-                    while queue and len(pending) < workers:
-                        i, job = queue.pop(0)
-                        on_start and on_start(job)
-                        pending[pool.submit(run_job, job)] = i
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        i = pending.pop(future)
-                        results[i] = future.result()
-                        on_done and on_done(jobs[i], results[i])
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+        queue, suspects = list(enumerate(jobs)), []
+        while queue:
+            crashed, queue = _pool_pass(queue, workers, job_fn, on_start, finish)
+            suspects += crashed
+        for i, job in suspects:  # alone now: if it dies again, it is this file
+            crashed, _ = _pool_pass([(i, job)], 1, job_fn, on_start, finish)
+            if crashed:
+                finish(i, Outcome(job.source, job.output, "failed", layout=job.layout,
+                                  error=f"{job.source}: the worker process died while converting this file (a crash or the OOM killer)"))  # fmt: skip
     batch.outcomes = [results[i] for i in range(len(jobs))]
     batch.seconds = time.perf_counter() - start
     return batch
+
+
+def _pool_pass(items, workers, job_fn, on_start, finish) -> tuple[list, list]:
+    """Run ``items`` ((index, job) pairs) in a process pool until done or until a worker dies.
+
+    Returns the jobs in flight when a worker died, and those not yet started.
+    """
+    import multiprocessing
+    import sys
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # fork is fast and safe while this process has not started torch's thread pools (the CLI never
+    # imports torch here); a library caller that has must spawn fresh workers
+    method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    queue = list(items)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker, initargs=(threads,)) as pool:
+        pending: dict[Any, tuple[int, Job]] = {}
+        try:
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    i, job = queue.pop(0)
+                    on_start and on_start(job)
+                    pending[pool.submit(job_fn, job)] = (i, job)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i, job = pending.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        return [(i, job), *pending.values()], queue
+                    finish(i, outcome)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return [], []

@@ -2,9 +2,11 @@
 
 - zip (torch >= 1.6): memory-mapped, so tensors that are not converted (optimizer momentum, the
   unused weight set) are never read from disk. torch does not check the zip's CRC-32s, so ckptconv
-  checks ``data.pkl`` before unpickling and every kept tensor's bytes after.
+  checks ``data.pkl`` before unpickling and the bytes of every tensor it converts (as the writer
+  copies them, or with ``verify_tensors``).
 - legacy (torch < 1.6, pycls's 2020 zoo): loaded whole; the format carries no checksums.
-- safetensors: memory-mapped; accepted as input when its keys belong to a known layout.
+- safetensors: read with the safetensors library; accepted as input when its keys belong to a
+  known layout. The format carries no checksums.
 - tar (torch < 0.4): refused.
 The format comes from the file's first bytes, never from its name or a failed attempt.
 """
@@ -25,7 +27,6 @@ from typing import Any
 import torch
 
 from .errors import FormatError, UnsafePickleError, UsageError
-from .hashing import sha256_file  # noqa: F401 - part of this module's interface
 
 ZIP_MAGIC = b"PK\x03\x04"
 # pickle protocol 2, then LONG1 0x1950a86a20f9469cfc6c: torch's legacy serialization magic number

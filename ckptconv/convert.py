@@ -1,8 +1,9 @@
-"""Converting one checkpoint: check everything first, then write once, atomically.
+"""Converting one checkpoint: check everything first; publish only what passed.
 
-Order of work: refuse impossible outputs before reading anything; load (memory-mapped);
-choose the weight set; find the variant; plan every key; check the tensors against the plan,
-the cast and the zip's checksums; verify; only then write.
+Order of work: refuse impossible outputs before reading anything; load (memory-mapped); choose
+the weight set; find the variant; plan every key and check the state dict against the plan and
+the cast; then write to a temp file (tensors copied from the input are CRC-checked on the way)
+while verification runs, and rename it into place only when both succeeded.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 from . import __version__, detect, engine, writer
 from . import verify as verification
 from .checkpoint import Checkpoint, load
-from .hashing import start_sha256
 from .errors import FormatError, MappingError, UsageError
+from .hashing import start_sha256
 from .meta import encode_meta
 from .registry import Registry, default_registry
 from .tables import Layout
@@ -213,7 +214,7 @@ def convert(
     variant, arch_from, source_prefix = detect.resolve_arch(opts.arch, ckpt.cfg, shapes, registry, source_layout, ckpt.meta)
     prefix = opts.prefix if opts.prefix is not None else (target.prefix if target else "")
     plan = engine.plan(variant, target, source=source_layout, target_prefix=prefix, source_prefix=source_prefix)
-    engine.check_source(plan, shapes, variants=registry.variants, allow_partial=opts.allow_partial)
+    engine.check_source(plan, shapes, variants=registry.variants)
     if plan.absent and (target is not None or not opts.allow_partial):
         raise MappingError(
             f"the {plan.source_layout} layout lacks {len(plan.absent)} key(s) {plan.target_layout} needs: "
@@ -260,22 +261,27 @@ def convert(
     source = writer.Source(ckpt.path, spans, names) if copied else None
     pending = writer.PendingWrite(out_path)
     pending.start(lambda f: _write(f, fmt, out_sd, meta, target, source))  # I/O overlaps verification
+    config = writer.PendingWrite(Path(opts.config_out)) if opts.config_out and result.config else None
     try:
+        if config is not None:
+            config.write(lambda f: f.write(result.config.encode()))
         if opts.verify != "none":
             result.report = verify_conversion(plan, kept, out_sd, dtype, opts, str(out_path), registry)
             result.report.raise_if_failed()
         pending.wait()
     except KeyboardInterrupt:
         pending.abort()
+        config and config.abort()
         raise
     except BaseException as e:
         pending.abort(wait=True)
+        config and config.abort()
         if isinstance(pending.error, FormatError) and not isinstance(e, FormatError):
             raise pending.error from None  # a corrupt input explains a failed check: say that
         raise
     result.bytes = pending.commit()
-    if opts.config_out and result.config:
-        writer.atomic_write(Path(opts.config_out), lambda f: f.write(result.config.encode()))
+    if config is not None:
+        config.commit()
     result.seconds = time.perf_counter() - start
     return result
 

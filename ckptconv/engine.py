@@ -197,7 +197,6 @@ def check_source(
     shapes: dict[str, tuple[tuple[int, ...], str]],
     *,
     variants: dict[str, Variant] | None = None,
-    allow_partial: bool = False,
 ) -> None:
     """Check an input state dict (key -> (shape, dtype name)) against the plan; raise on any misfit.
 
@@ -211,11 +210,10 @@ def check_source(
     unexpected = [k for k in shapes if k not in expected]
     for key in unexpected:
         problems.append(_diagnose_unexpected(key, plan_))
-    missing = [e for e in plan_.entries if e.source is not None and e.source not in shapes]
-    if missing and not (allow_partial and plan_.target_layout == PYCLS):
-        for e in missing:
-            fate = f"target {e.target} would be left unfilled" if e.target else "it is dropped anyway but its absence means this is not a full pycls checkpoint"
-            problems.append(f"{e.source}: missing from the checkpoint ({fate})")
+    # A key the target drops anyway (pycls's head.fc for mmdet) may be missing: nothing is lost.
+    missing = [e for e in plan_.entries if e.source is not None and e.target is not None and e.source not in shapes]
+    for e in missing:
+        problems.append(f"{e.source}: missing from the checkpoint (target {e.target} would be left unfilled)")
     for key, (shape, dtype) in shapes.items():
         entry = expected.get(key)
         if entry is None:

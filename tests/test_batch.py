@@ -177,3 +177,26 @@ def test_outputs_inside_the_source_tree_are_not_taken_as_inputs(cli, zoo, tmp_pa
     assert cli("batch", src, "--out-dir", src / "converted").exit_code == 0
     again = cli("batch", src, "--out-dir", src / "converted", "--json")
     assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["up to date"]
+
+
+def crash_on_b1(job):
+    """A job function for the crash test: the worker converting a b1 file dies on the spot."""
+    import os
+
+    from ckptconv.batch import run_job
+
+    if "EN-B1_" in job.source:
+        os._exit(3)
+    return run_job(job)
+
+
+def test_a_file_that_kills_its_worker_fails_alone(zoo, tmp_path):
+    from ckptconv import batch
+
+    entries = [{"source": str(zoo / f"EN-{a}_dds_8gpu.pyth")} for a in ("B0", "B1", "B2")]
+    jobs = batch.plan(entries, tmp_path, layout="mmdet", fmt="pth", trust_pickle=False, verify="structure")
+    done = []
+    result = batch.run(jobs, workers=2, job_fn=crash_on_b1, on_done=lambda job, o: done.append(job.source))
+    assert [o.status for o in result.outcomes] == ["converted", "failed", "converted"]
+    assert "the worker process died while converting this file" in result.outcomes[1].error
+    assert sorted(done) == sorted(j.source for j in jobs)  # every file reported exactly once

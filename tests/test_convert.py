@@ -322,3 +322,15 @@ def test_help_documents_every_command(cli):
     for command in ("pycls2mmdet", "convert", "verify", "mappings", "demo"):
         assert command in result.stdout
     assert "Exit codes: 0 success, 1 conversion or verification failed, 2 usage error" in result.stdout
+
+
+def test_a_pycls_backbone_without_its_classifier_converts_to_mmdet(cli, states, tmp_path):
+    """head.fc is dropped by the mmdet table anyway: a checkpoint stripped of it loses nothing."""
+    sd = {k: v for k, v in states("b0").items() if not k.startswith("head.fc")}
+    src = tmp_path / "backbone.pth"
+    torch.save({"model_state": sd}, src)
+    unsure = cli("pycls2mmdet", src, tmp_path / "a.pth")
+    assert unsure.exit_code == 1 and "closest is b0 (2 missing" in unsure.stderr and "pass --arch b0" in unsure.stderr
+    assert cli("pycls2mmdet", src, tmp_path / "b.pth", "--arch", "b0").exit_code == 0
+    timm = cli("convert", src, tmp_path / "c.pth", "--to", "timm", "--arch", "b0")
+    assert timm.exit_code == 1 and "head.fc.weight: missing from the checkpoint (target classifier.weight" in timm.stderr
