@@ -197,6 +197,9 @@ def test_a_file_that_kills_its_worker_fails_alone(zoo, tmp_path):
     jobs = batch.plan(entries, tmp_path, layout="mmdet", fmt="pth", trust_pickle=False, verify="structure")
     done = []
     result = batch.run(jobs, workers=2, job_fn=crash_on_b1, on_done=lambda job, o: done.append(job.source))
-    assert [o.status for o in result.outcomes] == ["converted", "failed", "converted"]
+    statuses = [o.status for o in result.outcomes]
+    # a job in flight beside the crash may have finished writing before the pool broke: its re-run
+    # then finds the output up to date, which is the truth
+    assert statuses[1] == "failed" and {statuses[0], statuses[2]} <= {"converted", "up to date"}
     assert "the worker process died while converting this file" in result.outcomes[1].error
     assert sorted(done) == sorted(j.source for j in jobs)  # every file reported exactly once
