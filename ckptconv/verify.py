@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import engine, models
+from . import detect, engine, models
+from .checkpoint import load
 from .errors import VerificationError
+from .hashing import start_sha256
+from .registry import default_registry
 from .tables import Layout
 from .variants import Variant
 
@@ -262,8 +266,6 @@ def _identify(shapes, registry, layout_name: str | None, arch: str | None, prefe
     whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
     closest candidate of ``arch``.
     """
-    from . import detect
-
     known = (engine.PYCLS, *registry.layouts)
     names = [layout_name] if layout_name else list(known)
     ranked = detect.rank(shapes, registry, [None if n == engine.PYCLS else registry.layout(n) for n in names])
@@ -292,12 +294,6 @@ def verify_file(
 ) -> Report:
     """Verify a converted file, alone or against its source. A failed check is in the report;
     ``CkptError`` is raised only when a file cannot be read or an option is unusable."""
-    from pathlib import Path
-
-    from .checkpoint import load
-    from .hashing import start_sha256
-    from .registry import default_registry
-
     start = time.perf_counter()
     registry = registry or default_registry()
     if arch:

@@ -24,6 +24,8 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
     """
     ui = UI()
     with ui.guard():
+        import torch
+
         from .. import synthetic
         from ..convert import Options, convert
         from ..errors import UsageError
@@ -31,12 +33,13 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
         from .convert import summarize
 
         variant = obj.registry.variant(arch)
+        obj.registry.layout(layout)  # an unknown layout fails before anything is written
         out_dir.mkdir(parents=True, exist_ok=True)
         src = out_dir / f"EN-{variant.name.upper()}_demo.pyth"
         if src.exists() and not force:
             raise UsageError("the demo checkpoint exists", fix="pass --force to write it again", path=str(src))
         ckpt = synthetic.pycls_checkpoint(variant)
-        atomic_write(src, lambda f: synthetic.torch.save(ckpt, f))
+        atomic_write(src, lambda f: torch.save(ckpt, f))
         ui.success(f"wrote {src}: a pycls training checkpoint ({variant.title}, random weights, SGD state)")
         out = out_dir / f"{src.stem}_{layout}.pth"
         config = out_dir / f"{src.stem}_{layout}_config.py"
