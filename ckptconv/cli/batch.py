@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -82,34 +81,34 @@ def _run_with_progress(ui: UI, batch, plan, workers: int):
             ui.info(f"[{done[0]}/{len(plan)}] {outcome.status} {job.source} -> {outcome.output} ({outcome.seconds:.2f} s){reason}")
 
         return batch.run(plan, workers=workers, on_done=line)
-    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     running: list[str] = []
+    done = [0]
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), DownloadColumn(),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=ui.out, transient=False,
+        TextColumn("{task.fields[done]}/{task.fields[n]} files"), BarColumn(), DownloadColumn(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[now]}"),
+        console=ui.out,
     ) as progress:  # fmt: skip
-        files = progress.add_task("files", total=len(plan))
-        data = progress.add_task("", total=total_bytes or 1, visible=False)
-        start = time.perf_counter()
+        task = progress.add_task("batch", total=total_bytes or 1, done=0, n=len(plan), now="")
 
         def started(job):
             running.append(Path(job.source).name)
-            progress.update(files, description=", ".join(running[-workers:]))
+            progress.update(task, now=", ".join(running))
 
         def finished(job, outcome):
             name = Path(job.source).name
             if name in running:
                 running.remove(name)
-            progress.update(files, advance=1, description=", ".join(running[-workers:]) or f"done in {time.perf_counter() - start:.1f} s")
-            progress.update(data, advance=outcome.source_bytes)
+            done[0] += 1
+            progress.update(task, advance=outcome.source_bytes, done=done[0], now=", ".join(running))
 
         return batch.run(plan, workers=workers, on_start=started, on_done=finished)
 
 
 def _summary(ui: UI, result) -> None:
     rows = [
-        (o.source, o.arch or "?", o.layout or "?", o.status, human_params(o.params) if o.params else "-",
+        (Path(o.source).name, o.arch or "?", o.layout or "?", o.status, human_params(o.params) if o.params else "-",
          human_bytes(o.bytes) if o.bytes else "-", f"{o.seconds:.2f}", o.verification)
         for o in result.outcomes
     ]  # fmt: skip

@@ -88,7 +88,7 @@ def _common(f):
 
 @click.command("pycls2mmdet")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
-@click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)
+@click.argument("out", metavar="[OUT]", type=click.Path(path_type=Path), required=False)
 @click.option("--layout", default="mmdet", show_default=True, help="Target layout: mmdet (mmdet 3.x layers.0-6) or mmdet-stages (efficientnet2mmdet.py).")
 @_common
 @click.pass_obj
@@ -103,7 +103,7 @@ def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
 
 @click.command("convert")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
-@click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)
+@click.argument("out", metavar="[OUT]", type=click.Path(path_type=Path), required=False)
 @click.option("--from", "source_layout", default="pycls", show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm).")
 @click.option("--to", "layout", required=True, help="Layout of OUT: a table name, or pycls.")
 @click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")
