@@ -122,8 +122,8 @@ def run(args) -> None:
         print(f"repetition {rep}/{args.reps} done", flush=True)
 
     print(f"\nmedians of {args.reps} runs; machine: {os.cpu_count()} cores; ratios against the first row of each case\n")
-    print(f"| case | contender | wall s | peak MiB | wall ratio | peak ratio | goal |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| case | contender | wall s | peak MiB | wall ratio | peak ratio | goal |")
+    print("|---|---|---|---|---|---|---|")
     goals = {
         ("startup", "ckptconv --help"): "wall <= 0.25",
         ("b5", "ckptconv --verify structure"): "wall <= 1.0, peak <= 0.75",

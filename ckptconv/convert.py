@@ -76,6 +76,8 @@ class Result:
     config: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    library: str = ""
+    library_defaults: dict[str, Any] = field(default_factory=dict)  # when they differ from what the weights need
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -254,6 +256,9 @@ def convert(
     )
     if target is not None:
         result.config = render_config(target, variant, str(out_path or "OUT"), prefix)
+        result.library = target.library
+        if any(target.library_defaults.get(k, v) != v for k, v in target.settings.items() if k in ("padding", "eps")):
+            result.library_defaults = dict(target.library_defaults)
     if opts.dry_run:
         result.seconds = time.perf_counter() - start
         return result

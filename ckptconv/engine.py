@@ -131,10 +131,6 @@ class Plan:
     def source_keys(self) -> dict[str, Entry]:
         return {e.source: e for e in self.entries if e.source is not None}
 
-    @property
-    def target_keys(self) -> dict[str, Entry]:
-        return {e.target: e for e in self.entries if e.target is not None}
-
 
 def _side(layout: Layout | None, variant: Variant) -> dict[str, tuple[str | None, str, str | None]]:
     """pycls key -> (key in this layout or None, deciding rule, drop reason)."""

@@ -18,7 +18,7 @@ A rule may restrict captured integers with ``where = { stage = [1] }``. The rule
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,6 @@ class Layout:
     tolerance: float
     config: dict[str, Any]
     path: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def table_id(self) -> str:

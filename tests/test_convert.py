@@ -60,6 +60,7 @@ def test_real_b0_through_the_cli_loads_strictly_and_reproduces_mmdet(cli, b0_fix
     result = cli("pycls2mmdet", pyth, out)
     assert result.exit_code == 0, result.output
     assert "conv_cfg=dict(type='Conv2d')" in result.output and "eps=1e-5" in result.output
+    assert "defaults (padding=same, BN eps=0.001) compute different features from these weights" in result.stderr
     sd, meta = load_output(out)
     model = models.build("mmdet", registry.variant("b0"))
     model.load_state_dict(sd, strict=True, assign=True)
@@ -312,7 +313,9 @@ def test_safetensors_metadata_is_all_strings_and_decodes_to_the_meta(cli, make_c
 
 def test_timm_pth_is_a_plain_state_dict(cli, make_ckpt, tmp_path):
     out = tmp_path / "timm.pth"
-    assert cli("convert", make_ckpt("b0"), out, "--to", "timm").exit_code == 0
+    result = cli("convert", make_ckpt("b0"), out, "--to", "timm")
+    assert result.exit_code == 0 and "compute different features" not in result.stderr  # timm's efficientnet_bN needs nothing set
+    assert "pretrained_cfg_overlay=dict(file=" in result.stdout
     obj = torch.load(out, weights_only=True)
     assert "conv_stem.weight" in obj and "classifier.bias" in obj and "meta" not in obj
 

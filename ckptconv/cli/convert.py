@@ -74,10 +74,15 @@ def summarize(ui: UI, result) -> None:
         for check in result.report.checks:
             ui.info(f"  verified {check.name}: {check.detail}")
     if result.config:
-        defaults = result.meta.get("settings", {})
+        needs = result.meta.get("settings", {})
         ui.info("")
-        ui.info(f"[bold]The config these weights need[/bold] (padding={defaults.get('padding')}, BN eps={defaults.get('eps'):g}):", markup=True)
+        ui.info(f"[bold]The config these weights need[/bold] (padding={needs.get('padding')}, BN eps={needs.get('eps'):g}):", markup=True)
         ui.plain(result.config)
+        if defaults := result.library_defaults:
+            ui.warning(
+                f"{result.library or result.layout}'s defaults (padding={defaults.get('padding')}, BN eps={defaults.get('eps'):g}) "
+                "compute different features from these weights: use the config above"
+            )
 
 
 def _common(f):
