@@ -294,7 +294,7 @@ def _run(job: Job, outcome: Outcome) -> None:
             return
     target = Path(job.output)
     if job.publish:  # write under a temp name, then rename with the final file's hash
-        from .writer import TMP_PREFIX
+        from .files import TMP_PREFIX
 
         target = target.parent / f"{TMP_PREFIX}{os.getpid()}-publish-{target.name}"
     result = convert(source, target, opts, registry, source_sha256=sha)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from . import __version__, detect, engine, writer
+from . import __version__, detect, engine, files, writer
 from . import verify as verification
 from .checkpoint import Checkpoint, load
 from .errors import FormatError, MappingError, UsageError
@@ -202,13 +202,13 @@ def convert(
     if opts.verify not in VERIFY_CHOICES:
         raise UsageError(f"unknown verification {opts.verify!r}", fix=f"use one of {', '.join(VERIFY_CHOICES)}")
     out_path = Path(out) if out is not None else None
-    fmt = writer.output_format(out_path) if out_path is not None else "none"
+    fmt = files.output_format(out_path) if out_path is not None else "none"
     if out_path is None and not opts.dry_run:
         raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
     if out_path is not None and not opts.dry_run:
-        writer.check_output(out_path, [src], opts.force)
+        files.check_output(out_path, [src], opts.force)
         if opts.config_out:
-            writer.check_output(Path(opts.config_out), [src], opts.force)
+            files.check_output(Path(opts.config_out), [src], opts.force)
     sha = start_sha256(src) if source_sha256 is None and not opts.dry_run and src.is_file() else source_sha256
     ckpt = load(src, trust_pickle=opts.trust_pickle)
     chosen, source_sd = ckpt.select(opts.weights)
@@ -264,9 +264,9 @@ def convert(
         return result
     names = {t.untyped_storage().data_ptr(): k for k, t in kept.items()}
     source = writer.Source(ckpt.path, spans, names) if copied else None
-    pending = writer.PendingWrite(out_path)
+    pending = files.PendingWrite(out_path)
     pending.start(lambda f: _write(f, fmt, out_sd, meta, target, source))  # I/O overlaps verification
-    config = writer.PendingWrite(Path(opts.config_out)) if opts.config_out and result.config else None
+    config = files.PendingWrite(Path(opts.config_out)) if opts.config_out and result.config else None
     try:
         if config is not None:
             config.write(lambda f: f.write(result.config.encode()))

@@ -203,3 +203,38 @@ def test_a_file_that_kills_its_worker_fails_alone(zoo, tmp_path):
     assert statuses[1] == "failed" and {statuses[0], statuses[2]} <= {"converted", "up to date"}
     assert "the worker process died while converting this file" in result.outcomes[1].error
     assert sorted(done) == sorted(j.source for j in jobs)  # every file reported exactly once
+
+
+def test_safetensors_format_for_the_whole_zoo(cli, zoo, tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    for arch in ("B0", "B2"):  # zip and legacy inputs
+        shutil.copy(zoo / f"EN-{arch}_dds_8gpu.pyth", good)
+    out = tmp_path / "out"
+    result = cli("batch", good, "--out-dir", out, "--format", "safetensors", "--json", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["EN-B0_dds_8gpu.safetensors", "EN-B2_dds_8gpu.safetensors"]
+    assert cli("verify", out, "--json").exit_code == 0
+    again = json.loads(cli("batch", good, "--out-dir", out, "--format", "safetensors", "--json").stdout)
+    assert [f["status"] for f in again["files"]] == ["up to date", "up to date"]
+
+
+def test_the_batch_parent_never_imports_torch(zoo, tmp_path):
+    """Workers import torch; the parent plans and reports without it, so workers fork cheaply."""
+    import subprocess
+    import sys
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for arch in ("B0", "B1"):
+        shutil.copy(zoo / f"EN-{arch}_dds_8gpu.pyth", good)
+    code = (
+        "import sys\nfrom ckptconv.cli import main\n"
+        f"try:\n    main(['batch', {str(good)!r}, '--out-dir', {str(tmp_path / 'out')!r}, '--jobs', '2', '-q'])\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
+    assert len(list((tmp_path / "out").glob("*.pth"))) == 2

@@ -11,12 +11,12 @@ import pytest
 
 PROBE = """
 import json, sys
-from ckptconv import writer
+from ckptconv import files
 from ckptconv.convert import Options, convert
 
 src, out, mode = sys.argv[1:4]
 seen = {}
-commit = writer.PendingWrite.commit
+commit = files.PendingWrite.commit
 
 def probe(self):
     # while the checkpoint is still mapped: how much of its mapping is resident in this process?
@@ -29,7 +29,7 @@ def probe(self):
     seen["mapped_resident"] = rss
     return commit(self)
 
-writer.PendingWrite.commit = probe
+files.PendingWrite.commit = probe
 convert(src, out, Options(verify=mode))
 print(json.dumps(seen))
 """

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from ckptconv import writer
+from ckptconv import files, writer
 from ckptconv.checkpoint import load
 from ckptconv.errors import FormatError, UnsafePickleError
 
@@ -398,7 +398,7 @@ main(["pycls2mmdet", {str(src)!r}, {str(out)!r}, "--force"], prog_name="ckptconv
 def test_temp_files_of_live_processes_are_left_alone(tmp_path):
     live = tmp_path / f".ckptconv-tmp-{os.getppid()}-abcd-x.pth"
     live.write_bytes(b"in progress elsewhere")
-    assert writer.clean_stale_temps(tmp_path) == []
+    assert files.clean_stale_temps(tmp_path) == []
     assert live.exists()
 
 
@@ -422,7 +422,7 @@ def test_disk_full_is_a_clean_error(cli, make_ckpt, tmp_path, monkeypatch, where
                 raise full
             return real_fsync(fd)
 
-        monkeypatch.setattr(writer.os, "fsync", fsync)
+        monkeypatch.setattr(files.os, "fsync", fsync)
     result = cli("pycls2mmdet", src, out)
     assert result.exit_code == 1 and "the disk is full; nothing was written" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["EN-B0_test.pyth"]
@@ -443,7 +443,7 @@ def test_read_only_output_directory_is_refused_before_reading(cli, tmp_path, mon
     ro.mkdir()
     real_access = os.access
     # as root, chmod cannot make a directory read-only; ask the same question the code asks
-    monkeypatch.setattr(writer.os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
+    monkeypatch.setattr(files.os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
     result = cli("pycls2mmdet", corrupt, ro / "o.pth")
     assert result.exit_code == 2 and "is not writable" in result.stderr
 

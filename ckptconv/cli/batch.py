@@ -36,7 +36,7 @@ def batch_cmd(obj, sources, out_dir, layout, fmt, jobs, report_path, publish, js
     with ui.guard():
         from .. import batch
         from ..errors import UsageError
-        from ..writer import atomic_write, clean_stale_temps
+        from ..files import atomic_write, clean_stale_temps
 
         if not out_dir.exists():
             if not out_dir.parent.exists():

@@ -29,7 +29,7 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
         from .. import synthetic
         from ..convert import Options, convert
         from ..errors import UsageError
-        from ..writer import atomic_write
+        from ..files import atomic_write
         from .convert import summarize
 
         variant = obj.registry.variant(arch)

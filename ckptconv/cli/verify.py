@@ -91,7 +91,7 @@ def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, input_
         ok = all(r["ok"] for r in results)
         summary = {"ok": ok, "files": results, "passed": sum(r["ok"] for r in results), "failed": sum(not r["ok"] for r in results)}
         if report_path:
-            from ..writer import atomic_write
+            from ..files import atomic_write
 
             atomic_write(report_path, lambda f: f.write(json.dumps(summary, indent=2, default=str).encode()))
         if json_mode:
