@@ -251,7 +251,7 @@ def test_json_error_is_one_object_too(cli, tmp_path):
 
 def test_quiet_prints_nothing_on_success(cli, make_ckpt, tmp_path):
     result = cli("pycls2mmdet", make_ckpt("b0"), tmp_path / "o.pth", "--quiet")
-    assert result.exit_code == 0 and result.stdout == ""
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""  # not even the defaults warning
 
 
 def test_unknown_extension_is_a_usage_error(cli, make_ckpt, tmp_path):

@@ -46,7 +46,7 @@ class UI:
             self.out.print(f"[green]✓[/green] {_escape(text)}")
 
     def warning(self, text: str) -> None:
-        if not self.json_mode:
+        if not self.quiet:  # --quiet: nothing but errors; --json: nothing but the object
             self.err.print(f"[yellow]warning:[/yellow] {_escape(text)}")
 
     def error(self, text: str) -> None:
