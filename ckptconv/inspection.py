@@ -15,10 +15,11 @@ from .checkpoint import load, read_safetensors_header, sniff
 from .errors import CkptError
 from .meta import decode_meta
 from .registry import Registry
+from .writer import ST_DTYPES
 
-ST_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-                  "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}  # fmt: skip
-ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+# safetensors dtype codes and element sizes, from the writer's own table
+ST_DTYPE_NAMES = {code: str(dtype)[6:] for dtype, code in ST_DTYPES.items()}
+ITEMSIZE = {str(dtype)[6:]: dtype.itemsize for dtype in ST_DTYPES}
 
 
 def _numel(shape) -> int:

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PADDINGS = ("symmetric", "same")
+from ..tables import PADDINGS
+
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
