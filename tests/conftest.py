@@ -20,6 +20,28 @@ MANIFEST = {
     "mmpretrain": "mmpretrain_efficientnet_{}",
     "timm": "timm_efficientnet_{}",
 }
+# Floats are per machine (../shared/fixtures/README.md): another CPU or thread count sums in another
+# order, up to ~1e-5 relative. Stored arrays are compared under this tolerance; "bit for bit" is
+# asserted only between two computations in one process.
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def close(actual, expected) -> None:
+    """``actual`` equals a stored array up to another machine's rounding."""
+    import torch
+
+    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL)
+
+
+def pytest_configure(config) -> None:
+    """``CKPTCONV_TEST_THREADS=1`` runs the suite single-threaded (another machine's summation order)."""
+    threads = os.environ.get("CKPTCONV_TEST_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 NO_SHARED = (
     f"the upstream fixtures are not at {SHARED} (a user's clone has no ../shared; CI has it). "
     "Set CKPTCONV_SHARED to their directory to run these tests."

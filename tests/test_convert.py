@@ -12,7 +12,7 @@ from safetensors import safe_open
 from ckptconv import models
 from ckptconv.meta import decode_meta
 
-from .conftest import ARCHS, LAYOUTS
+from .conftest import ARCHS, LAYOUTS, close
 
 
 def load_output(path):
@@ -67,7 +67,7 @@ def test_real_b0_through_the_cli_loads_strictly_and_reproduces_mmdet(cli, b0_fix
     with torch.inference_mode():
         out_levels = model.forward_levels(feats["input"])
     for i in range(7):
-        assert torch.equal(out_levels[f"layers.{i}"], feats[f"mmdet3_matched_layer{i}"])
+        close(out_levels[f"layers.{i}"], feats[f"mmdet3_matched_layer{i}"])
     assert meta["source_sha256"] == hashlib.sha256(pyth.read_bytes()).hexdigest()
     assert meta["settings"]["padding"] == "symmetric" and meta["settings"]["eps"] == 1e-5
     assert meta["weights"] == "model" and meta["table"] == "mmdet" and meta["table_version"] == 1
@@ -82,7 +82,7 @@ def test_real_b0_to_mmpretrain_and_timm_keeps_the_classifier(cli, b0_fixture, re
         model = models.build(reference, registry.variant("b0"))
         model.load_state_dict(sd, strict=True, assign=True)
         with torch.inference_mode():
-            assert torch.equal(model.forward_levels(feats["input"])["logits"], feats[expected])
+            close(model.forward_levels(feats["input"])["logits"], feats[expected])
 
 
 def test_real_b0_stages_layout_tensors_equal_the_source(cli, b0_fixture, manifest, tmp_path):

@@ -1,4 +1,8 @@
-"""The reference models against the real upstream classes: keys, shapes, and every recorded output."""
+"""The reference models against the real upstream classes: keys, shapes, and every recorded output.
+
+The recorded outputs were computed on another machine: they are compared under ``close`` (floats
+are per machine). "Bit for bit" is asserted only between two computations in this process.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import torch
 from ckptconv import engine, models
 from ckptconv.models.ops import same_padding
 
-from .conftest import ARCHS
+from .conftest import ARCHS, close
 
 REFERENCE_MANIFEST = ["pycls", "mmdet", "mmdet-stages", "mmpretrain", "timm"]
 POINTS = ["stem", "s1", "s2", "s3", "s5", "s7", "head"]  # where mmdet 3.x's layers 0..6 end
@@ -35,12 +39,12 @@ def _convert(registry, variant, sd, layout):
 
 
 @torch.inference_mode()
-def test_pycls_reference_reproduces_pycls_outputs_bit_for_bit(b0):
+def test_pycls_reference_reproduces_pycls_outputs(b0):
     variant, sd, feats = b0
     out = models.pycls_model(variant, sd).forward_levels(feats["input"])
     for i, point in enumerate(POINTS):
-        assert torch.equal(out[point], feats[f"pycls_point{i}"]), point
-    assert torch.equal(out["logits"], feats["pycls_logits"])
+        close(out[point], feats[f"pycls_point{i}"])
+    close(out["logits"], feats["pycls_logits"])
 
 
 @torch.inference_mode()
@@ -51,7 +55,10 @@ def test_mmdet_reference_reproduces_real_mmdet_in_both_configs(b0, registry, pad
     model = models.load("mmdet", variant, _convert(registry, variant, sd, "mmdet"), padding=padding, eps=eps)
     out = model.forward_levels(feats["input"])
     for i in range(7):
-        assert torch.equal(out[f"layers.{i}"], feats[f"mmdet3_{recorded}_layer{i}"]), i
+        close(out[f"layers.{i}"], feats[f"mmdet3_{recorded}_layer{i}"])
+    if recorded == "matched":  # and bit for bit against the pycls reference, in this process
+        ref = models.pycls_model(variant, sd).forward_levels(feats["input"])
+        assert all(torch.equal(out[f"layers.{i}"], ref[p]) for i, p in enumerate(POINTS))
 
 
 def test_mmdet_defaults_really_differ_from_pycls(b0_fixture):
@@ -67,7 +74,8 @@ def test_mmdet_stages_reference_matches_pycls_stage_by_stage(b0, registry):
     model = models.load("mmdet-stages", variant, _convert(registry, variant, sd, "mmdet-stages"))
     out = model.forward_levels(feats["input"])
     ref = models.pycls_model(variant, sd).forward_levels(feats["input"])
-    assert torch.equal(out["conv1"], feats["pycls_point0"])
+    close(out["conv1"], feats["pycls_point0"])
+    assert torch.equal(out["conv1"], ref["stem"])
     for s in range(1, 8):
         assert torch.equal(out[f"layer{s}"], ref[f"s{s}"]), s
 
@@ -76,7 +84,9 @@ def test_mmdet_stages_reference_matches_pycls_stage_by_stage(b0, registry):
 def test_mmpretrain_reference_logits_equal_pycls_bit_for_bit(b0, registry):
     variant, sd, feats = b0
     model = models.load("mmpretrain", variant, _convert(registry, variant, sd, "mmpretrain"))
-    assert torch.equal(model.forward_levels(feats["input"])["logits"], feats["pycls_logits"])
+    logits = model.forward_levels(feats["input"])["logits"]
+    close(logits, feats["pycls_logits"])
+    assert torch.equal(logits, models.pycls_model(variant, sd).forward_levels(feats["input"])["logits"])
 
 
 @torch.inference_mode()
@@ -84,10 +94,10 @@ def test_timm_reference_reproduces_real_timm_logits(b0, registry):
     variant, sd, feats = b0
     model = models.load("timm", variant, _convert(registry, variant, sd, "timm"))
     logits = model.forward_levels(feats["input"])["logits"]
-    assert torch.equal(logits, feats["timm_logits"])
-    # and, like the real timm, it is close to pycls but not bit-identical
-    diff = (logits - feats["pycls_logits"]).abs().max().item()
-    assert 0 < diff < 1e-6
+    close(logits, feats["timm_logits"])
+    # and, like the real timm, it is close to pycls but not bit-identical (both computed here)
+    diff = (logits - models.pycls_model(variant, sd).forward_levels(feats["input"])["logits"]).abs().max().item()
+    assert 0 < diff < 1e-5
 
 
 @pytest.mark.parametrize(

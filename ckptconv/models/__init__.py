@@ -34,10 +34,23 @@ def build(reference: str, variant: Variant, *, padding: str = "symmetric", eps: 
     return cls(variant, padding=padding, eps=eps, device=device).eval()
 
 
+ALIGNMENT = 64  # bytes: what torch's allocator (and so every library's load_state_dict) gives
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """The tensor, or a copy in freshly allocated memory when its data is not 64-byte aligned.
+
+    CPU kernels pick their vector loops by alignment, so the same weights at another address can
+    round differently. safetensors data sits at 8-byte offsets; libraries copy weights into their
+    own (aligned) parameters, so the references run on aligned memory too.
+    """
+    return t if t.data_ptr() % ALIGNMENT == 0 else t.clone()
+
+
 def load(reference: str, variant: Variant, state_dict: dict[str, torch.Tensor], *, padding="symmetric", eps=1e-5) -> nn.Module:
     """Build a reference and assign ``state_dict`` into it strictly, upcasting fp16/bf16 to fp32."""
     model = build(reference, variant, padding=padding, eps=eps)
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    weights = {k: _aligned(v.float() if v.is_floating_point() else v) for k, v in state_dict.items()}
     model.load_state_dict(weights, strict=True, assign=True)
     return model
 
