@@ -222,20 +222,42 @@ def _published_candidates(output: Path) -> list[Path]:
     return sorted(output.parent.glob(f"{glob.escape(output.stem)}-" + "[0-9a-f]" * 8 + output.suffix))
 
 
-def _up_to_date(job: Job, sha: str, options: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
-    """An existing output (and its meta) converted from this very source with these options, if any."""
+def _expected_options(request, meta: dict[str, Any], registry) -> dict[str, Any] | None:
+    """What an output converted now would record as its options (None: it cannot be known)."""
+    from .convert import options
+
+    arch = request.arch or meta.get("arch")
+    if not isinstance(arch, str) or arch not in registry.variants:
+        return None
+    target, source = registry.layout(request.layout), registry.layout(request.source_layout)
+    prefix = request.prefix if request.prefix is not None else target.prefix
+    return options(request, target, source, registry.variant(arch), prefix)
+
+
+def _intact(ckpt) -> bool:
+    """Every tensor record of an existing zip output still matches its CRC-32."""
+    try:
+        for name, sd in ckpt.weight_sets.items():
+            ckpt.verify_tensors(name, list(sd))
+    except CkptError:
+        return False
+    return True
+
+
+def _up_to_date(job: Job, request, sha: str, registry) -> tuple[Path, dict[str, Any]] | None:
+    """An existing, intact output (and its meta) converted from this very source with these options."""
     from .checkpoint import load
 
     output = Path(job.output)
-    candidates = _published_candidates(output) if job.publish else [output]
-    for path in candidates:
+    for path in _published_candidates(output) if job.publish else [output]:
         if not path.exists():
             continue
         try:
-            meta = load(path).meta
+            ckpt = load(path)
         except CkptError:
             continue
-        if meta.get("source_sha256") == sha and meta.get("options") == options:
+        meta = ckpt.meta
+        if meta.get("source_sha256") == sha and meta.get("options") == _expected_options(request, meta, registry) and _intact(ckpt):
             return path, meta
     return None
 
@@ -269,22 +291,27 @@ def _registry(tables: tuple[str, ...]):
     return _REGISTRIES[tables]
 
 
+def _request(job: Job, output: Path):
+    from .convert import Request
+
+    return Request(
+        source=Path(job.source), output=output, layout=job.layout, arch=job.arch, weights=job.weights, prefix=job.prefix,
+        dtype=job.dtype, verify=job.verify, input_size=job.input_size, trust_pickle=job.trust_pickle, force=job.force,
+    )  # fmt: skip
+
+
 def _run(job: Job, outcome: Outcome) -> None:
-    from .convert import Options, convert
+    from .convert import convert
+    from .files import check_regular
     from .hashing import sha256_file
 
     registry = _registry(job.tables)
-    opts = Options(
-        layout=job.layout, arch=job.arch, weights=job.weights, prefix=job.prefix, dtype=job.dtype,
-        verify=job.verify, input_size=job.input_size, trust_pickle=job.trust_pickle, force=job.force,
-    )  # fmt: skip
     source = Path(job.source)
-    if not source.is_file():
-        raise UsageError("no such file" if not source.exists() else "not a file", path=str(source))
+    check_regular(source)
     sha = sha256_file(source)
     outcome.source_sha256 = sha
     if not job.force:
-        found = _up_to_date(job, sha, opts.fingerprint())
+        found = _up_to_date(job, _request(job, Path(job.output)), sha, registry)
         if found is not None:
             current, meta = found
             outcome.status, outcome.output, outcome.arch = "up to date", str(current), meta.get("arch")
@@ -297,18 +324,19 @@ def _run(job: Job, outcome: Outcome) -> None:
         from .files import TMP_PREFIX
 
         target = target.parent / f"{TMP_PREFIX}{os.getpid()}-publish-{target.name}"
-    result = convert(source, target, opts, registry, source_sha256=sha)
+    result = convert(_request(job, target), registry, source_sha256=sha)
     final = target
     out_sha = sha256_file(target)
     if job.publish:
         final = Path(job.output).with_name(f"{Path(job.output).stem}-{out_sha[:8]}{Path(job.output).suffix}")
         os.replace(target, final)
     outcome.status, outcome.output, outcome.output_sha256 = "converted", str(final), out_sha
-    outcome.arch, outcome.params, outcome.bytes = result.arch, result.params, result.bytes
+    arch = result.conversion.variant.name
+    outcome.arch, outcome.params, outcome.bytes = arch, result.conversion.params, result.bytes
     report = result.report
     outcome.verification = "skipped" if report is None else f"{job.verify} ok" if report.ok else "failed"
-    if job.hint and job.hint != result.arch:
-        outcome.note = f"file name suggests {job.hint} but the tensors are {result.arch} (converted as {result.arch})"
+    if job.hint and job.hint != arch:
+        outcome.note = f"file name suggests {job.hint} but the tensors are {arch} (converted as {arch})"
 
 
 def run(

@@ -3,10 +3,10 @@
 - zip (torch >= 1.6): memory-mapped, so tensors that are not converted (optimizer momentum, the
   unused weight set) are never read from disk. torch does not check the zip's CRC-32s, so ckptconv
   checks ``data.pkl`` before unpickling and the bytes of every tensor it converts (as the writer
-  copies them, or with ``verify_tensors``).
+  copies them, or with ``verify_tensors``); ``zipindex`` knows each tensor's record.
 - legacy (torch < 1.6, pycls's 2020 zoo): loaded whole; the format carries no checksums.
-- safetensors: read with the safetensors library; accepted as input when its keys belong to a
-  known layout. The format carries no checksums.
+- safetensors: read with the safetensors library after checking its header; accepted as input when
+  its keys belong to a known layout. The format carries no checksums.
 - tar (torch < 0.4): refused.
 The format comes from the file's first bytes, never from its name or a failed attempt.
 """
@@ -17,8 +17,8 @@ import json
 import os
 import re
 import struct
+import sys
 import warnings
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,30 +26,21 @@ from typing import Any
 
 import torch
 
+from . import dtypes
 from .errors import FormatError, UnsafePickleError, UsageError
+from .files import check_regular
+from .meta import decode_meta, read_meta
+from .tables import LOADERS
+from .zipindex import ZIP_MAGIC, Span, TensorRef, ZipIndex, read_index
 
-ZIP_MAGIC = b"PK\x03\x04"
 # pickle protocol 2, then LONG1 0x1950a86a20f9469cfc6c: torch's legacy serialization magic number
 LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 TRUST_FIX = "if you trust the file's author, pass --trust-pickle (this runs code stored in the file)"
-
-StateDict = dict[str, torch.Tensor]
+MAX_HEADER = 100 << 20  # bytes of a safetensors JSON header
+MAX_CFG = 1 << 20  # characters of a pycls cfg dump
 CHUNK = 8 << 20
 
-
-@dataclass(frozen=True)
-class Span:
-    """Where a tensor's bytes already lie in the source file: a zip record's data, with its CRC-32."""
-
-    offset: int
-    nbytes: int
-    crc: int
-
-
-@dataclass(frozen=True)
-class Record:
-    name: str
-    span: Span
+StateDict = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -60,12 +51,14 @@ class Checkpoint:
     format: str  # zip | legacy | safetensors
     kind: str  # pycls | state_dict | bare | safetensors
     top_keys: list[str]
-    weight_sets: dict[str, StateDict]  # 'model' and maybe 'ema' (pycls), else 'state_dict'
+    weight_sets: dict[str, StateDict]  # by name: model, ema (pycls), state_dict, state_dict_ema (see SET_KEYS)
     errors: dict[str, float] = field(default_factory=dict)  # test_err / ema_err when recorded
     cfg: Any = None
     epoch: int | None = None
-    meta: dict[str, Any] = field(default_factory=dict)  # a ckptconv meta found in the file
-    records: list[Record] | None = None  # zip only: every record's data span
+    meta: dict[str, Any] = field(default_factory=dict)  # the ckptconv meta found in the file, typed
+    meta_problems: list[str] = field(default_factory=list)
+    index: ZipIndex | None = None  # zip only
+    refs: dict[str, dict[str, TensorRef]] = field(default_factory=dict)  # weight set -> key -> its record
 
     def select(self, weights: str) -> tuple[str, StateDict]:
         """Pick a weight set: ``best`` as pycls's load_checkpoint does, or force ``model`` / ``ema``."""
@@ -78,8 +71,8 @@ class Checkpoint:
                     fix="omit --weights",
                     path=str(self.path),
                 )
-            (name, sd), = sets.items()
-            return name, sd
+            name = next(iter(sets))
+            return name, sets[name]
         if weights == "best":
             test_err = self.errors.get("test_err", 100.0)
             ema_err = self.errors.get("ema_err", 100.0)
@@ -93,66 +86,59 @@ class Checkpoint:
             )
         return weights, sets[weights]
 
-    def spans(self, state_dict: StateDict) -> dict[int, Span]:
-        """For a memory-mapped zip: the file span of each tensor storage, by storage address.
+    def loaded_by(self, loader: str) -> tuple[str, StateDict]:
+        """The weight set a library's loader takes from this file (see ``LOADERS``)."""
+        for name in LOADERS[loader]:
+            if name == "best" and self.kind == "pycls":
+                return self.select("best")
+            if name in self.weight_sets:
+                return name, self.weight_sets[name]
+        if self.kind in ("bare", "safetensors"):
+            return "state_dict", self.weight_sets["state_dict"]
+        raise FormatError(
+            f"{loader} loads the whole file as a state dict, but it holds {', '.join(self.top_keys[:8])}",
+            fix=f"convert it again: the {loader} layout is written as a bare state dict",
+            path=str(self.path),
+        )
 
-        torch maps the whole file once and slices a storage per record, so every storage address
-        is one base plus its record's data offset. The base is the one value consistent with all
-        storages (sizes pin it down); if none is, the tensors are not where this expects and the
-        result is empty (callers then read and write through memory, which is always correct).
-        """
-        if self.records is None:
+    def spans(self, weight_set: str) -> dict[str, Span]:
+        """The record of every tensor of ``weight_set`` whose file bytes are exactly its value, so they
+        may be copied file to file: the whole record, contiguous, in this machine's byte order, and
+        just as torch loaded it. Empty for other formats, or when the index could not be read."""
+        if self.index is None or self.index.byteorder != sys.byteorder:
             return {}
-        storages = {}
-        for t in state_dict.values():
-            st = t.untyped_storage()
-            if st.nbytes():
-                storages[st.data_ptr()] = st.nbytes()
-        data = [r.span for r in self.records if r.name.rsplit("/", 2)[-2:-1] == ["data"]]
-        base: set[int] | None = None
-        for ptr, n in storages.items():
-            candidates = {ptr - sp.offset for sp in data if sp.nbytes == n}
-            base = candidates if base is None else base & candidates
-            if len(base) <= 1:
-                break
-        if base and len(base) > 1:
-            # Sizes alone can repeat (an EMA set shaped like the model, laid out alike): ask the
-            # kernel where this file is mapped, where it can tell.
-            base &= _mapping_starts(self.path)
-        if not base or len(base) != 1:
-            return {}
-        (b,) = base
-        by_offset = {sp.offset: sp for sp in data}
-        spans = {}
-        for ptr, n in storages.items():
-            sp = by_offset.get(ptr - b)
-            if sp is None or sp.nbytes != n:
-                return {}
-            spans[ptr] = sp
-        return spans
+        out = {}
+        for key, t in self.weight_sets.get(weight_set, {}).items():
+            ref = self.refs.get(weight_set, {}).get(key)
+            span = self.index.records.get(ref.record) if ref else None
+            exact = ref is not None and ref.whole_storage_contiguous and ref.shape == tuple(t.shape) and ref.dtype == dtypes.name(t.dtype)
+            if span is not None and exact and span.nbytes == t.untyped_storage().nbytes() == t.nbytes:
+                out[key] = span
+        return out
 
-    def verify_tensors(self, state_dict: StateDict, spans: dict[int, Span] | None = None) -> None:
-        """Check the bytes of every tensor in ``state_dict`` against the zip's CRC-32s (zip only).
+    def verify_tensors(self, weight_set: str, keys) -> None:
+        """Check the bytes of each tensor of ``keys`` against the zip's CRC-32s (zip only).
 
-        Bytes with a known span are read from the file through a small buffer, so checking does
-        not make the tensors resident; others are checked in memory against any record's CRC.
+        A tensor whose record is known is checked in the file through a small buffer (so checking
+        does not make it resident); others in memory, against any record of their size.
         """
-        if self.records is None:
+        if self.index is None:
             return
-        spans = self.spans(state_dict) if spans is None else spans
-        known = {(r.span.nbytes, r.span.crc) for r in self.records}
-        seen: set[int] = set()
+        sd, refs = self.weight_sets[weight_set], self.refs.get(weight_set, {})
+        known = {(sp.nbytes, sp.crc) for sp in self.index.records.values()}
+        checked: set[str] = set()
         with self.path.open("rb") as f:
             buf = bytearray(CHUNK)
-            for key, tensor in state_dict.items():
-                storage = tensor.untyped_storage()
-                ptr = storage.data_ptr()
-                if ptr in seen:
-                    continue
-                seen.add(ptr)
-                if ptr in spans:
-                    ok = file_crc(f.fileno(), spans[ptr], buf, str(self.path)) == spans[ptr].crc
+            for key in keys:
+                ref = refs.get(key)
+                if ref is not None and ref.record in self.index.records:
+                    if ref.record in checked:
+                        continue
+                    checked.add(ref.record)
+                    span = self.index.records[ref.record]
+                    ok = file_crc(f.fileno(), span, buf, str(self.path)) == span.crc
                 else:
+                    storage = sd[key].untyped_storage()
                     data = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
                     ok = (storage.nbytes(), zlib.crc32(data)) in known
                 if not ok:
@@ -161,22 +147,6 @@ class Checkpoint:
                         fix="download or copy it again",
                         path=str(self.path),
                     )
-
-
-def _mapping_starts(path: Path) -> set[int]:
-    """Start addresses of this process's mappings of ``path`` from offset 0 (Linux; else empty)."""
-    try:
-        ino = os.stat(path).st_ino
-        with open("/proc/self/maps") as maps:
-            lines = maps.readlines()
-    except OSError:
-        return set()
-    starts = set()
-    for line in lines:
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6 and int(fields[2], 16) == 0 and fields[4] == str(ino) and fields[5].rstrip("\n").endswith(path.name):
-            starts.add(int(fields[0].split("-")[0], 16))
-    return starts
 
 
 def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:
@@ -193,15 +163,11 @@ def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:
 
 
 def sniff(path: Path) -> str:
-    """The serialization format from the first bytes: zip, legacy, safetensors or tar."""
-    if path.is_dir():
-        raise UsageError("is a directory, not a checkpoint file", fix="pass the .pyth/.pth file inside it", path=str(path))
+    """The serialization format from the first bytes: zip, legacy or safetensors; tar is refused."""
+    size = check_regular(path).st_size
     try:
         with path.open("rb") as f:
             head = f.read(512)
-            size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError:
-        raise UsageError("no such file", path=str(path)) from None
     except OSError as e:
         raise UsageError(f"cannot read ({e.strerror})", path=str(path)) from None
     if not head:
@@ -225,38 +191,10 @@ def sniff(path: Path) -> str:
             path=str(path),
         )
     raise FormatError(
-        "not a checkpoint: neither torch zip, legacy torch, nor safetensors (it starts with "
-        f"{head[:8]!r})",
+        f"not a checkpoint: neither torch zip, legacy torch, nor safetensors (it starts with {head[:8]!r})",
         fix="pass a .pyth/.pth file written by torch.save, or a .safetensors file",
         path=str(path),
     )
-
-
-def _zip_records(path: Path) -> list[Record]:
-    """Every record's data span and CRC-32, after checking ``data.pkl`` itself (which unpickling trusts)."""
-    try:
-        with zipfile.ZipFile(path) as zf, path.open("rb") as f:
-            infos = zf.infolist()
-            pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
-            if len(pkl) != 1:
-                raise FormatError("a zip file, but not one torch.save wrote (no data.pkl)", path=str(path))
-            zf.read(pkl[0])  # raises BadZipFile on a CRC mismatch
-            records = []
-            fd = f.fileno()
-            for info in infos:
-                header = os.pread(fd, 30, info.header_offset)  # not f.read: that would buffer 8 KB per record
-                if len(header) != 30 or header[:4] != ZIP_MAGIC:
-                    raise FormatError(f"zip record {info.filename} has no local header", path=str(path))
-                name_len, extra_len = struct.unpack("<HH", header[26:30])
-                offset = info.header_offset + 30 + name_len + extra_len
-                records.append(Record(info.filename, Span(offset, info.file_size, info.CRC)))
-    except FormatError:
-        raise
-    except Exception as e:  # noqa: BLE001 - zipfile raises many types on corrupt bytes (BadZipFile, UnicodeDecodeError, ...)
-        raise FormatError(
-            f"truncated or corrupt zip checkpoint ({type(e).__name__}: {e})", fix="download or copy it again", path=str(path)
-        ) from None
-    return records
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -292,7 +230,7 @@ def _tensor_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
-def strip_module(sd: StateDict, path: Path) -> StateDict:
+def strip_module(sd: dict, path: Path) -> dict:
     """Remove DataParallel's ``module.`` prefix, only when every key has it."""
     prefixed = [k.startswith("module.") for k in sd]
     if all(prefixed):
@@ -310,59 +248,104 @@ def strip_module(sd: StateDict, path: Path) -> StateDict:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
         return float(value)
-    return float(value) if isinstance(value, (int, float)) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _from_pickle(path: Path, fmt: str, obj: Any) -> Checkpoint:
-    if not isinstance(obj, dict):
-        raise FormatError(
-            f"the top level is a {type(obj).__name__}, not a dict of weights",
-            fix="save a state dict or a pycls checkpoint",
-            path=str(path),
-        )
-    top = [str(k) for k in obj]
-    if "model_state" in obj:
-        sets = {"model": obj["model_state"]}
-        if "ema_state" in obj and obj["ema_state"] is not None:
-            sets["ema"] = obj["ema_state"]
-        for name, sd in sets.items():
-            if not _tensor_dict(sd):
-                raise FormatError(f"{name}_state is not a dict of named tensors", path=str(path))
-        errors = {k: v for k in ("test_err", "ema_err") if (v := _number(obj.get(k))) is not None}
-        epoch = obj.get("epoch")
-        kind = "pycls"
-    elif _tensor_dict(obj.get("state_dict")):
-        sets, errors, epoch, kind = {"state_dict": obj["state_dict"]}, {}, None, "state_dict"
-    elif _tensor_dict(obj):
-        sets, errors, epoch, kind = {"state_dict": obj}, {}, None, "bare"
-    else:
-        raise FormatError(
-            f"no state dict found; the top level holds {', '.join(top[:12]) or 'nothing'}",
-            fix="ckptconv reads pycls checkpoints (model_state), {'state_dict': ...} dicts and bare state dicts",
-            path=str(path),
-        )
-    sets = {name: strip_module(sd, path) for name, sd in sets.items()}
-    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-    return Checkpoint(
-        path, fmt, kind, top, sets, errors, obj.get("cfg"), epoch if isinstance(epoch, int) else None, dict(meta)
+# each weight set a file may hold, by its name here (``--weights``, meta) -> its top-level key
+SET_KEYS = {"model": "model_state", "ema": "ema_state", "state_dict": "state_dict", "state_dict_ema": "state_dict_ema"}
+
+
+def _weight_sets(obj: dict, path: Path) -> tuple[str, dict[str, tuple[str, ...]]]:
+    """The kind of file and where each of its weight sets sits (a path of top-level keys)."""
+    for key in ("model_state", "ema_state"):
+        if obj.get(key) is not None and not _tensor_dict(obj[key]):
+            raise FormatError(f"{key} is not a dict of named tensors", path=str(path))
+    where = {name: (key,) for name, key in SET_KEYS.items() if _tensor_dict(obj.get(key))}
+    if "model" in where:
+        return "pycls", where
+    if where:
+        return "state_dict", where
+    if _tensor_dict(obj):
+        return "bare", {"state_dict": ()}
+    top = ", ".join(str(k) for k in list(obj)[:12])
+    raise FormatError(
+        f"no state dict found; the top level holds {top or 'nothing'}",
+        fix="ckptconv reads pycls checkpoints (model_state), {'state_dict': ...} dicts and bare state dicts",
+        path=str(path),
     )
+
+
+def _cfg(value: Any) -> Any:
+    if isinstance(value, str) and len(value) <= MAX_CFG:
+        return value
+    return value if isinstance(value, dict) and len(value) <= 256 else None
+
+
+def _from_pickle(path: Path, fmt: str, obj: Any, index: ZipIndex | None) -> Checkpoint:
+    if not isinstance(obj, dict):
+        raise FormatError(f"the top level is a {type(obj).__name__}, not a dict of weights", fix="save a state dict or a pycls checkpoint", path=str(path))
+    kind, where = _weight_sets(obj, path)
+    sets, refs = {}, {}
+    for name, keys in where.items():
+        sd = obj
+        for k in keys:
+            sd = sd[k]
+        sets[name] = strip_module(sd, path)
+        known = index.refs(keys) if index is not None else {}
+        refs[name] = strip_module(known, path) if known else {}
+    errors = {k: v for k in ("test_err", "ema_err") if (v := _number(obj.get(k))) is not None} if kind == "pycls" else {}
+    epoch = obj.get("epoch")
+    meta, problems = read_meta(obj.get("meta"))
+    return Checkpoint(
+        path, fmt, kind, [str(k) for k in obj], sets, errors, _cfg(obj.get("cfg")),
+        epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None, meta, problems, index, refs,
+    )  # fmt: skip
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, read without touching tensor data, every entry checked."""
+    try:
+        with path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > MAX_HEADER:
+                raise FormatError(f"the safetensors header claims {n} bytes (at most {MAX_HEADER})", path=str(path))
+            header = json.loads(f.read(n))
+    except (OSError, struct.error, ValueError, RecursionError) as e:
+        raise FormatError(f"truncated or corrupt safetensors file ({type(e).__name__})", fix="download or copy it again", path=str(path)) from None
+    if not isinstance(header, dict):
+        raise FormatError("the safetensors header is not a table", path=str(path))
+    for name, entry in header.items():
+        if name != "__metadata__" and not _tensor_entry(entry):
+            raise FormatError(f"safetensors entry {name[:80]!r} is malformed (dtype, shape, data_offsets)", path=str(path))
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())):
+        raise FormatError("the safetensors __metadata__ is not a table of strings", path=str(path))
+    return header
+
+
+def _tensor_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict) or entry.get("dtype") not in dtypes.FROM_SAFETENSORS:
+        return False
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    ints = lambda xs, n=None: isinstance(xs, list) and (n is None or len(xs) == n) and len(xs) <= 16 and all(  # noqa: E731
+        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in xs
+    )
+    return ints(shape) and ints(offsets, 2) and offsets[0] <= offsets[1]
 
 
 def _from_safetensors(path: Path) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    header = read_safetensors_header(path)
     try:
-        header = read_safetensors_header(path)
         sd = load_file(str(path), device="cpu")
-    except (SafetensorError, ValueError, OSError, struct.error) as e:
+    except (SafetensorError, ValueError, OSError) as e:
         raise FormatError(f"truncated or corrupt safetensors file ({e})", fix="download or copy it again", path=str(path)) from None
-    from .meta import decode_meta
-
-    meta = decode_meta(header.get("__metadata__") or {})
-    return Checkpoint(path, "safetensors", "safetensors", sorted(sd), {"state_dict": strip_module(sd, path)}, meta=meta)
+    meta, problems = read_meta(decode_meta(header.get("__metadata__") or {}))
+    return Checkpoint(path, "safetensors", "safetensors", sorted(sd), {"state_dict": strip_module(sd, path)}, meta=meta, meta_problems=problems)
 
 
 def load(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
@@ -371,14 +354,5 @@ def load(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
     fmt = sniff(path)
     if fmt == "safetensors":
         return _from_safetensors(path)
-    records = _zip_records(path) if fmt == "zip" else None
-    ckpt = _from_pickle(path, fmt, _torch_load(path, fmt, trust_pickle))
-    ckpt.records = records
-    return ckpt
-
-
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file, read without touching tensor data."""
-    with path.open("rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(n))
+    index = read_index(path) if fmt == "zip" else None
+    return _from_pickle(path, fmt, _torch_load(path, fmt, trust_pickle), index)

@@ -71,7 +71,7 @@ def arch_from_cfg(cfg: Any, variants: dict[str, Variant]) -> str | None:
     Raises when the cfg describes another model type or EN numbers no variant has.
     """
     sections = parse_cfg(cfg)
-    model_type = str(sections.get("MODEL", {}).get("TYPE", "effnet")).lower()
+    model_type = str(sections.get("MODEL", {}).get("TYPE") or "effnet").strip().lower()  # blank: unknown
     if model_type not in ("effnet", "efficientnet"):
         raise FormatError(
             f"the checkpoint's cfg says MODEL.TYPE: {model_type}; ckptconv converts EfficientNets (effnet)",
@@ -100,18 +100,16 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @lru_cache(maxsize=None)
-def expected_keys(variant: Variant, layout: Layout | None, prefix: str = "") -> dict[str, tuple[int, ...]]:
-    """Every key and shape a full checkpoint of ``variant`` has in ``layout`` (None: pycls). Cached:
-    treat the result as read-only."""
-    p = engine.plan(variant, layout, target_prefix=prefix)
-    return {e.target: e.shape for e in p.entries if e.target is not None}
+def expected_keys(variant: Variant, layout: Layout, prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """Every key and shape a full checkpoint of ``variant`` has in ``layout``. Cached: read-only."""
+    return {engine.with_prefix(prefix, target): spec.shape for spec, _, target in engine.table_map(layout, variant) if target is not None}
 
 
 @dataclass(frozen=True)
 class Match:
     """A (layout, variant, prefix) candidate and how well a state dict fits it."""
 
-    layout: Layout | None
+    layout: Layout
     variant: Variant
     prefix: str
     missing: int
@@ -128,10 +126,10 @@ class Match:
 
     @property
     def layout_name(self) -> str:
-        return self.layout.name if self.layout else engine.PYCLS
+        return self.layout.name
 
 
-def score(shapes: Shapes, variant: Variant, layout: Layout | None, prefix: str = "") -> Match:
+def score(shapes: Shapes, variant: Variant, layout: Layout, prefix: str = "") -> Match:
     want = expected_keys(variant, layout, prefix)
     missing = sum(k not in shapes for k in want)
     unexpected = sum(k not in want for k in shapes)
@@ -145,7 +143,7 @@ def common_prefix(keys) -> str:
     return firsts.pop() if len(firsts) == 1 and all("." in k for k in keys) else ""
 
 
-def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout | None]) -> Match | None:
+def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> Match | None:
     """The candidate the state dict fits exactly, checking only those with as many keys (fast path)."""
     prefixes = {"", common_prefix(shapes)}
     for lay in layouts:
@@ -157,7 +155,7 @@ def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout | None]
     return None
 
 
-def rank(shapes: Shapes, registry: Registry, layouts: list[Layout | None]) -> list[Match]:
+def rank(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> list[Match]:
     """Every layout x variant x prefix candidate, best fit first; partial fits count misfits."""
     prefixes = {""}
     if common_prefix(shapes):
@@ -171,57 +169,56 @@ def rank(shapes: Shapes, registry: Registry, layouts: list[Layout | None]) -> li
     return sorted(found, key=lambda m: (m.misfits, m.missing))
 
 
-def resolve_arch(
-    requested: str | None,
-    cfg: Any,
-    shapes: Shapes,
-    registry: Registry,
-    layout: Layout | None = None,
-    meta: dict[str, Any] | None = None,
-) -> tuple[Variant, str, str]:
+def _requested(name: str, exact: Match | None, shapes: Shapes, registry: Registry, layout: Layout) -> tuple[Variant, str, str]:
+    """``--arch``: it must agree with the tensors when they fit a variant exactly."""
+    variant = registry.variant(name)
+    if exact and exact.variant is not variant:
+        raise UsageError(f"--arch {variant.name} disagrees with the tensors, which are {exact.variant.name}", fix=f"pass --arch {exact.variant.name} or omit --arch")
+    if exact:
+        return variant, "--arch", exact.prefix
+    return variant, "--arch", next((m.prefix for m in rank(shapes, registry, [layout]) if m.variant is variant), "")
+
+
+def _stated(cfg: Any, meta: dict[str, Any] | None, registry: Registry) -> list[tuple[str, str]]:
+    """What the file says it is: (cfg, name) from pycls's cfg, (meta, name) from a ckptconv meta."""
+    stated = [("cfg", name)] if (name := arch_from_cfg(cfg, registry.variants)) else []
+    if meta and isinstance(meta.get("arch"), str) and meta["arch"] in registry.variants:
+        stated.append(("meta", meta["arch"]))
+    return stated
+
+
+def _no_fit(shapes: Shapes, registry: Registry, layout: Layout, best: Match) -> MappingError:
+    others = [m for m in rank(shapes, registry, list(registry.layouts.values())) if m.exact and m.layout is not layout]
+    if others:
+        m = others[0]
+        return MappingError(
+            f"this is already a {m.layout_name} {m.variant.name} checkpoint, not {best.layout_name}",
+            fix=f"ckptconv convert IN OUT --from {m.layout_name} --to ...",
+        )
+    return MappingError(
+        f"the tensors fit no known variant in the {best.layout_name} layout; closest is {best.variant.name} "
+        f"({best.missing} missing, {best.unexpected} unexpected, {best.wrong_shape} wrong-shape keys)",
+        fix=f"pass --arch {best.variant.name} to see each problem, or ckptconv inspect FILE",
+    )
+
+
+def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Registry, layout: Layout, meta: dict[str, Any] | None = None) -> tuple[Variant, str, str]:
     """The variant to convert, how it was found (--arch, cfg, meta, shapes) and the key prefix.
 
     ``--arch``, the cfg and a ckptconv meta must agree with the tensors when the tensors fit a
     variant exactly; a disagreement names both.
     """
     exact = exact_match(shapes, registry, [layout])
-    by_shapes = exact.variant.name if exact else None
     if requested:
-        variant = registry.variant(requested)
-        if by_shapes and by_shapes != variant.name:
-            raise UsageError(
-                f"--arch {variant.name} disagrees with the tensors, which are {by_shapes}",
-                fix=f"pass --arch {by_shapes} or omit --arch",
-            )
-        if exact:
-            return variant, "--arch", exact.prefix
-        return variant, "--arch", next((m.prefix for m in rank(shapes, registry, [layout]) if m.variant is variant), "")
-    stated = [("cfg", arch_from_cfg(cfg, registry.variants))]
-    if meta and isinstance(meta.get("arch"), str) and meta["arch"] in registry.variants:
-        stated.append(("meta", meta["arch"]))
+        return _requested(requested, exact, shapes, registry, layout)
+    stated = _stated(cfg, meta, registry)
     for how, name in stated:
-        if name and by_shapes and by_shapes != name:
-            raise MappingError(
-                f"the checkpoint's {how} says {name} but its tensors are {by_shapes}",
-                fix=f"pass --arch {by_shapes} if the tensors are right",
-            )
-    if by_shapes:
-        how = next((how for how, name in stated if name), "shapes")
-        return exact.variant, how, exact.prefix
+        if exact and exact.variant.name != name:
+            raise MappingError(f"the checkpoint's {how} says {name} but its tensors are {exact.variant.name}", fix=f"pass --arch {exact.variant.name} if the tensors are right")
+    if exact:
+        return exact.variant, stated[0][0] if stated else "shapes", exact.prefix
     ranked = rank(shapes, registry, [layout])
-    named = next(((how, name) for how, name in stated if name), None)
-    if named:  # the cfg names a variant the tensors do not fit: let the plan name every misfit
-        return registry.variant(named[1]), named[0], next((m.prefix for m in ranked if m.variant.name == named[1]), "")
-    best = ranked[0]
-    others = [m for m in rank(shapes, registry, [None, *registry.layouts.values()]) if m.exact and m.layout is not layout]
-    if others:
-        m = others[0]
-        raise MappingError(
-            f"this is already a {m.layout_name} {m.variant.name} checkpoint, not {best.layout_name}",
-            fix=f"ckptconv convert IN OUT --from {m.layout_name} --to ...",
-        )
-    raise MappingError(
-        f"the tensors fit no known variant in the {best.layout_name} layout; closest is {best.variant.name} "
-        f"({best.missing} missing, {best.unexpected} unexpected, {best.wrong_shape} wrong-shape keys)",
-        fix=f"pass --arch {best.variant.name} to see each problem, or ckptconv inspect FILE",
-    )
+    if stated:  # the file names a variant the tensors do not fit: let the plan name every misfit
+        how, name = stated[0]
+        return registry.variant(name), how, next((m.prefix for m in ranked if m.variant.name == name), "")
+    raise _no_fit(shapes, registry, layout, ranked[0])

@@ -1,8 +1,9 @@
 """The rule engine: expand a layout table for a variant, plan a conversion, check a state dict.
 
-pycls is the hub. A table maps every pycls key of a variant to a target key or drops it, so
-converting from layout A to layout B goes A -> pycls (the table of A, inverted) -> B (the table of B).
-The engine works on key names and shapes only: it never touches tensor data and never imports torch.
+pycls is the hub. Every table (pycls's own, with identity rules, included) maps each pycls key of a
+variant to a key of its layout or drops it, so converting from layout A to layout B goes
+A -> pycls (the table of A, inverted) -> B (the table of B). The engine works on key names and
+shapes only: it never touches tensor data and never imports torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .errors import MappingError, TableError
 from .tables import Layout, Rule
 from .variants import KeySpec, Variant
 
-PYCLS = "pycls"  # the source layout every table maps from
+PYCLS = "pycls"  # the hub: the layout every table maps from
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Entry:
     pycls: str
     source: str | None  # key in the input layout; None when the input layout lacks it
     target: str | None  # key in the output layout; None when dropped
-    rule: str  # rule that decided (the output table's, else the input table's)
+    rule: str  # rule that decided (the output table's; from the hub, the input table's, inverted)
     reason: str | None  # why the key is dropped or absent
     spec: KeySpec  # shape and dtype the key must have
 
@@ -100,19 +101,19 @@ class Plan:
     """A conversion of one variant from one layout to another, key by key, in output order."""
 
     variant: Variant
-    source: Layout | None  # None: pycls
-    target: Layout | None
+    source: Layout
+    target: Layout
     source_prefix: str
     target_prefix: str
     entries: tuple[Entry, ...]
 
     @property
     def source_layout(self) -> str:
-        return self.source.name if self.source else PYCLS
+        return self.source.name
 
     @property
     def target_layout(self) -> str:
-        return self.target.name if self.target else PYCLS
+        return self.target.name
 
     @property
     def mapped(self) -> tuple[Entry, ...]:
@@ -132,23 +133,15 @@ class Plan:
         return {e.source: e for e in self.entries if e.source is not None}
 
 
-def _side(layout: Layout | None, variant: Variant) -> dict[str, tuple[str | None, str, str | None]]:
+def _side(layout: Layout, variant: Variant) -> dict[str, tuple[str | None, str, str | None]]:
     """pycls key -> (key in this layout or None, deciding rule, drop reason)."""
-    if layout is None:
-        return {s.key: (s.key, "identity", None) for s in variant.pycls_keys}
     return {spec.key: (target, rule.name, rule.drop) for spec, rule, target in table_map(layout, variant)}
 
 
-def plan(
-    variant: Variant,
-    target: Layout | None,
-    *,
-    source: Layout | None = None,
-    target_prefix: str = "",
-    source_prefix: str = "",
-) -> Plan:
-    """Plan ``source`` -> ``target`` for ``variant``; ``None`` stands for the pycls layout."""
+def plan(variant: Variant, target: Layout, source: Layout, *, target_prefix: str = "", source_prefix: str = "") -> Plan:
+    """Plan ``source`` -> ``target`` for ``variant``, through the pycls keys both tables map from."""
     src, dst = _side(source, variant), _side(target, variant)
+    from_hub = source.name == PYCLS
     entries = []
     for spec in variant.pycls_keys:
         s_key, s_rule, s_why = src[spec.key]
@@ -161,18 +154,9 @@ def plan(
         elif d_key is None:
             entries.append(Entry(spec.key, with_prefix(source_prefix, s_key), None, d_rule, d_why, spec))
         else:
-            rule = d_rule if target is not None else f"{s_rule} (inverted)"
-            entries.append(
-                Entry(spec.key, with_prefix(source_prefix, s_key), with_prefix(target_prefix, d_key), rule, None, spec)
-            )
-    return Plan(
-        variant,
-        source,
-        target,
-        source_prefix,
-        target_prefix,
-        tuple(entries),
-    )
+            rule = d_rule if from_hub or target.name != PYCLS else f"{s_rule} (inverted)"
+            entries.append(Entry(spec.key, with_prefix(source_prefix, s_key), with_prefix(target_prefix, d_key), rule, None, spec))
+    return Plan(variant, source, target, source_prefix, target_prefix, tuple(entries))
 
 
 def group_keys(keys) -> str:
@@ -243,7 +227,7 @@ def _fix_for(plan_: Plan, unexpected: list[str], missing: list[Entry]) -> str:
 def _diagnose_unexpected(key: str, plan_: Plan) -> str:
     """Say why an input key has no place: no rule matches it, or its rule leads nowhere in this arch."""
     variant, table = plan_.variant, plan_.target
-    if plan_.source is None and table is not None:
+    if plan_.source.name == PYCLS:
         bare = key[len(plan_.source_prefix) + 1 :] if plan_.source_prefix and key.startswith(plan_.source_prefix + ".") else key
         try:
             hit = match_key(table, variant, bare)

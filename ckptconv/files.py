@@ -1,24 +1,35 @@
-"""Files written safely: temp file in the same directory, fsync, rename; outputs checked first.
+"""Files written safely: every output checked against every input first; temp file, fsync, publish.
 
-A crash or Ctrl-C never leaves a half-written output under the final name: the previous file stays
-intact until the new one is complete. Leftover temp files are named ``.ckptconv-tmp-<pid>-...`` and
-the next run into the same directory removes those whose process is gone. No torch here: the batch
-parent and the fast commands use this module without paying for it.
+- Before anything is read, each output a run will write (checkpoint, config, report, batch outputs)
+  is checked against every input and every other output, links resolved: never the same file.
+- An output is written to a temp file in its own directory, fsynced, and published by a rename
+  (``--force``) or by a hard link that fails if the name exists (without ``--force``), so two runs
+  racing for one new name cannot both succeed. A crash or Ctrl-C leaves no half-written output
+  under the final name; the previous file stays intact until the new one is complete.
+- A temp file is locked (``flock``) by the process writing it for its whole life. Leftovers are
+  removed by the next run into that directory only when no process holds their lock, however
+  many PID namespaces or hosts share the directory.
+No torch here: the batch parent and the fast commands use this module without paying for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import secrets
+import stat
 import threading
+import time
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
-from .errors import OutputError, UsageError
+from .errors import CkptError, FormatError, OutputError, UsageError
 
 TMP_PREFIX = ".ckptconv-tmp-"
 FORMATS = {".pth": "pth", ".pt": "pth", ".pyth": "pth", ".safetensors": "safetensors"}
+STALE_AFTER = 60.0  # seconds: a temp file this young may be one being created right now
 
 
 def output_format(path: Path) -> str:
@@ -33,102 +44,169 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def check_output(out: Path, sources: list[Path], force: bool) -> None:
-    """Refuse before reading anything: existing output without --force, output == input, bad directory."""
-    out_dir = out.parent if str(out.parent) else Path(".")
-    if not out_dir.is_dir():
-        raise UsageError(f"output directory {str(out_dir)!r} does not exist", fix="create it first", path=str(out))
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {str(out_dir)!r} is not writable", fix="choose another --out/--out-dir", path=str(out))
-    if out.is_dir():
-        raise UsageError("the output is a directory", fix="give a file name ending in .pth or .safetensors", path=str(out))
-    for src in sources:
-        if same_file(out, src):
-            raise UsageError(
-                f"the output is the input {str(src)!r} (same path, a symlink or a hard link to it)",
-                fix="write to another file; ckptconv never overwrites its input, even with --force",
-                path=str(out),
-            )
-    if out.exists() and not force:
-        raise UsageError("the output exists", fix="pass --force to replace it (the old file stays until the new one is complete)", path=str(out))
+def check_regular(path: Path) -> os.stat_result:
+    """The input's stat, refusing what is not a regular file (a directory, a FIFO, a device)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError("no such file", path=str(path)) from None
+    except OSError as e:
+        raise UsageError(f"cannot read ({e.strerror})", path=str(path)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError("is a directory, not a checkpoint file", fix="pass the .pyth/.pth file inside it", path=str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError("is not a regular file (a FIFO, socket or device)", fix="pass a checkpoint file", path=str(path))
+    return st
 
 
 def same_file(a: Path, b: Path) -> bool:
+    """Same file: one path, a symlink to the other, or a hard link (both existing)."""
     try:
         return os.path.samefile(a, b)
     except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_writable_dir(directory: Path, what: str = "output directory") -> None:
+    if not directory.is_dir():
+        raise UsageError(f"{what} {str(directory)!r} does not exist", fix="create it first")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {str(directory)!r} is not writable", fix="choose another directory")
+
+
+def _check_output(out: Path, force: bool) -> None:
+    check_writable_dir(out.parent if str(out.parent) else Path("."))
+    try:
+        st = os.stat(out)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError("the output is a directory", fix="give a file name ending in .pth or .safetensors", path=str(out))
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError("the output is not a regular file (a FIFO, socket or device)", fix="write to a file", path=str(out))
+    if not force:
+        raise UsageError("the output exists", fix="pass --force to replace it (the old file stays until the new one is complete)", path=str(out))
+
+
+def check_outputs(outputs: list[Path], inputs: list[Path], force: bool) -> None:
+    """Refuse, before anything is read: an output that is an input or another output (links
+    resolved), that exists without ``force``, or whose directory is missing or read-only."""
+    for i, out in enumerate(outputs):
+        for src in inputs:
+            if same_file(out, src):
+                raise UsageError(
+                    f"the output is the input {str(src)!r} (same path, a symlink or a hard link to it)",
+                    fix="write to another file; ckptconv never overwrites its input, even with --force",
+                    path=str(out),
+                )
+        for other in outputs[:i]:
+            if same_file(out, other):
+                raise UsageError(f"{str(other)!r} and {str(out)!r} are the same file", fix="give each output its own name", path=str(out))
+        _check_output(out, force)
+
+
+class TempFile:
+    """A temp file beside ``path``, locked by this process for as long as it lives."""
+
+    def __init__(self, path: Path):
+        directory = path.parent if str(path.parent) else Path(".")
+        clean_stale_temps(directory)
+        self.path = directory / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a file system without locks: the age rule alone protects it
+            pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.close()
 
 
 def clean_stale_temps(directory: Path) -> list[Path]:
-    """Remove temp files left by ckptconv processes that no longer exist; return what was removed."""
+    """Remove ckptconv temp files no process holds (older than a minute); return what was removed."""
     removed = []
     for tmp in directory.glob(f"{TMP_PREFIX}*"):
         try:
-            pid = int(tmp.name[len(TMP_PREFIX) :].split("-", 1)[0])
-        except ValueError:
+            if time.time() - tmp.lstat().st_mtime < STALE_AFTER or not stat.S_ISREG(tmp.lstat().st_mode):
+                continue
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
             continue
-        if pid != os.getpid() and not _alive(pid):
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live writer: leave it
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def _publish(tmp: Path, path: Path, replace: bool) -> None:
+    """Rename over ``path`` (replace), or hard-link to it, failing if it exists meanwhile."""
+    if replace:
+        os.replace(tmp, path)
+        return
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        os.link(tmp, path)
+    except FileExistsError:
+        raise UsageError("the output appeared while converting (another run?)", fix="pass --force to replace it", path=str(path)) from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists():  # a file system without hard links: the existence check is all there is
+            raise UsageError("the output appeared while converting (another run?)", fix="pass --force to replace it", path=str(path)) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 class PendingWrite:
-    """An output written to a temp file beside its final name, published by ``commit()`` only.
+    """An output written to a locked temp file beside its final name, published by ``commit()`` only.
 
-    ``write()`` may run in a background thread while the caller verifies; ``abort()`` removes the
-    temp file whatever state the write is in. Errors while writing become ``OutputError``s.
+    ``write()`` may run in a background thread (``start``) while the caller verifies; ``abort()``
+    removes the temp file whatever state the write is in. Errors while writing become ``OutputError``s.
     """
 
     def __init__(self, path: Path):
         self.path = path
         self.directory = path.parent if str(path.parent) else Path(".")
-        clean_stale_temps(self.directory)
-        self.tmp = self.directory / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
+        self.temp = TempFile(path)
+        self.tmp = self.temp.path
         self.size = 0
         self.cancelled = False
         self._thread: threading.Thread | None = None
+        self._result = None
         self._error: BaseException | None = None
 
-    def write(self, write: Callable[[BinaryIO], None]) -> int:
+    def write(self, write: Callable[[BinaryIO], object]):
         if self.cancelled:
             raise OutputError("the write was cancelled", path=str(self.path))
         try:
-            with open(self.tmp, "x+b") as f:  # readable too: the pth writer parses what torch wrote
-                write(f)
+            with os.fdopen(os.dup(self.temp.fd), "r+b") as f:  # readable too: the pth writer parses what torch wrote
+                result = write(f)
                 f.flush()
                 os.fsync(f.fileno())
                 self.size = f.tell()
-            if self.cancelled:  # aborted while writing: leave nothing behind
-                self.tmp.unlink(missing_ok=True)
         except OSError as e:
             self.abort()
             why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-            raise OutputError(
-                f"writing failed: {why}; nothing was written", fix="free space or choose another output", path=str(self.path)
-            ) from None
-        return self.size
+            raise OutputError(f"writing failed: {why}; nothing was written", fix="free space or choose another output", path=str(self.path)) from None
+        return result
 
-    def start(self, write: Callable[[BinaryIO], None]) -> None:
-        """Run ``write`` in a daemon thread; ``wait()`` returns its size or raises its error."""
+    def start(self, write: Callable[[BinaryIO], object]) -> None:
+        """Run ``write`` in a daemon thread; ``wait()`` returns its result or raises its error."""
 
         def run() -> None:
             try:
-                self.write(write)
+                self._result = self.write(write)
             except BaseException as e:  # handed to wait()
                 self._error = e
 
@@ -139,38 +217,61 @@ class PendingWrite:
     def error(self) -> BaseException | None:
         return self._error
 
-    def wait(self) -> int:
+    def wait(self):
         if self._thread is not None:
             self._thread.join()
         if self._error is not None:
             raise self._error
-        return self.size
+        return self._result
 
-    def commit(self) -> int:
-        os.replace(self.tmp, self.path)
+    def commit(self, *, replace: bool = True) -> int:
+        try:
+            _publish(self.tmp, self.path, replace)
+        except FileNotFoundError:
+            raise OutputError("the temp file vanished before it was published (removed by another program)", path=str(self.path)) from None
+        except OSError as e:
+            raise OutputError(f"publishing failed: {e.strerror or e}; nothing was written", path=str(self.path)) from None
+        self.temp.close()
         _fsync_dir(self.directory)
         return self.size
 
     def abort(self, *, wait: bool = False) -> None:
-        """Remove the temp file; with ``wait``, first let a background write finish (it then cleans)."""
+        """Remove the temp file; with ``wait``, first let a background write finish."""
         self.cancelled = True
         if wait and self._thread is not None:
             self._thread.join()
-        self.tmp.unlink(missing_ok=True)
+        self.temp.remove()
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> int:
-    """Write through ``write(f)`` to a temp file beside ``path``, fsync, rename; return bytes written.
+@contextlib.contextmanager
+def all_or_nothing(*pending: PendingWrite | None) -> Iterator[None]:
+    """On any exception inside, remove every temp file (after a background write ends, unless
+    interrupted); a corrupt input that made a check fail is reported as what it is."""
+    live = [p for p in pending if p is not None]
+    try:
+        yield
+    except KeyboardInterrupt:
+        for p in live:
+            p.abort()
+        raise
+    except BaseException as e:
+        for p in live:
+            p.abort(wait=True)
+        failed = next((p.error for p in live if isinstance(p.error, FormatError)), None)
+        if failed is not None and not isinstance(e, FormatError):
+            raise failed from None
+        raise
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, replace: bool = True) -> int:
+    """Write through ``write(f)`` to a temp file beside ``path``, fsync, publish; return bytes written.
 
     On any failure, KeyboardInterrupt included, the temp file is removed and ``path`` is untouched.
     """
     pending = PendingWrite(path)
-    try:
+    with all_or_nothing(pending):
         pending.write(write)
-        return pending.commit()
-    except BaseException:
-        pending.abort()
-        raise
+        return pending.commit(replace=replace)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -184,3 +285,6 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+__all__ = ["CkptError", "PendingWrite", "atomic_write", "check_outputs", "check_regular", "clean_stale_temps", "output_format"]

@@ -11,15 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from . import detect
+from . import dtypes
 from .checkpoint import load, read_safetensors_header, sniff
 from .errors import CkptError
-from .meta import decode_meta
+from .meta import decode_meta, read_meta
 from .registry import Registry
-from .writer import ST_DTYPES
-
-# safetensors dtype codes and element sizes, from the writer's own table
-ST_DTYPE_NAMES = {code: str(dtype)[6:] for dtype, code in ST_DTYPES.items()}
-ITEMSIZE = {str(dtype)[6:]: dtype.itemsize for dtype in ST_DTYPES}
 
 
 def _numel(shape) -> int:
@@ -31,20 +27,20 @@ def _numel(shape) -> int:
 
 def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Registry, cfg: Any, meta: dict) -> dict[str, Any]:
     """Counts, dtypes, bytes and the layout/arch a weight set fits (and what told us)."""
-    dtypes = Counter(d for _, d in shapes.values())
+    counts = Counter(d for _, d in shapes.values())
     params = sum(_numel(s) for s, d in shapes.values() if d.startswith(("float", "bfloat")))
     info: dict[str, Any] = {
         "tensors": len(shapes),
         "params": params,
-        "bytes": sum(_numel(s) * ITEMSIZE.get(d, 4) for s, d in shapes.values()),
-        "dtypes": dict(dtypes),
+        "bytes": sum(_numel(s) * dtypes.itemsize(d) for s, d in shapes.values()),
+        "dtypes": dict(counts),
     }
-    ranked = detect.rank(shapes, registry, [None, *registry.layouts.values()])
+    ranked = detect.rank(shapes, registry, list(registry.layouts.values()))
     best = ranked[0]
     if best.exact:
         via = "shapes"
         try:
-            if best.layout is None and detect.arch_from_cfg(cfg, registry.variants) == best.variant.name:
+            if best.layout_name == "pycls" and detect.arch_from_cfg(cfg, registry.variants) == best.variant.name:
                 via = "cfg and shapes"
         except CkptError:
             pass
@@ -58,7 +54,7 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
             closest=f"{best.layout_name} {best.variant.name}",
             misfits={"missing": best.missing, "unexpected": best.unexpected, "wrong_shape": best.wrong_shape},
         )
-        partial = [m for m in ranked if m.layout is None and not m.unexpected and not m.wrong_shape and m.missing]
+        partial = [m for m in ranked if m.layout_name == "pycls" and not m.unexpected and not m.wrong_shape and m.missing]
         if partial:
             info["note"] = f"a partial pycls {partial[0].variant.name} file ({partial[0].missing} keys absent)"
     return info
@@ -70,8 +66,8 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
     out: dict[str, Any] = {"path": str(path), "format": fmt, "file_bytes": path.stat().st_size}
     if fmt == "safetensors":
         header = read_safetensors_header(path)
-        meta = decode_meta(header.pop("__metadata__", None) or {})
-        shapes = {k: (tuple(v["shape"]), ST_DTYPE_NAMES.get(v["dtype"], v["dtype"].lower())) for k, v in header.items()}
+        meta, _ = read_meta(decode_meta(header.pop("__metadata__", None) or {}))
+        shapes = {k: (tuple(v["shape"]), dtypes.FROM_SAFETENSORS[v["dtype"]]) for k, v in header.items()}
         out.update(kind="safetensors", top_level_keys=None, meta=meta)  # the top level is the tensors
         out["weight_sets"] = {"state_dict": describe_set(shapes, registry, None, meta)}
         return out
@@ -82,7 +78,7 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
         out["best"] = ckpt.select("best")[0]
     sets = {}
     for name, sd in ckpt.weight_sets.items():
-        shapes = {k: (tuple(v.shape), str(v.dtype)[6:]) for k, v in sd.items()}
+        shapes = {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
         sets[name] = describe_set(shapes, registry, ckpt.cfg, ckpt.meta)
     out["weight_sets"] = sets
     return out

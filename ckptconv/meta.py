@@ -1,12 +1,25 @@
-"""The ``meta`` a converted file carries, and its str -> str form for safetensors metadata."""
+"""The ``meta`` a converted file carries: its fields, its str -> str form for safetensors, and reading
+it back from a file that may come from anyone.
+
+A meta read from a file is never walked as a whole: each known field is taken only with its type
+(an ``epoch`` is an int, ``settings`` a flat table of scalars), everything else is left behind, and
+each field of the wrong type is named as a problem (``verify`` reports it; a conversion ignores it).
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-# Fields whose values are not strings; safetensors stores them JSON-encoded.
-JSON_FIELDS = ("settings", "table_version", "epoch", "options")
+MAX_TEXT = 1024
+# field -> the type it must have; "scalars" is a flat table of str/int/float/bool/None values
+FIELDS: dict[str, str] = {
+    "ckptconv_version": "str", "source": "str", "source_sha256": "str", "source_format": "str",
+    "arch": "str", "layout": "str", "table": "str", "table_version": "int", "table_sha256": "str",
+    "weights": "str", "dtype": "str", "prefix": "str", "epoch": "int", "settings": "scalars", "options": "scalars",
+}  # fmt: skip
+WANT = {"str": "a string (at most 1024 characters)", "int": "an integer", "scalars": "a flat table of values"}
+JSON_FIELDS = tuple(k for k, kind in FIELDS.items() if kind != "str")  # JSON-encoded in safetensors
 
 
 def encode_meta(meta: dict[str, Any]) -> dict[str, str]:
@@ -15,13 +28,44 @@ def encode_meta(meta: dict[str, Any]) -> dict[str, str]:
 
 
 def decode_meta(raw: dict[str, str]) -> dict[str, Any]:
+    """The safetensors metadata back into values (still unchecked: pass it to ``read_meta``)."""
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in JSON_FIELDS:
+        if key in JSON_FIELDS and isinstance(value, str) and len(value) <= 64 * MAX_TEXT:
             try:
                 out[key] = json.loads(value)
                 continue
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 pass
         out[key] = value
     return out
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= MAX_TEXT)
+
+
+def _check(kind: str, value: Any) -> bool:
+    if kind == "str":
+        return isinstance(value, str) and len(value) <= MAX_TEXT
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, dict) and len(value) <= 64 and all(isinstance(k, str) and _scalar(v) for k, v in value.items())
+
+
+def read_meta(raw: Any) -> tuple[dict[str, Any], list[str]]:
+    """The known, well-typed fields of an untrusted meta, and a problem line for each ill-typed one."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, dict):
+        return {}, [f"meta is a {type(raw).__name__}, not a table"]
+    meta, problems = {}, []
+    for key, kind in FIELDS.items():
+        if key not in raw or raw[key] is None:
+            continue
+        value = raw[key]
+        if _check(kind, value):
+            meta[key] = dict(value) if kind == "scalars" else value
+        else:
+            problems.append(f"meta field {key} is a {type(value).__name__}; expected {WANT[kind]}")
+    return meta, problems

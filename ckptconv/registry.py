@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TableError, UsageError
-from .tables import Layout, parse_layout
+from .tables import Layout, file_digest, parse_layout
 from .variants import Variant, parse_variant
 
 ENV_VAR = "CKPTCONV_TABLES"
@@ -31,14 +31,22 @@ def builtin_dir() -> Path:
     )
 
 
-def _read_toml(path: Path) -> dict:
+MAX_TABLE_BYTES = 1 << 20  # a table is a page of text; anything bigger is not one
+
+
+def _read_toml(path: Path) -> tuple[dict, str]:
+    """The parsed file and the sha256 of its bytes."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise TableError(f"is {path.stat().st_size} bytes; a table is at most {MAX_TABLE_BYTES}", path=str(path))
+        raw = path.read_bytes()
+        return tomllib.loads(raw.decode("utf-8")), file_digest(raw)
     except tomllib.TOMLDecodeError as e:
-        raise TableError(f"not valid TOML ({e})", path=str(path))
+        raise TableError(f"not valid TOML ({e})", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise TableError("not valid TOML (not UTF-8 text)", path=str(path)) from None
     except OSError as e:
-        raise TableError(f"cannot read ({e.strerror})", path=str(path))
+        raise TableError(f"cannot read ({e.strerror})", path=str(path)) from None
 
 
 @dataclass
@@ -66,7 +74,8 @@ class Registry:
         found = {}
         for d in self.dirs:
             for path in sorted((d / sub).glob("*.toml"), key=lambda p: p.stem):
-                item = parse(_read_toml(path), path)
+                data, digest = _read_toml(path)
+                item = parse(data, path, digest)
                 found[item.name] = item
         return found
 

@@ -1,8 +1,8 @@
-"""Layout tables: declarative key-mapping rules from pycls to one target layout.
+"""Layout tables: declarative key-mapping rules from pycls to one layout, validated when they load.
 
-A table is a TOML file in ``mappings/layouts/``. Its rules are an ordered list; the first rule whose
-``from`` pattern matches a whole pycls key wins. A rule either maps (``to``) or drops the key
-(``drop = "why"``). Patterns use placeholders, never raw regex:
+A table is a TOML file in ``mappings/layouts/``; pycls itself is one (identity rules). Its rules are
+an ordered list; the first rule whose ``from`` pattern matches a whole pycls key wins. A rule either
+maps (``to``) or drops the key (``drop = "why"``). Patterns use placeholders, never raw regex:
 
 - ``{stage}``, ``{block}``: decimal integers (pycls's ``s{stage}.b{block}``, both 1-based);
 - ``{name}`` declared in ``[names.name]``: one of that table's keys, written as its value;
@@ -13,22 +13,44 @@ In ``to`` two more values exist, computed from ``[index]`` and the variant's dep
 layer, continuing across the stages that share it (mmdet's ``layers.4`` holds s4 then s5).
 A rule may restrict captured integers with ``where = { stage = [1] }``. The rules live in
 ``[mapping] rules = [...]``, one inline table per line, so a reviewer reads them as a column.
+
+Every section is checked here, so a typo is one ``TableError`` naming the file, the field and the
+fix, never a traceback during a conversion.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import TableError
+from .fields import Fields
+from .references import LEVELS, POINTS, STAGES
 
 INT_PLACEHOLDERS = ("stage", "block")
 DERIVED_PLACEHOLDERS = ("layer", "index")
 CONTAINERS = ("state_dict", "plain", "pycls")
+# which weight set each library's loader takes from a file, in order of preference ("best": pycls's
+# choice by recorded error); none present: the whole file is the state dict
+LOADERS = {
+    "mmengine": ("state_dict",),  # mmengine's load_checkpoint: 'state_dict' if present, else the whole dict
+    "timm": ("state_dict_ema", "state_dict"),  # timm's load_state_dict prefers the EMA weights
+    "pycls": ("best",),  # pycls's load_checkpoint: model_state, or ema_state when its recorded error is lower
+    "torchvision": (),  # model.load_state_dict(torch.load(f)): the file is the state dict
+}
 PADDINGS = ("symmetric", "same")
+NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
+PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path, or ""
+# what a [config] template may use; convert.render_config fills each
+CONFIG_FIELDS = frozenset(
+    {"arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths", "head_w", "num_classes"}
+)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SECTIONS = ("layout", "settings", "library_defaults", "index", "names", "mapping", "levels", "verify", "config")
 
 
 @dataclass(frozen=True)
@@ -55,7 +77,7 @@ class Rule:
 
 @dataclass(frozen=True, eq=False)
 class Layout:
-    """A target layout: its rules, the settings its weights need and how to verify and describe it."""
+    """A layout: its rules, the settings its weights need and how to verify and describe it."""
 
     name: str
     version: int
@@ -63,6 +85,7 @@ class Layout:
     library: str
     reference: str
     container: str
+    loader: str  # how the library picks a weight set from a file (see LOADERS)
     prefix: str
     settings: dict[str, Any]
     library_defaults: dict[str, Any]
@@ -74,22 +97,27 @@ class Layout:
     tolerance: float
     config: dict[str, Any]
     path: str = ""
+    digest: str = ""  # sha256 of the table file: outputs record it, so batch knows a changed table
 
     @property
     def table_id(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the table an output was made with (name, version, content)."""
+        return {"name": self.name, "version": self.version, "sha256": self.digest}
 
-def _compile(pattern: str, names: dict[str, dict[str, str]], where: str) -> re.Pattern[str]:
+
+def _compile(pattern: str, names: dict[str, dict[str, str]], fail) -> re.Pattern[str]:
     """Turn a placeholder pattern into an anchored regex with one named group per placeholder."""
     parts, pos, seen = [], 0, set()
     for m in _PLACEHOLDER.finditer(pattern):
         parts.append(re.escape(pattern[pos : m.start()]))
         name = m.group(1)
         if name in seen:
-            raise TableError(f"{where}: placeholder {{{name}}} appears twice in {pattern!r}")
+            fail(f"placeholder {{{name}}} appears twice in {pattern!r}")
         if name in DERIVED_PLACEHOLDERS:
-            raise TableError(f"{where}: {{{name}}} is computed for 'to' and cannot appear in 'from'")
+            fail(f"{{{name}}} is computed for 'to' and cannot appear in 'from'")
         seen.add(name)
         if name in INT_PLACEHOLDERS:
             parts.append(f"(?P<{name}>[0-9]+)")
@@ -101,98 +129,165 @@ def _compile(pattern: str, names: dict[str, dict[str, str]], where: str) -> re.P
         pos = m.end()
     parts.append(re.escape(pattern[pos:]))
     if re.search(r"[{}]", _PLACEHOLDER.sub("", pattern)):
-        raise TableError(f"{where}: unbalanced brace in {pattern!r}")
+        fail(f"unbalanced brace in {pattern!r}")
     return re.compile("".join(parts))
 
 
-def _parse_rule(raw: Any, i: int, names: dict[str, dict[str, str]], has_index: bool, where: str) -> Rule:
-    at = f"{where}: [mapping] rules[{i}]"
-    if not isinstance(raw, dict):
-        raise TableError(f"{at} is not a table")
-    unknown = set(raw) - {"name", "from", "to", "drop", "where"}
-    if unknown:
-        raise TableError(f"{at} has unknown field(s) {sorted(unknown)}", fix="use name, from, to, drop, where")
-    if "name" not in raw or "from" not in raw:
-        raise TableError(f"{at} needs 'name' and 'from'")
-    name, source = str(raw["name"]), str(raw["from"])
-    at = f"{where}: rule {name!r}"
-    if ("to" in raw) == ("drop" in raw):
-        raise TableError(f"{at} needs exactly one of 'to' (map) or 'drop' (reason to drop)")
-    regex = _compile(source, names, at)
+def _check_target(target: str, captured: set[str], has_index: bool, fail) -> None:
+    if re.search(r"[{}]", _PLACEHOLDER.sub("", target)):
+        fail(f"unbalanced brace in {target!r}")
+    for ph in _PLACEHOLDER.findall(target):
+        if ph in DERIVED_PLACEHOLDERS:
+            if not has_index:
+                fail(f"uses {{{ph}}} but the table has no [index] section")
+            if not {"stage", "block"} <= captured:
+                fail(f"uses {{{ph}}}, which needs {{stage}} and {{block}} in 'from'")
+        elif ph not in captured:
+            fail(f"'to' uses {{{ph}}}, which 'from' does not capture")
+
+
+def _parse_rule(raw: Any, i: int, names: dict[str, dict[str, str]], has_index: bool, path: str) -> Rule:
+    f = Fields(raw, f"[mapping] rules[{i}]", TableError, path)
+    f.only({"name", "from", "to", "drop", "where"})
+    name, source = f.text("name", pattern=NAME), f.text("from")
+
+    def fail(message: str) -> None:
+        raise TableError(f"rule {name!r}: {message}", path=path)
+
+    if f.has("to") == f.has("drop"):
+        fail("needs exactly one of 'to' (map) or 'drop' (reason to drop)")
+    regex = _compile(source, names, fail)
     captured = set(regex.groupindex)
-    target = raw.get("to")
+    target = f.text("to") if f.has("to") else None
     if target is not None:
-        target = str(target)
-        for ph in _PLACEHOLDER.findall(target):
-            if ph in DERIVED_PLACEHOLDERS:
-                if not has_index:
-                    raise TableError(f"{at} uses {{{ph}}} but the table has no [index] section")
-                if not {"stage", "block"} <= captured:
-                    raise TableError(f"{at} uses {{{ph}}}, which needs {{stage}} and {{block}} in 'from'")
-            elif ph not in captured:
-                raise TableError(f"{at}: 'to' uses {{{ph}}}, which 'from' does not capture")
-    where_raw = raw.get("where", {})
-    if not isinstance(where_raw, dict):
-        raise TableError(f"{at}: 'where' must be a table like {{ stage = [1] }}")
+        _check_target(target, captured, has_index, fail)
+    where = f.section("where", {})
     restrict = {}
-    for ph, values in where_raw.items():
+    for ph in where.data:
         if ph not in INT_PLACEHOLDERS or ph not in captured:
-            raise TableError(f"{at}: 'where' can restrict only captured {{stage}} or {{block}}, not {ph!r}")
-        restrict[ph] = frozenset(int(v) for v in (values if isinstance(values, list) else [values]))
-    drop = None if "drop" not in raw else str(raw["drop"])
+            fail(f"'where' can restrict only captured {{stage}} or {{block}}, not {ph!r}")
+        restrict[ph] = frozenset(where.ints(ph, lo=0, hi=10_000))
+    drop = f.text("drop") if f.has("drop") else None
     return Rule(name, source, target, drop, restrict, regex)
 
 
-def parse_layout(data: dict[str, Any], path: Path) -> Layout:
-    """Validate a parsed layout TOML and compile its rules; every problem is a ``TableError``."""
-    where = str(path)
-    try:
-        head = data["layout"]
-        name = str(head["name"])
-        version = int(head["version"])
-        reference = str(head["reference"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise TableError(f"[layout] needs name, version (an integer) and reference ({e})", path=where)
-    if path.stem != name:
-        raise TableError(f"layout {name!r} must live in {name}.toml", path=where)
-    container = str(head.get("container", "state_dict"))
-    if container not in CONTAINERS:
-        raise TableError(f"[layout].container is {container!r}; use one of {', '.join(CONTAINERS)}", path=where)
-    names = {str(k): {str(a): str(b) for a, b in v.items()} for k, v in data.get("names", {}).items()}
+def _names(f: Fields) -> dict[str, dict[str, str]]:
+    section = f.section("names", {})
+    names = {str(k): section.strings(k) for k in section.data}
     for reserved in (*INT_PLACEHOLDERS, *DERIVED_PLACEHOLDERS):
         if reserved in names:
-            raise TableError(f"[names.{reserved}] would shadow the built-in {{{reserved}}}", path=where)
-    index = data.get("index")
-    stage_layer = tuple(int(x) for x in index.get("stage_layer", ())) if index else ()
-    raw_rules = data.get("mapping", {}).get("rules")
-    if not isinstance(raw_rules, list) or not raw_rules:
-        raise TableError("the table has no [mapping] rules = [...] list", path=where)
-    rules = tuple(_parse_rule(r, i, names, index is not None, where) for i, r in enumerate(raw_rules))
+            f.fail(f"[names.{reserved}] would shadow the built-in {{{reserved}}}")
+    return names
+
+
+def _rules(f: Fields, names: dict[str, dict[str, str]], has_index: bool) -> tuple[Rule, ...]:
+    mapping = f.section("mapping", {})
+    mapping.only({"rules"})
+    if not isinstance(mapping.data.get("rules"), list) or not mapping.data["rules"]:
+        f.fail("the table has no [mapping] rules = [...] list")
+    rules = tuple(_parse_rule(r, i, names, has_index, f.path) for i, r in enumerate(mapping.items("rules")))
     dupes = {r.name for r in rules if sum(q.name == r.name for q in rules) > 1}
     if dupes:
-        raise TableError(f"rule names must be unique; repeated: {sorted(dupes)}", path=where)
-    settings = dict(data.get("settings", {}))
-    padding = settings.setdefault("padding", "symmetric")
-    if padding not in PADDINGS:
-        raise TableError(f"[settings].padding is {padding!r}; use symmetric or same", path=where)
-    settings["eps"] = float(settings.setdefault("eps", 1e-5))
-    verify = data.get("verify", {})
+        f.fail(f"rule names must be unique; repeated: {sorted(dupes)}")
+    return rules
+
+
+def _settings(f: Fields) -> dict[str, Any]:
+    s = f.section("settings", {})
+    s.only({"padding", "eps", "config"})
+    return {
+        "padding": s.text("padding", "symmetric", choices=PADDINGS),
+        "eps": s.number("eps", 1e-5, lo=1e-12, hi=0.1),
+        "config": s.text("config", ""),
+    }
+
+
+def _library_defaults(f: Fields) -> dict[str, Any]:
+    s = f.section("library_defaults", {})
+    s.only({"padding", "eps"})
+    out: dict[str, Any] = {}
+    if s.has("padding"):
+        out["padding"] = s.text("padding", choices=PADDINGS)
+    if s.has("eps"):
+        out["eps"] = s.number("eps", lo=1e-12, hi=0.1)
+    return out
+
+
+def _levels(f: Fields, reference: str) -> dict[str, str]:
+    levels = f.strings("levels", {})
+    known = LEVELS[reference]
+    for level, point in levels.items():
+        if level not in known:
+            f.fail(f"[levels] {level!r} is not an output of the {reference} reference", fix=f"use {', '.join(known)}")
+        if point not in POINTS:
+            f.fail(f"[levels] {level!r} = {point!r} is not a pycls point", fix=f"use {', '.join(POINTS)}")
+    return levels
+
+
+def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
+    c = f.section("config", {})
+    c.only({"template", "out_indices"})
+    out: dict[str, Any] = {}
+    if c.has("template"):
+        template = c.text("template")
+        try:
+            used = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+        except ValueError as e:
+            c.fail(f"[config].template is not a valid template ({e})", fix="write literal braces as {{ and }}")
+        unknown = sorted(u for u in used if u not in CONFIG_FIELDS)
+        if unknown:
+            c.fail(f"[config].template uses unknown placeholder(s) {unknown}", fix=f"use {', '.join(sorted(CONFIG_FIELDS))}")
+        out["template"] = template
+    if c.has("out_indices"):
+        out["out_indices"] = c.ints("out_indices", lo=0, hi=max(len(levels) - 1, 0))
+    return out
+
+
+def _index(f: Fields) -> tuple[tuple[int, ...], int, bool]:
+    if not f.has("index"):
+        return (), 0, False
+    index = f.section("index")
+    index.only({"stage_layer", "first_block"})
+    return index.ints("stage_layer", lo=0, hi=64, length=STAGES), index.integer("first_block", 0, lo=0, hi=64), True
+
+
+def parse_layout(data: dict[str, Any], path: Path, digest: str = "") -> Layout:
+    """Validate a parsed layout TOML and compile its rules; every problem is a ``TableError``."""
+    f = Fields(data, "", TableError, str(path))
+    f.only(SECTIONS)
+    head = f.section("layout")
+    head.only({"name", "version", "summary", "library", "reference", "container", "loader", "prefix"})
+    name = head.text("name", pattern=NAME)
+    if path.stem != name:
+        f.fail(f"layout {name!r} must live in {name}.toml")
+    reference = head.text("reference", choices=tuple(LEVELS))
+    stage_layer, first_block, has_index = _index(f)
+    names = _names(f)
+    levels = _levels(f, reference)
+    verify = f.section("verify", {})
+    verify.only({"tolerance"})
     return Layout(
         name=name,
-        version=version,
-        summary=str(head.get("summary", "")),
-        library=str(head.get("library", "")),
+        version=head.integer("version", lo=1, hi=1_000_000),
+        summary=head.text("summary", ""),
+        library=head.text("library", ""),
         reference=reference,
-        container=container,
-        prefix=str(head.get("prefix", "")),
-        settings=settings,
-        library_defaults=dict(data.get("library_defaults", {})),
+        container=head.text("container", "state_dict", choices=CONTAINERS),
+        loader=head.text("loader", "mmengine", choices=LOADERS),
+        prefix=head.text("prefix", "", pattern=f"({PREFIX})?"),
+        settings=_settings(f),
+        library_defaults=_library_defaults(f),
         stage_layer=stage_layer,
-        first_block=int(index.get("first_block", 0)) if index else 0,
+        first_block=first_block,
         names=names,
-        rules=rules,
-        levels={str(k): str(v) for k, v in data.get("levels", {}).items()},
-        tolerance=float(verify.get("tolerance", 0.0)),
-        config=dict(data.get("config", {})),
-        path=where,
+        rules=_rules(f, names, has_index),
+        levels=levels,
+        tolerance=verify.number("tolerance", 0.0, lo=0.0, hi=0.1),
+        config=_config(f, levels),
+        path=str(path),
+        digest=digest,
     )
+
+
+def file_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TableError
+from .fields import Fields
+from .references import POINTS, STAGES
+from .tables import NAME
 
-STAGES = 7  # EfficientNet B0-B7 all have seven MBConv stages
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-# pycls feature points, in forward order: after the stem, after each stage, after head conv+BN+SiLU,
-# and the classifier's logits.
-POINTS = ("stem", *(f"s{i}" for i in range(1, STAGES + 1)), "head", "logits")
+__all__ = ["POINTS", "STAGES", "Block", "KeySpec", "Variant", "parse_variant"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class Variant:
     head_w: int
     num_classes: int
     path: str = ""
+    digest: str = ""  # sha256 of the variant file: outputs record it, so batch knows a changed one
 
     @cached_property
     def blocks(self) -> tuple[Block, ...]:
@@ -142,33 +143,30 @@ class Variant:
         }
 
 
-def parse_variant(data: dict[str, Any], path: Path) -> Variant:
-    """Build a ``Variant`` from a parsed variant TOML file, checking every field."""
-    try:
-        head, en = data["variant"], data["en"]
-        fields = dict(
-            name=str(head["name"]),
-            title=str(head.get("title", head["name"])),
-            config=str(head.get("config", "")),
-            im_size=int(head["im_size"]),
-            stem_w=int(en["stem_w"]),
-            depths=tuple(int(x) for x in en["depths"]),
-            widths=tuple(int(x) for x in en["widths"]),
-            exp_ratios=tuple(float(x) for x in en["exp_ratios"]),
-            kernels=tuple(int(x) for x in en["kernels"]),
-            strides=tuple(int(x) for x in en["strides"]),
-            se_r=float(en["se_r"]),
-            head_w=int(en["head_w"]),
-            num_classes=int(en.get("num_classes", 1000)),
-            path=str(path),
-        )
-    except KeyError as e:
-        raise TableError(f"variant file has no {e.args[0]!r}", fix="see mappings/variants/b0.toml", path=str(path))
-    except (TypeError, ValueError) as e:
-        raise TableError(f"variant file has a malformed value ({e})", path=str(path))
-    for field in ("depths", "widths", "exp_ratios", "kernels", "strides"):
-        if len(fields[field]) != STAGES:
-            raise TableError(f"[en].{field} has {len(fields[field])} entries, expected {STAGES}", path=str(path))
-    if path.stem != fields["name"]:
-        raise TableError(f"variant {fields['name']!r} must live in {fields['name']}.toml", path=str(path))
-    return Variant(**fields)
+def parse_variant(data: dict[str, Any], path: Path, digest: str = "") -> Variant:
+    """Build a ``Variant`` from a parsed variant TOML file, checking every field and its range."""
+    f = Fields(data, "", TableError, str(path))
+    f.only({"variant", "en"})
+    head, en = f.section("variant"), f.section("en")
+    head.only({"name", "title", "config", "im_size"})
+    en.only({"stem_w", "depths", "widths", "exp_ratios", "kernels", "strides", "se_r", "head_w", "num_classes"})
+    name = head.text("name", pattern=NAME)
+    if path.stem != name:
+        f.fail(f"variant {name!r} must live in {name}.toml")
+    return Variant(
+        name=name,
+        title=head.text("title", name),
+        config=head.text("config", ""),
+        im_size=head.integer("im_size", lo=8, hi=4096),
+        stem_w=en.integer("stem_w", lo=1, hi=4096),
+        depths=en.ints("depths", lo=1, hi=64, length=STAGES),
+        widths=en.ints("widths", lo=1, hi=8192, length=STAGES),
+        exp_ratios=en.numbers("exp_ratios", lo=1.0, hi=16.0, length=STAGES),
+        kernels=en.ints("kernels", lo=1, hi=15, length=STAGES),
+        strides=en.ints("strides", lo=1, hi=2, length=STAGES),
+        se_r=en.number("se_r", lo=0.01, hi=1.0),
+        head_w=en.integer("head_w", lo=1, hi=16384),
+        num_classes=en.integer("num_classes", 1000, lo=1, hi=100_000),
+        path=str(path),
+        digest=digest,
+    )

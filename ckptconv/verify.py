@@ -1,264 +1,63 @@
-"""Proving converted weights compute what pycls computed.
+"""Verifying a converted file, alone or against its source, with the checks conversion runs.
 
-Three levels, each a ``Check`` in the ``Report``:
-1. structure: keys, shapes and dtypes equal the target reference model's ``state_dict()`` (built
-   independently of the tables), nothing extra; with the source, every tensor bit-identical to its
-   source tensor after the requested cast.
-2. numeric: the target reference with the converted weights and the settings under test (padding,
-   BN eps) against the pycls reference, on a seeded input, at every level the table lists. fp32 and
-   fp16/bf16 alike must be exactly equal, because the pycls side runs the source weights rounded
-   to the output dtype (what the file should hold); the drift that rounding causes against the
-   full-precision source is reported, not judged. Layouts whose library orders the arithmetic
-   differently (timm) declare an fp32 tolerance in their table.
-   Without the source, the pycls side runs the converted weights mapped back through the table,
-   which still proves the settings under test reproduce pycls's arithmetic.
-3. provenance: the file's meta (source sha256, arch, layout) agrees with what is checked.
+Per file: **identity** (the tensors, the file's meta and the options name one variant and layout),
+the **weight sets** (the set the layout's library loads is the one checked; other sets in the file
+must agree with it), then ``checks.run``: structure, and with ``--source`` **provenance** and
+bit identity, then the forward passes with the settings under test. Without the source, the pycls
+side runs the file's own weights mapped back through the table: that cannot see a swapped block,
+but it proves the settings under test reproduce pycls's arithmetic.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from . import detect, engine, models
-from .checkpoint import load
-from .errors import VerificationError
+from . import checks, detect, dtypes, engine
+from .checkpoint import Checkpoint, load
+from .engine import PYCLS, Plan
+from .errors import UsageError
+from .files import check_regular
 from .hashing import start_sha256
-from .registry import default_registry
-from .tables import Layout
-from .variants import Variant
-
-DEFAULT_INPUT = (64, 96)  # small, so B5 verifies in a fraction of a second on a CPU
-INPUT_SEED = 0
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from .registry import Registry, default_registry
 
 
-@dataclass
-class Level:
-    """One compared output: max absolute and relative difference, and whether it passes."""
+@dataclass(frozen=True)
+class Options:
+    """What ``verify`` is asked: expectations and the settings a user's config uses."""
 
-    name: str
-    point: str
-    max_abs: float
-    max_rel: float
-    tolerance: float
-    ok: bool
-    drift_abs: float | None = None  # fp16/bf16 only: against the full-precision source
+    source: Path | None = None
+    arch: str | None = None
+    layout: str | None = None
+    weights: str | None = None  # source weight set; default: the meta's
+    padding: str | None = None
+    eps: float | None = None
+    input_size: tuple[int, int] = checks.DEFAULT_INPUT
+    trust_pickle: bool = False
 
+    def check(self, registry: Registry) -> None:
+        if self.arch:
+            registry.variant(self.arch)
+        if self.layout:
+            registry.layout(self.layout)
+        if self.padding is not None and self.padding not in ("symmetric", "same"):
+            raise UsageError(f"unknown --padding {self.padding!r}", fix="use symmetric or same")
+        if self.eps is not None and not 0 < self.eps < 1:
+            raise UsageError(f"--eps {self.eps:g} is not a BatchNorm eps", fix="use a small positive number like 1e-5")
+        from .convert import check_input_size
 
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-
-@dataclass
-class Report:
-    """Everything a verification found; ``ok`` only when every check passed."""
-
-    path: str
-    arch: str
-    layout: str
-    padding: str
-    eps: float
-    input_size: tuple[int, int]
-    checks: list[Check] = field(default_factory=list)
-    levels: list[Level] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def first_failure(self) -> str | None:
-        return next((c.detail for c in self.checks if not c.ok), None)
-
-    def add(self, name: str, ok: bool, detail: str) -> Check:
-        check = Check(name, ok, detail)
-        self.checks.append(check)
-        return check
-
-    def raise_if_failed(self) -> None:
-        if not self.ok:
-            raise VerificationError(self.first_failure or "verification failed", path=self.path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "ok": self.ok,
-            "arch": self.arch,
-            "layout": self.layout,
-            "padding": self.padding,
-            "eps": self.eps,
-            "input_size": list(self.input_size),
-            "checks": [c.__dict__ for c in self.checks],
-            "levels": [lv.__dict__ for lv in self.levels],
-            "first_failure": self.first_failure,
-            "seconds": round(self.seconds, 4),
-        }
+        check_input_size(self.input_size)
 
 
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    """The raw bits of a tensor as integers, so NaN == NaN and -0.0 != 0.0."""
-    if not t.is_floating_point():
-        return t
-    return t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
+def _shapes(sd: dict[str, torch.Tensor]) -> detect.Shapes:
+    return {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
 
 
-def bit_identical(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a is b:  # the very tensor (nothing cast or copied): equal without reading its bytes
-        return True
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(_bits(a), _bits(b))
-
-
-def strip_prefix(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    if not prefix:
-        return dict(sd)
-    n = len(prefix) + 1
-    return {k[n:]: v for k, v in sd.items()}
-
-
-def check_structure(report: Report, sd: dict[str, torch.Tensor], layout: Layout, variant: Variant, prefix: str, dtype: str) -> bool:
-    """Keys, shapes and dtypes against the target reference model (plus the layout's prefix)."""
-    reference = models.build(layout.reference, variant).state_dict()
-    want_float = DTYPES[dtype]
-    expected = {
-        engine.with_prefix(prefix, k): (tuple(v.shape), want_float if v.is_floating_point() else v.dtype)
-        for k, v in reference.items()
-    }
-    missing = [k for k in expected if k not in sd]
-    extra = [k for k in sd if k not in expected]
-    wrong = [
-        f"{k}: {tuple(v.shape)} {str(v.dtype)[6:]} but the {layout.name} layout has {expected[k][0]} {str(expected[k][1])[6:]}"
-        for k, v in sd.items()
-        if k in expected and (tuple(v.shape), v.dtype) != expected[k]
-    ]
-    if missing:
-        report.add("structure", False, f"missing key {missing[0]} (and {len(missing) - 1} more)" if len(missing) > 1 else f"missing key {missing[0]}")
-    elif extra:
-        report.add("structure", False, f"unexpected key {extra[0]}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
-    elif wrong:
-        report.add("structure", False, wrong[0] + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
-    else:
-        report.add("structure", True, f"{len(sd)} keys, shapes and dtypes match the {layout.name} {variant.name} layout")
-    return not (missing or extra or wrong)
-
-
-def cast(t: torch.Tensor, dtype: str) -> torch.Tensor:
-    """The tensor the output holds for a source tensor: floating tensors cast, integers untouched."""
-    return t.to(DTYPES[dtype]) if t.is_floating_point() and t.dtype != DTYPES[dtype] else t
-
-
-def check_tensors(report: Report, plan: engine.Plan, source: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], dtype: str) -> None:
-    """Each converted tensor bit-identical to its source tensor after the requested cast."""
-    for e in plan.mapped:
-        if e.target not in sd or e.source not in source:
-            continue
-        if not bit_identical(sd[e.target], cast(source[e.source], dtype)):
-            report.add("tensors", False, f"{e.target} is not bit-identical to source {e.source}")
-            return
-    report.add("tensors", True, f"{len(plan.mapped)} tensors bit-identical to their source tensors")
-
-
-def make_input(size: tuple[int, int], batch: int = 2) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(INPUT_SEED)
-    return torch.randn(batch, 3, *size, generator=gen)
-
-
-def _fill_absent(variant: Variant, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """pycls weights with zeros where a layout has no tensor (its outputs are then not compared)."""
-    out = dict(sd)
-    for spec in variant.pycls_keys:
-        if spec.key not in out:
-            out[spec.key] = torch.zeros(spec.shape, dtype=torch.int64 if spec.dtype == "int64" else torch.float32)
-    return out
-
-
-def _diff(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        return float("inf"), float("inf")
-    d = (a - b).abs().max().item()
-    scale = b.abs().max().item()
-    return d, d / scale if scale > 0 else (0.0 if d == 0 else float("inf"))
-
-
-@torch.inference_mode()
-def compare(
-    report: Report,
-    variant: Variant,
-    layout: Layout,
-    layout_sd: dict[str, torch.Tensor],
-    pycls_sd: dict[str, torch.Tensor],
-    *,
-    drift_sd: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """Run both references on the seeded input; record every level of the layout."""
-    x = make_input(report.input_size)
-    target = models.load(layout.reference, variant, layout_sd, padding=report.padding, eps=report.eps)
-    got = target.forward_levels(x)
-    _judge_finite(report, got)
-    want = models.pycls_model(variant, _fill_absent(variant, pycls_sd)).forward_levels(x)
-    drift = models.pycls_model(variant, _fill_absent(variant, drift_sd)).forward_levels(x) if drift_sd else None
-    for name, point in layout.levels.items():
-        a, b = got[name], want[point]
-        max_abs, max_rel = _diff(a, b)
-        tol = layout.tolerance * max(1.0, b.abs().max().item()) if layout.tolerance else 0.0
-        ok = bit_identical(a, b) if tol == 0 else max_abs <= tol
-        level = Level(name, point, max_abs, max_rel, tol, ok)
-        if drift is not None:
-            level.drift_abs = _diff(a, drift[point])[0]
-        report.levels.append(level)
-    _judge_levels(report, layout)
-
-
-def _judge_levels(report: Report, layout: Layout) -> None:
-    bad = next((lv for lv in report.levels if not lv.ok), None)
-    if bad is None:
-        how = "bit for bit" if not layout.tolerance else f"within {layout.tolerance:g} (relative to each level's magnitude)"
-        report.add("numeric", True, f"all {len(report.levels)} levels equal pycls's {how} (padding={report.padding}, eps={report.eps:g})")
-        return
-    need = layout.settings
-    wrong = [
-        f"{k}={report_value}"
-        for k, report_value in (("padding", report.padding), ("eps", f"{report.eps:g}"))
-        if str(need[k] if k == "padding" else f"{need[k]:g}") != str(report_value)
-    ]
-    detail = f"level {bad.name} differs from pycls {bad.point} by up to {bad.max_abs:.3g} (max abs), {bad.max_rel:.3g} (relative)"
-    if wrong:
-        detail += f" with {', '.join(wrong)}: these weights need padding={need['padding']} and BN eps={need['eps']:g}"
-        if need.get("config"):
-            detail += f"; set {need['config']}"
-    elif bad.max_abs == float("inf"):
-        detail += ": non-finite values (NaN or Inf) in the outputs"
-    report.add("numeric", False, detail)
-
-
-def _judge_finite(report: Report, levels: dict[str, torch.Tensor]) -> None:
-    bad = next((n for n, t in levels.items() if not torch.isfinite(t).all()), None)
-    report.add("finite", bad is None, "forward pass finite at every level" if bad is None else f"level {bad} has NaN or Inf outputs")
-
-
-@torch.inference_mode()
-def forward_finite(report: Report, variant: Variant, layout: Layout | None, layout_sd: dict[str, torch.Tensor]) -> None:
-    """The reference of ``layout`` (None: pycls) runs the weights to finite outputs at every level."""
-    reference = layout.reference if layout else "pycls"
-    weights = layout_sd if layout else _fill_absent(variant, layout_sd)
-    target = models.load(reference, variant, weights, padding=report.padding, eps=report.eps)
-    _judge_finite(report, target.forward_levels(make_input(report.input_size)))
-
-
-def timed(report: Report, start: float) -> Report:
-    report.seconds = time.perf_counter() - start
-    return report
-
-
-def _identify(shapes, registry, layout_name: str | None, arch: str | None, prefer: str | None = None):
+def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None, prefer: str | None = None) -> detect.Match:
     """Best (layout, variant, prefix) match for a state dict, in the named layout or any.
 
     The tensors decide: an exact fit wins even when ``arch`` names another variant (the caller
@@ -266,130 +65,221 @@ def _identify(shapes, registry, layout_name: str | None, arch: str | None, prefe
     whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
     closest candidate of ``arch``.
     """
-    known = (engine.PYCLS, *registry.layouts)
-    names = [layout_name] if layout_name else list(known)
-    ranked = detect.rank(shapes, registry, [None if n == engine.PYCLS else registry.layout(n) for n in names])
+    names = [layout] if layout else list(registry.layouts)
+    ranked = detect.rank(_shapes(sd), registry, [registry.layout(n) for n in names])
     ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
     if ranked[0].exact or not arch:
         return ranked[0]
     return next(m for m in ranked if m.variant.name == arch)
 
 
-def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], str]]:
-    return {k: (tuple(v.shape), str(v.dtype)[6:]) for k, v in sd.items()}
-
-
-def verify_file(
-    path,
-    *,
-    source=None,
-    arch: str | None = None,
-    layout: str | None = None,
-    weights: str | None = None,
-    padding: str | None = None,
-    eps: float | None = None,
-    input_size: tuple[int, int] = DEFAULT_INPUT,
-    registry=None,
-    trust_pickle: bool = False,
-) -> Report:
-    """Verify a converted file, alone or against its source. A failed check is in the report;
-    ``CkptError`` is raised only when a file cannot be read or an option is unusable."""
-    start = time.perf_counter()
-    registry = registry or default_registry()
-    if arch:
-        registry.variant(arch)
-    if layout and layout != engine.PYCLS:
-        registry.layout(layout)
-    # the source's hash (whole file) runs on the other core while both files load
-    source_sha = start_sha256(source) if source is not None and Path(source).is_file() else None
-    ckpt = load(path, trust_pickle=trust_pickle)
-    _, sd = ckpt.select("best")
-    meta = ckpt.meta
-    match = _identify(_shapes(sd), registry, layout, arch, meta.get("layout"))
-    variant, lay = match.variant, match.layout
-    settings = (lay.settings if lay else {"padding": "symmetric", "eps": 1e-5}) | {
-        k: v for k, v in (meta.get("settings") or {}).items() if k in ("padding", "eps")
-    }
-    report = Report(
-        str(path), variant.name, match.layout_name,
-        padding or settings["padding"], float(eps if eps is not None else settings["eps"]), tuple(input_size),
-    )  # fmt: skip
-    _check_meta(report, meta, match, arch, layout)
-    floats = {str(t.dtype)[6:] for t in sd.values() if t.is_floating_point()}
-    dtype = floats.pop() if len(floats) == 1 else "float32"
-    if lay is not None:
-        fits = check_structure(report, sd, lay, variant, match.prefix, dtype)
-    else:
-        fits = check_pycls_structure(report, sd, variant, registry)
-    if not fits:
-        return timed(report, start)
-    if source is None:
-        if lay is not None:  # the settings under test against pycls's arithmetic, on the file's own weights
-            plan = engine.plan(variant, lay, target_prefix=match.prefix)
-            compare(report, variant, lay, strip_prefix(sd, match.prefix), {e.pycls: sd[e.target] for e in plan.mapped})
-        else:
-            forward_finite(report, variant, None, sd)
-        return timed(report, start)
-    src = load(source, trust_pickle=trust_pickle)
-    if source_sha is not None and meta.get("source_sha256"):
-        sha, actual = meta["source_sha256"], source_sha.result()
-        report.add("provenance", actual == sha, f"source sha256 matches the meta ({sha[:12]})" if actual == sha else
-                   f"source sha256 {actual[:12]} differs from the {sha[:12]} recorded in the meta: not the file this was converted from")  # fmt: skip
-    chosen = weights or (meta["weights"] if meta.get("weights") in ("model", "ema") else "best")
-    _, source_sd = src.select(chosen if src.kind == "pycls" else "best")
-    src_match = _identify(_shapes(source_sd), registry, None, variant.name)
-    if not src_match.exact or src_match.variant is not variant:
-        report.add("source", False, f"the source is not a {variant.name} checkpoint in any known layout (closest: {src_match.layout_name} {src_match.variant.name})")
-        return timed(report, start)
-    plan = engine.plan(variant, lay, source=src_match.layout, target_prefix=match.prefix, source_prefix=src_match.prefix)
-    check_tensors(report, plan, source_sd, sd, dtype)
-    if not report.ok:
-        return timed(report, start)
-    by_pycls = {e.pycls: e for e in plan.entries}
-    if lay is not None:  # converted to a layout: compare it with the source in pycls keys
-        pycls_sd = {k: cast(source_sd[e.source], dtype) for k, e in by_pycls.items() if e.source}
-        drift = {k: source_sd[e.source] for k, e in by_pycls.items() if e.source} if dtype != "float32" else None
-        compare(report, variant, lay, strip_prefix(sd, match.prefix), pycls_sd, drift_sd=drift)
-    elif src_match.layout is not None:  # converted back to pycls: compare with the source layout
-        compare(report, variant, src_match.layout, strip_prefix(source_sd, src_match.prefix), dict(sd))
-    return timed(report, start)
-
-
-def check_pycls_structure(report: Report, sd: dict, variant: Variant, registry) -> bool:
-    """A pycls file fits when it is whole, or lacks exactly what some layout lacks (--allow-partial)."""
-    want = {s.key: s.shape for s in variant.pycls_keys}
-    wrong = [k for k, v in sd.items() if k not in want or tuple(v.shape) != want[k]]
-    missing = {k for k in want if k not in sd}
-    if wrong:
-        report.add("structure", False, f"{wrong[0]} does not fit pycls {variant.name}")
-        return False
-    if not missing:
-        report.add("structure", True, f"{len(sd)} pycls keys fit {variant.name}")
-        return True
-    lacking = [
-        name for name, lay in registry.layouts.items()
-        if missing == {e.target for e in engine.plan(variant, None, source=lay).absent}
-    ]  # fmt: skip
-    detail = f"partial pycls {variant.name} file: lacks {engine.group_keys(missing)}"
-    if lacking:
-        report.add("structure", True, f"{detail}, as written from the {' / '.join(lacking)} layout with --allow-partial")
-    else:
-        report.add("structure", False, detail)
-    return bool(lacking)
-
-
-def _check_meta(report: Report, meta: dict, match, arch: str | None, layout: str | None) -> None:
+def _check_meta(report: checks.Report, ckpt: Checkpoint, match: detect.Match, opts: Options) -> None:
     """The tensors, the meta and the options must tell the same arch and layout."""
-    problems = []
+    meta, arch, layout = ckpt.meta, opts.arch, opts.layout
+    problems = list(ckpt.meta_problems)
     if arch and arch != match.variant.name and match.exact:
         problems.append(f"--arch {arch} was asked but the tensors are {match.variant.name}")
     if meta.get("arch") and meta["arch"] != match.variant.name:
         problems.append(f"meta records arch {meta['arch']} but the tensors are {match.variant.name}")
     if meta.get("layout") and meta["layout"] != match.layout_name:
         problems.append(f"meta records layout {meta['layout']} but the keys are {match.layout_name}")
+    if "prefix" in meta and meta["prefix"] != match.prefix:
+        problems.append(f"meta records prefix {meta['prefix']!r} but the keys have {match.prefix!r}")
     if layout and meta.get("layout") and meta["layout"] != layout:
         problems.append(f"meta records layout {meta['layout']} but --layout {layout} was asked")
     if arch and meta.get("arch") and meta["arch"] != arch:
         problems.append(f"meta records arch {meta['arch']} but --arch {arch} was asked")
     if meta or problems:
         report.add("identity", not problems, problems[0] if problems else f"meta agrees with the tensors ({match.variant.name}, {match.layout_name})")
+
+
+def _pycls_keyed(sd: dict, registry: Registry, match: detect.Match) -> dict[str, torch.Tensor]:
+    plan = engine.plan(match.variant, match.layout, registry.layout(PYCLS), target_prefix=match.prefix)
+    return {e.pycls: sd[e.target] for e in plan.mapped if e.target in sd}
+
+
+def _check_sets(report: checks.Report, ckpt: Checkpoint, loaded: str, match: detect.Match, registry: Registry) -> None:
+    """Every other weight set of the layout must hold what the loaded one holds (a pycls file's
+    model and EMA sets are meant to differ: pycls itself picks one)."""
+    if match.layout_name == PYCLS or len(ckpt.weight_sets) < 2:
+        return
+    want = _pycls_keyed(ckpt.weight_sets[loaded], registry, match)
+    for name, sd in ckpt.weight_sets.items():
+        if name == loaded:
+            continue
+        other = identify(sd, registry, None, None)
+        got = _pycls_keyed(sd, registry, other) if other.exact and other.variant is match.variant else {}
+        differ = sorted(k for k in want if k not in got or not checks.bit_identical(got[k], want[k]))
+        if differ:
+            report.add("weight sets", False, f"weight sets {loaded} and {name} disagree ({engine.group_keys(differ[:4])}"
+                       f"{f' and {len(differ) - 4} more' if len(differ) > 4 else ''}): {match.layout.library or match.layout_name} "
+                       f"loads {loaded}; keep one set, or make them equal")  # fmt: skip
+            return
+    report.add("weight sets", True, f"{', '.join(ckpt.weight_sets)} hold the same weights; {match.layout_name} loads {loaded}")
+
+
+def _partial_ok(sd: dict, match: detect.Match, registry: Registry) -> frozenset[str]:
+    """Keys a file may lack: exactly what some layout lacks, as --allow-partial writes it back."""
+    missing = set(detect.expected_keys(match.variant, match.layout, match.prefix)) - set(sd)
+    for lay in registry.layouts.values() if missing else ():
+        if missing == {e.target for e in engine.plan(match.variant, match.layout, lay, target_prefix=match.prefix).absent}:
+            return frozenset(missing)
+    return frozenset()
+
+
+def _settings(match: detect.Match, ckpt: Checkpoint, opts: Options) -> tuple[str, float]:
+    """The padding and BN eps under test: the options, else the meta's (when well-formed), else the table's."""
+    recorded = ckpt.meta.get("settings") or {}
+    padding = recorded.get("padding") if recorded.get("padding") in ("symmetric", "same") else match.layout.settings["padding"]
+    eps = recorded.get("eps")
+    eps = float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1 else match.layout.settings["eps"]
+    return opts.padding or padding, float(opts.eps) if opts.eps is not None else eps
+
+
+def _against_itself(report, sd, match, registry, dtype) -> None:
+    """Without the source: the file's weights mapped back to pycls are the pycls side."""
+    plan = engine.plan(match.variant, match.layout, registry.layout(PYCLS), target_prefix=match.prefix)
+    source = {e.source: sd[e.target] for e in plan.mapped if e.target in sd}
+    checks.run(report, plan, source, sd, dtype, "numeric", partial_ok=_partial_ok(sd, match, registry), with_tensors=False)
+
+
+def _against_source(report, sd, match, ckpt: Checkpoint, opts: Options, sha: Future | None, registry, dtype) -> None:
+    src = load(opts.source, trust_pickle=opts.trust_pickle)
+    recorded = ckpt.meta.get("source_sha256")
+    if sha is not None and recorded:
+        actual = sha.result()
+        report.add("provenance", actual == recorded, f"source sha256 matches the meta ({recorded[:12]})" if actual == recorded else
+                   f"source sha256 {actual[:12]} differs from the {recorded[:12]} recorded in the meta: not the file this was converted from")  # fmt: skip
+    chosen = opts.weights or (ckpt.meta["weights"] if ckpt.meta.get("weights") in ("model", "ema") else "best")
+    if src.kind == "pycls" and chosen in ("model", "ema") and chosen not in src.weight_sets:
+        report.add("provenance", False, f"the file was converted from the {chosen} weights, but {opts.source} has no {chosen}_state")
+        return
+    _, source_sd = src.select(chosen if src.kind == "pycls" else "best")
+    src_match = identify(source_sd, registry, None, match.variant.name)
+    if not src_match.exact or src_match.variant is not match.variant:
+        report.add("source", False, f"the source is not a {match.variant.name} checkpoint in any known layout (closest: {src_match.layout_name} {src_match.variant.name})")
+        return
+    plan = engine.plan(match.variant, match.layout, src_match.layout, target_prefix=match.prefix, source_prefix=src_match.prefix)
+    checks.run(report, plan, source_sd, sd, dtype, "numeric", partial_ok=frozenset(e.target for e in plan.absent))
+
+
+def verify_file(path: str | Path, opts: Options | None = None, registry: Registry | None = None) -> checks.Report:
+    """Verify a converted file. A failed check is in the report; ``CkptError`` is raised only when
+    a file cannot be read or an option is unusable."""
+    start = time.perf_counter()
+    opts, registry = opts or Options(), registry or default_registry()
+    opts.check(registry)
+    sha = start_sha256(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
+    ckpt = load(path, trust_pickle=opts.trust_pickle)
+    first, first_sd = ckpt.select("best")
+    match = identify(first_sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"))
+    loaded, sd = ckpt.loaded_by(match.layout.loader)
+    if loaded != first:
+        match = identify(sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"))
+    report = checks.Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size))
+    _check_meta(report, ckpt, match, opts)
+    _check_sets(report, ckpt, loaded, match, registry)
+    floats = dtypes.floats_of(sd)
+    dtype = floats.pop() if len(floats) == 1 else "float32"
+    if opts.source is None:
+        _against_itself(report, sd, match, registry, dtype)
+    else:
+        _against_source(report, sd, match, ckpt, opts, sha, registry, dtype)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+
+
+OUTPUT_SUFFIXES = (".pth", ".pt", ".safetensors")
+Target = tuple[Path, Path | None]  # a file to verify and the source it was converted from, if known
+
+
+def _from_report(path: Path) -> list[Target]:
+    """The converted files of a ``ckptconv batch --report`` file, with their sources (fields checked)."""
+    import json
+
+    from .fields import Fields
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise UsageError(f"not a ckptconv batch report ({type(e).__name__})", fix="pass the file written by ckptconv batch --report", path=str(path)) from None
+    files = Fields(data, "report", UsageError, str(path)).items("files")
+    out = []
+    for i, entry in enumerate(files):
+        f = Fields(entry, f"files[{i}]", UsageError, str(path))
+        if f.text("status", "") in ("converted", "up to date") and f.data.get("output"):
+            source = f.text("source", "")
+            out.append((Path(f.text("output")), Path(source) if source else None))
+    if not out:
+        raise UsageError("the batch report lists no converted files", path=str(path))
+    return out
+
+
+def collect(targets: list[Path]) -> list[Target]:
+    """(file, source or None) for every file, directory (searched recursively) or batch report given."""
+    found: list[Target] = []
+    for target in targets:
+        if target.is_dir():
+            files = sorted(p for p in target.rglob("*") if p.suffix in OUTPUT_SUFFIXES and p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise UsageError(f"no .pth or .safetensors files under {str(target)!r}", fix="pass files or a directory of converted checkpoints")
+            found += [(p, None) for p in files]
+        elif target.suffix == ".json":
+            found += _from_report(target)
+        else:
+            check_regular(target)  # a missing or odd file named on the command line is a usage error
+            found.append((target, None))
+    return found
+
+
+@dataclass
+class Summary:
+    """The results of verifying many files; ``to_dict()`` is the ``--json`` and ``--report`` form."""
+
+    results: list[dict]
+
+    @property
+    def ok(self) -> bool:
+        return all(r["ok"] for r in self.results)
+
+    def to_dict(self) -> dict:
+        passed = sum(r["ok"] for r in self.results)
+        return {"ok": self.ok, "files": self.results, "passed": passed, "failed": len(self.results) - passed}
+
+
+def verify_all(targets: list[Path], opts: Options, registry: Registry, *, report_path: Path | None = None, on_report=None) -> Summary:
+    """Verify every file (a bad one is a failed result, never the end of the run) and write the
+    report, which may be neither a verified file nor a source."""
+    import json
+
+    from .errors import CkptError
+    from .files import atomic_write, check_outputs
+
+    found = collect(targets)
+    if opts.source is not None and len(found) != 1:
+        raise UsageError("--source goes with exactly one file to verify", fix="verify a batch through its --report JSON, which names each source")
+    if report_path is not None:
+        inputs = [*targets, *(p for p, _ in found), *(s for _, s in found if s), *([opts.source] if opts.source else [])]
+        check_outputs([report_path], inputs, force=True)
+    results = []
+    for path, src in found:
+        try:
+            report = verify_file(path, replace_source(opts, src), registry)
+            results.append(report.to_dict())
+            on_report and on_report(report)
+        except UsageError:
+            raise
+        except CkptError as e:
+            results.append({"path": str(path), "ok": False, "first_failure": str(e), "checks": [], "levels": []})
+    summary = Summary(results)
+    if report_path is not None:
+        atomic_write(report_path, lambda f: f.write(json.dumps(summary.to_dict(), indent=2, default=str).encode()))
+    return summary
+
+
+def replace_source(opts: Options, source: Path | None) -> Options:
+    from dataclasses import replace
+
+    return opts if opts.source is not None or source is None else replace(opts, source=source)

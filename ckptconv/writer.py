@@ -1,8 +1,9 @@
 """Writing the two output formats, .pth (torch's zip) and safetensors, each tensor's bytes once.
 
-Unchanged tensors go straight from the input file to the output (CRC-checked on the way), so a
-conversion never makes them resident. Where the file goes and how it is published safely is
-``files``.
+Tensors the output holds unchanged from a zip input go straight from the input file to the output
+(CRC-checked on the way), so a conversion never makes them resident: ``Copies`` names them by
+output key, with the input record ``zipindex`` found for each. Everything else is written from
+memory. Where the file goes and how it is published safely is ``files``.
 """
 
 from __future__ import annotations
@@ -13,22 +14,17 @@ import struct
 import sys
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
-from .checkpoint import Span
+from . import dtypes
 from .errors import FormatError, OutputError
+from .zipindex import Span
 
 COPY_CHUNK = 4 << 20
-# safetensors dtype names
-ST_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-    torch.uint8: "U8", torch.bool: "BOOL",
-}  # fmt: skip
 
 
 def compact(tensor: torch.Tensor) -> torch.Tensor:
@@ -43,20 +39,32 @@ def compact(tensor: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Source:
-    """Where unchanged tensors can be copied from: the input file, each storage's span in it, and
-    the source key of each (to name a corrupt one)."""
+class Copies:
+    """Output tensors whose bytes are an input record, unchanged: output key -> that record's span
+    in ``path``, and the source key of each (to name a corrupt one)."""
 
     path: Path
-    spans: dict[int, Span]
-    names: dict[int, str]
+    spans: dict[str, Span] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
 
-    def corrupt(self, ptr: int) -> FormatError:
+    def corrupt(self, key: str) -> FormatError:
         return FormatError(
-            f"tensor {self.names.get(ptr, '?')}: its bytes fail the zip's CRC-32 check: the file is corrupt",
+            f"tensor {self.names.get(key, key)}: its bytes fail the zip's CRC-32 check: the file is corrupt",
             fix="download or copy it again",
             path=str(self.path),
         )
+
+
+@dataclass
+class Written:
+    """How the output was written: which path ran, and how many tensors came from where."""
+
+    method: str = ""  # zip-surgery | torch.save | safetensors-stream
+    copied: int = 0  # tensors copied file to file
+    from_memory: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "copied_from_input": self.copied, "from_memory": self.from_memory}
 
 
 def _copy_checked(src_fd: int, span: Span, dst_fd: int, dst_off: int, buf: bytearray) -> bool:
@@ -85,39 +93,34 @@ def tensor_bytes(t: torch.Tensor) -> memoryview:
     return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().data
 
 
-def _put(dst_fd: int, offset: int, t: torch.Tensor, src_fd: int | None, source: Source | None, exact: bool, buf: bytearray) -> int:
-    """Write one tensor's bytes at ``offset`` and return their CRC-32: read from the source file
-    (and checked) when it holds them unchanged, else from memory."""
-    ptr = t.untyped_storage().data_ptr()
-    span = source.spans.get(ptr) if source is not None and exact else None
-    if span is not None and src_fd is not None:
+def _put(dst_fd: int, offset: int, key: str, t: torch.Tensor, src_fd: int | None, copies: Copies | None, done: Written, buf: bytearray) -> int:
+    """Write one tensor's bytes at ``offset`` and return their CRC-32: copied from the input file (and
+    checked) when ``copies`` names it, else from memory."""
+    span = copies.spans.get(key) if copies is not None and src_fd is not None else None
+    if span is not None:
         if not _copy_checked(src_fd, span, dst_fd, offset, buf):
-            raise source.corrupt(ptr)
+            raise copies.corrupt(key)
+        done.copied += 1
         return span.crc
     data = tensor_bytes(t)
     _pwrite_all(dst_fd, data, offset)
+    done.from_memory += 1
     return zlib.crc32(data)
 
 
-def _storages_in_pickle_order(obj: Any) -> list[torch.Tensor]:
-    """One tensor per distinct storage, in the order torch.save meets them (dicts and lists in order)."""
+def _storages_in_order(sd: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    """One (key, tensor) per distinct storage, in the order torch.save meets them."""
     out, seen = [], set()
-
-    def walk(x: Any) -> None:
-        if isinstance(x, torch.Tensor):
-            ptr = x.untyped_storage().data_ptr()
-            if ptr not in seen:
-                seen.add(ptr)
-                out.append(x)
-        elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                walk(v)
-
-    walk(obj)
+    for key, t in sd.items():
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in seen:
+            seen.add(ptr)
+            out.append((key, t))
     return out
+
+
+def _open_source(copies: Copies | None) -> int | None:
+    return os.open(copies.path, os.O_RDONLY) if copies is not None and copies.spans else None
 
 
 @dataclass(frozen=True)
@@ -153,47 +156,45 @@ def _zip_entries(f: BinaryIO) -> list[_Entry]:
     return entries
 
 
-def write_pth(f: BinaryIO, obj: Any, source: Source | None = None) -> str:
-    """torch.save(obj) with every tensor's bytes written once, straight from the source file when
-    unchanged there, so converting never makes the tensors resident in this process.
+def write_pth(f: BinaryIO, obj: Any, sd: dict[str, torch.Tensor], copies: Copies | None = None) -> Written:
+    """torch.save(obj) (whose tensors are those of ``sd``) with every tensor's bytes written once,
+    straight from the input file where ``copies`` names them, so they never become resident.
 
     torch writes the zip's structure (pickle, record headers, alignment) with holes where storage
-    bytes go (``skip_data``); the holes are then filled (from the source file through one small
-    buffer, checking each record's CRC-32 as it passes; else from memory) and each record's CRC-32
-    is set. Returns "streamed", or "torch.save" if torch's layout is not the one expected.
+    bytes go (``skip_data``); the holes are then filled and each record's CRC-32 is set. If torch's
+    layout is not the one expected, plain torch.save runs instead (and says so).
     """
     from torch.serialization import skip_data
 
-    tensors = _storages_in_pickle_order(obj)
+    tensors = _storages_in_order(sd)
     with skip_data():
         torch.save(obj, f)
     f.flush()
     entries = sorted(
         (e for e in _zip_entries(f) if e.name.rsplit("/", 2)[-2:-1] == ["data"]), key=lambda e: int(e.name.rsplit("/", 1)[1])
     )
-    if [e.size for e in entries] != [t.untyped_storage().nbytes() for t in tensors]:
+    if [e.size for e in entries] != [t.untyped_storage().nbytes() for _, t in tensors]:
         f.seek(0)
         f.truncate()
         torch.save(obj, f)
-        return "torch.save"
-    fd = f.fileno()
-    src_fd = os.open(source.path, os.O_RDONLY) if source and source.spans else None
+        return Written("torch.save", 0, len(tensors))
+    done, fd, src_fd = Written("zip-surgery"), f.fileno(), _open_source(copies)
     try:
         buf = bytearray(COPY_CHUNK)
-        for entry, t in zip(entries, tensors):
-            crc = _put(fd, entry.data_offset, t, src_fd, source, True, buf)
+        for entry, (key, t) in zip(entries, tensors):
+            crc = _put(fd, entry.data_offset, key, t, src_fd, copies, done, buf)
             for at in entry.crc_offsets:
                 os.pwrite(fd, struct.pack("<I", crc), at)
     finally:
         if src_fd is not None:
             os.close(src_fd)
     f.seek(0, os.SEEK_END)
-    return "streamed"
+    return done
 
 
-def write_safetensors(f: BinaryIO, tensors: dict[str, torch.Tensor], metadata: dict[str, str], source: Source | None = None) -> None:
-    """Stream a safetensors file: header first, then each tensor's bytes once, in order; unchanged
-    tensors come straight from the source file (CRC-checked on the way), the rest from memory.
+def write_safetensors(f: BinaryIO, tensors: dict[str, torch.Tensor], metadata: dict[str, str], copies: Copies | None = None) -> Written:
+    """Stream a safetensors file: header first, then each tensor's bytes once, in order; tensors that
+    ``copies`` names come straight from the input file (CRC-checked on the way), the rest from memory.
 
     Values are written as the machine holds them, which must be little-endian as the format is.
     """
@@ -205,24 +206,24 @@ def write_safetensors(f: BinaryIO, tensors: dict[str, torch.Tensor], metadata: d
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     offset = 0
     for name, t in tensors.items():
-        if t.dtype not in ST_DTYPES:
+        code = dtypes.safetensors_code(t.dtype)
+        if code is None:
             raise OutputError(f"{name}: dtype {t.dtype} has no safetensors equivalent")
-        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
         offset += t.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     f.write(len(raw).to_bytes(8, "little"))
     f.write(raw)
     f.flush()
-    start = f.tell()
-    src_fd = os.open(source.path, os.O_RDONLY) if source and source.spans else None
+    start, done, src_fd = f.tell(), Written("safetensors-stream"), _open_source(copies)
     buf = bytearray(COPY_CHUNK)
     try:
         for name, t in tensors.items():
-            exact = t.is_contiguous() and t.storage_offset() == 0 and t.untyped_storage().nbytes() == t.nbytes
             if t.nbytes:
-                _put(f.fileno(), start + header[name]["data_offsets"][0], t, src_fd, source, exact, buf)
+                _put(f.fileno(), start + header[name]["data_offsets"][0], name, t, src_fd, copies, done, buf)
     finally:
         if src_fd is not None:
             os.close(src_fd)
     f.seek(start + offset)
+    return done

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ckptconv.checkpoint import Checkpoint, load
-from ckptconv.convert import Options, convert
+from ckptconv.convert import Request, convert
 from ckptconv.errors import CkptError
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -52,8 +52,8 @@ def _load_or_ckpt_error(path) -> None:
         return
     assert isinstance(result, Checkpoint)
     try:  # a loaded file may still be corrupt in its tensors: that too is our error, or nothing
-        for sd in result.weight_sets.values():
-            result.verify_tensors(sd)
+        for name, sd in result.weight_sets.items():
+            result.verify_tensors(name, list(sd))
     except CkptError:
         pass
 
@@ -92,7 +92,7 @@ def test_mutated_real_checkpoint_through_convert(scratch, b0_bytes, flips, cut):
     src.write_bytes(mutate(b0_bytes, flips, cut))
     out.unlink(missing_ok=True)
     try:
-        convert(src, out, Options(verify="structure"))
+        convert(Request(src, out, verify="structure"))
     except CkptError:
         assert not out.exists()
     assert not list(scratch.glob(".ckptconv-tmp-*"))

@@ -34,7 +34,7 @@ def b0(b0_fixture, registry):
 
 
 def _convert(registry, variant, sd, layout):
-    plan = engine.plan(variant, registry.layout(layout))
+    plan = engine.plan(variant, registry.layout(layout), registry.layout("pycls"))
     return {e.target: sd[e.source] for e in plan.mapped}
 
 

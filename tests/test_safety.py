@@ -292,7 +292,7 @@ def test_force_keeps_the_old_file_until_the_new_one_is_complete(cli, make_ckpt, 
     out.write_bytes(b"old output")
     seen = {}
 
-    def failing_save(f, obj, source=None):
+    def failing_save(f, *args):
         f.write(b"partial" * 1000)
         seen["during"] = out.read_bytes()
         raise OSError(errno.EIO, "I/O error")
@@ -323,7 +323,7 @@ def test_output_that_is_the_input_is_refused_even_with_force(cli, make_ckpt, tmp
 def test_ctrl_c_during_the_write_leaves_nothing(cli, make_ckpt, tmp_path, monkeypatch):
     src, out = make_ckpt("b0"), tmp_path / "o.pth"
 
-    def interrupted(f, obj, source=None):
+    def interrupted(f, *args):
         f.write(b"x" * 4096)
         raise KeyboardInterrupt
 
@@ -340,7 +340,7 @@ def test_sigint_to_a_real_process_exits_130_and_leaves_nothing(make_ckpt, tmp_pa
 import sys, time
 import ckptconv.writer as w
 real = w.write_pth
-def slow(f, obj, source=None):
+def slow(f, *args):
     f.write(b"x" * 4096); f.flush()
     open({str(ready)!r}, "w").close()
     time.sleep(30)
@@ -376,7 +376,7 @@ def test_killed_process_leaves_old_output_and_a_temp_the_next_run_removes(cli, m
     script = f"""
 import time
 import ckptconv.writer as w
-def hang(f, obj, source=None):
+def hang(f, *args):
     f.write(b"x" * 4096); f.flush()
     open({str(ready)!r}, "w").close()
     time.sleep(60)
@@ -392,14 +392,32 @@ main(["pycls2mmdet", {str(src)!r}, {str(out)!r}, "--force"], prog_name="ckptconv
     assert len(leftovers) == 1 and leftovers[0].name.startswith(f".ckptconv-tmp-{proc.pid}-")
     assert out.read_bytes() == b"previous output"
     assert cli("pycls2mmdet", src, tmp_path / "next.pth").exit_code == 0
-    assert not list(tmp_path.glob(".ckptconv-tmp-*"))
+    assert leftovers[0].exists()  # a minute old at most: it could be one being created right now
+    os.utime(leftovers[0], (time.time() - 120, time.time() - 120))
+    assert cli("pycls2mmdet", src, tmp_path / "third.pth").exit_code == 0
+    assert not list(tmp_path.glob(".ckptconv-tmp-*"))  # no process holds its lock: removed
 
 
-def test_temp_files_of_live_processes_are_left_alone(tmp_path):
-    live = tmp_path / f".ckptconv-tmp-{os.getppid()}-abcd-x.pth"
+def test_temp_files_locked_by_a_live_writer_are_left_alone_whatever_their_pid(tmp_path):
+    """Liveness is the writer's lock on the file, not its PID: another PID namespace, container
+    or host (a shared volume) may reuse any PID, or show none of ours."""
+    import fcntl
+
+    live = tmp_path / ".ckptconv-tmp-999999999-abcd-x.pth"  # a PID that no process here has
     live.write_bytes(b"in progress elsewhere")
-    assert files.clean_stale_temps(tmp_path) == []
-    assert live.exists()
+    os.utime(live, (time.time() - 3600, time.time() - 3600))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)", str(live)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert files.clean_stale_temps(tmp_path) == []
+        assert live.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert files.clean_stale_temps(tmp_path) == [live]  # its writer is gone: the lock is free
 
 
 # 20 -----------------------------------------------------------------------------------------------
@@ -409,7 +427,7 @@ def test_disk_full_is_a_clean_error(cli, make_ckpt, tmp_path, monkeypatch, where
     full = OSError(errno.ENOSPC, "No space left on device")
     if where == "write":
 
-        def no_space(f, obj, source=None):
+        def no_space(f, *args):
             f.write(b"x" * 1024)
             raise full
 

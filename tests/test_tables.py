@@ -13,6 +13,8 @@ from ckptconv.registry import Registry, builtin_dir
 
 from .conftest import ARCHS, LAYOUTS
 
+HUB = Registry().layout("pycls")  # the built-in pycls table every other maps from
+
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_pycls_keys_equal_the_real_model(manifest, registry, arch):
@@ -23,7 +25,7 @@ def test_pycls_keys_equal_the_real_model(manifest, registry, arch):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_table_output_equals_manifest_key_for_key_in_order(manifest, registry, arch, layout):
-    plan = engine.plan(registry.variant(arch), registry.layout(layout))
+    plan = engine.plan(registry.variant(arch), registry.layout(layout), registry.layout("pycls"))
     got = [(e.target, e.shape, e.spec.dtype) for e in plan.mapped]
     assert got == manifest(layout, arch)
     # every pycls key is either mapped or dropped by a named rule
@@ -35,7 +37,7 @@ def test_table_output_equals_manifest_key_for_key_in_order(manifest, registry, a
 @pytest.mark.parametrize("arch", ["b0", "b5"])
 def test_inverted_table_equals_manifest(manifest, registry, arch, layout):
     """The reverse direction reads exactly the manifest's keys and lands on pycls's keys."""
-    plan = engine.plan(registry.variant(arch), None, source=registry.layout(layout))
+    plan = engine.plan(registry.variant(arch), registry.layout("pycls"), registry.layout(layout))
     assert sorted(e.source for e in plan.mapped) == sorted(k for k, _, _ in manifest(layout, arch))
     pycls_keys = [k for k, _, _ in manifest("pycls", arch)]
     assert [e.target for e in plan.entries] == pycls_keys
@@ -45,15 +47,15 @@ def test_inverted_table_equals_manifest(manifest, registry, arch, layout):
 
 def test_dropped_keys_are_the_ones_the_layout_lacks(registry):
     v = registry.variant("b0")
-    assert [e.source for e in engine.plan(v, registry.layout("mmdet")).dropped] == ["head.fc.weight", "head.fc.bias"]
-    stages = engine.plan(v, registry.layout("mmdet-stages")).dropped
+    assert [e.source for e in engine.plan(v, registry.layout("mmdet"), HUB).dropped] == ["head.fc.weight", "head.fc.bias"]
+    stages = engine.plan(v, registry.layout("mmdet-stages"), HUB).dropped
     assert {e.source for e in stages} == {k.key for k in v.pycls_keys if k.key.startswith("head.")}
-    assert engine.plan(v, registry.layout("timm")).dropped == ()
+    assert engine.plan(v, registry.layout("timm"), HUB).dropped == ()
 
 
 def test_merged_stages_continue_block_numbering(registry):
     """b3: s4 has 5 blocks, so s5.b1 is layers.4.5 and s7.b2 is layers.5.7 (s6 has 6)."""
-    plan = engine.plan(registry.variant("b3"), registry.layout("mmdet"))
+    plan = engine.plan(registry.variant("b3"), registry.layout("mmdet"), HUB)
     by_source = {e.source: e.target for e in plan.mapped}
     assert by_source["s5.b1.dwise.weight"] == "layers.4.5.depthwise_conv.conv.weight"
     assert by_source["s7.b2.lin_proj.weight"] == "layers.5.7.linear_conv.conv.weight"
@@ -93,13 +95,13 @@ def test_whole_key_match_never_confuses_b1_with_b10(tmp_path):
     registry = Registry((_tables_dir(tmp_path, variants=[("b6.toml", B6)]),))
     v = registry.variant("b6")
     for layout in ("mmdet", "mmdet-stages"):
-        by_source = {e.source: e.target for e in engine.plan(v, registry.layout(layout)).mapped}
+        by_source = {e.source: e.target for e in engine.plan(v, registry.layout(layout), HUB).mapped}
         assert len(set(by_source.values())) == len(by_source)
-    stages = {e.source: e.target for e in engine.plan(v, registry.layout("mmdet-stages")).mapped}
+    stages = {e.source: e.target for e in engine.plan(v, registry.layout("mmdet-stages"), HUB).mapped}
     assert stages["s6.b1.dwise.weight"] == "layer6.0.depthwise_conv.conv.weight"
     assert stages["s6.b10.dwise.weight"] == "layer6.9.depthwise_conv.conv.weight"
     assert stages["s6.b11.dwise.weight"] == "layer6.10.depthwise_conv.conv.weight"
-    mmdet = {e.source: e.target for e in engine.plan(v, registry.layout("mmdet")).mapped}
+    mmdet = {e.source: e.target for e in engine.plan(v, registry.layout("mmdet"), HUB).mapped}
     assert mmdet["s6.b10.dwise.weight"] == "layers.5.9.depthwise_conv.conv.weight"
     assert mmdet["s7.b1.dwise.weight"] == "layers.5.11.depthwise_conv.conv.weight"
 
@@ -177,7 +179,7 @@ def test_table_leaving_a_key_unmatched_names_it(tmp_path, registry):
     tables = _tables_dir(tmp_path, layouts=[("t.toml", _layout_table(rules))])
     layout = Registry((tables,)).layout("t")
     with pytest.raises(TableError, match=r"no rule for pycls key s1\.b1\.dwise\.weight"):
-        engine.plan(registry.variant("b0"), layout)
+        engine.plan(registry.variant("b0"), layout, HUB)
 
 
 def test_two_sources_on_one_target_is_an_error(tmp_path, registry):
@@ -189,11 +191,11 @@ def test_two_sources_on_one_target_is_an_error(tmp_path, registry):
     """
     tables = _tables_dir(tmp_path, layouts=[("t.toml", _layout_table(rules))])
     with pytest.raises(TableError, match=r"maps both stem\.conv\.weight and stem\.bn\.weight to x\.weight"):
-        engine.plan(registry.variant("b0"), Registry((tables,)).layout("t"))
+        engine.plan(registry.variant("b0"), Registry((tables,)).layout("t"), HUB)
 
 
 def test_first_matching_rule_wins(registry):
-    timm = engine.plan(registry.variant("b0"), registry.layout("timm"))
+    timm = engine.plan(registry.variant("b0"), registry.layout("timm"), HUB)
     by_source = {e.source: (e.target, e.rule) for e in timm.mapped}
     assert by_source["s1.b1.lin_proj.weight"] == ("blocks.0.0.conv_pw.weight", "first-stage")
     assert by_source["s2.b1.lin_proj.weight"] == ("blocks.1.0.conv_pwl.weight", "block")
@@ -202,7 +204,7 @@ def test_first_matching_rule_wins(registry):
 
 def test_check_source_names_every_kind_of_misfit(registry):
     v = registry.variant("b0")
-    plan = engine.plan(v, registry.layout("mmdet"))
+    plan = engine.plan(v, registry.layout("mmdet"), HUB)
     good = {s.key: (s.shape, s.dtype) for s in v.pycls_keys}
 
     bad = dict(good)
@@ -229,7 +231,7 @@ def test_check_source_names_every_kind_of_misfit(registry):
 
 def test_wrong_shape_names_the_variant_that_fits(registry):
     v0 = registry.variant("b0")
-    plan = engine.plan(v0, registry.layout("mmdet"))
+    plan = engine.plan(v0, registry.layout("mmdet"), HUB)
     shapes = {s.key: (s.shape, s.dtype) for s in v0.pycls_keys}
     b3_stem = next(s.shape for s in registry.variant("b3").pycls_keys if s.key == "stem.conv.weight")
     shapes["stem.conv.weight"] = (b3_stem, "float32")

@@ -33,7 +33,7 @@ def test_a_correct_conversion_passes_alone_and_against_its_source(cli, converted
     full = cli("verify", out, "--source", src, "--json")
     assert full.exit_code == 0
     checks = [c["name"] for c in json.loads(full.stdout)["files"][0]["checks"]]
-    assert checks == ["identity", "structure", "provenance", "tensors", "finite", "numeric"]
+    assert checks == ["identity", "provenance", "structure", "tensors", "finite", "numeric"]
 
 
 def test_mmdet_defaults_fail_and_name_the_settings_to_change(cli, converted):

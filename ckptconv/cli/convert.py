@@ -10,10 +10,12 @@ from .options import conversion_options, output_options
 from .ui import UI, human_bytes, human_params
 
 
-def _options(kw: dict, **extra):
-    from ..convert import Options
+def _request(src: Path, out: Path | None, kw: dict, **extra):
+    from ..convert import Request
 
-    return Options(
+    return Request(
+        source=src,
+        output=out,
         arch=kw["arch"],
         weights=kw["weights"],
         prefix=kw["prefix"],
@@ -22,7 +24,6 @@ def _options(kw: dict, **extra):
         input_size=tuple(kw["input_size"]),
         trust_pickle=kw["trust_pickle"],
         force=kw["force"],
-        dry_run=kw["dry_run"],
         config_out=kw["config_out"],
         **extra,
     )
@@ -33,17 +34,19 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None
     with ui.guard():
         from ..hashing import start_sha256
 
+        dry_run = kw["dry_run"]
         # hash the input on the other core while this one imports torch
-        sha = start_sha256(src) if not kw["dry_run"] and src.is_file() and out is not None else None
-        from ..convert import convert
+        sha = start_sha256(src) if not dry_run and out is not None and src.is_file() else None
+        from ..convert import Result, convert, prepare
 
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the file asks for; this can run code stored in it")
-        result = convert(src, out, _options(kw, **extra), ctx_obj.registry, source_sha256=sha)
+        request = _request(src, None if dry_run else out, kw, **extra)
+        result = Result(prepare(request, ctx_obj.registry)) if dry_run else convert(request, ctx_obj.registry, source_sha256=sha)
         if ui.json_mode:
             ui.json(result.to_dict())
-        elif result.dry_run:
-            show_plan(ui, result.plan, force=True)
+        elif dry_run:
+            show_plan(ui, result.conversion.plan, force=True)
         else:
             summarize(ui, result)
 
@@ -59,28 +62,29 @@ def show_plan(ui: UI, plan, *, force: bool = False) -> None:
 def summarize(ui: UI, result) -> None:
     from ..engine import group_keys
 
+    c, plan = result.conversion, result.conversion.plan
     ui.success(
-        f"{result.source} -> {result.output}  [{result.source_layout} -> {result.layout}, "
-        f"{result.arch} (from {result.arch_from}), {result.weights} weights, {result.dtype}]"
+        f"{c.request.source} -> {result.output}  [{plan.source_layout} -> {plan.target_layout}, "
+        f"{c.variant.name} (from {c.arch_from}), {c.weight_set} weights, {c.dtype}]"
     )
-    dropped = result.plan.dropped
+    dropped = plan.dropped
     if dropped:
         rules = sorted({e.rule for e in dropped})
-        ui.info(f"  {len(result.plan.mapped)} keys mapped; {len(dropped)} dropped by {', '.join(rules)}: {group_keys(e.source for e in dropped)}")
+        ui.info(f"  {len(plan.mapped)} keys mapped; {len(dropped)} dropped by {', '.join(rules)}: {group_keys(e.source for e in dropped)}")
     else:
-        ui.info(f"  {len(result.plan.mapped)} keys mapped, none dropped")
-    ui.info(f"  {human_params(result.params)} parameters, {human_bytes(result.bytes)} written in {result.seconds:.2f} s")
+        ui.info(f"  {len(plan.mapped)} keys mapped, none dropped")
+    ui.info(f"  {human_params(c.params)} parameters, {human_bytes(result.bytes)} written in {result.seconds:.2f} s")
     if result.report is not None:
         for check in result.report.checks:
             ui.info(f"  verified {check.name}: {check.detail}")
-    if result.config:
-        needs = result.meta.get("settings", {})
+    if c.config:
+        needs = c.meta.get("settings", {})
         ui.info("")
         ui.info(f"[bold]The config these weights need[/bold] (padding={needs.get('padding')}, BN eps={needs.get('eps'):g}):", markup=True)
-        ui.plain(result.config)
-        if defaults := result.library_defaults:
+        ui.plain(c.config)
+        if defaults := c.library_defaults:
             ui.warning(
-                f"{result.library or result.layout}'s defaults (padding={defaults.get('padding')}, BN eps={defaults.get('eps'):g}) "
+                f"{c.target.library or c.target.name}'s defaults (padding={defaults.get('padding')}, BN eps={defaults.get('eps'):g}) "
                 "compute different features from these weights: use the config above"
             )
 

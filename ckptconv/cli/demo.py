@@ -24,28 +24,13 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
     """
     ui = UI()
     with ui.guard():
-        import torch
-
-        from .. import synthetic
-        from ..convert import Options, convert
-        from ..errors import UsageError
-        from ..files import atomic_write
+        from .. import demo as library
         from .convert import summarize
 
-        variant = obj.registry.variant(arch)
-        obj.registry.layout(layout)  # an unknown layout fails before anything is written
-        out_dir.mkdir(parents=True, exist_ok=True)
-        src = out_dir / f"EN-{variant.name.upper()}_demo.pyth"
-        if src.exists() and not force:
-            raise UsageError("the demo checkpoint exists", fix="pass --force to write it again", path=str(src))
-        ckpt = synthetic.pycls_checkpoint(variant)
-        atomic_write(src, lambda f: torch.save(ckpt, f))
-        ui.success(f"wrote {src}: a pycls training checkpoint ({variant.title}, random weights, SGD state)")
-        out = out_dir / f"{src.stem}_{layout}.pth"
-        config = out_dir / f"{src.stem}_{layout}_config.py"
-        result = convert(src, out, Options(layout=layout, force=force, config_out=config), obj.registry)
-        summarize(UI(), result)
-        ui.success(f"wrote {config}; check a detector config with: ckptconv verify {out} --padding same --eps 1e-3  (fails: mmdet's defaults)")
+        done = library.run(out_dir, arch, layout, force, obj.registry)
+        ui.success(f"wrote {done.checkpoint}: a pycls training checkpoint (random weights, SGD state)")
+        summarize(UI(), done.result)
+        ui.success(f"wrote {done.config}; check a detector config with: ckptconv verify {done.result.output} --padding same --eps 1e-3  (fails: mmdet's defaults)")
 
 
 COMMANDS = (demo,)

@@ -41,11 +41,11 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
     """Print LAYOUT's table expanded for one variant: every pycls key, its target key and rule."""
     ui = UI(json_mode=json_mode)
     with ui.guard():
-        from ..engine import plan
+        from ..engine import PYCLS, plan
 
         registry = obj.registry
         table, variant = registry.layout(layout), registry.variant(arch)
-        p = plan(variant, table)
+        p = plan(variant, table, registry.layout(PYCLS))
         if json_mode:
             ui.json({
                 "layout": table.name, "version": table.version, "arch": variant.name,

@@ -2,47 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from .options import input_size_option
 from .ui import UI, _escape
-
-OUTPUT_SUFFIXES = (".pth", ".pt", ".safetensors")
-
-
-def collect(targets: tuple[Path, ...]) -> list[tuple[Path, Path | None]]:
-    """(file, source or None) for every file, directory (recursive) or batch report given."""
-    from ..errors import UsageError
-
-    found: list[tuple[Path, Path | None]] = []
-    for target in targets:
-        if target.is_dir():
-            files = sorted(p for p in target.rglob("*") if p.suffix in OUTPUT_SUFFIXES and p.is_file() and not p.name.startswith("."))
-            if not files:
-                raise UsageError(f"no .pth or .safetensors files under {str(target)!r}", fix="pass files or a directory of converted checkpoints")
-            found += [(p, None) for p in files]
-        elif target.suffix == ".json":
-            found += _from_report(target)
-        else:
-            found.append((target, None))
-    return found
-
-
-def _from_report(path: Path) -> list[tuple[Path, Path | None]]:
-    from ..errors import UsageError
-
-    try:
-        data = json.loads(path.read_text())
-        entries = data["files"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"not a ckptconv batch report ({e})", fix="pass the file written by ckptconv batch --report", path=str(path)) from None
-    out = [(Path(e["output"]), Path(e["source"]) if e.get("source") else None) for e in entries if e.get("output") and e.get("status") in ("converted", "up to date")]
-    if not out:
-        raise UsageError("the batch report lists no converted files", path=str(path))
-    return out
 
 
 @click.command("verify")
@@ -68,34 +33,14 @@ def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, input_
     """
     ui = UI(json_mode=json_mode, quiet=quiet)
     with ui.guard():
-        from ..errors import CkptError, UsageError
-        from ..verify import verify_file
+        from ..verify import Options, verify_all
 
-        files = collect(targets)
-        if source is not None and len(files) != 1:
-            raise UsageError("--source goes with exactly one file to verify", fix="verify a batch through its --report JSON, which names each source")
-        results = []
-        for path, src in files:
-            try:
-                report = verify_file(
-                    path, source=source or src, arch=arch, layout=layout, weights=weights, padding=padding, eps=eps,
-                    input_size=tuple(input_size), registry=obj.registry, trust_pickle=trust_pickle,
-                )  # fmt: skip
-                results.append(report.to_dict())
-                if not ui.quiet:
-                    _show(ui, report)
-            except UsageError:
-                raise
-            except CkptError as e:
-                results.append({"path": str(path), "ok": False, "first_failure": str(e), "checks": [], "levels": []})
-        ok = all(r["ok"] for r in results)
-        summary = {"ok": ok, "files": results, "passed": sum(r["ok"] for r in results), "failed": sum(not r["ok"] for r in results)}
-        if report_path:
-            from ..files import atomic_write
-
-            atomic_write(report_path, lambda f: f.write(json.dumps(summary, indent=2, default=str).encode()))
+        opts = Options(source, arch, layout, weights, padding, eps, tuple(input_size), trust_pickle)
+        show = None if ui.quiet else (lambda report: _show(ui, report))
+        summary = verify_all(list(targets), opts, obj.registry, report_path=report_path, on_report=show)
+        results = summary.results
         if json_mode:
-            ui.json(summary)
+            ui.json(summary.to_dict())
         else:
             if len(results) > 1 and not quiet:
                 ui.table("summary", ["file", "arch", "layout", "result"],
@@ -103,9 +48,9 @@ def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, input_
             for r in results:
                 if not r["ok"]:
                     ui.error(f"{r['path']}: {r['first_failure']}")
-            if ok and not quiet:
+            if summary.ok and not quiet:
                 ui.success(f"{len(results)} file(s) verified")
-        if not ok:
+        if not summary.ok:
             raise SystemExit(1)
 
 
