@@ -1,6 +1,6 @@
 """ckptconv against a naive converter, side by side in the same run: medians and ratios.
 
-    python benchmarks/bench.py [--reps 5] [--dir DIR] [--only help,single,legacy,batch,verify]
+    python benchmarks/bench.py [--reps 5] [--dir DIR] [--only help,single,legacy,batch,verify,tricks]
 
 Builds pycls training checkpoints (with SGD momentum buffers, as pycls's trainer saves them) for
 B0, B3, B5 and the whole B0-B5 zoo (about 680 MB), then times whole processes, alternating the
@@ -24,6 +24,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 NAIVE = [sys.executable, str(HERE / "naive.py")]
 CKPTCONV = [sys.executable, "-m", "ckptconv"]
+# Each process trick switched off, one at a time, by patching it in a child process (the code has
+# no switch for them): a trick stays only where these rows show it pays on the B5 case.
+WITHOUT = {
+    "zip surgery (plain torch.save)": "import torch, ckptconv.writer as w; "
+    "w.write_pth = lambda f, obj, sd, copies=None: (torch.save(obj, f), w.Written('torch.save', 0, len(sd)))[1]",
+    "hashing while torch imports": "import ckptconv.hashing as h, concurrent.futures as cf; "
+    "h.start_sha256 = lambda p: (lambda fut: (fut.set_result(h.sha256_file(p)), fut)[1])(cf.Future())",
+    "exit without teardown": "import ckptconv.cli as c, sys; c.run = lambda: sys.exit(c.main(prog_name='ckptconv', standalone_mode=True))",
+}
+
+
+def without(trick: str) -> list[str]:
+    """ckptconv's command line with one trick patched out."""
+    code = f"{WITHOUT[trick]}; import sys, ckptconv.cli as c; sys.argv[0] = 'ckptconv'; c.run()"
+    return [sys.executable, "-c", code]
 
 
 def measure(cmd: list[str]) -> tuple[float, int]:
@@ -98,6 +113,13 @@ def run(args) -> None:
     singles = [("b0", files["b0"]), ("b3", files["b3"]), ("b5", files["b5"])] if "single" in only else []
     if "legacy" in only:
         singles.append(("b5 legacy", files["b5-legacy"]))
+    if "tricks" in only:
+        dst = str(out / "b5-tricks.pth")
+        for mode in ("structure", "numeric"):
+            argv = ["pycls2mmdet", str(files["b5"]), dst, "--force", "-q", "--verify", mode]
+            add(f"b5 tricks, --verify {mode}", "ckptconv as it is", CKPTCONV + argv)
+            for trick in WITHOUT:
+                add(f"b5 tricks, --verify {mode}", f"without {trick}", without(trick) + argv)
     for label, path in singles:
         dst = out / f"{label.replace(' ', '-')}.pth"
         add(label, "naive", NAIVE + [str(path), str(dst)])
@@ -165,7 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--dir", help="where to build the checkpoints (reused when present)")
-    parser.add_argument("--only", default="help,single,legacy,batch,verify")
+    parser.add_argument("--only", default="help,single,legacy,batch,verify,tricks")
     parser.add_argument("--keep", action="store_true", help="keep the outputs")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

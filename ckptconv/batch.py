@@ -99,6 +99,17 @@ def _is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One input of a batch: its source, its output's path under --out-dir (without the format's
+    extension unless a manifest named it), and the fields a manifest set for it."""
+
+    source: Path
+    name: Path
+    fields: dict[str, Any] = field(default_factory=dict)
+    named: bool = False  # the manifest gave the output name, extension included
+
+
 def _search(directory: Path, exclude: Path | None) -> list[Path]:
     found = []
     for path in sorted(directory.rglob("*")):
@@ -108,7 +119,37 @@ def _search(directory: Path, exclude: Path | None) -> list[Path]:
     return found
 
 
-def read_manifest(path: Path) -> list[dict[str, Any]]:
+def _relative_name(text: str, where: str, path: Path) -> Path:
+    """A manifest's output name: a relative path inside --out-dir, never absolute or climbing out."""
+    name = Path(text)
+    if not text or name.is_absolute() or ".." in name.parts or "\0" in text:
+        raise UsageError(f"{where}: output {text!r} must be a relative path inside --out-dir (no '..', not absolute)", path=str(path))
+    return name
+
+
+def _manifest_entry(raw: Any, i: int, path: Path) -> Entry:
+    from .fields import Fields
+
+    f = Fields(raw, f"entry {i + 1}", UsageError, str(path))
+    f.only(ENTRY_FIELDS)
+    source = Path(f.text("source"))
+    fields: dict[str, Any] = {}
+    for key in ("arch", "layout", "prefix"):
+        if f.has(key):
+            fields[key] = f.text(key)
+    if f.has("weights"):
+        fields["weights"] = f.text("weights", choices=("best", "model", "ema"))
+    if f.has("dtype"):
+        fields["dtype"] = f.text("dtype", choices=("keep", "fp16", "bf16", "fp32"))
+    if f.has("trust_pickle") and f.data["trust_pickle"] is not False:
+        fields["trust_pickle"] = True
+    source = source if source.is_absolute() else path.parent / source
+    if f.has("output"):
+        return Entry(source, _relative_name(f.text("output"), f"entry {i + 1}", path), fields, named=True)
+    return Entry(source, Path(source.stem), fields)
+
+
+def read_manifest(path: Path) -> list[Entry]:
     """Entries of a TOML (``[[checkpoint]]``) or JSON (``{"checkpoints": [...]}`` or a list) manifest."""
     try:
         if path.suffix == ".toml":
@@ -116,30 +157,21 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
             entries = data.get("checkpoint", data.get("checkpoints"))
         else:
             data = json.loads(path.read_text())
-            entries = data if isinstance(data, list) else data.get("checkpoints")
-    except (OSError, ValueError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"cannot read the manifest ({e})", path=str(path)) from None
+            entries = data if isinstance(data, list) else data.get("checkpoints") if isinstance(data, dict) else None
+    except (OSError, ValueError, RecursionError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"cannot read the manifest ({type(e).__name__}: {str(e)[:200]})", path=str(path)) from None
     if not isinstance(entries, list) or not entries:
         raise UsageError(
             "the manifest lists no checkpoints",
             fix='write [[checkpoint]] tables (TOML) or {"checkpoints": [...]} (JSON), each with a source',
             path=str(path),
         )
-    out = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "source" not in entry:
-            raise UsageError(f"entry {i + 1} has no source", path=str(path))
-        unknown = set(entry) - ENTRY_FIELDS
-        if unknown:
-            raise UsageError(f"entry {i + 1} has unknown field(s) {sorted(unknown)}", fix=f"use {', '.join(sorted(ENTRY_FIELDS))}", path=str(path))
-        source = Path(entry["source"])
-        out.append({**entry, "source": str(source if source.is_absolute() else path.parent / source)})
-    return out
+    return [_manifest_entry(raw, i, path) for i, raw in enumerate(entries)]
 
 
-def collect(sources: Iterable[str], out_dir: Path) -> list[dict[str, Any]]:
-    """Entries (dicts with at least ``source``) from files, directories, globs and manifests."""
-    entries: list[dict[str, Any]] = []
+def collect(sources: Iterable[str], out_dir: Path) -> list[Entry]:
+    """Entries from files, directories (their tree mirrored under --out-dir), globs and manifests."""
+    entries: list[Entry] = []
     exclude = out_dir.resolve() if out_dir.exists() else None
     for text in sources:
         path = Path(text)
@@ -149,73 +181,105 @@ def collect(sources: Iterable[str], out_dir: Path) -> list[dict[str, Any]]:
             found = _search(path, exclude)
             if not found:
                 raise UsageError(f"no *.pyth or *.pth files under {text!r}", fix="pass checkpoint files, a directory of them, or a manifest")
-            entries += [{"source": str(p)} for p in found]
+            entries += [Entry(p, p.relative_to(path).with_suffix("")) for p in found]
         elif _is_glob(text):
-            matched = sorted(p for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
             if not matched:
                 raise UsageError(f"the pattern {text!r} matches no file")
-            entries += [{"source": p} for p in matched]
+            entries += [Entry(p, Path(p.stem)) for p in matched]
         else:
-            entries.append({"source": text})  # a missing file fails as that file's own error
+            entries.append(Entry(path, Path(path.stem)))  # a missing file fails as that file's own error
     if not entries:
         raise UsageError("no checkpoints to convert", fix="pass files, directories, globs or a manifest")
     return entries
 
 
-def plan(
-    entries: list[dict[str, Any]],
-    out_dir: Path,
-    *,
-    layout: str,
-    fmt: str,
-    trust_pickle: bool,
-    **common: Any,
-) -> list[Job]:
-    """One job per entry; fails before anything is written when two jobs would write one output."""
+def _inside(output: Path, out_dir: Path) -> bool:
+    """``output`` stays under ``out_dir`` once symlinks are resolved."""
+    root = out_dir.resolve()
+    return root == output.resolve() or root in output.resolve().parents
+
+
+def _check_paths(jobs: list["Job"], out_dir: Path, others: list[Path]) -> None:
+    """Every output inside --out-dir, none an input (links resolved), no two the same: all named."""
+    from .files import same_file
+
+    inputs = [Path(j.source) for j in jobs] + others
+    by_output: dict[str, list[str]] = {}
+    for job in jobs:
+        out = Path(job.output)
+        if not _inside(out, out_dir):
+            raise UsageError(f"{job.source} would write {out}, outside --out-dir (a symlink leads out)", fix="name another output")
+        hit = next((src for src in inputs if same_file(out, src)), None)
+        if hit is not None:
+            raise UsageError(f"{job.source} would write over the input {hit}", fix="ckptconv never writes over an input; choose another --out-dir or output name")
+        by_output.setdefault(os.path.normcase(str(out.resolve())), []).append(job.source)
+    clashes = {out: srcs for out, srcs in by_output.items() if len(srcs) > 1}
+    if clashes:
+        listed = "; ".join(f"{out} <- {' and '.join(srcs)}" for out, srcs in list(clashes.items())[:5])
+        more = f" (+{len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise UsageError(f"{len(clashes)} output(s) would be written by more than one input: {listed}{more}",
+                         fix="give them other output names in a manifest (output = \"...\")")  # fmt: skip
+
+
+def plan(entries: list[Entry], out_dir: Path, *, layout: str, fmt: str, trust_pickle: bool, others: list[Path] = (), **common: Any) -> list["Job"]:
+    """One job per entry; fails before anything is written when an output is unsafe or shared."""
     if fmt not in FORMAT_EXT:
         raise UsageError(f"unknown --format {fmt!r}", fix="use pth or safetensors")
-    jobs, seen = [], {}
+    jobs = []
     for entry in entries:
-        if entry.get("trust_pickle") and not trust_pickle:
+        f = entry.fields
+        if f.get("trust_pickle") and not trust_pickle:
             raise UsageError(
-                f"the manifest asks to trust the pickle of {entry['source']}",
+                f"the manifest asks to trust the pickle of {entry.source}",
                 fix="a manifest cannot switch on --trust-pickle; pass it on the command line if you trust every file",
             )
-        name = entry.get("output") or Path(entry["source"]).stem + FORMAT_EXT[fmt]
-        output = out_dir / name
-        job = Job(
-            source=entry["source"],
-            output=str(output),
-            layout=entry.get("layout", layout),
-            arch=entry.get("arch"),
-            weights=entry.get("weights", common.get("weights", "best")),
-            prefix=entry.get("prefix", common.get("prefix")),
-            dtype=entry.get("dtype", common.get("dtype", "keep")),
-            verify=common.get("verify", "numeric"),
-            input_size=tuple(common.get("input_size", (64, 96))),
-            trust_pickle=trust_pickle,
-            force=common.get("force", False),
-            publish=common.get("publish", False),
-            tables=tuple(str(t) for t in common.get("tables", ())),
-        )
-        key = os.path.normcase(os.path.abspath(output))
-        if key in seen:
-            raise UsageError(
-                f"{seen[key]} and {entry['source']} would both write {output}",
-                fix="give one of them another output name in a manifest (output = \"...\")",
-            )
-        seen[key] = entry["source"]
-        jobs.append(job)
+        name = entry.name if entry.named else entry.name.with_name(entry.name.name + FORMAT_EXT[fmt])
+        jobs.append(Job(
+            source=str(entry.source), output=str(out_dir / name), layout=f.get("layout", layout), arch=f.get("arch"),
+            weights=f.get("weights", common.get("weights", "best")), prefix=f.get("prefix", common.get("prefix")),
+            dtype=f.get("dtype", common.get("dtype", "keep")), verify=common.get("verify", "numeric"),
+            input_size=tuple(common.get("input_size", (64, 96))), trust_pickle=trust_pickle, force=common.get("force", False),
+            publish=common.get("publish", False), tables=tuple(str(t) for t in common.get("tables", ())),
+        ))  # fmt: skip
+    _check_paths(jobs, out_dir, list(others))
     return jobs
+
+
+def _make_parents(directory: Path) -> None:
+    """The output's folder under --out-dir (the source tree mirrored), made when its job runs."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {str(directory)!r} ({e.strerror})", path=str(directory)) from None
+
+
+def check_report(report_path: Path, jobs: list["Job"], others: list[Path]) -> None:
+    """The report may be neither an input nor an output of the batch."""
+    from .files import check_outputs
+
+    check_outputs([report_path], [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others, force=True)
+
+
+def write_report(report_path: Path, report: dict[str, Any]) -> None:
+    from .files import atomic_write
+
+    atomic_write(report_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
 
 
 # --- workers ------------------------------------------------------------------------------------
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, worker: bool = True) -> None:
+    from .signals import import_torch, install_worker
+
+    if worker:
+        install_worker()
+    import_torch()
     import torch
 
     torch.set_num_threads(threads)
+    _WORKER_REGISTRY.clear()  # a new run: read the tables afresh
 
 
 def _published_candidates(output: Path) -> list[Path]:
@@ -264,12 +328,15 @@ def _up_to_date(job: Job, request, sha: str, registry) -> tuple[Path, dict[str, 
 
 def run_job(job: Job) -> Outcome:
     """Convert one job in this process; never raises for a bad input (it becomes a failed outcome)."""
+    from .signals import job as busy
+
     start = time.perf_counter()
     source = Path(job.source)
     outcome = Outcome(str(source), job.output, "failed", layout=job.layout)
     try:
         outcome.source_bytes = source.stat().st_size if source.is_file() else 0
-        _run(job, outcome)
+        with busy():
+            _run(job, outcome)
     except CkptError as e:
         outcome.status, outcome.error = "failed", str(e) if e.path else f"{source}: {e}"
     except Exception as e:  # noqa: BLE001 - one file's bug must not stop the zoo; it is reported
@@ -278,17 +345,17 @@ def run_job(job: Job) -> Outcome:
     return outcome
 
 
-_REGISTRIES: dict[tuple[str, ...], Any] = {}
+_WORKER_REGISTRY: list = []  # the registry of this batch's run in this process, read once per run
 
 
 def _registry(tables: tuple[str, ...]):
-    """One registry per worker and tables directory set: its tables (and the plans cached on them)
-    are parsed once, not per file."""
+    """The tables of this run: parsed once per run and process, not per file, and never kept from
+    an earlier run (a table may have changed in between)."""
     from .registry import Registry
 
-    if tables not in _REGISTRIES:
-        _REGISTRIES[tables] = Registry.from_env(tables)
-    return _REGISTRIES[tables]
+    if not _WORKER_REGISTRY or _WORKER_REGISTRY[0][0] != tables:
+        _WORKER_REGISTRY[:] = [(tables, Registry.from_env(tables))]
+    return _WORKER_REGISTRY[0][1]
 
 
 def _request(job: Job, output: Path):
@@ -320,6 +387,7 @@ def _run(job: Job, outcome: Outcome) -> None:
             outcome.verification = "as converted"
             return
     target = Path(job.output)
+    _make_parents(target.parent)
     if job.publish:  # write under a temp name, then rename with the final file's hash
         from .files import TMP_PREFIX
 
@@ -363,7 +431,7 @@ def run(
         on_done and on_done(jobs[i], outcome)
 
     if workers == 1 and job_fn is run_job:
-        _init_worker(os.cpu_count() or 1)
+        _init_worker(os.cpu_count() or 1, worker=False)
         for i, job in enumerate(jobs):
             on_start and on_start(job)
             finish(i, job_fn(job))
@@ -416,5 +484,7 @@ def _pool_pass(items, workers, job_fn, on_start, finish) -> tuple[list, list]:
         except BaseException:
             for future in pending:
                 future.cancel()
+            for process in list(getattr(pool, "_processes", {}).values()):  # stop the jobs in hand:
+                process.terminate()  # SIGTERM; each worker removes its temp file and exits quietly
             raise
     return [], []

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import synthetic
 from .convert import Request, Result, convert
 from .errors import UsageError
-from .files import atomic_write
+from .files import atomic_write, make_out_dir
 from .registry import Registry
 
 
@@ -31,12 +31,10 @@ def run(out_dir: Path, arch: str, layout: str, force: bool, registry: Registry) 
 
     variant = registry.variant(arch)
     registry.layout(layout)  # an unknown layout fails before anything is written
-    if not out_dir.parent.is_dir():
-        raise UsageError(f"the parent of --out-dir {str(out_dir)!r} does not exist", fix="create it first")
     src, out, config = paths(out_dir, variant.name, layout)
     if src.exists() and not force:
         raise UsageError("the demo checkpoint exists", fix="pass --force to write it again", path=str(src))
-    out_dir.mkdir(exist_ok=True)
+    make_out_dir(out_dir)
     ckpt = synthetic.pycls_checkpoint(variant)
     atomic_write(src, lambda f: torch.save(ckpt, f))
     result = convert(Request(src, out, layout=layout, force=force, config_out=config), registry)

@@ -97,7 +97,8 @@ class Fields:
         return tuple(sub.number(str(i), lo=lo, hi=hi) for i in range(len(values)))
 
     def section(self, key: str, default: Any = _MISSING) -> "Fields":
-        return Fields(self._get(key, default), self.at(key), self.error, self.path)
+        where = self.at(key) if self.where else f"[{key}]"  # a top-level section reads as TOML writes it
+        return Fields(self._get(key, default), where, self.error, self.path)
 
     def strings(self, key: str, default: Any = _MISSING) -> dict[str, str]:
         """A table of string -> string."""

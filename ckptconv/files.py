@@ -20,12 +20,11 @@ import fcntl
 import os
 import secrets
 import stat
-import threading
 import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from .errors import CkptError, FormatError, OutputError, UsageError
+from .errors import OutputError, UsageError
 
 TMP_PREFIX = ".ckptconv-tmp-"
 FORMATS = {".pth": "pth", ".pt": "pth", ".pyth": "pth", ".safetensors": "safetensors"}
@@ -72,6 +71,17 @@ def check_writable_dir(directory: Path, what: str = "output directory") -> None:
         raise UsageError(f"{what} {str(directory)!r} does not exist", fix="create it first")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {str(directory)!r} is not writable", fix="choose another directory")
+
+
+def make_out_dir(out_dir: Path, what: str = "--out-dir") -> None:
+    """Create an output directory (its parent must exist and be writable), or check an existing one."""
+    if not out_dir.exists():
+        check_writable_dir(out_dir.parent if str(out_dir.parent) else Path("."), f"the parent of {what}")
+        try:
+            out_dir.mkdir()
+        except OSError as e:
+            raise UsageError(f"cannot create {what} {str(out_dir)!r} ({e.strerror})", fix="choose another directory") from None
+    check_writable_dir(out_dir, what)
 
 
 def _check_output(out: Path, force: bool) -> None:
@@ -169,11 +179,8 @@ def _publish(tmp: Path, path: Path, replace: bool) -> None:
 
 
 class PendingWrite:
-    """An output written to a locked temp file beside its final name, published by ``commit()`` only.
-
-    ``write()`` may run in a background thread (``start``) while the caller verifies; ``abort()``
-    removes the temp file whatever state the write is in. Errors while writing become ``OutputError``s.
-    """
+    """An output written to a locked temp file beside its final name, published by ``commit()``
+    only; ``abort()`` removes the temp file. Errors while writing become ``OutputError``s."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -181,16 +188,14 @@ class PendingWrite:
         self.temp = TempFile(path)
         self.tmp = self.temp.path
         self.size = 0
-        self.cancelled = False
-        self._thread: threading.Thread | None = None
-        self._result = None
-        self._error: BaseException | None = None
 
     def write(self, write: Callable[[BinaryIO], object]):
-        if self.cancelled:
-            raise OutputError("the write was cancelled", path=str(self.path))
+        """Write the temp file with signals held: torch.save turns a signal inside it into another
+        error; the signal is raised once the write ends (the caller then removes the temp file)."""
+        from .signals import deferred
+
         try:
-            with os.fdopen(os.dup(self.temp.fd), "r+b") as f:  # readable too: the pth writer parses what torch wrote
+            with deferred(), os.fdopen(os.dup(self.temp.fd), "r+b") as f:  # readable: the pth writer parses what torch wrote
                 result = write(f)
                 f.flush()
                 os.fsync(f.fileno())
@@ -201,32 +206,12 @@ class PendingWrite:
             raise OutputError(f"writing failed: {why}; nothing was written", fix="free space or choose another output", path=str(self.path)) from None
         return result
 
-    def start(self, write: Callable[[BinaryIO], object]) -> None:
-        """Run ``write`` in a daemon thread; ``wait()`` returns its result or raises its error."""
-
-        def run() -> None:
-            try:
-                self._result = self.write(write)
-            except BaseException as e:  # handed to wait()
-                self._error = e
-
-        self._thread = threading.Thread(target=run, name="ckptconv-write", daemon=True)
-        self._thread.start()
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
-
-    def wait(self):
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._result
-
     def commit(self, *, replace: bool = True) -> int:
+        from .signals import deferred
+
         try:
-            _publish(self.tmp, self.path, replace)
+            with deferred():  # a signal now would leave the output half published
+                _publish(self.tmp, self.path, replace)
         except FileNotFoundError:
             raise OutputError("the temp file vanished before it was published (removed by another program)", path=str(self.path)) from None
         except OSError as e:
@@ -235,31 +220,19 @@ class PendingWrite:
         _fsync_dir(self.directory)
         return self.size
 
-    def abort(self, *, wait: bool = False) -> None:
-        """Remove the temp file; with ``wait``, first let a background write finish."""
-        self.cancelled = True
-        if wait and self._thread is not None:
-            self._thread.join()
+    def abort(self) -> None:
         self.temp.remove()
 
 
 @contextlib.contextmanager
 def all_or_nothing(*pending: PendingWrite | None) -> Iterator[None]:
-    """On any exception inside, remove every temp file (after a background write ends, unless
-    interrupted); a corrupt input that made a check fail is reported as what it is."""
-    live = [p for p in pending if p is not None]
+    """On any exception inside (Ctrl-C included), remove every temp file."""
     try:
         yield
-    except KeyboardInterrupt:
-        for p in live:
-            p.abort()
-        raise
-    except BaseException as e:
-        for p in live:
-            p.abort(wait=True)
-        failed = next((p.error for p in live if isinstance(p.error, FormatError)), None)
-        if failed is not None and not isinstance(e, FormatError):
-            raise failed from None
+    except BaseException:
+        for p in pending:
+            if p is not None:
+                p.abort()
         raise
 
 
@@ -286,5 +259,3 @@ def _fsync_dir(directory: Path) -> None:
     finally:
         os.close(fd)
 
-
-__all__ = ["CkptError", "PendingWrite", "atomic_write", "check_outputs", "check_regular", "clean_stale_temps", "output_format"]

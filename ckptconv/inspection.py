@@ -60,6 +60,20 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
     return info
 
 
+LIBRARIES = {"mmengine": "MMDetection / mmpretrain (mmengine)", "timm": "timm", "pycls": "pycls", "torchvision": "torchvision (load_state_dict)"}
+
+
+def loaded_by(ckpt) -> dict[str, str]:
+    """Which weight set each library's loader would take from the file (or why none)."""
+    out = {}
+    for loader, library in LIBRARIES.items():
+        try:
+            out[library] = ckpt.loaded_by(loader)[0]
+        except CkptError:
+            out[library] = f"nothing: it loads the whole file, which holds {', '.join(ckpt.top_keys[:4])}"
+    return out
+
+
 def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = False) -> dict[str, Any]:
     path = Path(path)
     fmt = sniff(path)
@@ -69,9 +83,11 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
         meta, _ = read_meta(decode_meta(header.pop("__metadata__", None) or {}))
         shapes = {k: (tuple(v["shape"]), dtypes.FROM_SAFETENSORS[v["dtype"]]) for k, v in header.items()}
         out.update(kind="safetensors", top_level_keys=None, meta=meta)  # the top level is the tensors
+        out["loaded_by"] = {library: "state_dict (the whole file)" for library in LIBRARIES.values()}
         out["weight_sets"] = {"state_dict": describe_set(shapes, registry, None, meta)}
         return out
     ckpt = load(path, trust_pickle=trust_pickle)
+    out["loaded_by"] = loaded_by(ckpt)
     out.update(kind=ckpt.kind, top_level_keys=ckpt.top_keys, meta=ckpt.meta, epoch=ckpt.epoch, has_cfg=ckpt.cfg is not None)
     if ckpt.kind == "pycls":
         out["errors"] = ckpt.errors

@@ -93,9 +93,10 @@ def _check_meta(report: checks.Report, ckpt: Checkpoint, match: detect.Match, op
         report.add("identity", not problems, problems[0] if problems else f"meta agrees with the tensors ({match.variant.name}, {match.layout_name})")
 
 
-def _pycls_keyed(sd: dict, registry: Registry, match: detect.Match) -> dict[str, torch.Tensor]:
+def _by_pycls_key(sd: dict, registry: Registry, match: detect.Match) -> dict[str, tuple[str, torch.Tensor]]:
+    """pycls key -> (the key in this file, its tensor)."""
     plan = engine.plan(match.variant, match.layout, registry.layout(PYCLS), target_prefix=match.prefix)
-    return {e.pycls: sd[e.target] for e in plan.mapped if e.target in sd}
+    return {e.pycls: (e.target, sd[e.target]) for e in plan.mapped if e.target in sd}
 
 
 def _check_sets(report: checks.Report, ckpt: Checkpoint, loaded: str, match: detect.Match, registry: Registry) -> None:
@@ -103,17 +104,17 @@ def _check_sets(report: checks.Report, ckpt: Checkpoint, loaded: str, match: det
     model and EMA sets are meant to differ: pycls itself picks one)."""
     if match.layout_name == PYCLS or len(ckpt.weight_sets) < 2:
         return
-    want = _pycls_keyed(ckpt.weight_sets[loaded], registry, match)
+    want = _by_pycls_key(ckpt.weight_sets[loaded], registry, match)
     for name, sd in ckpt.weight_sets.items():
         if name == loaded:
             continue
         other = identify(sd, registry, None, None)
-        got = _pycls_keyed(sd, registry, other) if other.exact and other.variant is match.variant else {}
-        differ = sorted(k for k in want if k not in got or not checks.bit_identical(got[k], want[k]))
+        got = _by_pycls_key(sd, registry, other) if other.exact and other.variant is match.variant else {}
+        differ = sorted(key for p, (key, t) in want.items() if p not in got or not checks.bit_identical(got[p][1], t))
         if differ:
-            report.add("weight sets", False, f"weight sets {loaded} and {name} disagree ({engine.group_keys(differ[:4])}"
-                       f"{f' and {len(differ) - 4} more' if len(differ) > 4 else ''}): {match.layout.library or match.layout_name} "
-                       f"loads {loaded}; keep one set, or make them equal")  # fmt: skip
+            more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+            report.add("weight sets", False, f"weight sets {loaded} and {name} disagree ({engine.group_keys(differ[:4])}{more}): "
+                       f"{match.layout.library or match.layout_name} loads {loaded}; keep one set, or make them equal")  # fmt: skip
             return
     report.add("weight sets", True, f"{', '.join(ckpt.weight_sets)} hold the same weights; {match.layout_name} loads {loaded}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -119,23 +120,65 @@ def states(registry):
 
 
 @pytest.fixture
-def make_ckpt(tmp_path, registry, states):
-    """Write a pycls-format checkpoint; returns its path. Options as synthetic.pycls_checkpoint."""
+def tmp_path(tmp_path):
+    """pytest's tmp_path, emptied as each test ends: checkpoints are large and the disk is shared
+    (pytest itself would keep every test's directory until the session ends)."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _pycls_file(path: Path, registry, states, arch="b0", *, legacy=False, ema=False, errors=None, optimizer=False, cfg=True, **extra) -> Path:
     from ckptconv import synthetic
 
-    def make(arch="b0", name=None, *, legacy=False, ema=False, errors=None, optimizer=True, cfg=True, directory=None, **extra):
-        variant = registry.variant(arch)
-        ckpt = {"epoch": 99, "model_state": dict(states(arch))}
-        if ema:
-            ckpt["ema_state"] = dict(states(arch, 1000))
-        if errors is not None:
-            ckpt["test_err"], ckpt["ema_err"] = errors
-        if optimizer:
-            ckpt["optimizer_state"] = synthetic.optimizer_state(ckpt["model_state"])
-        if cfg:
-            ckpt["cfg"] = synthetic.cfg_yaml(variant)
-        ckpt.update(extra)
+    variant = registry.variant(arch)
+    ckpt = {"epoch": 99, "model_state": dict(states(arch))}
+    if ema:
+        ckpt["ema_state"] = dict(states(arch, 1000))
+    if errors is not None:
+        ckpt["test_err"], ckpt["ema_err"] = errors
+    if optimizer:
+        ckpt["optimizer_state"] = synthetic.optimizer_state(ckpt["model_state"])
+    if cfg:
+        ckpt["cfg"] = synthetic.cfg_yaml(variant)
+    ckpt.update(extra)
+    return synthetic.save(ckpt, path, legacy=legacy)
+
+
+@pytest.fixture
+def make_ckpt(tmp_path, registry, states):
+    """Write a pycls-format checkpoint as pycls's trainer does; returns its path. ``optimizer=True``
+    adds SGD momentum buffers (most of a real training checkpoint's bytes)."""
+
+    def make(arch="b0", name=None, *, directory=None, **options):
         path = (directory or tmp_path) / (name or f"EN-{arch.upper()}_test.pyth")
-        return synthetic.save(ckpt, path, legacy=legacy)
+        return _pycls_file(path, registry, states, arch, **options)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, registry, states):
+    """Files built once per session and shared read-only by the tests that only read them:
+    ``built.source(arch, **options)`` a pycls checkpoint, ``built.output(arch, layout, ext)`` its
+    conversion (made with --verify structure: the numeric end-to-end tests convert their own)."""
+    root = tmp_path_factory.mktemp("built")
+    cache: dict = {}
+
+    class Built:
+        def source(self, arch="b0", **options) -> Path:
+            key = ("source", arch, tuple(sorted(options.items())))
+            if key not in cache:
+                cache[key] = _pycls_file(root / f"EN-{arch.upper()}-{len(cache)}.pyth", registry, states, arch, **options)
+            return cache[key]
+
+        def output(self, arch="b0", layout="mmdet", ext="pth", **source_options) -> Path:
+            key = ("output", arch, layout, ext, tuple(sorted(source_options.items())))
+            if key not in cache:
+                from ckptconv.convert import Request, convert
+
+                out = root / f"{arch}-{layout}-{len(cache)}.{ext}"
+                convert(Request(self.source(arch, **source_options), out, layout=layout, verify="structure"), registry)
+                cache[key] = out
+            return cache[key]
+
+    return Built()

@@ -5,21 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from ckptconv import synthetic
 
-from .conftest import ARCHS
+ZOO = ("b0", "b2", "b3", "b4")
 
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory, registry, states):
-    """All six variants (b2 in the legacy format, the rest zip; b0 with optimizer state; b4 with an
+    """Four variants (b2 in the legacy format, the rest zip; b0 with optimizer state; b4 with an
     EMA set that wins on recorded errors), plus one zip cut in half."""
     d = tmp_path_factory.mktemp("zoo")
-    for arch in ARCHS:
+    for arch in ZOO:
         ckpt = {"epoch": 99, "model_state": states(arch), "cfg": synthetic.cfg_yaml(registry.variant(arch))}
         if arch == "b4":
             ckpt.update(ema_state=states(arch, 1000), test_err=25.0, ema_err=24.0)
@@ -35,19 +36,19 @@ def sha256(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_zoo_converts_with_one_failure_listed(cli, zoo, tmp_path, jobs):
+@pytest.mark.parametrize("jobs, verify", [("1", "numeric"), ("2", "structure")])
+def test_zoo_converts_with_one_failure_listed(cli, zoo, tmp_path, jobs, verify):
     out, report = tmp_path / "out", tmp_path / "report.json"
-    result = cli("batch", zoo, "--out-dir", out, "--report", report, "--jobs", jobs)
+    result = cli("batch", zoo, "--out-dir", out, "--report", report, "--jobs", jobs, "--verify", verify)
     assert result.exit_code == 1
     data = json.loads(report.read_text())
     by_name = {f["source"].rsplit("/", 1)[-1]: f for f in data["files"]}
-    assert data["summary"] == {"converted": 6, "up to date": 0, "failed": 1, "total": 7, "seconds": data["summary"]["seconds"]}
+    assert data["summary"] == {"converted": len(ZOO), "up to date": 0, "failed": 1, "total": len(ZOO) + 1, "seconds": data["summary"]["seconds"]}
     corrupt = by_name.pop("EN-B1_corrupt.pyth")
     assert corrupt["status"] == "failed" and "truncated or corrupt" in corrupt["error"]
     assert "EN-B1_corrupt.pyth" in corrupt["error"] and "truncated or corrupt" in result.stderr
     for name, f in by_name.items():
-        assert f["status"] == "converted" and f["verification"] == "numeric ok"
+        assert f["status"] == "converted" and f["verification"] == f"{verify} ok"
         assert f["arch"] == name[3:5].lower()
         assert f["source_sha256"] == sha256(f["source"]) and f["output_sha256"] == sha256(f["output"])
     b4 = torch.load(by_name["EN-B4_dds_8gpu.pyth"]["output"], weights_only=True)
@@ -83,8 +84,8 @@ def test_two_inputs_on_one_output_fail_before_writing(cli, zoo, tmp_path):
     out = tmp_path / "out"
     result = cli("batch", a, b, "--out-dir", out)
     assert result.exit_code == 2
-    assert "would both write" in result.stderr and "model_epoch_0100.pth" in result.stderr
-    assert list(out.iterdir()) == []
+    assert "1 output(s) would be written by more than one input" in result.stderr and "model_epoch_0100.pth" in result.stderr
+    assert not out.exists()  # nothing is created before the plan is valid
 
 
 def test_manifest_names_outputs_and_options(cli, zoo, tmp_path):
@@ -179,13 +180,13 @@ def test_outputs_inside_the_source_tree_are_not_taken_as_inputs(cli, zoo, tmp_pa
     assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["up to date"]
 
 
-def crash_on_b1(job):
-    """A job function for the crash test: the worker converting a b1 file dies on the spot."""
+def crash_on_b2(job):
+    """A job function for the crash test: the worker converting a b2 file dies on the spot."""
     import os
 
     from ckptconv.batch import run_job
 
-    if "EN-B1_" in job.source:
+    if "EN-B2_" in job.source:
         os._exit(3)
     return run_job(job)
 
@@ -193,10 +194,10 @@ def crash_on_b1(job):
 def test_a_file_that_kills_its_worker_fails_alone(zoo, tmp_path):
     from ckptconv import batch
 
-    entries = [{"source": str(zoo / f"EN-{a}_dds_8gpu.pyth")} for a in ("B0", "B1", "B2")]
+    entries = [batch.Entry(zoo / f"EN-{a}_dds_8gpu.pyth", Path(f"EN-{a}")) for a in ("B0", "B2", "B3")]
     jobs = batch.plan(entries, tmp_path, layout="mmdet", fmt="pth", trust_pickle=False, verify="structure")
     done = []
-    result = batch.run(jobs, workers=2, job_fn=crash_on_b1, on_done=lambda job, o: done.append(job.source))
+    result = batch.run(jobs, workers=2, job_fn=crash_on_b2, on_done=lambda job, o: done.append(job.source))
     statuses = [o.status for o in result.outcomes]
     # a job in flight beside the crash may have finished writing before the pool broke: its re-run
     # then finds the output up to date, which is the truth
@@ -226,7 +227,7 @@ def test_the_batch_parent_never_imports_torch(zoo, tmp_path):
 
     good = tmp_path / "good"
     good.mkdir()
-    for arch in ("B0", "B1"):
+    for arch in ("B0", "B3"):
         shutil.copy(zoo / f"EN-{arch}_dds_8gpu.pyth", good)
     code = (
         "import sys\nfrom ckptconv.cli import main\n"
@@ -238,3 +239,45 @@ def test_the_batch_parent_never_imports_torch(zoo, tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "False"
     assert len(list((tmp_path / "out").glob("*.pth"))) == 2
+
+
+@pytest.mark.parametrize("edit", ["version", "prefix", "comment"])
+def test_an_output_made_with_another_table_is_never_up_to_date(cli, zoo, tmp_path, edit):
+    """Everything that decides an output's bytes is compared: the table's name, version and
+    content (a new default prefix, even a changed comment), not only the options asked for."""
+    from ckptconv.registry import builtin_dir
+
+    tables = tmp_path / "tables" / "layouts"
+    tables.mkdir(parents=True)
+    text = (builtin_dir() / "layouts" / "mmdet.toml").read_text()
+    (tables / "mmdet.toml").write_text(text)
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", good)
+    run = lambda *extra: cli("--tables", tables.parent, "batch", good, "--out-dir", tmp_path / "out", "--json", "--verify", "structure", *extra)  # noqa: E731
+    assert run().exit_code == 0
+    assert [f["status"] for f in json.loads(run().stdout)["files"]] == ["up to date"]
+    changed = {
+        "version": text.replace("version   = 1", "version   = 2"),
+        "prefix": text.replace('prefix    = ""', 'prefix    = "backbone"'),
+        "comment": text + "\n# a comment\n",
+    }[edit]
+    (tables / "mmdet.toml").write_text(changed)
+    again = run()
+    assert again.exit_code == 1
+    assert "pass --force" in json.loads(again.stdout)["files"][0]["error"]
+    assert [f["status"] for f in json.loads(run("--force").stdout)["files"]] == ["converted"]
+
+
+def test_an_output_that_fails_its_own_crc_is_not_up_to_date(cli, zoo, tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(zoo / "EN-B3_dds_8gpu.pyth", good)
+    out = tmp_path / "out"
+    assert cli("batch", good, "--out-dir", out, "--verify", "structure").exit_code == 0
+    converted = out / "EN-B3_dds_8gpu.pth"
+    raw = bytearray(converted.read_bytes())
+    raw[len(raw) // 2] ^= 0x40  # a flipped bit inside some tensor record
+    converted.write_bytes(bytes(raw))
+    again = json.loads(cli("batch", good, "--out-dir", out, "--json", "--verify", "structure").stdout)
+    assert again["files"][0]["status"] == "failed" and "pass --force" in again["files"][0]["error"]

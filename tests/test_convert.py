@@ -31,11 +31,14 @@ def load_output(path):
     return obj, {}
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("arch", ARCHS)
-def test_every_variant_and_layout_converts_and_verifies_exactly(cli, make_ckpt, manifest, tmp_path, arch, layout):
-    src = make_ckpt(arch)
-    ext = "safetensors" if arch in ("b1", "b4") else "pth"
+@pytest.mark.parametrize(
+    "arch, layout, ext",
+    [("b0", "mmdet", "pth"), ("b0", "mmdet-stages", "safetensors"), ("b0", "mmpretrain", "pth"), ("b0", "timm", "safetensors"), ("b5", "mmdet", "safetensors")],
+)
+def test_end_to_end_numeric_per_layout(cli, built, manifest, tmp_path, arch, layout, ext):
+    """One numeric end-to-end test per layout at B0, and one at B5: convert through the CLI, check
+    keys against the real class's manifest, verify against the source."""
+    src = built.source(arch)
     out = tmp_path / f"{arch}-{layout}.{ext}"
     result = cli("convert", src, out, "--to", layout, "--json")
     assert result.exit_code == 0, result.output
@@ -51,6 +54,19 @@ def test_every_variant_and_layout_converts_and_verifies_exactly(cli, make_ckpt, 
     assert levels and all(lv["ok"] for lv in levels)
     if layout != "timm":
         assert all(lv["max_abs"] == 0.0 for lv in levels)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_variant_prepares_for_every_layout(registry, built, manifest, arch):
+    """Every variant and layout, without a write or a forward pass: the prepared output is the
+    real class's state dict, key for key, and each tensor is its source tensor."""
+    from ckptconv.convert import Request, prepare
+
+    src = built.source(arch)
+    for layout in LAYOUTS:
+        c = prepare(Request(src, layout=layout), registry)
+        assert [(k, tuple(v.shape), str(v.dtype)[6:]) for k, v in c.tensors.items()] == manifest(layout, arch)
+        assert all(c.tensors[e.target] is c.source[e.source] for e in c.plan.mapped)
 
 
 @pytest.mark.parametrize("ext", ["pth", "safetensors"])
@@ -148,8 +164,8 @@ def test_weights_choice_follows_pycls_and_is_recorded(cli, make_ckpt, states, tm
     assert torch.equal(sd["layers.0.conv.weight"], source["stem.conv.weight"])
 
 
-def test_forcing_a_missing_weight_set_is_a_usage_error(cli, make_ckpt, tmp_path):
-    result = cli("pycls2mmdet", make_ckpt("b0"), tmp_path / "o.pth", "--weights", "ema")
+def test_forcing_a_missing_weight_set_is_a_usage_error(cli, built, tmp_path):
+    result = cli("pycls2mmdet", built.source(), tmp_path / "o.pth", "--weights", "ema")
     assert result.exit_code == 2
     assert "the checkpoint has no ema_state" in result.stderr
     assert not (tmp_path / "o.pth").exists()
@@ -171,9 +187,9 @@ def test_prefix_goes_on_every_key_and_into_the_config(cli, make_ckpt, tmp_path):
 
 
 @pytest.mark.parametrize("dtype, torch_dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
-def test_dtype_casts_floats_only_and_verifies_exactly(cli, make_ckpt, states, tmp_path, dtype, torch_dtype):
+def test_dtype_casts_floats_only_and_verifies_exactly(cli, built, states, tmp_path, dtype, torch_dtype):
     out = tmp_path / f"o-{dtype}.safetensors"
-    src = make_ckpt("b0")
+    src = built.source()
     result = cli("pycls2mmdet", src, out, "--dtype", dtype, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -208,25 +224,25 @@ def test_nan_in_source_is_refused_for_a_cast(cli, make_ckpt, states, tmp_path):
     assert result.exit_code == 1 and "head.conv.weight: the source holds NaN or Inf" in result.stderr
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(cli, make_ckpt, tmp_path):
+def test_dry_run_prints_the_plan_and_writes_nothing(cli, built, tmp_path):
     out = tmp_path / "o.pth"
-    result = cli("pycls2mmdet", make_ckpt("b0"), out, "--dry-run")
+    result = cli("pycls2mmdet", built.source(), out, "--dry-run")
     assert result.exit_code == 0
-    assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "EN-B0_test.pyth"]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
     lines = result.stdout.splitlines()
     assert any("s5.b2.dwise.weight" in ln and "layers.4.4.depthwise_conv.conv.weight" in ln and "block" in ln for ln in lines)
     assert any("head.fc.weight" in ln and "dropped" in ln and "classifier" in ln for ln in lines)
 
 
-def test_dry_run_json_lists_drops_with_their_rule(cli, make_ckpt):
-    result = cli("pycls2mmdet", make_ckpt("b0"), "--dry-run", "--json", "--layout", "mmdet-stages")
+def test_dry_run_json_lists_drops_with_their_rule(cli, built):
+    result = cli("pycls2mmdet", built.source(), "--dry-run", "--json", "--layout", "mmdet-stages")
     report = json.loads(result.stdout)
     assert report["action"] == "dry-run" and report["keys_dropped"] == 8
     assert {d["rule"] for d in report["dropped"]} == {"head"}
 
 
-def test_existing_output_needs_force(cli, make_ckpt, tmp_path):
-    src, out = make_ckpt("b0"), tmp_path / "o.pth"
+def test_existing_output_needs_force(cli, built, tmp_path):
+    src, out = built.source(), tmp_path / "o.pth"
     out.write_bytes(b"precious")
     result = cli("pycls2mmdet", src, out)
     assert result.exit_code == 2 and "the output exists; pass --force" in result.stderr
@@ -235,8 +251,8 @@ def test_existing_output_needs_force(cli, make_ckpt, tmp_path):
     assert load_output(out)[1]["arch"] == "b0"
 
 
-def test_json_prints_exactly_one_object(cli, make_ckpt, tmp_path):
-    result = cli("pycls2mmdet", make_ckpt("b0"), tmp_path / "o.pth", "--json")
+def test_json_prints_exactly_one_object(cli, built, tmp_path):
+    result = cli("pycls2mmdet", built.source(), tmp_path / "o.pth", "--json")
     report = json.loads(result.stdout)  # raises if anything else is on stdout
     for key in ("keys_mapped", "keys_dropped", "params", "bytes", "seconds", "arch", "layout", "verification"):
         assert key in report
@@ -249,19 +265,19 @@ def test_json_error_is_one_object_too(cli, tmp_path):
     assert json.loads(result.stdout) == {"ok": False, "error": f"{tmp_path / 'missing.pyth'}: no such file", "exit_code": 2}
 
 
-def test_quiet_prints_nothing_on_success(cli, make_ckpt, tmp_path):
-    result = cli("pycls2mmdet", make_ckpt("b0"), tmp_path / "o.pth", "--quiet")
+def test_quiet_prints_nothing_on_success(cli, built, tmp_path):
+    result = cli("pycls2mmdet", built.source(), tmp_path / "o.pth", "--quiet")
     assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""  # not even the defaults warning
 
 
-def test_unknown_extension_is_a_usage_error(cli, make_ckpt, tmp_path):
-    result = cli("pycls2mmdet", make_ckpt("b0"), tmp_path / "o.ckpt")
+def test_unknown_extension_is_a_usage_error(cli, built, tmp_path):
+    result = cli("pycls2mmdet", built.source(), tmp_path / "o.ckpt")
     assert result.exit_code == 2 and "cannot tell the output format from the extension '.ckpt'" in result.stderr
 
 
 @pytest.mark.parametrize("flags, checks", [(["--no-verify"], []), (["--verify", "structure"], ["structure", "tensors"])])
-def test_verification_can_be_reduced(cli, make_ckpt, tmp_path, flags, checks):
-    result = cli("pycls2mmdet", make_ckpt("b0"), tmp_path / "o.pth", "--json", *flags)
+def test_verification_can_be_reduced(cli, built, tmp_path, flags, checks):
+    result = cli("pycls2mmdet", built.source(), tmp_path / "o.pth", "--json", *flags)
     report = json.loads(result.stdout)["verification"]
     if checks:
         assert [c["name"] for c in report["checks"]] == checks
@@ -269,9 +285,11 @@ def test_verification_can_be_reduced(cli, make_ckpt, tmp_path, flags, checks):
         assert report is None  # --no-verify: nothing was checked, and the report says so
 
 
-def test_input_size_is_used_by_the_numeric_check(cli, make_ckpt, tmp_path):
-    result = cli("pycls2mmdet", make_ckpt("b0"), tmp_path / "o.pth", "--json", "--input-size", "33", "47")
-    assert json.loads(result.stdout)["verification"]["input_size"] == [33, 47]
+def test_input_size_is_used_by_the_numeric_check(cli, built, tmp_path):
+    result = cli("pycls2mmdet", built.source(), tmp_path / "o.pth", "--json", "--input-size", "33", "47")
+    report = json.loads(result.stdout)["verification"]
+    assert report["input_size"] == [34, 48]  # odd sizes hide a padding mistake: made even, and said so
+    assert report["notes"] == ["input 33x47 checked as 34x48: padding settings differ only at even sizes"]
 
 
 @pytest.mark.parametrize("wrap", ["bare", "state_dict", "module", "legacy"])
@@ -303,9 +321,9 @@ def test_safetensors_input_with_pycls_keys(cli, states, tmp_path):
     assert load_output(out)[1]["source_format"] == "safetensors"
 
 
-def test_safetensors_metadata_is_all_strings_and_decodes_to_the_meta(cli, make_ckpt, tmp_path):
+def test_safetensors_metadata_is_all_strings_and_decodes_to_the_meta(cli, built, tmp_path):
     out_st, out_pth = tmp_path / "o.safetensors", tmp_path / "o.pth"
-    src = make_ckpt("b0")
+    src = built.source()
     cli("pycls2mmdet", src, out_st)
     cli("pycls2mmdet", src, out_pth)
     with safe_open(str(out_st), "pt") as f:
@@ -314,9 +332,9 @@ def test_safetensors_metadata_is_all_strings_and_decodes_to_the_meta(cli, make_c
     assert decode_meta(raw) == {k: v for k, v in load_output(out_pth)[1].items() if v is not None}
 
 
-def test_timm_pth_is_a_plain_state_dict(cli, make_ckpt, tmp_path):
+def test_timm_pth_is_a_plain_state_dict(cli, built, tmp_path):
     out = tmp_path / "timm.pth"
-    result = cli("convert", make_ckpt("b0"), out, "--to", "timm")
+    result = cli("convert", built.source(), out, "--to", "timm")
     assert result.exit_code == 0 and "compute different features" not in result.stderr  # timm's efficientnet_bN needs nothing set
     assert "pretrained_cfg_overlay=dict(file=" in result.stdout
     obj = torch.load(out, weights_only=True)
@@ -340,3 +358,26 @@ def test_a_pycls_backbone_without_its_classifier_converts_to_mmdet(cli, states, 
     assert cli("pycls2mmdet", src, tmp_path / "b.pth", "--arch", "b0").exit_code == 0
     timm = cli("convert", src, tmp_path / "c.pth", "--to", "timm", "--arch", "b0")
     assert timm.exit_code == 1 and "head.fc.weight: missing from the checkpoint (target classifier.weight" in timm.stderr
+
+
+def test_json_says_which_write_path_ran(cli, built, states, tmp_path):
+    """Unchanged tensors of a zip input go file to file; a cast or a legacy input goes from memory."""
+    kept = [v for k, v in states("b0").items() if not k.startswith("head.fc")]
+    n, ints = len(kept), sum(not v.is_floating_point() for v in kept)
+    copied = json.loads(cli("pycls2mmdet", built.source(), tmp_path / "a.pth", "--json", "--verify", "structure").stdout)
+    assert copied["write"] == {"method": "zip-surgery", "copied_from_input": n, "from_memory": 0}
+    cast = json.loads(cli("pycls2mmdet", built.source(), tmp_path / "b.safetensors", "--json", "--dtype", "fp16", "--verify", "structure").stdout)
+    assert cast["write"] == {"method": "safetensors-stream", "copied_from_input": ints, "from_memory": n - ints}  # counters stay int64
+    legacy = json.loads(cli("pycls2mmdet", built.source("b0", legacy=True), tmp_path / "c.pth", "--json", "--verify", "structure").stdout)
+    assert legacy["write"]["copied_from_input"] == 0 and legacy["write"]["from_memory"] == n
+
+
+def test_a_float64_checkpoint_keeps_its_dtype(cli, states, tmp_path):
+    """One floating dtype is no mix: float64 stays float64 unless --dtype says otherwise."""
+    sd = {k: v.double() if v.is_floating_point() else v for k, v in states("b0").items()}
+    src = tmp_path / "f64.pth"
+    torch.save({"model_state": sd}, src)
+    result = cli("pycls2mmdet", src, tmp_path / "o.pth", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dtype"] == "float64"
+    assert load_output(tmp_path / "o.pth")[0]["layers.0.conv.weight"].dtype == torch.float64

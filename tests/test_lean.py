@@ -42,7 +42,7 @@ def test_unconverted_tensors_are_never_read_into_memory(make_ckpt, states, tmp_p
     """A training checkpoint is mostly optimizer state and a second weight set: memory-mapped
     loading never pages them in. Structural conversion pages in nothing at all (tensors go file
     to file); numeric verification pages in the weights it runs, and only those."""
-    src = make_ckpt("b2", ema=True)  # model + EMA + SGD momentum: three times the weights
+    src = make_ckpt("b2", ema=True, optimizer=True)  # model + EMA + SGD momentum: three times the weights
     weights = sum(t.numel() * t.element_size() for t in states("b2").values())
     assert src.stat().st_size > 2.8 * weights
     run = subprocess.run([sys.executable, "-c", PROBE, str(src), str(tmp_path / "o.pth"), mode], capture_output=True, text=True)

@@ -9,17 +9,15 @@ import torch
 
 from ckptconv import models
 
-from .conftest import ARCHS
 
 
 def bits_equal(a: dict, b: dict) -> bool:
     return list(a) == list(b) and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("layout", ["mmpretrain", "timm"])
-@pytest.mark.parametrize("arch", ARCHS)
-def test_round_trip_is_bit_identical_where_every_tensor_is_kept(cli, make_ckpt, states, registry, tmp_path, arch, layout):
-    src = make_ckpt(arch)
+@pytest.mark.parametrize("arch, layout", [("b0", "mmpretrain"), ("b0", "timm"), ("b5", "timm")])
+def test_round_trip_is_bit_identical_where_every_tensor_is_kept(cli, built, states, registry, tmp_path, arch, layout):
+    src = built.source(arch)
     mid, back = tmp_path / f"mid-{layout}.pth", tmp_path / "back.pyth"
     assert cli("convert", src, mid, "--to", layout).exit_code == 0
     result = cli("convert", mid, back, "--from", layout, "--to", "pycls", "--json")
@@ -33,10 +31,12 @@ def test_round_trip_is_bit_identical_where_every_tensor_is_kept(cli, make_ckpt, 
     model.load_state_dict(obj["model_state"], strict=True, assign=True)
 
 
-@pytest.mark.parametrize("layout, absent", [("mmdet", "head.fc.{bias,weight}"), ("mmdet-stages", "head.conv.weight, head.conv_bn.{")])
-@pytest.mark.parametrize("arch", ["b0", "b3", "b5"])
-def test_partial_layouts_need_allow_partial_and_name_the_absent_keys(cli, make_ckpt, states, tmp_path, arch, layout, absent):
-    src = make_ckpt(arch)
+@pytest.mark.parametrize(
+    "arch, layout, absent",
+    [("b0", "mmdet", "head.fc.{bias,weight}"), ("b0", "mmdet-stages", "head.conv.weight, head.conv_bn.{"), ("b5", "mmdet", "head.fc.{bias,weight}")],
+)
+def test_partial_layouts_need_allow_partial_and_name_the_absent_keys(cli, built, states, tmp_path, arch, layout, absent):
+    src = built.source(arch)
     mid, back = tmp_path / "mid.safetensors", tmp_path / "back.pth"
     assert cli("convert", src, mid, "--to", layout).exit_code == 0
     refused = cli("convert", mid, back, "--from", layout, "--to", "pycls")
@@ -72,9 +72,9 @@ def test_layout_to_layout_goes_through_pycls(cli, make_ckpt, states, tmp_path):
     assert result.exit_code == 1 and "lacks 2 key(s) timm needs: classifier.{bias,weight}" in result.stderr
 
 
-def test_wrong_from_layout_says_what_the_file_is(cli, make_ckpt, tmp_path):
+def test_wrong_from_layout_says_what_the_file_is(cli, built, tmp_path):
     mid = tmp_path / "mid.pth"
-    cli("convert", make_ckpt("b0"), mid, "--to", "timm")
+    cli("convert", built.source(), mid, "--to", "timm")
     result = cli("convert", mid, tmp_path / "back.pth", "--from", "mmdet", "--to", "pycls")
     assert result.exit_code == 1 and "this is already a timm b0 checkpoint" in result.stderr
 
@@ -83,7 +83,7 @@ def test_wrong_from_layout_says_what_the_file_is(cli, make_ckpt, tmp_path):
 
 
 def test_inspect_a_pycls_training_checkpoint(cli, make_ckpt):
-    src = make_ckpt("b3", ema=True, errors=(22.5, 22.0))
+    src = make_ckpt("b3", ema=True, errors=(22.5, 22.0), optimizer=True)
     result = cli("inspect", src, "--json")
     assert result.exit_code == 0
     info = json.loads(result.stdout)
@@ -98,21 +98,21 @@ def test_inspect_a_pycls_training_checkpoint(cli, make_ckpt):
     assert "pycls b3 (from cfg and shapes)" in text and "--weights best picks ema" in text
 
 
-def test_inspect_converted_files_shows_layout_and_meta(cli, make_ckpt, tmp_path):
+def test_inspect_converted_files_shows_layout_and_meta(cli, built, tmp_path):
     out = tmp_path / "o.safetensors"
-    cli("pycls2mmdet", make_ckpt("b0"), out, "--prefix", "backbone")
+    cli("pycls2mmdet", built.source(), out, "--prefix", "backbone")
     info = json.loads(cli("inspect", out, "--json").stdout)
     s = info["weight_sets"]["state_dict"]
     assert info["format"] == "safetensors" and (s["layout"], s["arch"], s["prefix"]) == ("mmdet", "b0", "backbone")
     assert info["meta"]["arch"] == "b0" and info["meta"]["settings"]["eps"] == 1e-5
 
 
-def test_inspect_reads_no_tensor_data(cli, make_ckpt, tmp_path, monkeypatch):
+def test_inspect_reads_no_tensor_data(cli, built, make_ckpt, tmp_path, monkeypatch):
     """safetensors: the header alone; zip: memory-mapped (tensor bytes never read, so never checked)."""
     import safetensors.torch
 
     out = tmp_path / "o.safetensors"
-    cli("pycls2mmdet", make_ckpt("b0"), out)
+    cli("pycls2mmdet", built.source(), out)
     monkeypatch.setattr(safetensors.torch, "load_file", lambda *a, **k: pytest.fail("tensor data was read"))
     assert cli("inspect", out).exit_code == 0
     calls = []

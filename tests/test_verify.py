@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
 
 @pytest.fixture
-def converted(cli, make_ckpt, tmp_path):
-    """A pycls b0 checkpoint (with an EMA set) and its mmdet conversion."""
-    src = make_ckpt("b0", ema=True)
+def converted(built, tmp_path):
+    """A pycls b0 checkpoint (with an EMA set) and a copy of its mmdet conversion, to tamper with."""
     out = tmp_path / "b0.pth"
-    assert cli("pycls2mmdet", src, out).exit_code == 0
-    return src, out
+    shutil.copy(built.output("b0", "mmdet", "pth", ema=True), out)
+    return built.source("b0", ema=True), out
 
 
 def tamper(path, change, out=None):

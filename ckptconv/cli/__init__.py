@@ -62,18 +62,28 @@ _register()
 
 
 def run() -> None:
-    """Console entry point: run the command, then exit without tearing the interpreter down.
+    """Run the command, then exit without tearing the interpreter down.
 
     Every file is written, fsynced and renamed before a command returns, so nothing is left to
-    clean up; skipping teardown saves the ~0.4 s that unloading torch takes. Exceptions that
-    escape a command (bugs) still end through Python, with their traceback.
+    clean up; skipping teardown saves the ~0.4 s that unloading torch takes (benchmarks/). Ctrl-C
+    and SIGTERM outside a command's own handling (while options are parsed) end the same way as
+    inside: one line, 130 or 143. Exceptions that escape a command (bugs) still end through Python,
+    with their traceback.
     """
     import os
     import sys
 
+    from ..signals import describe, exit_code
+
     try:
-        main(prog_name="ckptconv")
-        code = 0
+        code = main(prog_name="ckptconv", standalone_mode=False) or 0
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except (click.Abort, KeyboardInterrupt) as e:
+        interrupt = e if isinstance(e, KeyboardInterrupt) else e.__cause__ or KeyboardInterrupt()
+        print(f"error: {describe(interrupt)}", file=sys.stderr)
+        code = exit_code(interrupt)
     except SystemExit as e:
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)

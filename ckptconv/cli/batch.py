@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .options import conversion_options
-from .ui import UI, human_bytes, human_params
+from .ui import UI, human_bytes
 
 
 @click.command("batch")
@@ -35,35 +35,30 @@ def batch_cmd(obj, sources, out_dir, layout, fmt, jobs, report_path, publish, js
     ui = UI(json_mode=json_mode, quiet=quiet)
     with ui.guard():
         from .. import batch
-        from ..errors import UsageError
-        from ..files import atomic_write, clean_stale_temps
 
-        if not out_dir.exists():
-            if not out_dir.parent.exists():
-                raise UsageError(f"the parent of --out-dir {str(out_dir)!r} does not exist", fix="create it first")
-            out_dir.mkdir()
-        if not os.access(out_dir, os.W_OK | os.X_OK):
-            raise UsageError(f"--out-dir {str(out_dir)!r} is not writable", fix="choose another directory")
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the files ask for; this can run code stored in them")
         entries = batch.collect(sources, out_dir)
+        manifests = [Path(s) for s in sources if Path(s).suffix in batch.MANIFEST_SUFFIXES]
         plan = batch.plan(
             entries, out_dir, layout=layout, fmt=fmt, trust_pickle=kw["trust_pickle"], weights=kw["weights"],
             prefix=kw["prefix"], dtype=kw["dtype"], verify="none" if kw["no_verify"] else kw["verify_mode"],
-            input_size=kw["input_size"], force=kw["force"], publish=publish, tables=obj.tables,
+            input_size=kw["input_size"], force=kw["force"], publish=publish, tables=obj.tables, others=manifests,
         )  # fmt: skip
-        clean_stale_temps(out_dir)
+        if report_path:
+            batch.check_report(report_path, plan, manifests)
+        from ..files import make_out_dir
+
+        make_out_dir(out_dir)  # only now: nothing is created before the plan is valid
         workers = jobs or os.cpu_count() or 1
         result = _run_with_progress(ui, batch, plan, workers)
         report = result.report()
         if report_path:
-            import json
-
-            atomic_write(report_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
+            batch.write_report(report_path, report)
         if json_mode:
             ui.json(report)
         else:
-            _summary(ui, result)
+            _summary(ui, result, out_dir)
         if not result.ok:
             raise SystemExit(1)
 
@@ -106,13 +101,23 @@ def _run_with_progress(ui: UI, batch, plan, workers: int):
         return batch.run(plan, workers=workers, on_start=started, on_done=finished)
 
 
-def _summary(ui: UI, result) -> None:
+def _labels(result, out_dir: Path) -> list[tuple[str, str]]:
+    """(source, output) of each outcome as the user sees them: the source relative to the inputs'
+    common folder, the output relative to --out-dir."""
+    sources = [os.path.abspath(o.source) for o in result.outcomes]
+    root = os.path.commonpath([os.path.dirname(s) for s in sources]) if sources else ""
+    return [
+        (os.path.relpath(s, root), os.path.relpath(o.output, out_dir) if o.output else "-")
+        for s, o in zip(sources, result.outcomes)
+    ]
+
+
+def _summary(ui: UI, result, out_dir: Path) -> None:
     rows = [
-        (Path(o.source).name, o.arch or "?", o.layout or "?", o.status, human_params(o.params) if o.params else "-",
-         human_bytes(o.bytes) if o.bytes else "-", f"{o.seconds:.2f}", o.verification)
-        for o in result.outcomes
-    ]  # fmt: skip
-    ui.table("batch", ["file", "arch", "layout", "status", "params", "output", "seconds", "verification"], rows)
+        (source, output, o.arch or "-", o.layout or "-", o.status, human_bytes(o.bytes) if o.bytes else "-", o.verification)
+        for (source, output), o in zip(_labels(result, out_dir), result.outcomes)
+    ]
+    ui.table("batch", ["source", "output", "arch", "layout", "status", "size", "verification"], rows)
     for o in result.outcomes:
         if o.note:
             ui.warning(f"{o.source}: {o.note}")

@@ -37,6 +37,9 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None
         dry_run = kw["dry_run"]
         # hash the input on the other core while this one imports torch
         sha = start_sha256(src) if not dry_run and out is not None and src.is_file() else None
+        from ..signals import import_torch
+
+        import_torch()
         from ..convert import Result, convert, prepare
 
         if kw["trust_pickle"]:
@@ -77,6 +80,8 @@ def summarize(ui: UI, result) -> None:
     if result.report is not None:
         for check in result.report.checks:
             ui.info(f"  verified {check.name}: {check.detail}")
+        for note in result.report.notes:
+            ui.info(f"  note: {note}")
     if c.config:
         needs = c.meta.get("settings", {})
         ui.info("")

@@ -24,6 +24,9 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
     """
     ui = UI()
     with ui.guard():
+        from ..signals import import_torch
+
+        import_torch()
         from .. import demo as library
         from .convert import summarize
 

@@ -22,6 +22,9 @@ def inspect_cmd(obj, path: Path, json_mode: bool, trust_pickle: bool) -> None:
     """
     ui = UI(json_mode=json_mode)
     with ui.guard():
+        from ..signals import import_torch
+
+        import_torch()
         from ..inspection import inspect_file
 
         info = inspect_file(path, obj.registry, trust_pickle=trust_pickle)
@@ -47,6 +50,8 @@ def inspect_cmd(obj, path: Path, json_mode: bool, trust_pickle: bool) -> None:
         for name, s in info["weight_sets"].items():
             if s.get("note"):
                 ui.info(f"  {name}: {s['note']}")
+        for library, chosen in info.get("loaded_by", {}).items():
+            ui.info(f"  {library} loads: {chosen}")
         if info.get("meta"):
             ui.info("  ckptconv meta: " + ", ".join(f"{k}={v}" for k, v in info["meta"].items()))
 

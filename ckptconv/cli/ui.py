@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import click
 
-from ..errors import EXIT_INTERRUPTED, CkptError
+from ..errors import CkptError
 
 
 class UI:
@@ -79,8 +79,10 @@ class UI:
             yield
         except CkptError as e:
             self._fail(str(e), e.exit_code)
-        except KeyboardInterrupt:
-            self._fail("interrupted; nothing partial was written", EXIT_INTERRUPTED)
+        except KeyboardInterrupt as e:
+            from ..signals import describe, exit_code
+
+            self._fail(describe(e), exit_code(e))
 
     def _fail(self, message: str, code: int) -> None:
         if self.json_mode:
@@ -89,10 +91,19 @@ class UI:
         sys.exit(code)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+def printable(text: str) -> str:
+    """Control characters (newlines, terminal escapes) shown as escapes: a key or a file name from a
+    stranger's checkpoint can never forge a line in a CI log or restyle the terminal."""
+    return text.translate(_CONTROL)
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    return escape(printable(text))
 
 
 def human_bytes(n: int) -> str:

@@ -33,6 +33,9 @@ def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, input_
     """
     ui = UI(json_mode=json_mode, quiet=quiet)
     with ui.guard():
+        from ..signals import import_torch
+
+        import_torch()
         from ..verify import Options, verify_all
 
         opts = Options(source, arch, layout, weights, padding, eps, tuple(input_size), trust_pickle)
@@ -66,6 +69,8 @@ def _show(ui: UI, report) -> None:
         ui.info(title)
     for check in report.checks:
         ui.info(f"  {'[green]ok[/green]' if check.ok else '[red]FAIL[/red]'} {check.name}: {_escape(check.detail)}", markup=True)
+    for note in report.notes:
+        ui.info(f"  note: {note}")
 
 
 COMMANDS = (verify_cmd,)
