@@ -23,7 +23,7 @@ from .errors import CkptError, UsageError
 SOURCE_SUFFIXES = (".pyth", ".pth", ".pt", ".safetensors")
 MANIFEST_SUFFIXES = (".toml", ".json")
 FORMAT_EXT = {"pth": ".pth", "safetensors": ".safetensors"}
-ENTRY_FIELDS = {"source", "arch", "layout", "weights", "output", "prefix", "dtype", "trust_pickle"}
+ENTRY_FIELDS = {"source", "arch", "layout", "weights", "output", "prefix", "dtype", "channel_order", "trust_pickle"}
 _HINT = re.compile(r"EN-(B\d+)", re.IGNORECASE)
 
 
@@ -38,6 +38,7 @@ class Job:
     weights: str = "best"
     prefix: str | None = None
     dtype: str = "keep"
+    channel_order: str | None = None
     verify: str = "numeric"
     input_size: tuple[int, int] = (64, 96)
     trust_pickle: bool = False
@@ -141,6 +142,8 @@ def _manifest_entry(raw: Any, i: int, path: Path) -> Entry:
         fields["weights"] = f.text("weights", choices=("best", "model", "ema"))
     if f.has("dtype"):
         fields["dtype"] = f.text("dtype", choices=("keep", "fp16", "bf16", "fp32"))
+    if f.has("channel_order"):
+        fields["channel_order"] = f.text("channel_order", choices=("rgb", "bgr"))
     if f.has("trust_pickle") and f.data["trust_pickle"] is not False:
         fields["trust_pickle"] = True
     source = source if source.is_absolute() else path.parent / source
@@ -238,7 +241,8 @@ def plan(entries: list[Entry], out_dir: Path, *, layout: str, fmt: str, trust_pi
         jobs.append(Job(
             source=str(entry.source), output=str(out_dir / name), layout=f.get("layout", layout), arch=f.get("arch"),
             weights=f.get("weights", common.get("weights", "best")), prefix=f.get("prefix", common.get("prefix")),
-            dtype=f.get("dtype", common.get("dtype", "keep")), verify=common.get("verify", "numeric"),
+            dtype=f.get("dtype", common.get("dtype", "keep")), channel_order=f.get("channel_order", common.get("channel_order")),
+            verify=common.get("verify", "numeric"),
             input_size=tuple(common.get("input_size", (64, 96))), trust_pickle=trust_pickle, force=common.get("force", False),
             publish=common.get("publish", False), tables=tuple(str(t) for t in common.get("tables", ())),
         ))  # fmt: skip
@@ -363,7 +367,8 @@ def _request(job: Job, output: Path):
 
     return Request(
         source=Path(job.source), output=output, layout=job.layout, arch=job.arch, weights=job.weights, prefix=job.prefix,
-        dtype=job.dtype, verify=job.verify, input_size=job.input_size, trust_pickle=job.trust_pickle, force=job.force,
+        dtype=job.dtype, channel_order=job.channel_order, verify=job.verify, input_size=job.input_size,
+        trust_pickle=job.trust_pickle, force=job.force,
     )  # fmt: skip
 
 

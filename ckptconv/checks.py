@@ -18,14 +18,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 from . import dtypes, engine, models
 from .engine import PYCLS, Plan
-from .errors import VerificationError
+from .preprocess import INPUT_CONV, Pipeline, Preprocess
+from .report import Level, Report
 from .tables import Layout
 from .variants import Variant
 
@@ -33,84 +34,6 @@ DEFAULT_INPUT = (64, 96)  # small, so B5 verifies in a fraction of a second on a
 MAX_INPUT = 640  # per side: B5's own resolution is 456; beyond this a check only costs memory
 INPUT_SEED = 0
 LEVELS = ("numeric", "structure", "none")
-
-
-@dataclass
-class Level:
-    """One compared output: max absolute and relative difference, and whether it passes."""
-
-    name: str
-    point: str
-    max_abs: float
-    max_rel: float
-    tolerance: float
-    ok: bool
-    drift_abs: float | None = None  # fp16/bf16 only: against the full-precision source
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-
-@dataclass
-class Report:
-    """Everything a verification found; ``ok`` only when every check passed."""
-
-    path: str
-    arch: str
-    layout: str
-    padding: str
-    eps: float
-    input_size: tuple[int, int]
-    checks: list[Check] = field(default_factory=list)
-    levels: list[Level] = field(default_factory=list)
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        """TF "same" padding equals symmetric padding where a strided convolution meets an odd size:
-        the numeric check runs at even sizes, where the padding settings under test differ."""
-        even = tuple(s + s % 2 for s in self.input_size)
-        if even != tuple(self.input_size):
-            self.notes.append(f"input {self.input_size[0]}x{self.input_size[1]} checked as {even[0]}x{even[1]}: "
-                              "padding settings differ only at even sizes")  # fmt: skip
-            self.input_size = even
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def first_failure(self) -> str | None:
-        return next((c.detail for c in self.checks if not c.ok), None)
-
-    def add(self, name: str, ok: bool, detail: str) -> Check:
-        check = Check(name, ok, detail)
-        self.checks.append(check)
-        return check
-
-    def raise_if_failed(self) -> None:
-        if not self.ok:
-            raise VerificationError(self.first_failure or "verification failed", path=self.path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "ok": self.ok,
-            "arch": self.arch,
-            "layout": self.layout,
-            "padding": self.padding,
-            "eps": self.eps,
-            "input_size": list(self.input_size),
-            "checks": [c.__dict__ for c in self.checks],
-            "levels": [lv.__dict__ for lv in self.levels],
-            "first_failure": self.first_failure,
-            "notes": self.notes,
-            "seconds": round(self.seconds, 4),
-        }
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -137,14 +60,21 @@ def _count(items: list[str], what: str) -> str:
     return f"{what} {items[0]}" + (f" (and {len(items) - 1} more)" if len(items) > 1 else "")
 
 
+@lru_cache(maxsize=64)
+def reference_keys(reference: str, variant: Variant, out_indices: tuple[int, ...]) -> dict[str, tuple]:
+    """The reference model's state_dict keys: shape, floating or not, dtype. Cached: read-only."""
+    sd = models.build(reference, variant, out_indices=out_indices or None).state_dict()
+    return {k: (tuple(v.shape), v.is_floating_point(), v.dtype) for k, v in sd.items()}
+
+
 def check_structure(report: Report, sd: dict[str, torch.Tensor], plan: Plan, dtype: str, partial_ok: set[str]) -> bool:
     """Keys, shapes and dtypes against the target reference model (plus the prefix). Keys in
     ``partial_ok`` may be missing (a pycls file written with --allow-partial lacks them)."""
     layout, variant = plan.target, plan.variant
     want_float = dtypes.to_torch(dtype)
     expected = {
-        engine.with_prefix(plan.target_prefix, k): (tuple(v.shape), want_float if v.is_floating_point() else v.dtype)
-        for k, v in models.build(layout.reference, variant).state_dict().items()
+        engine.with_prefix(plan.target_prefix, k): (shape, want_float if floating else kind)
+        for k, (shape, floating, kind) in reference_keys(layout.reference, variant, tuple(layout.config.get("out_indices", ()))).items()
     }
     missing = [k for k in expected if k not in sd and k not in partial_ok]
     extra = [k for k in sd if k not in expected]
@@ -162,15 +92,44 @@ def check_structure(report: Report, sd: dict[str, torch.Tensor], plan: Plan, dty
     return False
 
 
-def check_tensors(report: Report, plan: Plan, source: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], dtype: str) -> None:
-    """Each converted tensor bit-identical to its source tensor after the requested cast."""
+@dataclass(frozen=True)
+class Colours:
+    """The channel order the source and the output weights take, and the target pipeline's
+    preprocessing as configured (None: no pipeline check)."""
+
+    source: str = "bgr"
+    target: str = "bgr"
+    pipeline: Preprocess | None = None
+    stats: Pipeline | None = None  # pycls's own pipeline (the pycls table's): its mean and std
+
+    @property
+    def flips(self) -> frozenset[str]:
+        """pycls keys whose tensors are reversed along their input channels between the two."""
+        return frozenset({INPUT_CONV}) if self.source != self.target else frozenset()
+
+
+def flip_input(t: torch.Tensor) -> torch.Tensor:
+    """The first convolution's weights for the other channel order: input channels reversed."""
+    return t.flip(1).contiguous()
+
+
+def expected(e, source: dict[str, torch.Tensor], dtype: str, flips: frozenset[str]) -> torch.Tensor:
+    """What the output must hold for entry ``e``: the source tensor cast, and reversed if it flips."""
+    t = dtypes.cast(source[e.source], dtype)
+    return flip_input(t) if e.pycls in flips else t
+
+
+def check_tensors(report: Report, plan: Plan, source: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], dtype: str, flips=frozenset()) -> None:
+    """Each converted tensor bit-identical to its source tensor after the cast (and the channel
+    reversal of the first convolution, when the two take different channel orders)."""
     for e in plan.mapped:
         if e.target not in sd or e.source not in source:
             continue
-        if not bit_identical(sd[e.target], dtypes.cast(source[e.source], dtype)):
-            report.add("tensors", False, f"{e.target} is not bit-identical to source {e.source}")
+        if not bit_identical(sd[e.target], expected(e, source, dtype, flips)):
+            report.add("tensors", False, f"{e.target} is not bit-identical to source {e.source}" + (" with its input channels reversed" if e.pycls in flips else ""))
             return
-    report.add("tensors", True, f"{len(plan.mapped)} tensors bit-identical to their source tensors")
+    detail = f"{len(plan.mapped)} tensors bit-identical to their source tensors"
+    report.add("tensors", True, detail + (f" ({INPUT_CONV}'s input channels reversed: {' -> '.join(sorted({'rgb', 'bgr'}))} order)" if flips else ""))
 
 
 def make_input(size: tuple[int, int], batch: int = 2) -> torch.Tensor:
@@ -178,7 +137,7 @@ def make_input(size: tuple[int, int], batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, *size, generator=gen)
 
 
-def _fill_absent(variant: Variant, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def fill_absent(variant: Variant, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """pycls weights with zeros where a layout has no tensor (its outputs are then not compared)."""
     out = dict(sd)
     for spec in variant.pycls_keys:
@@ -197,32 +156,58 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Sides:
-    """What the numeric check runs: a layout's reference on its weights, pycls's on the same in pycls keys."""
+    """What the numeric check runs: a layout's reference on its weights, pycls's on the same in pycls
+    keys; both in BGR form (the first conv un-reversed, an exact permutation), so they must agree
+    bit for bit whatever order the file takes. ``written``: the layout's weights as written."""
 
     layout: Layout
-    weights: dict[str, torch.Tensor]  # keys of ``layout``, prefix stripped
-    pycls: dict[str, torch.Tensor]  # pycls keys, in the output's dtype
+    weights: dict[str, torch.Tensor]  # keys of ``layout``, prefix stripped, BGR form
+    pycls: dict[str, torch.Tensor]  # pycls keys, in the output's dtype, BGR form
     drift: dict[str, torch.Tensor] | None  # pycls keys at full precision, when a cast rounded them
+    written: dict[str, torch.Tensor]  # keys of ``layout``, prefix stripped, as they are in the file
+    order: str  # the channel order ``written`` takes
 
 
-def sides(plan: Plan, source: dict[str, torch.Tensor], output: dict[str, torch.Tensor], dtype: str) -> Sides:
+def _to_bgr(sd: dict, key: str | None, order: str) -> dict:
+    if order == "bgr" or key is None or key not in sd:
+        return sd
+    return {**sd, key: flip_input(sd[key])}
+
+
+def _input_conv(plan: Plan, side: str) -> str | None:
+    """The key of the first convolution in the target's (or the source's) keys, prefix stripped."""
+    e = next((e for e in plan.entries if e.pycls == INPUT_CONV), None)
+    key, prefix = (e.target, plan.target_prefix) if side == "target" else (e.source, plan.source_prefix)
+    return key[len(prefix) + 1 :] if key and prefix else key
+
+
+def sides(plan: Plan, source: dict[str, torch.Tensor], output: dict[str, torch.Tensor], dtype: str, colours: Colours) -> Sides:
     """The layout that is not pycls (the target, else the source) and its weights, and pycls's."""
-    pycls = {e.pycls: dtypes.cast(source[e.source], dtype) for e in plan.mapped}
-    drift = {e.pycls: source[e.source] for e in plan.mapped} if dtype != "float32" else None
+    pycls = _to_bgr({e.pycls: dtypes.cast(source[e.source], dtype) for e in plan.mapped}, INPUT_CONV, colours.source)
+    drift = _to_bgr({e.pycls: source[e.source] for e in plan.mapped}, INPUT_CONV, colours.source) if dtype != "float32" else None
     if plan.target.name != PYCLS or plan.source.name == PYCLS:
-        return Sides(plan.target, strip_prefix(output, plan.target_prefix), pycls, drift)
-    weights = {k: dtypes.cast(v, dtype) for k, v in source.items()}
-    return Sides(plan.source, strip_prefix(weights, plan.source_prefix), pycls, None)
+        written = strip_prefix(output, plan.target_prefix)
+        return Sides(plan.target, _to_bgr(written, _input_conv(plan, "target"), colours.target), pycls, drift, written, colours.target)
+    written = strip_prefix({k: dtypes.cast(v, dtype) for k, v in source.items()}, plan.source_prefix)
+    return Sides(plan.source, _to_bgr(written, _input_conv(plan, "source"), colours.source), pycls, None, written, colours.source)
+
+
+def reference(layout: Layout, variant: Variant, weights: dict[str, torch.Tensor], report: Report) -> torch.nn.Module:
+    """The layout's reference model holding ``weights``, with the settings under test."""
+    return models.load(layout.reference, variant, weights, padding=report.padding, eps=report.eps, out_indices=layout.config.get("out_indices"))
 
 
 @torch.inference_mode()
-def compare(report: Report, variant: Variant, s: Sides) -> None:
-    """Run both references on the seeded input; record every level of the layout."""
+def compare(report: Report, variant: Variant, s: Sides) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Run both references on the seeded input; record every level of the layout. Returns the two
+    models (the layout's holding the BGR-form weights, pycls's) for the pipeline check to reuse."""
     x = make_input(report.input_size)
-    got = models.load(s.layout.reference, variant, s.weights, padding=report.padding, eps=report.eps).forward_levels(x)
+    target = reference(s.layout, variant, s.weights, report)
+    got = target.forward_levels(x)
     _judge_finite(report, got)
-    want = models.pycls_model(variant, _fill_absent(variant, s.pycls)).forward_levels(x)
-    drift = models.pycls_model(variant, _fill_absent(variant, s.drift)).forward_levels(x) if s.drift else None
+    pycls = models.pycls_model(variant, fill_absent(variant, s.pycls))
+    want = pycls.forward_levels(x)
+    drift = models.pycls_model(variant, fill_absent(variant, s.drift)).forward_levels(x) if s.drift else None
     for name, point in s.layout.levels.items():
         a, b = got[name], want[point]
         max_abs, max_rel = _diff(a, b)
@@ -233,6 +218,7 @@ def compare(report: Report, variant: Variant, s: Sides) -> None:
             level.drift_abs = _diff(a, drift[point])[0]
         report.levels.append(level)
     _judge_levels(report, s.layout)
+    return target, pycls
 
 
 def _judge_levels(report: Report, layout: Layout) -> None:
@@ -263,22 +249,28 @@ def _judge_finite(report: Report, levels: dict[str, torch.Tensor]) -> None:
 def forward_finite(report: Report, variant: Variant, layout: Layout, weights: dict[str, torch.Tensor]) -> None:
     """The reference of ``layout`` runs the weights to finite outputs at every level."""
     if layout.name == PYCLS:
-        weights = _fill_absent(variant, weights)
-    model = models.load(layout.reference, variant, weights, padding=report.padding, eps=report.eps)
+        weights = fill_absent(variant, weights)
+    model = reference(layout, variant, weights, report)
     _judge_finite(report, model.forward_levels(make_input(report.input_size)))
 
 
-def run(report: Report, plan: Plan, source: dict, output: dict, dtype: str, level: str, *, partial_ok=frozenset(), with_tensors=True) -> Report:
-    """Structure, then (``with_tensors``) bit identity, then (``level`` numeric) the forward passes."""
+def run(report: Report, plan: Plan, source: dict, output: dict, dtype: str, level: str, *, colours: Colours = Colours(),
+        partial_ok=frozenset(), with_tensors=True) -> Report:  # fmt: skip
+    """Structure, then (``with_tensors``) bit identity, then (``level`` numeric) the forward passes:
+    the settings under test exactly, then a real photo through the target's preprocessing."""
+    from . import photo
+
     start = time.perf_counter()
     fits = check_structure(report, output, plan, dtype, set(partial_ok))
     if with_tensors:
-        check_tensors(report, plan, source, output, dtype)
+        check_tensors(report, plan, source, output, dtype, colours.flips)
     if fits and report.ok and level == "numeric":
-        s = sides(plan, source, output, dtype)
+        s = sides(plan, source, output, dtype, colours)
         if s.layout.name == PYCLS:  # pycls to pycls: nothing to compare it with but itself
             forward_finite(report, plan.variant, s.layout, s.weights)
         else:
-            compare(report, plan.variant, s)
+            target, pycls = compare(report, plan.variant, s)
+            if colours.pipeline is not None and colours.stats is not None:
+                photo.check(report, s, colours.pipeline, colours.stats, target, pycls)
     report.seconds += time.perf_counter() - start
     return report

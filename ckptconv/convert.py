@@ -9,6 +9,7 @@ runs the shared checks, then writes to temp files and publishes them together. A
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from concurrent.futures import Future
@@ -23,7 +24,9 @@ from .checkpoint import Checkpoint, load
 from .engine import Plan
 from .errors import MappingError, UsageError
 from .meta import encode_meta
+from .report import Report
 from .registry import Registry, default_registry
+from .preprocess import ORDERS, Preprocess, crop_pct, default_order, needed, source_order
 from .tables import PREFIX, Layout
 from .variants import Variant
 
@@ -40,6 +43,7 @@ class Request:
     weights: str = "best"  # best | model | ema
     prefix: str | None = None  # None: the table's default
     dtype: str = "keep"  # keep | fp16 | bf16 | fp32
+    channel_order: str | None = None  # rgb | bgr: what the output weights take; None: the layout's default
     verify: str = "numeric"  # numeric | structure | none
     input_size: tuple[int, int] = checks.DEFAULT_INPUT
     allow_partial: bool = False
@@ -53,6 +57,8 @@ class Request:
             raise UsageError(f"unknown verification {self.verify!r}", fix=f"use one of {', '.join(checks.LEVELS)}")
         if self.weights not in ("best", "model", "ema"):
             raise UsageError(f"unknown --weights {self.weights!r}", fix="use best, model or ema")
+        if self.channel_order not in (None, *ORDERS):
+            raise UsageError(f"unknown --channel-order {self.channel_order!r}", fix="use rgb or bgr")
         if self.dtype not in dtypes.CHOICES:
             raise UsageError(f"unknown --dtype {self.dtype!r}", fix=f"use one of {', '.join(dtypes.CHOICES)}")
         check_input_size(self.input_size)
@@ -84,6 +90,8 @@ class Conversion:
     copies: writer.Copies  # output tensors whose bytes go file to file
     meta: dict[str, Any]
     config: str | None
+    colours: checks.Colours  # the order source and output take, and the preprocessing the output needs
+    order_from: str  # what said the source's order
 
     @property
     def target(self) -> Layout:
@@ -122,12 +130,26 @@ def _check_absent(plan: Plan, allow_partial: bool) -> None:
     )
 
 
-def _output_tensors(plan: Plan, source: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+def _output_tensors(plan: Plan, source: dict[str, torch.Tensor], dtype: str, flips: frozenset[str]) -> dict[str, torch.Tensor]:
     out = {}
     for e in plan.mapped:
         dtypes.check_cast(e.source, source[e.source], dtype)
-        out[e.target] = writer.compact(dtypes.cast(source[e.source], dtype))
+        out[e.target] = writer.compact(checks.expected(e, source, dtype, flips))
     return out
+
+
+def colours(request: Request, ckpt: Checkpoint, plan: Plan, registry: Registry) -> tuple[checks.Colours, str]:
+    """The order the source takes (and what said so), the order the output will, and the
+    preprocessing the library of the side the checks run (the target; from the way back to pycls,
+    the source) then needs."""
+    target = plan.target
+    order = request.channel_order or default_order(target.pipeline)
+    if target.name == engine.PYCLS and order != "bgr":
+        raise UsageError("pycls takes BGR input: a pycls checkpoint holds BGR weights", fix="omit --channel-order (or pass bgr) with --to pycls")
+    have, said = source_order(ckpt.meta, plan.source_layout, plan.source.pipeline)
+    stats = registry.layout(engine.PYCLS).pipeline
+    side, side_order = (plan.source, have) if target.name == engine.PYCLS else (target, order)
+    return checks.Colours(have, order, needed(side.pipeline, side_order, stats), stats), said
 
 
 def _copies(ckpt: Checkpoint, weight_set: str, plan: Plan, source: dict, tensors: dict) -> writer.Copies:
@@ -150,12 +172,13 @@ def prepare(request: Request, registry: Registry | None = None, *, source_sha256
     engine.check_source(plan, {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}, variants=registry.variants)
     _check_absent(plan, request.allow_partial)
     dtype = dtypes.choose(request.dtype, dtypes.floats_of(sd))
-    tensors = _output_tensors(plan, sd, dtype)
+    colour, order_from = colours(request, ckpt, plan, registry)
+    tensors = _output_tensors(plan, sd, dtype, colour.flips)
     copies = _copies(ckpt, weight_set, plan, sd, tensors)
     ckpt.verify_tensors(weight_set, [e.source for e in plan.mapped if e.target not in copies.spans])
-    meta = build_meta(request, ckpt, _resolve(source_sha256), variant, plan, weight_set, dtype)
-    config = render_config(target, variant, str(request.output or "OUT"), prefix)
-    return Conversion(request, ckpt, weight_set, variant, arch_from, plan, dtype, sd, tensors, copies, meta, config)
+    meta = build_meta(request, ckpt, _resolve(source_sha256), variant, plan, weight_set, dtype, colour.target)
+    config = render_config(target, variant, request.output, prefix, needed(target.pipeline, colour.target, colour.stats))
+    return Conversion(request, ckpt, weight_set, variant, arch_from, plan, dtype, sd, tensors, copies, meta, config, colour, order_from)
 
 
 def options(request: Request, target: Layout, source: Layout, variant: Variant, prefix: str) -> dict[str, Any]:
@@ -164,11 +187,12 @@ def options(request: Request, target: Layout, source: Layout, variant: Variant, 
     return {
         "from": source.name, "layout": target.name, "arch": variant.name, "weights": request.weights,
         "prefix": prefix, "dtype": request.dtype, "ckptconv_version": __version__,
+        "channel_order": request.channel_order or default_order(target.pipeline),
         "table_sha256": target.digest, "source_table_sha256": source.digest, "variant_sha256": variant.digest,
     }  # fmt: skip
 
 
-def build_meta(request: Request, ckpt: Checkpoint, sha: str, variant: Variant, plan: Plan, weight_set: str, dtype: str) -> dict[str, Any]:
+def build_meta(request: Request, ckpt: Checkpoint, sha: str, variant: Variant, plan: Plan, weight_set: str, dtype: str, order: str) -> dict[str, Any]:
     target = plan.target
     return {
         "ckptconv_version": __version__,
@@ -183,14 +207,24 @@ def build_meta(request: Request, ckpt: Checkpoint, sha: str, variant: Variant, p
         "weights": weight_set,
         "dtype": dtype,
         "prefix": plan.target_prefix,
-        "settings": {"padding": target.settings["padding"], "eps": target.settings["eps"]},
+        "channel_order": order,
+        "settings": {"padding": target.settings["padding"], "eps": target.settings["eps"], "channel_order": order},
         "epoch": ckpt.epoch if ckpt.epoch is not None else ckpt.meta.get("epoch"),
         "options": options(request, target, plan.source, variant, plan.target_prefix),
     }
 
 
-def render_config(layout: Layout, variant: Variant, checkpoint: str, prefix: str) -> str | None:
-    """The target library config the weights need, from the table's template."""
+def _input_note(layout: Layout, pre: Preprocess) -> str:
+    if not pre.flip or layout.pipeline.flip_flag:
+        return ""
+    return (f"# These weights take {pre.feeds.upper()} input and {layout.library or layout.name} feeds "
+            f"{layout.pipeline.reads.upper()}: reverse the channels after the transforms (x = x.flip(0)),\n"
+            "# or convert again with --channel-order rgb (the default).\n")  # fmt: skip
+
+
+def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, prefix: str, pre: Preprocess) -> str | None:
+    """The target library config the weights need, from the table's template. The checkpoint is
+    written as an absolute path: a training run may start from any directory."""
     template = layout.config.get("template")
     if not template:
         return None
@@ -200,7 +234,7 @@ def render_config(layout: Layout, variant: Variant, checkpoint: str, prefix: str
         "arch": variant.name,
         "title": variant.title,
         "version": __version__,
-        "checkpoint": checkpoint,
+        "checkpoint": repr(os.path.abspath(checkpoint)) if checkpoint is not None else "'OUT'",
         "init_prefix": f", prefix='{prefix}'" if prefix else "",
         "prefix": prefix,
         "out_indices": out_indices,
@@ -208,6 +242,14 @@ def render_config(layout: Layout, variant: Variant, checkpoint: str, prefix: str
         "level_widths": widths,
         "head_w": variant.head_w,
         "num_classes": variant.num_classes,
+        "channel_order": pre.feeds.upper(),
+        "flip": pre.flip,
+        "mean": pre.config()["mean"],
+        "std": pre.config()["std"],
+        "crop_size": variant.im_size,
+        "resize_size": variant.test_size,
+        "crop_pct": crop_pct(variant.im_size, variant.test_size),
+        "input_note": _input_note(layout, pre),
     }
     return template.format(**values).strip() + "\n"
 
@@ -221,7 +263,7 @@ class Result:
     format: str = "none"
     bytes: int = 0
     seconds: float = 0.0
-    report: checks.Report | None = None
+    report: Report | None = None
     written: writer.Written = field(default_factory=writer.Written)
 
     @property
@@ -250,19 +292,36 @@ class Result:
             "params": c.params,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 4),
+            "channel_order": c.colours.target,
+            "source_channel_order": {"order": c.colours.source, "from": c.order_from},
+            "preprocessing": needed(c.target.pipeline, c.colours.target, c.colours.stats).config(),
             "verification": self.report.to_dict() if self.report else None,
             "write": self.written.to_dict() if self.output else None,
+            "config": c.config,
+            "warnings": warnings(c),
             "meta": c.meta,
         }
 
 
-def verify(conversion: Conversion, level: str | None = None) -> checks.Report:
+def warnings(c: Conversion) -> list[str]:
+    """What a user of these weights must not overlook, one line each."""
+    out = []
+    if defaults := c.library_defaults:
+        out.append(f"{c.target.library or c.target.name}'s defaults (padding={defaults.get('padding')}, BN eps={defaults.get('eps'):g}) "
+                   "compute different features from these weights: use the config above")  # fmt: skip
+    if c.order_from.startswith("assumed"):
+        out.append(f"the source's channel order is {c.order_from} ({c.colours.source.upper()}); pass --channel-order to say otherwise")
+    return out
+
+
+def verify(conversion: Conversion, level: str | None = None) -> Report:
     """The shared checks on a prepared conversion, with the settings its weights need."""
     plan, settings = conversion.plan, conversion.target.settings
-    report = checks.Report(str(conversion.request.output or ""), conversion.variant.name, plan.target_layout,
-                           settings["padding"], settings["eps"], conversion.request.input_size)  # fmt: skip
+    report = Report(str(conversion.request.output or ""), conversion.variant.name, plan.target_layout,
+                    settings["padding"], settings["eps"], conversion.request.input_size)  # fmt: skip
     partial = {e.target for e in plan.absent}
-    return checks.run(report, plan, conversion.source, conversion.tensors, conversion.dtype, level or conversion.request.verify, partial_ok=partial)
+    return checks.run(report, plan, conversion.source, conversion.tensors, conversion.dtype, level or conversion.request.verify,
+                      colours=conversion.colours, partial_ok=partial)  # fmt: skip
 
 
 def _write(f, fmt: str, c: Conversion) -> writer.Written:
@@ -278,7 +337,7 @@ def _write(f, fmt: str, c: Conversion) -> writer.Written:
     return writer.write_pth(f, obj, c.tensors, c.copies)
 
 
-def _check_then_write(c: Conversion, output: Path, fmt: str) -> tuple[writer.Written, checks.Report | None, int]:
+def _check_then_write(c: Conversion, output: Path, fmt: str) -> tuple[writer.Written, Report | None, int]:
     """Run the checks, then write OUT (and the config) to temp files and publish both together.
     (Writing while checking was measured in benchmarks/: it saved nothing.)"""
     report = verify(c) if c.request.verify != "none" else None
@@ -291,7 +350,7 @@ def _check_then_write(c: Conversion, output: Path, fmt: str) -> tuple[writer.Wri
         written = pending.write(lambda f: _write(f, fmt, c))
         if config is not None:
             config.write(lambda f: f.write(c.config.encode()))
-        with signals.deferred():  # both published, or neither
+        with signals.publishing():  # both published, or neither; then the run is done
             size = pending.commit(replace=c.request.force)
             if config is not None:
                 config.commit(replace=c.request.force)

@@ -187,14 +187,19 @@ def _stated(cfg: Any, meta: dict[str, Any] | None, registry: Registry) -> list[t
     return stated
 
 
-def _no_fit(shapes: Shapes, registry: Registry, layout: Layout, best: Match) -> MappingError:
+def _elsewhere(shapes: Shapes, registry: Registry, layout: Layout, best: Match) -> MappingError | None:
+    """The tensors fit another layout exactly: say which (a --from that names the wrong one)."""
     others = [m for m in rank(shapes, registry, list(registry.layouts.values())) if m.exact and m.layout is not layout]
-    if others:
-        m = others[0]
-        return MappingError(
-            f"this is already a {m.layout_name} {m.variant.name} checkpoint, not {best.layout_name}",
-            fix=f"ckptconv convert IN OUT --from {m.layout_name} --to ...",
-        )
+    if not others:
+        return None
+    m = others[0]
+    return MappingError(
+        f"this is already a {m.layout_name} {m.variant.name} checkpoint, not {best.layout_name}",
+        fix=f"ckptconv convert IN OUT --from {m.layout_name} --to ...",
+    )
+
+
+def _no_fit(best: Match) -> MappingError:
     return MappingError(
         f"the tensors fit no known variant in the {best.layout_name} layout; closest is {best.variant.name} "
         f"({best.missing} missing, {best.unexpected} unexpected, {best.wrong_shape} wrong-shape keys)",
@@ -218,7 +223,10 @@ def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Regi
     if exact:
         return exact.variant, stated[0][0] if stated else "shapes", exact.prefix
     ranked = rank(shapes, registry, [layout])
+    elsewhere = _elsewhere(shapes, registry, layout, ranked[0])
+    if elsewhere is not None:
+        raise elsewhere
     if stated:  # the file names a variant the tensors do not fit: let the plan name every misfit
         how, name = stated[0]
         return registry.variant(name), how, next((m.prefix for m in ranked if m.variant.name == name), "")
-    raise _no_fit(shapes, registry, layout, ranked[0])
+    raise _no_fit(ranked[0])

@@ -207,10 +207,10 @@ class PendingWrite:
         return result
 
     def commit(self, *, replace: bool = True) -> int:
-        from .signals import deferred
+        from .signals import publishing
 
         try:
-            with deferred():  # a signal now would leave the output half published
+            with publishing():  # a signal now would leave the output half published; then it is held
                 _publish(self.tmp, self.path, replace)
         except FileNotFoundError:
             raise OutputError("the temp file vanished before it was published (removed by another program)", path=str(self.path)) from None

@@ -16,7 +16,8 @@ MAX_TEXT = 1024
 FIELDS: dict[str, str] = {
     "ckptconv_version": "str", "source": "str", "source_sha256": "str", "source_format": "str",
     "arch": "str", "layout": "str", "table": "str", "table_version": "int", "table_sha256": "str",
-    "weights": "str", "dtype": "str", "prefix": "str", "epoch": "int", "settings": "scalars", "options": "scalars",
+    "weights": "str", "dtype": "str", "prefix": "str", "channel_order": "str", "epoch": "int", "settings": "scalars",
+    "options": "scalars",
 }  # fmt: skip
 WANT = {"str": "a string (at most 1024 characters)", "int": "an integer", "scalars": "a flat table of values"}
 JSON_FIELDS = tuple(k for k, kind in FIELDS.items() if kind != "str")  # JSON-encoded in safetensors

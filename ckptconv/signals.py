@@ -1,16 +1,24 @@
-"""Ctrl-C and SIGTERM end a run the same clean way, at any moment: exit 130 or 143, one line,
-nothing replaced, no temp file left.
+"""Ctrl-C and SIGTERM end a run the same clean way, at any moment: exit 130 or 143, one line, no
+output replaced, no temp file left.
 
-``install()`` (the console entry point calls it first) turns SIGINT into ``KeyboardInterrupt`` and
-SIGTERM (what ``timeout``, CI cancellation and ``docker stop`` send) into ``Terminated``, a
-``KeyboardInterrupt`` too, so every cleanup that handles one handles both. Inside ``deferred()`` -
-importing torch, whose native initialisation a signal can break; publishing an output - a signal
-is only recorded, and raised as soon as the section ends: it is never lost, and never lands halfway.
+``install()`` (the entry point calls it first) turns SIGINT into ``KeyboardInterrupt`` and SIGTERM
+(what ``timeout``, CI cancellation and ``docker stop`` send) into ``Terminated``, a
+``KeyboardInterrupt`` too, so every cleanup that handles one handles both. Three moments are special:
+- inside ``deferred()`` (importing torch, whose native start-up a signal can break; writing a file,
+  which torch.save would turn into another error) a signal is recorded and raised when it ends:
+  never lost, never halfway;
+- ``publishing()`` holds signals while outputs are published and after: the outputs are then
+  complete, so an interrupt may no longer claim that nothing was replaced. The caller decides:
+  ``done()`` (a single conversion: the run has succeeded, later signals are dropped) or
+  ``release()`` (a batch between two jobs: a held signal stops it now);
+- in a batch worker (``install_worker``) Ctrl-C is the parent's alone, and SIGTERM from the parent
+  ends the job in hand cleanly, or an idle worker silently.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
@@ -25,7 +33,7 @@ class Terminated(KeyboardInterrupt):
     exit_code = EXIT_TERMINATED
 
 
-_state = {"depth": 0, "pending": None}
+_state = {"depth": 0, "pending": None, "held": 0, "dropping": False, "worker": False, "in_job": False}
 
 
 def _raise(signum: int) -> None:
@@ -35,6 +43,10 @@ def _raise(signum: int) -> None:
 
 
 def _handler(signum, frame) -> None:
+    if _state["worker"] and not _state["in_job"]:
+        os._exit(EXIT_TERMINATED)  # an idle batch worker, stopped by its parent
+    if _state["dropping"]:
+        return
     if _state["depth"]:
         _state["pending"] = signum
         return
@@ -52,6 +64,12 @@ def install(held: list[int] | None = None) -> None:
         _raise(held[0])
 
 
+def _raise_pending() -> None:
+    if not _state["depth"] and _state["pending"] is not None:
+        signum, _state["pending"] = _state["pending"], None
+        _raise(signum)
+
+
 @contextlib.contextmanager
 def deferred():
     """Hold SIGINT/SIGTERM until the block ends, then raise the one that came."""
@@ -60,9 +78,32 @@ def deferred():
         yield
     finally:
         _state["depth"] -= 1
-        if not _state["depth"] and _state["pending"] is not None:
-            signum, _state["pending"] = _state["pending"], None
-            _raise(signum)
+        _raise_pending()
+
+
+@contextlib.contextmanager
+def publishing():
+    """Hold signals while outputs are published, and keep holding them once they are: see the
+    module's docstring. If publishing fails, the hold ends with it."""
+    _state["depth"] += 1
+    try:
+        yield
+    except BaseException:
+        _state["depth"] -= 1
+        raise
+    _state["held"] += 1
+
+
+def release() -> None:
+    """End the holds ``publishing()`` left; a signal that came meanwhile is raised now."""
+    _state["depth"] -= _state["held"]
+    _state["held"] = 0
+    _raise_pending()
+
+
+def done() -> None:
+    """The work is complete: SIGINT and SIGTERM are dropped from now on (no false 'interrupted')."""
+    _state["dropping"], _state["pending"] = True, None
 
 
 def exit_code(interrupt: KeyboardInterrupt) -> int:
@@ -71,36 +112,30 @@ def exit_code(interrupt: KeyboardInterrupt) -> int:
 
 def describe(interrupt: KeyboardInterrupt) -> str:
     """The one line a run ends with when a signal stops it."""
+    if getattr(interrupt, "message", None):
+        return interrupt.message
     how = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
     return f"{how}; nothing partial was written and no output was replaced"
 
 
-_worker = {"in_job": False}
-
-
 def install_worker() -> None:
     """In a batch worker: Ctrl-C goes to the parent alone (it stops the workers); SIGTERM from the
-    parent ends the job in hand cleanly (its temp file removed), or the idle worker silently."""
-    import os
-
+    parent ends the job in hand cleanly (its temp file removed), or an idle worker silently."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def on_term(signum, frame) -> None:
-        if _worker["in_job"]:
-            raise Terminated()
-        os._exit(EXIT_TERMINATED)
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, _handler)
+    _state["worker"] = True
 
 
 @contextlib.contextmanager
 def job():
-    """Mark a batch worker busy with a job (see ``install_worker``)."""
-    _worker["in_job"] = True
+    """Mark a batch worker busy with a job (see ``install_worker``); a signal held by the job's
+    publishing is raised as it ends."""
+    _state["in_job"] = True
     try:
         yield
     finally:
-        _worker["in_job"] = False
+        _state["in_job"] = False
+        release()
 
 
 def import_torch() -> None:

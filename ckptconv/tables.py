@@ -29,6 +29,7 @@ from typing import Any
 
 from .errors import TableError
 from .fields import Fields
+from .preprocess import ORDERS, Pipeline
 from .references import LEVELS, POINTS, STAGES
 
 INT_PLACEHOLDERS = ("stage", "block")
@@ -46,11 +47,12 @@ PADDINGS = ("symmetric", "same")
 NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
 PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path, or ""
 # what a [config] template may use; convert.render_config fills each
-CONFIG_FIELDS = frozenset(
-    {"arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths", "head_w", "num_classes"}
-)
+CONFIG_FIELDS = frozenset({
+    "arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths", "head_w",
+    "num_classes", "channel_order", "mean", "std", "flip", "crop_size", "resize_size", "crop_pct", "input_note",
+})  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-SECTIONS = ("layout", "settings", "library_defaults", "index", "names", "mapping", "levels", "verify", "config")
+SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "levels", "verify", "config")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Layout:
     levels: dict[str, str]
     tolerance: float
     config: dict[str, Any]
+    pipeline: Pipeline = Pipeline("rgb", 1.0, "")
     path: str = ""
     digest: str = ""  # sha256 of the table file: outputs record it, so batch knows a changed table
 
@@ -243,6 +246,21 @@ def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _pipeline(f: Fields) -> Pipeline:
+    p = f.section("pipeline", {})
+    p.only({"reads", "scale", "flip_flag", "order", "mean", "std"})
+    stats = {}
+    if p.has("mean") or p.has("std"):
+        stats = {"mean": p.numbers("mean", lo=0.0, hi=1.0, length=3), "std": p.numbers("std", lo=1e-3, hi=1.0, length=3),
+                 "order": p.text("order", choices=ORDERS)}  # fmt: skip
+    return Pipeline(
+        reads=p.text("reads", "rgb", choices=ORDERS),
+        scale=p.number("scale", 1.0, lo=1.0, hi=255.0),
+        flip_flag=p.text("flip_flag", "", pattern=r"([a-z_]{1,32})?"),
+        **stats,
+    )
+
+
 def _index(f: Fields) -> tuple[tuple[int, ...], int, bool]:
     if not f.has("index"):
         return (), 0, False
@@ -284,6 +302,7 @@ def parse_layout(data: dict[str, Any], path: Path, digest: str = "") -> Layout:
         levels=levels,
         tolerance=verify.number("tolerance", 0.0, lo=0.0, hi=0.1),
         config=_config(f, levels),
+        pipeline=_pipeline(f),
         path=str(path),
         digest=digest,
     )

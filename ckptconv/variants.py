@@ -59,7 +59,8 @@ class Variant:
     name: str
     title: str
     config: str
-    im_size: int
+    im_size: int  # TRAIN.IM_SIZE: trained at, and the centre crop pycls tests with
+    test_size: int  # TEST.IM_SIZE: pycls resizes the short side to this (bilinear) before the crop
     stem_w: int
     depths: tuple[int, ...]
     widths: tuple[int, ...]
@@ -148,7 +149,7 @@ def parse_variant(data: dict[str, Any], path: Path, digest: str = "") -> Variant
     f = Fields(data, "", TableError, str(path))
     f.only({"variant", "en"})
     head, en = f.section("variant"), f.section("en")
-    head.only({"name", "title", "config", "im_size"})
+    head.only({"name", "title", "config", "im_size", "test_size"})
     en.only({"stem_w", "depths", "widths", "exp_ratios", "kernels", "strides", "se_r", "head_w", "num_classes"})
     name = head.text("name", pattern=NAME)
     if path.stem != name:
@@ -158,6 +159,7 @@ def parse_variant(data: dict[str, Any], path: Path, digest: str = "") -> Variant
         title=head.text("title", name),
         config=head.text("config", ""),
         im_size=head.integer("im_size", lo=8, hi=4096),
+        test_size=head.integer("test_size", lo=8, hi=4096),
         stem_w=en.integer("stem_w", lo=1, hi=4096),
         depths=en.ints("depths", lo=1, hi=64, length=STAGES),
         widths=en.ints("widths", lo=1, hi=8192, length=STAGES),

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
-from . import checks, detect, dtypes, engine
+from . import checks, detect, dtypes, engine, preprocess
 from .checkpoint import Checkpoint, load
 from .engine import PYCLS, Plan
 from .errors import UsageError
 from .files import check_regular
 from .hashing import start_sha256
 from .registry import Registry, default_registry
+from .report import Report
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class Options:
     eps: float | None = None
     input_size: tuple[int, int] = checks.DEFAULT_INPUT
     trust_pickle: bool = False
+    channel_order: str | None = None  # what the file's weights take; default: its meta
+    flip: bool | None = None  # the user's pipeline: reverses channels (bgr_to_rgb / to_rgb); default: as needed
+    mean: tuple[float, float, float] | None = None  # the user's pipeline's mean and std, in its units
+    std: tuple[float, float, float] | None = None
 
     def check(self, registry: Registry) -> None:
         if self.arch:
@@ -51,6 +56,9 @@ class Options:
         from .convert import check_input_size
 
         check_input_size(self.input_size)
+        for name, values in (("--mean", self.mean), ("--std", self.std)):
+            if values is not None and (len(values) != 3 or not all(0 < abs(v) < 1e4 for v in values)):
+                raise UsageError(f"{name} needs three numbers in the pipeline's units", fix="e.g. --mean 123.675 116.28 103.53")
 
 
 def _shapes(sd: dict[str, torch.Tensor]) -> detect.Shapes:
@@ -73,7 +81,7 @@ def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None,
     return next(m for m in ranked if m.variant.name == arch)
 
 
-def _check_meta(report: checks.Report, ckpt: Checkpoint, match: detect.Match, opts: Options) -> None:
+def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Options) -> None:
     """The tensors, the meta and the options must tell the same arch and layout."""
     meta, arch, layout = ckpt.meta, opts.arch, opts.layout
     problems = list(ckpt.meta_problems)
@@ -99,7 +107,7 @@ def _by_pycls_key(sd: dict, registry: Registry, match: detect.Match) -> dict[str
     return {e.pycls: (e.target, sd[e.target]) for e in plan.mapped if e.target in sd}
 
 
-def _check_sets(report: checks.Report, ckpt: Checkpoint, loaded: str, match: detect.Match, registry: Registry) -> None:
+def _check_sets(report: Report, ckpt: Checkpoint, loaded: str, match: detect.Match, registry: Registry) -> None:
     """Every other weight set of the layout must hold what the loaded one holds (a pycls file's
     model and EMA sets are meant to differ: pycls itself picks one)."""
     if match.layout_name == PYCLS or len(ckpt.weight_sets) < 2:
@@ -137,11 +145,32 @@ def _settings(match: detect.Match, ckpt: Checkpoint, opts: Options) -> tuple[str
     return opts.padding or padding, float(opts.eps) if opts.eps is not None else eps
 
 
-def _against_itself(report, sd, match, registry, dtype) -> None:
+def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Options, registry: Registry, source=None) -> checks.Colours:
+    """The order the file takes (the options, its meta, or assumed: said in a note), and the
+    pipeline of the side the checks run (the file's library; for a pycls file, the source's) as
+    the user configures it (the options) or as the weights need it. ``source``: (order, layout)."""
+    order, said = (opts.channel_order, "--channel-order") if opts.channel_order else preprocess.source_order(ckpt.meta, match.layout_name, match.layout.pipeline)
+    if said.startswith("assumed"):
+        report.notes.append(f"channel order {order.upper()} {said}; pass --channel-order to check another")
+    if source is None:
+        have, side, side_order = order, match.layout, order
+    elif match.layout_name == PYCLS:  # written back to pycls: the checks run the source's library
+        have, side, side_order = source[0], source[1], source[0]
+    else:
+        have, side, side_order = source[0], match.layout, order
+    stats = registry.layout(PYCLS).pipeline
+    need = preprocess.needed(side.pipeline, side_order, stats)
+    flip = need.flip if opts.flip is None else opts.flip
+    configured = preprocess.as_configured(side.pipeline, flip, opts.mean or need.mean, opts.std or need.std)
+    return checks.Colours(have, order, configured, stats)
+
+
+def _against_itself(report, sd, match, ckpt, opts, registry, dtype) -> None:
     """Without the source: the file's weights mapped back to pycls are the pycls side."""
     plan = engine.plan(match.variant, match.layout, registry.layout(PYCLS), target_prefix=match.prefix)
     source = {e.source: sd[e.target] for e in plan.mapped if e.target in sd}
-    checks.run(report, plan, source, sd, dtype, "numeric", partial_ok=_partial_ok(sd, match, registry), with_tensors=False)
+    colours = _colours(report, ckpt, match, opts, registry)
+    checks.run(report, plan, source, sd, dtype, "numeric", colours=colours, partial_ok=_partial_ok(sd, match, registry), with_tensors=False)
 
 
 def _against_source(report, sd, match, ckpt: Checkpoint, opts: Options, sha: Future | None, registry, dtype) -> None:
@@ -161,10 +190,12 @@ def _against_source(report, sd, match, ckpt: Checkpoint, opts: Options, sha: Fut
         report.add("source", False, f"the source is not a {match.variant.name} checkpoint in any known layout (closest: {src_match.layout_name} {src_match.variant.name})")
         return
     plan = engine.plan(match.variant, match.layout, src_match.layout, target_prefix=match.prefix, source_prefix=src_match.prefix)
-    checks.run(report, plan, source_sd, sd, dtype, "numeric", partial_ok=frozenset(e.target for e in plan.absent))
+    have = preprocess.source_order(src.meta, src_match.layout_name, src_match.layout.pipeline)[0]
+    colours = _colours(report, ckpt, match, opts, registry, (have, src_match.layout))
+    checks.run(report, plan, source_sd, sd, dtype, "numeric", colours=colours, partial_ok=frozenset(e.target for e in plan.absent))
 
 
-def verify_file(path: str | Path, opts: Options | None = None, registry: Registry | None = None) -> checks.Report:
+def verify_file(path: str | Path, opts: Options | None = None, registry: Registry | None = None) -> Report:
     """Verify a converted file. A failed check is in the report; ``CkptError`` is raised only when
     a file cannot be read or an option is unusable."""
     start = time.perf_counter()
@@ -177,13 +208,13 @@ def verify_file(path: str | Path, opts: Options | None = None, registry: Registr
     loaded, sd = ckpt.loaded_by(match.layout.loader)
     if loaded != first:
         match = identify(sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"))
-    report = checks.Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size))
+    report = Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size))
     _check_meta(report, ckpt, match, opts)
     _check_sets(report, ckpt, loaded, match, registry)
     floats = dtypes.floats_of(sd)
     dtype = floats.pop() if len(floats) == 1 else "float32"
     if opts.source is None:
-        _against_itself(report, sd, match, registry, dtype)
+        _against_itself(report, sd, match, ckpt, opts, registry, dtype)
     else:
         _against_source(report, sd, match, ckpt, opts, sha, registry, dtype)
     report.seconds = time.perf_counter() - start

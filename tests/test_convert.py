@@ -44,7 +44,7 @@ def test_end_to_end_numeric_per_layout(cli, built, manifest, tmp_path, arch, lay
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] and report["arch"] == arch and report["arch_from"] == "cfg"
-    assert report["verification"]["checks"][-1]["name"] == "numeric"
+    assert [c["name"] for c in report["verification"]["checks"]][-2:] == ["numeric", "pipeline"]
     sd, meta = load_output(out)
     assert [(k, tuple(v.shape), str(v.dtype)[6:]) for k, v in sd.items()] == manifest(layout, arch)
     assert meta.get("arch", arch) == arch
@@ -66,7 +66,9 @@ def test_every_variant_prepares_for_every_layout(registry, built, manifest, arch
     for layout in LAYOUTS:
         c = prepare(Request(src, layout=layout), registry)
         assert [(k, tuple(v.shape), str(v.dtype)[6:]) for k, v in c.tensors.items()] == manifest(layout, arch)
-        assert all(c.tensors[e.target] is c.source[e.source] for e in c.plan.mapped)
+        stem = next(e for e in c.plan.mapped if e.pycls == "stem.conv.weight")  # RGB: its input channels reversed
+        assert torch.equal(c.tensors[stem.target], c.source[stem.source].flip(1))
+        assert all(c.tensors[e.target] is c.source[e.source] for e in c.plan.mapped if e is not stem)
 
 
 @pytest.mark.parametrize("ext", ["pth", "safetensors"])
@@ -78,15 +80,16 @@ def test_real_b0_through_the_cli_loads_strictly_and_reproduces_mmdet(cli, b0_fix
     assert "conv_cfg=dict(type='Conv2d')" in result.output and "eps=1e-5" in result.output
     assert "defaults (padding=same, BN eps=0.001) compute different features from these weights" in result.stderr
     sd, meta = load_output(out)
-    model = models.build("mmdet", registry.variant("b0"))
+    model = models.build("mmdet", registry.variant("b0"), out_indices=(3, 4, 5))
     model.load_state_dict(sd, strict=True, assign=True)
-    with torch.inference_mode():
-        out_levels = model.forward_levels(feats["input"])
-    for i in range(7):
+    with torch.inference_mode():  # the weights take RGB: the fixture's BGR input, channels reversed
+        out_levels = model.forward_levels(feats["input"].flip(1))
+    for i in range(6):
         close(out_levels[f"layers.{i}"], feats[f"mmdet3_matched_layer{i}"])
     assert meta["source_sha256"] == hashlib.sha256(pyth.read_bytes()).hexdigest()
     assert meta["settings"]["padding"] == "symmetric" and meta["settings"]["eps"] == 1e-5
-    assert meta["weights"] == "model" and meta["table"] == "mmdet" and meta["table_version"] == 1
+    assert meta["channel_order"] == "rgb" and "bgr_to_rgb=True" in result.output
+    assert meta["weights"] == "model" and meta["table"] == "mmdet" and meta["table_version"] == 2
 
 
 def test_real_b0_to_mmpretrain_and_timm_keeps_the_classifier(cli, b0_fixture, registry, tmp_path):
@@ -97,8 +100,8 @@ def test_real_b0_to_mmpretrain_and_timm_keeps_the_classifier(cli, b0_fixture, re
         sd, _ = load_output(out)
         model = models.build(reference, registry.variant("b0"))
         model.load_state_dict(sd, strict=True, assign=True)
-        with torch.inference_mode():
-            close(model.forward_levels(feats["input"])["logits"], feats[expected])
+        with torch.inference_mode():  # RGB weights, RGB input
+            close(model.forward_levels(feats["input"].flip(1))["logits"], feats[expected])
 
 
 def test_real_b0_stages_layout_tensors_equal_the_source(cli, b0_fixture, manifest, tmp_path):
@@ -161,7 +164,7 @@ def test_weights_choice_follows_pycls_and_is_recorded(cli, make_ckpt, states, tm
     sd, meta = load_output(out)
     assert meta["weights"] == expected
     source = states("b0", 1000 if expected == "ema" else 0)
-    assert torch.equal(sd["layers.0.conv.weight"], source["stem.conv.weight"])
+    assert torch.equal(sd["layers.1.0.depthwise_conv.conv.weight"], source["s1.b1.dwise.weight"])
 
 
 def test_forcing_a_missing_weight_set_is_a_usage_error(cli, built, tmp_path):
@@ -198,7 +201,7 @@ def test_dtype_casts_floats_only_and_verifies_exactly(cli, built, states, tmp_pa
     sd, meta = load_output(out)
     assert sd["layers.0.bn.num_batches_tracked"].dtype == torch.int64
     assert all(v.dtype == torch_dtype for k, v in sd.items() if not k.endswith("num_batches_tracked"))
-    assert torch.equal(sd["layers.0.conv.weight"], states("b0")["stem.conv.weight"].to(torch_dtype))
+    assert torch.equal(sd["layers.0.conv.weight"], states("b0")["stem.conv.weight"].to(torch_dtype).flip(1))  # RGB
     assert meta["dtype"] == str(torch_dtype)[6:]
     assert cli("verify", out, "--source", src).exit_code == 0
 
@@ -218,10 +221,10 @@ def test_fp16_overflow_is_refused_naming_the_key(cli, make_ckpt, states, tmp_pat
 
 def test_nan_in_source_is_refused_for_a_cast(cli, make_ckpt, states, tmp_path):
     sd = dict(states("b0"))
-    sd["head.conv.weight"] = sd["head.conv.weight"].clone()
-    sd["head.conv.weight"][3, 3] = float("nan")
+    sd["s7.b1.lin_proj.weight"] = sd["s7.b1.lin_proj.weight"].clone()
+    sd["s7.b1.lin_proj.weight"][3, 3] = float("nan")
     result = cli("pycls2mmdet", make_ckpt("b0", model_state=sd), tmp_path / "o.pth", "--dtype", "bf16")
-    assert result.exit_code == 1 and "head.conv.weight: the source holds NaN or Inf" in result.stderr
+    assert result.exit_code == 1 and "s7.b1.lin_proj.weight: the source holds NaN or Inf" in result.stderr
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(cli, built, tmp_path):
@@ -256,7 +259,9 @@ def test_json_prints_exactly_one_object(cli, built, tmp_path):
     report = json.loads(result.stdout)  # raises if anything else is on stdout
     for key in ("keys_mapped", "keys_dropped", "params", "bytes", "seconds", "arch", "layout", "verification"):
         assert key in report
-    assert report["keys_mapped"] == 358 and report["bytes"] == (tmp_path / "o.pth").stat().st_size
+    assert report["keys_mapped"] == 352 and report["bytes"] == (tmp_path / "o.pth").stat().st_size
+    assert report["channel_order"] == "rgb" and "bgr_to_rgb=True" in report["config"]
+    assert report["warnings"] and "compute different features" in report["warnings"][0]
 
 
 def test_json_error_is_one_object_too(cli, tmp_path):
@@ -332,13 +337,17 @@ def test_safetensors_metadata_is_all_strings_and_decodes_to_the_meta(cli, built,
     assert decode_meta(raw) == {k: v for k, v in load_output(out_pth)[1].items() if v is not None}
 
 
-def test_timm_pth_is_a_plain_state_dict(cli, built, tmp_path):
+def test_a_timm_pth_holds_the_state_dict_timm_loads_and_a_meta(cli, built, tmp_path):
+    """timm's loader takes 'state_dict' from a dict that has one (checked on the real timm 1.0.31),
+    so the file can say what it is: arch, channel order, source."""
     out = tmp_path / "timm.pth"
     result = cli("convert", built.source(), out, "--to", "timm")
     assert result.exit_code == 0 and "compute different features" not in result.stderr  # timm's efficientnet_bN needs nothing set
-    assert "pretrained_cfg_overlay=dict(file=" in result.stdout
+    assert f"file={str(out)!r}" in result.stdout and "mean=[0.485, 0.456, 0.406]" in result.stdout
+    assert "crop_pct=0.875" in result.stdout and "input_size=(3, 224, 224)" in result.stdout
     obj = torch.load(out, weights_only=True)
-    assert "conv_stem.weight" in obj and "classifier.bias" in obj and "meta" not in obj
+    assert set(obj) == {"state_dict", "meta"} and "conv_stem.weight" in obj["state_dict"]
+    assert obj["meta"]["channel_order"] == "rgb"
 
 
 def test_help_documents_every_command(cli):
@@ -362,10 +371,10 @@ def test_a_pycls_backbone_without_its_classifier_converts_to_mmdet(cli, states, 
 
 def test_json_says_which_write_path_ran(cli, built, states, tmp_path):
     """Unchanged tensors of a zip input go file to file; a cast or a legacy input goes from memory."""
-    kept = [v for k, v in states("b0").items() if not k.startswith("head.fc")]
+    kept = [v for k, v in states("b0").items() if not k.startswith("head.")]
     n, ints = len(kept), sum(not v.is_floating_point() for v in kept)
     copied = json.loads(cli("pycls2mmdet", built.source(), tmp_path / "a.pth", "--json", "--verify", "structure").stdout)
-    assert copied["write"] == {"method": "zip-surgery", "copied_from_input": n, "from_memory": 0}
+    assert copied["write"] == {"method": "zip-surgery", "copied_from_input": n - 1, "from_memory": 1}  # the stem, reversed
     cast = json.loads(cli("pycls2mmdet", built.source(), tmp_path / "b.safetensors", "--json", "--dtype", "fp16", "--verify", "structure").stdout)
     assert cast["write"] == {"method": "safetensors-stream", "copied_from_input": ints, "from_memory": n - ints}  # counters stay int64
     legacy = json.loads(cli("pycls2mmdet", built.source("b0", legacy=True), tmp_path / "c.pth", "--json", "--verify", "structure").stdout)

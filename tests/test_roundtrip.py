@@ -25,7 +25,7 @@ def test_round_trip_is_bit_identical_where_every_tensor_is_kept(cli, built, stat
     assert json.loads(result.stdout)["verification"]["ok"]
     obj = torch.load(back, weights_only=True)
     assert set(obj) == {"epoch", "model_state"}
-    assert obj["epoch"] == (99 if layout == "mmpretrain" else 0)  # a timm .pth is a bare state dict: no meta, no epoch
+    assert obj["epoch"] == 99  # carried through the meta
     assert bits_equal(obj["model_state"], states(arch))
     model = models.build("pycls", registry.variant(arch))
     model.load_state_dict(obj["model_state"], strict=True, assign=True)
@@ -33,7 +33,7 @@ def test_round_trip_is_bit_identical_where_every_tensor_is_kept(cli, built, stat
 
 @pytest.mark.parametrize(
     "arch, layout, absent",
-    [("b0", "mmdet", "head.fc.{bias,weight}"), ("b0", "mmdet-stages", "head.conv.weight, head.conv_bn.{"), ("b5", "mmdet", "head.fc.{bias,weight}")],
+    [("b0", "mmdet", "head.conv.weight, head.conv_bn.{"), ("b0", "mmdet-stages", "head.conv.weight, head.conv_bn.{"), ("b5", "mmdet", "head.conv.weight, head.conv_bn.{")],
 )
 def test_partial_layouts_need_allow_partial_and_name_the_absent_keys(cli, built, states, tmp_path, arch, layout, absent):
     src = built.source(arch)
@@ -46,7 +46,7 @@ def test_partial_layouts_need_allow_partial_and_name_the_absent_keys(cli, built,
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     want = states(arch)
-    missing = [k for k in want if k.startswith("head.fc" if layout == "mmdet" else "head.")]
+    missing = [k for k in want if k.startswith("head.")]
     assert sorted(report["absent"]) == sorted(missing)
     got = torch.load(back, weights_only=True)["model_state"]
     assert bits_equal(got, {k: v for k, v in want.items() if k not in missing})
@@ -69,7 +69,7 @@ def test_layout_to_layout_goes_through_pycls(cli, make_ckpt, states, tmp_path):
     mmdet = tmp_path / "d.pth"
     assert cli("pycls2mmdet", make_ckpt("b1", name="b1.pyth"), mmdet).exit_code == 0
     result = cli("convert", mmdet, tmp_path / "x.pth", "--from", "mmdet", "--to", "timm")
-    assert result.exit_code == 1 and "lacks 2 key(s) timm needs: classifier.{bias,weight}" in result.stderr
+    assert result.exit_code == 1 and "lacks 8 key(s) timm needs: bn2.{" in result.stderr and "classifier.{bias,weight}, conv_head.weight" in result.stderr
 
 
 def test_wrong_from_layout_says_what_the_file_is(cli, built, tmp_path):
@@ -129,7 +129,7 @@ def test_inspect_legacy_and_partial_files(cli, make_ckpt, tmp_path):
     cli("pycls2mmdet", make_ckpt("b0", name="x.pyth"), mid)
     cli("convert", mid, back, "--from", "mmdet", "--to", "pycls", "--allow-partial")
     info = json.loads(cli("inspect", back, "--json").stdout)
-    assert info["weight_sets"]["model"]["note"] == "a partial pycls b0 file (2 keys absent)"
+    assert info["weight_sets"]["model"]["note"] == "a partial pycls b0 file (8 keys absent)"  # mmdet has no head
 
 
 def test_inspect_errors(cli, tmp_path):

@@ -213,7 +213,7 @@ def test_unmapped_source_key_is_named(refused, states, tmp_path):
     sd = {**states("b0"), "s1.b1.extra_gate.weight": torch.zeros(4)}
     src = tmp_path / "extra.pyth"
     torch.save({"model_state": sd}, src)
-    refused(src, 1, "s1.b1.extra_gate.weight: no rule of table mmdet@1 matches this key", args=("--arch", "b0"))
+    refused(src, 1, "s1.b1.extra_gate.weight: no rule of table mmdet@2 matches this key", args=("--arch", "b0"))
 
 
 def test_unfilled_target_key_is_named(refused, states, tmp_path):
@@ -238,13 +238,13 @@ def test_two_sources_on_one_target_is_an_error(cli, make_ckpt, tmp_path):
     from ckptconv.registry import builtin_dir
 
     text = (builtin_dir() / "layouts" / "mmdet.toml").read_text().replace('name      = "mmdet"', 'name      = "clash"')
-    text = text.replace('"conv_bn" = "bn"', '"conv_bn" = "conv"')  # head.conv_bn.weight -> layers.6.conv.weight too
+    text = text.replace('"bn"      = "bn"', '"bn"      = "conv"')  # stem.bn.weight -> layers.0.conv.weight too
     (tmp_path / "t" / "layouts").mkdir(parents=True)
     (tmp_path / "t" / "layouts" / "clash.toml").write_text(text)
     out = tmp_path / "o.pth"
     result = cli("--tables", tmp_path / "t", "pycls2mmdet", make_ckpt("b0"), out, "--layout", "clash")
     assert result.exit_code == 2
-    assert "maps both head.conv.weight and head.conv_bn.weight to layers.6.conv.weight" in result.stderr
+    assert "maps both stem.conv.weight and stem.bn.weight to layers.0.conv.weight" in result.stderr
     assert not out.exists()
 
 
@@ -262,8 +262,8 @@ def test_shared_storage_and_non_contiguous_tensors_are_written_correctly(cli, st
     sd = {k: v.clone() for k, v in states("b0").items()}
     flat = torch.cat([sd["stem.bn.weight"], sd["stem.bn.bias"]])  # two params as views of one storage
     sd["stem.bn.weight"], sd["stem.bn.bias"] = flat[:32], flat[32:]
-    sd["head.conv.weight"] = sd["head.conv.weight"].squeeze().t().contiguous().t()[..., None, None]  # non-contiguous
-    assert not sd["head.conv.weight"].is_contiguous()
+    sd["s7.b1.lin_proj.weight"] = sd["s7.b1.lin_proj.weight"].squeeze().t().contiguous().t()[..., None, None]  # non-contiguous
+    assert not sd["s7.b1.lin_proj.weight"].is_contiguous()
     src = tmp_path / "views.pth"
     torch.save({"model_state": sd}, src)
     out = tmp_path / f"o.{ext}"
@@ -272,7 +272,7 @@ def test_shared_storage_and_non_contiguous_tensors_are_written_correctly(cli, st
 
     got, _ = load_output(out)
     assert torch.equal(got["layers.0.bn.weight"], sd["stem.bn.weight"]) and torch.equal(got["layers.0.bn.bias"], sd["stem.bn.bias"])
-    assert torch.equal(got["layers.6.conv.weight"], sd["head.conv.weight"])
+    assert torch.equal(got["layers.5.4.linear_conv.conv.weight"], sd["s7.b1.lin_proj.weight"])
     if ext == "pth":  # a view must not drag its whole storage along
         assert got["layers.0.bn.weight"].untyped_storage().nbytes() == 32 * 4
 

@@ -47,7 +47,9 @@ def test_inverted_table_equals_manifest(manifest, registry, arch, layout):
 
 def test_dropped_keys_are_the_ones_the_layout_lacks(registry):
     v = registry.variant("b0")
-    assert [e.source for e in engine.plan(v, registry.layout("mmdet"), HUB).dropped] == ["head.fc.weight", "head.fc.bias"]
+    mmdet = engine.plan(v, registry.layout("mmdet"), HUB).dropped  # a detector's backbone: no head conv, no classifier
+    assert [e.source for e in mmdet] == [k.key for k in v.pycls_keys if k.key.startswith("head.")]
+    assert {e.rule for e in mmdet} == {"head", "classifier"}
     stages = engine.plan(v, registry.layout("mmdet-stages"), HUB).dropped
     assert {e.source for e in stages} == {k.key for k in v.pycls_keys if k.key.startswith("head.")}
     assert engine.plan(v, registry.layout("timm"), HUB).dropped == ()
@@ -76,6 +78,7 @@ B6 = """
     title   = "EfficientNet-B6"
     config  = "EN-B6"
     im_size = 528
+    test_size = 600
 
     [en]
     stem_w      = 56
@@ -213,7 +216,7 @@ def test_check_source_names_every_kind_of_misfit(registry):
         engine.check_source(plan, bad)
     bad = dict(good)
     bad["stem.extra"] = ((1,), "float32")
-    with pytest.raises(MappingError, match=r"stem\.extra: no rule of table mmdet@1 matches"):
+    with pytest.raises(MappingError, match=r"stem\.extra: no rule of table mmdet@2 matches"):
         engine.check_source(plan, bad)
     bad = dict(good)
     bad["s1.b2.dwise.weight"] = ((32, 1, 3, 3), "float32")  # rule maps it, but b0's s1 has one block
@@ -269,3 +272,18 @@ def test_builtin_tables_are_found_from_a_copy_of_the_package(tmp_path):
     code = "import ckptconv.registry as r; print(r.builtin_dir())"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(pkg / "mappings")
+
+
+def test_the_mmdet_layout_is_what_a_detector_builds():
+    """With out_indices (3, 4, 5) the real mmdet builds layers 0..5 and logs every layers.6 key of a
+    fuller checkpoint as unexpected: the layout holds exactly the layers it builds."""
+    import json
+    from pathlib import Path
+
+    probe = json.loads((Path(__file__).parent / "data" / "mmdet_efficientnet_out_indices_345.json").read_text())["probe"]
+    registry = Registry()
+    for arch, seen in probe.items():
+        plan = engine.plan(registry.variant(arch), registry.layout("mmdet"), HUB)
+        layers = sorted({int(e.target.split(".")[1]) for e in plan.mapped})
+        assert layers == seen["layers_built"] and len(plan.mapped) == seen["n_keys"]
+        assert "layers.6" in seen["init_cfg_load_log_unexpected_line"]

@@ -29,11 +29,11 @@ def test_a_correct_conversion_passes_alone_and_against_its_source(cli, converted
     alone = cli("verify", out, "--json")
     assert alone.exit_code == 0, alone.output
     checks = [c["name"] for c in json.loads(alone.stdout)["files"][0]["checks"]]
-    assert checks == ["identity", "structure", "finite", "numeric"]
+    assert checks == ["identity", "structure", "finite", "numeric", "pipeline"]
     full = cli("verify", out, "--source", src, "--json")
     assert full.exit_code == 0
     checks = [c["name"] for c in json.loads(full.stdout)["files"][0]["checks"]]
-    assert checks == ["identity", "provenance", "structure", "tensors", "finite", "numeric"]
+    assert checks == ["identity", "provenance", "structure", "tensors", "finite", "numeric", "pipeline"]
 
 
 def test_mmdet_defaults_fail_and_name_the_settings_to_change(cli, converted):
@@ -95,11 +95,11 @@ def test_a_renamed_key_is_caught(cli, converted):
 
     def rename(obj):
         sd = obj["state_dict"]
-        sd["layers.6.bn.weights"] = sd.pop("layers.6.bn.weight")
+        sd["layers.5.0.linear_conv.bn.weights"] = sd.pop("layers.5.0.linear_conv.bn.weight")
 
     tamper(out, rename)
     result = cli("verify", out)
-    assert result.exit_code == 1 and "layers.6.bn.weight" in result.stderr
+    assert result.exit_code == 1 and "layers.5.0.linear_conv.bn.weight" in result.stderr
 
 
 def test_the_wrong_arch_is_caught(cli, converted):

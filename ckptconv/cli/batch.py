@@ -42,7 +42,7 @@ def batch_cmd(obj, sources, out_dir, layout, fmt, jobs, report_path, publish, js
         manifests = [Path(s) for s in sources if Path(s).suffix in batch.MANIFEST_SUFFIXES]
         plan = batch.plan(
             entries, out_dir, layout=layout, fmt=fmt, trust_pickle=kw["trust_pickle"], weights=kw["weights"],
-            prefix=kw["prefix"], dtype=kw["dtype"], verify="none" if kw["no_verify"] else kw["verify_mode"],
+            prefix=kw["prefix"], dtype=kw["dtype"], channel_order=kw["channel_order"], verify="none" if kw["no_verify"] else kw["verify_mode"],
             input_size=kw["input_size"], force=kw["force"], publish=publish, tables=obj.tables, others=manifests,
         )  # fmt: skip
         if report_path:
@@ -50,11 +50,18 @@ def batch_cmd(obj, sources, out_dir, layout, fmt, jobs, report_path, publish, js
         from ..files import make_out_dir
 
         make_out_dir(out_dir)  # only now: nothing is created before the plan is valid
+        from ..signals import done
+
         workers = jobs or os.cpu_count() or 1
-        result = _run_with_progress(ui, batch, plan, workers)
+        finished: list = []
+        try:
+            result = _run_with_progress(ui, batch, plan, workers, finished)
+        except KeyboardInterrupt as e:
+            raise Interrupted(e, [o for o in finished if o.ok], len(plan)) from None
         report = result.report()
         if report_path:
             batch.write_report(report_path, report)
+        done()  # every output and the report are published: a signal now changes nothing
         if json_mode:
             ui.json(report)
         else:
@@ -63,23 +70,22 @@ def batch_cmd(obj, sources, out_dir, layout, fmt, jobs, report_path, publish, js
             raise SystemExit(1)
 
 
-def _run_with_progress(ui: UI, batch, plan, workers: int):
+def _run_with_progress(ui: UI, batch, plan, workers: int, finished: list):
+    """Run the batch, showing progress; ``finished`` collects the outcomes as they come."""
     total_bytes = sum(Path(j.source).stat().st_size for j in plan if Path(j.source).is_file())
     if ui.quiet:
-        return batch.run(plan, workers=workers)
+        return batch.run(plan, workers=workers, on_done=lambda job, outcome: finished.append(outcome))
     if not sys.stdout.isatty():  # plain lines for logs and CI
-        done = [0]
 
         def line(job, outcome):
-            done[0] += 1
+            finished.append(outcome)
             reason = f": {outcome.error}" if outcome.error else ""
-            ui.info(f"[{done[0]}/{len(plan)}] {outcome.status} {job.source} -> {outcome.output} ({outcome.seconds:.2f} s){reason}")
+            ui.info(f"[{len(finished)}/{len(plan)}] {outcome.status} {job.source} -> {outcome.output} ({outcome.seconds:.2f} s){reason}")
 
         return batch.run(plan, workers=workers, on_done=line)
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     running: list[str] = []
-    done = [0]
     with Progress(
         TextColumn("{task.fields[done]}/{task.fields[n]} files"), BarColumn(), DownloadColumn(),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[now]}"),
@@ -91,14 +97,25 @@ def _run_with_progress(ui: UI, batch, plan, workers: int):
             running.append(Path(job.source).name)
             progress.update(task, now=", ".join(running))
 
-        def finished(job, outcome):
-            name = Path(job.source).name
-            if name in running:
-                running.remove(name)
-            done[0] += 1
-            progress.update(task, advance=outcome.source_bytes, done=done[0], now=", ".join(running))
+        def ended(job, outcome):
+            finished.append(outcome)
+            if Path(job.source).name in running:
+                running.remove(Path(job.source).name)
+            progress.update(task, advance=outcome.source_bytes, done=len(finished), now=", ".join(running))
 
-        return batch.run(plan, workers=workers, on_start=started, on_done=finished)
+        return batch.run(plan, workers=workers, on_start=started, on_done=ended)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A batch stopped by a signal: the outputs it finished are complete, the rest were not written."""
+
+    def __init__(self, cause: KeyboardInterrupt, done: list, total: int):
+        from ..signals import exit_code
+
+        super().__init__()
+        self.exit_code = exit_code(cause)
+        how = "terminated (SIGTERM)" if self.exit_code == 143 else "interrupted"
+        self.message = f"{how} after {len(done)} of {total} file(s) were converted (complete and listed in no report); nothing partial was written"
 
 
 def _labels(result, out_dir: Path) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ def _request(src: Path, out: Path | None, kw: dict, **extra):
         weights=kw["weights"],
         prefix=kw["prefix"],
         dtype=kw["dtype"],
+        channel_order=kw["channel_order"],
         verify="none" if kw["no_verify"] else kw["verify_mode"],
         input_size=tuple(kw["input_size"]),
         trust_pickle=kw["trust_pickle"],
@@ -37,7 +38,7 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None
         dry_run = kw["dry_run"]
         # hash the input on the other core while this one imports torch
         sha = start_sha256(src) if not dry_run and out is not None and src.is_file() else None
-        from ..signals import import_torch
+        from ..signals import done, import_torch
 
         import_torch()
         from ..convert import Result, convert, prepare
@@ -46,6 +47,7 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None
             ui.warning("--trust-pickle: unpickling whatever the file asks for; this can run code stored in it")
         request = _request(src, None if dry_run else out, kw, **extra)
         result = Result(prepare(request, ctx_obj.registry)) if dry_run else convert(request, ctx_obj.registry, source_sha256=sha)
+        done()  # the output is published: a signal now changes nothing
         if ui.json_mode:
             ui.json(result.to_dict())
         elif dry_run:
@@ -63,6 +65,7 @@ def show_plan(ui: UI, plan, *, force: bool = False) -> None:
 
 
 def summarize(ui: UI, result) -> None:
+    from ..convert import warnings
     from ..engine import group_keys
 
     c, plan = result.conversion, result.conversion.plan
@@ -85,13 +88,11 @@ def summarize(ui: UI, result) -> None:
     if c.config:
         needs = c.meta.get("settings", {})
         ui.info("")
-        ui.info(f"[bold]The config these weights need[/bold] (padding={needs.get('padding')}, BN eps={needs.get('eps'):g}):", markup=True)
+        ui.info(f"[bold]The config these weights need[/bold] (padding={needs.get('padding')}, BN eps={needs.get('eps'):g}, "
+                f"{c.colours.target.upper()} input):", markup=True)  # fmt: skip
         ui.plain(c.config)
-        if defaults := c.library_defaults:
-            ui.warning(
-                f"{c.target.library or c.target.name}'s defaults (padding={defaults.get('padding')}, BN eps={defaults.get('eps'):g}) "
-                "compute different features from these weights: use the config above"
-            )
+    for line in warnings(c):
+        ui.warning(line)
 
 
 def _common(f):

@@ -24,16 +24,17 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
     """
     ui = UI()
     with ui.guard():
-        from ..signals import import_torch
+        from ..signals import done, import_torch
 
         import_torch()
         from .. import demo as library
         from .convert import summarize
 
-        done = library.run(out_dir, arch, layout, force, obj.registry)
-        ui.success(f"wrote {done.checkpoint}: a pycls training checkpoint (random weights, SGD state)")
-        summarize(UI(), done.result)
-        ui.success(f"wrote {done.config}; check a detector config with: ckptconv verify {done.result.output} --padding same --eps 1e-3  (fails: mmdet's defaults)")
+        made = library.run(out_dir, arch, layout, force, obj.registry)
+        done()  # everything is published: a signal now changes nothing
+        ui.success(f"wrote {made.checkpoint}: a pycls training checkpoint (random weights, SGD state)")
+        summarize(UI(), made.result)
+        ui.success(f"wrote {made.config}; check a detector config with: ckptconv verify {made.result.output} --padding same --eps 1e-3  (fails: mmdet's defaults)")
 
 
 COMMANDS = (demo,)

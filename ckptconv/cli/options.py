@@ -42,6 +42,13 @@ def conversion_options(f):
                 help="Cast floating tensors (never num_batches_tracked); refuses values that would overflow.",
             ),
             click.option(
+                "--channel-order",
+                type=click.Choice(["rgb", "bgr"]),
+                default=None,
+                help="Colour order the written weights take. rgb (default; bgr for --to pycls): the stem's input channels reversed, "
+                "so a library's stock RGB pipeline computes what pycls computed from BGR images. bgr: as pycls trained them.",
+            ),
+            click.option(
                 "--verify",
                 "verify_mode",
                 type=click.Choice(["numeric", "structure"]),

@@ -18,29 +18,36 @@ from .ui import UI, _escape
 @click.option("--weights", type=click.Choice(["best", "model", "ema"]), default=None, help="Source weight set to compare with; default: the one the meta records.")
 @click.option("--padding", type=click.Choice(["symmetric", "same"]), help="Padding your detector config uses (same = Conv2dAdaptivePadding, mmdet's default).")
 @click.option("--eps", type=float, help="BN eps your detector config uses (mmdet's default is 1e-3).")
+@click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), help="Colour order the file's weights take; default: its meta.")
+@click.option("--bgr-to-rgb/--no-bgr-to-rgb", "--to-rgb/--no-to-rgb", "flip", default=None,
+              help="Whether your pipeline reverses the channels it loads (mmdet bgr_to_rgb, mmpretrain to_rgb); default: what the weights need.")
+@click.option("--mean", nargs=3, type=float, default=None, metavar="M M M", help="Your pipeline's mean, in its units and order (mmdet: 0..255).")
+@click.option("--std", nargs=3, type=float, default=None, metavar="S S S", help="Your pipeline's std, in its units and order.")
 @input_size_option
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON to FILE.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")
 @click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the files ask for.")
 @click.pass_obj
-def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, input_size, report_path, json_mode, quiet, trust_pickle) -> None:
+def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, channel_order, flip, mean, std, input_size, report_path, json_mode, quiet, trust_pickle) -> None:
     """Verify converted checkpoints: files, directories (searched recursively) or a batch report.
 
     Checks structure (keys, shapes, dtypes of the layout), numerics (the reference model in the
-    given --padding/--eps against pycls, exactly) and the meta; with --source also bit identity and
-    the source's sha256. Exit 0 when every file passes, 1 when any fails, 2 on a usage error.
+    given --padding/--eps against pycls, exactly), a real photo through the library's preprocessing
+    as --bgr-to-rgb/--mean/--std set it, and the meta; with --source also bit identity and the
+    source's sha256. Exit 0 when every file passes, 1 when any fails, 2 on a usage error.
     """
     ui = UI(json_mode=json_mode, quiet=quiet)
     with ui.guard():
-        from ..signals import import_torch
+        from ..signals import done, import_torch
 
         import_torch()
         from ..verify import Options, verify_all
 
-        opts = Options(source, arch, layout, weights, padding, eps, tuple(input_size), trust_pickle)
+        opts = Options(source, arch, layout, weights, padding, eps, tuple(input_size), trust_pickle, channel_order, flip, mean, std)
         show = None if ui.quiet else (lambda report: _show(ui, report))
         summary = verify_all(list(targets), opts, obj.registry, report_path=report_path, on_report=show)
+        done()  # the report is written: a signal now changes nothing
         results = summary.results
         if json_mode:
             ui.json(summary.to_dict())

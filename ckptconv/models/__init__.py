@@ -25,13 +25,14 @@ REFERENCES: dict[str, type[nn.Module]] = {
 }
 
 
-def build(reference: str, variant: Variant, *, padding: str = "symmetric", eps: float = 1e-5, device="meta") -> nn.Module:
-    """An eval-mode reference model; on ``meta`` (default) it holds no memory until weights are assigned."""
+def build(reference: str, variant: Variant, *, padding: str = "symmetric", eps: float = 1e-5, device="meta", out_indices=None) -> nn.Module:
+    """An eval-mode reference model; on ``meta`` (default) it holds no memory until weights are
+    assigned. ``out_indices``: the layers a detector uses (mmdet builds none beyond the last)."""
     try:
         cls = REFERENCES[reference]
     except KeyError:
         raise TableError(f"no reference model {reference!r}", fix=f"use one of {', '.join(REFERENCES)}") from None
-    return cls(variant, padding=padding, eps=eps, device=device).eval()
+    return cls(variant, padding=padding, eps=eps, device=device, out_indices=out_indices).eval()
 
 
 ALIGNMENT = 64  # bytes: what torch's allocator (and so every library's load_state_dict) gives
@@ -47,9 +48,9 @@ def _aligned(t: torch.Tensor) -> torch.Tensor:
     return t if t.data_ptr() % ALIGNMENT == 0 else t.clone()
 
 
-def load(reference: str, variant: Variant, state_dict: dict[str, torch.Tensor], *, padding="symmetric", eps=1e-5) -> nn.Module:
+def load(reference: str, variant: Variant, state_dict: dict[str, torch.Tensor], *, padding="symmetric", eps=1e-5, out_indices=None) -> nn.Module:
     """Build a reference and assign ``state_dict`` into it strictly, upcasting fp16/bf16 to fp32."""
-    model = build(reference, variant, padding=padding, eps=eps)
+    model = build(reference, variant, padding=padding, eps=eps, out_indices=out_indices)
     weights = {k: _aligned(v.float() if v.is_floating_point() else v) for k, v in state_dict.items()}
     model.load_state_dict(weights, strict=True, assign=True)
     return model

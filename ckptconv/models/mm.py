@@ -81,17 +81,17 @@ def _head(variant: Variant, padding: str, eps: float, device) -> ConvModule:
 
 
 class MMDetEfficientNet(nn.Module):
-    """mmdet 3.x ``EfficientNet`` backbone: ``layers.0`` stem, ``layers.1-5`` stages, ``layers.6`` head conv."""
+    """mmdet 3.x ``EfficientNet`` backbone: ``layers.0`` stem, ``layers.1-5`` stages, ``layers.6`` head
+    conv; like mmdet, it builds only layers 0 ... max(out_indices)."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None):
+    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
         super().__init__()
-        self.layers = nn.ModuleList(
-            [
-                _stem(variant, padding, eps, device),
-                *(_stage(variant, g, padding, eps, device) for g in MMDET_STAGE_GROUPS),
-                _head(variant, padding, eps, device),
-            ]
-        )
+        layers = [
+            _stem(variant, padding, eps, device),
+            *(_stage(variant, g, padding, eps, device) for g in MMDET_STAGE_GROUPS),
+            _head(variant, padding, eps, device),
+        ]
+        self.layers = nn.ModuleList(layers[: max(out_indices) + 1] if out_indices else layers)
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
@@ -103,7 +103,7 @@ class MMDetEfficientNet(nn.Module):
 class MMDetStagesEfficientNet(nn.Module):
     """The efficientnet2mmdet.py layout: ``conv1`` stem and ``layer1`` ... ``layer7``; no head."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None):
+    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
         super().__init__()
         self.conv1 = _stem(variant, padding, eps, device)
         self.num_stages = len(variant.depths)
@@ -127,7 +127,7 @@ class LinearClsHead(nn.Module):
 class MMPretrainClassifier(nn.Module):
     """mmpretrain ``ImageClassifier``: EfficientNet backbone, GlobalAveragePooling neck, LinearClsHead."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None):
+    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
         super().__init__()
         self.backbone = MMDetEfficientNet(variant, padding, eps, device)
         self.neck = nn.AdaptiveAvgPool2d((1, 1))

@@ -85,7 +85,7 @@ class EffHead(nn.Module):
 class EffNet(nn.Module):
     """pycls EffNet: stem, stages s1..s7 of MBConv blocks b1..bN, head. Eval-mode reference only."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None):
+    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
         super().__init__()
         self.stem = StemIN(variant.stem_w, padding, eps, device)
         for s in range(1, len(variant.depths) + 1):

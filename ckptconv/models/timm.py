@@ -79,7 +79,7 @@ class InvertedResidual(nn.Module):
 class TimmEfficientNet(nn.Module):
     """conv_stem, bn1, blocks.0 ... blocks.6, conv_head, bn2, global average pool, classifier."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None):
+    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
         super().__init__()
         self.conv_stem = Conv2d(3, variant.stem_w, 3, stride=2, padding=padding, device=device)
         self.bn1 = BatchNormAct2d(variant.stem_w, eps, device=device)

@@ -1,0 +1,94 @@
+"""Colour order and normalization: what a library's pipeline must do for a set of weights.
+
+pycls networks take **BGR** input: pycls reads images with OpenCV and never converts them, and
+normalizes with ImageNet's mean and std in BGR order, after dividing by 255. Every target's stock
+pipeline feeds RGB. A conversion therefore writes weights for one channel order (``rgb`` by
+default: the stem conv's input channels reversed, so the stock pipeline computes what pycls
+computed) and says what the pipeline must do: reverse channels or not, with which mean and std.
+
+A table's ``[pipeline]`` says how its library turns an image file into the network's input: the
+order its loader reads (mmcv: BGR; PIL: RGB), the units of its mean/std (255 for mmengine's data
+preprocessors, 1 after ToTensor), and the config flag that reverses channels (``bgr_to_rgb``,
+``to_rgb``), if any. torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ORDERS = ("rgb", "bgr")
+INPUT_CONV = "stem.conv.weight"  # the pycls key of the first convolution: the one that sees colours
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """How a library turns an image file into a network's input (a table's ``[pipeline]``)."""
+
+    reads: str  # rgb | bgr: what its image loader gives
+    scale: float  # 255: mean/std in pixel values; 1: after dividing by 255
+    flip_flag: str  # the config flag that reverses channels before normalizing ("" if there is none)
+    mean: tuple[float, float, float] | None = None  # pycls's table only: the stats pycls trained with
+    std: tuple[float, float, float] | None = None
+    order: str = "rgb"  # the order of mean/std above
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a pipeline does to an image it has loaded: reverse channels or not, then (x - mean) / std
+    in its own units. ``feeds`` is the channel order the network then sees."""
+
+    flip: bool
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale: float
+    feeds: str
+
+    def config(self) -> dict[str, object]:
+        return {"flip": self.flip, "mean": [round(m, 4) for m in self.mean], "std": [round(s, 4) for s in self.std]}
+
+
+def _in_order(values: tuple[float, ...], have: str, want: str) -> tuple[float, float, float]:
+    return tuple(values) if have == want else tuple(reversed(values))  # type: ignore[return-value]
+
+
+def needed(pipeline: Pipeline, weights_order: str, stats: Pipeline) -> Preprocess:
+    """The preprocessing ``pipeline`` must do for weights that take ``weights_order`` input:
+    reverse what its loader reads when that differs, then pycls's mean and std in that order."""
+    flip = pipeline.reads != weights_order
+    mean = tuple(m * pipeline.scale for m in _in_order(stats.mean, stats.order, weights_order))
+    std = tuple(s * pipeline.scale for s in _in_order(stats.std, stats.order, weights_order))
+    return Preprocess(flip, mean, std, pipeline.scale, weights_order)  # type: ignore[arg-type]
+
+
+def as_configured(pipeline: Pipeline, flip: bool, mean, std) -> Preprocess:
+    """The preprocessing a user's config sets (verify --bgr-to-rgb/--mean/--std)."""
+    feeds = ("rgb" if pipeline.reads == "bgr" else "bgr") if flip else pipeline.reads
+    return Preprocess(flip, tuple(mean), tuple(std), pipeline.scale, feeds)
+
+
+def crop_pct(crop: int, resize: int) -> float:
+    """timm's crop_pct for pycls's resize-then-crop: timm resizes to floor(crop / crop_pct)."""
+    for digits in range(4, 9):
+        pct = round(crop / resize, digits)
+        if int(crop / pct) == resize:
+            return pct
+    return crop / resize
+
+
+def default_order(pipeline: Pipeline) -> str:
+    """The order a layout's weights take unless asked otherwise: what its pipeline can feed without
+    a change to the user's code. RGB everywhere but pycls itself (it reads BGR and never converts)."""
+    return "bgr" if pipeline.reads == "bgr" and not pipeline.flip_flag else "rgb"
+
+
+def source_order(meta: dict, layout_name: str, pipeline: Pipeline) -> tuple[str, str]:
+    """The order a file's weights take, and what said so: its meta; pycls's own layout (BGR); a
+    ckptconv meta without the field (made before ckptconv reversed channels: BGR); else the
+    layout's default (a library's weights most likely take what its pipeline feeds)."""
+    if meta.get("channel_order") in ORDERS:
+        return meta["channel_order"], "meta"
+    if layout_name == "pycls":
+        return "bgr", "pycls takes BGR"
+    if meta.get("ckptconv_version"):
+        return "bgr", "made by a ckptconv that kept pycls's BGR order"
+    return default_order(pipeline), f"assumed: no channel order recorded, taken as the {layout_name} layout's default"
