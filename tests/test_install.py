@@ -32,6 +32,7 @@ def test_wheel_carries_every_table(wheel):
     tables = {p.relative_to(REPO).as_posix() for p in (REPO / "mappings").rglob("*.toml")}
     assert tables, "no tables in the source tree"
     assert {f"ckptconv/{t}" for t in tables} <= names
+    assert "ckptconv/data/photo.npy" in names  # the pipeline check's photo
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
