@@ -222,6 +222,13 @@ def _input_note(layout: Layout, pre: Preprocess) -> str:
             "# or convert again with --channel-order rgb (the default).\n")  # fmt: skip
 
 
+def _load_note(layout: Layout, checkpoint: Path | None) -> str:
+    if checkpoint is None or checkpoint.suffix != ".safetensors" or layout.loader != "mmengine":
+        return ""
+    return ("# mmengine reads a .safetensors checkpoint through torch.load from torch 2.13 on (with the\n"
+            "# safetensors package installed); with an older torch, convert to .pth instead.\n")  # fmt: skip
+
+
 def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, prefix: str, pre: Preprocess) -> str | None:
     """The target library config the weights need, from the table's template. The checkpoint is
     written as an absolute path: a training run may start from any directory."""
@@ -250,6 +257,7 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
         "resize_size": variant.test_size,
         "crop_pct": crop_pct(variant.im_size, variant.test_size),
         "input_note": _input_note(layout, pre),
+        "load_note": _load_note(layout, checkpoint),
     }
     return template.format(**values).strip() + "\n"
 

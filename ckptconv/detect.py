@@ -199,7 +199,14 @@ def _elsewhere(shapes: Shapes, registry: Registry, layout: Layout, best: Match) 
     )
 
 
-def _no_fit(best: Match) -> MappingError:
+def _no_fit(best: Match, shapes: Shapes) -> MappingError:
+    common = len(shapes) - best.unexpected
+    if common < len(shapes) / 2:  # not a near miss: say what it looks like instead
+        return MappingError(
+            f"this is not a model ckptconv converts: only {common} of its {len(shapes)} keys are keys of a "
+            f"{best.layout_name} variant (closest: {best.variant.name}); its keys are {engine.key_groups(shapes)}",
+            fix="ckptconv converts pycls models to and from the layouts `ckptconv mappings` lists; pass --from if this is one of them",
+        )
     return MappingError(
         f"the tensors fit no known variant in the {best.layout_name} layout; closest is {best.variant.name} "
         f"({best.missing} missing, {best.unexpected} unexpected, {best.wrong_shape} wrong-shape keys)",
@@ -229,4 +236,4 @@ def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Regi
     if stated:  # the file names a variant the tensors do not fit: let the plan name every misfit
         how, name = stated[0]
         return registry.variant(name), how, next((m.prefix for m in ranked if m.variant.name == name), "")
-    raise _no_fit(ranked[0])
+    raise _no_fit(ranked[0], shapes)

@@ -172,6 +172,17 @@ def group_keys(keys) -> str:
     return ", ".join(parts)
 
 
+def key_groups(keys, limit: int = 8) -> str:
+    """Keys grouped by their first segment, with counts, in order: 'stem (10), s1 (12), ...'."""
+    counts: dict[str, int] = {}
+    for key in keys:
+        head = key.split(".", 1)[0]
+        counts[head] = counts.get(head, 0) + 1
+    parts = [f"{head} ({n})" for head, n in counts.items()]
+    more = f", and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
 def check_source(
     plan_: Plan,
     shapes: dict[str, tuple[tuple[int, ...], str]],

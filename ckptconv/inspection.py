@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import detect
+from . import detect, engine
 from . import dtypes
 from .checkpoint import load, read_safetensors_header, sniff
 from .errors import CkptError
@@ -37,6 +37,7 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
     }
     ranked = detect.rank(shapes, registry, list(registry.layouts.values()))
     best = ranked[0]
+    info["fit"] = fit_words(best)
     if best.exact:
         via = "shapes"
         try:
@@ -70,8 +71,33 @@ def loaded_by(ckpt) -> dict[str, str]:
         try:
             out[library] = ckpt.loaded_by(loader)[0]
         except CkptError:
-            out[library] = f"nothing: it loads the whole file, which holds {', '.join(ckpt.top_keys[:4])}"
+            out[library] = f"the whole file as weights ({', '.join(ckpt.top_keys[:4])}): nothing it can use"
     return out
+
+
+def meta_words(meta: dict) -> str:
+    """A ckptconv meta in one line: what, from where, how."""
+    if not meta:
+        return ""
+    what = f"{meta.get('arch', '?')} in the {meta.get('layout', '?')} layout (table version {meta.get('table_version', '?')})"
+    how = ", ".join(f"{v} {k}" for k, v in (("weights", meta.get("weights")), ("input", str(meta.get("channel_order", "")).upper()),
+                                                ("dtype", meta.get("dtype"))) if v)  # fmt: skip
+    source = f"from {meta.get('source', '?')} (sha256 {str(meta.get('source_sha256', ''))[:12]}...)" if meta.get("source_sha256") else ""
+    return " ".join(part for part in (what, f"[{how}]" if how else "", source, f"by ckptconv {meta.get('ckptconv_version', '?')}") if part)
+
+
+def fit_words(best) -> str:
+    if best.exact:
+        return f"{best.layout_name} {best.variant.name}" + (f", prefix {best.prefix!r}" if best.prefix else "")
+    return (f"no exact fit: closest is {best.layout_name} {best.variant.name} ({best.missing} keys missing, "
+            f"{best.unexpected} unexpected, {best.wrong_shape} of the wrong shape)")  # fmt: skip
+
+
+def top_level_words(kind: str, top_keys: list[str]) -> str:
+    """What the top level holds, in words: a bare state dict is not a list of 400 keys."""
+    if kind in ("bare", "safetensors"):
+        return f"the state dict itself: {len(top_keys)} tensors under {engine.key_groups(top_keys)}"
+    return ", ".join(top_keys)
 
 
 def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = False) -> dict[str, Any]:
@@ -82,13 +108,14 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
         header = read_safetensors_header(path)
         meta, _ = read_meta(decode_meta(header.pop("__metadata__", None) or {}))
         shapes = {k: (tuple(v["shape"]), dtypes.FROM_SAFETENSORS[v["dtype"]]) for k, v in header.items()}
-        out.update(kind="safetensors", top_level_keys=None, meta=meta)  # the top level is the tensors
+        out.update(kind="safetensors", top_level_keys=None, top_level=top_level_words("safetensors", list(shapes)), meta=meta, meta_words=meta_words(meta))
         out["loaded_by"] = {library: "state_dict (the whole file)" for library in LIBRARIES.values()}
         out["weight_sets"] = {"state_dict": describe_set(shapes, registry, None, meta)}
         return out
     ckpt = load(path, trust_pickle=trust_pickle)
     out["loaded_by"] = loaded_by(ckpt)
-    out.update(kind=ckpt.kind, top_level_keys=ckpt.top_keys, meta=ckpt.meta, epoch=ckpt.epoch, has_cfg=ckpt.cfg is not None)
+    out.update(kind=ckpt.kind, top_level_keys=ckpt.top_keys, top_level=top_level_words(ckpt.kind, ckpt.top_keys),
+               meta=ckpt.meta, meta_words=meta_words(ckpt.meta), epoch=ckpt.epoch, has_cfg=ckpt.cfg is not None)  # fmt: skip
     if ckpt.kind == "pycls":
         out["errors"] = ckpt.errors
         out["best"] = ckpt.select("best")[0]

@@ -49,7 +49,7 @@ PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted modu
 # what a [config] template may use; convert.render_config fills each
 CONFIG_FIELDS = frozenset({
     "arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths", "head_w",
-    "num_classes", "channel_order", "mean", "std", "flip", "crop_size", "resize_size", "crop_pct", "input_note",
+    "num_classes", "channel_order", "mean", "std", "flip", "crop_size", "resize_size", "crop_pct", "input_note", "load_note",
 })  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "levels", "verify", "config")

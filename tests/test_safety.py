@@ -171,7 +171,7 @@ def test_safetensors_named_pth_is_recognised(cli, refused, states, tmp_path):
     assert cli("pycls2mmdet", good, tmp_path / "o.pth", "--json").exit_code == 0
     other = tmp_path / "bert.pth"
     save_file({"encoder.layer.0.weight": torch.zeros(3)}, str(other))
-    refused(other, 1, "fit no known variant")
+    refused(other, 1, "this is not a model ckptconv converts")
 
 
 # 6 ------------------------------------------------------------------------------------------------

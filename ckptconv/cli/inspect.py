@@ -32,8 +32,7 @@ def inspect_cmd(obj, path: Path, json_mode: bool, trust_pickle: bool) -> None:
             ui.json(info)
             return
         ui.info(f"{info['path']}: {info['format']} format, {human_bytes(info['file_bytes'])}, holds a {info['kind']} checkpoint")
-        if info.get("top_level_keys"):
-            ui.info(f"  top level: {', '.join(info['top_level_keys'])}")
+        ui.info(f"  top level: {info['top_level']}")
         if info.get("epoch") is not None:
             ui.info(f"  epoch: {info['epoch']}")
         if info.get("kind") == "pycls":
@@ -41,9 +40,7 @@ def inspect_cmd(obj, path: Path, json_mode: bool, trust_pickle: bool) -> None:
             ui.info(f"  recorded errors: {errors}; --weights best picks {info['best']}")
         rows = []
         for name, s in info["weight_sets"].items():
-            fit = f"{s['layout']} {s['arch']} (from {s['detected_from']})" if s.get("arch") else f"no exact fit; closest {s['closest']} {s['misfits']}"
-            if s.get("prefix"):
-                fit += f", prefix {s['prefix']!r}"
+            fit = f"{s['fit']} (from {s['detected_from']})" if s.get("arch") else s["fit"]
             dtypes = ", ".join(f"{k} x{v}" for k, v in s["dtypes"].items())
             rows.append((name, fit, s["tensors"], human_params(s["params"]), dtypes, human_bytes(s["bytes"])))
         ui.table("weight sets", ["set", "layout and arch", "tensors", "params", "dtypes", "bytes"], rows)
@@ -52,8 +49,8 @@ def inspect_cmd(obj, path: Path, json_mode: bool, trust_pickle: bool) -> None:
                 ui.info(f"  {name}: {s['note']}")
         for library, chosen in info.get("loaded_by", {}).items():
             ui.info(f"  {library} loads: {chosen}")
-        if info.get("meta"):
-            ui.info("  ckptconv meta: " + ", ".join(f"{k}={v}" for k, v in info["meta"].items()))
+        if info.get("meta_words"):
+            ui.info(f"  made by ckptconv: {info['meta_words']} (--json shows every field)")
 
 
 COMMANDS = (inspect_cmd,)

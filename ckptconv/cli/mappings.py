@@ -34,7 +34,7 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
 
 @mappings.command("show")
 @click.argument("layout")
-@click.option("--arch", default="b0", show_default=True, metavar="bN", help="Variant to expand the table for.")
+@click.option("--arch", default=None, metavar="bN", help="Variant to expand the table for. Default: the first (b0), and it says so.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.pass_obj
 def show(obj, layout: str, arch: str, json_mode: bool) -> None:
@@ -44,7 +44,8 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
         from ..engine import PYCLS, plan
 
         registry = obj.registry
-        table, variant = registry.layout(layout), registry.variant(arch)
+        table = registry.layout(layout)
+        variant = registry.variant(arch) if arch else next(iter(registry.variants.values()))
         p = plan(variant, table, registry.layout(PYCLS))
         if json_mode:
             ui.json({
@@ -53,7 +54,8 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
             })  # fmt: skip
             return
         rows = [(e.source, e.target or f"(dropped: {e.reason})", e.rule, "x".join(map(str, e.shape)) or "scalar") for e in p.entries]
-        ui.table(f"{table.table_id} for {variant.name}: {len(p.mapped)} mapped, {len(p.dropped)} dropped", ["pycls key", "target key", "rule", "shape"], rows, force=True)
+        chosen = "" if arch else f" (the first variant; pass --arch for another: {', '.join(registry.variants)})"
+        ui.table(f"{table.table_id} for {variant.name}{chosen}: {len(p.mapped)} mapped, {len(p.dropped)} dropped", ["pycls key", "target key", "rule", "shape"], rows, force=True)
 
 
 COMMANDS = (mappings,)
