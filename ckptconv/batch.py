@@ -297,9 +297,13 @@ def _expected_options(request, meta: dict[str, Any], registry) -> dict[str, Any]
     arch = request.arch or meta.get("arch")
     if not isinstance(arch, str) or arch not in registry.variants:
         return None
-    target, source = registry.layout(request.layout), registry.layout(request.source_layout)
+    variant = registry.variant(arch)
+    try:
+        target, source = registry.layout(request.layout, variant.family), registry.layout(request.source_layout, variant.family)
+    except CkptError:
+        return None
     prefix = request.prefix if request.prefix is not None else target.prefix
-    return options(request, target, source, registry.variant(arch), prefix)
+    return options(request, target, source, variant, prefix)
 
 
 def _intact(ckpt) -> bool:

@@ -112,9 +112,18 @@ def _resolve(sha: str | Future | None) -> str:
     return sha.result() if isinstance(sha, Future) else (sha or "")
 
 
-def _variant(request: Request, ckpt: Checkpoint, sd: dict, source: Layout, registry: Registry) -> tuple[Variant, str, str]:
+def _variant(request: Request, ckpt: Checkpoint, sd: dict, registry: Registry) -> tuple[Variant, str, str]:
     shapes = {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
-    return detect.resolve_arch(request.arch, ckpt.cfg, shapes, registry, source, ckpt.meta)
+    return detect.resolve_arch(request.arch, ckpt.cfg, shapes, registry, request.source_layout, ckpt.meta)
+
+
+def tables(request: Request, variant: Variant, registry: Registry) -> tuple[Layout, Layout]:
+    """The target and source tables of the variant's family; refused when the target cannot hold it."""
+    target, source = registry.layout(request.layout, variant.family), registry.layout(request.source_layout, variant.family)
+    refusal = target.refusal(variant)
+    if refusal is not None:
+        raise UsageError(f"{variant.name} cannot be converted to {target.name}: {refusal.reason}", fix=f"use {refusal.alternative}")
+    return target, source
 
 
 def _check_absent(plan: Plan, allow_partial: bool) -> None:
@@ -147,7 +156,7 @@ def colours(request: Request, ckpt: Checkpoint, plan: Plan, registry: Registry) 
     if target.name == engine.PYCLS and order != "bgr":
         raise UsageError("pycls takes BGR input: a pycls checkpoint holds BGR weights", fix="omit --channel-order (or pass bgr) with --to pycls")
     have, said = source_order(ckpt.meta, plan.source_layout, plan.source.pipeline)
-    stats = registry.layout(engine.PYCLS).pipeline
+    stats = registry.hub(plan.variant.family).pipeline
     side, side_order = (plan.source, have) if target.name == engine.PYCLS else (target, order)
     return checks.Colours(have, order, needed(side.pipeline, side_order, stats), stats), said
 
@@ -163,13 +172,15 @@ def prepare(request: Request, registry: Registry | None = None, *, source_sha256
     """Load, select, detect, plan, check and cast; write nothing. Raises a ``CkptError`` on any misfit."""
     registry = registry or default_registry()
     request.check()
-    target, source_layout = registry.layout(request.layout), registry.layout(request.source_layout)
+    for name in (request.layout, request.source_layout):  # an unknown name fails before anything is read
+        registry.named(name)
     ckpt = load(request.source, trust_pickle=request.trust_pickle)
     weight_set, sd = ckpt.select(request.weights)
-    variant, arch_from, source_prefix = _variant(request, ckpt, sd, source_layout, registry)
+    variant, arch_from, source_prefix = _variant(request, ckpt, sd, registry)
+    target, source_layout = tables(request, variant, registry)
     prefix = request.prefix if request.prefix is not None else target.prefix
     plan = engine.plan(variant, target, source_layout, target_prefix=prefix, source_prefix=source_prefix)
-    engine.check_source(plan, {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}, variants=registry.variants)
+    engine.check_source(plan, {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}, variants=registry.variants_of(variant.family))
     _check_absent(plan, request.allow_partial)
     dtype = dtypes.choose(request.dtype, dtypes.floats_of(sd))
     colour, order_from = colours(request, ckpt, plan, registry)

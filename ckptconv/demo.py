@@ -49,7 +49,7 @@ def run(out_dir: Path, arch: str, layout: str, force: bool, registry: Registry) 
     import torch
 
     variant = registry.variant(arch)
-    registry.layout(layout)  # an unknown layout fails before anything is written
+    registry.layout(layout, variant.family)  # a layout the variant has not fails before anything is written
     src, out, config = paths(out_dir, variant.name, layout)
     buffer = io.BytesIO()
     torch.save(synthetic.pycls_checkpoint(variant), buffer)

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import engine
 from .errors import FormatError, MappingError, UsageError
+from .families import FAMILIES
 from .registry import Registry
 from .tables import Layout
 from .variants import Variant
@@ -18,6 +19,8 @@ Shapes = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
 
 def _scalar(text: str) -> Any:
     text = text.strip().strip("'\"")
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)
@@ -65,34 +68,57 @@ def parse_cfg(cfg: Any) -> dict[str, dict[str, Any]]:
     return sections
 
 
-def arch_from_cfg(cfg: Any, variants: dict[str, Variant]) -> str | None:
-    """The variant whose EN numbers the cfg holds; None when there is no cfg with an EN section.
+# the keys of a family's cfg section without which a dump says nothing about the variant
+_REQUIRED = {"EN": ("DEPTHS", "WIDTHS"), "REGNET": ("DEPTH", "W0", "WA", "WM"), "ANYNET": ("DEPTHS", "WIDTHS")}
 
-    Raises when the cfg describes another model type or EN numbers no variant has.
-    """
-    sections = parse_cfg(cfg)
-    model_type = str(sections.get("MODEL", {}).get("TYPE") or "effnet").strip().lower()  # blank: unknown
-    if model_type not in ("effnet", "efficientnet"):
-        raise FormatError(
-            f"the checkpoint's cfg says MODEL.TYPE: {model_type}; ckptconv converts EfficientNets (effnet)",
-            fix="convert an EffNet checkpoint",
-        )
-    en = sections.get("EN")
-    if not en:
-        return None
-    for v in variants.values():
-        want = v.cfg_en()
-        if all(_same(en.get(k), want[k]) for k in want if k in en) and "DEPTHS" in en and "WIDTHS" in en:
+
+def _matching(section: dict[str, Any], variants: list[Variant]) -> str | None:
+    for v in variants:
+        want = v.cfg()
+        if all(_same(section.get(k), want[k]) for k in want if k in section):
             return v.name
-    raise MappingError(
-        f"the checkpoint's cfg has EN numbers no known variant has (DEPTHS {en.get('DEPTHS')}, WIDTHS {en.get('WIDTHS')})",
-        fix="add a variant file for it (see README: adding a variant) or pass --tables DIR",
-    )
+    return None
+
+
+def _families_of(model_type: str) -> list:
+    if not model_type:  # blank (pycls's default when a model is built in code): any family may be meant
+        return list(FAMILIES.values())
+    found = [f for f in FAMILIES.values() if model_type in f.model_types]
+    if not found:
+        types = sorted({t for f in FAMILIES.values() for t in f.model_types})
+        raise FormatError(f"the checkpoint's cfg says MODEL.TYPE: {model_type}; ckptconv converts {', '.join(types)}",
+                          fix="convert a checkpoint of one of those models")  # fmt: skip
+    return found
+
+
+def arch_from_cfg(cfg: Any, variants: dict[str, Variant]) -> str | None:
+    """The variant whose numbers the cfg holds (its MODEL.TYPE's section: EN, REGNET or ANYNET);
+    None when the cfg says nothing. Raises when it names another model type, or a type whose
+    numbers no variant has."""
+    sections = parse_cfg(cfg)
+    model_type = str(sections.get("MODEL", {}).get("TYPE") or "").strip().lower()
+    for fam in _families_of(model_type):
+        section = sections.get(fam.section)
+        if not section or not all(k in section for k in _REQUIRED[fam.section]):
+            continue
+        name = _matching(section, [v for v in variants.values() if v.family == fam.name])
+        if name:
+            return name
+        if not model_type:  # a blank type's default sections say nothing
+            continue
+        shown = ", ".join(f"{k} {section.get(k)}" for k in _REQUIRED[fam.section])
+        raise MappingError(
+            f"the checkpoint's cfg has {fam.section} numbers no known variant has ({shown})",
+            fix="add a variant file for it (see README: adding a variant) or pass --tables DIR",
+        )
+    return None
 
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(b, list):
         return isinstance(a, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(b, (bool, str)) or isinstance(a, (bool, str)):
+        return a == b
     try:
         return float(a) == float(b)
     except (TypeError, ValueError):
@@ -147,7 +173,7 @@ def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> Ma
     """The candidate the state dict fits exactly, checking only those with as many keys (fast path)."""
     prefixes = {"", common_prefix(shapes)}
     for lay in layouts:
-        for v in registry.variants.values():
+        for v in registry.variants_of(lay.family):
             for prefix in prefixes:
                 want = expected_keys(v, lay, prefix)
                 if len(want) == len(shapes) and all(want.get(k) == tuple(s) for k, (s, _) in shapes.items()):
@@ -160,23 +186,18 @@ def rank(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> list[Matc
     prefixes = {""}
     if common_prefix(shapes):
         prefixes.add(common_prefix(shapes))
-    found = [
-        score(shapes, v, lay, prefix)
-        for lay in layouts
-        for v in registry.variants.values()
-        for prefix in prefixes
-    ]
+    found = [score(shapes, v, lay, prefix) for lay in layouts for v in registry.variants_of(lay.family) for prefix in prefixes]
     return sorted(found, key=lambda m: (m.misfits, m.missing))
 
 
-def _requested(name: str, exact: Match | None, shapes: Shapes, registry: Registry, layout: Layout) -> tuple[Variant, str, str]:
+def _requested(name: str, exact: Match | None, shapes: Shapes, registry: Registry, layouts: list[Layout]) -> tuple[Variant, str, str]:
     """``--arch``: it must agree with the tensors when they fit a variant exactly."""
     variant = registry.variant(name)
     if exact and exact.variant is not variant:
         raise UsageError(f"--arch {variant.name} disagrees with the tensors, which are {exact.variant.name}", fix=f"pass --arch {exact.variant.name} or omit --arch")
     if exact:
         return variant, "--arch", exact.prefix
-    return variant, "--arch", next((m.prefix for m in rank(shapes, registry, [layout]) if m.variant is variant), "")
+    return variant, "--arch", next((m.prefix for m in rank(shapes, registry, layouts) if m.variant is variant), "")
 
 
 def _stated(cfg: Any, meta: dict[str, Any] | None, registry: Registry) -> list[tuple[str, str]]:
@@ -187,9 +208,10 @@ def _stated(cfg: Any, meta: dict[str, Any] | None, registry: Registry) -> list[t
     return stated
 
 
-def _elsewhere(shapes: Shapes, registry: Registry, layout: Layout, best: Match) -> MappingError | None:
+def _elsewhere(shapes: Shapes, registry: Registry, layouts: list[Layout], best: Match) -> MappingError | None:
     """The tensors fit another layout exactly: say which (a --from that names the wrong one)."""
-    others = [m for m in rank(shapes, registry, list(registry.layouts.values())) if m.exact and m.layout is not layout]
+    names = {lay.name for lay in layouts}
+    others = [m for m in rank(shapes, registry, [t for t in registry.tables() if t.name not in names]) if m.exact]
     if not others:
         return None
     m = others[0]
@@ -214,23 +236,25 @@ def _no_fit(best: Match, shapes: Shapes) -> MappingError:
     )
 
 
-def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Registry, layout: Layout, meta: dict[str, Any] | None = None) -> tuple[Variant, str, str]:
-    """The variant to convert, how it was found (--arch, cfg, meta, shapes) and the key prefix.
+def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Registry, layout: str, meta: dict[str, Any] | None = None) -> tuple[Variant, str, str]:
+    """The variant to convert, how it was found (--arch, cfg, meta, shapes) and the key prefix, for a
+    state dict in ``layout`` (in whichever family has the variant).
 
     ``--arch``, the cfg and a ckptconv meta must agree with the tensors when the tensors fit a
     variant exactly; a disagreement names both.
     """
-    exact = exact_match(shapes, registry, [layout])
+    layouts = registry.named(layout)
+    exact = exact_match(shapes, registry, layouts)
     if requested:
-        return _requested(requested, exact, shapes, registry, layout)
+        return _requested(requested, exact, shapes, registry, layouts)
     stated = _stated(cfg, meta, registry)
     for how, name in stated:
         if exact and exact.variant.name != name:
             raise MappingError(f"the checkpoint's {how} says {name} but its tensors are {exact.variant.name}", fix=f"pass --arch {exact.variant.name} if the tensors are right")
     if exact:
         return exact.variant, stated[0][0] if stated else "shapes", exact.prefix
-    ranked = rank(shapes, registry, [layout])
-    elsewhere = _elsewhere(shapes, registry, layout, ranked[0])
+    ranked = rank(shapes, registry, layouts)
+    elsewhere = _elsewhere(shapes, registry, layouts, ranked[0])
     if elsewhere is not None:
         raise elsewhere
     if stated:  # the file names a variant the tensors do not fit: let the plan name every misfit

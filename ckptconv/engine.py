@@ -187,7 +187,7 @@ def check_source(
     plan_: Plan,
     shapes: dict[str, tuple[tuple[int, ...], str]],
     *,
-    variants: dict[str, Variant] | None = None,
+    variants: list[Variant] | None = None,
 ) -> None:
     """Check an input state dict (key -> (shape, dtype name)) against the plan; raise on any misfit.
 
@@ -210,7 +210,7 @@ def check_source(
         if entry is None:
             continue
         if tuple(shape) != entry.shape:
-            fits = _variants_fitting(entry.pycls, tuple(shape), variants or {}, exclude=variant.name)
+            fits = _variants_fitting(entry.pycls, tuple(shape), variants or [], exclude=variant.name)
             hint = f"; is this a {fits[0]} checkpoint? pass --arch {fits[0]} or omit --arch to detect it" if fits else ""
             problems.append(
                 f"{key}: shape {tuple(shape)} but {variant.name} expects {entry.shape}{hint}"
@@ -253,9 +253,9 @@ def _diagnose_unexpected(key: str, plan_: Plan) -> str:
     return f"{key}: not a key of the {plan_.source_layout} layout for {variant.name}"
 
 
-def _variants_fitting(pycls_key: str, shape: tuple[int, ...], variants: dict[str, Variant], exclude: str) -> list[str]:
+def _variants_fitting(pycls_key: str, shape: tuple[int, ...], variants: list[Variant], exclude: str) -> list[str]:
     return [
         v.name
-        for v in variants.values()
+        for v in variants
         if v.name != exclude and any(s.key == pycls_key and s.shape == shape for s in v.pycls_keys)
     ]

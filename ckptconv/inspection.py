@@ -35,7 +35,7 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
         "bytes": sum(_numel(s) * dtypes.itemsize(d) for s, d in shapes.values()),
         "dtypes": dict(counts),
     }
-    ranked = detect.rank(shapes, registry, list(registry.layouts.values()))
+    ranked = detect.rank(shapes, registry, registry.tables())
     best = ranked[0]
     info["fit"] = fit_words(best)
     if best.exact:

@@ -1,8 +1,9 @@
 """Where the tables live and how they are loaded.
 
 Built-in tables ship inside the wheel as ``ckptconv/mappings`` and sit at the top of a source tree as
-``mappings/``. Extra directories (``--tables DIR`` or ``CKPTCONV_TABLES``) hold more variants
-(``variants/*.toml``) and layouts (``layouts/*.toml``); a name they share with a built-in replaces it.
+``mappings/``, a folder per family (``effnet``, ``regnet``, ``resnet``). Extra directories
+(``--tables DIR`` or ``CKPTCONV_TABLES``) hold more variants (``<family>/variants/*.toml``) and layouts
+(``<family>/layouts/*.toml``); a name they share with a built-in of that family replaces it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TableError, UsageError
+from .families import FAMILIES
 from .tables import Layout, file_digest, parse_layout
 from .variants import Variant, parse_variant
 
@@ -23,7 +25,7 @@ def builtin_dir() -> Path:
     """The built-in ``mappings`` directory, installed (inside the package) or in a source tree."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "mappings", here.parent / "mappings"):
-        if (candidate / "layouts").is_dir():
+        if (candidate / "effnet" / "layouts").is_dir():
             return candidate
     raise TableError(
         f"the built-in mapping tables are missing (looked in {here / 'mappings'} and {here.parent / 'mappings'})",
@@ -51,11 +53,12 @@ def _read_toml(path: Path) -> tuple[dict, str]:
 
 @dataclass
 class Registry:
-    """All variants and layouts from the built-in directory and any extra ones, loaded on first use."""
+    """All variants and layouts, family by family, from the built-in directory and any extra ones
+    (``<dir>/<family>/variants/*.toml``, ``<dir>/<family>/layouts/*.toml``), loaded on first use."""
 
     extra_dirs: tuple[Path, ...] = ()
     _variants: dict[str, Variant] | None = field(default=None, repr=False)
-    _layouts: dict[str, Layout] | None = field(default=None, repr=False)
+    _layouts: dict[str, dict[str, Layout]] | None = field(default=None, repr=False)  # family -> name -> table
 
     @classmethod
     def from_env(cls, extra: tuple[str | Path, ...] = ()) -> "Registry":
@@ -63,47 +66,79 @@ class Registry:
         dirs = tuple(Path(p) for p in (*env, *extra))
         for d in dirs:
             if not d.is_dir():
-                raise UsageError(f"tables directory {str(d)!r} does not exist", fix="pass a directory holding variants/ or layouts/")
+                raise UsageError(f"tables directory {str(d)!r} does not exist", fix=f"pass a directory holding <family>/variants/ or <family>/layouts/ ({', '.join(FAMILIES)})")
         return cls(dirs)
 
     @property
     def dirs(self) -> tuple[Path, ...]:
         return (builtin_dir(), *self.extra_dirs)
 
-    def _load(self, sub: str, parse):
+    def _load(self, family: str, sub: str, parse) -> dict:
         found = {}
         for d in self.dirs:
-            for path in sorted((d / sub).glob("*.toml"), key=lambda p: p.stem):
+            for path in sorted((d / family / sub).glob("*.toml"), key=lambda p: p.stem):
                 data, digest = _read_toml(path)
-                item = parse(data, path, digest)
+                item = parse(data, path, digest, family)
                 found[item.name] = item
         return found
 
     @property
     def variants(self) -> dict[str, Variant]:
+        """Every variant of every family, by name (names are unique across families)."""
         if self._variants is None:
-            self._variants = self._load("variants", parse_variant)
+            found: dict[str, Variant] = {}
+            for family in FAMILIES:
+                for name, variant in self._load(family, "variants", parse_variant).items():
+                    if name in found:
+                        raise TableError(f"variant {name!r} is in two families ({found[name].family}, {family})", path=variant.path)
+                    found[name] = variant
+            self._variants = found
         return self._variants
 
     @property
-    def layouts(self) -> dict[str, Layout]:
+    def families(self) -> dict[str, dict[str, Layout]]:
+        """family -> layout name -> its table."""
         if self._layouts is None:
-            self._layouts = self._load("layouts", parse_layout)
+            self._layouts = {family: self._load(family, "layouts", parse_layout) for family in FAMILIES}
         return self._layouts
+
+    @property
+    def layout_names(self) -> list[str]:
+        return sorted({name for tables in self.families.values() for name in tables})
+
+    def tables(self) -> list[Layout]:
+        return [table for tables in self.families.values() for table in tables.values()]
+
+    def named(self, name: str) -> list[Layout]:
+        """The table of layout ``name`` in every family that has one (a usage error if none does)."""
+        found = [tables[name] for tables in self.families.values() if name in tables]
+        if not found:
+            raise UsageError(f"unknown layout {name!r}", fix=f"use one of {', '.join(self.layout_names)} (see: ckptconv mappings)")
+        return found
+
+    def variants_of(self, family: str) -> list[Variant]:
+        return [v for v in self.variants.values() if v.family == family]
 
     def variant(self, name: str) -> Variant:
         try:
             return self.variants[name.lower()]
         except KeyError:
-            raise UsageError(f"unknown arch {name!r}", fix=f"use one of {', '.join(self.variants)}") from None
+            raise UsageError(f"unknown arch {name!r}", fix=f"use one of {', '.join(self.variants)} (see: ckptconv mappings)") from None
 
-    def layout(self, name: str) -> Layout:
-        try:
-            return self.layouts[name]
-        except KeyError:
+    def layout(self, name: str, family: str) -> Layout:
+        """The table of layout ``name`` for ``family``; a usage error naming the family's layouts if it has none."""
+        self.named(name)
+        tables = self.families.get(family, {})
+        if name not in tables:
             raise UsageError(
-                f"unknown layout {name!r}", fix=f"use one of {', '.join(self.layouts)} (see: ckptconv mappings)"
-            ) from None
+                f"{FAMILIES[family].title} has no {name} layout",
+                fix=f"its layouts are {', '.join(tables)} (see: ckptconv mappings)",
+            )
+        return tables[name]
+
+    def hub(self, family: str) -> Layout:
+        """The family's pycls table: the one every other maps from."""
+        return self.layout("pycls", family)
 
 
 _default: Registry | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .families import FAMILIES
 from .variants import Variant
 
 
@@ -68,17 +69,24 @@ def _random_weights(variant: Variant, seed: int) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def cfg_yaml(variant: Variant) -> str:
     """The parts of pycls's ``cfg.dump()`` that describe the model, in its block-list YAML style."""
-    lines = ["EN:"]
-    for key, value in sorted(variant.cfg_en().items()):
+    family = FAMILIES[variant.family]
+    lines = [f"{family.section}:"]
+    for key, value in sorted(variant.cfg().items()):
         if isinstance(value, list):
             lines.append(f"  {key}:")
-            lines.extend(f"  - {v:g}" if isinstance(v, float) else f"  - {v}" for v in value)
+            lines.extend(f"  - {_yaml_value(v)}" for v in value)
         else:
-            lines.append(f"  {key}: {value}")
-    lines += ["MODEL:", "  ACTIVATION_FUN: silu", f"  NUM_CLASSES: {variant.num_classes}", "  TYPE: effnet"]
-    lines += ["TRAIN:", f"  IM_SIZE: {variant.im_size}", "NUM_GPUS: 8", "OUT_DIR: ."]
+            lines.append(f"  {key}: {_yaml_value(value)}")
+    lines += ["MODEL:", f"  NUM_CLASSES: {variant.num_classes}", f"  TYPE: {family.model_types[0]}"]
+    lines += ["TEST:", f"  IM_SIZE: {variant.test_size}", "TRAIN:", f"  IM_SIZE: {variant.im_size}", "NUM_GPUS: 8", "OUT_DIR: ."]
     return "\n".join(lines) + "\n"
 
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from .errors import TableError
 from .fields import Fields
+from .families import FAMILIES, Family
 from .preprocess import ORDERS, Pipeline
-from .references import LEVELS, POINTS, STAGES
 
 INT_PLACEHOLDERS = ("stage", "block")
 DERIVED_PLACEHOLDERS = ("layer", "index")
@@ -48,11 +48,15 @@ NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
 PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path, or ""
 # what a [config] template may use; convert.render_config fills each
 CONFIG_FIELDS = frozenset({
-    "arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths", "head_w",
+    "arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths",
     "num_classes", "channel_order", "mean", "std", "flip", "crop_size", "resize_size", "crop_pct", "input_note", "load_note",
+    "builder", "eps_note",  # from the variant's [libraries.<library>]
+    "head_w",  # EfficientNet
+    "depth", "stage_blocks", "groups", "width_per_group", "regnet_arch", "stage_widths", "stage_group_widths", "se_ratio",  # AnyNet
 })  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "levels", "verify", "config")
+SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "refuse", "levels", "verify", "config")
+FEATURES = ("se",)  # what a table may refuse a variant for (see Variant.features)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,15 @@ class Rule:
         return captures
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A kind of variant a layout cannot hold: when the variant has ``when``, why, and what to use."""
+
+    when: str
+    reason: str
+    alternative: str
+
+
 @dataclass(frozen=True, eq=False)
 class Layout:
     """A layout: its rules, the settings its weights need and how to verify and describe it."""
@@ -98,13 +111,19 @@ class Layout:
     levels: dict[str, str]
     tolerance: float
     config: dict[str, Any]
+    family: str = "effnet"
     pipeline: Pipeline = Pipeline("rgb", 1.0, "")
+    refuse: tuple["Refusal", ...] = ()
     path: str = ""
     digest: str = ""  # sha256 of the table file: outputs record it, so batch knows a changed table
 
     @property
     def table_id(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def refusal(self, variant) -> "Refusal | None":
+        """Why this layout cannot hold ``variant``, if it cannot (e.g. no SE in MMDetection's RegNet)."""
+        return next((r for r in self.refuse if r.when in variant.features), None)
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the table an output was made with (name, version, content)."""
@@ -216,15 +235,26 @@ def _library_defaults(f: Fields) -> dict[str, Any]:
     return out
 
 
-def _levels(f: Fields, reference: str) -> dict[str, str]:
+def _levels(f: Fields, family: Family, reference: str) -> dict[str, str]:
     levels = f.strings("levels", {})
-    known = LEVELS[reference]
+    known = family.references[reference]
     for level, point in levels.items():
         if level not in known:
             f.fail(f"[levels] {level!r} is not an output of the {reference} reference", fix=f"use {', '.join(known)}")
-        if point not in POINTS:
-            f.fail(f"[levels] {level!r} = {point!r} is not a pycls point", fix=f"use {', '.join(POINTS)}")
+        if point not in family.points:
+            f.fail(f"[levels] {level!r} = {point!r} is not a pycls point of {family.name}", fix=f"use {', '.join(family.points)}")
     return levels
+
+
+def _refuse(f: Fields) -> tuple[Refusal, ...]:
+    if not f.has("refuse"):
+        return ()
+    out = []
+    for i, raw in enumerate(f.items("refuse", max_items=16)):
+        r = Fields(raw, f"[[refuse]] {i + 1}", TableError, f.path)
+        r.only({"when", "reason", "alternative"})
+        out.append(Refusal(r.text("when", choices=FEATURES), r.text("reason"), r.text("alternative")))
+    return tuple(out)
 
 
 def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
@@ -261,16 +291,17 @@ def _pipeline(f: Fields) -> Pipeline:
     )
 
 
-def _index(f: Fields) -> tuple[tuple[int, ...], int, bool]:
+def _index(f: Fields, family: Family) -> tuple[tuple[int, ...], int, bool]:
     if not f.has("index"):
         return (), 0, False
     index = f.section("index")
     index.only({"stage_layer", "first_block"})
-    return index.ints("stage_layer", lo=0, hi=64, length=STAGES), index.integer("first_block", 0, lo=0, hi=64), True
+    return index.ints("stage_layer", lo=0, hi=64, length=family.stages), index.integer("first_block", 0, lo=0, hi=64), True
 
 
-def parse_layout(data: dict[str, Any], path: Path, digest: str = "") -> Layout:
-    """Validate a parsed layout TOML and compile its rules; every problem is a ``TableError``."""
+def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str = "effnet") -> Layout:
+    """Validate a parsed layout TOML of ``family`` and compile its rules; every problem is a ``TableError``."""
+    fam = FAMILIES[family]
     f = Fields(data, "", TableError, str(path))
     f.only(SECTIONS)
     head = f.section("layout")
@@ -278,10 +309,10 @@ def parse_layout(data: dict[str, Any], path: Path, digest: str = "") -> Layout:
     name = head.text("name", pattern=NAME)
     if path.stem != name:
         f.fail(f"layout {name!r} must live in {name}.toml")
-    reference = head.text("reference", choices=tuple(LEVELS))
-    stage_layer, first_block, has_index = _index(f)
+    reference = head.text("reference", choices=tuple(fam.references))
+    stage_layer, first_block, has_index = _index(f, fam)
     names = _names(f)
-    levels = _levels(f, reference)
+    levels = _levels(f, fam, reference)
     verify = f.section("verify", {})
     verify.only({"tolerance"})
     return Layout(
@@ -302,7 +333,9 @@ def parse_layout(data: dict[str, Any], path: Path, digest: str = "") -> Layout:
         levels=levels,
         tolerance=verify.number("tolerance", 0.0, lo=0.0, hi=0.1),
         config=_config(f, levels),
+        family=family,
         pipeline=_pipeline(f),
+        refuse=_refuse(f),
         path=str(path),
         digest=digest,
     )

@@ -48,7 +48,7 @@ class Options:
         if self.arch:
             registry.variant(self.arch)
         if self.layout:
-            registry.layout(self.layout)
+            registry.named(self.layout)
         if self.padding is not None and self.padding not in ("symmetric", "same"):
             raise UsageError(f"unknown --padding {self.padding!r}", fix="use symmetric or same")
         if self.eps is not None and not 0 < self.eps < 1:
@@ -73,8 +73,7 @@ def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None,
     whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
     closest candidate of ``arch``.
     """
-    names = [layout] if layout else list(registry.layouts)
-    ranked = detect.rank(_shapes(sd), registry, [registry.layout(n) for n in names])
+    ranked = detect.rank(_shapes(sd), registry, registry.named(layout) if layout else registry.tables())
     ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
     if ranked[0].exact or not arch:
         return ranked[0]
@@ -103,7 +102,7 @@ def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Opt
 
 def _by_pycls_key(sd: dict, registry: Registry, match: detect.Match) -> dict[str, tuple[str, torch.Tensor]]:
     """pycls key -> (the key in this file, its tensor)."""
-    plan = engine.plan(match.variant, match.layout, registry.layout(PYCLS), target_prefix=match.prefix)
+    plan = engine.plan(match.variant, match.layout, registry.hub(match.variant.family), target_prefix=match.prefix)
     return {e.pycls: (e.target, sd[e.target]) for e in plan.mapped if e.target in sd}
 
 
@@ -130,7 +129,7 @@ def _check_sets(report: Report, ckpt: Checkpoint, loaded: str, match: detect.Mat
 def _partial_ok(sd: dict, match: detect.Match, registry: Registry) -> frozenset[str]:
     """Keys a file may lack: exactly what some layout lacks, as --allow-partial writes it back."""
     missing = set(detect.expected_keys(match.variant, match.layout, match.prefix)) - set(sd)
-    for lay in registry.layouts.values() if missing else ():
+    for lay in registry.families[match.variant.family].values() if missing else ():
         if missing == {e.target for e in engine.plan(match.variant, match.layout, lay, target_prefix=match.prefix).absent}:
             return frozenset(missing)
     return frozenset()
@@ -158,7 +157,7 @@ def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Options, regis
         have, side, side_order = source[0], source[1], source[0]
     else:
         have, side, side_order = source[0], match.layout, order
-    stats = registry.layout(PYCLS).pipeline
+    stats = registry.hub(match.variant.family).pipeline
     need = preprocess.needed(side.pipeline, side_order, stats)
     flip = need.flip if opts.flip is None else opts.flip
     configured = preprocess.as_configured(side.pipeline, flip, opts.mean or need.mean, opts.std or need.std)
@@ -167,7 +166,7 @@ def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Options, regis
 
 def _against_itself(report, sd, match, ckpt, opts, registry, dtype) -> None:
     """Without the source: the file's weights mapped back to pycls are the pycls side."""
-    plan = engine.plan(match.variant, match.layout, registry.layout(PYCLS), target_prefix=match.prefix)
+    plan = engine.plan(match.variant, match.layout, registry.hub(match.variant.family), target_prefix=match.prefix)
     source = {e.source: sd[e.target] for e in plan.mapped if e.target in sd}
     colours = _colours(report, ckpt, match, opts, registry)
     checks.run(report, plan, source, sd, dtype, "numeric", colours=colours, partial_ok=_partial_ok(sd, match, registry), with_tensors=False)

@@ -248,14 +248,14 @@ def test_an_output_made_with_another_table_is_never_up_to_date(cli, zoo, tmp_pat
     content (a new default prefix, even a changed comment), not only the options asked for."""
     from ckptconv.registry import builtin_dir
 
-    tables = tmp_path / "tables" / "layouts"
+    tables = tmp_path / "tables" / "effnet" / "layouts"
     tables.mkdir(parents=True)
-    text = (builtin_dir() / "layouts" / "mmdet.toml").read_text()
+    text = (builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text()
     (tables / "mmdet.toml").write_text(text)
     good = tmp_path / "good"
     good.mkdir()
     shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", good)
-    run = lambda *extra: cli("--tables", tables.parent, "batch", good, "--out-dir", tmp_path / "out", "--json", "--verify", "structure", "--jobs", "1", *extra)  # noqa: E731
+    run = lambda *extra: cli("--tables", tables.parent.parent, "batch", good, "--out-dir", tmp_path / "out", "--json", "--verify", "structure", "--jobs", "1", *extra)  # noqa: E731
     assert run().exit_code == 0
     assert [f["status"] for f in json.loads(run().stdout)["files"]] == ["up to date"]
     changed = {

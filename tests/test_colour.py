@@ -32,7 +32,7 @@ def b0_pyth(shared):
 
 def test_pycls_pipeline_is_reproduced(chelsea, registry):
     """Our model of pycls's test pipeline makes pycls's input from its resized image."""
-    stats = registry.layout("pycls").pipeline
+    stats = registry.layout("pycls", "effnet").pipeline
     close(photo.pycls_input(chelsea["resized_bgr"], stats), chelsea["input"])
 
 
@@ -45,8 +45,8 @@ def test_a_photo_through_each_library_gives_pycls_features(cli, registry, chelse
     result = cli("convert", b0_pyth, out, "--to", layout, "--channel-order", order, "--verify", "structure", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    table = registry.layout(layout)
-    pre = needed(table.pipeline, order, registry.layout("pycls").pipeline)
+    table = registry.layout(layout, "effnet")
+    pre = needed(table.pipeline, order, registry.layout("pycls", "effnet").pipeline)
     assert report["channel_order"] == order and report["preprocessing"] == pre.config()
     flag = {"mmdet": "bgr_to_rgb", "mmdet-stages": "bgr_to_rgb", "mmpretrain": "to_rgb"}.get(layout)
     if flag:  # the config the user pastes says it
@@ -65,8 +65,8 @@ def test_the_stock_rgb_pipeline_on_bgr_weights_is_far_off(registry, chelsea, b0_
     """Guard on the premise: pycls's own weights, fed the photo the RGB way, change the stem by
     half its magnitude; no error anywhere."""
     sd = torch.load(b0_pyth, weights_only=True)["model_state"]
-    table = registry.layout("timm")
-    pre = needed(table.pipeline, "rgb", registry.layout("pycls").pipeline)  # what timm does by default
+    table = registry.layout("timm", "effnet")
+    pre = needed(table.pipeline, "rgb", registry.layout("pycls", "effnet").pipeline)  # what timm does by default
     with torch.inference_mode():
         got = models.pycls_model(registry.variant("b0"), sd).forward_levels(photo.library_input(chelsea["resized_bgr"], table.pipeline, pre))
     stem = chelsea["pycls_point0"]

@@ -55,8 +55,8 @@ def test_no_cfg_or_no_en_section_says_nothing(registry):
 
 
 def test_another_model_type_is_refused(registry):
-    with pytest.raises(FormatError, match="MODEL.TYPE: regnet; ckptconv converts EfficientNets"):
-        arch_from_cfg("MODEL:\n  TYPE: regnet\nREGNET:\n  DEPTH: 13\n", registry.variants)
+    with pytest.raises(FormatError, match="MODEL.TYPE: vit; ckptconv converts anynet, efficientnet, effnet, regnet"):
+        arch_from_cfg("MODEL:\n  TYPE: vit\n", registry.variants)
 
 
 def test_unknown_en_numbers_are_refused(registry):

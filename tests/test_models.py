@@ -35,7 +35,7 @@ def b0(b0_fixture, registry):
 
 
 def _convert(registry, variant, sd, layout):
-    plan = engine.plan(variant, registry.layout(layout), registry.layout("pycls"))
+    plan = engine.plan(variant, registry.layout(layout, "effnet"), registry.layout("pycls", "effnet"))
     return {e.target: sd[e.source] for e in plan.mapped}
 
 

@@ -237,10 +237,10 @@ def test_wrong_shape_names_key_shapes_and_the_variant_that_fits(refused, states,
 def test_two_sources_on_one_target_is_an_error(cli, make_ckpt, tmp_path):
     from ckptconv.registry import builtin_dir
 
-    text = (builtin_dir() / "layouts" / "mmdet.toml").read_text().replace('name      = "mmdet"', 'name      = "clash"')
+    text = (builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text().replace('name      = "mmdet"', 'name      = "clash"')
     text = text.replace('"bn"      = "bn"', '"bn"      = "conv"')  # stem.bn.weight -> layers.0.conv.weight too
-    (tmp_path / "t" / "layouts").mkdir(parents=True)
-    (tmp_path / "t" / "layouts" / "clash.toml").write_text(text)
+    (tmp_path / "t" / "effnet" / "layouts").mkdir(parents=True)
+    (tmp_path / "t" / "effnet" / "layouts" / "clash.toml").write_text(text)
     out = tmp_path / "o.pth"
     result = cli("--tables", tmp_path / "t", "pycls2mmdet", make_ckpt("b0"), out, "--layout", "clash")
     assert result.exit_code == 2

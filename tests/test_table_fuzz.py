@@ -19,9 +19,9 @@ from ckptconv.tables import parse_layout
 from ckptconv.variants import parse_variant
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-LAYOUT_FILES = sorted((builtin_dir() / "layouts").glob("*.toml"))
-VARIANT_FILES = sorted((builtin_dir() / "variants").glob("*.toml"))
-HUB = Registry().layout("pycls")
+LAYOUT_FILES = sorted((builtin_dir() / "effnet" / "layouts").glob("*.toml"))
+VARIANT_FILES = sorted((builtin_dir() / "effnet" / "variants").glob("*.toml"))
+HUB = Registry().hub("effnet")
 VARIANTS = list(Registry().variants.values())
 
 odd_values = st.one_of(
@@ -56,15 +56,15 @@ def _mutate(doc, choice: int, value, how: int):
 
 
 def _use_layout(data, path: Path) -> None:
-    layout = parse_layout(data, path)
+    layout = parse_layout(data, path, family="effnet")
     for variant in VARIANTS:
         engine.table_map(layout, variant)
         engine.plan(variant, layout, HUB)
 
 
 def _use_variant(data, path: Path) -> None:
-    variant = parse_variant(data, path)
-    for layout in Registry().layouts.values():
+    variant = parse_variant(data, path, family="effnet")
+    for layout in Registry().families["effnet"].values():
         engine.table_map(layout, variant)
 
 
@@ -98,11 +98,11 @@ def test_mutated_table_text_fails_only_with_table_errors(tmp_path_factory, data)
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     tables = tmp_path_factory.mktemp("t")
-    (tables / "layouts").mkdir()
-    (tables / "layouts" / source.name).write_bytes(bytes(raw))
+    (tables / "effnet" / "layouts").mkdir(parents=True)
+    (tables / "effnet" / "layouts" / source.name).write_bytes(bytes(raw))
     try:
         registry = Registry((tables,))
-        for layout in registry.layouts.values():
+        for layout in registry.families["effnet"].values():
             for variant in VARIANTS:
                 engine.table_map(layout, variant)
     except TableError:
@@ -125,7 +125,7 @@ def test_mutated_table_text_fails_only_with_table_errors(tmp_path_factory, data)
     ],
 )
 def test_each_section_is_checked_when_the_table_loads(section, change, message):
-    path = builtin_dir() / "layouts" / "mmdet.toml"
+    path = builtin_dir() / "effnet" / "layouts" / "mmdet.toml"
     doc = tomllib.loads(path.read_text())
     doc.setdefault(section, {}).update(change)
     with pytest.raises(TableError) as err:
@@ -143,7 +143,7 @@ def test_each_section_is_checked_when_the_table_loads(section, change, message):
     ],
 )
 def test_variant_numbers_are_bounded(change, message):
-    path = builtin_dir() / "variants" / "b0.toml"
+    path = builtin_dir() / "effnet" / "variants" / "b0.toml"
     doc = tomllib.loads(path.read_text())
     doc["en"].update(change)
     with pytest.raises(TableError) as err:
@@ -152,7 +152,7 @@ def test_variant_numbers_are_bounded(change, message):
 
 
 def test_a_table_bigger_than_a_table_is_refused(tmp_path):
-    (tmp_path / "layouts").mkdir()
-    (tmp_path / "layouts" / "huge.toml").write_text("x = 1\n" + "#" * (2 << 20))
+    (tmp_path / "effnet" / "layouts").mkdir(parents=True)
+    (tmp_path / "effnet" / "layouts" / "huge.toml").write_text("x = 1\n" + "#" * (2 << 20))
     with pytest.raises(TableError, match="a table is at most"):
-        Registry((tmp_path,)).layouts
+        Registry((tmp_path,)).families

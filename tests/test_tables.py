@@ -13,7 +13,7 @@ from ckptconv.registry import Registry, builtin_dir
 
 from .conftest import ARCHS, LAYOUTS
 
-HUB = Registry().layout("pycls")  # the built-in pycls table every other maps from
+HUB = Registry().hub("effnet")  # the built-in pycls table every other maps from
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -25,7 +25,7 @@ def test_pycls_keys_equal_the_real_model(manifest, registry, arch):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_table_output_equals_manifest_key_for_key_in_order(manifest, registry, arch, layout):
-    plan = engine.plan(registry.variant(arch), registry.layout(layout), registry.layout("pycls"))
+    plan = engine.plan(registry.variant(arch), registry.layout(layout, "effnet"), registry.layout("pycls", "effnet"))
     got = [(e.target, e.shape, e.spec.dtype) for e in plan.mapped]
     assert got == manifest(layout, arch)
     # every pycls key is either mapped or dropped by a named rule
@@ -37,7 +37,7 @@ def test_table_output_equals_manifest_key_for_key_in_order(manifest, registry, a
 @pytest.mark.parametrize("arch", ["b0", "b5"])
 def test_inverted_table_equals_manifest(manifest, registry, arch, layout):
     """The reverse direction reads exactly the manifest's keys and lands on pycls's keys."""
-    plan = engine.plan(registry.variant(arch), registry.layout("pycls"), registry.layout(layout))
+    plan = engine.plan(registry.variant(arch), registry.layout("pycls", "effnet"), registry.layout(layout, "effnet"))
     assert sorted(e.source for e in plan.mapped) == sorted(k for k, _, _ in manifest(layout, arch))
     pycls_keys = [k for k, _, _ in manifest("pycls", arch)]
     assert [e.target for e in plan.entries] == pycls_keys
@@ -47,17 +47,17 @@ def test_inverted_table_equals_manifest(manifest, registry, arch, layout):
 
 def test_dropped_keys_are_the_ones_the_layout_lacks(registry):
     v = registry.variant("b0")
-    mmdet = engine.plan(v, registry.layout("mmdet"), HUB).dropped  # a detector's backbone: no head conv, no classifier
+    mmdet = engine.plan(v, registry.layout("mmdet", "effnet"), HUB).dropped  # a detector's backbone: no head conv, no classifier
     assert [e.source for e in mmdet] == [k.key for k in v.pycls_keys if k.key.startswith("head.")]
     assert {e.rule for e in mmdet} == {"head", "classifier"}
-    stages = engine.plan(v, registry.layout("mmdet-stages"), HUB).dropped
+    stages = engine.plan(v, registry.layout("mmdet-stages", "effnet"), HUB).dropped
     assert {e.source for e in stages} == {k.key for k in v.pycls_keys if k.key.startswith("head.")}
-    assert engine.plan(v, registry.layout("timm"), HUB).dropped == ()
+    assert engine.plan(v, registry.layout("timm", "effnet"), HUB).dropped == ()
 
 
 def test_merged_stages_continue_block_numbering(registry):
     """b3: s4 has 5 blocks, so s5.b1 is layers.4.5 and s7.b2 is layers.5.7 (s6 has 6)."""
-    plan = engine.plan(registry.variant("b3"), registry.layout("mmdet"), HUB)
+    plan = engine.plan(registry.variant("b3"), registry.layout("mmdet", "effnet"), HUB)
     by_source = {e.source: e.target for e in plan.mapped}
     assert by_source["s5.b1.dwise.weight"] == "layers.4.5.depthwise_conv.conv.weight"
     assert by_source["s7.b2.lin_proj.weight"] == "layers.5.7.linear_conv.conv.weight"
@@ -66,9 +66,9 @@ def test_merged_stages_continue_block_numbering(registry):
 
 def _tables_dir(tmp_path, *, variants=(), layouts=()):
     for sub, files in (("variants", variants), ("layouts", layouts)):
-        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "effnet" / sub).mkdir(parents=True, exist_ok=True)
         for name, text in files:
-            (tmp_path / sub / name).write_text(textwrap.dedent(text))
+            (tmp_path / "effnet" / sub / name).write_text(textwrap.dedent(text))
     return tmp_path
 
 
@@ -89,7 +89,6 @@ B6 = """
     strides     = [1, 2, 2, 2, 1, 2, 1]
     se_r        = 0.25
     head_w      = 2304
-    num_classes = 1000
 """
 
 
@@ -98,13 +97,13 @@ def test_whole_key_match_never_confuses_b1_with_b10(tmp_path):
     registry = Registry((_tables_dir(tmp_path, variants=[("b6.toml", B6)]),))
     v = registry.variant("b6")
     for layout in ("mmdet", "mmdet-stages"):
-        by_source = {e.source: e.target for e in engine.plan(v, registry.layout(layout), HUB).mapped}
+        by_source = {e.source: e.target for e in engine.plan(v, registry.layout(layout, "effnet"), HUB).mapped}
         assert len(set(by_source.values())) == len(by_source)
-    stages = {e.source: e.target for e in engine.plan(v, registry.layout("mmdet-stages"), HUB).mapped}
+    stages = {e.source: e.target for e in engine.plan(v, registry.layout("mmdet-stages", "effnet"), HUB).mapped}
     assert stages["s6.b1.dwise.weight"] == "layer6.0.depthwise_conv.conv.weight"
     assert stages["s6.b10.dwise.weight"] == "layer6.9.depthwise_conv.conv.weight"
     assert stages["s6.b11.dwise.weight"] == "layer6.10.depthwise_conv.conv.weight"
-    mmdet = {e.source: e.target for e in engine.plan(v, registry.layout("mmdet"), HUB).mapped}
+    mmdet = {e.source: e.target for e in engine.plan(v, registry.layout("mmdet", "effnet"), HUB).mapped}
     assert mmdet["s6.b10.dwise.weight"] == "layers.5.9.depthwise_conv.conv.weight"
     assert mmdet["s7.b1.dwise.weight"] == "layers.5.11.depthwise_conv.conv.weight"
 
@@ -126,7 +125,7 @@ def test_new_variant_needs_only_a_data_file(tmp_path, cli):
 
 def test_new_layout_needs_only_a_table(tmp_path, cli, make_ckpt):
     """A whole-detector layout (backbone. prefix, mmdet reference) written as data only."""
-    text = (builtin_dir() / "layouts" / "mmdet.toml").read_text()
+    text = (builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text()
     text = text.replace('name      = "mmdet"', 'name      = "mmdet-detector"').replace('prefix    = ""', 'prefix    = "backbone"')
     tables = _tables_dir(tmp_path / "tables", layouts=[("mmdet-detector.toml", text)])
     src = make_ckpt("b1")
@@ -174,13 +173,13 @@ def _layout_table(rules: str, extra: str = "") -> str:
 def test_malformed_tables_are_refused_with_the_reason(tmp_path, rules, message):
     tables = _tables_dir(tmp_path, layouts=[("t.toml", _layout_table(rules))])
     with pytest.raises(TableError, match=message.replace("{", r"\{").replace("}", r"\}").replace("(", r"\(")):
-        Registry((tables,)).layouts
+        Registry((tables,)).families
 
 
 def test_table_leaving_a_key_unmatched_names_it(tmp_path, registry):
     rules = '{ name = "stem", from = "stem.{part}.{param}", to = "layers.0.{part}.{param}" },'
     tables = _tables_dir(tmp_path, layouts=[("t.toml", _layout_table(rules))])
-    layout = Registry((tables,)).layout("t")
+    layout = Registry((tables,)).layout("t", "effnet")
     with pytest.raises(TableError, match=r"no rule for pycls key s1\.b1\.dwise\.weight"):
         engine.plan(registry.variant("b0"), layout, HUB)
 
@@ -194,11 +193,11 @@ def test_two_sources_on_one_target_is_an_error(tmp_path, registry):
     """
     tables = _tables_dir(tmp_path, layouts=[("t.toml", _layout_table(rules))])
     with pytest.raises(TableError, match=r"maps both stem\.conv\.weight and stem\.bn\.weight to x\.weight"):
-        engine.plan(registry.variant("b0"), Registry((tables,)).layout("t"), HUB)
+        engine.plan(registry.variant("b0"), Registry((tables,)).layout("t", "effnet"), HUB)
 
 
 def test_first_matching_rule_wins(registry):
-    timm = engine.plan(registry.variant("b0"), registry.layout("timm"), HUB)
+    timm = engine.plan(registry.variant("b0"), registry.layout("timm", "effnet"), HUB)
     by_source = {e.source: (e.target, e.rule) for e in timm.mapped}
     assert by_source["s1.b1.lin_proj.weight"] == ("blocks.0.0.conv_pw.weight", "first-stage")
     assert by_source["s2.b1.lin_proj.weight"] == ("blocks.1.0.conv_pwl.weight", "block")
@@ -207,7 +206,7 @@ def test_first_matching_rule_wins(registry):
 
 def test_check_source_names_every_kind_of_misfit(registry):
     v = registry.variant("b0")
-    plan = engine.plan(v, registry.layout("mmdet"), HUB)
+    plan = engine.plan(v, registry.layout("mmdet", "effnet"), HUB)
     good = {s.key: (s.shape, s.dtype) for s in v.pycls_keys}
 
     bad = dict(good)
@@ -234,12 +233,12 @@ def test_check_source_names_every_kind_of_misfit(registry):
 
 def test_wrong_shape_names_the_variant_that_fits(registry):
     v0 = registry.variant("b0")
-    plan = engine.plan(v0, registry.layout("mmdet"), HUB)
+    plan = engine.plan(v0, registry.layout("mmdet", "effnet"), HUB)
     shapes = {s.key: (s.shape, s.dtype) for s in v0.pycls_keys}
     b3_stem = next(s.shape for s in registry.variant("b3").pycls_keys if s.key == "stem.conv.weight")
     shapes["stem.conv.weight"] = (b3_stem, "float32")
     with pytest.raises(MappingError) as err:
-        engine.check_source(plan, shapes, variants=registry.variants)
+        engine.check_source(plan, shapes, variants=registry.variants_of("effnet"))
     assert "stem.conv.weight: shape (40, 3, 3, 3) but b0 expects (32, 3, 3, 3); is this a b3 checkpoint? pass --arch b3" in str(err.value)
 
 
@@ -251,7 +250,7 @@ def test_unknown_names_are_usage_errors(registry):
     with pytest.raises(UsageError, match="unknown arch 'b9'; use one of b0, b1"):
         registry.variant("b9")
     with pytest.raises(UsageError, match="unknown layout 'detectron2'"):
-        registry.layout("detectron2")
+        registry.layout("detectron2", "effnet")
 
 
 def test_tables_dir_must_exist(tmp_path):
@@ -283,7 +282,7 @@ def test_the_mmdet_layout_is_what_a_detector_builds():
     probe = json.loads((Path(__file__).parent / "data" / "mmdet_efficientnet_out_indices_345.json").read_text())["probe"]
     registry = Registry()
     for arch, seen in probe.items():
-        plan = engine.plan(registry.variant(arch), registry.layout("mmdet"), HUB)
+        plan = engine.plan(registry.variant(arch), registry.layout("mmdet", "effnet"), HUB)
         layers = sorted({int(e.target.split(".")[1]) for e in plan.mapped})
         assert layers == seen["layers_built"] and len(plan.mapped) == seen["n_keys"]
         assert "layers.6" in seen["init_cfg_load_log_unexpected_line"]

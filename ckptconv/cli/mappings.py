@@ -16,20 +16,23 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
         return
     ui = UI(json_mode=json_mode)
     with ui.guard():
+        from ..families import FAMILIES
+
         registry = ctx.obj.registry
         layouts = [
-            {"layout": lay.name, "version": lay.version, "reference": lay.reference, "container": lay.container,
-             "rules": len(lay.rules), "summary": lay.summary, "path": lay.path}
-            for lay in registry.layouts.values()
+            {"family": lay.family, "layout": lay.name, "version": lay.version, "reference": lay.reference, "container": lay.container,
+             "rules": len(lay.rules), "summary": lay.summary, "refuses": [r.when for r in lay.refuse], "path": lay.path}
+            for lay in registry.tables()
         ]  # fmt: skip
-        variants = [{"arch": v.name, "title": v.title, "config": v.config, "im_size": v.im_size, "path": v.path} for v in registry.variants.values()]
+        variants = [{"arch": v.name, "family": v.family, "title": v.title, "config": v.config, "im_size": v.im_size, "path": v.path}
+                    for v in registry.variants.values()]  # fmt: skip
         if json_mode:
-            ui.json({"layouts": layouts, "variants": variants})
+            ui.json({"families": list(FAMILIES), "layouts": layouts, "variants": variants})
             return
-        ui.table("layouts (pycls is the source layout of every table)", ["layout", "version", "rules", "summary"],
-                 [(t["layout"], t["version"], t["rules"], t["summary"]) for t in layouts], force=True)  # fmt: skip
-        ui.table("variants", ["arch", "title", "pycls config", "trained at"],
-                 [(v["arch"], v["title"], v["config"], f"{v['im_size']}px") for v in variants], force=True)  # fmt: skip
+        ui.table("layouts, by family (pycls is each family's own layout: every table maps from it)", ["family", "layout", "version", "summary"],
+                 [(t["family"], t["layout"], t["version"], t["summary"]) for t in layouts], force=True)  # fmt: skip
+        for family in FAMILIES:
+            ui.info(f"{family}: {', '.join(v['arch'] for v in variants if v['family'] == family)}")
 
 
 @mappings.command("show")
@@ -41,12 +44,12 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
     """Print LAYOUT's table expanded for one variant: every pycls key, its target key and rule."""
     ui = UI(json_mode=json_mode)
     with ui.guard():
-        from ..engine import PYCLS, plan
+        from ..engine import plan
 
         registry = obj.registry
-        table = registry.layout(layout)
-        variant = registry.variant(arch) if arch else next(iter(registry.variants.values()))
-        p = plan(variant, table, registry.layout(PYCLS))
+        variant = registry.variant(arch) if arch else registry.variants_of(registry.named(layout)[0].family)[0]
+        table = registry.layout(layout, variant.family)
+        p = plan(variant, table, registry.hub(variant.family))
         if json_mode:
             ui.json({
                 "layout": table.name, "version": table.version, "arch": variant.name,
@@ -54,7 +57,8 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
             })  # fmt: skip
             return
         rows = [(e.source, e.target or f"(dropped: {e.reason})", e.rule, "x".join(map(str, e.shape)) or "scalar") for e in p.entries]
-        chosen = "" if arch else f" (the first variant; pass --arch for another: {', '.join(registry.variants)})"
+        others = ", ".join(v.name for v in registry.variants_of(variant.family))
+        chosen = "" if arch else f" (the first variant; pass --arch for another: {others})"
         ui.table(f"{table.table_id} for {variant.name}{chosen}: {len(p.mapped)} mapped, {len(p.dropped)} dropped", ["pycls key", "target key", "rule", "shape"], rows, force=True)
 
 

@@ -16,22 +16,24 @@ from .mm import MMDetEfficientNet, MMDetStagesEfficientNet, MMPretrainClassifier
 from .pycls import EffNet
 from .timm import TimmEfficientNet
 
-REFERENCES: dict[str, type[nn.Module]] = {
-    "pycls": EffNet,
-    "mmdet": MMDetEfficientNet,
-    "mmdet-stages": MMDetStagesEfficientNet,
-    "mmpretrain": MMPretrainClassifier,
-    "timm": TimmEfficientNet,
+REFERENCES: dict[str, dict[str, type[nn.Module]]] = {  # family -> reference name (a table's) -> model
+    "effnet": {
+        "pycls": EffNet,
+        "mmdet": MMDetEfficientNet,
+        "mmdet-stages": MMDetStagesEfficientNet,
+        "mmpretrain": MMPretrainClassifier,
+        "timm": TimmEfficientNet,
+    },
 }
 
 
 def build(reference: str, variant: Variant, *, padding: str = "symmetric", eps: float = 1e-5, device="meta", out_indices=None) -> nn.Module:
     """An eval-mode reference model; on ``meta`` (default) it holds no memory until weights are
     assigned. ``out_indices``: the layers a detector uses (mmdet builds none beyond the last)."""
-    try:
-        cls = REFERENCES[reference]
-    except KeyError:
-        raise TableError(f"no reference model {reference!r}", fix=f"use one of {', '.join(REFERENCES)}") from None
+    known = REFERENCES.get(variant.family, {})
+    if reference not in known:
+        raise TableError(f"no reference model {reference!r} for {variant.family}", fix=f"use one of {', '.join(known)}")
+    cls = known[reference]
     return cls(variant, padding=padding, eps=eps, device=device, out_indices=out_indices).eval()
 
 
