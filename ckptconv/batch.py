@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import CkptError, UsageError
+from .errors import CkptError, Refused, UsageError
 
 SOURCE_SUFFIXES = (".pyth", ".pth", ".pt", ".safetensors")
 MANIFEST_SUFFIXES = (".toml", ".json")
@@ -45,6 +45,7 @@ class Job:
     force: bool = False
     publish: bool = False
     tables: tuple[str, ...] = ()
+    may_refuse: bool = False  # one cell of a run over several targets: a refusal is listed, not a failure
 
     @property
     def hint(self) -> str | None:
@@ -59,7 +60,7 @@ class Outcome:
 
     source: str
     output: str | None
-    status: str  # converted | up to date | failed
+    status: str  # converted | up to date | refused | failed
     arch: str | None = None
     layout: str | None = None
     params: int = 0
@@ -71,10 +72,11 @@ class Outcome:
     source_sha256: str | None = None
     output_sha256: str | None = None
     source_bytes: int = 0
+    may_refuse: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.status in ("converted", "up to date")
+        return self.status in ("converted", "up to date") or (self.status == "refused" and self.may_refuse)
 
 
 @dataclass
@@ -88,7 +90,7 @@ class Batch:
         return len(self.outcomes) == len(self.jobs) and all(o.ok for o in self.outcomes)
 
     def report(self) -> dict[str, Any]:
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("converted", "up to date", "failed")}
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("converted", "up to date", "refused", "failed")}
         return {
             "ok": self.ok,
             "files": [asdict(o) for o in self.outcomes],
@@ -197,6 +199,22 @@ def collect(sources: Iterable[str], out_dir: Path) -> list[Entry]:
     return entries
 
 
+def target_layouts(values: Iterable[str], registry) -> tuple[str, ...]:
+    """``--to`` values: names, comma-separated lists, or ``all`` (every layout but pycls); each
+    checked, none twice, in the order given. None given: mmdet."""
+    names: list[str] = []
+    for value in values or ("mmdet",):
+        for name in filter(None, (part.strip() for part in value.split(","))):
+            found = [n for n in registry.layout_names if n != "pycls"] if name == "all" else [name]
+            for layout in found:
+                registry.named(layout)  # an unknown name is a usage error now, before anything runs
+                if layout not in names:
+                    names.append(layout)
+    if not names:
+        raise UsageError("--to names no layout", fix=f"use one or more of {', '.join(registry.layout_names)}, or all")
+    return tuple(names)
+
+
 def _inside(output: Path, out_dir: Path) -> bool:
     """``output`` stays under ``out_dir`` once symlinks are resolved."""
     root = out_dir.resolve()
@@ -225,10 +243,13 @@ def _check_paths(jobs: list["Job"], out_dir: Path, others: list[Path]) -> None:
                          fix="give them other output names in a manifest (output = \"...\")")  # fmt: skip
 
 
-def plan(entries: list[Entry], out_dir: Path, *, layout: str, fmt: str, trust_pickle: bool, others: list[Path] = (), **common: Any) -> list["Job"]:
-    """One job per entry; fails before anything is written when an output is unsafe or shared."""
+def plan(entries: list[Entry], out_dir: Path, *, layouts: tuple[str, ...], fmt: str, trust_pickle: bool, others: list[Path] = (), **common: Any) -> list["Job"]:
+    """One job per entry and target layout (a manifest's ``layout`` names its entry's only one).
+    With several layouts each gets a folder under --out-dir and a refused pair is listed, not
+    failed. Fails before anything is written when an output is unsafe or shared."""
     if fmt not in FORMAT_EXT:
         raise UsageError(f"unknown --format {fmt!r}", fix="use pth or safetensors")
+    matrix = len(layouts) > 1
     jobs = []
     for entry in entries:
         f = entry.fields
@@ -238,16 +259,24 @@ def plan(entries: list[Entry], out_dir: Path, *, layout: str, fmt: str, trust_pi
                 fix="a manifest cannot switch on --trust-pickle; pass it on the command line if you trust every file",
             )
         name = entry.name if entry.named else entry.name.with_name(entry.name.name + FORMAT_EXT[fmt])
-        jobs.append(Job(
-            source=str(entry.source), output=str(out_dir / name), layout=f.get("layout", layout), arch=f.get("arch"),
-            weights=f.get("weights", common.get("weights", "best")), prefix=f.get("prefix", common.get("prefix")),
-            dtype=f.get("dtype", common.get("dtype", "keep")), channel_order=f.get("channel_order", common.get("channel_order")),
-            verify=common.get("verify", "numeric"),
-            input_size=tuple(common.get("input_size", (64, 96))), trust_pickle=trust_pickle, force=common.get("force", False),
-            publish=common.get("publish", False), tables=tuple(str(t) for t in common.get("tables", ())),
-        ))  # fmt: skip
+        for layout in (f["layout"],) if "layout" in f else layouts:
+            cell = matrix and "layout" not in f
+            output = out_dir / layout / name if cell else out_dir / name
+            jobs.append(_job(entry, output, layout, trust_pickle, common, may_refuse=cell))
     _check_paths(jobs, out_dir, list(others))
     return jobs
+
+
+def _job(entry: Entry, output: Path, layout: str, trust_pickle: bool, common: dict[str, Any], *, may_refuse: bool) -> "Job":
+    f = entry.fields
+    return Job(
+        source=str(entry.source), output=str(output), layout=layout, arch=f.get("arch"),
+        weights=f.get("weights", common.get("weights", "best")), prefix=f.get("prefix", common.get("prefix")),
+        dtype=f.get("dtype", common.get("dtype", "keep")), channel_order=f.get("channel_order", common.get("channel_order")),
+        verify=common.get("verify", "numeric"), input_size=tuple(common.get("input_size", (64, 96))), trust_pickle=trust_pickle,
+        force=common.get("force", False), publish=common.get("publish", False), tables=tuple(str(t) for t in common.get("tables", ())),
+        may_refuse=may_refuse,
+    )  # fmt: skip
 
 
 def _make_parents(directory: Path) -> None:
@@ -340,11 +369,13 @@ def run_job(job: Job) -> Outcome:
 
     start = time.perf_counter()
     source = Path(job.source)
-    outcome = Outcome(str(source), job.output, "failed", layout=job.layout)
+    outcome = Outcome(str(source), job.output, "failed", layout=job.layout, may_refuse=job.may_refuse)
     try:
         outcome.source_bytes = source.stat().st_size if source.is_file() else 0
         with busy():
             _run(job, outcome)
+    except Refused as e:
+        outcome.status, outcome.output, outcome.error = "refused", None, f"{source}: {e}"
     except CkptError as e:
         outcome.status, outcome.error = "failed", str(e) if e.path else f"{source}: {e}"
     except Exception as e:  # noqa: BLE001 - one file's bug must not stop the zoo; it is reported

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
@@ -60,11 +59,16 @@ def _count(items: list[str], what: str) -> str:
     return f"{what} {items[0]}" + (f" (and {len(items) - 1} more)" if len(items) > 1 else "")
 
 
-@lru_cache(maxsize=64)
+_REFERENCE_KEYS: dict[tuple, dict[str, tuple]] = {}
+
+
 def reference_keys(reference: str, variant: Variant, out_indices: tuple[int, ...]) -> dict[str, tuple]:
-    """The reference model's state_dict keys: shape, floating or not, dtype. Cached: read-only."""
-    sd = models.build(reference, variant, out_indices=out_indices or None).state_dict()
-    return {k: (tuple(v.shape), v.is_floating_point(), v.dtype) for k, v in sd.items()}
+    """The reference model's state_dict keys: shape, floating or not, dtype. Cached per variant file: read-only."""
+    key = (reference, engine.content_key(variant), out_indices)
+    if key not in _REFERENCE_KEYS:
+        sd = models.build(reference, variant, out_indices=out_indices or None).state_dict()
+        _REFERENCE_KEYS[key] = {k: (tuple(v.shape), v.is_floating_point(), v.dtype) for k, v in sd.items()}
+    return _REFERENCE_KEYS[key]
 
 
 def check_structure(report: Report, sd: dict[str, torch.Tensor], plan: Plan, dtype: str, partial_ok: set[str]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import torch
 from . import __version__, checks, detect, dtypes, engine, files, hashing, signals, writer
 from .checkpoint import Checkpoint, load
 from .engine import Plan
-from .errors import MappingError, UsageError
+from .errors import MappingError, Refused, TableError, UsageError
 from .meta import encode_meta
 from .report import Report
 from .registry import Registry, default_registry
@@ -104,8 +105,11 @@ class Conversion:
     @property
     def library_defaults(self) -> dict[str, Any]:
         """The library's own settings, when they would compute other features from these weights."""
-        need, defaults = self.target.settings, self.target.library_defaults
-        return dict(defaults) if any(defaults.get(k, need[k]) != need[k] for k in ("padding", "eps")) else {}
+        need, defaults = self.target.settings, dict(self.target.library_defaults)
+        built = self.variant.library(self.target.name).get("eps")  # e.g. torchvision's efficientnet_b5()
+        if built is not None:
+            defaults["eps"] = built
+        return defaults if any(defaults.get(k, need[k]) != need[k] for k in ("padding", "eps")) else {}
 
 
 def _resolve(sha: str | Future | None) -> str:
@@ -122,7 +126,7 @@ def tables(request: Request, variant: Variant, registry: Registry) -> tuple[Layo
     target, source = registry.layout(request.layout, variant.family), registry.layout(request.source_layout, variant.family)
     refusal = target.refusal(variant)
     if refusal is not None:
-        raise UsageError(f"{variant.name} cannot be converted to {target.name}: {refusal.reason}", fix=f"use {refusal.alternative}")
+        raise Refused(f"{variant.name} cannot be converted to {target.name}: {refusal.reason}", fix=f"use {refusal.alternative}")
     return target, source
 
 
@@ -140,11 +144,20 @@ def _check_absent(plan: Plan, allow_partial: bool) -> None:
 
 
 def _output_tensors(plan: Plan, source: dict[str, torch.Tensor], dtype: str, flips: frozenset[str]) -> dict[str, torch.Tensor]:
+    """The output tensors, cast (and the first conv reversed), in the order the library's own
+    ``state_dict()`` lists them (mmdet and timm keep a block's shortcut last, pycls first)."""
     out = {}
-    for e in plan.mapped:
+    for e in _in_reference_order(plan):
         dtypes.check_cast(e.source, source[e.source], dtype)
         out[e.target] = writer.compact(checks.expected(e, source, dtype, flips))
     return out
+
+
+def _in_reference_order(plan: Plan) -> list[engine.Entry]:
+    target = plan.target
+    keys = checks.reference_keys(target.reference, plan.variant, tuple(target.config.get("out_indices", ())))
+    rank = {engine.with_prefix(plan.target_prefix, k): i for i, k in enumerate(keys)}
+    return sorted(plan.mapped, key=lambda e: rank.get(e.target, len(rank)))
 
 
 def colours(request: Request, ckpt: Checkpoint, plan: Plan, registry: Registry) -> tuple[checks.Colours, str]:
@@ -240,6 +253,36 @@ def _load_note(layout: Layout, checkpoint: Path | None) -> str:
             "# safetensors package installed); with an older torch, convert to .pth instead.\n")  # fmt: skip
 
 
+def _eps_note(layout: Layout, variant: Variant) -> str:
+    """Code that resets BN eps where the library's builder uses another than the weights need."""
+    built, need = variant.library(layout.name).get("eps"), layout.settings["eps"]
+    if built is None or built == need:
+        return ""
+    return (f"# {variant.library(layout.name).get('builder') or layout.name} builds its BatchNorms with eps {built:g} and "
+            f"these weights need {need:g}:\n# without this loop the features differ (ckptconv verify --eps {built:g} shows by how much).\n"
+            f"for m in model.modules():\n    if isinstance(m, torch.nn.BatchNorm2d):\n        m.eps = {need!r}\n")  # fmt: skip
+
+
+def _load_weights(checkpoint: str, path: Path | None) -> str:
+    """Python that reads a plain state dict file into ``state_dict``."""
+    if path is not None and path.suffix == ".safetensors":
+        return f"from safetensors.torch import load_file\nstate_dict = load_file({checkpoint})"
+    return f"state_dict = torch.load({checkpoint}, map_location='cpu', weights_only=True)"
+
+
+def _library_values(layout: Layout, variant: Variant, used: set[str]) -> dict[str, str]:
+    """``builder``, ``library_name`` and ``builder_note`` from the variant's ``[libraries.<layout>]``
+    (the first two required when the template uses them)."""
+    entry, out = variant.library(layout.name), {}
+    for key, placeholder in (("builder", "builder"), ("name", "library_name")):
+        if placeholder in used and not entry.get(key):
+            raise TableError(f"variant {variant.name} has no [libraries.{layout.name}] {key}, which the {layout.name} table's config needs",
+                             fix=f"add it to {variant.path or variant.name + '.toml'}")  # fmt: skip
+        out[placeholder] = entry.get(key, "")
+    out["builder_note"] = f"# {entry['note']}\n" if entry.get("note") else ""
+    return out
+
+
 def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, prefix: str, pre: Preprocess) -> str | None:
     """The target library config the weights need, from the table's template. The checkpoint is
     written as an absolute path: a training run may start from any directory."""
@@ -248,28 +291,19 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
         return None
     widths = [variant.point_width(p) for p in layout.levels.values()]
     out_indices = tuple(layout.config.get("out_indices", ()))
+    quoted = repr(os.path.abspath(checkpoint)) if checkpoint is not None else "'OUT'"
     values = {
-        "arch": variant.name,
-        "title": variant.title,
-        "version": __version__,
-        "checkpoint": repr(os.path.abspath(checkpoint)) if checkpoint is not None else "'OUT'",
-        "init_prefix": f", prefix='{prefix}'" if prefix else "",
-        "prefix": prefix,
-        "out_indices": out_indices,
-        "in_channels": [widths[i] for i in out_indices],
-        "level_widths": widths,
-        "head_w": variant.head_w,
-        "num_classes": variant.num_classes,
-        "channel_order": pre.feeds.upper(),
-        "flip": pre.flip,
-        "mean": pre.config()["mean"],
-        "std": pre.config()["std"],
-        "crop_size": variant.im_size,
-        "resize_size": variant.test_size,
-        "crop_pct": crop_pct(variant.im_size, variant.test_size),
-        "input_note": _input_note(layout, pre),
-        "load_note": _load_note(layout, checkpoint),
-    }
+        **variant.config_values(),
+        **_library_values(layout, variant, {f for _, f, _, _ in string.Formatter().parse(template) if f}),
+        "arch": variant.name, "title": variant.title, "version": __version__, "checkpoint": quoted,
+        "init_prefix": f", prefix='{prefix}'" if prefix else "", "prefix": prefix,
+        "out_indices": out_indices, "in_channels": [widths[i] for i in out_indices], "level_widths": widths,
+        "num_classes": variant.num_classes, "channel_order": pre.feeds.upper(), "flip": pre.flip,
+        "mean": pre.config()["mean"], "std": pre.config()["std"],
+        "crop_size": variant.im_size, "resize_size": variant.test_size, "crop_pct": crop_pct(variant.im_size, variant.test_size),
+        "input_note": _input_note(layout, pre), "load_note": _load_note(layout, checkpoint),
+        "eps_note": _eps_note(layout, variant), "load_weights": _load_weights(quoted, checkpoint),
+    }  # fmt: skip
     return template.format(**values).strip() + "\n"
 
 
@@ -326,8 +360,10 @@ def warnings(c: Conversion) -> list[str]:
     """What a user of these weights must not overlook, one line each."""
     out = []
     if defaults := c.library_defaults:
-        out.append(f"{c.target.library or c.target.name}'s defaults (padding={defaults.get('padding')}, BN eps={defaults.get('eps'):g}) "
-                   "compute different features from these weights: use the config above")  # fmt: skip
+        settings = ", ".join(f"{k}={defaults[k]}" if k == "padding" else f"BN eps={defaults[k]:g}" for k in ("padding", "eps") if k in defaults)
+        builder = c.variant.library(c.target.name)
+        who = builder["builder"] if "eps" in builder and builder.get("builder") else c.target.library or c.target.name
+        out.append(f"{who}'s defaults ({settings}) compute different features from these weights: use the config above")
     if c.order_from.startswith("assumed"):
         out.append(f"the source's channel order is {c.order_from} ({c.colours.source.upper()}); pass --channel-order to say otherwise")
     return out

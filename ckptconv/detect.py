@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from . import engine
@@ -125,10 +124,15 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-@lru_cache(maxsize=None)
+_EXPECTED: dict[tuple[object, object, str], dict[str, tuple[int, ...]]] = {}
+
+
 def expected_keys(variant: Variant, layout: Layout, prefix: str = "") -> dict[str, tuple[int, ...]]:
-    """Every key and shape a full checkpoint of ``variant`` has in ``layout``. Cached: read-only."""
-    return {engine.with_prefix(prefix, target): spec.shape for spec, _, target in engine.table_map(layout, variant) if target is not None}
+    """Every key and shape a full checkpoint of ``variant`` has in ``layout``. Cached per file: read-only."""
+    key = (engine.content_key(variant), engine.content_key(layout), prefix)
+    if key not in _EXPECTED:
+        _EXPECTED[key] = {engine.with_prefix(prefix, t): spec.shape for spec, _, t in engine.table_map(layout, variant) if t is not None}
+    return _EXPECTED[key]
 
 
 @dataclass(frozen=True)
@@ -169,16 +173,27 @@ def common_prefix(keys) -> str:
     return firsts.pop() if len(firsts) == 1 and all("." in k for k in keys) else ""
 
 
-def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> Match | None:
-    """The candidate the state dict fits exactly, checking only those with as many keys (fast path)."""
+def candidates(registry: Registry, layouts: list[Layout]) -> list[tuple[Layout, Variant]]:
+    """Every (layout, variant) pair a file may hold: the variants of each layout's family it can hold."""
+    return [(lay, v) for lay in layouts for v in registry.variants_of(lay.family) if lay.refusal(v) is None]
+
+
+def exact_matches(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> list[Match]:
+    """Every candidate the state dict fits exactly, checking only those with as many keys (fast path)."""
     prefixes = {"", common_prefix(shapes)}
-    for lay in layouts:
-        for v in registry.variants_of(lay.family):
-            for prefix in prefixes:
-                want = expected_keys(v, lay, prefix)
-                if len(want) == len(shapes) and all(want.get(k) == tuple(s) for k, (s, _) in shapes.items()):
-                    return Match(lay, v, prefix, 0, 0, 0)
-    return None
+    found = []
+    for lay, v in candidates(registry, layouts):
+        for prefix in prefixes:
+            want = expected_keys(v, lay, prefix)
+            if len(want) == len(shapes) and all(want.get(k) == tuple(s) for k, (s, _) in shapes.items()):
+                found.append(Match(lay, v, prefix, 0, 0, 0))
+    return found
+
+
+def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> Match | None:
+    """The first candidate the state dict fits exactly."""
+    found = exact_matches(shapes, registry, layouts)
+    return found[0] if found else None
 
 
 def rank(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> list[Match]:
@@ -186,7 +201,7 @@ def rank(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> list[Matc
     prefixes = {""}
     if common_prefix(shapes):
         prefixes.add(common_prefix(shapes))
-    found = [score(shapes, v, lay, prefix) for lay in layouts for v in registry.variants_of(lay.family) for prefix in prefixes]
+    found = [score(shapes, v, lay, prefix) for lay, v in candidates(registry, layouts) for prefix in prefixes]
     return sorted(found, key=lambda m: (m.misfits, m.missing))
 
 

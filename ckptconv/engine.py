@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 
 from .errors import MappingError, TableError
 from .tables import Layout, Rule
@@ -67,13 +66,29 @@ def match_key(layout: Layout, variant: Variant, key: str) -> tuple[Rule, str | N
     return None
 
 
-@lru_cache(maxsize=None)
+def content_key(item: Layout | Variant) -> object:
+    """What a table or variant's expansion depends on: its file (path and sha256), so every registry
+    of a process shares one expansion of an unchanged file; an object built in code is its own key."""
+    return (type(item).__name__, item.family, item.name, item.path, item.digest) if item.digest else item
+
+
+_MAPS: dict[tuple[object, object], tuple] = {}
+
+
 def table_map(layout: Layout, variant: Variant) -> tuple[tuple[KeySpec, Rule, str | None], ...]:
     """Every pycls key of the variant with the rule that takes it and its target (None: dropped).
+    Computed once per table and variant file in a process.
 
     Raises ``TableError`` when the table leaves a pycls key unmatched or sends two keys to one target:
     those are bugs in the table, whatever the checkpoint.
     """
+    key = (content_key(layout), content_key(variant))
+    if key not in _MAPS:
+        _MAPS[key] = _expand(layout, variant)
+    return _MAPS[key]
+
+
+def _expand(layout: Layout, variant: Variant) -> tuple[tuple[KeySpec, Rule, str | None], ...]:
     out, seen = [], {}
     for spec in variant.pycls_keys:
         hit = match_key(layout, variant, spec.key)

@@ -35,6 +35,12 @@ class UsageError(CkptError):
     exit_code = EXIT_USAGE
 
 
+class Refused(UsageError):
+    """The target cannot hold this model (RegNetY's SE in MMDetection's RegNet, a ResNet in an
+    EfficientNet-only layout): refused before anything is read further or written, naming the
+    alternative. A batch over several targets lists such pairs without failing."""
+
+
 class TableError(UsageError):
     """A mapping table or variant file is malformed."""
 

@@ -30,7 +30,7 @@ class Family:
 
 _EFFNET_POINTS = ("stem", *_stages(7), "head", "logits")  # after the stem, each stage, head conv+BN+SiLU, fc
 _ANYNET_POINTS = ("stem", *_stages(4), "logits")  # after the stem, each stage, the fc
-_RESNET_LIKE = {  # mmdet/mmpretrain RegNet, ResNet, ResNeXt; timm's and torchvision's ResNet
+_RESNET_LIKE = {  # mmdet/mmpretrain RegNet, ResNet, ResNeXt; timm's and torchvision's ResNet (resnet only)
     "mmdet-resnet": ("stem", *(f"layer{i}" for i in range(1, 5))),
     "mmpretrain-resnet": ("backbone.stem", *(f"backbone.layer{i}" for i in range(1, 5)), "logits"),
     "resnet": ("stem", *(f"layer{i}" for i in range(1, 5)), "logits"),
@@ -50,8 +50,13 @@ FAMILIES: dict[str, Family] = {
     ),
     "regnet": Family(
         "regnet", "RegNetX and RegNetY (pycls RegNet, an AnyNet)", 4, _ANYNET_POINTS, ("regnet",), "REGNET",
-        {"pycls": _ANYNET_POINTS, **_RESNET_LIKE, "timm-regnet": ("stem", *_stages(4), "logits"),
-         "torchvision-regnet": ("stem", *(f"trunk_output.block{i}" for i in range(1, 5)), "logits")},
+        {
+            "pycls": _ANYNET_POINTS,
+            "mmdet-resnet": _RESNET_LIKE["mmdet-resnet"],
+            "mmpretrain-resnet": _RESNET_LIKE["mmpretrain-resnet"],
+            "timm-regnet": ("stem", *_stages(4), "logits"),
+            "torchvision-regnet": ("stem", *(f"trunk_output.block{i}" for i in range(1, 5)), "logits"),
+        },
     ),
     "resnet": Family(
         "resnet", "ResNet and ResNeXt (pycls AnyNet with the ResNet stem)", 4, _ANYNET_POINTS, ("anynet",), "ANYNET",

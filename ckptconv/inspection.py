@@ -37,7 +37,8 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
     }
     ranked = detect.rank(shapes, registry, registry.tables())
     best = ranked[0]
-    info["fit"] = fit_words(best)
+    twins = [m.layout_name for m in ranked[1:] if m.exact and m.variant is best.variant and m.prefix == best.prefix]
+    info["fit"] = fit_words(best, twins)
     if best.exact:
         via = "shapes"
         try:
@@ -48,6 +49,8 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
         if meta.get("arch") == best.variant.name:
             via += ", agreeing with the ckptconv meta"
         info.update(layout=best.layout_name, arch=best.variant.name, prefix=best.prefix, detected_from=via)
+        if twins:  # timm's and torchvision's ResNet keys are the same: both load the file
+            info["also_fits"] = twins
     else:
         info.update(
             layout=None,
@@ -86,9 +89,10 @@ def meta_words(meta: dict) -> str:
     return " ".join(part for part in (what, f"[{how}]" if how else "", source, f"by ckptconv {meta.get('ckptconv_version', '?')}") if part)
 
 
-def fit_words(best) -> str:
+def fit_words(best, twins: list[str] = ()) -> str:
     if best.exact:
-        return f"{best.layout_name} {best.variant.name}" + (f", prefix {best.prefix!r}" if best.prefix else "")
+        names = " or ".join([best.layout_name, *twins])
+        return f"{names} {best.variant.name}" + (f", prefix {best.prefix!r}" if best.prefix else "")
     return (f"no exact fit: closest is {best.layout_name} {best.variant.name} ({best.missing} keys missing, "
             f"{best.unexpected} unexpected, {best.wrong_shape} of the wrong shape)")  # fmt: skip
 

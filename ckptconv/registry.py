@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import TableError, UsageError
+from .errors import Refused, TableError, UsageError
 from .families import FAMILIES
 from .tables import Layout, file_digest, parse_layout
 from .variants import Variant, parse_variant
@@ -36,19 +36,35 @@ def builtin_dir() -> Path:
 MAX_TABLE_BYTES = 1 << 20  # a table is a page of text; anything bigger is not one
 
 
-def _read_toml(path: Path) -> tuple[dict, str]:
-    """The parsed file and the sha256 of its bytes."""
+def _read_bytes(path: Path) -> bytes:
     try:
         if path.stat().st_size > MAX_TABLE_BYTES:
             raise TableError(f"is {path.stat().st_size} bytes; a table is at most {MAX_TABLE_BYTES}", path=str(path))
-        raw = path.read_bytes()
-        return tomllib.loads(raw.decode("utf-8")), file_digest(raw)
+        return path.read_bytes()
+    except OSError as e:
+        raise TableError(f"cannot read ({e.strerror})", path=str(path)) from None
+
+
+def _parse_toml(raw: bytes, path: Path) -> dict:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise TableError(f"not valid TOML ({e})", path=str(path)) from None
     except UnicodeDecodeError:
         raise TableError("not valid TOML (not UTF-8 text)", path=str(path)) from None
-    except OSError as e:
-        raise TableError(f"cannot read ({e.strerror})", path=str(path)) from None
+
+
+_PARSED: dict[tuple[str, str, str], object] = {}  # (path, family, sha256) -> its Layout or Variant
+
+
+def _parsed(path: Path, family: str, parse):
+    """The file's table or variant; parsed once per content in a process (every registry reads the
+    file again, so an edited file is parsed afresh)."""
+    raw = _read_bytes(path)
+    key = (str(path), family, file_digest(raw))
+    if key not in _PARSED:
+        _PARSED[key] = parse(_parse_toml(raw, path), path, key[2], family)
+    return _PARSED[key]
 
 
 @dataclass
@@ -77,8 +93,7 @@ class Registry:
         found = {}
         for d in self.dirs:
             for path in sorted((d / family / sub).glob("*.toml"), key=lambda p: p.stem):
-                data, digest = _read_toml(path)
-                item = parse(data, path, digest, family)
+                item = _parsed(path, family, parse)
                 found[item.name] = item
         return found
 
@@ -130,9 +145,9 @@ class Registry:
         self.named(name)
         tables = self.families.get(family, {})
         if name not in tables:
-            raise UsageError(
-                f"{FAMILIES[family].title} has no {name} layout",
-                fix=f"its layouts are {', '.join(tables)} (see: ckptconv mappings)",
+            raise Refused(
+                f"{FAMILIES[family].title} has no {name} layout (it is a layout of {', '.join(t.family for t in self.named(name))} only)",
+                fix=f"use one of its layouts: {', '.join(tables)} (see: ckptconv mappings)",
             )
         return tables[name]
 

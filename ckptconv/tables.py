@@ -50,7 +50,7 @@ PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted modu
 CONFIG_FIELDS = frozenset({
     "arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths",
     "num_classes", "channel_order", "mean", "std", "flip", "crop_size", "resize_size", "crop_pct", "input_note", "load_note",
-    "builder", "eps_note",  # from the variant's [libraries.<library>]
+    "builder", "builder_note", "library_name", "eps_note", "load_weights",  # from the variant's [libraries.<library>]
     "head_w",  # EfficientNet
     "depth", "stage_blocks", "groups", "width_per_group", "regnet_arch", "stage_widths", "stage_group_widths", "se_ratio",  # AnyNet
 })  # fmt: skip

@@ -35,6 +35,10 @@ class KeySpec:
     shape: tuple[int, ...]
     dtype: str = "float32"
 
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
 
 class _Keys:
     """Builds a pycls state dict's key list, module by module."""
@@ -284,6 +288,7 @@ class AnyNet(Variant):
         """What the families' config templates may use beyond the common placeholders."""
         first = self.blocks[0]
         return {
+            "head_w": self.widths[-1],  # what the classifier reads
             "depth": sum(self.depths) * 3 + 2,  # ResNet-50's 50: 3 layers a block, the stem, the fc
             "stage_blocks": list(self.depths),
             "groups": first.groups,
@@ -345,15 +350,16 @@ def _head(f: Fields, path: Path, family: str) -> dict[str, Any]:
 
 
 def _libraries(f: Fields) -> dict[str, dict[str, Any]]:
-    """``[libraries.<name>]``: ``builder`` (the library's own name or call for the model), ``eps``
-    (the BN eps that builder uses, when it is not what the weights need), ``note``."""
+    """``[libraries.<name>]``: ``name`` (the library's own name for the model, e.g. timm's),
+    ``builder`` (the call or config that builds it), ``eps`` (the BN eps that builder uses, when it
+    is not what the weights need), ``note``."""
     section = f.section("libraries", {})
     section.only(LIBRARIES)
     out = {}
     for lib in section.data:
         entry = section.section(lib)
-        entry.only({"builder", "eps", "note"})
-        out[lib] = {"builder": entry.text("builder", ""), "note": entry.text("note", "")}
+        entry.only({"name", "builder", "eps", "note"})
+        out[lib] = {"name": entry.text("name", "", pattern=r"[A-Za-z0-9_.]{0,64}"), "builder": entry.text("builder", ""), "note": entry.text("note", "")}
         if entry.has("eps"):
             out[lib]["eps"] = entry.number("eps", lo=1e-12, hi=0.1)
     return out

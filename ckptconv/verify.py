@@ -73,7 +73,8 @@ def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None,
     whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
     closest candidate of ``arch``.
     """
-    ranked = detect.rank(_shapes(sd), registry, registry.named(layout) if layout else registry.tables())
+    layouts = registry.named(layout) if layout else registry.tables()
+    ranked = detect.exact_matches(_shapes(sd), registry, layouts) or detect.rank(_shapes(sd), registry, layouts)
     ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
     if ranked[0].exact or not arch:
         return ranked[0]

@@ -44,7 +44,7 @@ def test_zoo_converts_with_one_failure_listed(cli, zoo, tmp_path, jobs, verify):
     assert result.exit_code == 1
     data = json.loads(report.read_text())
     by_name = {f["source"].rsplit("/", 1)[-1]: f for f in data["files"]}
-    assert data["summary"] == {"converted": len(ZOO), "up to date": 0, "failed": 1, "total": len(ZOO) + 1, "seconds": data["summary"]["seconds"]}
+    assert data["summary"] == {"converted": len(ZOO), "up to date": 0, "refused": 0, "failed": 1, "total": len(ZOO) + 1, "seconds": data["summary"]["seconds"]}
     corrupt = by_name.pop("EN-B1_corrupt.pyth")
     assert corrupt["status"] == "failed" and "truncated or corrupt" in corrupt["error"]
     assert "EN-B1_corrupt.pyth" in corrupt["error"] and "truncated or corrupt" in result.stderr
@@ -196,7 +196,7 @@ def test_a_file_that_kills_its_worker_fails_alone(zoo, tmp_path):
     from ckptconv import batch
 
     entries = [batch.Entry(zoo / f"EN-{a}_dds_8gpu.pyth", Path(f"EN-{a}")) for a in ("B0", "B2", "B3")]
-    jobs = batch.plan(entries, tmp_path, layout="mmdet", fmt="pth", trust_pickle=False, verify="structure")
+    jobs = batch.plan(entries, tmp_path, layouts=("mmdet",), fmt="pth", trust_pickle=False, verify="structure")
     done = []
     result = batch.run(jobs, workers=2, job_fn=crash_on_b2, on_done=lambda job, o: done.append(job.source))
     statuses = [o.status for o in result.outcomes]

@@ -15,7 +15,10 @@ from .ui import UI, human_bytes
 @click.command("batch")
 @click.argument("sources", nargs=-1, required=True, metavar="SRC...")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the outputs (created if missing).")
-@click.option("--layout", default="mmdet", show_default=True, help="Target layout for every file a manifest does not say otherwise for.")
+@click.option("--to", "--layout", "targets", multiple=True, metavar="LAYOUT[,LAYOUT...]",
+              help="Target layout(s) for every file a manifest does not say otherwise for: repeat it, separate with commas, "
+                   "or say all (every layout but pycls). Several targets write OUT_DIR/<layout>/... and list the pairs "
+                   "that cannot exist (e.g. RegNetY to mmdet) as refused, with the reason.  [default: mmdet]")
 @click.option("--format", "fmt", type=click.Choice(["pth", "safetensors"]), default="pth", show_default=True, help="Output format.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel workers. Default: the machine's cores.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the summary as JSON (with sha256 of every input and output) to FILE.")
@@ -24,13 +27,14 @@ from .ui import UI, human_bytes
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")
 @conversion_options
 @click.pass_obj
-def batch_cmd(obj, sources, out_dir, layout, fmt, jobs, report_path, publish, json_mode, quiet, **kw) -> None:
+def batch_cmd(obj, sources, out_dir, targets, fmt, jobs, report_path, publish, json_mode, quiet, **kw) -> None:
     """Convert every checkpoint in SRC: files, directories (searched for *.pyth and *.pth), globs,
     or manifests (.toml / .json) naming source, arch, layout, weights and output per file.
 
     \b
-    Exit 0 only when every file converted (or was up to date) and verified; 1 when any failed
-    (the rest still convert); 2 on a usage error, including two inputs that would write one output.
+    Exit 0 only when every file converted (or was up to date) and verified, or (with several
+    targets) was refused; 1 when any failed (the rest still convert); 2 on a usage error, including
+    two inputs that would write one output.
     """
     ui = UI(json_mode=json_mode, quiet=quiet)
     with ui.guard():
@@ -38,10 +42,11 @@ def batch_cmd(obj, sources, out_dir, layout, fmt, jobs, report_path, publish, js
 
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the files ask for; this can run code stored in them")
+        layouts = batch.target_layouts(targets, obj.registry)
         entries = batch.collect(sources, out_dir)
         manifests = [Path(s) for s in sources if Path(s).suffix in batch.MANIFEST_SUFFIXES]
         plan = batch.plan(
-            entries, out_dir, layout=layout, fmt=fmt, trust_pickle=kw["trust_pickle"], weights=kw["weights"],
+            entries, out_dir, layouts=layouts, fmt=fmt, trust_pickle=kw["trust_pickle"], weights=kw["weights"],
             prefix=kw["prefix"], dtype=kw["dtype"], channel_order=kw["channel_order"], verify="none" if kw["no_verify"] else kw["verify_mode"],
             input_size=kw["input_size"], force=kw["force"], publish=publish, tables=obj.tables, others=manifests,
         )  # fmt: skip
@@ -139,10 +144,13 @@ def _summary(ui: UI, result, out_dir: Path) -> None:
         if o.note:
             ui.warning(f"{o.source}: {o.note}")
     for o in result.outcomes:
-        if o.error:
+        if o.error and o.ok:  # a refused cell of a run over several targets
+            ui.info(f"refused: {o.error}")
+        elif o.error:
             ui.error(o.error)
     summary = result.report()["summary"]
-    text = f"{summary['converted']} converted, {summary['up to date']} up to date, {summary['failed']} failed in {result.seconds:.1f} s"
+    refused = f", {summary['refused']} refused" if summary["refused"] else ""
+    text = f"{summary['converted']} converted, {summary['up to date']} up to date{refused}, {summary['failed']} failed in {result.seconds:.1f} s"
     if result.ok:
         ui.success(text)
     elif not ui.json_mode:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from .ui import UI
@@ -11,7 +13,7 @@ from .ui import UI
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.pass_context
 def mappings(ctx: click.Context, json_mode: bool) -> None:
-    """List the mapping tables and variants (never imports torch)."""
+    """List the families, their layouts and models, and which model goes to which target (never imports torch)."""
     if ctx.invoked_subcommand is not None:
         return
     ui = UI(json_mode=json_mode)
@@ -24,20 +26,37 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
              "rules": len(lay.rules), "summary": lay.summary, "refuses": [r.when for r in lay.refuse], "path": lay.path}
             for lay in registry.tables()
         ]  # fmt: skip
-        variants = [{"arch": v.name, "family": v.family, "title": v.title, "config": v.config, "im_size": v.im_size, "path": v.path}
-                    for v in registry.variants.values()]  # fmt: skip
+        variants = [{"arch": v.name, "family": v.family, "title": v.title, "config": v.config, "im_size": v.im_size, "path": v.path,
+                     "targets": _targets(registry, v)} for v in _by_size(registry.variants.values())]  # fmt: skip
         if json_mode:
-            ui.json({"families": list(FAMILIES), "layouts": layouts, "variants": variants})
+            ui.json({"families": {f.name: f.title for f in FAMILIES.values()}, "layouts": layouts, "variants": variants})
             return
         ui.table("layouts, by family (pycls is each family's own layout: every table maps from it)", ["family", "layout", "version", "summary"],
                  [(t["family"], t["layout"], t["version"], t["summary"]) for t in layouts], force=True)  # fmt: skip
-        for family in FAMILIES:
-            ui.info(f"{family}: {', '.join(v['arch'] for v in variants if v['family'] == family)}")
+        for family in FAMILIES.values():
+            names = [n for n in registry.families[family.name] if n != "pycls"]
+            rows = [(v["arch"], v["title"], *(v["targets"][n] for n in names)) for v in variants if v["family"] == family.name]
+            ui.table(f"{family.title}: models and targets", ["arch", "model", *names], rows, force=True)
+
+
+def _by_size(variants):
+    """Family by family, series by series (RegNetX, then RegNetY), smallest first."""
+    return sorted(variants, key=lambda v: (v.family, re.match(r"[a-z_]*", v.name).group(), sum(s.numel for s in v.pycls_keys)))
+
+
+def _targets(registry, variant) -> dict[str, str]:
+    """Each target layout of the variant's family: "yes", or why not."""
+    out = {}
+    for name, table in registry.families[variant.family].items():
+        if name != "pycls":
+            refusal = table.refusal(variant)
+            out[name] = "yes" if refusal is None else f"refused: {refusal.when}"
+    return out
 
 
 @mappings.command("show")
 @click.argument("layout")
-@click.option("--arch", default=None, metavar="bN", help="Variant to expand the table for. Default: the first (b0), and it says so.")
+@click.option("--arch", default=None, metavar="ARCH", help="Variant to expand the table for. Default: the family's first, and it says so.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.pass_obj
 def show(obj, layout: str, arch: str, json_mode: bool) -> None:

@@ -1,4 +1,4 @@
-"""Reference EfficientNets in plain torch, one per layout family, for numeric verification.
+"""Reference models in plain torch, one per library layout of each family, for numeric verification.
 
 Each takes every hyperparameter as an argument (variant, padding, BN eps, device) and exposes
 ``forward_levels(x)``: an ordered dict of the outputs a layout table's ``[levels]`` compares.
@@ -12,9 +12,11 @@ from torch import nn
 
 from ..errors import TableError
 from ..variants import Variant
+from .anynet import MMDetResNet, MMPretrainResNet, PyclsAnyNet, ResNet, TimmRegNet, TorchvisionRegNet
 from .mm import MMDetEfficientNet, MMDetStagesEfficientNet, MMPretrainClassifier
 from .pycls import EffNet
 from .timm import TimmEfficientNet
+from .torchvision import TorchvisionEfficientNet
 
 REFERENCES: dict[str, dict[str, type[nn.Module]]] = {  # family -> reference name (a table's) -> model
     "effnet": {
@@ -23,7 +25,10 @@ REFERENCES: dict[str, dict[str, type[nn.Module]]] = {  # family -> reference nam
         "mmdet-stages": MMDetStagesEfficientNet,
         "mmpretrain": MMPretrainClassifier,
         "timm": TimmEfficientNet,
+        "torchvision": TorchvisionEfficientNet,
     },
+    "regnet": {"pycls": PyclsAnyNet, "mmdet-resnet": MMDetResNet, "mmpretrain-resnet": MMPretrainResNet, "timm-regnet": TimmRegNet, "torchvision-regnet": TorchvisionRegNet},
+    "resnet": {"pycls": PyclsAnyNet, "mmdet-resnet": MMDetResNet, "mmpretrain-resnet": MMPretrainResNet, "resnet": ResNet},
 }
 
 
@@ -58,5 +63,5 @@ def load(reference: str, variant: Variant, state_dict: dict[str, torch.Tensor], 
     return model
 
 
-def pycls_model(variant: Variant, state_dict: dict[str, torch.Tensor]) -> EffNet:
+def pycls_model(variant: Variant, state_dict: dict[str, torch.Tensor]) -> nn.Module:
     return load("pycls", variant, state_dict)

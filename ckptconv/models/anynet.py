@@ -1,0 +1,377 @@
+"""pycls 0.1.1 ``AnyNet`` (RegNetX, RegNetY, ResNet, ResNeXt) and the models of the libraries that
+have it, written from their structure.
+
+Every one computes the same bottleneck block: 1x1 conv, BN, ReLU; 3x3 grouped conv (the stride),
+BN, ReLU; [squeeze-and-excitation]; 1x1 conv, BN; plus the shortcut (a strided 1x1 conv and BN where
+width or stride change); ReLU. They differ in module names (so in state-dict keys and their order)
+and, for timm's RegNet, in how SE pools (a mean). The stem is a 3x3 conv with stride 2 (RegNet) or
+a 7x7 conv with stride 2 and a 3x3 max pool (ResNet); the head a global average pool and an fc.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import TableError
+from ..variants import AnyNet, Bottleneck
+from .ops import Conv2d, Linear, batch_norm
+
+
+def _conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return bn(conv(x))
+
+
+class Parts:
+    """The modules one bottleneck block computes with, wherever a library keeps them."""
+
+    def __init__(self, a, a_bn, b, b_bn, c, c_bn, se=None, proj=None, proj_bn=None):
+        self.a, self.a_bn, self.b, self.b_bn, self.c, self.c_bn = a, a_bn, b, b_bn, c, c_bn
+        self.se, self.proj, self.proj_bn = se, proj, proj_bn
+
+
+def bottleneck(p: Parts, x: torch.Tensor) -> torch.Tensor:
+    """ReLU(shortcut(x) + f(x)); the sum is exact in either order, so all libraries agree bit for bit."""
+    f = F.relu(_conv_bn(p.a, p.a_bn, x))
+    f = F.relu(_conv_bn(p.b, p.b_bn, f))
+    if p.se is not None:
+        f = p.se(f)
+    f = _conv_bn(p.c, p.c_bn, f)
+    shortcut = _conv_bn(p.proj, p.proj_bn, x) if p.proj is not None else x
+    return F.relu(shortcut + f)
+
+
+def _convs(blk: Bottleneck, device) -> tuple[nn.Module, ...]:
+    """a, b, c and (where the block projects) proj convolutions of a block."""
+    a = Conv2d(blk.w_in, blk.w_b, 1, device=device)
+    b = Conv2d(blk.w_b, blk.w_b, 3, stride=blk.stride, groups=blk.groups, device=device)
+    c = Conv2d(blk.w_b, blk.w_out, 1, device=device)
+    proj = Conv2d(blk.w_in, blk.w_out, 1, stride=blk.stride, device=device) if blk.has_proj else None
+    return a, b, c, proj
+
+
+class SE(nn.Module):
+    """Squeeze-and-excitation: average pool, 1x1 conv, ReLU, 1x1 conv, sigmoid, scale. pycls keeps the
+    convolutions in ``f_ex`` (0 and 2); torchvision and timm call them ``fc1`` and ``fc2``
+    (``sequential=False``), and timm pools with a mean (``mean=True``)."""
+
+    def __init__(self, w: int, w_se: int, device=None, *, sequential: bool = True, mean: bool = False):
+        super().__init__()
+        fc1, fc2 = Conv2d(w, w_se, 1, bias=True, device=device), Conv2d(w_se, w, 1, bias=True, device=device)
+        if sequential:
+            self.f_ex = nn.Sequential(fc1, nn.ReLU(), fc2, nn.Sigmoid())
+        else:
+            self.fc1, self.fc2 = fc1, fc2
+        self.mean = mean  # timm pools with x.mean((2, 3)), the others with AdaptiveAvgPool2d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean((2, 3), keepdim=True) if self.mean else F.adaptive_avg_pool2d(x, 1)
+        gate = self.f_ex(pooled) if hasattr(self, "f_ex") else torch.sigmoid(self.fc2(F.relu(self.fc1(pooled))))
+        return x * gate
+
+
+def _stem_conv(variant: AnyNet, device) -> Conv2d:
+    k = 3 if variant.stem_type == "simple_stem_in" else 7
+    return Conv2d(3, variant.stem_w, k, stride=2, device=device)
+
+
+def _stem(variant: AnyNet, conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = F.relu(bn(conv(x)))
+    return F.max_pool2d(x, 3, stride=2, padding=1) if variant.stem_type == "res_stem_in" else x
+
+
+def _logits(fc: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def _stage_blocks(variant: AnyNet, s: int) -> list[Bottleneck]:
+    return [b for b in variant.blocks if b.stage == s]
+
+
+class _Model(nn.Module):
+    """Shared forward: the stem, the stages (each a list of blocks with ``parts()``), the head."""
+
+    level_names: tuple[str, ...]  # stem, the four stages, [logits]
+
+    def stem_parts(self) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+    def stages(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def classifier(self) -> nn.Module | None:
+        return None
+
+    def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = _stem(self.variant, *self.stem_parts(), x)
+        out = {self.level_names[0]: x}
+        for name, stage in zip(self.level_names[1:5], self.stages()):
+            for block in stage.children():
+                x = bottleneck(block.parts(), x)
+            out[name] = x
+        if self.classifier() is not None:
+            out["logits"] = _logits(self.classifier(), x)
+        return out
+
+
+# --- pycls ------------------------------------------------------------------------------------
+
+
+class _PyclsF(nn.Module):
+    def __init__(self, blk: Bottleneck, a, b, c, eps, device):
+        super().__init__()
+        self.a, self.a_bn = a, batch_norm(blk.w_b, eps, device)
+        self.b, self.b_bn = b, batch_norm(blk.w_b, eps, device)
+        if blk.w_se:
+            self.se = SE(blk.w_b, blk.w_se, device)
+        self.c, self.c_bn = c, batch_norm(blk.w_out, eps, device)
+
+
+class PyclsBlock(nn.Module):
+    """``ResBottleneckBlock``: ``proj``, ``bn`` (the shortcut), then ``f`` (a, a_bn, b, b_bn, [se], c, c_bn)."""
+
+    def __init__(self, blk: Bottleneck, eps: float, device=None):
+        super().__init__()
+        a, b, c, proj = _convs(blk, device)
+        if proj is not None:
+            self.proj, self.bn = proj, batch_norm(blk.w_out, eps, device)
+        self.f = _PyclsF(blk, a, b, c, eps, device)
+
+    def parts(self) -> Parts:
+        f = self.f
+        return Parts(f.a, f.a_bn, f.b, f.b_bn, f.c, f.c_bn, getattr(f, "se", None), getattr(self, "proj", None), getattr(self, "bn", None))
+
+
+class _PyclsStem(nn.Module):
+    def __init__(self, variant: AnyNet, eps: float, device):
+        super().__init__()
+        self.conv, self.bn = _stem_conv(variant, device), batch_norm(variant.stem_w, eps, device)
+
+
+class _PyclsHead(nn.Module):
+    def __init__(self, variant: AnyNet, device):
+        super().__init__()
+        self.fc = Linear(variant.widths[-1], variant.num_classes, device=device)
+
+
+class PyclsAnyNet(_Model):
+    """pycls ``AnyNet``: ``stem`` (conv, bn), ``s1``..``s4`` of blocks ``b1``..``bN``, ``head.fc``."""
+
+    level_names = ("stem", "s1", "s2", "s3", "s4")
+
+    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+        super().__init__()
+        self.variant = variant
+        self.stem = _PyclsStem(variant, eps, device)
+        for s in range(1, 5):
+            stage = nn.Module()
+            for blk in _stage_blocks(variant, s):
+                stage.add_module(f"b{blk.block}", PyclsBlock(blk, eps, device))
+            self.add_module(f"s{s}", stage)
+        self.head = _PyclsHead(variant, device)
+
+    def stem_parts(self):
+        return self.stem.conv, self.stem.bn
+
+    def stages(self):
+        return [getattr(self, f"s{s}") for s in range(1, 5)]
+
+    def classifier(self):
+        return self.head.fc
+
+
+# --- torchvision's, timm's and OpenMMLab's ResNet (and mmdet/mmpretrain's RegNet) -------------------
+
+
+def _no_se(variant: AnyNet, reference: str) -> None:
+    if variant.se_r:
+        raise TableError(f"the {reference} reference has no squeeze-and-excitation, which {variant.name} needs")
+
+
+class ResNetBlock(nn.Module):
+    """``Bottleneck``: conv1, bn1, conv2, bn2, conv3, bn3, ``downsample.0``/``.1`` (the shortcut) last."""
+
+    def __init__(self, blk: Bottleneck, eps: float, device=None):
+        super().__init__()
+        a, b, c, proj = _convs(blk, device)
+        self.conv1, self.bn1 = a, batch_norm(blk.w_b, eps, device)
+        self.conv2, self.bn2 = b, batch_norm(blk.w_b, eps, device)
+        self.conv3, self.bn3 = c, batch_norm(blk.w_out, eps, device)
+        if proj is not None:
+            self.downsample = nn.Sequential(proj, batch_norm(blk.w_out, eps, device))
+
+    def parts(self) -> Parts:
+        ds = getattr(self, "downsample", None)
+        return Parts(self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3, None, *(ds if ds is not None else (None, None)))
+
+
+class ResNet(_Model):
+    """conv1, bn1, [max pool], layer1..layer4 of ``ResNetBlock``s numbered from 0, [fc]: torchvision's
+    and timm's ResNet/ResNeXt, mmdet's ResNet/ResNeXt/RegNet backbones (no fc)."""
+
+    level_names = ("stem", "layer1", "layer2", "layer3", "layer4")
+    has_fc = True
+
+    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+        super().__init__()
+        _no_se(variant, type(self).__name__)
+        self.variant = variant
+        self.conv1, self.bn1 = _stem_conv(variant, device), batch_norm(variant.stem_w, eps, device)
+        for s in range(1, 5):
+            self.add_module(f"layer{s}", nn.Sequential(*(ResNetBlock(b, eps, device) for b in _stage_blocks(variant, s))))
+        if self.has_fc:
+            self.fc = Linear(variant.widths[-1], variant.num_classes, device=device)
+
+    def stem_parts(self):
+        return self.conv1, self.bn1
+
+    def stages(self):
+        return [getattr(self, f"layer{s}") for s in range(1, 5)]
+
+    def classifier(self):
+        return getattr(self, "fc", None)
+
+
+class MMDetResNet(ResNet):
+    """mmdet's ``ResNet``/``ResNeXt``/``RegNet`` backbone: the same without an fc."""
+
+    has_fc = False
+
+
+class _ClsHead(nn.Module):
+    def __init__(self, variant: AnyNet, device):
+        super().__init__()
+        self.fc = Linear(variant.widths[-1], variant.num_classes, device=device)
+
+
+class MMPretrainResNet(nn.Module):
+    """mmpretrain ``ImageClassifier``: the mmdet-style backbone under ``backbone.``, a global average
+    pool neck and ``head.fc`` (LinearClsHead)."""
+
+    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+        super().__init__()
+        self.backbone = MMDetResNet(variant, padding, eps, device)
+        self.head = _ClsHead(variant, device)
+
+    def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {f"backbone.{k}": v for k, v in self.backbone.forward_levels(x).items()}
+        out["logits"] = _logits(self.head.fc, out["backbone.layer4"])
+        return out
+
+
+# --- timm's RegNet ------------------------------------------------------------------------------------
+
+
+class ConvNorm(nn.Module):
+    """timm's ``ConvNormAct`` weights: ``conv`` and ``bn`` (the activation holds none)."""
+
+    def __init__(self, conv: nn.Module, w: int, eps: float, device=None):
+        super().__init__()
+        self.conv, self.bn = conv, batch_norm(w, eps, device)
+
+
+class TimmRegNetBlock(nn.Module):
+    """timm ``Bottleneck`` of ``regnetx_*``/``regnety_*``: conv1, conv2, [se], conv3, downsample (last)."""
+
+    def __init__(self, blk: Bottleneck, eps: float, device=None):
+        super().__init__()
+        a, b, c, proj = _convs(blk, device)
+        self.conv1, self.conv2 = ConvNorm(a, blk.w_b, eps, device), ConvNorm(b, blk.w_b, eps, device)
+        if blk.w_se:
+            self.se = SE(blk.w_b, blk.w_se, device, sequential=False, mean=True)
+        self.conv3 = ConvNorm(c, blk.w_out, eps, device)
+        if proj is not None:
+            self.downsample = ConvNorm(proj, blk.w_out, eps, device)
+
+    def parts(self) -> Parts:
+        ds = getattr(self, "downsample", None)
+        shortcut = (ds.conv, ds.bn) if ds is not None else (None, None)
+        return Parts(self.conv1.conv, self.conv1.bn, self.conv2.conv, self.conv2.bn, self.conv3.conv, self.conv3.bn,
+                     getattr(self, "se", None), *shortcut)  # fmt: skip
+
+
+class TimmRegNet(_Model):
+    """timm ``RegNet``: ``stem`` (conv, bn), ``s1``..``s4`` of blocks ``b1``..``bN``, ``head.fc``."""
+
+    level_names = ("stem", "s1", "s2", "s3", "s4")
+
+    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+        super().__init__()
+        self.variant = variant
+        self.stem = ConvNorm(_stem_conv(variant, device), variant.stem_w, eps, device)
+        for s in range(1, 5):
+            stage = nn.Module()
+            for blk in _stage_blocks(variant, s):
+                stage.add_module(f"b{blk.block}", TimmRegNetBlock(blk, eps, device))
+            self.add_module(f"s{s}", stage)
+        self.head = _ClsHead(variant, device)
+
+    def stem_parts(self):
+        return self.stem.conv, self.stem.bn
+
+    def stages(self):
+        return [getattr(self, f"s{s}") for s in range(1, 5)]
+
+    def classifier(self):
+        return self.head.fc
+
+
+# --- torchvision's RegNet ---------------------------------------------------------------------------
+
+
+def _conv_norm(conv: nn.Module, w: int, eps: float, device) -> nn.Sequential:
+    """torchvision's ``Conv2dNormActivation`` weights: ``0`` (conv) and ``1`` (BN)."""
+    return nn.Sequential(conv, batch_norm(w, eps, device))
+
+
+class _TorchvisionF(nn.Module):
+    def __init__(self, blk: Bottleneck, a, b, c, eps, device):
+        super().__init__()
+        self.a, self.b = _conv_norm(a, blk.w_b, eps, device), _conv_norm(b, blk.w_b, eps, device)
+        if blk.w_se:
+            self.se = SE(blk.w_b, blk.w_se, device, sequential=False)
+        self.c = _conv_norm(c, blk.w_out, eps, device)
+
+
+class TorchvisionRegNetBlock(nn.Module):
+    """torchvision ``ResBottleneckBlock``: ``proj`` (first), then ``f`` (a, b, [se], c)."""
+
+    def __init__(self, blk: Bottleneck, eps: float, device=None):
+        super().__init__()
+        a, b, c, proj = _convs(blk, device)
+        if proj is not None:
+            self.proj = _conv_norm(proj, blk.w_out, eps, device)
+        self.f = _TorchvisionF(blk, a, b, c, eps, device)
+
+    def parts(self) -> Parts:
+        f, proj = self.f, getattr(self, "proj", None)
+        return Parts(*f.a, *f.b, *f.c, getattr(f, "se", None), *(proj if proj is not None else (None, None)))
+
+
+class TorchvisionRegNet(_Model):
+    """torchvision ``RegNet``: ``stem`` (0, 1), ``trunk_output.block1``..``block4`` of blocks
+    ``blockS-0``..``blockS-(N-1)``, ``fc``."""
+
+    level_names = ("stem", *(f"trunk_output.block{s}" for s in range(1, 5)))
+
+    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+        super().__init__()
+        self.variant = variant
+        self.stem = _conv_norm(_stem_conv(variant, device), variant.stem_w, eps, device)
+        self.trunk_output = nn.Module()
+        for s in range(1, 5):
+            stage = nn.Module()
+            for blk in _stage_blocks(variant, s):
+                stage.add_module(f"block{s}-{blk.block - 1}", TorchvisionRegNetBlock(blk, eps, device))
+            self.trunk_output.add_module(f"block{s}", stage)
+        self.fc = Linear(variant.widths[-1], variant.num_classes, device=device)
+
+    def stem_parts(self):
+        return tuple(self.stem)
+
+    def stages(self):
+        return list(self.trunk_output.children())
+
+    def classifier(self):
+        return self.fc
