@@ -20,6 +20,7 @@ from .convert import Request, Result, convert
 from .errors import CkptError, UsageError
 from .files import atomic_write, make_out_dir
 from .registry import Registry
+from .variants import Variant
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,10 @@ class Demo:
     again: bool  # the files were there from an earlier demo
 
 
-def paths(out_dir: Path, arch: str, layout: str) -> tuple[Path, Path, Path]:
-    src = out_dir / f"EN-{arch.upper()}_demo.pyth"
+def paths(out_dir: Path, variant: Variant, layout: str) -> tuple[Path, Path, Path]:
+    """Named as pycls's zoo names its files: EN-B0_demo.pyth, RegNetX-200MF_demo.pyth, ResNet-50_demo.pyth."""
+    stem = f"EN-{variant.name.upper()}" if variant.family == "effnet" else variant.title
+    src = out_dir / f"{stem}_demo.pyth"
     return src, out_dir / f"{src.stem}_{layout}.pth", out_dir / f"{src.stem}_{layout}_config.py"
 
 
@@ -50,7 +53,7 @@ def run(out_dir: Path, arch: str, layout: str, force: bool, registry: Registry) 
 
     variant = registry.variant(arch)
     registry.layout(layout, variant.family)  # a layout the variant has not fails before anything is written
-    src, out, config = paths(out_dir, variant.name, layout)
+    src, out, config = paths(out_dir, variant, layout)
     buffer = io.BytesIO()
     torch.save(synthetic.pycls_checkpoint(variant), buffer)
     data = buffer.getvalue()

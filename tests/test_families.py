@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from ckptconv import synthetic
+from ckptconv import convert, synthetic
 
 # one checkpoint of each kind: RegNetX, RegNetY (SE), ResNet (7x7 stem, max pool), EfficientNet
 MINI_ZOO = {"regnetx_200mf": "RegNetX-200MF_dds_8gpu", "regnety_200mf": "RegNetY-200MF_dds_8gpu",
@@ -140,6 +140,23 @@ def test_each_target_gets_the_builder_its_weights_need(cli, mini_zoo, tmp_path, 
     compile(config, "config.py", "exec")  # valid Python, as pasted
 
 
+def test_every_pair_renders_a_config_that_is_valid_python(registry):
+    """All 36 models x each target they have: the config renders from the variant file's builder
+    (none missing) and compiles as pasted."""
+    from ckptconv.preprocess import needed
+
+    rendered = 0
+    for variant in registry.variants.values():
+        stats = registry.hub(variant.family).pipeline
+        for name, table in registry.families[variant.family].items():
+            if name == "pycls" or table.refusal(variant):
+                continue
+            config = convert.render_config(table, variant, None, "", needed(table.pipeline, "rgb", stats))
+            compile(config, f"{variant.name}-{name}.py", "exec")
+            rendered += 1
+    assert rendered == 6 * 5 + 12 * 4 + 12 * 2 + 6 * 4
+
+
 def test_torchvision_named_builders_that_are_other_models_are_not_used(registry):
     """torchvision's regnet_x_400mf, regnet_y_800mf and regnet_y_8gf differ from pycls's models of
     those names (tests/data/targets.json): their variant files build pycls's structure instead."""
@@ -160,3 +177,11 @@ def test_mappings_lists_families_models_and_targets(cli):
     assert set(targets["b3"]) == {"mmdet", "mmdet-stages", "mmpretrain", "timm", "torchvision"}
     text = cli("mappings").output
     assert "RegNetX and RegNetY" in text and "refused: se" in text
+
+
+def test_demo_runs_for_any_model_and_names_its_files_as_the_zoo_does(cli, tmp_path):
+    result = cli("demo", "--out-dir", tmp_path / "demo", "--arch", "regnetx_200mf", "--layout", "torchvision")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
+        "RegNetX-200MF_demo.pyth", "RegNetX-200MF_demo_torchvision.pth", "RegNetX-200MF_demo_torchvision_config.py"]  # fmt: skip
+    assert "--padding same" not in result.output  # torchvision's RegNet has no defaults to warn about

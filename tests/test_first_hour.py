@@ -160,6 +160,10 @@ def test_the_readme_config_is_what_a_user_sees(cli, built, tmp_path, monkeypatch
     assert printed in mmdet.stdout
     timm = json.loads(cli("convert", "EN-B3_dds_8gpu.pyth", "effnet-b3_timm.pth", "--to", "timm", "--json").stdout)["config"]
     assert timm.replace(str(tmp_path), "/abs/path") == _readme_block("timm gets its `pretrained_cfg_overlay`")
+    shutil.copy(built.source("regnety_800mf"), tmp_path / "RegNetY-800MF_dds_8gpu.pyth")
+    args = ("RegNetY-800MF_dds_8gpu.pyth", "regnety-800mf_torchvision.pth", "--to", "torchvision", "--json")
+    torchvision = json.loads(cli("convert", *args).stdout)["config"]
+    assert torchvision.replace(str(tmp_path), "/abs/path") == _readme_block("torchvision's `regnet_y_800mf()` widens")
 
 
 def test_the_readme_quickstart_runs_as_written_twice(cli, tmp_path, monkeypatch):

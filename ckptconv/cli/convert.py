@@ -119,7 +119,7 @@ def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
 @click.command("convert")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
 @click.argument("out", metavar="[OUT]", type=click.Path(path_type=Path), required=False)
-@click.option("--from", "source_layout", default="pycls", show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm).")
+@click.option("--from", "source_layout", default="pycls", show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm, torchvision; ckptconv mappings lists them).")
 @click.option("--to", "layout", required=True, help="Layout of OUT: a table name, or pycls.")
 @click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")
 @_common

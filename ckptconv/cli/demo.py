@@ -11,7 +11,7 @@ from .ui import UI
 
 @click.command("demo")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True, help="Where to write the files.")
-@click.option("--arch", default="b0", show_default=True, metavar="bN", help="Variant of the synthetic checkpoint.")
+@click.option("--arch", default="b0", show_default=True, metavar="ARCH", help="Model of the synthetic checkpoint (any of ckptconv mappings).")
 @click.option("--layout", default="mmdet", show_default=True, help="Target layout.")
 @click.option("--force", is_flag=True, help="Replace files under the demo's names that the demo did not write.")
 @click.pass_obj
@@ -19,8 +19,8 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
     """Write a pycls training checkpoint with random weights, convert it and verify the result.
 
     \b
-    Writes OUT_DIR/EN-<ARCH>_demo.pyth (as pycls's trainer saves one, optimizer state included),
-    OUT_DIR/EN-<ARCH>_demo_<layout>.pth and OUT_DIR/EN-<ARCH>_demo_<layout>_config.py.
+    Writes OUT_DIR/<NAME>_demo.pyth (EN-B0, RegNetX-200MF, ResNet-50, ...: as pycls's trainer saves
+    one, optimizer state included), OUT_DIR/<NAME>_demo_<layout>.pth and its _config.py.
     """
     ui = UI()
     with ui.guard():
@@ -35,7 +35,12 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
         verb = "kept" if made.again else "wrote"
         ui.success(f"{verb} {made.checkpoint}: a pycls training checkpoint (random weights, SGD state)")
         summarize(UI(), made.result)
-        ui.success(f"wrote {made.config}; check a detector config with: ckptconv verify {made.result.output} --padding same --eps 1e-3  (fails: mmdet's defaults)")
+        defaults = made.result.conversion.library_defaults
+        if defaults:  # show the check that catches the library's own settings
+            flags = " ".join(f"--{k} {v:g}" if k == "eps" else f"--{k} {v}" for k, v in defaults.items())
+            ui.success(f"wrote {made.config}; check a config with: ckptconv verify {made.result.output} {flags}  (fails: the library's defaults)")
+        else:
+            ui.success(f"wrote {made.config}; check the file any time with: ckptconv verify {made.result.output}")
 
 
 COMMANDS = (demo,)

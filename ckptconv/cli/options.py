@@ -25,7 +25,7 @@ def conversion_options(f):
     """--arch --weights --prefix --dtype --verify/--no-verify --input-size --force --trust-pickle."""
     for decorator in reversed(
         [
-            click.option("--arch", metavar="bN", help="Variant (b0 ... b5). Default: from the checkpoint's cfg, else its tensor shapes."),
+            click.option("--arch", metavar="ARCH", help="Model (b0 ... b5, regnetx_200mf ... regnety_32gf, resnet50 ...: ckptconv mappings lists them). Default: from the checkpoint's cfg, else its tensor shapes."),
             click.option(
                 "--weights",
                 type=click.Choice(["best", "model", "ema"]),

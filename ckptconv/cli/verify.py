@@ -13,7 +13,7 @@ from .ui import UI, _escape
 @click.command("verify")
 @click.argument("targets", nargs=-1, required=True, metavar="FILE|DIR|REPORT.json...", type=click.Path(path_type=Path))
 @click.option("--source", type=click.Path(path_type=Path), help="The pycls checkpoint FILE was converted from: adds bit identity, numerics against it, and its sha256.")
-@click.option("--arch", metavar="bN", help="Expected variant; default: the file's meta, else its shapes.")
+@click.option("--arch", metavar="ARCH", help="Expected model; default: the file's meta, else its shapes.")
 @click.option("--layout", help="Expected layout; default: the file's meta, else its keys.")
 @click.option("--weights", type=click.Choice(["best", "model", "ema"]), default=None, help="Source weight set to compare with; default: the one the meta records.")
 @click.option("--padding", type=click.Choice(["symmetric", "same"]), help="Padding your detector config uses (same = Conv2dAdaptivePadding, mmdet's default).")
