@@ -284,10 +284,8 @@ class Summary:
 def verify_all(targets: list[Path], opts: Options, registry: Registry, *, report_path: Path | None = None, on_report=None) -> Summary:
     """Verify every file (a bad one is a failed result, never the end of the run) and write the
     report, which may be neither a verified file nor a source."""
-    import json
-
     from .errors import CkptError
-    from .files import atomic_write, check_outputs
+    from .files import check_outputs
 
     found = collect(targets)
     if opts.source is not None and len(found) != 1:
@@ -307,11 +305,72 @@ def verify_all(targets: list[Path], opts: Options, registry: Registry, *, report
             results.append({"path": str(path), "ok": False, "first_failure": str(e), "checks": [], "levels": []})
     summary = Summary(results)
     if report_path is not None:
-        atomic_write(report_path, lambda f: f.write(json.dumps(summary.to_dict(), indent=2, default=str).encode()))
+        write_summary(report_path, summary, [])
     return summary
+
+
+def write_summary(report_path: Path, summary: "Summary", inputs: list[Path]) -> None:
+    """The JSON report: never over one of ``inputs``."""
+    import json
+
+    from .files import atomic_write, check_outputs
+
+    if inputs:
+        check_outputs([report_path], inputs, force=True)
+    atomic_write(report_path, lambda f: f.write(json.dumps(summary.to_dict(), indent=2, default=str).encode()))
 
 
 def replace_source(opts: Options, source: Path | None) -> Options:
     from dataclasses import replace
 
     return opts if opts.source is not None or source is None else replace(opts, source=source)
+
+
+# --- verify --config --------------------------------------------------------------------------------
+
+
+def _config_target(config: Path, cfg: dict, path: Path | None) -> tuple[Path, str | None, str | None]:
+    """The weights to check: FILE, else the checkpoint the config loads; with the layout and channel
+    order of a ``pycls-*://`` name (a pycls file the config converts on load)."""
+    from . import mmconfig
+    from .mmscheme import parse_scheme
+
+    checkpoint = str(path) if path is not None else mmconfig.checkpoint_of(cfg)[0]
+    if checkpoint is None:
+        raise UsageError("the config loads no checkpoint (no init_cfg checkpoint in its backbone, no load_from)", fix="pass the weights: ckptconv verify --config CFG FILE", path=str(config))
+    file, layout, order = parse_scheme(checkpoint)
+    if "://" in file:
+        raise UsageError(f"the config loads {checkpoint}, which ckptconv cannot read here", fix="download it and pass it: ckptconv verify --config CFG FILE", path=str(config))
+    return Path(file), layout, order
+
+
+def verify_config(config: Path, path: Path | None, opts: Options, registry: Registry | None = None) -> Report:
+    """Check ``config``'s fields against the weights it loads, then verify those weights with the
+    settings the config builds (padding, eps, colour flip, mean, std). Failed fields lead the report."""
+    from dataclasses import replace
+
+    from . import mmconfig
+    from .api import convert_checkpoint
+
+    registry = registry or default_registry()
+    cfg = mmconfig.read_config(config)
+    target, scheme_layout, order = _config_target(config, cfg, path)
+    if scheme_layout is not None:  # a pycls file the config converts on load
+        converted = convert_checkpoint(target, scheme_layout, channel_order=order)
+        meta, report = converted.meta, converted.report
+        report.path = str(target)
+    else:
+        meta = load(target, trust_pickle=opts.trust_pickle).meta
+        report = None
+    if not meta.get("arch") or meta.get("arch") not in registry.variants:
+        raise UsageError(f"{target} records no model ckptconv knows (it was not written by ckptconv)", fix="convert it with ckptconv first, or check it without --config", path=str(target))
+    variant = registry.variant(meta["arch"])
+    table = registry.layout(meta.get("layout", "mmdet"), variant.family)
+    found = mmconfig.check(cfg, variant, table, meta, registry.hub(variant.family).pipeline)
+    if report is None:
+        report = verify_file(target, replace(opts, padding=found.padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std), registry)
+    fields = [f"{config}: {where} {need}" for where, need in found.problems]
+    checks = [*(report.add("config", False, line) for line in fields)] or [report.add("config", True, f"{config}: {len(found.passed)} fields fit these weights")]
+    report.checks = checks + [c for c in report.checks if c not in checks]
+    return report
+

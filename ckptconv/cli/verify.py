@@ -11,7 +11,10 @@ from .ui import UI, _escape
 
 
 @click.command("verify")
-@click.argument("targets", nargs=-1, required=True, metavar="FILE|DIR|REPORT.json...", type=click.Path(path_type=Path))
+@click.argument("targets", nargs=-1, metavar="FILE|DIR|REPORT.json...", type=click.Path(path_type=Path))
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+              help="An MMDetection or mmpretrain config (read with mmengine, _base_ included): check its fields against the weights "
+                   "it loads (or FILE), then verify them with the settings it builds.")
 @click.option("--source", type=click.Path(path_type=Path), help="The pycls checkpoint FILE was converted from: adds bit identity, numerics against it, and its sha256.")
 @click.option("--arch", metavar="ARCH", help="Expected model; default: the file's meta, else its shapes.")
 @click.option("--layout", help="Expected layout; default: the file's meta, else its keys.")
@@ -29,7 +32,7 @@ from .ui import UI, _escape
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")
 @click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the files ask for.")
 @click.pass_obj
-def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, channel_order, flip, mean, std, input_size, report_path, json_mode, quiet, trust_pickle) -> None:
+def verify_cmd(obj, targets, config, source, arch, layout, weights, padding, eps, channel_order, flip, mean, std, input_size, report_path, json_mode, quiet, trust_pickle) -> None:
     """Verify converted checkpoints: files, directories (searched recursively) or a batch report.
 
     Checks structure (keys, shapes, dtypes of the layout), numerics (the reference model in the
@@ -46,7 +49,12 @@ def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, channe
 
         opts = Options(source, arch, layout, weights, padding, eps, tuple(input_size), trust_pickle, channel_order, flip, mean, std)
         show = None if ui.quiet else (lambda report: _show(ui, report))
-        summary = verify_all(list(targets), opts, obj.registry, report_path=report_path, on_report=show)
+        if config is not None:
+            summary = _with_config(config, list(targets), opts, obj.registry, report_path, show)
+        elif not targets:
+            raise click.UsageError("give FILE, DIR or REPORT.json to verify (or --config CFG)")
+        else:
+            summary = verify_all(list(targets), opts, obj.registry, report_path=report_path, on_report=show)
         done()  # the report is written: a signal now changes nothing
         results = summary.results
         if json_mode:
@@ -62,6 +70,21 @@ def verify_cmd(obj, targets, source, arch, layout, weights, padding, eps, channe
                 ui.success(f"{len(results)} file(s) verified")
         if not summary.ok:
             raise SystemExit(1)
+
+
+def _with_config(config: Path, targets: list[Path], opts, registry, report_path, show):
+    """``--config CFG [FILE]``: one config, the weights it loads (or FILE)."""
+    from ..errors import UsageError
+    from ..verify import Summary, verify_config, write_summary
+
+    if len(targets) > 1 or (targets and targets[0].is_dir()):
+        raise UsageError("--config goes with at most one FILE: the weights that config loads")
+    report = verify_config(config, targets[0] if targets else None, opts, registry)
+    show and show(report)
+    summary = Summary([report.to_dict()])
+    if report_path is not None:
+        write_summary(report_path, summary, [config, *targets])
+    return summary
 
 
 def _show(ui: UI, report) -> None:

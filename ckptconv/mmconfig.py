@@ -1,0 +1,176 @@
+"""``ckptconv verify --config``: an MMDetection or mmpretrain config against the weights it loads.
+
+The config is read through mmengine's ``Config.fromfile`` (``_base_`` inheritance and
+``custom_imports`` included); its model is plain data, so no model is built. Each field the weights
+depend on is checked and, when wrong, named with the value it needs:
+
+- ``model.backbone.type`` and its arch (``arch``, ``depth``, ``groups``, ...): what the variant
+  file's ``[libraries.<layout>] builder`` says the library builds the model with;
+- ``conv_cfg`` and ``norm_cfg.eps``: the padding and BN eps the weights need (the library's
+  defaults, from the table, where the config leaves them out);
+- ``out_indices`` against the neck's ``in_channels``;
+- ``init_cfg``: its ``prefix`` against the prefix the weights were written with;
+- the data preprocessor's channel flag, mean and std.
+
+The fields found then set the numeric verification (padding, eps, flip, mean, std), so the file
+is also proven to compute pycls's features under exactly this config.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .preprocess import Preprocess, needed
+from .tables import Layout
+from .variants import Variant
+
+
+@dataclass
+class Found:
+    """What a config says: the checkpoint it loads and the settings it builds with."""
+
+    checkpoint: str | None
+    padding: str
+    eps: float
+    flip: bool | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (field, what it needs)
+    passed: list[str] = field(default_factory=list)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The config as plain data, through mmengine's ``Config.fromfile``."""
+    try:
+        from mmengine.config import Config
+    except ImportError:
+        raise UsageError("verify --config reads configs with mmengine, which is not installed", fix="pip install 'ckptconv[mmengine]'") from None
+    try:
+        return Config.fromfile(str(path)).to_dict()
+    except Exception as e:  # noqa: BLE001 - any config error is the user's file: one line
+        raise UsageError(f"cannot read the config ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})", path=str(path)) from None
+
+
+def _init_cfgs(part: dict[str, Any]) -> list[dict[str, Any]]:
+    init = part.get("init_cfg") or []
+    return [c for c in (init if isinstance(init, list) else [init]) if isinstance(c, dict)]
+
+
+def parts(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """(model, backbone, neck, data preprocessor) of a detector, a classifier or a bare backbone."""
+    model = cfg.get("model")
+    if not isinstance(model, dict):
+        raise UsageError("the config has no model = dict(...)", fix="pass the detector or classifier config the weights are for")
+    backbone = model.get("backbone") if isinstance(model.get("backbone"), dict) else model
+    neck = model.get("neck")
+    neck = neck[0] if isinstance(neck, list) and neck else neck
+    preprocessor = model.get("data_preprocessor") or cfg.get("data_preprocessor")
+    return model, backbone, neck if isinstance(neck, dict) else None, preprocessor if isinstance(preprocessor, dict) else None
+
+
+def checkpoint_of(cfg: dict[str, Any]) -> tuple[str | None, str | None, str]:
+    """The checkpoint the config loads, the prefix the weights must carry in the file, and the
+    field that says so: the backbone's ``init_cfg`` (its ``prefix``), else ``load_from`` (a whole
+    model's checkpoint: the backbone's weights under ``backbone.``)."""
+    model, backbone, _, _ = parts(cfg)
+    for init in _init_cfgs(backbone):
+        if init.get("checkpoint"):
+            return str(init["checkpoint"]), (init.get("prefix") or "").rstrip("."), "model.backbone.init_cfg.prefix"
+    if cfg.get("load_from"):
+        return str(cfg["load_from"]), "backbone" if backbone is not model else "", "load_from"
+    return None, None, ""
+
+
+def builder_dict(builder: str) -> dict[str, Any]:
+    """``"type='RegNet', arch=dict(w0=24, ...)"`` as a dict (the variant file's words, as data)."""
+    call = ast.parse(f"dict({builder})", mode="eval").body
+    return {kw.arg: _value(kw.value) for kw in call.keywords}
+
+
+def _value(node: ast.AST) -> Any:
+    if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dict":
+        return {kw.arg: _value(kw.value) for kw in node.keywords}
+    return ast.literal_eval(node)
+
+
+def _same(have: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(have, dict) and set(have) == set(want) and all(_same(have[k], want[k]) for k in want)
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+        return isinstance(have, (int, float)) and abs(have - want) <= 1e-9 * max(1.0, abs(want))
+    return have == want
+
+
+def check_backbone(backbone: dict[str, Any], variant: Variant, table: Layout, found: Found) -> None:
+    builder = variant.library(table.name).get("builder")
+    if not builder:
+        return
+    for key, want in builder_dict(builder).items():
+        have = backbone.get(key)
+        arch_by_name = key == "arch" and have == variant.name  # mmdet's and mmpretrain's RegNet know pycls's names
+        _judge(found, f"model.backbone.{key}", _same(have, want) or arch_by_name, have, want)
+
+
+def _judge(found: Found, where: str, ok: bool, have: Any, want: Any) -> None:
+    if ok:
+        found.passed.append(where)
+    else:
+        found.problems.append((where, f"is {have!r}; these weights need {want!r}"))
+
+
+def settings(backbone: dict[str, Any], table: Layout, found: Found) -> None:
+    """The padding and BN eps the config builds with, judged against what the weights need."""
+    need, defaults = table.settings, table.library_defaults
+    conv = backbone.get("conv_cfg") or {}
+    conv_type = conv.get("type") if isinstance(conv, dict) else None
+    found.padding = {"Conv2dAdaptivePadding": "same", "Conv2d": "symmetric"}.get(conv_type or "", defaults.get("padding", need["padding"]))
+    _judge(found, "model.backbone.conv_cfg", found.padding == need["padding"], conv or None, "dict(type='Conv2d')")
+    norm = backbone.get("norm_cfg") or {}
+    found.eps = float(norm.get("eps", defaults.get("eps", need["eps"]))) if isinstance(norm, dict) else need["eps"]
+    _judge(found, "model.backbone.norm_cfg.eps", found.eps == need["eps"], found.eps, need["eps"])
+
+
+def check_neck(backbone: dict[str, Any], neck: dict[str, Any] | None, variant: Variant, table: Layout, found: Found) -> None:
+    """The neck reads the widths of the backbone outputs ``out_indices`` selects."""
+    level = table.config.get("out_level")
+    if neck is None or "in_channels" not in neck or not level or "out_indices" not in backbone:
+        return
+    points = [table.levels.get(level.format(i=i, n=i + 1)) for i in backbone["out_indices"]]
+    if None in points:
+        return
+    want = [variant.point_width(p) for p in points]
+    _judge(found, "model.neck.in_channels", list(neck["in_channels"]) == want, neck["in_channels"], want)
+
+
+def check_preprocessor(preprocessor: dict[str, Any] | None, pre: Preprocess, table: Layout, found: Found) -> None:
+    flag = table.pipeline.flip_flag
+    if preprocessor is None or not flag:
+        return
+    found.flip = bool(preprocessor.get(flag, False) or preprocessor.get("rgb_to_bgr", False))
+    _judge(found, f"model.data_preprocessor.{flag}", found.flip == pre.flip, found.flip, pre.flip)
+    for what, want in (("mean", pre.mean), ("std", pre.std)):
+        have = preprocessor.get(what)
+        close = have is not None and len(have) == 3 and all(abs(a - b) <= 1e-3 * max(1.0, abs(b)) for a, b in zip(have, want))
+        _judge(found, f"model.data_preprocessor.{what}", close, have, [round(v, 3) for v in want])
+        if have is not None and len(have) == 3:
+            setattr(found, what, tuple(float(v) for v in have))
+
+
+def check(cfg: dict[str, Any], variant: Variant, table: Layout, meta: dict[str, Any], stats) -> Found:
+    """Every field the weights depend on, with the value it needs."""
+    _, backbone, neck, preprocessor = parts(cfg)
+    checkpoint, prefix, where = checkpoint_of(cfg)
+    found = Found(checkpoint, table.settings["padding"], table.settings["eps"])
+    check_backbone(backbone, variant, table, found)
+    settings(backbone, table, found)
+    check_neck(backbone, neck, variant, table, found)
+    if where:
+        written = meta.get("prefix") or ""
+        need = f"weights written with --prefix {prefix}" if prefix else "weights written without a prefix"
+        _judge(found, where, prefix == written, f"loading weights written with prefix {written!r}", need)
+    check_preprocessor(preprocessor, needed(table.pipeline, meta.get("channel_order", "bgr"), stats), table, found)
+    return found

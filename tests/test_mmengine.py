@@ -1,0 +1,262 @@
+"""Where users already are: the Python API, convert-on-load in the real mmengine, ``verify --config``.
+
+The real mmengine 0.10.7 is installed by the test extra. The real MMDetection classes need compiled
+mmcv ops that do not install here, so weights are loaded into ckptconv's reference models (the
+tests in test_zoo.py hold them to the real classes' keys) through mmengine's own loaders.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import ckptconv
+from ckptconv import models, synthetic
+
+mmengine = pytest.importorskip("mmengine", reason="the test extra installs mmengine: pip install '.[test]'")
+from mmengine.model import BaseModule  # noqa: E402
+from mmengine.model.base_model.data_preprocessor import ImgDataPreprocessor  # noqa: E402
+from mmengine.model.weight_init import PretrainedInit  # noqa: E402
+from mmengine.runner import CheckpointLoader, load_checkpoint  # noqa: E402
+
+import ckptconv.mmengine as plugin  # noqa: E402  (registers the schemes and CkptconvPretrained)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, registry, states):
+    """pycls training checkpoints of RegNetX-200MF and B0, and their ckptconv mmdet conversions."""
+    d = tmp_path_factory.mktemp("mm")
+    out = {}
+    for arch, name in (("regnetx_200mf", "RegNetX-200MF_dds_8gpu"), ("b0", "EN-B0_dds_8gpu")):
+        ckpt = {"epoch": 9, "model_state": states(arch), "cfg": synthetic.cfg_yaml(registry.variant(arch))}
+        src = synthetic.save(ckpt, d / f"{name}.pyth")
+        converted = ckptconv.convert_checkpoint(src, "mmdet", output=d / f"{name}_mmdet.pth", config_out=d / f"{name}_cfg.py")
+        out[arch] = (src, converted.output, d / f"{name}_cfg.py")
+    return out
+
+
+def _model(registry, arch, **settings) -> torch.nn.Module:
+    """ckptconv's reference of mmdet's backbone, in real memory, as a detector builds it."""
+    variant = registry.variant(arch)
+    detector = {"out_indices": (3, 4, 5)} if variant.family == "effnet" else {}
+    return models.build("mmdet" if variant.family == "effnet" else "mmdet-resnet", variant, device="cpu", **detector, **settings)
+
+
+def _file_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+# --- the Python API ------------------------------------------------------------------------------
+
+
+def test_the_public_api_converts_in_memory_writes_verifies_and_inspects(sources, tmp_path):
+    src, written, _ = sources["regnetx_200mf"]
+    converted = ckptconv.convert_checkpoint(src, "mmdet")
+    assert isinstance(converted, ckptconv.Converted) and converted.output is None
+    assert (converted.arch, converted.layout) == ("regnetx_200mf", "mmdet") and converted.report.ok
+    on_disk = _file_weights(written)
+    assert list(converted.state_dict) == list(on_disk)
+    assert all(torch.equal(converted.state_dict[k], on_disk[k]) for k in on_disk)
+    assert "type='RegNet'" in converted.config and converted.meta["channel_order"] == "rgb"
+    report = ckptconv.verify_checkpoint(written, eps=1e-3)
+    assert not report.ok and "eps=0.001" in report.first_failure
+    assert ckptconv.verify_checkpoint(written, source=src).ok
+    info = ckptconv.inspect_checkpoint(src)
+    assert info["format"] == "zip"
+    assert ckptconv.supported()["regnety_200mf"]["mmdet"] == "refused: se"
+    assert list(tmp_path.iterdir()) == []  # nothing written but what was named
+
+
+def test_api_errors_are_the_typed_exceptions_the_cli_prints(sources, tmp_path, registry, states):
+    y = synthetic.save({"epoch": 1, "model_state": states("regnety_200mf")}, tmp_path / "y.pyth")
+    with pytest.raises(ckptconv.Refused) as refused:
+        ckptconv.convert_checkpoint(y, "mmdet")
+    assert isinstance(refused.value, ckptconv.UsageError) and "timm or torchvision" in refused.value.fix
+    with pytest.raises(ckptconv.UsageError, match="unknown layout 'detectron2'"):
+        ckptconv.convert_checkpoint(sources["b0"][0], "detectron2")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ckptconv.FormatError):
+        ckptconv.convert_checkpoint(tmp_path / "junk.pth", "mmdet")
+
+
+# --- convert on load -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["regnetx_200mf", "b0"])
+def test_the_scheme_loads_what_a_converted_file_holds(sources, registry, arch):
+    """CheckpointLoader, load_checkpoint and PretrainedInit through pycls-mmdet:// give the very
+    tensors of the converted file, and the model loads them strictly."""
+    src, written, _ = sources[arch]
+    want = _file_weights(written)
+    raw = CheckpointLoader.load_checkpoint(f"pycls-mmdet://{src}")
+    assert raw["meta"]["arch"] == arch and all(torch.equal(raw["state_dict"][k], want[k]) for k in want)
+    model = _model(registry, arch)
+    load_checkpoint(model, f"pycls-mmdet://{src}", strict=True)
+    assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())
+    again = _model(registry, arch)
+    PretrainedInit(checkpoint=f"pycls-mmdet://{src}")(again)
+    assert all(torch.equal(v, want[k]) for k, v in again.state_dict().items())
+
+
+def test_scheme_names_match_only_their_own_layout(sources):
+    src = sources["regnetx_200mf"][0]
+    bgr = CheckpointLoader.load_checkpoint(f"pycls-mmdet-bgr://{src}")
+    rgb = CheckpointLoader.load_checkpoint(f"pycls-mmdet://{src}")
+    assert (bgr["meta"]["channel_order"], rgb["meta"]["channel_order"]) == ("bgr", "rgb")
+    assert torch.equal(bgr["state_dict"]["conv1.weight"], rgb["state_dict"]["conv1.weight"].flip(1))
+    pre = CheckpointLoader.load_checkpoint(f"pycls-mmpretrain://{src}")
+    assert "head.fc.weight" in pre["state_dict"] and "backbone.conv1.weight" in pre["state_dict"]
+
+
+class Backbone(BaseModule):
+    """An mmengine module holding the reference backbone, with a child that initializes itself."""
+
+    def __init__(self, inner: torch.nn.Module, init_cfg=None):
+        super().__init__(init_cfg)
+        self.inner = inner
+
+
+class Detector(BaseModule):
+    def __init__(self, backbone: torch.nn.Module, flip: bool, mean, std, init_cfg=None):
+        super().__init__(init_cfg)
+        self.data_preprocessor = ImgDataPreprocessor(mean=mean, std=std, bgr_to_rgb=flip)
+        self.backbone = backbone
+
+
+def _strict(checkpoint, **kw) -> dict:
+    return dict(type="CkptconvPretrained", checkpoint=str(checkpoint), layout="mmdet", **kw)
+
+
+@pytest.mark.parametrize("which", ["pycls", "converted"])
+def test_the_strict_initializer_loads_every_tensor_and_children_keep_them(sources, registry, which):
+    src, written, _ = sources["b0"]
+    inner = _model(registry, "b0")
+    inner.init_weights = lambda: [torch.nn.init.zeros_(p) for p in inner.parameters()]  # as mmcv's ConvModule re-inits
+    module = Backbone(inner, init_cfg=_strict(src if which == "pycls" else written, prefix="inner"))
+    module.init_weights()  # mmengine: custom initializers first, then each child's own init_weights
+    want = _file_weights(written)
+    assert all(torch.equal(v, want[k]) for k, v in inner.state_dict().items())
+
+
+@pytest.mark.parametrize("setting, words", [({"eps": 1e-3}, "eps 0.001; these weights need 1e-05"), ({"padding": "same"}, "pads (0, 0) where pycls pads (1, 1)")])
+def test_the_strict_initializer_refuses_a_model_built_with_other_settings(sources, registry, setting, words):
+    src = sources["b0"][0]
+    module = Backbone(_model(registry, "b0", **setting), init_cfg=_strict(src, prefix="inner"))
+    with pytest.raises(ckptconv.VerificationError, match="CkptconvPretrained|" + words.split(";")[0].replace("(", r"\(").replace(")", r"\)")) as e:
+        module.init_weights()
+    assert words in str(e.value) and "set what the config ckptconv prints sets" in str(e.value)
+
+
+def test_the_strict_initializer_refuses_keys_that_do_not_fit(sources, registry):
+    src = sources["regnetx_200mf"][0]
+    module = Backbone(_model(registry, "b0"), init_cfg=_strict(src, prefix="inner"))  # a RegNet's weights into an EfficientNet
+    with pytest.raises(ckptconv.VerificationError, match="does not fit the model: .* missing and .* unexpected keys"):
+        module.init_weights()
+
+
+@pytest.mark.parametrize("flip, ok", [(True, True), (False, False)])
+def test_on_a_detector_the_initializer_checks_the_data_preprocessor(sources, registry, flip, ok):
+    """RGB weights (the default) need bgr_to_rgb=True and pycls's mean and std in RGB order."""
+    src, written, _ = sources["regnetx_200mf"]
+    det = Detector(_model(registry, "regnetx_200mf"), flip, [123.675, 116.28, 103.53], [58.395, 57.12, 57.375],
+                   init_cfg=_strict(src, prefix="backbone"))  # fmt: skip
+    if ok:
+        det.init_weights()
+        want = _file_weights(written)
+        assert all(torch.equal(v, want[k]) for k, v in det.backbone.state_dict().items())
+    else:
+        with pytest.raises(ckptconv.VerificationError, match="keeps the channels it loads; these weights take RGB: set bgr_to_rgb=True"):
+            det.init_weights()
+
+
+def test_custom_imports_registers_the_plugin_when_a_config_is_read(tmp_path):
+    from mmengine.config import Config
+
+    (tmp_path / "c.py").write_text("custom_imports = dict(imports=['ckptconv.mmengine'], allow_failed_imports=False)\nmodel = dict(type='X')\n")
+    Config.fromfile(str(tmp_path / "c.py"))
+    from mmengine.registry import WEIGHT_INITIALIZERS
+
+    assert WEIGHT_INITIALIZERS.get("CkptconvPretrained") is plugin.CkptconvPretrained
+    assert any(p.startswith("pycls-mmdet") for p in CheckpointLoader._schemes)
+
+
+# --- verify --config -------------------------------------------------------------------------------
+
+BASE = """model = dict(
+    type='RetinaNet',
+    data_preprocessor=dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=32),
+    backbone=dict(type='ResNet', depth=50, num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=1, norm_cfg=dict(type='BN', requires_grad=True),
+                  norm_eval=True, style='pytorch', init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
+    neck=dict(type='FPN', in_channels=[256, 512, 1024, 2048], out_channels=256, num_outs=5))
+"""
+
+
+def _configs(tmp_path: Path, printed: Path) -> Path:
+    """The user's detector: a _base_ (a stock ResNet RetinaNet) and the fragment ckptconv printed."""
+    (tmp_path / "base.py").write_text(BASE)
+    child = tmp_path / "detector.py"
+    child.write_text("_base_ = './base.py'\n" + printed.read_text())
+    return child
+
+
+WRONG = [  # (edit to the printed fragment, the field named)
+    ("bgr_to_rgb=True", "bgr_to_rgb=False", "model.data_preprocessor.bgr_to_rgb is False; these weights need True"),
+    ("mean=[123.675, 116.28, 103.53]", "mean=[103.53, 116.28, 123.675]", "model.data_preprocessor.mean"),
+    ("std=[58.395, 57.12, 57.375]", "std=[1.0, 1.0, 1.0]", "model.data_preprocessor.std"),
+    ("in_channels=[24, 56, 152, 368]", "in_channels=[32, 64, 160, 384]", "model.neck.in_channels is [32, 64, 160, 384]; these weights need [24, 56, 152, 368]"),
+    ("wa=36.44", "wa=24.48", "model.backbone.arch"),
+    ("norm_cfg=dict(type='BN', requires_grad=True)", "norm_cfg=dict(type='BN', eps=1e-3, requires_grad=True)", "model.backbone.norm_cfg.eps is 0.001; these weights need 1e-05"),
+    ("        style='pytorch',\n", "        style='pytorch', conv_cfg=dict(type='Conv2dAdaptivePadding'),\n", "model.backbone.conv_cfg"),
+    ("checkpoint=", "prefix='backbone', checkpoint=", "model.backbone.init_cfg.prefix"),
+]  # fmt: skip
+
+
+def test_verify_config_passes_the_printed_fragment_over_a_base(cli, sources, tmp_path):
+    config = _configs(tmp_path, sources["regnetx_200mf"][2])
+    result = cli("verify", "--config", config, "--json")
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["files"]
+    assert report["checks"][0]["name"] == "config" and "fields fit these weights" in report["checks"][0]["detail"]
+    assert {c["name"] for c in report["checks"]} >= {"structure", "numeric", "pipeline"}
+
+
+@pytest.mark.parametrize("right, wrong, named", WRONG, ids=[w[2].split(" ")[0] for w in WRONG])
+def test_verify_config_names_each_wrong_field_with_the_value_it_needs(cli, sources, tmp_path, right, wrong, named):
+    printed = sources["regnetx_200mf"][2]
+    text = printed.read_text()
+    assert right in text
+    edited = tmp_path / "fragment.py"
+    edited.write_text(text.replace(right, wrong, 1))
+    result = cli("verify", "--config", _configs(tmp_path, edited), "--json")
+    assert result.exit_code == 1
+    (report,) = json.loads(result.stdout)["files"]
+    assert named in report["first_failure"]
+
+
+def test_verify_config_for_effnet_catches_mmdets_defaults(cli, sources, tmp_path):
+    """The EfficientNet fragment without conv_cfg and norm_cfg: mmdet's defaults, named."""
+    text = sources["b0"][2].read_text()
+    text = text.replace("        conv_cfg=dict(type='Conv2d'),  # not Conv2dAdaptivePadding: pycls pads symmetrically\n", "")
+    text = text.replace("        norm_cfg=dict(eps=1e-5),       # not 1e-3; merges into your norm_cfg, which names its type (BN, SyncBN)\n", "")
+    (tmp_path / "frag.py").write_text(text)
+    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), "--json")
+    report = json.loads(result.stdout)["files"][0]
+    failed = [c["detail"] for c in report["checks"] if not c["ok"]]
+    assert any("model.backbone.conv_cfg" in f for f in failed) and any("norm_cfg.eps is 0.001" in f for f in failed)
+    assert any(c["name"] == "numeric" and not c["ok"] for c in report["checks"])  # and the weights prove it
+
+
+def test_verify_config_reads_a_pycls_scheme_and_needs_a_readable_checkpoint(cli, sources, tmp_path):
+    src = sources["regnetx_200mf"][0]
+    text = sources["regnetx_200mf"][2].read_text()
+    scheme = text.replace(f"checkpoint='{sources['regnetx_200mf'][1]}'", f"checkpoint='pycls-mmdet://{src}'")
+    (tmp_path / "frag.py").write_text("custom_imports = dict(imports=['ckptconv.mmengine'], allow_failed_imports=False)\n" + scheme)
+    assert cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), "-q").exit_code == 0
+    (tmp_path / "base.py").write_text(BASE)
+    stock = tmp_path / "stock.py"
+    stock.write_text("_base_ = './base.py'\n")
+    result = cli("verify", "--config", stock)
+    assert result.exit_code == 2 and "torchvision://resnet50, which ckptconv cannot read here" in result.stderr
