@@ -6,10 +6,9 @@ The API (see ``ckptconv.api``): ``convert_checkpoint``, ``verify_checkpoint``, `
 ``supported``; every failure is a ``CkptError``.
 """
 
-__version__ = "0.1.0"
-
-from .api import Converted, convert_checkpoint, inspect_checkpoint, supported, verify_checkpoint  # noqa: E402
-from .errors import (  # noqa: E402
+from .version import __version__
+from .api import Converted, convert_checkpoint, inspect_checkpoint, supported, verify_checkpoint
+from .errors import (
     CkptError,
     FormatError,
     MappingError,

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import __version__, checks, detect, dtypes, engine, files, hashing, signals, writer
+from . import checks, detect, dtypes, engine, files, hashing, signals, writer
 from .checkpoint import Checkpoint, load
 from .engine import Plan
 from .errors import MappingError, Refused, TableError, UsageError
@@ -30,6 +30,7 @@ from .registry import Registry, default_registry
 from .preprocess import ORDERS, Preprocess, crop_pct, default_order, needed, source_order
 from .tables import PREFIX, Layout
 from .variants import Variant
+from .version import __version__
 
 
 @dataclass(frozen=True)

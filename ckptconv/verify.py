@@ -350,14 +350,15 @@ def verify_config(config: Path, path: Path | None, opts: Options, registry: Regi
     from dataclasses import replace
 
     from . import mmconfig
-    from .api import convert_checkpoint
+    from .convert import Request, prepare
+    from .convert import verify as check_conversion
 
     registry = registry or default_registry()
     cfg = mmconfig.read_config(config)
     target, scheme_layout, order = _config_target(config, cfg, path)
-    if scheme_layout is not None:  # a pycls file the config converts on load
-        converted = convert_checkpoint(target, scheme_layout, channel_order=order)
-        meta, report = converted.meta, converted.report
+    if scheme_layout is not None:  # a pycls file the config converts on load: as ckptconv.mmengine does
+        conversion = prepare(Request(target, layout=scheme_layout, channel_order=order, trust_pickle=opts.trust_pickle), registry)
+        meta, report = conversion.meta, check_conversion(conversion)
         report.path = str(target)
     else:
         meta = load(target, trust_pickle=opts.trust_pickle).meta
