@@ -129,11 +129,4 @@ def inspect_checkpoint(path: str | Path, *, trust_pickle: bool = False, tables: 
 def supported(tables: tuple[str | Path, ...] = ()) -> dict[str, dict[str, str]]:
     """Every model and, per target layout of its family, ``"yes"`` or why not (``refused: se``)."""
     registry = _registry(tables)
-    out = {}
-    for variant in registry.variants.values():
-        tables_ = registry.families[variant.family]
-        out[variant.name] = {
-            name: "yes" if table.refusal(variant) is None else f"refused: {table.refusal(variant).when}"
-            for name, table in tables_.items() if name != "pycls"
-        }  # fmt: skip
-    return out
+    return {variant.name: registry.targets(variant) for variant in registry.variants.values()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from . import engine
 from .errors import FormatError, MappingError, UsageError
@@ -178,22 +178,20 @@ def candidates(registry: Registry, layouts: list[Layout]) -> list[tuple[Layout, 
     return [(lay, v) for lay in layouts for v in registry.variants_of(lay.family) if lay.refusal(v) is None]
 
 
-def exact_matches(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> list[Match]:
-    """Every candidate the state dict fits exactly, checking only those with as many keys (fast path)."""
+def exact_matches(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> Iterator[Match]:
+    """Every candidate the state dict fits exactly, in candidate order, checking only those with as
+    many keys (fast path); lazily, so the first costs only what comes before it."""
     prefixes = {"", common_prefix(shapes)}
-    found = []
     for lay, v in candidates(registry, layouts):
         for prefix in prefixes:
             want = expected_keys(v, lay, prefix)
             if len(want) == len(shapes) and all(want.get(k) == tuple(s) for k, (s, _) in shapes.items()):
-                found.append(Match(lay, v, prefix, 0, 0, 0))
-    return found
+                yield Match(lay, v, prefix, 0, 0, 0)
 
 
 def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> Match | None:
     """The first candidate the state dict fits exactly."""
-    found = exact_matches(shapes, registry, layouts)
-    return found[0] if found else None
+    return next(exact_matches(shapes, registry, layouts), None)
 
 
 def rank(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> list[Match]:

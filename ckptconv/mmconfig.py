@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .preprocess import Preprocess, needed
+from .preprocess import Preprocess, mismatches, needed
 from .tables import Layout
 from .variants import Variant
 
@@ -151,13 +151,16 @@ def check_preprocessor(preprocessor: dict[str, Any] | None, pre: Preprocess, tab
     if preprocessor is None or not flag:
         return
     found.flip = bool(preprocessor.get(flag, False) or preprocessor.get("rgb_to_bgr", False))
-    _judge(found, f"model.data_preprocessor.{flag}", found.flip == pre.flip, found.flip, pre.flip)
-    for what, want in (("mean", pre.mean), ("std", pre.std)):
-        have = preprocessor.get(what)
-        close = have is not None and len(have) == 3 and all(abs(a - b) <= 1e-3 * max(1.0, abs(b)) for a, b in zip(have, want))
-        _judge(found, f"model.data_preprocessor.{what}", close, have, [round(v, 3) for v in want])
-        if have is not None and len(have) == 3:
-            setattr(found, what, tuple(float(v) for v in have))
+    mean, std = preprocessor.get("mean"), preprocessor.get("std")
+    found.mean = tuple(float(v) for v in mean) if mean is not None and len(mean) == 3 else None
+    found.std = tuple(float(v) for v in std) if std is not None and len(std) == 3 else None
+    wrong = {what: (have, want) for what, have, want in mismatches(pre, found.flip, mean, std)}
+    for what in ("flip", "mean", "std"):
+        where = f"model.data_preprocessor.{flag if what == 'flip' else what}"
+        if what in wrong:
+            _judge(found, where, False, *wrong[what])
+        else:
+            found.passed.append(where)
 
 
 def check(cfg: dict[str, Any], variant: Variant, table: Layout, meta: dict[str, Any], stats) -> Found:

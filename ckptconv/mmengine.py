@@ -34,7 +34,7 @@ from .api import convert_checkpoint
 from .checkpoint import load
 from .errors import UsageError, VerificationError
 from .mmscheme import LAYOUTS, ORDERS, parse_scheme, scheme
-from .preprocess import needed
+from .preprocess import mismatches, needed
 from .registry import default_registry
 from .tables import Layout
 
@@ -58,11 +58,13 @@ def weights_for(checkpoint: str, layout: str | None = None, channel_order: str |
     """The state dict mmengine would load and the meta saying what it needs: a pycls file (or a
     ``pycls-*://`` name) converted in memory, or a file ckptconv converted, read as mmengine reads it."""
     path, scheme_layout, scheme_order = parse_scheme(str(checkpoint))
-    ckpt = load(Path(path))
-    if ckpt.meta.get("layout") and ckpt.meta["layout"] != "pycls" and scheme_layout is None:
-        if layout and layout != ckpt.meta["layout"]:
-            raise UsageError(f"{path} holds the {ckpt.meta['layout']} layout, not {layout}", fix=f"pass layout='{ckpt.meta['layout']}' or convert it again")
-        return ckpt.loaded_by("mmengine")[1], ckpt.meta
+    if scheme_layout is None:
+        ckpt = load(Path(path))
+        made = ckpt.meta.get("layout")
+        if made and made != "pycls":  # converted already: read it as mmengine does
+            if layout and layout != made:
+                raise UsageError(f"{path} holds the {made} layout, not {layout}", fix=f"pass layout='{made}' or convert it again")
+            return ckpt.loaded_by("mmengine")[1], ckpt.meta
     converted = convert_checkpoint(path, scheme_layout or layout or "mmdet", channel_order=scheme_order or channel_order)
     return converted.state_dict, converted.meta
 
@@ -93,17 +95,16 @@ def _padding(conv: torch.nn.Conv2d) -> str:
 
 def check_preprocessor(preprocessor: torch.nn.Module, table: Layout, order: str) -> list[str]:
     """The data preprocessor's channel flip, mean and std against what weights taking ``order`` need."""
-    registry = default_registry()
-    stats = registry.hub(table.family).pipeline
-    need = needed(table.pipeline, order, stats)
+    need = needed(table.pipeline, order, default_registry().hub(table.family).pipeline)
     flip = bool(getattr(preprocessor, "_channel_conversion", getattr(preprocessor, "to_rgb", False)))
+    mean, std = (getattr(preprocessor, what, None) for what in ("mean", "std"))  # buffers, when it normalizes
+    listed = [None if t is None else t.flatten().tolist() for t in (mean, std)]
     problems = []
-    if flip != need.flip:
-        problems.append(f"the data preprocessor {'reverses' if flip else 'keeps'} the channels it loads; these weights take {order.upper()}: set {table.pipeline.flip_flag}={need.flip}")
-    for what, want in (("mean", need.mean), ("std", need.std)):
-        have = getattr(preprocessor, what, None)
-        if have is not None and not torch.allclose(have.flatten().float(), torch.tensor(want), rtol=1e-3, atol=1e-3):
-            problems.append(f"the data preprocessor's {what} is {[round(v, 3) for v in have.flatten().tolist()]}; these weights need {[round(v, 3) for v in want]}")
+    for what, have, want in mismatches(need, flip, *listed):
+        if what == "flip":
+            problems.append(f"the data preprocessor {'reverses' if have else 'keeps'} the channels it loads; these weights take {order.upper()}: set {table.pipeline.flip_flag}={want}")
+        else:
+            problems.append(f"the data preprocessor's {what} is {have}; these weights need {want}")
     return problems
 
 
@@ -143,7 +144,7 @@ class CkptconvPretrained:
     is checked too). Raises ``VerificationError`` naming the first setting or key that does not fit.
     """
 
-    def __init__(self, checkpoint: str, layout: str | None = None, prefix: str | None = None, channel_order: str | None = None, **_: Any):
+    def __init__(self, checkpoint: str, layout: str | None = None, prefix: str | None = None, channel_order: str | None = None):
         self.checkpoint, self.layout, self.prefix, self.channel_order = str(checkpoint), layout, prefix, channel_order
 
     def __call__(self, module: torch.nn.Module) -> None:

@@ -66,6 +66,20 @@ def as_configured(pipeline: Pipeline, flip: bool, mean, std) -> Preprocess:
     return Preprocess(flip, tuple(mean), tuple(std), pipeline.scale, feeds)
 
 
+STATS_TOLERANCE = 1e-3  # relative, of max(1, |value|): configs write mean/std rounded to a few digits
+
+
+def mismatches(need: Preprocess, flip: bool, mean, std) -> list[tuple[str, object, object]]:
+    """What a pipeline as configured (its channel flip, mean and std; None: not set) does otherwise
+    than the weights need: ``(flip | mean | std, what it has, what it needs)`` each."""
+    out: list[tuple[str, object, object]] = [] if flip == need.flip else [("flip", flip, need.flip)]
+    for what, have, want in (("mean", mean, need.mean), ("std", std, need.std)):
+        fits = have is not None and len(have) == 3 and all(abs(a - b) <= STATS_TOLERANCE * max(1.0, abs(b)) for a, b in zip(have, want))
+        if not fits:
+            out.append((what, None if have is None else [round(float(v), 3) for v in have], [round(v, 3) for v in want]))
+    return out
+
+
 def crop_pct(crop: int, resize: int) -> float:
     """timm's crop_pct for pycls's resize-then-crop: timm resizes to floor(crop / crop_pct)."""
     for digits in range(4, 9):

@@ -151,6 +151,15 @@ class Registry:
             )
         return tables[name]
 
+    def targets(self, variant: Variant) -> dict[str, str]:
+        """Each layout of the variant's family but pycls: ``"yes"``, or ``"refused: <feature>"``."""
+        out = {}
+        for name, table in self.families[variant.family].items():
+            if name != "pycls":
+                refusal = table.refusal(variant)
+                out[name] = "yes" if refusal is None else f"refused: {refusal.when}"
+        return out
+
     def hub(self, family: str) -> Layout:
         """The family's pycls table: the one every other maps from."""
         return self.layout("pycls", family)

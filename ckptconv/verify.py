@@ -24,7 +24,7 @@ from .errors import UsageError
 from .files import check_regular
 from .hashing import start_sha256
 from .registry import Registry, default_registry
-from .report import Report
+from .report import Check, Report
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None,
     closest candidate of ``arch``.
     """
     layouts = registry.named(layout) if layout else registry.tables()
-    ranked = detect.exact_matches(_shapes(sd), registry, layouts) or detect.rank(_shapes(sd), registry, layouts)
+    ranked = list(detect.exact_matches(_shapes(sd), registry, layouts)) or detect.rank(_shapes(sd), registry, layouts)
     ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
     if ranked[0].exact or not arch:
         return ranked[0]
@@ -370,8 +370,7 @@ def verify_config(config: Path, path: Path | None, opts: Options, registry: Regi
     found = mmconfig.check(cfg, variant, table, meta, registry.hub(variant.family).pipeline)
     if report is None:
         report = verify_file(target, replace(opts, padding=found.padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std), registry)
-    fields = [f"{config}: {where} {need}" for where, need in found.problems]
-    checks = [*(report.add("config", False, line) for line in fields)] or [report.add("config", True, f"{config}: {len(found.passed)} fields fit these weights")]
-    report.checks = checks + [c for c in report.checks if c not in checks]
+    fields = [Check("config", False, f"{config}: {where} {need}") for where, need in found.problems]
+    report.checks[:0] = fields or [Check("config", True, f"{config}: {len(found.passed)} fields fit these weights")]
     return report
 

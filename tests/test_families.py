@@ -4,6 +4,8 @@ one batch, refusals before anything is written, the way back to pycls, torchvisi
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,8 +25,6 @@ def mini_zoo(tmp_path_factory, registry, states):
         ckpt = {"epoch": 99, "model_state": states(arch), "cfg": synthetic.cfg_yaml(registry.variant(arch))}
         synthetic.save(ckpt, d / f"{name}.pyth")
     yield d
-    import shutil
-
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -160,7 +160,7 @@ def test_every_pair_renders_a_config_that_is_valid_python(registry):
 def test_torchvision_named_builders_that_are_other_models_are_not_used(registry):
     """torchvision's regnet_x_400mf, regnet_y_800mf and regnet_y_8gf differ from pycls's models of
     those names (tests/data/targets.json): their variant files build pycls's structure instead."""
-    targets = json.loads((__import__("pathlib").Path(__file__).parent / "data" / "targets.json").read_text())
+    targets = json.loads((Path(__file__).parent / "data" / "targets.json").read_text())
     for arch in ("regnetx_400mf", "regnety_800mf", "regnety_8.0gf"):
         assert targets[arch]["torchvision"]["kind"] != "named"
         lib = registry.variant(arch).library("torchvision")

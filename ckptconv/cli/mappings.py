@@ -27,7 +27,7 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
             for lay in registry.tables()
         ]  # fmt: skip
         variants = [{"arch": v.name, "family": v.family, "title": v.title, "config": v.config, "im_size": v.im_size, "path": v.path,
-                     "targets": _targets(registry, v)} for v in _by_size(registry.variants.values())]  # fmt: skip
+                     "targets": registry.targets(v)} for v in _by_size(registry.variants.values())]  # fmt: skip
         if json_mode:
             ui.json({"families": {f.name: f.title for f in FAMILIES.values()}, "layouts": layouts, "variants": variants})
             return
@@ -42,16 +42,6 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
 def _by_size(variants):
     """Family by family, series by series (RegNetX, then RegNetY), smallest first."""
     return sorted(variants, key=lambda v: (v.family, re.match(r"[a-z_]*", v.name).group(), sum(s.numel for s in v.pycls_keys)))
-
-
-def _targets(registry, variant) -> dict[str, str]:
-    """Each target layout of the variant's family: "yes", or why not."""
-    out = {}
-    for name, table in registry.families[variant.family].items():
-        if name != "pycls":
-            refusal = table.refusal(variant)
-            out[name] = "yes" if refusal is None else f"refused: {refusal.when}"
-    return out
 
 
 @mappings.command("show")

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import TableError
 from ..variants import AnyNet, Bottleneck
-from .ops import Conv2d, Linear, batch_norm
+from .ops import Conv2d, Linear, batch_norm, conv_norm
 
 
 def _conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,22 @@ class _Model(nn.Module):
         return out
 
 
+class ConvNorm(nn.Module):
+    """A convolution and its BN as ``conv`` and ``bn``: pycls's stem, timm's ``ConvNormAct``."""
+
+    def __init__(self, conv: nn.Module, w: int, eps: float, device=None):
+        super().__init__()
+        self.conv, self.bn = conv, batch_norm(w, eps, device)
+
+
+class _ClsHead(nn.Module):
+    """``head.fc``: pycls's AnyHead, timm's ClassifierHead, mmpretrain's LinearClsHead."""
+
+    def __init__(self, variant: AnyNet, device):
+        super().__init__()
+        self.fc = Linear(variant.widths[-1], variant.num_classes, device=device)
+
+
 # --- pycls ------------------------------------------------------------------------------------
 
 
@@ -143,33 +159,22 @@ class PyclsBlock(nn.Module):
         return Parts(f.a, f.a_bn, f.b, f.b_bn, f.c, f.c_bn, getattr(f, "se", None), getattr(self, "proj", None), getattr(self, "bn", None))
 
 
-class _PyclsStem(nn.Module):
-    def __init__(self, variant: AnyNet, eps: float, device):
-        super().__init__()
-        self.conv, self.bn = _stem_conv(variant, device), batch_norm(variant.stem_w, eps, device)
-
-
-class _PyclsHead(nn.Module):
-    def __init__(self, variant: AnyNet, device):
-        super().__init__()
-        self.fc = Linear(variant.widths[-1], variant.num_classes, device=device)
-
-
 class PyclsAnyNet(_Model):
     """pycls ``AnyNet``: ``stem`` (conv, bn), ``s1``..``s4`` of blocks ``b1``..``bN``, ``head.fc``."""
 
     level_names = ("stem", "s1", "s2", "s3", "s4")
+    block = PyclsBlock
 
     def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
         super().__init__()
         self.variant = variant
-        self.stem = _PyclsStem(variant, eps, device)
+        self.stem = ConvNorm(_stem_conv(variant, device), variant.stem_w, eps, device)
         for s in range(1, 5):
             stage = nn.Module()
             for blk in _stage_blocks(variant, s):
-                stage.add_module(f"b{blk.block}", PyclsBlock(blk, eps, device))
+                stage.add_module(f"b{blk.block}", self.block(blk, eps, device))
             self.add_module(f"s{s}", stage)
-        self.head = _PyclsHead(variant, device)
+        self.head = _ClsHead(variant, device)
 
     def stem_parts(self):
         return self.stem.conv, self.stem.bn
@@ -239,12 +244,6 @@ class MMDetResNet(ResNet):
     has_fc = False
 
 
-class _ClsHead(nn.Module):
-    def __init__(self, variant: AnyNet, device):
-        super().__init__()
-        self.fc = Linear(variant.widths[-1], variant.num_classes, device=device)
-
-
 class MMPretrainResNet(nn.Module):
     """mmpretrain ``ImageClassifier``: the mmdet-style backbone under ``backbone.``, a global average
     pool neck and ``head.fc`` (LinearClsHead)."""
@@ -261,14 +260,6 @@ class MMPretrainResNet(nn.Module):
 
 
 # --- timm's RegNet ------------------------------------------------------------------------------------
-
-
-class ConvNorm(nn.Module):
-    """timm's ``ConvNormAct`` weights: ``conv`` and ``bn`` (the activation holds none)."""
-
-    def __init__(self, conv: nn.Module, w: int, eps: float, device=None):
-        super().__init__()
-        self.conv, self.bn = conv, batch_norm(w, eps, device)
 
 
 class TimmRegNetBlock(nn.Module):
@@ -291,47 +282,23 @@ class TimmRegNetBlock(nn.Module):
                      getattr(self, "se", None), *shortcut)  # fmt: skip
 
 
-class TimmRegNet(_Model):
-    """timm ``RegNet``: ``stem`` (conv, bn), ``s1``..``s4`` of blocks ``b1``..``bN``, ``head.fc``."""
+class TimmRegNet(PyclsAnyNet):
+    """timm ``RegNet``: pycls's names for the stem, the stages ``s1``..``s4`` with blocks ``b1``..``bN``
+    and ``head.fc``; its own inside each block."""
 
-    level_names = ("stem", "s1", "s2", "s3", "s4")
-
-    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
-        super().__init__()
-        self.variant = variant
-        self.stem = ConvNorm(_stem_conv(variant, device), variant.stem_w, eps, device)
-        for s in range(1, 5):
-            stage = nn.Module()
-            for blk in _stage_blocks(variant, s):
-                stage.add_module(f"b{blk.block}", TimmRegNetBlock(blk, eps, device))
-            self.add_module(f"s{s}", stage)
-        self.head = _ClsHead(variant, device)
-
-    def stem_parts(self):
-        return self.stem.conv, self.stem.bn
-
-    def stages(self):
-        return [getattr(self, f"s{s}") for s in range(1, 5)]
-
-    def classifier(self):
-        return self.head.fc
+    block = TimmRegNetBlock
 
 
 # --- torchvision's RegNet ---------------------------------------------------------------------------
 
 
-def _conv_norm(conv: nn.Module, w: int, eps: float, device) -> nn.Sequential:
-    """torchvision's ``Conv2dNormActivation`` weights: ``0`` (conv) and ``1`` (BN)."""
-    return nn.Sequential(conv, batch_norm(w, eps, device))
-
-
 class _TorchvisionF(nn.Module):
     def __init__(self, blk: Bottleneck, a, b, c, eps, device):
         super().__init__()
-        self.a, self.b = _conv_norm(a, blk.w_b, eps, device), _conv_norm(b, blk.w_b, eps, device)
+        self.a, self.b = conv_norm(a, blk.w_b, eps, device), conv_norm(b, blk.w_b, eps, device)
         if blk.w_se:
             self.se = SE(blk.w_b, blk.w_se, device, sequential=False)
-        self.c = _conv_norm(c, blk.w_out, eps, device)
+        self.c = conv_norm(c, blk.w_out, eps, device)
 
 
 class TorchvisionRegNetBlock(nn.Module):
@@ -341,7 +308,7 @@ class TorchvisionRegNetBlock(nn.Module):
         super().__init__()
         a, b, c, proj = _convs(blk, device)
         if proj is not None:
-            self.proj = _conv_norm(proj, blk.w_out, eps, device)
+            self.proj = conv_norm(proj, blk.w_out, eps, device)
         self.f = _TorchvisionF(blk, a, b, c, eps, device)
 
     def parts(self) -> Parts:
@@ -358,7 +325,7 @@ class TorchvisionRegNet(_Model):
     def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
         super().__init__()
         self.variant = variant
-        self.stem = _conv_norm(_stem_conv(variant, device), variant.stem_w, eps, device)
+        self.stem = conv_norm(_stem_conv(variant, device), variant.stem_w, eps, device)
         self.trunk_output = nn.Module()
         for s in range(1, 5):
             stage = nn.Module()

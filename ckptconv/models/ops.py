@@ -17,7 +17,6 @@ from torch import nn
 from ..tables import PADDINGS
 
 
-
 def swish(x: torch.Tensor) -> torch.Tensor:
     """x * sigmoid(x), exactly as pycls 0.1.1 and mmcv's Swish compute it.
 
@@ -70,3 +69,8 @@ class Conv2d(NoInit, nn.Conv2d):
 
 def batch_norm(w: int, eps: float, device=None) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(w, eps=eps, device=device)
+
+
+def conv_norm(conv: nn.Module, w: int, eps: float, device=None) -> nn.Sequential:
+    """A convolution and its BN as torchvision keeps them: ``.0`` and ``.1`` (``Conv2dNormActivation``)."""
+    return nn.Sequential(conv, batch_norm(w, eps, device))

@@ -13,11 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..variants import Block, Variant
-from .ops import Conv2d, Linear, batch_norm
-
-
-def _conv_norm(conv: nn.Module, w: int, eps: float, device) -> nn.Sequential:
-    return nn.Sequential(conv, batch_norm(w, eps, device))
+from .ops import Conv2d, Linear, conv_norm
 
 
 class SqueezeExcitation(nn.Module):
@@ -39,11 +35,11 @@ class MBConv(nn.Module):
         super().__init__()
         layers = []
         if blk.has_expand:
-            layers.append(_conv_norm(Conv2d(blk.w_in, blk.w_exp, 1, padding=padding, device=device), blk.w_exp, eps, device))
+            layers.append(conv_norm(Conv2d(blk.w_in, blk.w_exp, 1, padding=padding, device=device), blk.w_exp, eps, device))
         dwise = Conv2d(blk.w_exp, blk.w_exp, blk.kernel, stride=blk.stride, groups=blk.w_exp, padding=padding, device=device)
-        layers.append(_conv_norm(dwise, blk.w_exp, eps, device))
+        layers.append(conv_norm(dwise, blk.w_exp, eps, device))
         layers.append(SqueezeExcitation(blk.w_exp, blk.w_se, device))
-        layers.append(_conv_norm(Conv2d(blk.w_exp, blk.w_out, 1, padding=padding, device=device), blk.w_out, eps, device))
+        layers.append(conv_norm(Conv2d(blk.w_exp, blk.w_out, 1, padding=padding, device=device), blk.w_out, eps, device))
         self.block = nn.Sequential(*layers)
         self.has_skip = blk.has_skip
 
@@ -61,9 +57,9 @@ class TorchvisionEfficientNet(nn.Module):
 
     def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
         super().__init__()
-        stem = _conv_norm(Conv2d(3, variant.stem_w, 3, stride=2, padding=padding, device=device), variant.stem_w, eps, device)
+        stem = conv_norm(Conv2d(3, variant.stem_w, 3, stride=2, padding=padding, device=device), variant.stem_w, eps, device)
         stages = [nn.Sequential(*(MBConv(b, padding, eps, device) for b in variant.blocks if b.stage == s)) for s in range(1, len(variant.depths) + 1)]
-        head = _conv_norm(Conv2d(variant.widths[-1], variant.head_w, 1, padding=padding, device=device), variant.head_w, eps, device)
+        head = conv_norm(Conv2d(variant.widths[-1], variant.head_w, 1, padding=padding, device=device), variant.head_w, eps, device)
         self.features = nn.Sequential(stem, *stages, head)
         self.classifier = nn.Sequential(nn.Dropout(), Linear(variant.head_w, variant.num_classes, device=device))
 
