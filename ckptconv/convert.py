@@ -399,10 +399,8 @@ def _check_then_write(c: Conversion, output: Path, fmt: str) -> tuple[writer.Wri
     report = verify(c) if c.request.verify != "none" else None
     if report is not None:
         report.raise_if_failed()
-    pending = files.PendingWrite(output)
-    config_out = c.request.config_out
-    config = files.PendingWrite(config_out) if config_out is not None and c.config else None
-    with files.all_or_nothing(pending, config):
+    config_out = c.request.config_out if c.config else None
+    with files.all_or_nothing(output, config_out) as (pending, config):
         written = pending.write(lambda f: _write(f, fmt, c))
         if config is not None:
             config.write(lambda f: f.write(c.config.encode()))

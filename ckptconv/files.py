@@ -225,14 +225,23 @@ class PendingWrite:
 
 
 @contextlib.contextmanager
-def all_or_nothing(*pending: PendingWrite | None) -> Iterator[None]:
-    """On any exception inside (Ctrl-C included), remove every temp file."""
+def all_or_nothing(*paths: Path | None) -> Iterator[list[PendingWrite | None]]:
+    """A ``PendingWrite`` for each path (``None`` stays ``None``); on any exception inside, Ctrl-C
+    included, every temp file is removed. They are created with signals held, so a signal that comes
+    while one is being created is raised only once it is registered for removal: none is left."""
+    from .signals import deferred
+
+    pending: list[PendingWrite | None] = []
     try:
-        yield
+        with deferred():
+            for path in paths:
+                pending.append(None if path is None else PendingWrite(path))
+        yield pending
     except BaseException:
-        for p in pending:
-            if p is not None:
-                p.abort()
+        with deferred():  # a second signal must not cut the clean-up short
+            for p in pending:
+                if p is not None:
+                    p.abort()
         raise
 
 
@@ -241,8 +250,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, replace: bo
 
     On any failure, KeyboardInterrupt included, the temp file is removed and ``path`` is untouched.
     """
-    pending = PendingWrite(path)
-    with all_or_nothing(pending):
+    with all_or_nothing(path) as (pending,):
         pending.write(write)
         return pending.commit(replace=replace)
 

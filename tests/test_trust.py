@@ -406,6 +406,35 @@ def test_ctrl_c_at_any_moment_never_replaces_the_output(built, tmp_path, delay):
     assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["o.pth"]
 
 
+@pytest.mark.parametrize("nth", [1, 2])
+def test_a_signal_as_a_temp_file_is_created_leaves_no_temp_file(built, tmp_path, monkeypatch, nth):
+    """The moment between creating a temp file (the output's, the config's) and registering it for
+    removal: a signal there is held until it is registered, then removes it like any other."""
+    from ckptconv import files, signals
+    from ckptconv.api import convert_checkpoint
+
+    created, create = [], files.TempFile.__init__
+
+    def create_then_signal(self, path):
+        create(self, path)
+        created.append(self.path)
+        if len(created) == nth:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(files.TempFile, "__init__", create_then_signal)
+    monkeypatch.setattr(signals, "_state", {**signals._state, "depth": 0, "pending": None, "dropping": False})
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            convert_checkpoint(built.source(), output=tmp_path / "o.pth", config_out=tmp_path / "o.py", verify="none")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert len(created) >= nth and not any(p.exists() for p in created)
+    assert not (tmp_path / "o.pth").exists() and not (tmp_path / "o.py").exists()
+
+
 def test_sigterm_ends_like_ctrl_c(built, tmp_path):
     out = tmp_path / "o.pth"
     proc = _start(["pycls2mmdet", built.source(), out, "--input-size", "640", "640"])
