@@ -90,7 +90,7 @@ FAMILY_TARGETS = [("regnetx_200mf", "mmdet"), ("regnetx_200mf", "mmpretrain"), (
 def test_every_target_converts_back_to_the_same_pycls_tensors(cli, mini_zoo, tmp_path, states, arch, layout):
     """pycls -> X -> pycls gives back every tensor bit for bit (mmdet has no head.fc: --allow-partial)."""
     mid, back = tmp_path / f"mid.{'safetensors' if layout == 'torchvision' else 'pth'}", tmp_path / "back.pyth"
-    assert cli("convert", mini_zoo / f"{MINI_ZOO[arch]}.pyth", mid, "--to", layout, "-q").exit_code == 0
+    assert cli("convert", mini_zoo / f"{MINI_ZOO[arch]}.pyth", mid, "--to", layout, "--verify", "structure", "-q").exit_code == 0
     partial = ["--allow-partial"] if layout == "mmdet" else []
     result = cli("convert", mid, back, "--from", layout, "--to", "pycls", "--json", *partial)
     assert result.exit_code == 0, result.output

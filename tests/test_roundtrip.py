@@ -17,9 +17,7 @@ def bits_equal(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("arch, layout", [("b0", "mmpretrain"), ("b0", "timm"), ("b5", "timm")])
 def test_round_trip_is_bit_identical_where_every_tensor_is_kept(cli, built, states, registry, tmp_path, arch, layout):
-    src = built.source(arch)
-    mid, back = tmp_path / f"mid-{layout}.pth", tmp_path / "back.pyth"
-    assert cli("convert", src, mid, "--to", layout).exit_code == 0
+    mid, back = built.output(arch, layout), tmp_path / "back.pyth"
     result = cli("convert", mid, back, "--from", layout, "--to", "pycls", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["verification"]["ok"]
@@ -36,9 +34,7 @@ def test_round_trip_is_bit_identical_where_every_tensor_is_kept(cli, built, stat
     [("b0", "mmdet", "head.conv.weight, head.conv_bn.{"), ("b0", "mmdet-stages", "head.conv.weight, head.conv_bn.{"), ("b5", "mmdet", "head.conv.weight, head.conv_bn.{")],
 )
 def test_partial_layouts_need_allow_partial_and_name_the_absent_keys(cli, built, states, tmp_path, arch, layout, absent):
-    src = built.source(arch)
-    mid, back = tmp_path / "mid.safetensors", tmp_path / "back.pth"
-    assert cli("convert", src, mid, "--to", layout).exit_code == 0
+    mid, back = built.output(arch, layout, "safetensors"), tmp_path / "back.pth"
     refused = cli("convert", mid, back, "--from", layout, "--to", "pycls")
     assert refused.exit_code == 1 and absent in refused.stderr and "--allow-partial" in refused.stderr
     assert not back.exists()
@@ -73,8 +69,7 @@ def test_layout_to_layout_goes_through_pycls(cli, make_ckpt, states, tmp_path):
 
 
 def test_wrong_from_layout_says_what_the_file_is(cli, built, tmp_path):
-    mid = tmp_path / "mid.pth"
-    cli("convert", built.source(), mid, "--to", "timm")
+    mid = built.output("b0", "timm")
     result = cli("convert", mid, tmp_path / "back.pth", "--from", "mmdet", "--to", "pycls")
     assert result.exit_code == 1 and "this is already a timm b0 checkpoint" in result.stderr
 
