@@ -32,6 +32,7 @@ WITHOUT = {
     "hashing while torch imports": "import ckptconv.hashing as h, concurrent.futures as cf; "
     "h.start_sha256 = lambda p: (lambda fut: (fut.set_result(h.sha256_file(p)), fut)[1])(cf.Future())",
     "exit without teardown": "import ckptconv.cli as c, sys; c.run = lambda: sys.exit(c.main(prog_name='ckptconv', standalone_mode=True))",
+    "rare garbage collection": "import ckptconv.cli as c; c.collect_rarely = lambda: None",
 }
 
 

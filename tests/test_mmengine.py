@@ -7,6 +7,7 @@ tests in test_zoo.py hold them to the real classes' keys) through mmengine's own
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def _file_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_the_public_api_converts_in_memory_writes_verifies_and_inspects(sources, tmp_path):
     src, written, _ = sources["regnetx_200mf"]
+    thresholds = gc.get_threshold()
     converted = ckptconv.convert_checkpoint(src, "mmdet")
+    assert gc.get_threshold() == thresholds  # the host's collector is its own (the CLI tunes its own)
     assert isinstance(converted, ckptconv.Converted) and converted.output is None
     assert (converted.arch, converted.layout) == ("regnetx_200mf", "mmdet") and converted.report.ok
     on_disk = _file_weights(written)
