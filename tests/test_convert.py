@@ -352,9 +352,11 @@ def test_a_timm_pth_holds_the_state_dict_timm_loads_and_a_meta(cli, built, tmp_p
 
 def test_help_documents_every_command(cli):
     result = cli("--help")
-    for command in ("pycls2mmdet", "convert", "verify", "mappings", "demo"):
+    for command in ("pycls2mmdet", "convert", "verify", "mappings", "demo", "batch", "inspect"):
         assert command in result.stdout
-    assert "Exit codes: 0 success, 1 conversion or verification failed, 2 usage error" in result.stdout
+    words = " ".join(result.stdout.split())
+    assert "Exit codes: 0 success, 1 conversion or verification failed, 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)" in words
+    assert "RegNetX/Y, ResNet, ResNeXt" in words and "torchvision" in words
 
 
 def test_a_pycls_backbone_without_its_classifier_converts_to_mmdet(cli, states, tmp_path):

@@ -41,11 +41,13 @@ class Context:
 )
 @click.pass_context
 def main(ctx: click.Context, tables: tuple[Path, ...]) -> None:
-    """Convert pycls EfficientNet checkpoints (B0-B5) to MMDetection, mmpretrain and timm, and verify
-    that the converted weights compute what pycls computed.
+    """Convert pycls checkpoints (EfficientNet, RegNetX/Y, ResNet, ResNeXt: its whole zoo) to
+    MMDetection, mmpretrain, timm and torchvision, and verify that the converted weights compute what
+    pycls computed.
 
     \b
-    Exit codes: 0 success, 1 conversion or verification failed, 2 usage error, 130 interrupted.
+    Exit codes: 0 success, 1 conversion or verification failed, 2 usage error,
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     ctx.obj = Context(tables)
 

@@ -104,11 +104,11 @@ def _common(f):
 @click.command("pycls2mmdet")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
 @click.argument("out", metavar="[OUT]", type=click.Path(path_type=Path), required=False)
-@click.option("--layout", default="mmdet", show_default=True, help="Target layout: mmdet (mmdet 3.x layers.0-6) or mmdet-stages (efficientnet2mmdet.py).")
+@click.option("--layout", default="mmdet", show_default=True, help="Target layout: mmdet (MMDetection 3.x's EfficientNet, RegNet, ResNet, ResNeXt) or mmdet-stages (EfficientNet only, as efficientnet2mmdet.py names it).")
 @_common
 @click.pass_obj
 def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
-    """Convert a pycls EfficientNet checkpoint IN to an MMDetection checkpoint OUT.
+    """Convert a pycls checkpoint IN (EfficientNet, RegNetX, ResNet, ResNeXt) to an MMDetection checkpoint OUT.
 
     OUT ending in .pth writes torch.save({'state_dict': ..., 'meta': ...}); .safetensors writes a
     safetensors file with the meta in its metadata. Prints the backbone config the weights need.
