@@ -333,10 +333,18 @@ def test_ctrl_c_during_the_write_leaves_nothing(cli, make_ckpt, tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["EN-B0_test.pyth"]
 
 
-def test_sigint_to_a_real_process_exits_130_and_leaves_nothing(make_ckpt, tmp_path):
-    """A real Ctrl-C (SIGINT) while the output is being written: held until the write ends (torch
-    would turn it into another error mid-write), then the run ends, the temp file removed."""
+@pytest.mark.parametrize(
+    "signum, code, line",
+    [(signal.SIGINT, 130, "error: interrupted; nothing partial was written and no output was replaced"),
+     (signal.SIGTERM, 143, "error: terminated (SIGTERM); nothing partial was written and no output was replaced")],
+    ids=["SIGINT", "SIGTERM"],
+)  # fmt: skip
+def test_a_signal_mid_write_exits_with_its_code_and_leaves_nothing(make_ckpt, tmp_path, signum, code, line):
+    """Ctrl-C, or the SIGTERM that timeout, CI cancellation and docker stop send, while the output is
+    being written: held until the write ends (torch would turn it into another error mid-write),
+    then the run ends with one line, the temp file removed, the old output intact."""
     src, out, ready = make_ckpt("b0"), tmp_path / "o.pth", tmp_path / "ready"
+    out.write_bytes(b"previous output")
     script = f"""
 import sys, time
 import ckptconv.writer as w
@@ -344,21 +352,22 @@ real = w.write_pth
 def slow(f, *args):
     f.write(b"x" * 4096); f.flush()
     open({str(ready)!r}, "w").close()
-    time.sleep(2)
+    time.sleep(1)
     return real(f, *args)
 w.write_pth = slow
-sys.argv = ["ckptconv", "pycls2mmdet", {str(src)!r}, {str(out)!r}]
+sys.argv = ["ckptconv", "pycls2mmdet", {str(src)!r}, {str(out)!r}, "--force", "--verify", "structure"]
 from ckptconv.__main__ import main
 main()
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     _wait_for(ready, proc)
     assert list(tmp_path.glob(".ckptconv-tmp-*"))  # it is mid-write
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert [ln for ln in err.splitlines() if ln.strip()] == ["error: interrupted; nothing partial was written and no output was replaced"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["EN-B0_test.pyth", "ready"]
+    assert proc.returncode == code, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [line]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["EN-B0_test.pyth", "o.pth", "ready"]
+    assert out.read_bytes() == b"previous output"
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:

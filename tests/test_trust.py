@@ -435,19 +435,6 @@ def test_a_signal_as_a_temp_file_is_created_leaves_no_temp_file(built, tmp_path,
     assert not (tmp_path / "o.pth").exists() and not (tmp_path / "o.py").exists()
 
 
-def test_sigterm_ends_like_ctrl_c(built, tmp_path):
-    out = tmp_path / "o.pth"
-    proc = _start(["pycls2mmdet", built.source(), out, "--input-size", "640", "640"])
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".ckptconv-tmp-*")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
-    assert "terminated (SIGTERM)" in err and "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_ctrl_c_to_a_batch_process_group_prints_one_line(built, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
