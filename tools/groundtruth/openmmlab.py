@@ -27,7 +27,8 @@ Writes, under the repository root (or ``--out``):
   block facts, arch_settings, resolved MMDetection/mmpretrain configs, EfficientNet
   ``out_indices`` probe, RegNetY probes).
 
-Weights and input: the recipe of ``tools/groundtruth/pycls_zoo.py`` (numpy
+The pycls models are built from the YAML numbers in ``zoo.py`` beside this script. Weights and
+input: the recipe in ``zoo.py``, written out in ``pycls_zoo.py``'s docstring (numpy
 ``default_rng(0)`` over ``model.state_dict()`` keys; BN stats non-trivial), input
 ``default_rng(1).standard_normal((2, 3, 64, 64))``, eval mode, ``torch.no_grad()``.
 
@@ -142,147 +143,36 @@ import pycls.core.builders as pycls_builders  # noqa: E402
 from pycls.core.config import cfg as pycls_cfg  # noqa: E402
 from pycls.core.config import reset_cfg as pycls_reset_cfg  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
+
 VERSIONS = {
     "mmdet": mmdet.__version__, "mmpretrain": mmpretrain.__version__,
     "mmengine": mmengine.__version__, "mmcv-lite": mmcv.__version__,
-    "torch": torch.__version__, "pycls": "0.1.1", "numpy": np.__version__,
+    "torch": torch.__version__, "pycls": zoo.PYCLS_VERSION, "numpy": np.__version__,
 }
 VERSION_STR = ", ".join(f"{k} {v}" for k, v in VERSIONS.items())
 
-# ---------------------------------------------------------------------------------------------
-# The pycls zoo: the model-defining lines of pycls's configs/dds_baselines/**/*.yaml (identical
-# at the 0.1.1 release commit 4cf2524 and at master for RegNet/ResNet/ResNeXt; the first tagged
-# version, 0.1, still had GROUP_WS [6, 128, 256, 512] for R-50 and [64, 8, 16, 32] for X-50).
-# ---------------------------------------------------------------------------------------------
-
-_SIZES = ["200mf", "400mf", "600mf", "800mf", "1.6gf", "3.2gf", "4.0gf", "6.4gf", "8.0gf",
-          "12gf", "16gf", "32gf"]
-# size: (DEPTH, W0, WA, WM, GROUP_W)
-_REGNETX = {
-    "200mf": (13, 24, 36.44, 2.49, 8), "400mf": (22, 24, 24.48, 2.54, 16),
-    "600mf": (16, 48, 36.97, 2.24, 24), "800mf": (16, 56, 35.73, 2.28, 16),
-    "1.6gf": (18, 80, 34.01, 2.25, 24), "3.2gf": (25, 88, 26.31, 2.25, 48),
-    "4.0gf": (23, 96, 38.65, 2.43, 40), "6.4gf": (17, 184, 60.83, 2.07, 56),
-    "8.0gf": (23, 80, 49.56, 2.88, 120), "12gf": (19, 168, 73.36, 2.37, 112),
-    "16gf": (22, 216, 55.59, 2.1, 128), "32gf": (23, 320, 69.86, 2.0, 168),
-}
-_REGNETY = {
-    "200mf": (13, 24, 36.44, 2.49, 8), "400mf": (16, 48, 27.89, 2.09, 8),
-    "600mf": (15, 48, 32.54, 2.32, 16), "800mf": (14, 56, 38.84, 2.4, 16),
-    "1.6gf": (27, 48, 20.71, 2.65, 24), "3.2gf": (21, 80, 42.63, 2.66, 24),
-    "4.0gf": (22, 96, 31.41, 2.24, 64), "6.4gf": (25, 112, 33.22, 2.27, 72),
-    "8.0gf": (17, 192, 76.82, 2.19, 56), "12gf": (19, 168, 73.36, 2.37, 112),
-    "16gf": (18, 200, 106.23, 2.48, 112), "32gf": (20, 232, 115.89, 2.53, 232),
-}
-_RESNET_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
-# b: (STEM_W, DEPTHS, WIDTHS, HEAD_W); STRIDES [1,2,2,2,1,2,1], EXP_RATIOS [1,6,...], KERNELS
-# [3,3,5,3,5,5,3] for all.
-_EFFNET = {
-    0: (32, [1, 2, 2, 3, 3, 4, 1], [16, 24, 40, 80, 112, 192, 320], 1280),
-    1: (32, [2, 3, 3, 4, 4, 5, 2], [16, 24, 40, 80, 112, 192, 320], 1280),
-    2: (32, [2, 3, 3, 4, 4, 5, 2], [16, 24, 48, 88, 120, 208, 352], 1408),
-    3: (40, [2, 3, 3, 5, 5, 6, 2], [24, 32, 48, 96, 136, 232, 384], 1536),
-    4: (48, [2, 4, 4, 6, 6, 8, 2], [24, 32, 56, 112, 160, 272, 448], 1792),
-    5: (48, [3, 5, 5, 7, 7, 9, 3], [24, 40, 64, 128, 176, 304, 512], 2048),
-}
-
-
-def zoo_names() -> list[str]:
-    names = [f"regnetx_{s}" for s in _SIZES] + [f"regnety_{s}" for s in _SIZES]
-    names += ["resnet50", "resnet101", "resnet152"]
-    names += ["resnext50_32x4d", "resnext101_32x4d", "resnext152_32x4d"]
-    names += [f"b{b}" for b in range(6)]
-    return names
-
-
-def family(name: str) -> str:
-    for prefix in ("regnetx", "regnety", "resnext", "resnet"):
-        if name.startswith(prefix):
-            return prefix
-    return "effnet"
-
-
-def regnet_numbers(name: str) -> tuple:
-    fam, size = name.split("_")
-    return (_REGNETX if fam == "regnetx" else _REGNETY)[size]
-
-
-def regnet_arch(name: str) -> dict:
-    depth, w0, wa, wm, gw = regnet_numbers(name)
-    return dict(w0=w0, wa=wa, wm=wm, group_w=gw, depth=depth, bot_mul=1.0)
-
-
-def resnet_depth(name: str) -> int:
-    return int(re.match(r"resne(?:x)?t(\d+)", name).group(1))
-
 
 # ---------------------------------------------------------------------------------------------
-# pycls models (real pycls 0.1.1, cfg set programmatically; no download).
+# pycls models (real pycls 0.1.1, cfg set programmatically from zoo.py; no download).
 # ---------------------------------------------------------------------------------------------
 
 def build_pycls(name: str) -> torch.nn.Module:
     pycls_reset_cfg()
-    c = pycls_cfg
-    c.MODEL.NUM_CLASSES = 1000
-    fam = family(name)
-    if fam in ("regnetx", "regnety"):
-        depth, w0, wa, wm, gw = regnet_numbers(name)
-        c.MODEL.TYPE = "regnet"
-        c.REGNET.SE_ON = fam == "regnety"
-        c.REGNET.DEPTH, c.REGNET.W0, c.REGNET.WA, c.REGNET.WM = depth, w0, wa, wm
-        c.REGNET.GROUP_W = gw
-    elif fam in ("resnet", "resnext"):
-        c.MODEL.TYPE = "anynet"
-        c.ANYNET.STEM_TYPE = "res_stem_in"
-        c.ANYNET.STEM_W = 64
-        c.ANYNET.BLOCK_TYPE = "res_bottleneck_block"
-        c.ANYNET.STRIDES = [1, 2, 2, 2]
-        c.ANYNET.DEPTHS = list(_RESNET_DEPTHS[resnet_depth(name)])
-        c.ANYNET.WIDTHS = [256, 512, 1024, 2048]
-        if fam == "resnet":
-            c.ANYNET.BOT_MULS, c.ANYNET.GROUP_WS = [0.25] * 4, [64, 128, 256, 512]
-        else:
-            c.ANYNET.BOT_MULS, c.ANYNET.GROUP_WS = [0.5] * 4, [4, 8, 16, 32]
-    else:
-        stem_w, ds, ws, head_w = _EFFNET[int(name[1:])]
-        c.MODEL.TYPE = "effnet"
-        c.EN.STEM_W, c.EN.DEPTHS, c.EN.WIDTHS, c.EN.HEAD_W = stem_w, ds, ws, head_w
-        c.EN.STRIDES = [1, 2, 2, 2, 1, 2, 1]
-        c.EN.EXP_RATIOS = [1, 6, 6, 6, 6, 6, 6]
-        c.EN.KERNELS = [3, 3, 5, 3, 5, 5, 3]
+    zoo.merge_values(pycls_cfg, zoo.yaml_values(name))
     torch.manual_seed(0)
     model = pycls_builders.build_model()
     return model.eval()
 
 
 def recipe_weights(model: torch.nn.Module) -> None:
-    """Overwrite every state_dict entry with the pycls_zoo.py recipe (numpy default_rng(0))."""
-    rng = np.random.default_rng(0)
-    new = {}
-    for key, value in model.state_dict().items():
-        shape = tuple(value.shape)
-        if key.endswith("num_batches_tracked"):
-            new[key] = torch.zeros((), dtype=torch.int64)
-            continue
-        if key.endswith("running_mean"):
-            arr = 0.2 * rng.standard_normal(shape)
-        elif key.endswith("running_var"):
-            arr = rng.uniform(0.5, 1.5, shape)
-        elif key.endswith(".weight") and len(shape) == 1:
-            arr = 1 + 0.1 * rng.standard_normal(shape)
-        elif key.endswith(".bias"):
-            arr = 0.05 * rng.standard_normal(shape)
-        else:
-            fan_in = int(np.prod(shape[1:]))
-            arr = rng.standard_normal(shape) * np.sqrt(1.0 / fan_in)
-        new[key] = torch.from_numpy(arr.astype(np.float32))
-    model.load_state_dict(new, strict=True)
+    """Overwrite every state_dict entry with the zoo.py recipe (numpy default_rng(0))."""
+    state = zoo.recipe_state({k: tuple(v.shape) for k, v in model.state_dict().items()})
+    model.load_state_dict({k: torch.from_numpy(a) for k, a in state.items()}, strict=True)
 
 
 def make_input() -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(1).standard_normal((2, 3, 64, 64))
-                            .astype(np.float32))
+    return torch.from_numpy(zoo.recipe_input())
 
 
 def pycls_features(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -394,15 +284,21 @@ def map_positional(pycls_sd: dict, target_sd: dict, prefix: str = "",
 # Targets.
 # ---------------------------------------------------------------------------------------------
 
+def regnet_arch(name: str) -> dict:
+    """pycls's RegNet numbers as the ``arch`` dict of mmdet's and mmpretrain's RegNet."""
+    depth, w0, wa, wm, gw = zoo.regnet_numbers(name)
+    return dict(w0=w0, wa=wa, wm=wm, group_w=gw, depth=depth, bot_mul=1.0)
+
+
 def mmdet_spec(name: str) -> tuple[type, dict]:
-    fam = family(name)
+    fam = zoo.family(name)
     if fam in ("regnetx", "regnety"):
         return MMDetRegNet, dict(arch=regnet_arch(name), out_indices=(0, 1, 2, 3))
     if fam == "resnet":
-        return MMDetResNet, dict(depth=resnet_depth(name), style="pytorch",
+        return MMDetResNet, dict(depth=zoo.resnet_depth(name), style="pytorch",
                                  out_indices=(0, 1, 2, 3))
     if fam == "resnext":
-        return MMDetResNeXt, dict(depth=resnet_depth(name), groups=32, base_width=4,
+        return MMDetResNeXt, dict(depth=zoo.resnet_depth(name), groups=32, base_width=4,
                                   style="pytorch", out_indices=(0, 1, 2, 3))
     return MMDetEfficientNet, dict(arch=name, conv_cfg=dict(type="Conv2d"),
                                    norm_cfg=dict(type="BN", eps=1e-5, requires_grad=True),
@@ -410,13 +306,13 @@ def mmdet_spec(name: str) -> tuple[type, dict]:
 
 
 def mmpretrain_backbone_cfg(name: str) -> dict:
-    fam = family(name)
+    fam = zoo.family(name)
     if fam in ("regnetx", "regnety"):
         return dict(type="RegNet", arch=regnet_arch(name))
     if fam == "resnet":
-        return dict(type="ResNet", depth=resnet_depth(name), style="pytorch")
+        return dict(type="ResNet", depth=zoo.resnet_depth(name), style="pytorch")
     if fam == "resnext":
-        return dict(type="ResNeXt", depth=resnet_depth(name), groups=32, width_per_group=4,
+        return dict(type="ResNeXt", depth=zoo.resnet_depth(name), groups=32, width_per_group=4,
                     style="pytorch")
     return dict(type="EfficientNet", arch=name, conv_cfg=dict(type="Conv2d"),
                 norm_cfg=dict(type="BN", eps=1e-5))
@@ -446,23 +342,6 @@ def jsonable(v):
     if isinstance(v, (np.integer,)):
         return int(v)
     return v
-
-
-def manifest_keys(sd: dict) -> list:
-    return [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()]
-
-
-def write_manifest(path: Path, source: str, sd: dict) -> int:
-    keys = manifest_keys(sd)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["{", f'  "source": {json.dumps(source)},', '  "keys": [']
-    for i, entry in enumerate(keys):
-        lines.append("    " + json.dumps(entry) + ("," if i < len(keys) - 1 else ""))
-    lines += ["  ]", "}"]
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return len(keys)
 
 
 def compare_shapes(mapped: dict, target_sd: dict) -> list[str]:
@@ -517,7 +396,7 @@ def _regnety_refusal_mmdet(name: str, pyc, mapped_unmapped: list, plugin_error: 
 
 def run_one(name: str, out_root: Path, numerics: bool, x: torch.Tensor,
             facts: dict) -> dict:
-    fam = family(name)
+    fam = zoo.family(name)
     t0 = time.time()
     pyc = build_pycls(name)
     recipe_weights(pyc)
@@ -556,7 +435,8 @@ def run_one(name: str, out_root: Path, numerics: bool, x: torch.Tensor,
     if fam in ("regnetx", "resnet", "resnext"):
         src = (f"mmdet {mmdet.__version__} {entry['class']}({fmt_kwargs(kwargs)}); "
                f"{VERSION_STR}")
-        n = write_manifest(out_root / f"tests/data/manifests/mmdet/{name}.json", src, det_sd)
+        n = zoo.write_manifest(out_root / f"tests/data/manifests/mmdet/{name}.json", src,
+                               zoo.manifest_rows(det_sd))
         notes.append(f"manifest: {n} keys")
     if fam == "regnety":
         # Probe: can mmdet's plugin mechanism add an SE after conv2? (mmdet's own SELayer)
@@ -681,7 +561,8 @@ def run_one(name: str, out_root: Path, numerics: bool, x: torch.Tensor,
                f"{bcfg['type']}({fmt_kwargs({k: v for k, v in bcfg.items() if k != 'type'})}), "
                f"neck=GlobalAveragePooling, head=LinearClsHead(num_classes=1000, "
                f"in_channels={head_in})); {VERSION_STR}")
-        n = write_manifest(out_root / f"tests/data/manifests/mmpretrain/{name}.json", src, pre_sd)
+        n = zoo.write_manifest(out_root / f"tests/data/manifests/mmpretrain/{name}.json", src,
+                               zoo.manifest_rows(pre_sd))
         pnotes.append(f"manifest: {n} keys")
     if fam == "regnety":
         pentry["structure_matches"] = False
@@ -787,7 +668,7 @@ def backbone_facts() -> dict:
     cmp = {}
     for label, cls in (("mmdet", MMDetRegNet), ("mmpretrain", MMPreRegNet)):
         for k, v in cls.arch_settings.items():
-            ours = regnet_arch(k) if k.split("_")[1] in _REGNETX else None
+            ours = regnet_arch(k) if k.split("_")[1] in zoo.REGNETX else None
             cmp[f"{label}:{k}"] = "same as pycls RegNetX yaml" if ours == v else f"DIFFERS {v} vs {ours}"
     facts["arch_settings_vs_pycls"] = cmp
     # does either RegNet accept SE-ish args?
@@ -884,7 +765,7 @@ def config_facts() -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=REPO_ROOT)
+    ap.add_argument("--out", type=Path, default=zoo.REPO_ROOT)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--no-numerics", action="store_true")
     ap.add_argument("--facts-out", type=Path, default=None)
@@ -892,9 +773,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     logging.getLogger("mmengine").setLevel(logging.ERROR)
 
-    names = args.only or zoo_names()
+    names = args.only or zoo.NAMES
     for n in names:
-        if n not in zoo_names():
+        if n not in zoo.NAMES:
             ap.error(f"unknown name {n}")
     x = make_input()
     facts: dict = {"versions": VERSIONS}
@@ -917,7 +798,7 @@ def main(argv=None) -> int:
         "max_abs": ("mmdet: max over out_indices 0..3 vs pycls s1..s4 (EfficientNet: layers "
                     "0..6 vs stem,s1,s2,s3,s5,s7,head conv); mmpretrain: logits vs pycls "
                     "logits; null = not computed (refused or structure mismatch)"),
-        "models": {n: targets[n] for n in zoo_names() if n in targets},
+        "models": {n: targets[n] for n in zoo.NAMES if n in targets},
     }
     targets_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = targets_path.with_suffix(".json.tmp")

@@ -5,7 +5,8 @@ Builds every one of the 36 pycls zoo models (RegNetX/RegNetY 200MF..32GF, ResNet
 ResNeXt-50/101/152 32x4d, EfficientNet B0..B5) through pycls 0.1.1's own global config and
 builder (``reset_cfg``, values set on ``pycls.core.config.cfg``, ``pycls.core.builders.build_model``).
 The cfg values are the model-defining lines of pycls's ``configs/dds_baselines/**/*.yaml``
-(written out below as data; no download, no YAML needed). What a YAML leaves out comes from
+(written out as data in ``zoo.py`` beside this script; no download, no YAML needed), merged the
+way a YAML file is (yacs's ``merge_from_list``). What a YAML leaves out comes from
 pycls 0.1.1's ``pycls/core/config.py`` defaults, and zoo.json says which values those were.
 
 Writes, under the repository root (or ``--out``):
@@ -44,7 +45,7 @@ Run (a venv of its own; torch first, so pip takes the local CPU build):
     venv/bin/pip install --no-deps pycls==0.1.1
     venv/bin/pip install yacs iopath simplejson opencv-python-headless numpy
     venv/bin/python tools/groundtruth/pycls_zoo.py [--out DIR] [--only NAME ...]
-        [--yaml-dir DIR]   # optional: pycls's configs/ folder; checks the table below against it
+        [--yaml-dir DIR]   # optional: pycls's configs/ folder; checks zoo.py's tables against it
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -64,60 +64,13 @@ import pycls.core.net as net
 import pycls.models.regnet as pycls_regnet
 from pycls.core.config import cfg, reset_cfg
 
-PYCLS_VERSION = "0.1.1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+import zoo  # tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0]
+
+PYCLS_VERSION = zoo.PYCLS_VERSION
 
 # ---------------------------------------------------------------------------------------------
-# The zoo, as data. Each value set is exactly the model-defining part of the dds_baselines YAML
-# (MODEL.*, REGNET.* / ANYNET.* / EN.*, TRAIN.IM_SIZE, TEST.IM_SIZE) as of the pycls commit
-# that pycls 0.1.1 was released from (4cf2524, 2020-09-08). Master adds one line to every
-# EfficientNet YAML, MODEL.ACTIVATION_FUN: silu, a key pycls 0.1.1 does not have (merging the
-# master YAML into 0.1.1's cfg raises KeyError); it is listed under master_only_keys.
+# The zoo's names, config files and weight files (its numbers are in zoo.py).
 # ---------------------------------------------------------------------------------------------
-
-_REGNET_SIZES = ["200MF", "400MF", "600MF", "800MF", "1.6GF", "3.2GF", "4.0GF", "6.4GF",
-                 "8.0GF", "12GF", "16GF", "32GF"]
-
-# size: (DEPTH, W0, WA, WM, GROUP_W)
-_REGNETX = {
-    "200MF": (13, 24, 36.44, 2.49, 8),
-    "400MF": (22, 24, 24.48, 2.54, 16),
-    "600MF": (16, 48, 36.97, 2.24, 24),
-    "800MF": (16, 56, 35.73, 2.28, 16),
-    "1.6GF": (18, 80, 34.01, 2.25, 24),
-    "3.2GF": (25, 88, 26.31, 2.25, 48),
-    "4.0GF": (23, 96, 38.65, 2.43, 40),
-    "6.4GF": (17, 184, 60.83, 2.07, 56),
-    "8.0GF": (23, 80, 49.56, 2.88, 120),
-    "12GF":  (19, 168, 73.36, 2.37, 112),
-    "16GF":  (22, 216, 55.59, 2.1, 128),
-    "32GF":  (23, 320, 69.86, 2.0, 168),
-}
-_REGNETY = {
-    "200MF": (13, 24, 36.44, 2.49, 8),
-    "400MF": (16, 48, 27.89, 2.09, 8),
-    "600MF": (15, 48, 32.54, 2.32, 16),
-    "800MF": (14, 56, 38.84, 2.4, 16),
-    "1.6GF": (27, 48, 20.71, 2.65, 24),
-    "3.2GF": (21, 80, 42.63, 2.66, 24),
-    "4.0GF": (22, 96, 31.41, 2.24, 64),
-    "6.4GF": (25, 112, 33.22, 2.27, 72),
-    "8.0GF": (17, 192, 76.82, 2.19, 56),
-    "12GF":  (19, 168, 73.36, 2.37, 112),
-    "16GF":  (18, 200, 106.23, 2.48, 112),
-    "32GF":  (20, 232, 115.89, 2.53, 232),
-}
-# ResNet/ResNeXt depth: ANYNET.DEPTHS
-_RESNET_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
-# B: (STEM_W, DEPTHS, WIDTHS, HEAD_W, TRAIN.IM_SIZE, TEST.IM_SIZE)
-_EFFNET = {
-    0: (32, [1, 2, 2, 3, 3, 4, 1], [16, 24, 40, 80, 112, 192, 320], 1280, 224, 256),
-    1: (32, [2, 3, 3, 4, 4, 5, 2], [16, 24, 40, 80, 112, 192, 320], 1280, 240, 274),
-    2: (32, [2, 3, 3, 4, 4, 5, 2], [16, 24, 48, 88, 120, 208, 352], 1408, 260, 298),
-    3: (40, [2, 3, 3, 5, 5, 6, 2], [24, 32, 48, 96, 136, 232, 384], 1536, 300, 342),
-    4: (48, [2, 4, 4, 6, 6, 8, 2], [24, 32, 56, 112, 160, 272, 448], 1792, 380, 434),
-    5: (48, [3, 5, 5, 7, 7, 9, 3], [24, 40, 64, 128, 176, 304, 512], 2048, 456, 522),
-}
 
 # Zoo weight files, relative to https://dl.fbaipublicfiles.com/pycls/ (pycls/models/model_zoo.py).
 _WEIGHTS = {
@@ -143,72 +96,28 @@ NUMERIC_MODELS = ["regnetx_200mf", "regnety_200mf", "resnet50", "resnext50_32x4d
 _COMMON_DEFAULT_KEYS = ["BN.EPS", "BN.MOM", "MEM.RELU_INPLACE"]
 
 
-def _zoo() -> dict[str, dict]:
-    """name -> {zoo_name, config, yaml (the model-defining YAML lines), master_only_keys}."""
-    zoo: dict[str, dict] = {}
-    for letter, table in (("x", _REGNETX), ("y", _REGNETY)):
-        for size in _REGNET_SIZES:
-            depth, w0, wa, wm, gw = table[size]
-            zoo_name = f"RegNet{letter.upper()}-{size}"
-            yaml = {"MODEL.TYPE": "regnet", "MODEL.NUM_CLASSES": 1000}
-            if letter == "y":
-                yaml["REGNET.SE_ON"] = True
-            yaml.update({"REGNET.DEPTH": depth, "REGNET.W0": w0, "REGNET.WA": wa,
-                         "REGNET.WM": wm, "REGNET.GROUP_W": gw,
-                         "TRAIN.IM_SIZE": 224, "TEST.IM_SIZE": 256})
-            zoo[f"regnet{letter}_{size.lower()}"] = {
-                "zoo_name": zoo_name,
-                "config": f"configs/dds_baselines/regnet{letter}/{zoo_name}_dds_8gpu.yaml",
-                "yaml": yaml, "master_only_keys": {}}
-    for family, bm, gws, stem in (("resnet", 0.25, [64, 128, 256, 512], "R-{}-1x64d"),
-                                  ("resnext", 0.5, [4, 8, 16, 32], "X-{}-32x4d")):
-        for depth, ds in _RESNET_DEPTHS.items():
-            cfg_stem = stem.format(depth)
-            name = f"resnet{depth}" if family == "resnet" else f"resnext{depth}_32x4d"
-            zoo[name] = {
-                "zoo_name": f"{'ResNet' if family == 'resnet' else 'ResNeXt'}-{depth}",
-                "config": f"configs/dds_baselines/{family}/{cfg_stem}_dds_8gpu.yaml",
-                "yaml": {"MODEL.TYPE": "anynet", "MODEL.NUM_CLASSES": 1000,
-                         "ANYNET.STEM_TYPE": "res_stem_in", "ANYNET.STEM_W": 64,
-                         "ANYNET.BLOCK_TYPE": "res_bottleneck_block",
-                         "ANYNET.STRIDES": [1, 2, 2, 2], "ANYNET.DEPTHS": list(ds),
-                         "ANYNET.WIDTHS": [256, 512, 1024, 2048],
-                         "ANYNET.BOT_MULS": [bm] * 4, "ANYNET.GROUP_WS": list(gws),
-                         "TRAIN.IM_SIZE": 224, "TEST.IM_SIZE": 256},
-                "master_only_keys": {}}
-    for b, (stem_w, ds, ws, head_w, train_sz, test_sz) in _EFFNET.items():
-        zoo[f"b{b}"] = {
-            "zoo_name": f"EfficientNet-B{b}",
-            "config": f"configs/dds_baselines/effnet/EN-B{b}_dds_8gpu.yaml",
-            "yaml": {"MODEL.TYPE": "effnet", "MODEL.NUM_CLASSES": 1000,
-                     "EN.STEM_W": stem_w, "EN.STRIDES": [1, 2, 2, 2, 1, 2, 1],
-                     "EN.DEPTHS": list(ds), "EN.WIDTHS": list(ws),
-                     "EN.EXP_RATIOS": [1, 6, 6, 6, 6, 6, 6], "EN.KERNELS": [3, 3, 5, 3, 5, 5, 3],
-                     "EN.HEAD_W": head_w, "TRAIN.IM_SIZE": train_sz, "TEST.IM_SIZE": test_sz},
-            "master_only_keys": {"MODEL.ACTIVATION_FUN": "silu"}}
-    for entry in zoo.values():
-        entry["weights_file"] = (f"dds_baselines/{_WEIGHTS[entry['zoo_name']]}/"
-                                 f"{Path(entry['config']).stem}.pyth")
-    return zoo
+def _zoo_entry(name: str) -> dict:
+    """zoo_name, config, yaml (the model-defining YAML lines), master_only_keys, weights_file."""
+    fam = zoo.family(name)
+    if fam in ("regnetx", "regnety"):
+        zoo_name = f"RegNet{fam[-1].upper()}-{name.split('_')[1].upper()}"
+        config = f"configs/dds_baselines/{fam}/{zoo_name}_dds_8gpu.yaml"
+    elif fam in ("resnet", "resnext"):
+        depth = zoo.resnet_depth(name)
+        zoo_name = f"{'ResNet' if fam == 'resnet' else 'ResNeXt'}-{depth}"
+        stem = f"R-{depth}-1x64d" if fam == "resnet" else f"X-{depth}-32x4d"
+        config = f"configs/dds_baselines/{fam}/{stem}_dds_8gpu.yaml"
+    else:
+        zoo_name = f"EfficientNet-{name.upper()}"
+        config = f"configs/dds_baselines/effnet/EN-{name.upper()}_dds_8gpu.yaml"
+    return {"zoo_name": zoo_name, "config": config, "yaml": zoo.yaml_values(name),
+            "master_only_keys": {"MODEL.ACTIVATION_FUN": "silu"} if fam == "effnet" else {},
+            "weights_file": f"dds_baselines/{_WEIGHTS[zoo_name]}/{Path(config).stem}.pyth"}
 
 
 # ---------------------------------------------------------------------------------------------
 # pycls cfg handling
 # ---------------------------------------------------------------------------------------------
-
-def _cfg_get(key: str):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def _plain(v):
-    """cfg value -> JSON value (yacs keeps lists as lists, tuples stay tuples)."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
-
 
 def _family_ns(model_type: str) -> str:
     return {"regnet": "REGNET", "anynet": "ANYNET", "effnet": "EN"}[model_type]
@@ -219,32 +128,24 @@ def set_cfg(entry: dict) -> dict:
     family's namespace values and which keys came from config.py's defaults."""
     reset_cfg()
     cfg.defrost()
-    flat = []
-    for key, value in entry["yaml"].items():
-        flat += [key, value]
-    # merge_from_list goes through yacs's type checks, like merge_from_file does.
-    cfg.merge_from_list([str(x) if not isinstance(x, str) else x for x in flat])
+    zoo.merge_values(cfg, entry["yaml"])  # through yacs's type checks, like merge_from_file
     ns = _family_ns(entry["yaml"]["MODEL.TYPE"])
-    values = {k: _plain(v) for k, v in cfg[ns].items()}
-    defaults = {f"{ns}.{k}": _plain(v) for k, v in cfg[ns].items()
+    values = {k: zoo.plain(v) for k, v in cfg[ns].items()}
+    defaults = {f"{ns}.{k}": zoo.plain(v) for k, v in cfg[ns].items()
                 if f"{ns}.{k}" not in entry["yaml"]}
     for key in _COMMON_DEFAULT_KEYS:
-        defaults[key] = _plain(_cfg_get(key))
-    # Check that every YAML value arrived with its exact value (merge_from_list parses strings).
-    for key, value in entry["yaml"].items():
-        got = _plain(_cfg_get(key))
-        assert got == value and type(got) is type(value), (key, got, value)
+        defaults[key] = zoo.plain(zoo.cfg_get(cfg, key))
     return {"ns": ns, "values": values, "defaults": defaults}
 
 
-def check_against_yaml(zoo: dict, yaml_dir: Path) -> list[str]:
+def check_against_yaml(entries: dict, yaml_dir: Path) -> list[str]:
     """Merge each real YAML into a reset 0.1.1 cfg (dropping keys 0.1.1 does not know) and
     compare the model-defining namespaces with the programmatic cfg. Returns report lines."""
     from yacs.config import CfgNode
 
     lines = []
     sections = ["MODEL", "REGNET", "ANYNET", "EN", "RESNET", "BN", "MEM"]
-    for name, entry in zoo.items():
+    for name, entry in entries.items():
         path = yaml_dir / Path(entry["config"]).relative_to("configs")
         with open(path) as f:
             loaded = CfgNode.load_cfg(f)
@@ -380,7 +281,7 @@ def regnet_quantization() -> dict:
         "num_stages": int(num_stages), "max_stage": float(max_stage),
         "stage_widths_before_group_adjust": [int(w) for w in s_ws],
         "stage_depths": [int(d) for d in s_ds],
-        "get_args": {k: _plain(v) for k, v in args.items()},
+        "get_args": {k: zoo.plain(v) for k, v in args.items()},
     }
 
 
@@ -389,34 +290,20 @@ def regnet_quantization() -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def recipe_state(model) -> dict[str, np.ndarray]:
-    """The documented numpy weight recipe (see the module docstring)."""
-    rng = np.random.default_rng(0)
+    """The documented numpy weight recipe (see the module docstring; zoo.recipe_state draws it),
+    once every weight is known to be a BatchNorm2d's (1-D) or a conv's / fc's (not 1-D)."""
     modules = dict(model.named_modules())
-    state = {}
-    for key, tensor in model.state_dict().items():
-        shape = tuple(tensor.shape)
+    sd = model.state_dict()
+    for key, tensor in sd.items():
         mod_name, _, param = key.rpartition(".")
         module = modules[mod_name]
-        if param == "num_batches_tracked":
-            arr = np.zeros(shape, dtype=np.int64)
-        elif param == "running_mean":
-            arr = 0.2 * rng.standard_normal(shape)
-        elif param == "running_var":
-            arr = rng.uniform(0.5, 1.5, shape)
-        elif param == "weight" and isinstance(module, torch.nn.BatchNorm2d):
-            assert len(shape) == 1
-            arr = 1.0 + 0.1 * rng.standard_normal(shape)
-        elif param == "bias":
-            arr = 0.05 * rng.standard_normal(shape)
-        elif param == "weight" and isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-            fan_in = math.prod(shape[1:])
-            arr = rng.standard_normal(shape) * math.sqrt(1.0 / fan_in)
-        else:
+        is_bn = isinstance(module, torch.nn.BatchNorm2d)
+        known = is_bn or isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+        if param == "weight" and (not known or is_bn != (tensor.dim() == 1)):
             raise KeyError(f"{key}: no rule in the weight recipe for {type(module).__name__}")
-        if arr.dtype != np.int64:
-            arr = arr.astype(np.float32)
-        assert str(tensor.dtype).replace("torch.", "") == str(arr.dtype), key
-        state[key] = arr
+    state = zoo.recipe_state({k: tuple(t.shape) for k, t in sd.items()})
+    for key, tensor in sd.items():
+        assert str(tensor.dtype).replace("torch.", "") == str(state[key].dtype), key
     return state
 
 
@@ -428,7 +315,7 @@ def weights_sha256(state: dict[str, np.ndarray]) -> str:
 
 
 def features(model, family: str) -> dict[str, np.ndarray]:
-    x = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    x = zoo.recipe_input()
     recorded: dict[str, torch.Tensor] = {}
     hooks = []
 
@@ -461,16 +348,6 @@ def features(model, family: str) -> dict[str, np.ndarray]:
     return out
 
 
-def write_manifest(path: Path, source: str, model) -> int:
-    rows = [f'    {json.dumps([k, list(t.shape), str(t.dtype).replace("torch.", "")])}'
-            for k, t in model.state_dict().items()]
-    text = "{\n" + f'  "source": {json.dumps(source)},\n' + '  "keys": [\n' \
-        + ",\n".join(rows) + "\n  ]\n}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return len(rows)
-
-
 def dumps(obj, indent: int = 0) -> str:
     """JSON with dicts one key a line and lists of scalars on one line (short, diff-friendly)."""
     pad = "  " * (indent + 1)
@@ -493,10 +370,11 @@ def build(name: str, entry: dict) -> tuple[torch.nn.Module, dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=REPO_ROOT, help="repository root to write under")
+    ap.add_argument("--out", type=Path, default=zoo.REPO_ROOT,
+                    help="repository root to write under")
     ap.add_argument("--only", nargs="*", help="model names (default: all 36)")
     ap.add_argument("--yaml-dir", type=Path,
-                    help="pycls's configs/ folder: check the table against the real YAMLs")
+                    help="pycls's configs/ folder: check zoo.py's tables against the real YAMLs")
     args = ap.parse_args(argv)
 
     from importlib.metadata import version
@@ -504,19 +382,19 @@ def main(argv=None) -> int:
     assert version("pycls") == PYCLS_VERSION, version("pycls")
     torch_version = torch.__version__
 
-    zoo = _zoo()
-    assert len(zoo) == 36
+    entries = {name: _zoo_entry(name) for name in zoo.NAMES}
+    assert len(entries) == 36
     if args.yaml_dir:
-        for line in check_against_yaml(zoo, args.yaml_dir):
+        for line in check_against_yaml(entries, args.yaml_dir):
             print("yaml:", line)
-    names = args.only or list(zoo)
+    names = args.only or list(entries)
     out_root = args.out
     zoo_json_path = out_root / "tests/data/zoo.json"
     result = json.loads(zoo_json_path.read_text())["models"] if (
         args.only and zoo_json_path.exists()) else {}
 
     for name in names:
-        entry = zoo[name]
+        entry = entries[name]
         model, info = build(name, entry)
         mtype = entry["yaml"]["MODEL.TYPE"]
         cls = type(model)
@@ -524,8 +402,8 @@ def main(argv=None) -> int:
                   f"(pycls.core.builders.build_model), {entry['config']} "
                   f"(cfg set programmatically; torch {torch_version}; "
                   f"tools/groundtruth/pycls_zoo.py)")
-        n_keys = write_manifest(out_root / f"tests/data/manifests/pycls/{name}.json", source,
-                                model)
+        n_keys = zoo.write_manifest(out_root / f"tests/data/manifests/pycls/{name}.json", source,
+                                    zoo.manifest_rows(model.state_dict()))
         cx = net.complexity(cls)
         n_params = sum(p.numel() for p in model.parameters())
         assert n_params == cx["params"], (name, n_params, cx)
@@ -593,7 +471,7 @@ def main(argv=None) -> int:
         "weight_recipe": "Weight recipe for the numeric models "
                          + __doc__.split("Weight recipe for the numeric models ")[1]
                                   .split("Run (a venv")[0].strip(),
-        "models": {n: result[n] for n in zoo if n in result},
+        "models": {n: result[n] for n in entries if n in result},
     }
     zoo_json_path.parent.mkdir(parents=True, exist_ok=True)
     zoo_json_path.write_text(dumps(doc) + "\n")

@@ -2,15 +2,13 @@
 """Ground truth: timm / torchvision counterparts of the 36 pycls zoo models.
 
 Throwaway verification script (not part of the ckptconv package). It runs in a
-venv with the real packages installed:
-
-    torch==2.14.1 torchvision==0.29.1 timm==1.0.31
-    pycls==0.1.1 (--no-deps) yacs iopath simplejson opencv-python-headless
+venv with the real packages installed (see Run below).
 
 For every pycls zoo model it
 
 1. builds the real pycls 0.1.1 model from the numbers of its
-   configs/dds_baselines/*.yaml (set programmatically, no download),
+   configs/dds_baselines/*.yaml (written out in zoo.py beside this script,
+   set programmatically, no download),
 2. builds the timm and torchvision counterparts (named builder where one
    exists, else the library's public model class built with pycls's numbers),
    writes their key manifests to tests/data/manifests/{timm,torchvision}/,
@@ -24,9 +22,17 @@ For every pycls zoo model it
 
 and writes tests/data/targets.json plus a detailed results JSON.
 
-Usage:
-    python tools/groundtruth/timm_torchvision.py [--out-root /work/main] \
-        [--details /work/gt/tv/results.json] [--only NAME ...] [--no-facts]
+Run (a venv of its own; torch and torchvision first, with exact pins, so that no
+later install makes pip pick another torch):
+    python -m venv venv
+    venv/bin/pip install torch==2.14.1 torchvision==0.29.1
+    venv/bin/pip install timm==1.0.31
+    venv/bin/pip install --no-deps pycls==0.1.1
+    venv/bin/pip install yacs iopath simplejson opencv-python-headless
+    venv/bin/python tools/groundtruth/timm_torchvision.py [--out-root DIR] \
+        [--details FILE] [--only NAME ...] [--no-facts] [--seed N]
+--out-root defaults to the repository root; --details (every measurement, kept so that an --only
+run adds to the earlier ones) to ckptconv-groundtruth-timm-torchvision.json in the temp directory.
 """
 
 import argparse
@@ -51,62 +57,28 @@ import torchvision  # noqa: E402
 import timm  # noqa: E402
 import timm.models.regnet  # noqa: E402
 import timm.models.resnet  # noqa: E402
-import pycls  # noqa: E402
 import pycls.core.builders as pycls_builders  # noqa: E402
 from pycls.core.config import cfg as pycls_cfg  # noqa: E402
 from pycls.core.config import reset_cfg as pycls_reset_cfg  # noqa: E402
+
+import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
 
 torch.set_num_threads(2)
 
 TIMM_V = timm.__version__
 TV_V = torchvision.__version__.split("+")[0]
-PYCLS_V = "0.1.1"
+PYCLS_V = zoo.PYCLS_VERSION
 
 # --------------------------------------------------------------------------
-# The pycls zoo: numbers from configs/dds_baselines/*/*.yaml (facts only)
+# The pycls zoo (its numbers: zoo.py) and the library names of its RegNet sizes
 # --------------------------------------------------------------------------
 
-EN_COMMON = dict(
-    STRIDES=[1, 2, 2, 2, 1, 2, 1],
-    EXP_RATIOS=[1, 6, 6, 6, 6, 6, 6],
-    KERNELS=[3, 3, 5, 3, 5, 5, 3],
-)
-EFFNETS = {
-    "b0": dict(STEM_W=32, DEPTHS=[1, 2, 2, 3, 3, 4, 1], WIDTHS=[16, 24, 40, 80, 112, 192, 320], HEAD_W=1280),
-    "b1": dict(STEM_W=32, DEPTHS=[2, 3, 3, 4, 4, 5, 2], WIDTHS=[16, 24, 40, 80, 112, 192, 320], HEAD_W=1280),
-    "b2": dict(STEM_W=32, DEPTHS=[2, 3, 3, 4, 4, 5, 2], WIDTHS=[16, 24, 48, 88, 120, 208, 352], HEAD_W=1408),
-    "b3": dict(STEM_W=40, DEPTHS=[2, 3, 3, 5, 5, 6, 2], WIDTHS=[24, 32, 48, 96, 136, 232, 384], HEAD_W=1536),
-    "b4": dict(STEM_W=48, DEPTHS=[2, 4, 4, 6, 6, 8, 2], WIDTHS=[24, 32, 56, 112, 160, 272, 448], HEAD_W=1792),
-    "b5": dict(STEM_W=48, DEPTHS=[3, 5, 5, 7, 7, 9, 3], WIDTHS=[24, 40, 64, 128, 176, 304, 512], HEAD_W=2048),
-}
-EN_IM_SIZE = {"b0": (224, 256), "b1": (240, 274), "b2": (260, 298), "b3": (300, 342), "b4": (380, 434),
-              "b5": (456, 522)}  # (TRAIN.IM_SIZE, TEST.IM_SIZE) of the dds configs
-
-# (DEPTH, W0, WA, WM, GROUP_W); RegNetY = same keys + SE_ON: True
-REGNETX = {
-    "200mf": (13, 24, 36.44, 2.49, 8), "400mf": (22, 24, 24.48, 2.54, 16),
-    "600mf": (16, 48, 36.97, 2.24, 24), "800mf": (16, 56, 35.73, 2.28, 16),
-    "1.6gf": (18, 80, 34.01, 2.25, 24), "3.2gf": (25, 88, 26.31, 2.25, 48),
-    "4.0gf": (23, 96, 38.65, 2.43, 40), "6.4gf": (17, 184, 60.83, 2.07, 56),
-    "8.0gf": (23, 80, 49.56, 2.88, 120), "12gf": (19, 168, 73.36, 2.37, 112),
-    "16gf": (22, 216, 55.59, 2.1, 128), "32gf": (23, 320, 69.86, 2.0, 168),
-}
-REGNETY = {
-    "200mf": (13, 24, 36.44, 2.49, 8), "400mf": (16, 48, 27.89, 2.09, 8),
-    "600mf": (15, 48, 32.54, 2.32, 16), "800mf": (14, 56, 38.84, 2.4, 16),
-    "1.6gf": (27, 48, 20.71, 2.65, 24), "3.2gf": (21, 80, 42.63, 2.66, 24),
-    "4.0gf": (22, 96, 31.41, 2.24, 64), "6.4gf": (25, 112, 33.22, 2.27, 72),
-    "8.0gf": (17, 192, 76.82, 2.19, 56), "12gf": (19, 168, 73.36, 2.37, 112),
-    "16gf": (18, 200, 106.23, 2.48, 112), "32gf": (20, 232, 115.89, 2.53, 232),
-}
-RESNETS = {  # ANYNET: res_stem_in, res_bottleneck_block, widths 256..2048, strides 1,2,2,2
-    "resnet50": dict(DEPTHS=[3, 4, 6, 3], BOT_MULS=[0.25] * 4, GROUP_WS=[64, 128, 256, 512]),
-    "resnet101": dict(DEPTHS=[3, 4, 23, 3], BOT_MULS=[0.25] * 4, GROUP_WS=[64, 128, 256, 512]),
-    "resnet152": dict(DEPTHS=[3, 8, 36, 3], BOT_MULS=[0.25] * 4, GROUP_WS=[64, 128, 256, 512]),
-    "resnext50_32x4d": dict(DEPTHS=[3, 4, 6, 3], BOT_MULS=[0.5] * 4, GROUP_WS=[4, 8, 16, 32]),
-    "resnext101_32x4d": dict(DEPTHS=[3, 4, 23, 3], BOT_MULS=[0.5] * 4, GROUP_WS=[4, 8, 16, 32]),
-    "resnext152_32x4d": dict(DEPTHS=[3, 8, 36, 3], BOT_MULS=[0.5] * 4, GROUP_WS=[4, 8, 16, 32]),
-}
+# The order of targets.json: the EfficientNets first, then as in zoo.NAMES.
+NAMES = ([n for n in zoo.NAMES if zoo.family(n) == "effnet"]
+         + [n for n in zoo.NAMES if zoo.family(n) != "effnet"])
+# zoo.family -> the family whose key mapping below applies
+_FAMILY = {"effnet": "effnet", "regnetx": "regnet", "regnety": "regnet", "resnet": "resnet",
+           "resnext": "resnet"}
 
 TIMM_REGNET_SUFFIX = {"200mf": "002", "400mf": "004", "600mf": "006", "800mf": "008", "1.6gf": "016",
                       "3.2gf": "032", "4.0gf": "040", "6.4gf": "064", "8.0gf": "080", "12gf": "120",
@@ -116,43 +88,13 @@ TV_REGNET_SUFFIX = {"200mf": "200mf", "400mf": "400mf", "600mf": "600mf", "800mf
                     "16gf": "16gf", "32gf": "32gf"}
 
 
-def zoo():
-    out = collections.OrderedDict()
-    for b in EFFNETS:
-        out[b] = ("effnet", b)
-    for k in REGNETX:
-        out["regnetx_" + k] = ("regnet", ("x", k))
-    for k in REGNETY:
-        out["regnety_" + k] = ("regnet", ("y", k))
-    for k in RESNETS:
-        out[k] = ("resnet", k)
-    return out
+def family_of(name):
+    return _FAMILY[zoo.family(name)]
 
 
 def build_pycls(name):
-    family, arg = zoo()[name]
     pycls_reset_cfg()
-    c = pycls_cfg
-    c.MODEL.NUM_CLASSES = 1000
-    if family == "effnet":
-        c.MODEL.TYPE = "effnet"
-        for k, v in {**EN_COMMON, **EFFNETS[arg]}.items():
-            setattr(c.EN, k, v)
-    elif family == "regnet":
-        xy, k = arg
-        d, w0, wa, wm, gw = (REGNETX if xy == "x" else REGNETY)[k]
-        c.MODEL.TYPE = "regnet"
-        c.REGNET.DEPTH, c.REGNET.W0, c.REGNET.WA, c.REGNET.WM, c.REGNET.GROUP_W = d, w0, wa, wm, gw
-        c.REGNET.SE_ON = xy == "y"
-    else:
-        c.MODEL.TYPE = "anynet"
-        c.ANYNET.STEM_TYPE = "res_stem_in"
-        c.ANYNET.STEM_W = 64
-        c.ANYNET.BLOCK_TYPE = "res_bottleneck_block"
-        c.ANYNET.STRIDES = [1, 2, 2, 2]
-        c.ANYNET.WIDTHS = [256, 512, 1024, 2048]
-        for k, v in RESNETS[arg].items():
-            setattr(c.ANYNET, k, v)
+    zoo.merge_values(pycls_cfg, zoo.yaml_values(name))
     model = pycls_builders.build_model()
     return model.eval()
 
@@ -175,13 +117,10 @@ def _tv_mbconv_settings(width_mult, depth_mult):
     return [bneck(*b) for b in base]
 
 
-def pycls_regnet_stage_params(xy, k):
+def pycls_regnet_stage_params(name):
     """The per-stage numbers pycls 0.1.1 derives (via its own RegNet.get_args)."""
-    d, w0, wa, wm, gw = (REGNETX if xy == "x" else REGNETY)[k]
     pycls_reset_cfg()
-    c = pycls_cfg
-    c.REGNET.DEPTH, c.REGNET.W0, c.REGNET.WA, c.REGNET.WM, c.REGNET.GROUP_W = d, w0, wa, wm, gw
-    c.REGNET.SE_ON = xy == "y"
+    zoo.merge_values(pycls_cfg, zoo.yaml_values(name))
     from pycls.models.regnet import RegNet as PyclsRegNet
     a = PyclsRegNet.get_args()
     return a
@@ -189,16 +128,16 @@ def pycls_regnet_stage_params(xy, k):
 
 def candidates(name):
     """Yield (lib, [Cand...]) for a pycls zoo name."""
-    family, arg = zoo()[name]
+    family = family_of(name)
     tv = torchvision.models
     res = {"timm": [], "torchvision": []}
     if family == "effnet":
-        tn = "efficientnet_" + arg
+        tn = "efficientnet_" + name
         res["timm"].append(Cand("timm", "named", f"timm.create_model('{tn}', pretrained=False)",
                                 lambda tn=tn: timm.create_model(tn, pretrained=False)))
         res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{tn}(weights=None)",
                                        lambda tn=tn: getattr(tv, tn)(weights=None)))
-        if arg == "b5":
+        if name == "b5":
             call = ("torchvision.models.EfficientNet([torchvision.models.efficientnet.MBConvConfig(e, k, s, i, o, n, "
                     "width_mult=1.6, depth_mult=2.2) for (e, k, s, i, o, n) in [(1, 3, 1, 32, 16, 1), "
                     "(6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), "
@@ -209,8 +148,8 @@ def candidates(name):
                 lambda: tv.EfficientNet(_tv_mbconv_settings(1.6, 2.2), dropout=0.4,
                                         norm_layer=functools.partial(nn.BatchNorm2d, eps=1e-5))))
     elif family == "regnet":
-        xy, k = arg
-        d, w0, wa, wm, gw = (REGNETX if xy == "x" else REGNETY)[k]
+        xy, k = name[len("regnet")], name.split("_")[1]
+        d, w0, wa, wm, gw = zoo.regnet_numbers(name)
         se = 0.25 if xy == "y" else None
         tn = f"regnet{xy}_{TIMM_REGNET_SUFFIX[k]}"
         if timm.is_model(tn):
@@ -235,7 +174,7 @@ def candidates(name):
             lambda: tv.RegNet(BlockParams.from_init_params(depth=d, w_0=w0, w_a=wa, w_m=wm, group_width=gw,
                                                            bottleneck_multiplier=1.0, se_ratio=se)),
             tag="from_init_params"))
-        a = pycls_regnet_stage_params(xy, k)
+        a = pycls_regnet_stage_params(name)
         n = len(a["ds"])
         call2 = (f"torchvision.models.RegNet(torchvision.models.regnet.BlockParams(depths={a['ds']}, "
                  f"widths={a['ws']}, group_widths={a['gws']}, bottleneck_multipliers={[1.0] * n}, "
@@ -247,11 +186,11 @@ def candidates(name):
                                                    strides=[2] * n, se_ratio=se)),
             tag="explicit_block_params"))
     else:
-        layers = RESNETS[arg]["DEPTHS"]
-        is_x = arg.startswith("resnext")
-        if timm.is_model(arg):
-            res["timm"].append(Cand("timm", "named", f"timm.create_model('{arg}', pretrained=False)",
-                                    lambda: timm.create_model(arg, pretrained=False)))
+        layers = zoo.RESNET_DEPTHS[zoo.resnet_depth(name)]
+        is_x = name.startswith("resnext")
+        if timm.is_model(name):
+            res["timm"].append(Cand("timm", "named", f"timm.create_model('{name}', pretrained=False)",
+                                    lambda: timm.create_model(name, pretrained=False)))
         else:
             kw = ", cardinality=32, base_width=4" if is_x else ""
             res["timm"].append(Cand(
@@ -259,9 +198,9 @@ def candidates(name):
                 f"timm.models.resnet.ResNet(block=timm.models.resnet.Bottleneck, layers={layers}{kw})",
                 lambda: timm.models.resnet.ResNet(block=timm.models.resnet.Bottleneck, layers=layers,
                                                   **(dict(cardinality=32, base_width=4) if is_x else {}))))
-        if hasattr(tv, arg):
-            res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{arg}(weights=None)",
-                                           lambda: getattr(tv, arg)(weights=None)))
+        if hasattr(tv, name):
+            res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{name}(weights=None)",
+                                           lambda: getattr(tv, name)(weights=None)))
         else:
             kw = ", groups=32, width_per_group=4" if is_x else ""
             res["torchvision"].append(Cand(
@@ -284,91 +223,76 @@ def _split(k):
     return head, leaf
 
 
+def _map_keys(pk, fixed, block):
+    """pycls keys -> library keys: a stem/head module by the table fixed, a block's module
+    s<i>.b<j>.<sub> by block(i, j, sub); the leaf (weight, bias, running_mean, ...) stays."""
+    out = collections.OrderedDict()
+    for k in pk:
+        mod, leaf = _split(k)
+        if mod in fixed:
+            t = fixed[mod]
+        else:
+            m = re.match(r"s(\d+)\.b(\d+)\.(.+)$", mod)
+            t = block(int(m.group(1)), int(m.group(2)), m.group(3))
+        out[k] = t + "." + leaf
+    return out
+
+
 def mapping_effnet(pk, lib):
     """pycls EffNet keys -> timm efficientnet_bN / torchvision efficientnet_bN keys."""
     exp_blocks = {re.match(r"(s\d+\.b\d+)\.", k).group(1) for k in pk if re.match(r"s\d+\.b\d+\.exp\.", k)}
     n_stages = len({k.split(".")[0] for k in pk if re.match(r"s\d+\.", k)})
-    out = collections.OrderedDict()
-    for k in pk:
-        mod, leaf = _split(k)
-        if mod == "stem.conv":
-            t = {"timm": "conv_stem", "torchvision": "features.0.0"}[lib]
-        elif mod == "stem.bn":
-            t = {"timm": "bn1", "torchvision": "features.0.1"}[lib]
-        elif mod == "head.conv":
-            t = {"timm": "conv_head", "torchvision": f"features.{n_stages + 1}.0"}[lib]
-        elif mod == "head.conv_bn":
-            t = {"timm": "bn2", "torchvision": f"features.{n_stages + 1}.1"}[lib]
-        elif mod == "head.fc":
-            t = {"timm": "classifier", "torchvision": "classifier.1"}[lib]
+    fixed = {"timm": {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head",
+                      "head.conv_bn": "bn2", "head.fc": "classifier"},
+             "torchvision": {"stem.conv": "features.0.0", "stem.bn": "features.0.1",
+                             "head.conv": f"features.{n_stages + 1}.0",
+                             "head.conv_bn": f"features.{n_stages + 1}.1", "head.fc": "classifier.1"}}[lib]
+
+    def block(i, j, sub):
+        has_exp = f"s{i}.b{j}" in exp_blocks
+        if lib == "timm":
+            pre = f"blocks.{i - 1}.{j - 1}."
+            table = ({"exp": "conv_pw", "exp_bn": "bn1", "dwise": "conv_dw", "dwise_bn": "bn2",
+                      "se.f_ex.0": "se.conv_reduce", "se.f_ex.2": "se.conv_expand", "lin_proj": "conv_pwl",
+                      "lin_proj_bn": "bn3"} if has_exp else
+                     {"dwise": "conv_dw", "dwise_bn": "bn1", "se.f_ex.0": "se.conv_reduce",
+                      "se.f_ex.2": "se.conv_expand", "lin_proj": "conv_pw", "lin_proj_bn": "bn2"})
         else:
-            m = re.match(r"s(\d+)\.b(\d+)\.(.+)$", mod)
-            i, j, sub = int(m.group(1)), int(m.group(2)), m.group(3)
-            has_exp = f"s{i}.b{j}" in exp_blocks
-            if lib == "timm":
-                pre = f"blocks.{i - 1}.{j - 1}."
-                table = ({"exp": "conv_pw", "exp_bn": "bn1", "dwise": "conv_dw", "dwise_bn": "bn2",
-                          "se.f_ex.0": "se.conv_reduce", "se.f_ex.2": "se.conv_expand", "lin_proj": "conv_pwl",
-                          "lin_proj_bn": "bn3"} if has_exp else
-                         {"dwise": "conv_dw", "dwise_bn": "bn1", "se.f_ex.0": "se.conv_reduce",
-                          "se.f_ex.2": "se.conv_expand", "lin_proj": "conv_pw", "lin_proj_bn": "bn2"})
-            else:
-                pre = f"features.{i}.{j - 1}.block."
-                table = ({"exp": "0.0", "exp_bn": "0.1", "dwise": "1.0", "dwise_bn": "1.1", "se.f_ex.0": "2.fc1",
-                          "se.f_ex.2": "2.fc2", "lin_proj": "3.0", "lin_proj_bn": "3.1"} if has_exp else
-                         {"dwise": "0.0", "dwise_bn": "0.1", "se.f_ex.0": "1.fc1", "se.f_ex.2": "1.fc2",
-                          "lin_proj": "2.0", "lin_proj_bn": "2.1"})
-            t = pre + table[sub]
-        out[k] = t + "." + leaf
-    return out
+            pre = f"features.{i}.{j - 1}.block."
+            table = ({"exp": "0.0", "exp_bn": "0.1", "dwise": "1.0", "dwise_bn": "1.1", "se.f_ex.0": "2.fc1",
+                      "se.f_ex.2": "2.fc2", "lin_proj": "3.0", "lin_proj_bn": "3.1"} if has_exp else
+                     {"dwise": "0.0", "dwise_bn": "0.1", "se.f_ex.0": "1.fc1", "se.f_ex.2": "1.fc2",
+                      "lin_proj": "2.0", "lin_proj_bn": "2.1"})
+        return pre + table[sub]
+    return _map_keys(pk, fixed, block)
 
 
 def mapping_regnet(pk, lib):
     """pycls RegNet (AnyNet res_bottleneck_block, simple stem) -> timm regnet / torchvision RegNet keys."""
-    out = collections.OrderedDict()
-    for k in pk:
-        mod, leaf = _split(k)
-        if mod in ("stem.conv", "stem.bn"):
-            t = {"timm": mod, "torchvision": {"stem.conv": "stem.0", "stem.bn": "stem.1"}[mod]}[lib]
-        elif mod == "head.fc":
-            t = {"timm": "head.fc", "torchvision": "fc"}[lib]
+    fixed = {"timm": {"stem.conv": "stem.conv", "stem.bn": "stem.bn", "head.fc": "head.fc"},
+             "torchvision": {"stem.conv": "stem.0", "stem.bn": "stem.1", "head.fc": "fc"}}[lib]
+
+    def block(i, j, sub):
+        if lib == "timm":
+            pre = f"s{i}.b{j}."
+            table = {"proj": "downsample.conv", "bn": "downsample.bn", "f.a": "conv1.conv",
+                     "f.a_bn": "conv1.bn", "f.b": "conv2.conv", "f.b_bn": "conv2.bn", "f.se.f_ex.0": "se.fc1",
+                     "f.se.f_ex.2": "se.fc2", "f.c": "conv3.conv", "f.c_bn": "conv3.bn"}
         else:
-            m = re.match(r"s(\d+)\.b(\d+)\.(.+)$", mod)
-            i, j, sub = int(m.group(1)), int(m.group(2)), m.group(3)
-            if lib == "timm":
-                pre = f"s{i}.b{j}."
-                table = {"proj": "downsample.conv", "bn": "downsample.bn", "f.a": "conv1.conv",
-                         "f.a_bn": "conv1.bn", "f.b": "conv2.conv", "f.b_bn": "conv2.bn", "f.se.f_ex.0": "se.fc1",
-                         "f.se.f_ex.2": "se.fc2", "f.c": "conv3.conv", "f.c_bn": "conv3.bn"}
-            else:
-                pre = f"trunk_output.block{i}.block{i}-{j - 1}."
-                table = {"proj": "proj.0", "bn": "proj.1", "f.a": "f.a.0", "f.a_bn": "f.a.1", "f.b": "f.b.0",
-                         "f.b_bn": "f.b.1", "f.se.f_ex.0": "f.se.fc1", "f.se.f_ex.2": "f.se.fc2", "f.c": "f.c.0",
-                         "f.c_bn": "f.c.1"}
-            t = pre + table[sub]
-        out[k] = t + "." + leaf
-    return out
+            pre = f"trunk_output.block{i}.block{i}-{j - 1}."
+            table = {"proj": "proj.0", "bn": "proj.1", "f.a": "f.a.0", "f.a_bn": "f.a.1", "f.b": "f.b.0",
+                     "f.b_bn": "f.b.1", "f.se.f_ex.0": "f.se.fc1", "f.se.f_ex.2": "f.se.fc2", "f.c": "f.c.0",
+                     "f.c_bn": "f.c.1"}
+        return pre + table[sub]
+    return _map_keys(pk, fixed, block)
 
 
 def mapping_resnet(pk, lib):
     """pycls AnyNet ResNe(X)t (res_stem_in) -> timm / torchvision ResNet keys (same names in both)."""
-    out = collections.OrderedDict()
-    for k in pk:
-        mod, leaf = _split(k)
-        if mod == "stem.conv":
-            t = "conv1"
-        elif mod == "stem.bn":
-            t = "bn1"
-        elif mod == "head.fc":
-            t = "fc"
-        else:
-            m = re.match(r"s(\d+)\.b(\d+)\.(.+)$", mod)
-            i, j, sub = int(m.group(1)), int(m.group(2)), m.group(3)
-            table = {"proj": "downsample.0", "bn": "downsample.1", "f.a": "conv1", "f.a_bn": "bn1", "f.b": "conv2",
-                     "f.b_bn": "bn2", "f.c": "conv3", "f.c_bn": "bn3"}
-            t = f"layer{i}.{j - 1}." + table[sub]
-        out[k] = t + "." + leaf
-    return out
+    table = {"proj": "downsample.0", "bn": "downsample.1", "f.a": "conv1", "f.a_bn": "bn1", "f.b": "conv2",
+             "f.b_bn": "bn2", "f.c": "conv3", "f.c_bn": "bn3"}
+    return _map_keys(pk, {"stem.conv": "conv1", "stem.bn": "bn1", "head.fc": "fc"},
+                     lambda i, j, sub: f"layer{i}.{j - 1}." + table[sub])
 
 
 MAPPINGS = {"effnet": mapping_effnet, "regnet": mapping_regnet, "resnet": mapping_resnet}
@@ -589,19 +513,8 @@ def numeric(pm, lm, mp, family, lib, sizes, seed=0):
 
 
 # --------------------------------------------------------------------------
-# Manifests
+# Manifests: their source line (zoo.write_manifest writes them)
 # --------------------------------------------------------------------------
-
-def write_manifest(path, source, sd):
-    keys = [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write("{\n")
-        f.write(f'  "source": {json.dumps(source)},\n')
-        f.write('  "keys": [\n')
-        f.write(",\n".join("    " + json.dumps(k) for k in keys))
-        f.write("\n  ]\n}\n")
-
 
 def lib_source(c):
     v = TIMM_V if c.lib == "timm" else TV_V
@@ -616,7 +529,7 @@ OWN_SIZE = {"b3": 300, "regnetx_200mf": 224}
 
 
 def process(name, out_root, seed):
-    family, arg = zoo()[name]
+    family = family_of(name)
     t0 = time.time()
     pm = build_pycls(name)
     randomize(pm, seed)
@@ -663,9 +576,9 @@ def process(name, out_root, seed):
             else:
                 fn = None  # decided below (one class manifest per model/lib)
             e["manifest"] = fn
-            e["_sd_shapes"] = [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in lsd.items()]
+            e["_sd_shapes"] = zoo.manifest_rows(lsd)
             if fn:
-                write_manifest(os.path.join(mdir, fn), lib_source(c), lsd)
+                zoo.write_manifest(os.path.join(mdir, fn), lib_source(c), e["_sd_shapes"])
             rec[lib].append(e)
             del lm, lsd
             gc.collect()
@@ -678,10 +591,8 @@ def process(name, out_root, seed):
         if pick is not None and need_class:
             pick["manifest"] = f"{name}.class.json"
             mdir = os.path.join(out_root, "tests", "data", "manifests", lib)
-            sd_like = collections.OrderedDict((k, torch.empty(s, dtype=getattr(torch, d)))
-                                              for k, s, d in pick["_sd_shapes"])
-            write_manifest(os.path.join(mdir, pick["manifest"]), f"{lib} {TIMM_V if lib == 'timm' else TV_V} "
-                                                                 f"{pick['builder']}", sd_like)
+            src = f"{lib} {TIMM_V if lib == 'timm' else TV_V} {pick['builder']}"
+            zoo.write_manifest(os.path.join(mdir, pick["manifest"]), src, pick["_sd_shapes"])
         for e in rec[lib]:
             e.pop("_sd_shapes", None)
     rec["seconds"] = round(time.time() - t0, 1)
@@ -695,7 +606,8 @@ def process(name, out_root, seed):
 # --------------------------------------------------------------------------
 
 def summarize_target(name, lib, entries):
-    family = zoo()[name][0]
+    family = family_of(name)
+
     def lmax(e):
         n = e.get("numeric", {}).get("64x64")
         return n["logits"]["max_abs"] if n else None
@@ -989,14 +901,14 @@ def activation_numerics():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out-root", default=os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-    ap.add_argument("--details", default="/work/gt/tv/results.json")
+    ap.add_argument("--out-root", default=str(zoo.REPO_ROOT))
+    ap.add_argument("--details", default=os.path.join(tempfile.gettempdir(), "ckptconv-groundtruth-timm-torchvision.json"))
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--no-facts", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    names = args.only or list(zoo())
+    names = args.only or list(NAMES)
     details = {}
     if os.path.exists(args.details) and args.only:
         with open(args.details) as f:
@@ -1039,7 +951,7 @@ def main():
                   "logits_max_rel = logits_max_abs / max|pycls logits|",
         "eps": "BatchNorm eps of the chosen builder (pycls 0.1.1 uses 1e-5 everywhere)",
     }
-    for n in zoo():
+    for n in NAMES:
         if n not in details["models"]:
             continue
         targets[n] = {lib: summarize_target(n, lib, details["models"][n][lib]) for lib in ("timm", "torchvision")}
