@@ -135,14 +135,23 @@ def settings(backbone: dict[str, Any], table: Layout, found: Found) -> None:
 
 
 def check_neck(backbone: dict[str, Any], neck: dict[str, Any] | None, variant: Variant, table: Layout, found: Found) -> None:
-    """The neck reads the widths of the backbone outputs ``out_indices`` selects."""
+    """The backbone outputs ``out_indices`` selects are layers the weights hold (MMDetection's
+    EfficientNet builds layers up to max(out_indices) and would leave the rest randomly
+    initialized), and the neck reads their widths."""
     level = table.config.get("out_level")
-    if neck is None or "in_channels" not in neck or not level or "out_indices" not in backbone:
+    indices = backbone.get("out_indices")
+    if not level or not isinstance(indices, (list, tuple)):
         return
-    points = [table.levels.get(level.format(i=i, n=i + 1)) for i in backbone["out_indices"]]
-    if None in points:
+    names = [level.format(i=i, n=i + 1) if isinstance(i, int) else None for i in indices]
+    if any(name not in table.levels for name in names):
+        held = [i for i in range(len(table.levels) + 1) if level.format(i=i, n=i + 1) in table.levels]
+        example = tuple(table.config.get("out_indices") or held)
+        _judge(found, "model.backbone.out_indices", False, tuple(indices), f"indices of layers they hold ({held[0]} ... {held[-1]}), e.g. {example}")
         return
-    want = [variant.point_width(p) for p in points]
+    found.passed.append("model.backbone.out_indices")
+    if neck is None or "in_channels" not in neck:
+        return
+    want = [variant.point_width(table.levels[name]) for name in names]
     _judge(found, "model.neck.in_channels", list(neck["in_channels"]) == want, neck["in_channels"], want)
 
 

@@ -274,7 +274,9 @@ def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
     if c.has("out_indices"):
         out["out_indices"] = c.ints("out_indices", lo=0, hi=max(len(levels) - 1, 0))
     if c.has("out_level"):  # the level out_indices[i] selects in a library's config: "layers.{i}", "layer{n}" (n = i + 1)
-        out["out_level"] = c.text("out_level", pattern=r"[A-Za-z0-9_.]*\{[in]\}[A-Za-z0-9_.]*")
+        out["out_level"] = level = c.text("out_level", pattern=r"[A-Za-z0-9_.]*\{[in]\}[A-Za-z0-9_.]*")
+        if not any(level.format(i=i, n=i + 1) in levels for i in range(len(levels) + 1)):
+            c.fail(f"[config].out_level {level!r} names no level of [levels]", fix="spell it as [levels] names the backbone's outputs")
     return out
 
 

@@ -247,6 +247,19 @@ def test_verify_config_names_each_wrong_field_with_the_value_it_needs(cli, sourc
     assert named in report["first_failure"]
 
 
+@pytest.mark.parametrize("indices", ["(3, 4, 5, 6)", "(6,)"])
+def test_verify_config_refuses_out_indices_beyond_the_layers_the_weights_hold(cli, sources, tmp_path, indices):
+    """MMDetection's EfficientNet builds layers 0 ... max(out_indices); its default (6,) builds
+    layers.6, which a detector's weights do not hold: mmengine would leave it random, with a log line."""
+    text = sources["b0"][2].read_text()
+    assert "out_indices=(3, 4, 5)," in text
+    (tmp_path / "frag.py").write_text(text.replace("out_indices=(3, 4, 5),", f"out_indices={indices},"))
+    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), "--json")
+    assert result.exit_code == 1
+    (report,) = json.loads(result.stdout)["files"]
+    assert report["first_failure"].endswith(f"model.backbone.out_indices is {indices}; these weights need 'indices of layers they hold (0 ... 5), e.g. (3, 4, 5)'")
+
+
 def test_verify_config_for_effnet_catches_mmdets_defaults(cli, sources, tmp_path):
     """The EfficientNet fragment without conv_cfg and norm_cfg: mmdet's defaults, named."""
     text = sources["b0"][2].read_text()

@@ -176,6 +176,15 @@ def test_malformed_tables_are_refused_with_the_reason(tmp_path, rules, message):
         Registry((tables,)).families
 
 
+def test_an_out_level_that_names_no_level_is_refused(tmp_path):
+    """verify --config reads the backbone's out_indices through out_level: it must name [levels]."""
+    text = (builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text()
+    assert 'out_level   = "layers.{i}"' in text
+    tables = _tables_dir(tmp_path, layouts=[("mmdet2.toml", text.replace('name      = "mmdet"', 'name      = "mmdet2"').replace('"layers.{i}"', '"stage{i}"'))])
+    with pytest.raises(TableError, match=r"\[config\]\.out_level 'stage\{i\}' names no level of \[levels\]"):
+        Registry((tables,)).families
+
+
 def test_table_leaving_a_key_unmatched_names_it(tmp_path, registry):
     rules = '{ name = "stem", from = "stem.{part}.{param}", to = "layers.0.{part}.{param}" },'
     tables = _tables_dir(tmp_path, layouts=[("t.toml", _layout_table(rules))])
