@@ -259,7 +259,7 @@ def _refuse(f: Fields) -> tuple[Refusal, ...]:
 
 def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
     c = f.section("config", {})
-    c.only({"template", "out_indices", "out_level"})
+    c.only({"template", "out_indices", "out_level", "default_out_indices"})
     out: dict[str, Any] = {}
     if c.has("template"):
         template = c.text("template")
@@ -273,6 +273,8 @@ def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
         out["template"] = template
     if c.has("out_indices"):
         out["out_indices"] = c.ints("out_indices", lo=0, hi=max(len(levels) - 1, 0))
+    if c.has("default_out_indices"):  # what the library's backbone builds when a config gives none
+        out["default_out_indices"] = c.ints("default_out_indices", lo=0, hi=len(levels))
     if c.has("out_level"):  # the level out_indices[i] selects in a library's config: "layers.{i}", "layer{n}" (n = i + 1)
         out["out_level"] = level = c.text("out_level", pattern=r"[A-Za-z0-9_.]*\{[in]\}[A-Za-z0-9_.]*")
         if not any(level.format(i=i, n=i + 1) in levels for i in range(len(levels) + 1)):

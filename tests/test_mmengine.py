@@ -247,17 +247,34 @@ def test_verify_config_names_each_wrong_field_with_the_value_it_needs(cli, sourc
     assert named in report["first_failure"]
 
 
-@pytest.mark.parametrize("indices", ["(3, 4, 5, 6)", "(6,)"])
-def test_verify_config_refuses_out_indices_beyond_the_layers_the_weights_hold(cli, sources, tmp_path, indices):
+@pytest.mark.parametrize("line, named", [
+    ("out_indices=(3, 4, 5, 6),", "model.backbone.out_indices is (3, 4, 5, 6)"),
+    ("out_indices=(6,),", "model.backbone.out_indices is (6,)"),
+    ("", "model.backbone.out_indices (not set: the library's default) is (6,)"),
+], ids=["3456", "6", "unset"])  # fmt: skip
+def test_verify_config_refuses_out_indices_beyond_the_layers_the_weights_hold(cli, sources, tmp_path, line, named):
     """MMDetection's EfficientNet builds layers 0 ... max(out_indices); its default (6,) builds
     layers.6, which a detector's weights do not hold: mmengine would leave it random, with a log line."""
     text = sources["b0"][2].read_text()
     assert "out_indices=(3, 4, 5)," in text
-    (tmp_path / "frag.py").write_text(text.replace("out_indices=(3, 4, 5),", f"out_indices={indices},"))
-    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), "--json")
+    (tmp_path / "frag.py").write_text(text.replace("out_indices=(3, 4, 5),", line))
+    base = BASE.replace("out_indices=(0, 1, 2, 3), ", "")  # the stock ResNet's indices must not fill in
+    (tmp_path / "stock.py").write_text(base)
+    (tmp_path / "detector.py").write_text("_base_ = './stock.py'\n" + (tmp_path / "frag.py").read_text())
+    result = cli("verify", "--config", tmp_path / "detector.py", "--json")
     assert result.exit_code == 1
     (report,) = json.loads(result.stdout)["files"]
-    assert report["first_failure"].endswith(f"model.backbone.out_indices is {indices}; these weights need 'indices of layers they hold (0 ... 5), e.g. (3, 4, 5)'")
+    assert report["first_failure"].endswith(f"{named}; these weights need 'indices of layers they hold (0 ... 5), e.g. (3, 4, 5)'")
+
+
+def test_verify_config_takes_the_librarys_default_out_indices_where_they_fit(cli, sources, tmp_path):
+    """RegNet's default (0, 1, 2, 3) selects layer1 ... layer4, which the weights hold."""
+    text = sources["regnetx_200mf"][2].read_text()
+    assert "out_indices=(0, 1, 2, 3)," in text
+    (tmp_path / "stock.py").write_text(BASE.replace("out_indices=(0, 1, 2, 3), ", ""))
+    (tmp_path / "detector.py").write_text("_base_ = './stock.py'\n" + text.replace("out_indices=(0, 1, 2, 3),", ""))
+    result = cli("verify", "--config", tmp_path / "detector.py", "--json")
+    assert result.exit_code == 0, result.output
 
 
 def test_verify_config_for_effnet_catches_mmdets_defaults(cli, sources, tmp_path):
