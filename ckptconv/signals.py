@@ -129,13 +129,20 @@ def install_worker() -> None:
 @contextlib.contextmanager
 def job():
     """Mark a batch worker busy with a job (see ``install_worker``); a signal held by the job's
-    publishing is raised as it ends."""
+    publishing is raised as it ends. A job that SIGTERM ended (its temp file already removed) ends
+    its worker too: back in the pool's queue it could wait forever on a lock an idle sibling,
+    stopped by the same signal, died holding, and the parent waits for every worker."""
     _state["in_job"] = True
     try:
-        yield
-    finally:
-        _state["in_job"] = False
-        release()
+        try:
+            yield
+        finally:
+            _state["in_job"] = False
+            release()
+    except Terminated:
+        if _state["worker"]:
+            os._exit(EXIT_TERMINATED)
+        raise
 
 
 def import_torch() -> None:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,6 +210,55 @@ def test_a_file_that_kills_its_worker_fails_alone(zoo, tmp_path):
     assert statuses[1] == "failed" and {statuses[0], statuses[2]} <= {"converted", "up to date"}
     assert "the worker process died while converting this file" in result.outcomes[1].error
     assert sorted(done) == sorted(j.source for j in jobs)  # every file reported exactly once
+
+
+SIGTERM_RACE = """
+import os, sys, time
+from pathlib import Path
+from ckptconv import batch, signals
+
+marks = Path(sys.argv[1])
+
+def job_fn(job):
+    with signals.job():  # as run_job marks a worker busy
+        if job.source == "fast":
+            return batch.Outcome(job.source, None, "converted")
+        (marks / "slow-started").touch()
+        try:
+            time.sleep(60)
+        except signals.Terminated:
+            time.sleep(1)  # the job's clean-up; a second SIGTERM (the parent's) may come meanwhile
+            raise
+
+if __name__ == "__main__":
+    signals.install()
+    jobs = [batch.Job("fast", "f.pth", "mmdet"), batch.Job("slow", "s.pth", "mmdet")]
+    try:
+        batch.run(jobs, workers=2, job_fn=job_fn, on_done=lambda job, o: (marks / "fast-done").touch())
+    except KeyboardInterrupt as e:
+        sys.exit(signals.exit_code(e))
+"""
+
+
+def test_sigterm_to_a_batch_with_an_idle_worker_ends_it(tmp_path):
+    """SIGTERM to the whole group (docker stop, CI cancellation) while one worker is idle: it dies
+    waiting on the job queue, holding that queue's lock. The busy worker, its job ended by the
+    same signal, must not go back to that queue (it would wait forever, and so would the parent)."""
+    script = tmp_path / "race.py"
+    script.write_text(SIGTERM_RACE)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ((tmp_path / "fast-done").exists() and (tmp_path / "slow-started").exists()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # the idle worker is now blocked on the job queue
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("the batch never ended after SIGTERM") from None
+    assert proc.returncode == 143, err
 
 
 def test_safetensors_format_for_the_whole_zoo(cli, zoo, tmp_path):
