@@ -138,22 +138,20 @@ def check_neck(backbone: dict[str, Any], neck: dict[str, Any] | None, variant: V
     """The backbone outputs ``out_indices`` selects are layers the weights hold (MMDetection's
     EfficientNet builds layers up to max(out_indices) and would leave the rest randomly
     initialized), and the neck reads their widths."""
-    level, where = table.config.get("out_level"), "model.backbone.out_indices"
+    held, where = table.out_levels(), "model.backbone.out_indices"
     indices = backbone.get("out_indices")
     if indices is None and "default_out_indices" in table.config:
         indices, where = table.config["default_out_indices"], f"{where} (not set: the library's default)"
-    if not level or not isinstance(indices, (list, tuple)):
+    if not held or not isinstance(indices, (list, tuple)):
         return
-    names = [level.format(i=i, n=i + 1) if isinstance(i, int) else None for i in indices]
-    if any(name not in table.levels for name in names):
-        held = [i for i in range(len(table.levels) + 1) if level.format(i=i, n=i + 1) in table.levels]
+    if not all(isinstance(i, int) and i in held for i in indices):
         example = tuple(table.config.get("out_indices") or held)
-        _judge(found, where, False, tuple(indices), f"indices of layers they hold ({held[0]} ... {held[-1]}), e.g. {example}")
+        _judge(found, where, False, tuple(indices), f"indices of layers they hold ({min(held)} ... {max(held)}), e.g. {example}")
         return
     found.passed.append(where)
     if neck is None or "in_channels" not in neck:
         return
-    want = [variant.point_width(table.levels[name]) for name in names]
+    want = [variant.point_width(table.levels[held[i]]) for i in indices]
     _judge(found, "model.neck.in_channels", list(neck["in_channels"]) == want, neck["in_channels"], want)
 
 

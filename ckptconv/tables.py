@@ -125,6 +125,11 @@ class Layout:
         """Why this layout cannot hold ``variant``, if it cannot (e.g. no SE in MMDetection's RegNet)."""
         return next((r for r in self.refuse if r.when in variant.features), None)
 
+    def out_levels(self) -> dict[int, str]:
+        """The levels a library config's ``out_indices`` can select: index -> level name."""
+        pattern = self.config.get("out_level")
+        return indexed_levels(pattern, self.levels) if pattern else {}
+
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the table an output was made with (name, version, content)."""
         return {"name": self.name, "version": self.version, "sha256": self.digest}
@@ -257,6 +262,13 @@ def _refuse(f: Fields) -> tuple[Refusal, ...]:
     return tuple(out)
 
 
+def indexed_levels(pattern: str, levels: dict[str, str]) -> dict[int, str]:
+    """index -> level name for ``[config].out_level`` (``"layers.{i}"``, or ``"layer{n}"`` with
+    n = i + 1), for the names ``levels`` has."""
+    names = {i: pattern.format(i=i, n=i + 1) for i in range(len(levels) + 1)}
+    return {i: name for i, name in names.items() if name in levels}
+
+
 def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
     c = f.section("config", {})
     c.only({"template", "out_indices", "out_level", "default_out_indices"})
@@ -277,7 +289,7 @@ def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
         out["default_out_indices"] = c.ints("default_out_indices", lo=0, hi=len(levels))
     if c.has("out_level"):  # the level out_indices[i] selects in a library's config: "layers.{i}", "layer{n}" (n = i + 1)
         out["out_level"] = level = c.text("out_level", pattern=r"[A-Za-z0-9_.]*\{[in]\}[A-Za-z0-9_.]*")
-        if not any(level.format(i=i, n=i + 1) in levels for i in range(len(levels) + 1)):
+        if not indexed_levels(level, levels):
             c.fail(f"[config].out_level {level!r} names no level of [levels]", fix="spell it as [levels] names the backbone's outputs")
     return out
 

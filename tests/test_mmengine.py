@@ -205,9 +205,9 @@ BASE = """model = dict(
 """
 
 
-def _configs(tmp_path: Path, printed: Path) -> Path:
+def _configs(tmp_path: Path, printed: Path, base: str = BASE) -> Path:
     """The user's detector: a _base_ (a stock ResNet RetinaNet) and the fragment ckptconv printed."""
-    (tmp_path / "base.py").write_text(BASE)
+    (tmp_path / "base.py").write_text(base)
     child = tmp_path / "detector.py"
     child.write_text("_base_ = './base.py'\n" + printed.read_text())
     return child
@@ -247,6 +247,9 @@ def test_verify_config_names_each_wrong_field_with_the_value_it_needs(cli, sourc
     assert named in report["first_failure"]
 
 
+UNSET_BASE = BASE.replace("out_indices=(0, 1, 2, 3), ", "")  # the stock ResNet's indices must not fill in
+
+
 @pytest.mark.parametrize("line, named", [
     ("out_indices=(3, 4, 5, 6),", "model.backbone.out_indices is (3, 4, 5, 6)"),
     ("out_indices=(6,),", "model.backbone.out_indices is (6,)"),
@@ -258,10 +261,7 @@ def test_verify_config_refuses_out_indices_beyond_the_layers_the_weights_hold(cl
     text = sources["b0"][2].read_text()
     assert "out_indices=(3, 4, 5)," in text
     (tmp_path / "frag.py").write_text(text.replace("out_indices=(3, 4, 5),", line))
-    base = BASE.replace("out_indices=(0, 1, 2, 3), ", "")  # the stock ResNet's indices must not fill in
-    (tmp_path / "stock.py").write_text(base)
-    (tmp_path / "detector.py").write_text("_base_ = './stock.py'\n" + (tmp_path / "frag.py").read_text())
-    result = cli("verify", "--config", tmp_path / "detector.py", "--json")
+    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py", UNSET_BASE), "--json")
     assert result.exit_code == 1
     (report,) = json.loads(result.stdout)["files"]
     assert report["first_failure"].endswith(f"{named}; these weights need 'indices of layers they hold (0 ... 5), e.g. (3, 4, 5)'")
@@ -271,9 +271,8 @@ def test_verify_config_takes_the_librarys_default_out_indices_where_they_fit(cli
     """RegNet's default (0, 1, 2, 3) selects layer1 ... layer4, which the weights hold."""
     text = sources["regnetx_200mf"][2].read_text()
     assert "out_indices=(0, 1, 2, 3)," in text
-    (tmp_path / "stock.py").write_text(BASE.replace("out_indices=(0, 1, 2, 3), ", ""))
-    (tmp_path / "detector.py").write_text("_base_ = './stock.py'\n" + text.replace("out_indices=(0, 1, 2, 3),", ""))
-    result = cli("verify", "--config", tmp_path / "detector.py", "--json")
+    (tmp_path / "frag.py").write_text(text.replace("out_indices=(0, 1, 2, 3),", ""))
+    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py", UNSET_BASE), "--json")
     assert result.exit_code == 0, result.output
 
 
