@@ -27,9 +27,9 @@ CKPTCONV = [sys.executable, "-m", "ckptconv"]
 # Each process trick switched off, one at a time, by patching it in a child process (the code has
 # no switch for them): a trick stays only where these rows show it pays on the B5 case.
 WITHOUT = {
-    "zip surgery (plain torch.save)": "import torch, ckptconv.writer as w; "
+    "zip surgery (plain torch.save)": "import torch, ckptconv.io.writer as w; "
     "w.write_pth = lambda f, obj, sd, copies=None: (torch.save(obj, f), w.Written('torch.save', 0, len(sd)))[1]",
-    "hashing while torch imports": "import ckptconv.hashing as h, concurrent.futures as cf; "
+    "hashing while torch imports": "import ckptconv.io.hashing as h, concurrent.futures as cf; "
     "h.start_sha256 = lambda p: (lambda fut: (fut.set_result(h.sha256_file(p)), fut)[1])(cf.Future())",
     "exit without teardown": "import ckptconv.cli as c, sys; c.run = lambda: sys.exit(c.main(prog_name='ckptconv', standalone_mode=True))",
     "rare garbage collection": "import ckptconv.cli as c; c.collect_rarely = lambda: None",
@@ -71,8 +71,8 @@ def build(directory: Path) -> dict[str, Path]:
 
 
 def _build(directory: Path) -> None:
-    from ckptconv import synthetic
-    from ckptconv.registry import default_registry
+    from ckptconv.verification import synthetic
+    from ckptconv.tables.registry import default_registry
 
     registry = default_registry()
     zoo = directory / "zoo"

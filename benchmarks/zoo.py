@@ -28,8 +28,8 @@ from pathlib import Path
 
 def write_zoo(directory: Path, optimizer: bool) -> int:
     """One pycls training checkpoint per zoo model; returns their total bytes."""
-    from ckptconv import synthetic
-    from ckptconv.registry import Registry
+    from ckptconv.verification import synthetic
+    from ckptconv.tables.registry import Registry
 
     total = 0
     for variant in Registry().variants.values():

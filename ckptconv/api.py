@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from .registry import Registry
-    from .report import Report
+    from .tables.registry import Registry
+    from .verification.report import Report
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Converted:
 
 
 def _registry(tables: tuple[str | Path, ...]) -> "Registry":
-    from .registry import Registry, default_registry
+    from .tables.registry import Registry, default_registry
 
     return Registry.from_env(tables) if tables else default_registry()
 

@@ -223,7 +223,7 @@ def _inside(output: Path, out_dir: Path) -> bool:
 
 def _check_paths(jobs: list["Job"], out_dir: Path, others: list[Path]) -> None:
     """Every output inside --out-dir, none an input (links resolved), no two the same: all named."""
-    from .files import same_file
+    from .io.files import same_file
 
     inputs = [Path(j.source) for j in jobs] + others
     by_output: dict[str, list[str]] = {}
@@ -289,13 +289,13 @@ def _make_parents(directory: Path) -> None:
 
 def check_report(report_path: Path, jobs: list["Job"], others: list[Path]) -> None:
     """The report may be neither an input nor an output of the batch."""
-    from .files import check_outputs
+    from .io.files import check_outputs
 
     check_outputs([report_path], [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others, force=True)
 
 
 def write_report(report_path: Path, report: dict[str, Any]) -> None:
-    from .files import atomic_write
+    from .io.files import atomic_write
 
     atomic_write(report_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
 
@@ -347,7 +347,7 @@ def _intact(ckpt) -> bool:
 
 def _up_to_date(job: Job, request, sha: str, registry) -> tuple[Path, dict[str, Any]] | None:
     """An existing, intact output (and its meta) converted from this very source with these options."""
-    from .checkpoint import load
+    from .io.checkpoint import load
 
     output = Path(job.output)
     for path in _published_candidates(output) if job.publish else [output]:
@@ -390,7 +390,7 @@ _WORKER_REGISTRY: list = []  # the registry of this batch's run in this process,
 def _registry(tables: tuple[str, ...]):
     """The tables of this run: parsed once per run and process, not per file, and never kept from
     an earlier run (a table may have changed in between)."""
-    from .registry import Registry
+    from .tables.registry import Registry
 
     if not _WORKER_REGISTRY or _WORKER_REGISTRY[0][0] != tables:
         _WORKER_REGISTRY[:] = [(tables, Registry.from_env(tables))]
@@ -409,8 +409,8 @@ def _request(job: Job, output: Path):
 
 def _run(job: Job, outcome: Outcome) -> None:
     from .convert import convert
-    from .files import check_regular
-    from .hashing import sha256_file
+    from .io.files import check_regular
+    from .io.hashing import sha256_file
 
     registry = _registry(job.tables)
     source = Path(job.source)
@@ -429,7 +429,7 @@ def _run(job: Job, outcome: Outcome) -> None:
     target = Path(job.output)
     _make_parents(target.parent)
     if job.publish:  # write under a temp name, then rename with the final file's hash
-        from .files import TMP_PREFIX
+        from .io.files import TMP_PREFIX
 
         target = target.parent / f"{TMP_PREFIX}{os.getpid()}-publish-{target.name}"
     result = convert(_request(job, target), registry, source_sha256=sha)

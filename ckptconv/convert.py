@@ -20,16 +20,19 @@ from typing import Any
 
 import torch
 
-from . import checks, detect, dtypes, engine, files, hashing, signals, writer
-from .checkpoint import Checkpoint, load
-from .engine import Plan
+from .verification import checks
+from .tables import detect, engine
+from .io import dtypes, files, hashing, writer
+from . import signals
+from .io.checkpoint import Checkpoint, load
+from .tables.engine import Plan
 from .errors import MappingError, Refused, TableError, UsageError
-from .meta import encode_meta
-from .report import Report
-from .registry import Registry, default_registry
-from .preprocess import ORDERS, Preprocess, crop_pct, default_order, needed, source_order
-from .tables import PREFIX, Layout
-from .variants import Variant
+from .io.meta import encode_meta
+from .verification.report import Report
+from .tables.registry import Registry, default_registry
+from .tables.pipeline import ORDERS, Preprocess, crop_pct, default_order, needed, source_order
+from .tables.layout import PREFIX, Layout
+from .tables.variants import Variant
 from .version import __version__
 
 

@@ -14,13 +14,13 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import synthetic
-from .checkpoint import load
+from .verification import synthetic
+from .io.checkpoint import load
 from .convert import Request, Result, convert
 from .errors import CkptError, UsageError
-from .files import atomic_write, make_out_dir
-from .registry import Registry
-from .variants import Variant
+from .io.files import atomic_write, make_out_dir
+from .tables.registry import Registry
+from .tables.variants import Variant
 
 
 @dataclass(frozen=True)

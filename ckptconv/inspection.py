@@ -10,12 +10,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import detect, engine
-from . import dtypes
-from .checkpoint import load, read_safetensors_header, sniff
+from .tables import detect, engine
+from .io import dtypes
+from .io.checkpoint import load, read_safetensors_header, sniff
 from .errors import CkptError
-from .meta import decode_meta, read_meta
-from .registry import Registry
+from .io.meta import decode_meta, read_meta
+from .tables.registry import Registry
 
 
 def _numel(shape) -> int:

@@ -17,14 +17,16 @@ from pathlib import Path
 
 import torch
 
-from . import checks, detect, dtypes, engine, preprocess
-from .checkpoint import Checkpoint, load
-from .engine import PYCLS, Plan
+from .verification import checks
+from .tables import detect, engine, pipeline as preprocess
+from .io import dtypes
+from .io.checkpoint import Checkpoint, load
+from .tables.engine import PYCLS, Plan
 from .errors import UsageError
-from .files import check_regular
-from .hashing import start_sha256
-from .registry import Registry, default_registry
-from .report import Check, Report
+from .io.files import check_regular
+from .io.hashing import start_sha256
+from .tables.registry import Registry, default_registry
+from .verification.report import Check, Report
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,7 @@ def verify_all(targets: list[Path], opts: Options, registry: Registry, *, report
     """Verify every file (a bad one is a failed result, never the end of the run) and write the
     report, which may be neither a verified file nor a source."""
     from .errors import CkptError
-    from .files import check_outputs
+    from .io.files import check_outputs
 
     found = collect(targets)
     if opts.source is not None and len(found) != 1:
@@ -313,7 +315,7 @@ def write_summary(report_path: Path, summary: "Summary", inputs: list[Path]) -> 
     """The JSON report: never over one of ``inputs``."""
     import json
 
-    from .files import atomic_write, check_outputs
+    from .io.files import atomic_write, check_outputs
 
     if inputs:
         check_outputs([report_path], inputs, force=True)
@@ -332,8 +334,8 @@ def replace_source(opts: Options, source: Path | None) -> Options:
 def _config_target(config: Path, cfg: dict, path: Path | None) -> tuple[Path, str | None, str | None]:
     """The weights to check: FILE, else the checkpoint the config loads; with the layout and channel
     order of a ``pycls-*://`` name (a pycls file the config converts on load)."""
-    from . import mmconfig
-    from .mmscheme import parse_scheme
+    from .openmmlab import config as mmconfig
+    from .openmmlab.scheme import parse_scheme
 
     checkpoint = str(path) if path is not None else mmconfig.checkpoint_of(cfg)[0]
     if checkpoint is None:
@@ -349,7 +351,7 @@ def verify_config(config: Path, path: Path | None, opts: Options, registry: Regi
     settings the config builds (padding, eps, colour flip, mean, std). Failed fields lead the report."""
     from dataclasses import replace
 
-    from . import mmconfig
+    from .openmmlab import config as mmconfig
     from .convert import Request, prepare
     from .convert import verify as check_conversion
 

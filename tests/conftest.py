@@ -95,7 +95,7 @@ def b0_fixture(shared):
 
 @pytest.fixture(scope="session")
 def registry():
-    from ckptconv.registry import Registry
+    from ckptconv.tables.registry import Registry
 
     return Registry()
 
@@ -119,7 +119,7 @@ def cli(runner):
 @pytest.fixture(scope="session")
 def states(registry):
     """Cached random pycls model_state per (arch, seed)."""
-    from ckptconv import synthetic
+    from ckptconv.verification import synthetic
 
     cache = {}
 
@@ -140,7 +140,7 @@ def tmp_path(tmp_path):
 
 
 def _pycls_file(path: Path, registry, states, arch="b0", *, legacy=False, ema=False, errors=None, optimizer=False, cfg=True, **extra) -> Path:
-    from ckptconv import synthetic
+    from ckptconv.verification import synthetic
 
     variant = registry.variant(arch)
     ckpt = {"epoch": 99, "model_state": dict(states(arch))}

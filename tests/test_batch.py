@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ckptconv import synthetic
+from ckptconv.verification import synthetic
 
 ZOO = ("b0", "b2", "b3", "b4")
 
@@ -300,7 +300,7 @@ def test_the_batch_parent_never_imports_torch(zoo, tmp_path):
 def test_an_output_made_with_another_table_is_never_up_to_date(cli, zoo, tmp_path, edit):
     """Everything that decides an output's bytes is compared: the table's name, version and
     content (a new default prefix, even a changed comment), not only the options asked for."""
-    from ckptconv.registry import builtin_dir
+    from ckptconv.tables.registry import builtin_dir
 
     tables = tmp_path / "tables" / "effnet" / "layouts"
     tables.mkdir(parents=True)

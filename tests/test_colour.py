@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ckptconv import models, photo
-from ckptconv.preprocess import needed
+from ckptconv.verification import models, photo
+from ckptconv.tables.pipeline import needed
 
 from .conftest import LAYOUTS, close
 

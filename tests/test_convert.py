@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from ckptconv import models
-from ckptconv.meta import decode_meta
+from ckptconv.verification import models
+from ckptconv.io.meta import decode_meta
 
 from .conftest import ARCHS, LAYOUTS, close
 
@@ -134,7 +134,7 @@ def test_arch_is_detected_from_shapes_without_cfg(cli, make_ckpt, tmp_path):
 
 
 def test_cfg_that_disagrees_with_the_tensors_is_refused(cli, make_ckpt, registry, tmp_path):
-    from ckptconv import synthetic
+    from ckptconv.verification import synthetic
 
     src = make_ckpt("b0", cfg=False, name="x.pyth")
     obj = torch.load(src, weights_only=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ckptconv.detect import arch_from_cfg, parse_cfg
+from ckptconv.tables.detect import arch_from_cfg, parse_cfg
 from ckptconv.errors import FormatError, MappingError
 
 BLOCK = """EN:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ckptconv import convert, synthetic
+from ckptconv import convert
+from ckptconv.verification import synthetic
 
 # one checkpoint of each kind: RegNetX, RegNetY (SE), ResNet (7x7 stem, max pool), EfficientNet
 MINI_ZOO = {"regnetx_200mf": "RegNetX-200MF_dds_8gpu", "regnety_200mf": "RegNetY-200MF_dds_8gpu",
@@ -143,7 +144,7 @@ def test_each_target_gets_the_builder_its_weights_need(cli, mini_zoo, tmp_path, 
 def test_every_pair_renders_a_config_that_is_valid_python(registry):
     """All 36 models x each target they have: the config renders from the variant file's builder
     (none missing) and compiles as pasted."""
-    from ckptconv.preprocess import needed
+    from ckptconv.tables.pipeline import needed
 
     rendered = 0
     for variant in registry.variants.values():

@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ckptconv.checkpoint import Checkpoint, load
+from ckptconv.io.checkpoint import Checkpoint, load
 from ckptconv.convert import Request, convert
 from ckptconv.errors import CkptError
 
@@ -77,7 +77,7 @@ def test_mutated_checkpoint(scratch, fmt, flips, cut):
 
 @pytest.fixture(scope="module")
 def b0_bytes(registry):
-    from ckptconv import synthetic
+    from ckptconv.verification import synthetic
 
     buf = io.BytesIO()
     torch.save(synthetic.pycls_checkpoint(registry.variant("b0"), optimizer=False), buf)

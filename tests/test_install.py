@@ -46,7 +46,7 @@ def test_non_editable_install_finds_the_tables_and_converts(wheel, tmp_path, mak
     env = {**os.environ, "PYTHONPATH": str(site)}
     work = tmp_path / "elsewhere"  # not the source tree: its mappings/ must not be what is found
     work.mkdir()
-    code = "import ckptconv, ckptconv.registry as r; print(ckptconv.__file__); print(r.builtin_dir())"
+    code = "import ckptconv, ckptconv.tables.registry as r; print(ckptconv.__file__); print(r.builtin_dir())"
     where = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, check=True)
     module, tables = where.stdout.split()
     assert module.startswith(str(site)) and tables == str(site / "ckptconv" / "mappings")

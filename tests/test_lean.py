@@ -12,7 +12,7 @@ import pytest
 PROBE = """
 import json, sys
 from pathlib import Path
-from ckptconv import files
+from ckptconv.io import files
 from ckptconv.convert import Request, convert
 
 src, out, mode = sys.argv[1:4]
@@ -58,7 +58,7 @@ def test_verification_models_are_not_initialised(registry, monkeypatch):
     """Reference models are built on the meta device and take the weights by assignment."""
     import torch
 
-    from ckptconv import models, synthetic
+    from ckptconv.verification import models, synthetic
 
     sd = synthetic.random_state(registry.variant("b0"))
     calls = []
@@ -78,7 +78,7 @@ def test_each_tensor_knows_its_own_record(make_ckpt, arch):
 
     import torch
 
-    from ckptconv.checkpoint import load
+    from ckptconv.io.checkpoint import load
 
     ckpt = load(make_ckpt(arch, ema=True))
     for name in ("model", "ema"):

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import ckptconv
-from ckptconv import models, synthetic
-from ckptconv.checks import bit_identical
+from ckptconv.verification import models, synthetic
+from ckptconv.verification.checks import bit_identical
 
 mmengine = pytest.importorskip("mmengine", reason="the test extra installs mmengine: pip install '.[test]'")
 from mmengine.model import BaseModule  # noqa: E402
@@ -191,7 +191,7 @@ def test_custom_imports_registers_the_plugin_when_a_config_is_read(tmp_path, mon
     Config.fromfile(str(tmp_path / "c.py"))
     fresh = sys.modules["ckptconv.mmengine"]
     assert fresh is not plugin and WEIGHT_INITIALIZERS.get("CkptconvPretrained") is fresh.CkptconvPretrained
-    assert CheckpointLoader._get_checkpoint_loader("pycls-mmdet-stages://x").__module__ == "ckptconv.mmengine"
+    assert CheckpointLoader._get_checkpoint_loader("pycls-mmdet-stages://x").__module__ == "ckptconv.openmmlab.loading"
 
 
 # --- verify --config -------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ckptconv import engine, models
-from ckptconv.models.ops import same_padding
+from ckptconv.tables import engine
+from ckptconv.verification import models
+from ckptconv.verification.models.ops import same_padding
 
 from .conftest import ARCHS, close
 

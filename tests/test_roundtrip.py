@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ckptconv import models
+from ckptconv.verification import models
 
 
 

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from ckptconv import files, writer
-from ckptconv.checkpoint import load
+from ckptconv.io import files, writer
+from ckptconv.io.checkpoint import load
 from ckptconv.errors import FormatError, UnsafePickleError
 
 CANARY_CODE = "open({path!r}, 'w').write('pwned')"
@@ -235,7 +235,7 @@ def test_wrong_shape_names_key_shapes_and_the_variant_that_fits(refused, states,
 
 # 11 -----------------------------------------------------------------------------------------------
 def test_two_sources_on_one_target_is_an_error(cli, make_ckpt, tmp_path):
-    from ckptconv.registry import builtin_dir
+    from ckptconv.tables.registry import builtin_dir
 
     text = (builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text().replace('name      = "mmdet"', 'name      = "clash"')
     text = text.replace('"bn"      = "bn"', '"bn"      = "conv"')  # stem.bn.weight -> layers.0.conv.weight too
@@ -347,7 +347,7 @@ def test_a_signal_mid_write_exits_with_its_code_and_leaves_nothing(make_ckpt, tm
     out.write_bytes(b"previous output")
     script = f"""
 import sys, time
-import ckptconv.writer as w
+import ckptconv.io.writer as w
 real = w.write_pth
 def slow(f, *args):
     f.write(b"x" * 4096); f.flush()
@@ -387,7 +387,7 @@ def test_killed_process_leaves_old_output_and_a_temp_the_next_run_removes(cli, m
     out.write_bytes(b"previous output")
     script = f"""
 import time
-import ckptconv.writer as w
+import ckptconv.io.writer as w
 def hang(f, *args):
     f.write(b"x" * 4096); f.flush()
     open({str(ready)!r}, "w").close()

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ckptconv import engine
+from ckptconv.tables import engine
 from ckptconv.errors import TableError
-from ckptconv.registry import Registry, builtin_dir
-from ckptconv.tables import parse_layout
-from ckptconv.variants import parse_variant
+from ckptconv.tables.registry import Registry, builtin_dir
+from ckptconv.tables.layout import parse_layout
+from ckptconv.tables.variants import parse_variant
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 LAYOUT_FILES = sorted((builtin_dir() / "effnet" / "layouts").glob("*.toml"))

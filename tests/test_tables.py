@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from ckptconv import engine
+from ckptconv.tables import engine
 from ckptconv.errors import MappingError, TableError, UsageError
-from ckptconv.registry import Registry, builtin_dir
+from ckptconv.tables.registry import Registry, builtin_dir
 
 from .conftest import ARCHS, LAYOUTS
 
@@ -110,7 +110,7 @@ def test_whole_key_match_never_confuses_b1_with_b10(tmp_path):
 
 def test_new_variant_needs_only_a_data_file(tmp_path, cli):
     """Drop b6.toml in a tables directory: convert and verify work with no code change."""
-    from ckptconv import synthetic
+    from ckptconv.verification import synthetic
 
     tables = _tables_dir(tmp_path / "tables", variants=[("b6.toml", B6)])
     variant = Registry((tables,)).variant("b6")
@@ -277,7 +277,7 @@ def test_builtin_tables_are_found_from_a_copy_of_the_package(tmp_path):
     import subprocess
     import sys
 
-    code = "import ckptconv.registry as r; print(r.builtin_dir())"
+    code = "import ckptconv.tables.registry as r; print(r.builtin_dir())"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(pkg / "mappings")
 

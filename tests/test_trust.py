@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from ckptconv.zipindex import read_index
+from ckptconv.io.zipindex import read_index
 
 
 def digest(path: Path) -> str:
@@ -369,7 +369,7 @@ def test_verify_against_a_source_without_the_recorded_set_is_a_failed_provenance
 
 @pytest.mark.parametrize("command", ["batch", "demo"])
 def test_an_out_dir_under_a_read_only_parent_is_a_usage_error(cli, built, tmp_path, monkeypatch, command):
-    from ckptconv import files
+    from ckptconv.io import files
 
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -410,7 +410,8 @@ def test_ctrl_c_at_any_moment_never_replaces_the_output(built, tmp_path, delay):
 def test_a_signal_as_a_temp_file_is_created_leaves_no_temp_file(built, tmp_path, monkeypatch, nth):
     """The moment between creating a temp file (the output's, the config's) and registering it for
     removal: a signal there is held until it is registered, then removes it like any other."""
-    from ckptconv import files, signals
+    from ckptconv.io import files
+    from ckptconv import signals
     from ckptconv.api import convert_checkpoint
 
     created, create = [], files.TempFile.__init__

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from ckptconv import checks, convert, engine, models
-from ckptconv.registry import Registry
+from ckptconv.verification import checks, models
+from ckptconv import convert
+from ckptconv.tables import engine
+from ckptconv.tables.registry import Registry
 
 from .conftest import close
 
@@ -155,7 +157,8 @@ def test_torchvision_efficientnet_is_close_to_pycls_not_bit_identical(registry, 
 @pytest.mark.parametrize("arch", [a for a in ZOO if not a.startswith("b")])
 def test_cfg_and_shapes_each_tell_the_model(registry, arch):
     """pycls's cfg dump (MODEL.TYPE, REGNET.* or ANYNET.*) and the tensor shapes each name the model."""
-    from ckptconv import detect, synthetic
+    from ckptconv.tables import detect
+    from ckptconv.verification import synthetic
 
     variant = registry.variant(arch)
     assert detect.arch_from_cfg(synthetic.cfg_yaml(variant), registry.variants) == arch

@@ -23,7 +23,7 @@ class Context:
     @property
     def registry(self):
         if self._registry is None:
-            from ..registry import Registry
+            from ..tables.registry import Registry
 
             self._registry = Registry.from_env(self.tables)
         return self._registry

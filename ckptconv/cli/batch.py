@@ -52,7 +52,7 @@ def batch_cmd(obj, sources, out_dir, targets, fmt, jobs, report_path, publish, j
         )  # fmt: skip
         if report_path:
             batch.check_report(report_path, plan, manifests)
-        from ..files import make_out_dir
+        from ..io.files import make_out_dir
 
         make_out_dir(out_dir)  # only now: nothing is created before the plan is valid
         from ..signals import done

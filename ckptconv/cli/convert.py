@@ -33,7 +33,7 @@ def _request(src: Path, out: Path | None, kw: dict, **extra):
 def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None:
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
-        from ..hashing import start_sha256
+        from ..io.hashing import start_sha256
 
         dry_run = kw["dry_run"]
         # hash the input on the other core while this one imports torch
@@ -66,7 +66,7 @@ def show_plan(ui: UI, plan, *, force: bool = False) -> None:
 
 def summarize(ui: UI, result) -> None:
     from ..convert import warnings
-    from ..engine import group_keys
+    from ..tables.engine import group_keys
 
     c, plan = result.conversion, result.conversion.plan
     ui.success(

@@ -18,7 +18,7 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
         return
     ui = UI(json_mode=json_mode)
     with ui.guard():
-        from ..families import FAMILIES
+        from ..tables.families import FAMILIES
 
         registry = ctx.obj.registry
         layouts = [
@@ -53,7 +53,7 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
     """Print LAYOUT's table expanded for one variant: every pycls key, its target key and rule."""
     ui = UI(json_mode=json_mode)
     with ui.guard():
-        from ..engine import plan
+        from ..tables.engine import plan
 
         registry = obj.registry
         variant = registry.variant(arch) if arch else registry.variants_of(registry.named(layout)[0].family)[0]

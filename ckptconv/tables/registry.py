@@ -13,9 +13,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Refused, TableError, UsageError
+from ..errors import Refused, TableError, UsageError
 from .families import FAMILIES
-from .tables import Layout, file_digest, parse_layout
+from .layout import Layout, file_digest, parse_layout
 from .variants import Variant, parse_variant
 
 ENV_VAR = "CKPTCONV_TABLES"
@@ -23,7 +23,7 @@ ENV_VAR = "CKPTCONV_TABLES"
 
 def builtin_dir() -> Path:
     """The built-in ``mappings`` directory, installed (inside the package) or in a source tree."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package
     for candidate in (here / "mappings", here.parent / "mappings"):
         if (candidate / "effnet" / "layouts").is_dir():
             return candidate

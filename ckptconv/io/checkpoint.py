@@ -27,10 +27,10 @@ from typing import Any
 import torch
 
 from . import dtypes
-from .errors import FormatError, UnsafePickleError, UsageError
+from ..errors import FormatError, UnsafePickleError, UsageError
 from .files import check_regular
+from .loaders import LOADERS
 from .meta import decode_meta, read_meta
-from .tables import LOADERS
 from .zipindex import ZIP_MAGIC, Span, TensorRef, ZipIndex, read_index
 
 # pickle protocol 2, then LONG1 0x1950a86a20f9469cfc6c: torch's legacy serialization magic number

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .preprocess import Preprocess, mismatches, needed
-from .tables import Layout
-from .variants import Variant
+from ..errors import UsageError
+from ..tables.pipeline import Preprocess, mismatches, needed
+from ..tables.layout import Layout
+from ..tables.variants import Variant
 
 
 @dataclass

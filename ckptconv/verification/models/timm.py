@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..variants import Block, Variant
+from ...tables.variants import Block, Variant
 from .ops import Conv2d, Linear
 
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import TableError
-from ..variants import AnyNet, Bottleneck
+from ...errors import TableError
+from ...tables.variants import AnyNet, Bottleneck
 from .ops import Conv2d, Linear, batch_norm, conv_norm
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import MappingError, UsageError
+from ..errors import MappingError, UsageError
 
 if TYPE_CHECKING:
     import torch

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from .errors import OutputError, UsageError
+from ..errors import OutputError, UsageError
 
 TMP_PREFIX = ".ckptconv-tmp-"
 FORMATS = {".pth": "pth", ".pt": "pth", ".pyth": "pth", ".safetensors": "safetensors"}
@@ -192,7 +192,7 @@ class PendingWrite:
     def write(self, write: Callable[[BinaryIO], object]):
         """Write the temp file with signals held: torch.save turns a signal inside it into another
         error; the signal is raised once the write ends (the caller then removes the temp file)."""
-        from .signals import deferred
+        from ..signals import deferred
 
         try:
             with deferred(), os.fdopen(os.dup(self.temp.fd), "r+b") as f:  # readable: the pth writer parses what torch wrote
@@ -207,7 +207,7 @@ class PendingWrite:
         return result
 
     def commit(self, *, replace: bool = True) -> int:
-        from .signals import publishing
+        from ..signals import publishing
 
         try:
             with publishing():  # a signal now would leave the output half published; then it is held
@@ -229,7 +229,7 @@ def all_or_nothing(*paths: Path | None) -> Iterator[list[PendingWrite | None]]:
     """A ``PendingWrite`` for each path (``None`` stays ``None``); on any exception inside, Ctrl-C
     included, every temp file is removed. They are created with signals held, so a signal that comes
     while one is being created is raised only once it is registered for removal: none is left."""
-    from .signals import deferred
+    from ..signals import deferred
 
     pending: list[PendingWrite | None] = []
     try:

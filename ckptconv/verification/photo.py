@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .preprocess import Pipeline, Preprocess, needed
+from ..tables.pipeline import Pipeline, Preprocess, needed
 from .report import Level, Report
 
-PHOTO = Path(__file__).resolve().parent / "data" / "photo.npy"
+PHOTO = Path(__file__).resolve().parents[1] / "data" / "photo.npy"
 TOLERANCE = 1e-4  # relative to max(1, max |level|)
 
 

@@ -18,10 +18,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .errors import TableError
+from ..errors import TableError
 from .families import FAMILIES
-from .fields import Fields
-from .tables import NAME
+from ..fields import Fields
+from .layout import NAME
 
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 LIBRARIES = ("mmdet", "mmpretrain", "timm", "torchvision")

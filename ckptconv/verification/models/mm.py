@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..variants import Block, Variant
+from ...tables.variants import Block, Variant
 from .ops import Conv2d, Linear, Swish, batch_norm
 
 # pycls stages held by each mmdet/mmpretrain layer 1..5 (layer 0 is the stem, layer 6 the head conv).

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .errors import MappingError, TableError
-from .tables import Layout, Rule
+from ..errors import MappingError, TableError
+from .layout import Layout, Rule
 from .variants import KeySpec, Variant
 
 PYCLS = "pycls"  # the hub: the layout every table maps from

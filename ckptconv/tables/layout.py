@@ -27,22 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import TableError
-from .fields import Fields
+from ..errors import TableError
+from ..io.loaders import LOADERS
+from ..fields import Fields
 from .families import FAMILIES, Family
-from .preprocess import ORDERS, Pipeline
+from .pipeline import ORDERS, Pipeline
 
 INT_PLACEHOLDERS = ("stage", "block")
 DERIVED_PLACEHOLDERS = ("layer", "index")
 CONTAINERS = ("state_dict", "plain", "pycls")
-# which weight set each library's loader takes from a file, in order of preference ("best": pycls's
-# choice by recorded error); none present: the whole file is the state dict
-LOADERS = {
-    "mmengine": ("state_dict",),  # mmengine's load_checkpoint: 'state_dict' if present, else the whole dict
-    "timm": ("state_dict_ema", "state_dict"),  # timm's load_state_dict prefers the EMA weights
-    "pycls": ("best",),  # pycls's load_checkpoint: model_state, or ema_state when its recorded error is lower
-    "torchvision": (),  # model.load_state_dict(torch.load(f)): the file is the state dict
-}
 PADDINGS = ("symmetric", "same")
 NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
 PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path, or ""

@@ -3,7 +3,7 @@
 A family is a pycls model class (EffNet, or AnyNet with one stem) whose variants differ only in
 numbers. Each has its pycls feature points (what verification compares), its number of stages, the
 cfg section and MODEL.TYPE that describe its variants in a pycls cfg dump, and the references: the
-plain-torch models of ``ckptconv.models`` a table may name in ``[layout].reference``, with the
+plain-torch models of ``ckptconv.verification.models`` a table may name in ``[layout].reference``, with the
 outputs (levels) each gives. Tables are checked against this when they load; a test holds every
 reference model to its entry here.
 """

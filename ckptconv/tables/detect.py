@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from . import engine
-from .errors import FormatError, MappingError, UsageError
+from ..errors import FormatError, MappingError, UsageError
 from .families import FAMILIES
 from .registry import Registry
-from .tables import Layout
+from .layout import Layout
 from .variants import Variant
 
 Shapes = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..variants import Block, Variant
+from ...tables.variants import Block, Variant
 from .ops import Conv2d, Linear, Swish, batch_norm
 
 

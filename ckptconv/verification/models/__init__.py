@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import TableError
-from ..variants import Variant
+from ...errors import TableError
+from ...tables.variants import Variant
 from .anynet import MMDetResNet, MMPretrainResNet, PyclsAnyNet, ResNet, TimmRegNet, TorchvisionRegNet
 from .mm import MMDetEfficientNet, MMDetStagesEfficientNet, MMPretrainClassifier
 from .pycls import EffNet

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import torch
 
 from . import dtypes
-from .errors import FormatError, OutputError
+from ..errors import FormatError, OutputError
 from .zipindex import Span
 
 COPY_CHUNK = 4 << 20

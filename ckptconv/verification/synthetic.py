@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from .families import FAMILIES
-from .variants import Variant
+from ..tables.families import FAMILIES
+from ..tables.variants import Variant
 
 
 def random_state(variant: Variant, seed: int = 0) -> dict[str, torch.Tensor]:

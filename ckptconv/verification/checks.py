@@ -22,12 +22,14 @@ from dataclasses import dataclass
 
 import torch
 
-from . import dtypes, engine, models
-from .engine import PYCLS, Plan
-from .preprocess import INPUT_CONV, Pipeline, Preprocess
+from ..io import dtypes
+from ..tables import engine
+from . import models
+from ..tables.engine import PYCLS, Plan
+from ..tables.pipeline import INPUT_CONV, Pipeline, Preprocess
 from .report import Level, Report
-from .tables import Layout
-from .variants import Variant
+from ..tables.layout import Layout
+from ..tables.variants import Variant
 
 DEFAULT_INPUT = (64, 96)  # small, so B5 verifies in a fraction of a second on a CPU
 MAX_INPUT = 640  # per side: B5's own resolution is 456; beyond this a check only costs memory

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import FormatError
+from ..errors import FormatError
 
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_PICKLE = 256 << 20  # bytes of data.pkl the index reads; torch's own are kilobytes
