@@ -72,9 +72,9 @@ def build(directory: Path) -> dict[str, Path]:
 
 def _build(directory: Path) -> None:
     from ckptconv.verification import synthetic
-    from ckptconv.tables.registry import default_registry
+    from ckptconv.tables.registry import registry_for
 
-    registry = default_registry()
+    registry = registry_for()
     zoo = directory / "zoo"
     zoo.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -9,9 +9,6 @@ runs the shared checks, then writes to temp files and publishes them together. A
 
 from __future__ import annotations
 
-import os
-import re
-import string
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -26,60 +23,19 @@ from .io import dtypes, files, hashing, writer
 from . import signals
 from .io.checkpoint import Checkpoint, load
 from .tables.engine import Plan
-from .errors import MappingError, Refused, TableError, UsageError
+from .errors import MappingError, Refused, UsageError
 from .io.meta import encode_meta
 from .verification.report import Report
-from .tables.registry import Registry, default_registry
-from .tables.pipeline import ORDERS, Preprocess, crop_pct, default_order, needed, source_order
-from .tables.layout import PREFIX, Layout
+from .tables.registry import Registry, registry_for
+from .options import PYCLS, Request
+from .tables.pipeline import default_order, needed, source_order
+from .tables.render import render_config
+from .tables.layout import Layout
 from .tables.variants import Variant
 from .version import __version__
 
 
-@dataclass(frozen=True)
-class Request:
-    """What to convert and how; the CLI, batch and the Python API each fill one."""
-
-    source: Path
-    output: Path | None = None  # None: prepare only (a dry run, or a conversion in memory)
-    layout: str = "mmdet"  # the layout to write (a table name; pycls too)
-    source_layout: str = engine.PYCLS
-    arch: str | None = None
-    weights: str = "best"  # best | model | ema
-    prefix: str | None = None  # None: the table's default
-    dtype: str = "keep"  # keep | fp16 | bf16 | fp32
-    channel_order: str | None = None  # rgb | bgr: what the output weights take; None: the layout's default
-    verify: str = "numeric"  # numeric | structure | none
-    input_size: tuple[int, int] = checks.DEFAULT_INPUT
-    allow_partial: bool = False
-    trust_pickle: bool = False
-    force: bool = False
-    config_out: Path | None = None
-
-    def check(self) -> None:
-        """Refuse option values that cannot work, before anything is read."""
-        if self.verify not in checks.LEVELS:
-            raise UsageError(f"unknown verification {self.verify!r}", fix=f"use one of {', '.join(checks.LEVELS)}")
-        if self.weights not in ("best", "model", "ema"):
-            raise UsageError(f"unknown --weights {self.weights!r}", fix="use best, model or ema")
-        if self.channel_order not in (None, *ORDERS):
-            raise UsageError(f"unknown --channel-order {self.channel_order!r}", fix="use rgb or bgr")
-        if self.dtype not in dtypes.CHOICES:
-            raise UsageError(f"unknown --dtype {self.dtype!r}", fix=f"use one of {', '.join(dtypes.CHOICES)}")
-        check_input_size(self.input_size)
-        if self.prefix and not re.fullmatch(PREFIX, self.prefix):
-            raise UsageError(f"--prefix {self.prefix!r} is not a dotted module path", fix="use e.g. backbone or model.backbone (no empty segments)")
-
-    def outputs(self) -> list[Path]:
-        return [p for p in (self.output, self.config_out) if p is not None]
-
-
-def check_input_size(size: tuple[int, int]) -> None:
-    if len(size) != 2 or not all(8 <= s <= checks.MAX_INPUT for s in size):
-        raise UsageError(f"--input-size {' '.join(map(str, size))} is out of range", fix=f"use two sizes from 8 to {checks.MAX_INPUT}")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Conversion:
     """A prepared conversion: everything that will be written, checked and cast, nothing written yet."""
 
@@ -125,19 +81,36 @@ def _variant(request: Request, ckpt: Checkpoint, sd: dict, registry: Registry) -
     return detect.resolve_arch(request.arch, ckpt.cfg, shapes, registry, request.source_layout, ckpt.meta)
 
 
-def tables(request: Request, variant: Variant, registry: Registry) -> tuple[Layout, Layout]:
-    """The target and source tables of the variant's family; refused when the target cannot hold it."""
+@dataclass(frozen=True)
+class Resolved:
+    """A request's defaults, resolved once against the model's tables: the two layouts, the key
+    prefix and the channel order the output takes."""
+
+    variant: Variant
+    target: Layout
+    source: Layout
+    prefix: str
+    channel_order: str
+
+
+def resolve(request: Request, variant: Variant, registry: Registry) -> Resolved:
+    """The target and source tables of the variant's family (refused when the target cannot hold
+    it), the table's prefix unless asked otherwise, and the order its library's pipeline feeds."""
     target, source = registry.layout(request.layout, variant.family), registry.layout(request.source_layout, variant.family)
     refusal = target.refusal(variant)
     if refusal is not None:
         raise Refused(f"{variant.name} cannot be converted to {target.name}: {refusal.reason}", fix=f"use {refusal.alternative}")
-    return target, source
+    order = request.channel_order or default_order(target.pipeline)
+    if target.name == PYCLS and order != "bgr":
+        raise UsageError("pycls takes BGR input: a pycls checkpoint holds BGR weights", fix="omit --channel-order (or pass bgr) with --to pycls")
+    prefix = request.prefix if request.prefix is not None else target.prefix
+    return Resolved(variant, target, source, prefix, order)
 
 
 def _check_absent(plan: Plan, allow_partial: bool) -> None:
-    if not plan.absent or (plan.target.name == engine.PYCLS and allow_partial):
+    if not plan.absent or (plan.target.name == PYCLS and allow_partial):
         return
-    to_pycls = plan.target.name == engine.PYCLS
+    to_pycls = plan.target.name == PYCLS
     raise MappingError(
         f"the {plan.source_layout} layout lacks {len(plan.absent)} key(s) {plan.target_layout} needs: "
         + engine.group_keys(e.target for e in plan.absent),
@@ -164,17 +137,13 @@ def _in_reference_order(plan: Plan) -> list[engine.Entry]:
     return sorted(plan.mapped, key=lambda e: rank.get(e.target, len(rank)))
 
 
-def colours(request: Request, ckpt: Checkpoint, plan: Plan, registry: Registry) -> tuple[checks.Colours, str]:
+def colours(ckpt: Checkpoint, plan: Plan, order: str, registry: Registry) -> tuple[checks.Colours, str]:
     """The order the source takes (and what said so), the order the output will, and the
     preprocessing the library of the side the checks run (the target; from the way back to pycls,
     the source) then needs."""
-    target = plan.target
-    order = request.channel_order or default_order(target.pipeline)
-    if target.name == engine.PYCLS and order != "bgr":
-        raise UsageError("pycls takes BGR input: a pycls checkpoint holds BGR weights", fix="omit --channel-order (or pass bgr) with --to pycls")
     have, said = source_order(ckpt.meta, plan.source_layout, plan.source.pipeline)
     stats = registry.hub(plan.variant.family).pipeline
-    side, side_order = (plan.source, have) if target.name == engine.PYCLS else (target, order)
+    side, side_order = (plan.source, have) if plan.target.name == PYCLS else (plan.target, order)
     return checks.Colours(have, order, needed(side.pipeline, side_order, stats), stats), said
 
 
@@ -185,130 +154,60 @@ def _copies(ckpt: Checkpoint, weight_set: str, plan: Plan, source: dict, tensors
     return writer.Copies(ckpt.path, {e.target: spans[e.source] for e in kept}, {e.target: e.source for e in kept})
 
 
-def prepare(request: Request, registry: Registry | None = None, *, source_sha256: str | Future | None = None) -> Conversion:
+def prepare(request: Request, *, source_sha256: str | Future | None = None) -> Conversion:
     """Load, select, detect, plan, check and cast; write nothing. Raises a ``CkptError`` on any misfit."""
-    registry = registry or default_registry()
+    registry = registry_for(request.tables)
     request.check()
     for name in (request.layout, request.source_layout):  # an unknown name fails before anything is read
         registry.named(name)
     ckpt = load(request.source, trust_pickle=request.trust_pickle)
     weight_set, sd = ckpt.select(request.weights)
     variant, arch_from, source_prefix = _variant(request, ckpt, sd, registry)
-    target, source_layout = tables(request, variant, registry)
-    prefix = request.prefix if request.prefix is not None else target.prefix
-    plan = engine.plan(variant, target, source_layout, target_prefix=prefix, source_prefix=source_prefix)
+    r = resolve(request, variant, registry)
+    plan = engine.plan(variant, r.target, r.source, target_prefix=r.prefix, source_prefix=source_prefix)
     engine.check_source(plan, {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}, variants=registry.variants_of(variant.family))
     _check_absent(plan, request.allow_partial)
     dtype = dtypes.choose(request.dtype, dtypes.floats_of(sd))
-    colour, order_from = colours(request, ckpt, plan, registry)
+    colour, order_from = colours(ckpt, plan, r.channel_order, registry)
     tensors = _output_tensors(plan, sd, dtype, colour.flips)
     copies = _copies(ckpt, weight_set, plan, sd, tensors)
     ckpt.verify_tensors(weight_set, [e.source for e in plan.mapped if e.target not in copies.spans])
-    meta = build_meta(request, ckpt, _resolve(source_sha256), variant, plan, weight_set, dtype, colour.target)
-    config = render_config(target, variant, request.output, prefix, needed(target.pipeline, colour.target, colour.stats))
-    return Conversion(request, ckpt, weight_set, variant, arch_from, plan, dtype, sd, tensors, copies, meta, config, colour, order_from)
+    meta = build_meta(request, r, ckpt, _resolve(source_sha256), weight_set, dtype)
+    config = render_config(r.target, variant, request.output, r.prefix, needed(r.target.pipeline, colour.target, colour.stats))
+    return Conversion(request=request, checkpoint=ckpt, weight_set=weight_set, variant=variant, arch_from=arch_from, plan=plan,
+                      dtype=dtype, source=sd, tensors=tensors, copies=copies, meta=meta, config=config, colours=colour, order_from=order_from)  # fmt: skip
 
 
-def options(request: Request, target: Layout, source: Layout, variant: Variant, prefix: str) -> dict[str, Any]:
+def options(request: Request, r: Resolved) -> dict[str, Any]:
     """Everything that decides an output's bytes besides the source itself: batch compares it with
     an existing output's meta to know whether it is up to date."""
     return {
-        "from": source.name, "layout": target.name, "arch": variant.name, "weights": request.weights,
-        "prefix": prefix, "dtype": request.dtype, "ckptconv_version": __version__,
-        "channel_order": request.channel_order or default_order(target.pipeline),
-        "table_sha256": target.digest, "source_table_sha256": source.digest, "variant_sha256": variant.digest,
+        "from": r.source.name, "layout": r.target.name, "arch": r.variant.name, "weights": request.weights,
+        "prefix": r.prefix, "dtype": request.dtype, "ckptconv_version": __version__, "channel_order": r.channel_order,
+        "table_sha256": r.target.digest, "source_table_sha256": r.source.digest, "variant_sha256": r.variant.digest,
     }  # fmt: skip
 
 
-def build_meta(request: Request, ckpt: Checkpoint, sha: str, variant: Variant, plan: Plan, weight_set: str, dtype: str, order: str) -> dict[str, Any]:
-    target = plan.target
+def build_meta(request: Request, r: Resolved, ckpt: Checkpoint, sha: str, weight_set: str, dtype: str) -> dict[str, Any]:
+    target, order = r.target, r.channel_order
     return {
         "ckptconv_version": __version__,
         "source": ckpt.path.name,
         "source_sha256": sha,
         "source_format": ckpt.format,
-        "arch": variant.name,
+        "arch": r.variant.name,
         "layout": target.name,
         "table": target.name,
         "table_version": target.version,
         "table_sha256": target.digest,
         "weights": weight_set,
         "dtype": dtype,
-        "prefix": plan.target_prefix,
+        "prefix": r.prefix,
         "channel_order": order,
         "settings": {"padding": target.settings["padding"], "eps": target.settings["eps"], "channel_order": order},
         "epoch": ckpt.epoch if ckpt.epoch is not None else ckpt.meta.get("epoch"),
-        "options": options(request, target, plan.source, variant, plan.target_prefix),
+        "options": options(request, r),
     }
-
-
-def _input_note(layout: Layout, pre: Preprocess) -> str:
-    if not pre.flip or layout.pipeline.flip_flag:
-        return ""
-    return (f"# These weights take {pre.feeds.upper()} input and {layout.library or layout.name} feeds "
-            f"{layout.pipeline.reads.upper()}: reverse the channels after the transforms (x = x.flip(0)),\n"
-            "# or convert again with --channel-order rgb (the default).\n")  # fmt: skip
-
-
-def _load_note(layout: Layout, checkpoint: Path | None) -> str:
-    if checkpoint is None or checkpoint.suffix != ".safetensors" or layout.loader != "mmengine":
-        return ""
-    return ("# mmengine reads a .safetensors checkpoint through torch.load from torch 2.13 on (with the\n"
-            "# safetensors package installed); with an older torch, convert to .pth instead.\n")  # fmt: skip
-
-
-def _eps_note(layout: Layout, variant: Variant) -> str:
-    """Code that resets BN eps where the library's builder uses another than the weights need."""
-    built, need = variant.library(layout.name).get("eps"), layout.settings["eps"]
-    if built is None or built == need:
-        return ""
-    return (f"# {variant.library(layout.name).get('builder') or layout.name} builds its BatchNorms with eps {built:g} and "
-            f"these weights need {need:g}:\n# without this loop the features differ (ckptconv verify --eps {built:g} shows by how much).\n"
-            f"for m in model.modules():\n    if isinstance(m, torch.nn.BatchNorm2d):\n        m.eps = {need!r}\n")  # fmt: skip
-
-
-def _load_weights(checkpoint: str, path: Path | None) -> str:
-    """Python that reads a plain state dict file into ``state_dict``."""
-    if path is not None and path.suffix == ".safetensors":
-        return f"from safetensors.torch import load_file\nstate_dict = load_file({checkpoint})"
-    return f"state_dict = torch.load({checkpoint}, map_location='cpu', weights_only=True)"
-
-
-def _library_values(layout: Layout, variant: Variant, used: set[str]) -> dict[str, str]:
-    """``builder``, ``library_name`` and ``builder_note`` from the variant's ``[libraries.<layout>]``
-    (the first two required when the template uses them)."""
-    entry, out = variant.library(layout.name), {}
-    for key, placeholder in (("builder", "builder"), ("name", "library_name")):
-        if placeholder in used and not entry.get(key):
-            raise TableError(f"variant {variant.name} has no [libraries.{layout.name}] {key}, which the {layout.name} table's config needs",
-                             fix=f"add it to {variant.path or variant.name + '.toml'}")  # fmt: skip
-        out[placeholder] = entry.get(key, "")
-    out["builder_note"] = f"# {entry['note']}\n" if entry.get("note") else ""
-    return out
-
-
-def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, prefix: str, pre: Preprocess) -> str | None:
-    """The target library config the weights need, from the table's template. The checkpoint is
-    written as an absolute path: a training run may start from any directory."""
-    template = layout.config.get("template")
-    if not template:
-        return None
-    widths = [variant.point_width(p) for p in layout.levels.values()]
-    out_indices = tuple(layout.config.get("out_indices", ()))
-    quoted = repr(os.path.abspath(checkpoint)) if checkpoint is not None else "'OUT'"
-    values = {
-        **variant.config_values(),
-        **_library_values(layout, variant, {f for _, f, _, _ in string.Formatter().parse(template) if f}),
-        "arch": variant.name, "title": variant.title, "version": __version__, "checkpoint": quoted,
-        "init_prefix": f", prefix='{prefix}'" if prefix else "", "prefix": prefix,
-        "out_indices": out_indices, "in_channels": [widths[i] for i in out_indices], "level_widths": widths,
-        "num_classes": variant.num_classes, "channel_order": pre.feeds.upper(), "flip": pre.flip,
-        "mean": pre.config()["mean"], "std": pre.config()["std"],
-        "crop_size": variant.im_size, "resize_size": variant.test_size, "crop_pct": crop_pct(variant.im_size, variant.test_size),
-        "input_note": _input_note(layout, pre), "load_note": _load_note(layout, checkpoint),
-        "eps_note": _eps_note(layout, variant), "load_weights": _load_weights(quoted, checkpoint),
-    }  # fmt: skip
-    return template.format(**values).strip() + "\n"
 
 
 @dataclass
@@ -396,12 +295,19 @@ def _write(f, fmt: str, c: Conversion) -> writer.Written:
     return writer.write_pth(f, obj, c.tensors, c.copies)
 
 
-def _check_then_write(c: Conversion, output: Path, fmt: str) -> tuple[writer.Written, Report | None, int]:
-    """Run the checks, then write OUT (and the config) to temp files and publish both together.
-    (Writing while checking was measured in benchmarks/: it saved nothing.)"""
-    report = verify(c) if c.request.verify != "none" else None
+def checked(request: Request, *, source_sha256: str | Future | None = None) -> tuple[Conversion, Report | None]:
+    """``prepare``, then the checks the request asks for, raising ``VerificationError`` when one
+    fails: a conversion ready to write or use in memory (the Python API, convert on load)."""
+    conversion = prepare(request, source_sha256=source_sha256)
+    report = verify(conversion) if request.verify != "none" else None
     if report is not None:
         report.raise_if_failed()
+    return conversion, report
+
+
+def _write_outputs(c: Conversion, output: Path, fmt: str) -> tuple[writer.Written, int]:
+    """Write OUT (and the config) to temp files and publish both together.
+    (Writing while checking was measured in benchmarks/: it saved nothing.)"""
     config_out = c.request.config_out if c.config else None
     with files.all_or_nothing(output, config_out) as (pending, config):
         written = pending.write(lambda f: _write(f, fmt, c))
@@ -411,10 +317,10 @@ def _check_then_write(c: Conversion, output: Path, fmt: str) -> tuple[writer.Wri
             size = pending.commit(replace=c.request.force)
             if config is not None:
                 config.commit(replace=c.request.force)
-    return written, report, size
+    return written, size
 
 
-def convert(request: Request, registry: Registry | None = None, *, source_sha256: str | Future | None = None) -> Result:
+def convert(request: Request, *, source_sha256: str | Future | None = None) -> Result:
     """Convert ``request.source`` to ``request.output``. Raises a ``CkptError`` on any problem;
     nothing is left behind but the published outputs."""
     start = time.perf_counter()
@@ -424,6 +330,7 @@ def convert(request: Request, registry: Registry | None = None, *, source_sha256
     fmt = files.output_format(request.output)
     files.check_outputs(request.outputs(), [request.source], request.force)
     sha = source_sha256 if source_sha256 is not None else hashing.start_sha256(request.source)
-    conversion = prepare(request, registry, source_sha256=sha)
-    written, report, size = _check_then_write(conversion, request.output, fmt)
-    return Result(conversion, request.output, fmt, size, time.perf_counter() - start, report, written)
+    conversion, report = checked(request, source_sha256=sha)
+    written, size = _write_outputs(conversion, request.output, fmt)
+    seconds = time.perf_counter() - start
+    return Result(conversion, output=request.output, format=fmt, bytes=size, seconds=seconds, report=report, written=written)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from .verification import synthetic
 from .io.checkpoint import load
-from .convert import Request, Result, convert
+from .convert import Result, convert
+from .options import Request
 from .errors import CkptError, UsageError
 from .io.files import atomic_write, make_out_dir
-from .tables.registry import Registry
+from .tables.registry import registry_for
 from .tables.variants import Variant
 
 
@@ -48,9 +49,10 @@ def _ours(out: Path, config: Path, sha: str) -> bool:
     return made and text.startswith("#") and "ckptconv" in text
 
 
-def run(out_dir: Path, arch: str, layout: str, force: bool, registry: Registry) -> Demo:
+def run(out_dir: Path, arch: str, layout: str, force: bool, tables: tuple[Path, ...] = ()) -> Demo:
     import torch
 
+    registry = registry_for(tables)
     variant = registry.variant(arch)
     registry.layout(layout, variant.family)  # a layout the variant has not fails before anything is written
     src, out, config = paths(out_dir, variant, layout)
@@ -66,5 +68,5 @@ def run(out_dir: Path, arch: str, layout: str, force: bool, registry: Registry) 
     make_out_dir(out_dir)
     if not again:
         atomic_write(src, lambda f: f.write(data))
-    result = convert(Request(src, out, layout=layout, force=True, config_out=config), registry, source_sha256=sha)
+    result = convert(Request(source=src, output=out, layout=layout, force=True, config_out=config, tables=tables), source_sha256=sha)
     return Demo(src, result, config, again)

@@ -14,6 +14,7 @@ from .tables import detect, engine
 from .io import dtypes
 from .io.checkpoint import load, read_safetensors_header, sniff
 from .errors import CkptError
+from .options import PYCLS
 from .io.meta import decode_meta, read_meta
 from .tables.registry import Registry
 
@@ -42,7 +43,7 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
     if best.exact:
         via = "shapes"
         try:
-            if best.layout_name == "pycls" and detect.arch_from_cfg(cfg, registry.variants) == best.variant.name:
+            if best.layout_name == PYCLS and detect.arch_from_cfg(cfg, registry.variants) == best.variant.name:
                 via = "cfg and shapes"
         except CkptError:
             pass
@@ -58,7 +59,7 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
             closest=f"{best.layout_name} {best.variant.name}",
             misfits={"missing": best.missing, "unexpected": best.unexpected, "wrong_shape": best.wrong_shape},
         )
-        partial = [m for m in ranked if m.layout_name == "pycls" and not m.unexpected and not m.wrong_shape and m.missing]
+        partial = [m for m in ranked if m.layout_name == PYCLS and not m.unexpected and not m.wrong_shape and m.missing]
         if partial:
             info["note"] = f"a partial pycls {partial[0].variant.name} file ({partial[0].missing} keys absent)"
     return info

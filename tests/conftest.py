@@ -189,7 +189,7 @@ def built(tmp_path_factory, registry, states):
                 from ckptconv.convert import Request, convert
 
                 out = root / f"{arch}-{layout}-{len(cache)}.{ext}"
-                convert(Request(self.source(arch, **source_options), out, layout=layout, verify="structure"), registry)
+                convert(Request(source=self.source(arch, **source_options), output=out, layout=layout, verify="structure"))
                 cache[key] = out
             return cache[key]
 

@@ -190,7 +190,7 @@ def crash_on_b2(job):
     """A job function for the crash test: the worker converting a b2 file dies on the spot."""
     import os
 
-    from ckptconv.batch import run_job
+    from ckptconv.batch.job import run_job
 
     if "EN-B2_" in job.source:
         os._exit(3)
@@ -198,12 +198,13 @@ def crash_on_b2(job):
 
 
 def test_a_file_that_kills_its_worker_fails_alone(zoo, tmp_path):
-    from ckptconv import batch
+    from ckptconv.batch import inputs, plan, pool
+    from ckptconv.options import Request
 
-    entries = [batch.Entry(zoo / f"EN-{a}_dds_8gpu.pyth", Path(f"EN-{a}")) for a in ("B0", "B2", "B3")]
-    jobs = batch.plan(entries, tmp_path, layouts=("mmdet",), fmt="pth", trust_pickle=False, verify="structure")
+    entries = [inputs.Entry(zoo / f"EN-{a}_dds_8gpu.pyth", Path(f"EN-{a}")) for a in ("B0", "B2", "B3")]
+    jobs = plan.plan(entries, tmp_path, Request(source=Path(), verify="structure"), layouts=("mmdet",))
     done = []
-    result = batch.run(jobs, workers=2, job_fn=crash_on_b2, on_done=lambda job, o: done.append(job.source))
+    result = pool.run(jobs, workers=2, job_fn=crash_on_b2, on_done=lambda job, o: done.append(job.source))
     statuses = [o.status for o in result.outcomes]
     # a job in flight beside the crash may have finished writing before the pool broke: its re-run
     # then finds the output up to date, which is the truth
@@ -215,14 +216,16 @@ def test_a_file_that_kills_its_worker_fails_alone(zoo, tmp_path):
 SIGTERM_RACE = """
 import os, sys, time
 from pathlib import Path
-from ckptconv import batch, signals
+from ckptconv import signals
+from ckptconv.batch import plan, pool
+from ckptconv.options import Request
 
 marks = Path(sys.argv[1])
 
 def job_fn(job):
     with signals.job():  # as run_job marks a worker busy
         if job.source == "fast":
-            return batch.Outcome(job.source, None, "converted")
+            return plan.Outcome(job.source, None, "converted")
         (marks / "slow-started").touch()
         try:
             time.sleep(60)
@@ -232,9 +235,9 @@ def job_fn(job):
 
 if __name__ == "__main__":
     signals.install()
-    jobs = [batch.Job("fast", "f.pth", "mmdet"), batch.Job("slow", "s.pth", "mmdet")]
+    jobs = [plan.Job(Request(source=Path(name), output=Path(name + ".pth"))) for name in ("fast", "slow")]
     try:
-        batch.run(jobs, workers=2, job_fn=job_fn, on_done=lambda job, o: (marks / "fast-done").touch())
+        pool.run(jobs, workers=2, job_fn=job_fn, on_done=lambda job, o: (marks / "fast-done").touch())
     except KeyboardInterrupt as e:
         sys.exit(signals.exit_code(e))
 """

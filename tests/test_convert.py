@@ -64,7 +64,7 @@ def test_every_variant_prepares_for_every_layout(registry, built, manifest, arch
 
     src = built.source(arch)
     for layout in LAYOUTS:
-        c = prepare(Request(src, layout=layout), registry)
+        c = prepare(Request(source=src, layout=layout))
         assert [(k, tuple(v.shape), str(v.dtype)[6:]) for k, v in c.tensors.items()] == manifest(layout, arch)
         stem = next(e for e in c.plan.mapped if e.pycls == "stem.conv.weight")  # RGB: its input channels reversed
         assert torch.equal(c.tensors[stem.target], c.source[stem.source].flip(1))

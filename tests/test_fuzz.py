@@ -92,7 +92,7 @@ def test_mutated_real_checkpoint_through_convert(scratch, b0_bytes, flips, cut):
     src.write_bytes(mutate(b0_bytes, flips, cut))
     out.unlink(missing_ok=True)
     try:
-        convert(Request(src, out, verify="structure"))
+        convert(Request(source=src, output=out, verify="structure"))
     except CkptError:
         assert not out.exists()
     assert not list(scratch.glob(".ckptconv-tmp-*"))

@@ -31,7 +31,7 @@ def probe(self, **kw):
     return commit(self, **kw)
 
 files.PendingWrite.commit = probe
-convert(Request(Path(src), Path(out), verify=mode))
+convert(Request(source=Path(src), output=Path(out), verify=mode))
 print(json.dumps(seen))
 """
 

@@ -17,16 +17,16 @@ class Context:
     """Global options, shared by every command."""
 
     def __init__(self, tables: tuple[Path, ...]):
+        from ..tables.registry import read_afresh
+
         self.tables = tables
-        self._registry = None
+        read_afresh()  # each run reads the tables afresh (a test may run many in one process)
 
     @property
     def registry(self):
-        if self._registry is None:
-            from ..tables.registry import Registry
+        from ..tables.registry import registry_for
 
-            self._registry = Registry.from_env(self.tables)
-        return self._registry
+        return registry_for(self.tables)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

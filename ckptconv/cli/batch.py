@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import conversion_options
+from .options import conversion_options, request_from
 from .ui import UI, human_bytes
 
 
@@ -27,7 +27,7 @@ from .ui import UI, human_bytes
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")
 @conversion_options
 @click.pass_obj
-def batch_cmd(obj, sources, out_dir, targets, fmt, jobs, report_path, publish, json_mode, quiet, **kw) -> None:
+def batch_cmd(obj, sources, **kw) -> None:
     """Convert every checkpoint in SRC: files, directories (searched for *.pyth and *.pth), globs,
     or manifests (.toml / .json) naming source, arch, layout, weights and output per file.
 
@@ -36,47 +36,45 @@ def batch_cmd(obj, sources, out_dir, targets, fmt, jobs, report_path, publish, j
     targets) was refused; 1 when any failed (the rest still convert); 2 on a usage error, including
     two inputs that would write one output.
     """
-    ui = UI(json_mode=json_mode, quiet=quiet)
+    ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
-        from .. import batch
+        from ..batch import inputs, plan as planning
+        from ..io.files import make_out_dir
+        from ..signals import done
 
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the files ask for; this can run code stored in them")
-        layouts = batch.target_layouts(targets, obj.registry)
-        entries = batch.collect(sources, out_dir)
-        manifests = [Path(s) for s in sources if Path(s).suffix in batch.MANIFEST_SUFFIXES]
-        plan = batch.plan(
-            entries, out_dir, layouts=layouts, fmt=fmt, trust_pickle=kw["trust_pickle"], weights=kw["weights"],
-            prefix=kw["prefix"], dtype=kw["dtype"], channel_order=kw["channel_order"], verify="none" if kw["no_verify"] else kw["verify_mode"],
-            input_size=kw["input_size"], force=kw["force"], publish=publish, tables=obj.tables, others=manifests,
-        )  # fmt: skip
+        out_dir, report_path = kw["out_dir"], kw["report_path"]
+        layouts = planning.target_layouts(kw["targets"], obj.registry)
+        entries, manifests = inputs.collect(sources, out_dir), inputs.manifests(sources)
+        base = request_from(kw, obj.tables, source=Path(), layout=layouts[0])
+        jobs = planning.plan(entries, out_dir, base, layouts=layouts, fmt=kw["fmt"], publish=kw["publish"], others=manifests)
         if report_path:
-            batch.check_report(report_path, plan, manifests)
-        from ..io.files import make_out_dir
-
+            planning.check_report(report_path, jobs, manifests)
         make_out_dir(out_dir)  # only now: nothing is created before the plan is valid
-        from ..signals import done
-
-        workers = jobs or os.cpu_count() or 1
-        finished: list = []
-        try:
-            result = _run_with_progress(ui, batch, plan, workers, finished)
-        except KeyboardInterrupt as e:
-            raise Interrupted(e, [o for o in finished if o.ok], len(plan)) from None
+        result = _run(ui, jobs, kw["jobs"] or os.cpu_count() or 1)
         report = result.report()
         if report_path:
-            batch.write_report(report_path, report)
+            planning.write_report(report_path, report)
         done()  # every output and the report are published: a signal now changes nothing
-        if json_mode:
-            ui.json(report)
-        else:
-            _summary(ui, result, out_dir)
+        ui.json(report) if ui.json_mode else _summary(ui, result, out_dir)
         if not result.ok:
             raise SystemExit(1)
 
 
-def _run_with_progress(ui: UI, batch, plan, workers: int, finished: list):
+def _run(ui: UI, jobs: list, workers: int):
+    """Run the jobs with progress; a signal ends the batch with the count of what was finished."""
+    finished: list = []
+    try:
+        return _run_with_progress(ui, jobs, workers, finished)
+    except KeyboardInterrupt as e:
+        raise Interrupted(e, [o for o in finished if o.ok], len(jobs)) from None
+
+
+def _run_with_progress(ui: UI, plan: list, workers: int, finished: list):
     """Run the batch, showing progress; ``finished`` collects the outcomes as they come."""
+    from ..batch import pool as batch
+
     total_bytes = sum(Path(j.source).stat().st_size for j in plan if Path(j.source).is_file())
     if ui.quiet:
         return batch.run(plan, workers=workers, on_done=lambda job, outcome: finished.append(outcome))

@@ -6,31 +6,12 @@ from pathlib import Path
 
 import click
 
-from .options import conversion_options, output_options
+from ..options import PYCLS
+from .options import conversion_options, output_options, request_from
 from .ui import UI, human_bytes, human_params
 
 
-def _request(src: Path, out: Path | None, kw: dict, **extra):
-    from ..convert import Request
-
-    return Request(
-        source=src,
-        output=out,
-        arch=kw["arch"],
-        weights=kw["weights"],
-        prefix=kw["prefix"],
-        dtype=kw["dtype"],
-        channel_order=kw["channel_order"],
-        verify="none" if kw["no_verify"] else kw["verify_mode"],
-        input_size=tuple(kw["input_size"]),
-        trust_pickle=kw["trust_pickle"],
-        force=kw["force"],
-        config_out=kw["config_out"],
-        **extra,
-    )
-
-
-def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None:
+def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> None:
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
         from ..io.hashing import start_sha256
@@ -45,8 +26,8 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **extra) -> None
 
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the file asks for; this can run code stored in it")
-        request = _request(src, None if dry_run else out, kw, **extra)
-        result = Result(prepare(request, ctx_obj.registry)) if dry_run else convert(request, ctx_obj.registry, source_sha256=sha)
+        request = request_from(kw, ctx_obj.tables, source=src, output=None if dry_run else out, config_out=kw["config_out"], **fields)
+        result = Result(prepare(request)) if dry_run else convert(request, source_sha256=sha)
         done()  # the output is published: a signal now changes nothing
         if ui.json_mode:
             ui.json(result.to_dict())
@@ -119,7 +100,7 @@ def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
 @click.command("convert")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
 @click.argument("out", metavar="[OUT]", type=click.Path(path_type=Path), required=False)
-@click.option("--from", "source_layout", default="pycls", show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm, torchvision; ckptconv mappings lists them).")
+@click.option("--from", "source_layout", default=PYCLS, show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm, torchvision; ckptconv mappings lists them).")
 @click.option("--to", "layout", required=True, help="Layout of OUT: a table name, or pycls.")
 @click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")
 @_common

@@ -30,7 +30,7 @@ def demo(obj, out_dir: Path, arch: str, layout: str, force: bool) -> None:
         from .. import demo as library
         from .convert import summarize
 
-        made = library.run(out_dir, arch, layout, force, obj.registry)
+        made = library.run(out_dir, arch, layout, force, obj.tables)
         done()  # everything is published: a signal now changes nothing
         verb = "kept" if made.again else "wrote"
         ui.success(f"{verb} {made.checkpoint}: a pycls training checkpoint (random weights, SGD state)")

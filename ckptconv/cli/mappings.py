@@ -6,6 +6,7 @@ import re
 
 import click
 
+from ..options import PYCLS
 from .ui import UI
 
 
@@ -34,7 +35,7 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
         ui.table("layouts, by family (pycls is each family's own layout: every table maps from it)", ["family", "layout", "version", "summary"],
                  [(t["family"], t["layout"], t["version"], t["summary"]) for t in layouts], force=True)  # fmt: skip
         for family in FAMILIES.values():
-            names = [n for n in registry.families[family.name] if n != "pycls"]
+            names = [n for n in registry.families[family.name] if n != PYCLS]
             rows = [(v["arch"], v["title"], *(v["targets"][n] for n in names)) for v in variants if v["family"] == family.name]
             ui.table(f"{family.title}: models and targets", ["arch", "model", *names], rows, force=True)
 

@@ -1,12 +1,19 @@
-"""Options shared by the conversion commands (pycls2mmdet, convert, batch)."""
+"""The command-line options of the conversion commands (pycls2mmdet, convert, batch) and of verify,
+and the one place each turns into the request the library takes (``request_from``, ``expectations_from``).
+
+Choices and defaults come from ``ckptconv.options``: nothing here restates them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-DTYPES = ("keep", "fp16", "bf16", "fp32")
+from ..options import DEFAULT_INPUT, DTYPES, ORDERS, PADDINGS, VERIFICATIONS, WEIGHTS, Expectations, Request
+
+REQUEST_OPTIONS = ("arch", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force")
 
 
 def input_size_option(f):
@@ -14,54 +21,37 @@ def input_size_option(f):
         "--input-size",
         nargs=2,
         type=click.IntRange(min=8),
-        default=(64, 96),
+        default=DEFAULT_INPUT,
         show_default=True,
         metavar="H W",
         help="Input of the numeric check. The variant's own resolution (e.g. 300 300 for b3) is slower.",
     )(f)
 
 
+_ARCH_HELP = ("Model (b0 ... b5, regnetx_200mf ... regnety_32gf, resnet50 ...: ckptconv mappings lists them). "
+              "Default: from the checkpoint's cfg, else its tensor shapes.")  # fmt: skip
+_ORDER_HELP = ("Colour order the written weights take. rgb (default; bgr for --to pycls): the stem's input channels reversed, "
+               "so a library's stock RGB pipeline computes what pycls computed from BGR images. bgr: as pycls trained them.")  # fmt: skip
+_CONVERSION = [
+    click.option("--arch", metavar="ARCH", help=_ARCH_HELP),
+    click.option("--weights", type=click.Choice(WEIGHTS), default="best", show_default=True,
+                 help="pycls weight set: best picks as pycls's load_checkpoint does (model_state unless ema_err < test_err)."),
+    click.option("--prefix", metavar="TEXT", default=None, help="Prepend TEXT. to every output key (e.g. backbone). Default: the table's."),
+    click.option("--dtype", type=click.Choice(DTYPES), default="keep", show_default=True,
+                 help="Cast floating tensors (never num_batches_tracked); refuses values that would overflow."),
+    click.option("--channel-order", type=click.Choice(ORDERS), default=None, help=_ORDER_HELP),
+    click.option("--verify", "verify", type=click.Choice([v for v in VERIFICATIONS if v != "none"]), default="numeric", show_default=True,
+                 help="numeric: keys, shapes, bit identity and a forward pass against the pycls reference; structure: all but the forward pass."),
+    click.option("--no-verify", is_flag=True, help="Skip verification (not recommended)."),
+    input_size_option,
+    click.option("--force", is_flag=True, help="Replace an existing output (atomically: the old file stays until the new one is complete)."),
+    click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the file asks for. Only for files from people you trust."),
+]  # fmt: skip
+
+
 def conversion_options(f):
-    """--arch --weights --prefix --dtype --verify/--no-verify --input-size --force --trust-pickle."""
-    for decorator in reversed(
-        [
-            click.option("--arch", metavar="ARCH", help="Model (b0 ... b5, regnetx_200mf ... regnety_32gf, resnet50 ...: ckptconv mappings lists them). Default: from the checkpoint's cfg, else its tensor shapes."),
-            click.option(
-                "--weights",
-                type=click.Choice(["best", "model", "ema"]),
-                default="best",
-                show_default=True,
-                help="pycls weight set: best picks as pycls's load_checkpoint does (model_state unless ema_err < test_err).",
-            ),
-            click.option("--prefix", metavar="TEXT", default=None, help="Prepend TEXT. to every output key (e.g. backbone). Default: the table's."),
-            click.option(
-                "--dtype",
-                type=click.Choice(DTYPES),
-                default="keep",
-                show_default=True,
-                help="Cast floating tensors (never num_batches_tracked); refuses values that would overflow.",
-            ),
-            click.option(
-                "--channel-order",
-                type=click.Choice(["rgb", "bgr"]),
-                default=None,
-                help="Colour order the written weights take. rgb (default; bgr for --to pycls): the stem's input channels reversed, "
-                "so a library's stock RGB pipeline computes what pycls computed from BGR images. bgr: as pycls trained them.",
-            ),
-            click.option(
-                "--verify",
-                "verify_mode",
-                type=click.Choice(["numeric", "structure"]),
-                default="numeric",
-                show_default=True,
-                help="numeric: keys, shapes, bit identity and a forward pass against the pycls reference; structure: all but the forward pass.",
-            ),
-            click.option("--no-verify", is_flag=True, help="Skip verification (not recommended)."),
-            input_size_option,
-            click.option("--force", is_flag=True, help="Replace an existing output (atomically: the old file stays until the new one is complete)."),
-            click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the file asks for. Only for files from people you trust."),
-        ]
-    ):
+    """--arch --weights --prefix --dtype --channel-order --verify/--no-verify --input-size --force --trust-pickle."""
+    for decorator in reversed(_CONVERSION):
         f = decorator(f)
     return f
 
@@ -70,6 +60,45 @@ def output_options(f):
     f = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")(f)
     return f
+
+
+def request_from(kw: dict[str, Any], tables: tuple[Path, ...], **fields: Any) -> Request:
+    """The conversion options given on the command line as the library's ``Request``."""
+    values = {name: kw[name] for name in REQUEST_OPTIONS}
+    values["input_size"] = tuple(values["input_size"])
+    verify = "none" if kw["no_verify"] else kw["verify"]
+    return Request(**values, verify=verify, tables=tables, **fields)
+
+
+_VERIFY = [
+    click.option("--source", type=click.Path(path_type=Path), help="The pycls checkpoint FILE was converted from: adds bit identity, numerics against it, and its sha256."),
+    click.option("--arch", metavar="ARCH", help="Expected model; default: the file's meta, else its shapes."),
+    click.option("--layout", help="Expected layout; default: the file's meta, else its keys."),
+    click.option("--weights", type=click.Choice(WEIGHTS), default=None, help="Source weight set to compare with; default: the one the meta records."),
+    click.option("--padding", type=click.Choice(PADDINGS), help="Padding your detector config uses (same = Conv2dAdaptivePadding, mmdet's default)."),
+    click.option("--eps", type=float, help="BN eps your detector config uses (mmdet's default is 1e-3)."),
+    click.option("--channel-order", type=click.Choice(ORDERS), help="Colour order the file's weights take; default: its meta."),
+    click.option("--bgr-to-rgb/--no-bgr-to-rgb", "--to-rgb/--no-to-rgb", "flip", default=None,
+                 help="Whether your pipeline reverses the channels it loads (mmdet bgr_to_rgb, mmpretrain to_rgb); default: what the weights need."),
+    click.option("--mean", nargs=3, type=float, default=None, metavar="M M M", help="Your pipeline's mean, in its units and order (mmdet: 0..255)."),
+    click.option("--std", nargs=3, type=float, default=None, metavar="S S S", help="Your pipeline's std, in its units and order."),
+    input_size_option,
+    click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the files ask for."),
+]  # fmt: skip
+EXPECTATIONS = ("source", "arch", "layout", "weights", "padding", "eps", "channel_order", "flip", "mean", "std", "input_size", "trust_pickle")
+
+
+def verify_options(f):
+    for decorator in reversed(_VERIFY):
+        f = decorator(f)
+    return f
+
+
+def expectations_from(kw: dict[str, Any], tables: tuple[Path, ...]) -> Expectations:
+    """verify's options as the library's ``Expectations``."""
+    values = {name: kw[name] for name in EXPECTATIONS}
+    values["input_size"] = tuple(values["input_size"])
+    return Expectations(**values, tables=tables)
 
 
 def existing_path(**kwargs):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import input_size_option
+from .options import expectations_from, verify_options
 from .ui import UI, _escape
 
 
@@ -15,24 +15,12 @@ from .ui import UI, _escape
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
               help="An MMDetection or mmpretrain config (read with mmengine, _base_ included): check its fields against the weights "
                    "it loads (or FILE), then verify them with the settings it builds.")
-@click.option("--source", type=click.Path(path_type=Path), help="The pycls checkpoint FILE was converted from: adds bit identity, numerics against it, and its sha256.")
-@click.option("--arch", metavar="ARCH", help="Expected model; default: the file's meta, else its shapes.")
-@click.option("--layout", help="Expected layout; default: the file's meta, else its keys.")
-@click.option("--weights", type=click.Choice(["best", "model", "ema"]), default=None, help="Source weight set to compare with; default: the one the meta records.")
-@click.option("--padding", type=click.Choice(["symmetric", "same"]), help="Padding your detector config uses (same = Conv2dAdaptivePadding, mmdet's default).")
-@click.option("--eps", type=float, help="BN eps your detector config uses (mmdet's default is 1e-3).")
-@click.option("--channel-order", type=click.Choice(["rgb", "bgr"]), help="Colour order the file's weights take; default: its meta.")
-@click.option("--bgr-to-rgb/--no-bgr-to-rgb", "--to-rgb/--no-to-rgb", "flip", default=None,
-              help="Whether your pipeline reverses the channels it loads (mmdet bgr_to_rgb, mmpretrain to_rgb); default: what the weights need.")
-@click.option("--mean", nargs=3, type=float, default=None, metavar="M M M", help="Your pipeline's mean, in its units and order (mmdet: 0..255).")
-@click.option("--std", nargs=3, type=float, default=None, metavar="S S S", help="Your pipeline's std, in its units and order.")
-@input_size_option
+@verify_options
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON to FILE.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")
-@click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the files ask for.")
 @click.pass_obj
-def verify_cmd(obj, targets, config, source, arch, layout, weights, padding, eps, channel_order, flip, mean, std, input_size, report_path, json_mode, quiet, trust_pickle) -> None:
+def verify_cmd(obj, targets, config, report_path, **kw) -> None:
     """Verify converted checkpoints: files, directories (searched recursively) or a batch report.
 
     Checks structure (keys, shapes, dtypes of the layout), numerics (the reference model in the
@@ -40,46 +28,47 @@ def verify_cmd(obj, targets, config, source, arch, layout, weights, padding, eps
     as --bgr-to-rgb/--mean/--std set it, and the meta; with --source also bit identity and the
     source's sha256. Exit 0 when every file passes, 1 when any fails, 2 on a usage error.
     """
-    ui = UI(json_mode=json_mode, quiet=quiet)
+    ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
         from ..signals import done, import_torch
 
         import_torch()
-        from ..verify import Options, verify_all
+        from ..verify.many import verify_all
 
-        opts = Options(source, arch, layout, weights, padding, eps, tuple(input_size), trust_pickle, channel_order, flip, mean, std)
+        opts = expectations_from(kw, obj.tables)
         show = None if ui.quiet else (lambda report: _show(ui, report))
         if config is not None:
-            summary = _with_config(config, list(targets), opts, obj.registry, report_path, show)
+            summary = _with_config(config, list(targets), opts, report_path, show)
         elif not targets:
             raise click.UsageError("give FILE, DIR or REPORT.json to verify (or --config CFG)")
         else:
-            summary = verify_all(list(targets), opts, obj.registry, report_path=report_path, on_report=show)
+            summary = verify_all(list(targets), opts, report_path=report_path, on_report=show)
         done()  # the report is written: a signal now changes nothing
         results = summary.results
-        if json_mode:
+        if ui.json_mode:
             ui.json(summary.to_dict())
         else:
-            if len(results) > 1 and not quiet:
+            if len(results) > 1 and not ui.quiet:
                 ui.table("summary", ["file", "arch", "layout", "result"],
                          [(r["path"], r.get("arch", "?"), r.get("layout", "?"), "pass" if r["ok"] else "FAIL") for r in results])  # fmt: skip
             for r in results:
                 if not r["ok"]:
                     ui.error(f"{r['path']}: {r['first_failure']}")
-            if summary.ok and not quiet:
+            if summary.ok and not ui.quiet:
                 ui.success(f"{len(results)} file(s) verified")
         if not summary.ok:
             raise SystemExit(1)
 
 
-def _with_config(config: Path, targets: list[Path], opts, registry, report_path, show):
+def _with_config(config: Path, targets: list[Path], opts, report_path, show):
     """``--config CFG [FILE]``: one config, the weights it loads (or FILE)."""
     from ..errors import UsageError
-    from ..verify import Summary, verify_config, write_summary
+    from ..verify.config import verify_config
+    from ..verify.many import Summary, write_summary
 
     if len(targets) > 1 or (targets and targets[0].is_dir()):
         raise UsageError("--config goes with at most one FILE: the weights that config loads")
-    report = verify_config(config, targets[0] if targets else None, opts, registry)
+    report = verify_config(config, targets[0] if targets else None, opts)
     show and show(report)
     summary = Summary([report.to_dict()])
     if report_path is not None:

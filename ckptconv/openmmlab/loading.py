@@ -30,12 +30,13 @@ import torch
 from mmengine.registry import WEIGHT_INITIALIZERS
 from mmengine.runner import CheckpointLoader
 
-from ..api import convert_checkpoint
+from ..convert import checked
 from ..io.checkpoint import load
 from ..errors import UsageError, VerificationError
 from .scheme import LAYOUTS, ORDERS, parse_scheme, scheme
 from ..tables.pipeline import mismatches, needed
-from ..tables.registry import default_registry
+from ..options import DEFAULT_LAYOUT, PYCLS, Request
+from ..tables.registry import registry_for
 from ..tables.layout import Layout
 
 def _loader(layout: str, order: str):
@@ -43,8 +44,8 @@ def _loader(layout: str, order: str):
 
     def load_from_pycls(filename: str, map_location=None) -> dict[str, Any]:
         """mmengine logs "Loads checkpoint by pycls backend": its name after ``load_from_``."""
-        converted = convert_checkpoint(filename[len(prefix) :], layout, channel_order=order)
-        return {"state_dict": converted.state_dict, "meta": converted.meta}
+        converted, _ = checked(Request(source=Path(filename[len(prefix) :]), layout=layout, channel_order=order))
+        return {"state_dict": converted.tensors, "meta": converted.meta}
 
     return load_from_pycls
 
@@ -61,16 +62,16 @@ def weights_for(checkpoint: str, layout: str | None = None, channel_order: str |
     if scheme_layout is None:
         ckpt = load(Path(path))
         made = ckpt.meta.get("layout")
-        if made and made != "pycls":  # converted already: read it as mmengine does
+        if made and made != PYCLS:  # converted already: read it as mmengine does
             if layout and layout != made:
                 raise UsageError(f"{path} holds the {made} layout, not {layout}", fix=f"pass layout='{made}' or convert it again")
             return ckpt.loaded_by("mmengine")[1], ckpt.meta
-    converted = convert_checkpoint(path, scheme_layout or layout or "mmdet", channel_order=scheme_order or channel_order)
-    return converted.state_dict, converted.meta
+    converted, _ = checked(Request(source=Path(path), layout=scheme_layout or layout or DEFAULT_LAYOUT, channel_order=scheme_order or channel_order))
+    return converted.tensors, converted.meta
 
 
 def _table(meta: dict[str, Any]) -> Layout:
-    registry = default_registry()
+    registry = registry_for()
     return registry.layout(meta["layout"], registry.variant(meta["arch"]).family)
 
 
@@ -95,7 +96,7 @@ def _padding(conv: torch.nn.Conv2d) -> str:
 
 def check_preprocessor(preprocessor: torch.nn.Module, table: Layout, order: str) -> list[str]:
     """The data preprocessor's channel flip, mean and std against what weights taking ``order`` need."""
-    need = needed(table.pipeline, order, default_registry().hub(table.family).pipeline)
+    need = needed(table.pipeline, order, registry_for().hub(table.family).pipeline)
     flip = bool(getattr(preprocessor, "_channel_conversion", getattr(preprocessor, "to_rgb", False)))
     mean, std = (getattr(preprocessor, what, None) for what in ("mean", "std"))  # buffers, when it normalizes
     listed = [None if t is None else t.flatten().tolist() for t in (mean, std)]

@@ -8,7 +8,7 @@ string first only where one is a prefix of another: so no name here holds ``+`` 
 from __future__ import annotations
 
 LAYOUTS = ("mmdet", "mmpretrain", "mmdet-stages")  # the layouts mmengine loads
-ORDERS = ("rgb", "bgr")  # the -bgr schemes keep pycls's BGR order; the others write RGB, as the CLI does
+from ..options import ORDERS  # the -bgr schemes keep pycls's BGR order; the others write RGB, as the CLI does
 
 
 def scheme(layout: str, order: str = "rgb") -> str:

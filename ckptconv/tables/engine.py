@@ -12,10 +12,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..errors import MappingError, TableError
+from ..options import PYCLS
 from .layout import Layout, Rule
 from .variants import KeySpec, Variant
 
-PYCLS = "pycls"  # the hub: the layout every table maps from
 
 
 @dataclass(frozen=True)

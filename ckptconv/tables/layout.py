@@ -31,14 +31,13 @@ from ..errors import TableError
 from ..io.loaders import LOADERS
 from ..fields import Fields
 from .families import FAMILIES, Family
-from .pipeline import ORDERS, Pipeline
+from ..options import ORDERS, PADDINGS, PREFIX
+from .pipeline import Pipeline
 
 INT_PLACEHOLDERS = ("stage", "block")
 DERIVED_PLACEHOLDERS = ("layer", "index")
 CONTAINERS = ("state_dict", "plain", "pycls")
-PADDINGS = ("symmetric", "same")
 NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
-PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path, or ""
 # what a [config] template may use; convert.render_config fills each
 CONFIG_FIELDS = frozenset({
     "arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths",

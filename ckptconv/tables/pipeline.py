@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ORDERS = ("rgb", "bgr")
+from ..options import ORDERS, PYCLS
 INPUT_CONV = "stem.conv.weight"  # the pycls key of the first convolution: the one that sees colours
 
 
@@ -101,7 +101,7 @@ def source_order(meta: dict, layout_name: str, pipeline: Pipeline) -> tuple[str,
     layout's default (a library's weights most likely take what its pipeline feeds)."""
     if meta.get("channel_order") in ORDERS:
         return meta["channel_order"], "meta"
-    if layout_name == "pycls":
+    if layout_name == PYCLS:
         return "bgr", "pycls takes BGR"
     if meta.get("ckptconv_version"):
         return "bgr", "made by a ckptconv that kept pycls's BGR order"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Refused, TableError, UsageError
+from ..options import PYCLS
 from .families import FAMILIES
 from .layout import Layout, file_digest, parse_layout
 from .variants import Variant, parse_variant
@@ -155,22 +156,29 @@ class Registry:
         """Each layout of the variant's family but pycls: ``"yes"``, or ``"refused: <feature>"``."""
         out = {}
         for name, table in self.families[variant.family].items():
-            if name != "pycls":
+            if name != PYCLS:
                 refusal = table.refusal(variant)
                 out[name] = "yes" if refusal is None else f"refused: {refusal.when}"
         return out
 
     def hub(self, family: str) -> Layout:
         """The family's pycls table: the one every other maps from."""
-        return self.layout("pycls", family)
+        return self.layout(PYCLS, family)
 
 
-_default: Registry | None = None
+_REGISTRIES: dict[tuple[str, tuple[str, ...]], Registry] = {}
 
 
-def default_registry() -> Registry:
-    """The registry for the built-in tables plus ``$CKPTCONV_TABLES``; cached per process."""
-    global _default
-    if _default is None:
-        _default = Registry.from_env()
-    return _default
+def registry_for(tables: tuple[str | Path, ...] = ()) -> Registry:
+    """The built-in tables, ``$CKPTCONV_TABLES`` and the directories ``tables``: one registry per
+    process for each, read on first use (until ``read_afresh``)."""
+    key = (os.environ.get(ENV_VAR, ""), tuple(str(t) for t in tables))
+    if key not in _REGISTRIES:
+        _REGISTRIES[key] = Registry.from_env(tuple(tables))
+    return _REGISTRIES[key]
+
+
+def read_afresh() -> None:
+    """Forget the registries read so far: a new command-line run or batch reads the tables again
+    (a table may have changed since)."""
+    _REGISTRIES.clear()

@@ -25,16 +25,14 @@ import torch
 from ..io import dtypes
 from ..tables import engine
 from . import models
-from ..tables.engine import PYCLS, Plan
+from ..options import PYCLS
+from ..tables.engine import Plan
 from ..tables.pipeline import INPUT_CONV, Pipeline, Preprocess
 from .report import Level, Report
 from ..tables.layout import Layout
 from ..tables.variants import Variant
 
-DEFAULT_INPUT = (64, 96)  # small, so B5 verifies in a fraction of a second on a CPU
-MAX_INPUT = 640  # per side: B5's own resolution is 456; beyond this a check only costs memory
 INPUT_SEED = 0
-LEVELS = ("numeric", "structure", "none")
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:

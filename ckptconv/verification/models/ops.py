@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...tables.layout import PADDINGS
+from ...options import PADDINGS
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:

@@ -12,55 +12,19 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .verification import checks
-from .tables import detect, engine, pipeline as preprocess
-from .io import dtypes
-from .io.checkpoint import Checkpoint, load
-from .tables.engine import PYCLS, Plan
-from .errors import UsageError
-from .io.files import check_regular
-from .io.hashing import start_sha256
-from .tables.registry import Registry, default_registry
-from .verification.report import Check, Report
-
-
-@dataclass(frozen=True)
-class Options:
-    """What ``verify`` is asked: expectations and the settings a user's config uses."""
-
-    source: Path | None = None
-    arch: str | None = None
-    layout: str | None = None
-    weights: str | None = None  # source weight set; default: the meta's
-    padding: str | None = None
-    eps: float | None = None
-    input_size: tuple[int, int] = checks.DEFAULT_INPUT
-    trust_pickle: bool = False
-    channel_order: str | None = None  # what the file's weights take; default: its meta
-    flip: bool | None = None  # the user's pipeline: reverses channels (bgr_to_rgb / to_rgb); default: as needed
-    mean: tuple[float, float, float] | None = None  # the user's pipeline's mean and std, in its units
-    std: tuple[float, float, float] | None = None
-
-    def check(self, registry: Registry) -> None:
-        if self.arch:
-            registry.variant(self.arch)
-        if self.layout:
-            registry.named(self.layout)
-        if self.padding is not None and self.padding not in ("symmetric", "same"):
-            raise UsageError(f"unknown --padding {self.padding!r}", fix="use symmetric or same")
-        if self.eps is not None and not 0 < self.eps < 1:
-            raise UsageError(f"--eps {self.eps:g} is not a BatchNorm eps", fix="use a small positive number like 1e-5")
-        from .convert import check_input_size
-
-        check_input_size(self.input_size)
-        for name, values in (("--mean", self.mean), ("--std", self.std)):
-            if values is not None and (len(values) != 3 or not all(0 < abs(v) < 1e4 for v in values)):
-                raise UsageError(f"{name} needs three numbers in the pipeline's units", fix="e.g. --mean 123.675 116.28 103.53")
+from ..verification import checks
+from ..tables import detect, engine, pipeline as preprocess
+from ..io import dtypes
+from ..io.checkpoint import Checkpoint, load
+from ..tables.engine import Plan
+from ..io.hashing import start_sha256
+from ..options import PYCLS, Expectations
+from ..tables.registry import Registry, registry_for
+from ..verification.report import Check, Report
 
 
 def _shapes(sd: dict[str, torch.Tensor]) -> detect.Shapes:
@@ -83,7 +47,7 @@ def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None,
     return next(m for m in ranked if m.variant.name == arch)
 
 
-def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Options) -> None:
+def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Expectations) -> None:
     """The tensors, the meta and the options must tell the same arch and layout."""
     meta, arch, layout = ckpt.meta, opts.arch, opts.layout
     problems = list(ckpt.meta_problems)
@@ -138,7 +102,7 @@ def _partial_ok(sd: dict, match: detect.Match, registry: Registry) -> frozenset[
     return frozenset()
 
 
-def _settings(match: detect.Match, ckpt: Checkpoint, opts: Options) -> tuple[str, float]:
+def _settings(match: detect.Match, ckpt: Checkpoint, opts: Expectations) -> tuple[str, float]:
     """The padding and BN eps under test: the options, else the meta's (when well-formed), else the table's."""
     recorded = ckpt.meta.get("settings") or {}
     padding = recorded.get("padding") if recorded.get("padding") in ("symmetric", "same") else match.layout.settings["padding"]
@@ -147,7 +111,7 @@ def _settings(match: detect.Match, ckpt: Checkpoint, opts: Options) -> tuple[str
     return opts.padding or padding, float(opts.eps) if opts.eps is not None else eps
 
 
-def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Options, registry: Registry, source=None) -> checks.Colours:
+def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Expectations, registry: Registry, source=None) -> checks.Colours:
     """The order the file takes (the options, its meta, or assumed: said in a note), and the
     pipeline of the side the checks run (the file's library; for a pycls file, the source's) as
     the user configures it (the options) or as the weights need it. ``source``: (order, layout)."""
@@ -175,7 +139,7 @@ def _against_itself(report, sd, match, ckpt, opts, registry, dtype) -> None:
     checks.run(report, plan, source, sd, dtype, "numeric", colours=colours, partial_ok=_partial_ok(sd, match, registry), with_tensors=False)
 
 
-def _against_source(report, sd, match, ckpt: Checkpoint, opts: Options, sha: Future | None, registry, dtype) -> None:
+def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha: Future | None, registry, dtype) -> None:
     src = load(opts.source, trust_pickle=opts.trust_pickle)
     recorded = ckpt.meta.get("source_sha256")
     if sha is not None and recorded:
@@ -197,12 +161,16 @@ def _against_source(report, sd, match, ckpt: Checkpoint, opts: Options, sha: Fut
     checks.run(report, plan, source_sd, sd, dtype, "numeric", colours=colours, partial_ok=frozenset(e.target for e in plan.absent))
 
 
-def verify_file(path: str | Path, opts: Options | None = None, registry: Registry | None = None) -> Report:
+def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report:
     """Verify a converted file. A failed check is in the report; ``CkptError`` is raised only when
     a file cannot be read or an option is unusable."""
     start = time.perf_counter()
-    opts, registry = opts or Options(), registry or default_registry()
-    opts.check(registry)
+    registry = registry_for(opts.tables)
+    opts.check()
+    if opts.arch:
+        registry.variant(opts.arch)
+    if opts.layout:
+        registry.named(opts.layout)
     sha = start_sha256(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
     ckpt = load(path, trust_pickle=opts.trust_pickle)
     first, first_sd = ckpt.select("best")
@@ -221,158 +189,3 @@ def verify_file(path: str | Path, opts: Options | None = None, registry: Registr
         _against_source(report, sd, match, ckpt, opts, sha, registry, dtype)
     report.seconds = time.perf_counter() - start
     return report
-
-
-
-
-OUTPUT_SUFFIXES = (".pth", ".pt", ".safetensors")
-Target = tuple[Path, Path | None]  # a file to verify and the source it was converted from, if known
-
-
-def _from_report(path: Path) -> list[Target]:
-    """The converted files of a ``ckptconv batch --report`` file, with their sources (fields checked)."""
-    import json
-
-    from .fields import Fields
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as e:
-        raise UsageError(f"not a ckptconv batch report ({type(e).__name__})", fix="pass the file written by ckptconv batch --report", path=str(path)) from None
-    files = Fields(data, "report", UsageError, str(path)).items("files")
-    out = []
-    for i, entry in enumerate(files):
-        f = Fields(entry, f"files[{i}]", UsageError, str(path))
-        if f.text("status", "") in ("converted", "up to date") and f.data.get("output"):
-            source = f.text("source", "")
-            out.append((Path(f.text("output")), Path(source) if source else None))
-    if not out:
-        raise UsageError("the batch report lists no converted files", path=str(path))
-    return out
-
-
-def collect(targets: list[Path]) -> list[Target]:
-    """(file, source or None) for every file, directory (searched recursively) or batch report given."""
-    found: list[Target] = []
-    for target in targets:
-        if target.is_dir():
-            files = sorted(p for p in target.rglob("*") if p.suffix in OUTPUT_SUFFIXES and p.is_file() and not p.name.startswith("."))
-            if not files:
-                raise UsageError(f"no .pth or .safetensors files under {str(target)!r}", fix="pass files or a directory of converted checkpoints")
-            found += [(p, None) for p in files]
-        elif target.suffix == ".json":
-            found += _from_report(target)
-        else:
-            check_regular(target)  # a missing or odd file named on the command line is a usage error
-            found.append((target, None))
-    return found
-
-
-@dataclass
-class Summary:
-    """The results of verifying many files; ``to_dict()`` is the ``--json`` and ``--report`` form."""
-
-    results: list[dict]
-
-    @property
-    def ok(self) -> bool:
-        return all(r["ok"] for r in self.results)
-
-    def to_dict(self) -> dict:
-        passed = sum(r["ok"] for r in self.results)
-        return {"ok": self.ok, "files": self.results, "passed": passed, "failed": len(self.results) - passed}
-
-
-def verify_all(targets: list[Path], opts: Options, registry: Registry, *, report_path: Path | None = None, on_report=None) -> Summary:
-    """Verify every file (a bad one is a failed result, never the end of the run) and write the
-    report, which may be neither a verified file nor a source."""
-    from .errors import CkptError
-    from .io.files import check_outputs
-
-    found = collect(targets)
-    if opts.source is not None and len(found) != 1:
-        raise UsageError("--source goes with exactly one file to verify", fix="verify a batch through its --report JSON, which names each source")
-    if report_path is not None:
-        inputs = [*targets, *(p for p, _ in found), *(s for _, s in found if s), *([opts.source] if opts.source else [])]
-        check_outputs([report_path], inputs, force=True)
-    results = []
-    for path, src in found:
-        try:
-            report = verify_file(path, replace_source(opts, src), registry)
-            results.append(report.to_dict())
-            on_report and on_report(report)
-        except UsageError:
-            raise
-        except CkptError as e:
-            results.append({"path": str(path), "ok": False, "first_failure": str(e), "checks": [], "levels": []})
-    summary = Summary(results)
-    if report_path is not None:
-        write_summary(report_path, summary, [])
-    return summary
-
-
-def write_summary(report_path: Path, summary: "Summary", inputs: list[Path]) -> None:
-    """The JSON report: never over one of ``inputs``."""
-    import json
-
-    from .io.files import atomic_write, check_outputs
-
-    if inputs:
-        check_outputs([report_path], inputs, force=True)
-    atomic_write(report_path, lambda f: f.write(json.dumps(summary.to_dict(), indent=2, default=str).encode()))
-
-
-def replace_source(opts: Options, source: Path | None) -> Options:
-    from dataclasses import replace
-
-    return opts if opts.source is not None or source is None else replace(opts, source=source)
-
-
-# --- verify --config --------------------------------------------------------------------------------
-
-
-def _config_target(config: Path, cfg: dict, path: Path | None) -> tuple[Path, str | None, str | None]:
-    """The weights to check: FILE, else the checkpoint the config loads; with the layout and channel
-    order of a ``pycls-*://`` name (a pycls file the config converts on load)."""
-    from .openmmlab import config as mmconfig
-    from .openmmlab.scheme import parse_scheme
-
-    checkpoint = str(path) if path is not None else mmconfig.checkpoint_of(cfg)[0]
-    if checkpoint is None:
-        raise UsageError("the config loads no checkpoint (no init_cfg checkpoint in its backbone, no load_from)", fix="pass the weights: ckptconv verify --config CFG FILE", path=str(config))
-    file, layout, order = parse_scheme(checkpoint)
-    if "://" in file:
-        raise UsageError(f"the config loads {checkpoint}, which ckptconv cannot read here", fix="download it and pass it: ckptconv verify --config CFG FILE", path=str(config))
-    return Path(file), layout, order
-
-
-def verify_config(config: Path, path: Path | None, opts: Options, registry: Registry | None = None) -> Report:
-    """Check ``config``'s fields against the weights it loads, then verify those weights with the
-    settings the config builds (padding, eps, colour flip, mean, std). Failed fields lead the report."""
-    from dataclasses import replace
-
-    from .openmmlab import config as mmconfig
-    from .convert import Request, prepare
-    from .convert import verify as check_conversion
-
-    registry = registry or default_registry()
-    cfg = mmconfig.read_config(config)
-    target, scheme_layout, order = _config_target(config, cfg, path)
-    if scheme_layout is not None:  # a pycls file the config converts on load: as ckptconv.mmengine does
-        conversion = prepare(Request(target, layout=scheme_layout, channel_order=order, trust_pickle=opts.trust_pickle), registry)
-        meta, report = conversion.meta, check_conversion(conversion)
-        report.path = str(target)
-    else:
-        meta = load(target, trust_pickle=opts.trust_pickle).meta
-        report = None
-    if not meta.get("arch") or meta.get("arch") not in registry.variants:
-        raise UsageError(f"{target} records no model ckptconv knows (it was not written by ckptconv)", fix="convert it with ckptconv first, or check it without --config", path=str(target))
-    variant = registry.variant(meta["arch"])
-    table = registry.layout(meta.get("layout", "mmdet"), variant.family)
-    found = mmconfig.check(cfg, variant, table, meta, registry.hub(variant.family).pipeline)
-    if report is None:
-        report = verify_file(target, replace(opts, padding=found.padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std), registry)
-    fields = [Check("config", False, f"{config}: {where} {need}") for where, need in found.problems]
-    report.checks[:0] = fields or [Check("config", True, f"{config}: {len(found.passed)} fields fit these weights")]
-    return report
-

@@ -1,0 +1,170 @@
+"""A batch's plan: one job per input and target, every output named and checked before anything is
+written (inside --out-dir, never an input, never shared), and the report of what happened. torch-free."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import UsageError
+from ..io.files import atomic_write, check_outputs, same_file
+from ..options import PYCLS, Request
+from .inputs import Entry
+
+FORMAT_EXT = {"pth": ".pth", "safetensors": ".safetensors"}
+_HINT = re.compile(r"EN-(B\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One conversion of a batch, fully decided before anything is written: the request (its
+    output the final name; with ``publish``, the name before the hash is added)."""
+
+    request: Request
+    publish: bool = False
+    may_refuse: bool = False  # one cell of a run over several targets: a refusal is listed, not a failure
+
+    @property
+    def source(self) -> str:
+        return str(self.request.source)
+
+    @property
+    def output(self) -> str:
+        return str(self.request.output)
+
+    @property
+    def hint(self) -> str | None:
+        """The arch a file name like ``EN-B3_dds_8gpu.pyth`` suggests: only a hint."""
+        m = _HINT.search(self.request.source.name)
+        return m.group(1).lower() if m else None
+
+
+@dataclass
+class Outcome:
+    """What happened to one job; the batch report holds one per input."""
+
+    source: str
+    output: str | None
+    status: str  # converted | up to date | refused | failed
+    arch: str | None = None
+    layout: str | None = None
+    params: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    verification: str = "-"
+    error: str | None = None
+    note: str | None = None
+    source_sha256: str | None = None
+    output_sha256: str | None = None
+    source_bytes: int = 0
+    may_refuse: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("converted", "up to date") or (self.status == "refused" and self.may_refuse)
+
+
+@dataclass
+class Batch:
+    jobs: list[Job]
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return len(self.outcomes) == len(self.jobs) and all(o.ok for o in self.outcomes)
+
+    def report(self) -> dict[str, Any]:
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("converted", "up to date", "refused", "failed")}
+        return {
+            "ok": self.ok,
+            "files": [asdict(o) for o in self.outcomes],
+            "summary": {**counts, "total": len(self.jobs), "seconds": round(self.seconds, 3)},
+        }
+
+
+def target_layouts(values: Iterable[str], registry) -> tuple[str, ...]:
+    """``--to`` values: names, comma-separated lists, or ``all`` (every layout but pycls); each
+    checked, none twice, in the order given. None given: mmdet."""
+    names: list[str] = []
+    for value in values or ("mmdet",):
+        for name in filter(None, (part.strip() for part in value.split(","))):
+            found = [n for n in registry.layout_names if n != PYCLS] if name == "all" else [name]
+            for layout in found:
+                registry.named(layout)  # an unknown name is a usage error now, before anything runs
+                if layout not in names:
+                    names.append(layout)
+    if not names:
+        raise UsageError("--to names no layout", fix=f"use one or more of {', '.join(registry.layout_names)}, or all")
+    return tuple(names)
+
+
+def _inside(output: Path, out_dir: Path) -> bool:
+    """``output`` stays under ``out_dir`` once symlinks are resolved."""
+    root = out_dir.resolve()
+    return root == output.resolve() or root in output.resolve().parents
+
+
+def _check_paths(jobs: list[Job], out_dir: Path, others: list[Path]) -> None:
+    """Every output inside --out-dir, none an input (links resolved), no two the same: all named."""
+    inputs = [Path(j.source) for j in jobs] + others
+    by_output: dict[str, list[str]] = {}
+    for job in jobs:
+        out = Path(job.output)
+        if not _inside(out, out_dir):
+            raise UsageError(f"{job.source} would write {out}, outside --out-dir (a symlink leads out)", fix="name another output")
+        hit = next((src for src in inputs if same_file(out, src)), None)
+        if hit is not None:
+            raise UsageError(f"{job.source} would write over the input {hit}", fix="ckptconv never writes over an input; choose another --out-dir or output name")
+        by_output.setdefault(os.path.normcase(str(out.resolve())), []).append(job.source)
+    clashes = {out: srcs for out, srcs in by_output.items() if len(srcs) > 1}
+    if clashes:
+        listed = "; ".join(f"{out} <- {' and '.join(srcs)}" for out, srcs in list(clashes.items())[:5])
+        more = f" (+{len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise UsageError(f"{len(clashes)} output(s) would be written by more than one input: {listed}{more}",
+                         fix="give them other output names in a manifest (output = \"...\")")  # fmt: skip
+
+
+def _entry_request(base: Request, entry: Entry, output: Path, layout: str) -> Request:
+    """The batch's request for one entry and target: a manifest's fields replace the command line's
+    (never switching --trust-pickle on)."""
+    fields = {k: v for k, v in entry.fields.items() if k not in ("layout", "trust_pickle")}
+    if entry.fields.get("trust_pickle") and not base.trust_pickle:
+        raise UsageError(
+            f"the manifest asks to trust the pickle of {entry.source}",
+            fix="a manifest cannot switch on --trust-pickle; pass it on the command line if you trust every file",
+        )
+    return replace(base, source=entry.source, output=output, layout=layout, **fields)
+
+
+def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[str, ...], fmt: str = "pth",
+         publish: bool = False, others: Iterable[Path] = ()) -> list[Job]:  # fmt: skip
+    """One job per entry and target layout (a manifest's ``layout`` names its entry's only one),
+    each ``base`` with the entry's fields. With several layouts each gets a folder under --out-dir
+    and a refused pair is listed, not failed. Fails before anything is written when an output is
+    unsafe or shared."""
+    if fmt not in FORMAT_EXT:
+        raise UsageError(f"unknown --format {fmt!r}", fix="use pth or safetensors")
+    matrix = len(layouts) > 1
+    jobs = []
+    for entry in entries:
+        name = entry.name if entry.named else entry.name.with_name(entry.name.name + FORMAT_EXT[fmt])
+        for layout in (entry.fields["layout"],) if "layout" in entry.fields else layouts:
+            cell = matrix and "layout" not in entry.fields
+            output = out_dir / layout / name if cell else out_dir / name
+            jobs.append(Job(_entry_request(base, entry, output, layout), publish=publish, may_refuse=cell))
+    _check_paths(jobs, out_dir, list(others))
+    return jobs
+
+
+def check_report(report_path: Path, jobs: list[Job], others: list[Path]) -> None:
+    """The report may be neither an input nor an output of the batch."""
+    check_outputs([report_path], [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others, force=True)
+
+
+def write_report(report_path: Path, report: dict[str, Any]) -> None:
+    atomic_write(report_path, lambda f: f.write(json.dumps(report, indent=2).encode()))

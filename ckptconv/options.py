@@ -1,0 +1,131 @@
+"""What ckptconv can be asked, defined once: every option's choices and the two frozen requests.
+
+The CLI (``cli/options.py``), a batch (one ``Request`` per file, varied with ``dataclasses.replace``)
+and the Python API (keyword arguments) all fill a ``Request`` to convert and an ``Expectations`` to
+verify; nothing else holds an option or its default. torch-free.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from .errors import UsageError
+
+Weights = Literal["best", "model", "ema"]  # best: as pycls's load_checkpoint picks (model, or EMA when its error is lower)
+Dtype = Literal["keep", "fp16", "bf16", "fp32"]
+ChannelOrder = Literal["rgb", "bgr"]
+Verification = Literal["numeric", "structure", "none"]
+Padding = Literal["symmetric", "same"]  # pycls's (k-1)//2 on every side, or TensorFlow's "same" (mmcv Conv2dAdaptivePadding)
+Format = Literal["pth", "safetensors"]
+
+WEIGHTS: tuple[str, ...] = get_args(Weights)
+DTYPES: tuple[str, ...] = get_args(Dtype)
+ORDERS: tuple[str, ...] = get_args(ChannelOrder)
+VERIFICATIONS: tuple[str, ...] = get_args(Verification)
+PADDINGS: tuple[str, ...] = get_args(Padding)
+FORMATS: tuple[str, ...] = get_args(Format)
+
+PYCLS = "pycls"  # the hub layout: every table maps from pycls's keys
+DEFAULT_LAYOUT = "mmdet"
+DEFAULT_INPUT = (64, 96)  # the numeric check's input: small, so B5 verifies in a fraction of a second
+MAX_INPUT = 640  # per side: B5's own resolution is 456; beyond this a check only costs memory
+PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path
+
+
+def choice(value: Any, choices: tuple[str, ...], option: str) -> None:
+    if value not in choices:
+        raise UsageError(f"unknown {option} {value!r}", fix=f"use one of {', '.join(choices)}")
+
+
+def check_input_size(size: tuple[int, ...]) -> None:
+    if len(size) != 2 or not all(isinstance(s, int) and 8 <= s <= MAX_INPUT for s in size):
+        raise UsageError(f"--input-size {' '.join(map(str, size))} is out of range", fix=f"use two sizes from 8 to {MAX_INPUT}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """What to convert and how. ``output`` None: prepare only (a dry run, or a conversion in memory)."""
+
+    source: Path
+    output: Path | None = None
+    layout: str = DEFAULT_LAYOUT  # the layout to write: a table name, pycls included
+    source_layout: str = PYCLS
+    arch: str | None = None  # None: from the checkpoint's cfg, else its meta, else its shapes
+    weights: Weights = "best"
+    prefix: str | None = None  # None: the table's default
+    dtype: Dtype = "keep"
+    channel_order: ChannelOrder | None = None  # what the written weights take; None: the layout's default
+    verify: Verification = "numeric"
+    input_size: tuple[int, int] = DEFAULT_INPUT
+    allow_partial: bool = False
+    trust_pickle: bool = False
+    force: bool = False
+    config_out: Path | None = None
+    tables: tuple[Path, ...] = ()  # extra table directories, beside the built-in ones and $CKPTCONV_TABLES
+
+    def check(self) -> None:
+        """Refuse option values that cannot work, before anything is read."""
+        choice(self.verify, VERIFICATIONS, "--verify")
+        choice(self.weights, WEIGHTS, "--weights")
+        choice(self.dtype, DTYPES, "--dtype")
+        if self.channel_order is not None:
+            choice(self.channel_order, ORDERS, "--channel-order")
+        check_input_size(self.input_size)
+        if self.prefix and not re.fullmatch(PREFIX, self.prefix):
+            raise UsageError(f"--prefix {self.prefix!r} is not a dotted module path", fix="use e.g. backbone or model.backbone (no empty segments)")
+
+    def outputs(self) -> list[Path]:
+        return [p for p in (self.output, self.config_out) if p is not None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expectations:
+    """What ``verify`` is asked: what the file should be, and the settings the user's config uses
+    (None: what the file's meta records, else what the weights need)."""
+
+    source: Path | None = None  # the pycls file it was converted from: adds bit identity and provenance
+    arch: str | None = None
+    layout: str | None = None
+    weights: Weights | None = None  # the source's weight set; None: the one the meta records
+    padding: Padding | None = None
+    eps: float | None = None
+    channel_order: ChannelOrder | None = None  # what the file's weights take
+    flip: bool | None = None  # the pipeline reverses the channels it loads (bgr_to_rgb / to_rgb)
+    mean: tuple[float, float, float] | None = None  # the pipeline's mean and std, in its own units
+    std: tuple[float, float, float] | None = None
+    input_size: tuple[int, int] = DEFAULT_INPUT
+    trust_pickle: bool = False
+    tables: tuple[Path, ...] = ()
+
+    def check(self) -> None:
+        if self.weights is not None:
+            choice(self.weights, WEIGHTS, "--weights")
+        if self.padding is not None:
+            choice(self.padding, PADDINGS, "--padding")
+        if self.channel_order is not None:
+            choice(self.channel_order, ORDERS, "--channel-order")
+        if self.eps is not None and not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
+            raise UsageError(f"--eps {self.eps!r} is not a BatchNorm eps", fix="use a small positive number like 1e-5")
+        check_input_size(self.input_size)
+        for name, values in (("--mean", self.mean), ("--std", self.std)):
+            if values is not None and (len(values) != 3 or not all(isinstance(v, (int, float)) and 0 < abs(v) < 1e4 for v in values)):
+                raise UsageError(f"{name} needs three numbers in the pipeline's units", fix="e.g. --mean 123.675 116.28 103.53")
+
+
+def build(cls: type, where: str, **values: Any):
+    """``cls(**values)`` from the Python API's keyword arguments: an unknown name is a
+    ``UsageError`` that lists the known ones; paths may be strings, sizes and table lists sequences."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"{where} got unknown option(s) {', '.join(unknown)}", fix=f"use {', '.join(sorted(known))}")
+    for name in ("source", "output", "config_out"):
+        if values.get(name) is not None and not isinstance(values[name], Path):
+            values[name] = Path(values[name])
+    for name, each in (("tables", Path), ("input_size", int)):
+        if name in values:
+            values[name] = tuple(each(v) for v in values[name])
+    return cls(**values)

@@ -1,0 +1,1 @@
+"""``ckptconv verify``'s library: one file (``file``), many (``many``), a config (``config``)."""

@@ -1,0 +1,56 @@
+"""``verify --config``: an MMDetection or mmpretrain config against the weights it loads (or FILE):
+its fields first, then the weights verified with the settings the config builds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..convert import prepare
+from ..convert import verify as check_conversion
+from ..errors import UsageError
+from ..io.checkpoint import load
+from ..openmmlab import config as mmconfig
+from ..openmmlab.scheme import parse_scheme
+from ..options import Expectations, Request
+from ..tables.registry import registry_for
+from ..verification.report import Check, Report
+from .file import verify_file
+
+
+def _config_target(config: Path, cfg: dict, path: Path | None) -> tuple[Path, str | None, str | None]:
+    """The weights to check: FILE, else the checkpoint the config loads; with the layout and channel
+    order of a ``pycls-*://`` name (a pycls file the config converts on load)."""
+    checkpoint = str(path) if path is not None else mmconfig.checkpoint_of(cfg)[0]
+    if checkpoint is None:
+        raise UsageError("the config loads no checkpoint (no init_cfg checkpoint in its backbone, no load_from)", fix="pass the weights: ckptconv verify --config CFG FILE", path=str(config))
+    file, layout, order = parse_scheme(checkpoint)
+    if "://" in file:
+        raise UsageError(f"the config loads {checkpoint}, which ckptconv cannot read here", fix="download it and pass it: ckptconv verify --config CFG FILE", path=str(config))
+    return Path(file), layout, order
+
+
+def verify_config(config: Path, path: Path | None, opts: Expectations) -> Report:
+    """Check ``config``'s fields against the weights it loads, then verify those weights with the
+    settings the config builds (padding, eps, colour flip, mean, std). Failed fields lead the report."""
+    registry = registry_for(opts.tables)
+    cfg = mmconfig.read_config(config)
+    target, scheme_layout, order = _config_target(config, cfg, path)
+    if scheme_layout is not None:  # a pycls file the config converts on load: as ckptconv.mmengine does
+        conversion = prepare(Request(source=target, layout=scheme_layout, channel_order=order, trust_pickle=opts.trust_pickle, tables=opts.tables))
+        meta, report = conversion.meta, check_conversion(conversion)
+        report.path = str(target)
+    else:
+        meta = load(target, trust_pickle=opts.trust_pickle).meta
+        report = None
+    if not meta.get("arch") or meta.get("arch") not in registry.variants:
+        raise UsageError(f"{target} records no model ckptconv knows (it was not written by ckptconv)", fix="convert it with ckptconv first, or check it without --config", path=str(target))
+    variant = registry.variant(meta["arch"])
+    table = registry.layout(meta.get("layout", "mmdet"), variant.family)
+    found = mmconfig.check(cfg, variant, table, meta, registry.hub(variant.family).pipeline)
+    if report is None:
+        report = verify_file(target, replace(opts, padding=found.padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std))
+    fields = [Check("config", False, f"{config}: {where} {need}") for where, need in found.problems]
+    report.checks[:0] = fields or [Check("config", True, f"{config}: {len(found.passed)} fields fit these weights")]
+    return report
+
