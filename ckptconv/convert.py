@@ -142,7 +142,7 @@ def colours(ckpt: Checkpoint, plan: Plan, order: str, registry: Registry) -> tup
     preprocessing the library of the side the checks run (the target; from the way back to pycls,
     the source) then needs."""
     have, said = source_order(ckpt.meta, plan.source_layout, plan.source.pipeline)
-    stats = registry.hub(plan.variant.family).pipeline
+    stats = registry.pycls_layout(plan.variant.family).pipeline
     side, side_order = (plan.source, have) if plan.target.name == PYCLS else (plan.target, order)
     return checks.Colours(have, order, needed(side.pipeline, side_order, stats), stats), said
 
@@ -159,7 +159,7 @@ def prepare(request: Request, *, source_sha256: str | Future | None = None) -> C
     registry = registry_for(request.tables)
     request.check()
     for name in (request.layout, request.source_layout):  # an unknown name fails before anything is read
-        registry.named(name)
+        registry.layouts_named(name)
     ckpt = load(request.source, trust_pickle=request.trust_pickle)
     weight_set, sd = ckpt.select(request.weights)
     variant, arch_from, source_prefix = _variant(request, ckpt, sd, registry)

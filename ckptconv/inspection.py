@@ -14,6 +14,7 @@ from .tables import detect, engine
 from .io import dtypes
 from .io.checkpoint import load, read_safetensors_header, sniff
 from .errors import CkptError
+from .io.loaders import LIBRARIES
 from .options import PYCLS
 from .io.meta import decode_meta, read_meta
 from .tables.registry import Registry
@@ -36,7 +37,7 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
         "bytes": sum(_numel(s) * dtypes.itemsize(d) for s, d in shapes.values()),
         "dtypes": dict(counts),
     }
-    ranked = detect.rank(shapes, registry, registry.tables())
+    ranked = detect.rank(shapes, registry, registry.all_layouts())
     best = ranked[0]
     twins = [m.layout_name for m in ranked[1:] if m.exact and m.variant is best.variant and m.prefix == best.prefix]
     info["fit"] = fit_words(best, twins)
@@ -63,9 +64,6 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
         if partial:
             info["note"] = f"a partial pycls {partial[0].variant.name} file ({partial[0].missing} keys absent)"
     return info
-
-
-LIBRARIES = {"mmengine": "MMDetection / mmpretrain (mmengine)", "timm": "timm", "pycls": "pycls", "torchvision": "torchvision (load_state_dict)"}
 
 
 def loaded_by(ckpt) -> dict[str, str]:

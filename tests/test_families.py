@@ -148,8 +148,8 @@ def test_every_pair_renders_a_config_that_is_valid_python(registry):
 
     rendered = 0
     for variant in registry.variants.values():
-        stats = registry.hub(variant.family).pipeline
-        for name, table in registry.families[variant.family].items():
+        stats = registry.pycls_layout(variant.family).pipeline
+        for name, table in registry.layouts_by_family[variant.family].items():
             if name == "pycls" or table.refusal(variant):
                 continue
             config = convert.render_config(table, variant, None, "", needed(table.pipeline, "rgb", stats))

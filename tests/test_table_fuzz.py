@@ -21,7 +21,7 @@ from ckptconv.tables.variants import parse_variant
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 LAYOUT_FILES = sorted((builtin_dir() / "effnet" / "layouts").glob("*.toml"))
 VARIANT_FILES = sorted((builtin_dir() / "effnet" / "variants").glob("*.toml"))
-HUB = Registry().hub("effnet")
+HUB = Registry().pycls_layout("effnet")
 VARIANTS = list(Registry().variants.values())
 
 odd_values = st.one_of(
@@ -64,7 +64,7 @@ def _use_layout(data, path: Path) -> None:
 
 def _use_variant(data, path: Path) -> None:
     variant = parse_variant(data, path, family="effnet")
-    for layout in Registry().families["effnet"].values():
+    for layout in Registry().layouts_by_family["effnet"].values():
         engine.table_map(layout, variant)
 
 
@@ -102,7 +102,7 @@ def test_mutated_table_text_fails_only_with_table_errors(tmp_path_factory, data)
     (tables / "effnet" / "layouts" / source.name).write_bytes(bytes(raw))
     try:
         registry = Registry((tables,))
-        for layout in registry.families["effnet"].values():
+        for layout in registry.layouts_by_family["effnet"].values():
             for variant in VARIANTS:
                 engine.table_map(layout, variant)
     except TableError:
@@ -155,4 +155,4 @@ def test_a_table_bigger_than_a_table_is_refused(tmp_path):
     (tmp_path / "effnet" / "layouts").mkdir(parents=True)
     (tmp_path / "effnet" / "layouts" / "huge.toml").write_text("x = 1\n" + "#" * (2 << 20))
     with pytest.raises(TableError, match="a table is at most"):
-        Registry((tmp_path,)).families
+        Registry((tmp_path,)).layouts_by_family

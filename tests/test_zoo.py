@@ -41,7 +41,7 @@ def _pairs() -> list[tuple[str, str]]:
     registry = Registry()
     out = []
     for v in registry.variants.values():
-        for name, table in registry.families[v.family].items():
+        for name, table in registry.layouts_by_family[v.family].items():
             if (v.family in ANYNET_FAMILIES or name == "torchvision") and table.refusal(v) is None:
                 out.append((v.name, name))
     return out
@@ -56,7 +56,7 @@ def test_reference_and_table_equal_the_real_class_key_for_key(registry, arch, la
     assert want is not None, f"no manifest for {layout} {arch}"
     sd = models.build(table.reference, variant).state_dict()
     assert [(k, tuple(v.shape), str(v.dtype)[6:]) for k, v in sd.items()] == want
-    plan = engine.plan(variant, table, registry.hub(variant.family))
+    plan = engine.plan(variant, table, registry.pycls_layout(variant.family))
     ordered = [(e.target, e.shape, e.spec.dtype) for e in convert._in_reference_order(plan)]
     assert ordered == want
 
@@ -129,10 +129,10 @@ def test_every_library_reference_computes_pycls_outputs_bit_for_bit(registry, re
     """Converted through each table, every library's reference equals pycls's at every level it has."""
     variant, sd, feats = recorded(arch)
     want = models.pycls_model(variant, sd).forward_levels(feats["input"])
-    for name, table in registry.families[variant.family].items():
+    for name, table in registry.layouts_by_family[variant.family].items():
         if name == "pycls" or table.refusal(variant):
             continue
-        plan = engine.plan(variant, table, registry.hub(variant.family))
+        plan = engine.plan(variant, table, registry.pycls_layout(variant.family))
         got = models.load(table.reference, variant, {e.target: sd[e.source] for e in plan.mapped}).forward_levels(feats["input"])
         for level, point in table.levels.items():
             assert torch.equal(got[level], want[point]), (name, level)
@@ -144,7 +144,7 @@ def test_torchvision_efficientnet_is_close_to_pycls_not_bit_identical(registry, 
     real torchvision 0.29.1 was (tests/data/targets.json), but not equal."""
     variant, sd = registry.variant("b0"), states("b0")
     table = registry.layout("torchvision", "effnet")
-    plan = engine.plan(variant, table, registry.hub("effnet"))
+    plan = engine.plan(variant, table, registry.pycls_layout("effnet"))
     x = checks.make_input((64, 96))
     got = models.load("torchvision", variant, {e.target: sd[e.source] for e in plan.mapped}).forward_levels(x)
     want = models.pycls_model(variant, sd).forward_levels(x)

@@ -95,7 +95,7 @@ def target_layouts(values: Iterable[str], registry) -> tuple[str, ...]:
         for name in filter(None, (part.strip() for part in value.split(","))):
             found = [n for n in registry.layout_names if n != PYCLS] if name == "all" else [name]
             for layout in found:
-                registry.named(layout)  # an unknown name is a usage error now, before anything runs
+                registry.layouts_named(layout)  # an unknown name is a usage error now, before anything runs
                 if layout not in names:
                     names.append(layout)
     if not names:

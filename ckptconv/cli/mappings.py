@@ -25,7 +25,7 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
         layouts = [
             {"family": lay.family, "layout": lay.name, "version": lay.version, "reference": lay.reference, "container": lay.container,
              "rules": len(lay.rules), "summary": lay.summary, "refuses": [r.when for r in lay.refuse], "path": lay.path}
-            for lay in registry.tables()
+            for lay in registry.all_layouts()
         ]  # fmt: skip
         variants = [{"arch": v.name, "family": v.family, "title": v.title, "config": v.config, "im_size": v.im_size, "path": v.path,
                      "targets": registry.targets(v)} for v in _by_size(registry.variants.values())]  # fmt: skip
@@ -35,7 +35,7 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
         ui.table("layouts, by family (pycls is each family's own layout: every table maps from it)", ["family", "layout", "version", "summary"],
                  [(t["family"], t["layout"], t["version"], t["summary"]) for t in layouts], force=True)  # fmt: skip
         for family in FAMILIES.values():
-            names = [n for n in registry.families[family.name] if n != PYCLS]
+            names = [n for n in registry.layouts_by_family[family.name] if n != PYCLS]
             rows = [(v["arch"], v["title"], *(v["targets"][n] for n in names)) for v in variants if v["family"] == family.name]
             ui.table(f"{family.title}: models and targets", ["arch", "model", *names], rows, force=True)
 
@@ -57,9 +57,9 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
         from ..tables.engine import plan
 
         registry = obj.registry
-        variant = registry.variant(arch) if arch else registry.variants_of(registry.named(layout)[0].family)[0]
+        variant = registry.variant(arch) if arch else registry.variants_of(registry.layouts_named(layout)[0].family)[0]
         table = registry.layout(layout, variant.family)
-        p = plan(variant, table, registry.hub(variant.family))
+        p = plan(variant, table, registry.pycls_layout(variant.family))
         if json_mode:
             ui.json({
                 "layout": table.name, "version": table.version, "arch": variant.name,

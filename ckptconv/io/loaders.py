@@ -8,3 +8,6 @@ LOADERS = {
     "pycls": ("best",),  # pycls's load_checkpoint: model_state, or ema_state when its recorded error is lower
     "torchvision": (),  # model.load_state_dict(torch.load(f)): the file is the state dict
 }
+
+# what each loader is, in the words ``ckptconv inspect`` prints
+LIBRARIES = {"mmengine": "MMDetection / mmpretrain (mmengine)", "timm": "timm", "pycls": "pycls", "torchvision": "torchvision (load_state_dict)"}

@@ -33,15 +33,13 @@ from mmengine.runner import CheckpointLoader
 from ..convert import checked
 from ..io.checkpoint import load
 from ..errors import UsageError, VerificationError
-from .scheme import LAYOUTS, ORDERS, parse_scheme, scheme
+from .scheme import parse_scheme, schemes
 from ..tables.pipeline import mismatches, needed
 from ..options import DEFAULT_LAYOUT, PYCLS, Request
 from ..tables.registry import registry_for
 from ..tables.layout import Layout
 
-def _loader(layout: str, order: str):
-    prefix = scheme(layout, order)
-
+def _loader(prefix: str, layout: str, order: str):
     def load_from_pycls(filename: str, map_location=None) -> dict[str, Any]:
         """mmengine logs "Loads checkpoint by pycls backend": its name after ``load_from_``."""
         converted, _ = checked(Request(source=Path(filename[len(prefix) :]), layout=layout, channel_order=order))
@@ -50,9 +48,8 @@ def _loader(layout: str, order: str):
     return load_from_pycls
 
 
-for _layout in LAYOUTS:
-    for _order in ORDERS:
-        CheckpointLoader.register_scheme(prefixes=scheme(_layout, _order), loader=_loader(_layout, _order), force=True)
+for _scheme, _layout, _order in schemes(registry_for()):
+    CheckpointLoader.register_scheme(prefixes=_scheme, loader=_loader(_scheme, _layout, _order), force=True)
 
 
 def weights_for(checkpoint: str, layout: str | None = None, channel_order: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -96,7 +93,7 @@ def _padding(conv: torch.nn.Conv2d) -> str:
 
 def check_preprocessor(preprocessor: torch.nn.Module, table: Layout, order: str) -> list[str]:
     """The data preprocessor's channel flip, mean and std against what weights taking ``order`` need."""
-    need = needed(table.pipeline, order, registry_for().hub(table.family).pipeline)
+    need = needed(table.pipeline, order, registry_for().pycls_layout(table.family).pipeline)
     flip = bool(getattr(preprocessor, "_channel_conversion", getattr(preprocessor, "to_rgb", False)))
     mean, std = (getattr(preprocessor, what, None) for what in ("mean", "std"))  # buffers, when it normalizes
     listed = [None if t is None else t.flatten().tolist() for t in (mean, std)]

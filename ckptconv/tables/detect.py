@@ -224,7 +224,7 @@ def _stated(cfg: Any, meta: dict[str, Any] | None, registry: Registry) -> list[t
 def _elsewhere(shapes: Shapes, registry: Registry, layouts: list[Layout], best: Match) -> MappingError | None:
     """The tensors fit another layout exactly: say which (a --from that names the wrong one)."""
     names = {lay.name for lay in layouts}
-    others = [m for m in rank(shapes, registry, [t for t in registry.tables() if t.name not in names]) if m.exact]
+    others = [m for m in rank(shapes, registry, [t for t in registry.all_layouts() if t.name not in names]) if m.exact]
     if not others:
         return None
     m = others[0]
@@ -256,7 +256,7 @@ def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Regi
     ``--arch``, the cfg and a ckptconv meta must agree with the tensors when the tensors fit a
     variant exactly; a disagreement names both.
     """
-    layouts = registry.named(layout)
+    layouts = registry.layouts_named(layout)
     exact = exact_match(shapes, registry, layouts)
     if requested:
         return _requested(requested, exact, shapes, registry, layouts)

@@ -108,11 +108,19 @@ class Registry:
                     if name in found:
                         raise TableError(f"variant {name!r} is in two families ({found[name].family}, {family})", path=variant.path)
                     found[name] = variant
+                    self._check_libraries(variant)
             self._variants = found
         return self._variants
 
+    def _check_libraries(self, variant: Variant) -> None:
+        """A variant's ``[libraries.<layout>]`` names a layout of its family (a typo would be ignored)."""
+        layouts = [n for n in self.layouts_by_family[variant.family] if n != PYCLS]
+        unknown = sorted(set(variant.libraries) - set(layouts))
+        if unknown:
+            raise TableError(f"[libraries.{unknown[0]}] names no layout of {variant.family}", fix=f"use {', '.join(layouts)}", path=variant.path)
+
     @property
-    def families(self) -> dict[str, dict[str, Layout]]:
+    def layouts_by_family(self) -> dict[str, dict[str, Layout]]:
         """family -> layout name -> its table."""
         if self._layouts is None:
             self._layouts = {family: self._load(family, "layouts", parse_layout) for family in FAMILIES}
@@ -120,14 +128,14 @@ class Registry:
 
     @property
     def layout_names(self) -> list[str]:
-        return sorted({name for tables in self.families.values() for name in tables})
+        return sorted({name for tables in self.layouts_by_family.values() for name in tables})
 
-    def tables(self) -> list[Layout]:
-        return [table for tables in self.families.values() for table in tables.values()]
+    def all_layouts(self) -> list[Layout]:
+        return [table for tables in self.layouts_by_family.values() for table in tables.values()]
 
-    def named(self, name: str) -> list[Layout]:
+    def layouts_named(self, name: str) -> list[Layout]:
         """The table of layout ``name`` in every family that has one (a usage error if none does)."""
-        found = [tables[name] for tables in self.families.values() if name in tables]
+        found = [tables[name] for tables in self.layouts_by_family.values() if name in tables]
         if not found:
             raise UsageError(f"unknown layout {name!r}", fix=f"use one of {', '.join(self.layout_names)} (see: ckptconv mappings)")
         return found
@@ -143,11 +151,11 @@ class Registry:
 
     def layout(self, name: str, family: str) -> Layout:
         """The table of layout ``name`` for ``family``; a usage error naming the family's layouts if it has none."""
-        self.named(name)
-        tables = self.families.get(family, {})
+        self.layouts_named(name)
+        tables = self.layouts_by_family.get(family, {})
         if name not in tables:
             raise Refused(
-                f"{FAMILIES[family].title} has no {name} layout (it is a layout of {', '.join(t.family for t in self.named(name))} only)",
+                f"{FAMILIES[family].title} has no {name} layout (it is a layout of {', '.join(t.family for t in self.layouts_named(name))} only)",
                 fix=f"use one of its layouts: {', '.join(tables)} (see: ckptconv mappings)",
             )
         return tables[name]
@@ -155,13 +163,13 @@ class Registry:
     def targets(self, variant: Variant) -> dict[str, str]:
         """Each layout of the variant's family but pycls: ``"yes"``, or ``"refused: <feature>"``."""
         out = {}
-        for name, table in self.families[variant.family].items():
+        for name, table in self.layouts_by_family[variant.family].items():
             if name != PYCLS:
                 refusal = table.refusal(variant)
                 out[name] = "yes" if refusal is None else f"refused: {refusal.when}"
         return out
 
-    def hub(self, family: str) -> Layout:
+    def pycls_layout(self, family: str) -> Layout:
         """The family's pycls table: the one every other maps from."""
         return self.layout(PYCLS, family)
 

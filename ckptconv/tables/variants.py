@@ -13,6 +13,7 @@ Nothing here imports torch, so arch detection and the mapping plan are cheap.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +25,6 @@ from ..fields import Fields
 from .layout import NAME
 
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-LIBRARIES = ("mmdet", "mmpretrain", "timm", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -350,13 +350,14 @@ def _head(f: Fields, path: Path, family: str) -> dict[str, Any]:
 
 
 def _libraries(f: Fields) -> dict[str, dict[str, Any]]:
-    """``[libraries.<name>]``: ``name`` (the library's own name for the model, e.g. timm's),
+    """``[libraries.<layout>]``: ``name`` (the library's own name for the model, e.g. timm's),
     ``builder`` (the call or config that builds it), ``eps`` (the BN eps that builder uses, when it
-    is not what the weights need), ``note``."""
+    is not what the weights need), ``note``. The registry checks each is a layout of the family."""
     section = f.section("libraries", {})
-    section.only(LIBRARIES)
     out = {}
     for lib in section.data:
+        if not re.fullmatch(NAME, str(lib)):
+            section.fail(f"[libraries.{lib}] is not a layout name", fix="name a layout of the family, e.g. [libraries.timm]")
         entry = section.section(lib)
         entry.only({"name", "builder", "eps", "note"})
         out[lib] = {"name": entry.text("name", "", pattern=r"[A-Za-z0-9_.]{0,64}"), "builder": entry.text("builder", ""), "note": entry.text("note", "")}

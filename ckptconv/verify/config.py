@@ -47,7 +47,7 @@ def verify_config(config: Path, path: Path | None, opts: Expectations) -> Report
         raise UsageError(f"{target} records no model ckptconv knows (it was not written by ckptconv)", fix="convert it with ckptconv first, or check it without --config", path=str(target))
     variant = registry.variant(meta["arch"])
     table = registry.layout(meta.get("layout", "mmdet"), variant.family)
-    found = mmconfig.check(cfg, variant, table, meta, registry.hub(variant.family).pipeline)
+    found = mmconfig.check(cfg, variant, table, meta, registry.pycls_layout(variant.family).pipeline)
     if report is None:
         report = verify_file(target, replace(opts, padding=found.padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std))
     fields = [Check("config", False, f"{config}: {where} {need}") for where, need in found.problems]

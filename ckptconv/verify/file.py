@@ -39,7 +39,7 @@ def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None,
     whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
     closest candidate of ``arch``.
     """
-    layouts = registry.named(layout) if layout else registry.tables()
+    layouts = registry.layouts_named(layout) if layout else registry.all_layouts()
     ranked = list(detect.exact_matches(_shapes(sd), registry, layouts)) or detect.rank(_shapes(sd), registry, layouts)
     ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
     if ranked[0].exact or not arch:
@@ -69,7 +69,7 @@ def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Exp
 
 def _by_pycls_key(sd: dict, registry: Registry, match: detect.Match) -> dict[str, tuple[str, torch.Tensor]]:
     """pycls key -> (the key in this file, its tensor)."""
-    plan = engine.plan(match.variant, match.layout, registry.hub(match.variant.family), target_prefix=match.prefix)
+    plan = engine.plan(match.variant, match.layout, registry.pycls_layout(match.variant.family), target_prefix=match.prefix)
     return {e.pycls: (e.target, sd[e.target]) for e in plan.mapped if e.target in sd}
 
 
@@ -96,7 +96,7 @@ def _check_sets(report: Report, ckpt: Checkpoint, loaded: str, match: detect.Mat
 def _partial_ok(sd: dict, match: detect.Match, registry: Registry) -> frozenset[str]:
     """Keys a file may lack: exactly what some layout lacks, as --allow-partial writes it back."""
     missing = set(detect.expected_keys(match.variant, match.layout, match.prefix)) - set(sd)
-    for lay in registry.families[match.variant.family].values() if missing else ():
+    for lay in registry.layouts_by_family[match.variant.family].values() if missing else ():
         if missing == {e.target for e in engine.plan(match.variant, match.layout, lay, target_prefix=match.prefix).absent}:
             return frozenset(missing)
     return frozenset()
@@ -124,7 +124,7 @@ def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Expectations, 
         have, side, side_order = source[0], source[1], source[0]
     else:
         have, side, side_order = source[0], match.layout, order
-    stats = registry.hub(match.variant.family).pipeline
+    stats = registry.pycls_layout(match.variant.family).pipeline
     need = preprocess.needed(side.pipeline, side_order, stats)
     flip = need.flip if opts.flip is None else opts.flip
     configured = preprocess.as_configured(side.pipeline, flip, opts.mean or need.mean, opts.std or need.std)
@@ -133,7 +133,7 @@ def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Expectations, 
 
 def _against_itself(report, sd, match, ckpt, opts, registry, dtype) -> None:
     """Without the source: the file's weights mapped back to pycls are the pycls side."""
-    plan = engine.plan(match.variant, match.layout, registry.hub(match.variant.family), target_prefix=match.prefix)
+    plan = engine.plan(match.variant, match.layout, registry.pycls_layout(match.variant.family), target_prefix=match.prefix)
     source = {e.source: sd[e.target] for e in plan.mapped if e.target in sd}
     colours = _colours(report, ckpt, match, opts, registry)
     checks.run(report, plan, source, sd, dtype, "numeric", colours=colours, partial_ok=_partial_ok(sd, match, registry), with_tensors=False)
@@ -170,7 +170,7 @@ def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report
     if opts.arch:
         registry.variant(opts.arch)
     if opts.layout:
-        registry.named(opts.layout)
+        registry.layouts_named(opts.layout)
     sha = start_sha256(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
     ckpt = load(path, trust_pickle=opts.trust_pickle)
     first, first_sd = ckpt.select("best")
