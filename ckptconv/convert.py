@@ -10,6 +10,7 @@ runs the shared checks, then writes to temp files and publishes them together. A
 from __future__ import annotations
 
 import time
+import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from .verification import checks
 from .tables import detect, engine
 from .io import dtypes, files, hashing, writer
 from . import signals
-from .io.checkpoint import Checkpoint, load
+from .io.checkpoint import Checkpoint, load, written_records
 from .tables.engine import Plan
 from .errors import MappingError, Refused, UsageError
 from .io.meta import encode_meta
@@ -273,13 +274,34 @@ def warnings(c: Conversion) -> list[str]:
 
 
 def verify(conversion: Conversion, level: str | None = None) -> Report:
-    """The shared checks on a prepared conversion, with the settings its weights need."""
+    """The shared checks on a prepared conversion, with the settings its weights need (bit identity
+    of the tensors is checked on the file written: ``_read_back``)."""
     plan, settings = conversion.plan, conversion.target.settings
     report = Report(str(conversion.request.output or ""), conversion.variant.name, plan.target_layout,
                     settings["padding"], settings["eps"], conversion.request.input_size)  # fmt: skip
-    partial = {e.target for e in plan.absent}
-    return checks.run(report, plan, conversion.source, conversion.tensors, conversion.dtype, level or conversion.request.verify,
-                      colours=conversion.colours, partial_ok=partial)  # fmt: skip
+    case = checks.Case(plan, conversion.source, conversion.tensors, conversion.dtype, conversion.colours, frozenset(e.target for e in plan.absent))
+    return checks.run(report, case, level or conversion.request.verify)
+
+
+def _read_back(c: Conversion, written: Path, report: Report) -> None:
+    """The temp file just written, read through its own index as the target's library reads it:
+    every tensor of the conversion, with its shape and dtype, and its bytes' CRC-32 equal to the
+    source record's (tensors copied file to file) or to the converted tensor's (cast, or the first
+    conv reversed). Raises ``VerificationError`` before anything is published."""
+    found = written_records(written, c.target.loader)
+    problem = None
+    for key, t in c.tensors.items():
+        span = c.copies.spans.get(key)
+        want = (tuple(t.shape), dtypes.name(t.dtype), span.crc if span is not None else zlib.crc32(writer.tensor_bytes(t)))
+        if found.get(key) != want:
+            problem = f"{key} is not in the written file as converted" + ("" if key in found else " (missing)")
+            break
+    if problem is None and len(found) != len(c.tensors):
+        problem = f"the written file holds {len(found)} tensors, not {len(c.tensors)}"
+    copied = sum(k in c.copies.spans for k in c.tensors)
+    report.add("tensors", problem is None, problem or f"the written file holds all {len(c.tensors)} tensors as converted, read back "
+               f"({copied} copied from the source, checked against its CRC-32s)")  # fmt: skip
+    report.raise_if_failed()
 
 
 def _write(f, fmt: str, c: Conversion) -> writer.Written:
@@ -305,12 +327,14 @@ def checked(request: Request, *, source_sha256: str | Future | None = None) -> t
     return conversion, report
 
 
-def _write_outputs(c: Conversion, output: Path, fmt: str) -> tuple[writer.Written, int]:
-    """Write OUT (and the config) to temp files and publish both together.
-    (Writing while checking was measured in benchmarks/: it saved nothing.)"""
+def _write_outputs(c: Conversion, output: Path, fmt: str, report: Report | None) -> tuple[writer.Written, int]:
+    """Write OUT (and the config) to temp files, read OUT back (when verifying), and publish both
+    together. (Writing while checking was measured in benchmarks/: it saved nothing.)"""
     config_out = c.request.config_out if c.config else None
     with files.all_or_nothing(output, config_out) as (pending, config):
         written = pending.write(lambda f: _write(f, fmt, c))
+        if report is not None:
+            _read_back(c, pending.tmp, report)
         if config is not None:
             config.write(lambda f: f.write(c.config.encode()))
         with signals.publishing():  # both published, or neither; then the run is done
@@ -331,6 +355,6 @@ def convert(request: Request, *, source_sha256: str | Future | None = None) -> R
     files.check_outputs(request.outputs(), [request.source], request.force)
     sha = source_sha256 if source_sha256 is not None else hashing.start_sha256(request.source)
     conversion, report = checked(request, source_sha256=sha)
-    written, size = _write_outputs(conversion, request.output, fmt)
+    written, size = _write_outputs(conversion, request.output, fmt, report)
     seconds = time.perf_counter() - start
     return Result(conversion, output=request.output, format=fmt, bytes=size, seconds=seconds, report=report, written=written)

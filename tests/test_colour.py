@@ -52,7 +52,7 @@ def test_a_photo_through_each_library_gives_pycls_features(cli, registry, chelse
     if flag:  # the config the user pastes says it
         assert f"{flag}={pre.flip}" in report["config"] and f"mean={pre.config()['mean']}" in report["config"]
     sd = torch.load(out, weights_only=True)["state_dict"]
-    model = models.load(table.reference, registry.variant("b0"), sd, out_indices=table.config.get("out_indices"))
+    model = models.load(table.reference, registry.variant("b0"), sd, models.Build(out_indices=tuple(table.config.get("out_indices", ())) or None))
     with torch.inference_mode():
         got = model.forward_levels(photo.library_input(chelsea["resized_bgr"], table.pipeline, pre))
     compared = [(name, FIXTURE_POINTS[point]) for name, point in table.levels.items() if point in FIXTURE_POINTS]

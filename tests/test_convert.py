@@ -44,7 +44,7 @@ def test_end_to_end_numeric_per_layout(cli, built, manifest, tmp_path, arch, lay
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] and report["arch"] == arch and report["arch_from"] == "cfg"
-    assert [c["name"] for c in report["verification"]["checks"]][-2:] == ["numeric", "pipeline"]
+    assert [c["name"] for c in report["verification"]["checks"]][-3:] == ["numeric", "pipeline", "tensors"]  # the file read back last
     sd, meta = load_output(out)
     assert [(k, tuple(v.shape), str(v.dtype)[6:]) for k, v in sd.items()] == manifest(layout, arch)
     assert meta.get("arch", arch) == arch
@@ -80,7 +80,7 @@ def test_real_b0_through_the_cli_loads_strictly_and_reproduces_mmdet(cli, b0_fix
     assert "conv_cfg=dict(type='Conv2d')" in result.output and "eps=1e-5" in result.output
     assert "defaults (padding=same, BN eps=0.001) compute different features from these weights" in result.stderr
     sd, meta = load_output(out)
-    model = models.build("mmdet", registry.variant("b0"), out_indices=(3, 4, 5))
+    model = models.build("mmdet", registry.variant("b0"), models.Build(out_indices=(3, 4, 5)))
     model.load_state_dict(sd, strict=True, assign=True)
     with torch.inference_mode():  # the weights take RGB: the fixture's BGR input, channels reversed
         out_levels = model.forward_levels(feats["input"].flip(1))

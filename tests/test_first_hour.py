@@ -84,7 +84,7 @@ def test_the_printed_config_merges_into_mmdetections_own(cli, built, tmp_path):
 def _reference(registry, arch="b0"):
     from ckptconv.verification import models
 
-    model = models.build("mmdet", registry.variant(arch), device="cpu", out_indices=(3, 4, 5))
+    model = models.build("mmdet", registry.variant(arch), models.Build(device="cpu", out_indices=(3, 4, 5)))
     for p in model.parameters():
         p.data.zero_()
     return model

@@ -44,7 +44,7 @@ def _model(registry, arch, **settings) -> torch.nn.Module:
     """ckptconv's reference of mmdet's backbone, in real memory, as a detector builds it."""
     variant = registry.variant(arch)
     detector = {"out_indices": (3, 4, 5)} if variant.family == "effnet" else {}
-    return models.build("mmdet" if variant.family == "effnet" else "mmdet-resnet", variant, device="cpu", **detector, **settings)
+    return models.build("mmdet" if variant.family == "effnet" else "mmdet-resnet", variant, models.Build(device="cpu", **detector, **settings))
 
 
 def _file_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ POINTS = ["stem", "s1", "s2", "s3", "s5", "s7", "head"]  # where mmdet 3.x's lay
 @pytest.mark.parametrize("arch", ARCHS)
 def test_reference_state_dict_equals_the_real_class(manifest, registry, arch, reference):
     detector = {"out_indices": (3, 4, 5)} if reference == "mmdet" else {}  # as the mmdet layout builds it
-    sd = models.build(reference, registry.variant(arch), **detector).state_dict()
+    sd = models.build(reference, registry.variant(arch), models.Build(**detector)).state_dict()
     got = [(k, tuple(v.shape), str(v.dtype)[6:]) for k, v in sd.items()]
     assert got == manifest(reference, arch)
 
@@ -55,7 +55,7 @@ def test_mmdet_reference_reproduces_real_mmdet_in_both_configs(b0, registry, pad
     """The real mmdet 3.3.0 backbone's outputs, with matched settings and with its defaults."""
     variant, sd, feats = b0
     whole = {k[len("backbone.") :]: v for k, v in _convert(registry, variant, sd, "mmpretrain").items() if k.startswith("backbone.")}
-    model = models.load("mmdet", variant, whole, padding=padding, eps=eps)  # all 7 layers, as the fixture ran it
+    model = models.load("mmdet", variant, whole, models.Build(padding, eps))  # all 7 layers, as the fixture ran it
     out = model.forward_levels(feats["input"])
     for i in range(7):
         close(out[f"layers.{i}"], feats[f"mmdet3_{recorded}_layer{i}"])

@@ -494,3 +494,27 @@ def test_loader_errors_are_ckptconv_errors(tmp_path):
     with pytest.raises(UnsafePickleError) as err:
         load(evil)
     assert err.value.global_name.endswith("exec")
+
+
+@pytest.mark.parametrize("ext", ["pth", "safetensors"])
+def test_a_file_written_wrong_is_caught_when_read_back_and_never_published(cli, make_ckpt, tmp_path, monkeypatch, ext):
+    """The tensors check reads the written temp file: a writer that put one tensor's bytes wrong
+    (here: the stem conv written plus one) fails the conversion, and nothing is published."""
+    import dataclasses
+
+    from ckptconv import convert
+
+    original = convert._write
+
+    def wrong(f, fmt, c):
+        tensors = dict(c.tensors)
+        key = next(k for k in tensors if k.endswith("conv.weight"))
+        tensors[key] = tensors[key] + 1
+        return original(f, fmt, dataclasses.replace(c, tensors=tensors, copies=writer.Copies(c.copies.path, {}, {})))
+
+    monkeypatch.setattr(convert, "_write", wrong)
+    src, out = make_ckpt(name="src.pyth"), tmp_path / f"out.{ext}"
+    result = cli("pycls2mmdet", src, out, "--verify", "structure")
+    assert result.exit_code == 1
+    assert "layers.0.conv.weight is not in the written file as converted" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.pyth"]

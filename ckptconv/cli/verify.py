@@ -78,12 +78,12 @@ def _with_config(config: Path, targets: list[Path], opts, report_path, show):
 
 def _show(ui: UI, report) -> None:
     rows = [
-        (lv.name, lv.point, f"{lv.max_abs:.3g}", f"{lv.max_rel:.3g}", "exact" if lv.tolerance == 0 else f"{lv.tolerance:.2g}", "ok" if lv.ok else "FAIL")
+        (lv.name, lv.point, f"{lv.max_abs:.3g}", "-" if lv.drift_rel is None else f"{lv.drift_rel:.2g}", "ok" if lv.ok else "FAIL")
         for lv in report.levels
     ]
     title = f"{report.path}: {report.layout} {report.arch}, padding={report.padding}, eps={report.eps:g}, input {report.input_size[0]}x{report.input_size[1]}"
     if rows:
-        ui.table(title, ["level", "pycls point", "max abs", "max rel", "tolerance", "result"], rows)
+        ui.table(title, ["level", "pycls point", "max abs", "drift (rel)", "result"], rows)
     else:
         ui.info(title)
     for check in report.checks:

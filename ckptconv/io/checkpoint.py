@@ -162,6 +162,29 @@ def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:
     return crc
 
 
+def written_records(path: Path, loader: str) -> dict[str, tuple[tuple[int, ...], str, int]]:
+    """Each tensor of the weight set ``loader`` takes from a file just written: its shape, dtype
+    and the CRC-32 of its bytes where the file's own index (zip central directory and data.pkl;
+    safetensors header) puts them, read through a small buffer: nothing is mapped or kept."""
+    buf = bytearray(CHUNK)
+    if sniff(path) == "safetensors":
+        header = read_safetensors_header(path)
+        start = 8 + int.from_bytes(path.open("rb").read(8), "little")
+        entries = {k: (tuple(v["shape"]), dtypes.FROM_SAFETENSORS[v["dtype"]], v["data_offsets"]) for k, v in header.items() if k != "__metadata__"}
+        with path.open("rb") as f:
+            return {k: (shape, dtype, file_crc(f.fileno(), Span(start + a, b - a, 0), buf, str(path))) for k, (shape, dtype, (a, b)) in entries.items()}
+    ckpt = load(path)
+    name, sd = ckpt.loaded_by(loader)
+    refs, out = ckpt.refs.get(name, {}), {}
+    with path.open("rb") as f:
+        for key, t in sd.items():
+            ref = refs.get(key)
+            span = ckpt.index.records.get(ref.record) if ckpt.index is not None and ref is not None else None
+            crc = file_crc(f.fileno(), span, buf, str(path)) if span is not None and ref.whole_storage_contiguous else -1
+            out[key] = (tuple(t.shape), dtypes.name(t.dtype), crc if span is not None and crc == span.crc else -1)
+    return out
+
+
 def sniff(path: Path) -> str:
     """The serialization format from the first bytes: zip, legacy or safetensors; tar is refused."""
     size = check_regular(path).st_size

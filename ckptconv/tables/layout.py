@@ -47,7 +47,7 @@ CONFIG_FIELDS = frozenset({
     "depth", "stage_blocks", "groups", "width_per_group", "regnet_arch", "stage_widths", "stage_group_widths", "se_ratio",  # AnyNet
 })  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "refuse", "levels", "verify", "config")
+SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "refuse", "levels", "config")
 FEATURES = ("se",)  # what a table may refuse a variant for (see Variant.features)
 
 
@@ -101,7 +101,6 @@ class Layout:
     names: dict[str, dict[str, str]]
     rules: tuple[Rule, ...]
     levels: dict[str, str]
-    tolerance: float
     config: dict[str, Any]
     family: str = "effnet"
     pipeline: Pipeline = Pipeline("rgb", 1.0, "")
@@ -323,8 +322,6 @@ def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str
     stage_layer, first_block, has_index = _index(f, fam)
     names = _names(f)
     levels = _levels(f, fam, reference)
-    verify = f.section("verify", {})
-    verify.only({"tolerance"})
     return Layout(
         name=name,
         version=head.integer("version", lo=1, hi=1_000_000),
@@ -341,7 +338,6 @@ def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str
         names=names,
         rules=_rules(f, names, has_index),
         levels=levels,
-        tolerance=verify.number("tolerance", 0.0, lo=0.0, hi=0.1),
         config=_config(f, levels),
         family=family,
         pipeline=_pipeline(f),

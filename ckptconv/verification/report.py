@@ -18,7 +18,8 @@ class Level:
     max_rel: float
     tolerance: float
     ok: bool
-    drift_abs: float | None = None  # fp16/bf16 only: against the full-precision source
+    drift_abs: float | None = None  # against pycls's own arithmetic at full precision (a library's F.silu, fp16 weights)
+    drift_rel: float | None = None
 
 
 @dataclass

@@ -31,7 +31,7 @@ def random_state(variant: Variant, seed: int = 0) -> dict[str, torch.Tensor]:
 def _calibrate(variant: Variant, sd: dict[str, torch.Tensor], seed: int) -> None:
     from . import models
 
-    model = models.build("pycls", variant, device="cpu")
+    model = models.build("pycls", variant, models.Build(device="cpu"))
     model.load_state_dict(sd, assign=True)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

@@ -136,7 +136,7 @@ def _against_itself(report, sd, match, ckpt, opts, registry, dtype) -> None:
     plan = engine.plan(match.variant, match.layout, registry.pycls_layout(match.variant.family), target_prefix=match.prefix)
     source = {e.source: sd[e.target] for e in plan.mapped if e.target in sd}
     colours = _colours(report, ckpt, match, opts, registry)
-    checks.run(report, plan, source, sd, dtype, "numeric", colours=colours, partial_ok=_partial_ok(sd, match, registry), with_tensors=False)
+    checks.run(report, checks.Case(plan, source, sd, dtype, colours, _partial_ok(sd, match, registry)), "numeric")
 
 
 def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha: Future | None, registry, dtype) -> None:
@@ -158,7 +158,8 @@ def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha
     plan = engine.plan(match.variant, match.layout, src_match.layout, target_prefix=match.prefix, source_prefix=src_match.prefix)
     have = preprocess.source_order(src.meta, src_match.layout_name, src_match.layout.pipeline)[0]
     colours = _colours(report, ckpt, match, opts, registry, (have, src_match.layout))
-    checks.run(report, plan, source_sd, sd, dtype, "numeric", colours=colours, partial_ok=frozenset(e.target for e in plan.absent))
+    case = checks.Case(plan, source_sd, sd, dtype, colours, frozenset(e.target for e in plan.absent), independent=True)
+    checks.run(report, case, "numeric")
 
 
 def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report:

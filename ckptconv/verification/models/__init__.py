@@ -13,6 +13,7 @@ from torch import nn
 from ...errors import TableError
 from ...tables.variants import Variant
 from .anynet import MMDetResNet, MMPretrainResNet, PyclsAnyNet, ResNet, TimmRegNet, TorchvisionRegNet
+from .ops import PYCLS_ARITH, Arith, Build
 from .mm import MMDetEfficientNet, MMDetStagesEfficientNet, MMPretrainClassifier
 from .pycls import EffNet
 from .timm import TimmEfficientNet
@@ -32,14 +33,22 @@ REFERENCES: dict[str, dict[str, type[nn.Module]]] = {  # family -> reference nam
 }
 
 
-def build(reference: str, variant: Variant, *, padding: str = "symmetric", eps: float = 1e-5, device="meta", out_indices=None) -> nn.Module:
-    """An eval-mode reference model; on ``meta`` (default) it holds no memory until weights are
-    assigned. ``out_indices``: the layers a detector uses (mmdet builds none beyond the last)."""
+def reference_class(reference: str, variant: Variant) -> type[nn.Module]:
     known = REFERENCES.get(variant.family, {})
     if reference not in known:
         raise TableError(f"no reference model {reference!r} for {variant.family}", fix=f"use one of {', '.join(known)}")
-    cls = known[reference]
-    return cls(variant, padding=padding, eps=eps, device=device, out_indices=out_indices).eval()
+    return known[reference]
+
+
+def arith_of(reference: str, variant: Variant) -> Arith:
+    """How the library a reference model stands for computes SiLU and pooling."""
+    return getattr(reference_class(reference, variant), "arith", PYCLS_ARITH)
+
+
+def build(reference: str, variant: Variant, b: Build = Build()) -> nn.Module:
+    """An eval-mode reference model; on ``meta`` (the default device) it holds no memory until
+    weights are assigned."""
+    return reference_class(reference, variant)(variant, b).eval()
 
 
 ALIGNMENT = 64  # bytes: what torch's allocator (and so every library's load_state_dict) gives
@@ -55,13 +64,14 @@ def _aligned(t: torch.Tensor) -> torch.Tensor:
     return t if t.data_ptr() % ALIGNMENT == 0 else t.clone()
 
 
-def load(reference: str, variant: Variant, state_dict: dict[str, torch.Tensor], *, padding="symmetric", eps=1e-5, out_indices=None) -> nn.Module:
+def load(reference: str, variant: Variant, state_dict: dict[str, torch.Tensor], b: Build = Build()) -> nn.Module:
     """Build a reference and assign ``state_dict`` into it strictly, upcasting fp16/bf16 to fp32."""
-    model = build(reference, variant, padding=padding, eps=eps, out_indices=out_indices)
+    model = build(reference, variant, b)
     weights = {k: _aligned(v.float() if v.is_floating_point() else v) for k, v in state_dict.items()}
     model.load_state_dict(weights, strict=True, assign=True)
     return model
 
 
-def pycls_model(variant: Variant, state_dict: dict[str, torch.Tensor]) -> nn.Module:
-    return load("pycls", variant, state_dict)
+def pycls_model(variant: Variant, state_dict: dict[str, torch.Tensor], arith: Arith = PYCLS_ARITH) -> nn.Module:
+    """pycls's network holding ``state_dict``, computed with ``arith`` (pycls's own by default)."""
+    return load("pycls", variant, state_dict, Build(arith=arith))

@@ -10,25 +10,36 @@ a 7x7 conv with stride 2 and a 3x3 max pool (ResNet); the head a global average 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...errors import TableError
 from ...tables.variants import AnyNet, Bottleneck
-from .ops import Conv2d, Linear, batch_norm, conv_norm
+from .ops import Arith, Build, Conv2d, Linear, batch_norm, conv_norm
+
+TIMM_REGNET_ARITH = Arith(se_pool="mean")
 
 
 def _conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return bn(conv(x))
 
 
+@dataclass
 class Parts:
     """The modules one bottleneck block computes with, wherever a library keeps them."""
 
-    def __init__(self, a, a_bn, b, b_bn, c, c_bn, se=None, proj=None, proj_bn=None):
-        self.a, self.a_bn, self.b, self.b_bn, self.c, self.c_bn = a, a_bn, b, b_bn, c, c_bn
-        self.se, self.proj, self.proj_bn = se, proj, proj_bn
+    a: nn.Module
+    a_bn: nn.Module
+    b: nn.Module
+    b_bn: nn.Module
+    c: nn.Module
+    c_bn: nn.Module
+    se: nn.Module | None = None
+    proj: nn.Module | None = None
+    proj_bn: nn.Module | None = None
 
 
 def bottleneck(p: Parts, x: torch.Tensor) -> torch.Tensor:
@@ -135,24 +146,25 @@ class _ClsHead(nn.Module):
 
 
 class _PyclsF(nn.Module):
-    def __init__(self, blk: Bottleneck, a, b, c, eps, device):
+    def __init__(self, blk: Bottleneck, convs: tuple, eps: float, device, mean: bool = False):
         super().__init__()
+        a, b, c = convs
         self.a, self.a_bn = a, batch_norm(blk.w_b, eps, device)
         self.b, self.b_bn = b, batch_norm(blk.w_b, eps, device)
         if blk.w_se:
-            self.se = SE(blk.w_b, blk.w_se, device)
+            self.se = SE(blk.w_b, blk.w_se, device, mean=mean)
         self.c, self.c_bn = c, batch_norm(blk.w_out, eps, device)
 
 
 class PyclsBlock(nn.Module):
     """``ResBottleneckBlock``: ``proj``, ``bn`` (the shortcut), then ``f`` (a, a_bn, b, b_bn, [se], c, c_bn)."""
 
-    def __init__(self, blk: Bottleneck, eps: float, device=None):
+    def __init__(self, blk: Bottleneck, eps: float, device=None, arith: Arith = Arith()):
         super().__init__()
         a, b, c, proj = _convs(blk, device)
         if proj is not None:
             self.proj, self.bn = proj, batch_norm(blk.w_out, eps, device)
-        self.f = _PyclsF(blk, a, b, c, eps, device)
+        self.f = _PyclsF(blk, (a, b, c), eps, device, mean=arith.se_pool == "mean")
 
     def parts(self) -> Parts:
         f = self.f
@@ -165,14 +177,15 @@ class PyclsAnyNet(_Model):
     level_names = ("stem", "s1", "s2", "s3", "s4")
     block = PyclsBlock
 
-    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    def __init__(self, variant: AnyNet, b: Build = Build()):
         super().__init__()
         self.variant = variant
+        eps, device = b.eps, b.device
         self.stem = ConvNorm(_stem_conv(variant, device), variant.stem_w, eps, device)
         for s in range(1, 5):
             stage = nn.Module()
             for blk in _stage_blocks(variant, s):
-                stage.add_module(f"b{blk.block}", self.block(blk, eps, device))
+                stage.add_module(f"b{blk.block}", self.block(blk, eps, device, b.arith))
             self.add_module(f"s{s}", stage)
         self.head = _ClsHead(variant, device)
 
@@ -218,13 +231,14 @@ class ResNet(_Model):
     level_names = ("stem", "layer1", "layer2", "layer3", "layer4")
     has_fc = True
 
-    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    def __init__(self, variant: AnyNet, b: Build = Build()):
         super().__init__()
         _no_se(variant, type(self).__name__)
         self.variant = variant
+        eps, device = b.eps, b.device
         self.conv1, self.bn1 = _stem_conv(variant, device), batch_norm(variant.stem_w, eps, device)
         for s in range(1, 5):
-            self.add_module(f"layer{s}", nn.Sequential(*(ResNetBlock(b, eps, device) for b in _stage_blocks(variant, s))))
+            self.add_module(f"layer{s}", nn.Sequential(*(ResNetBlock(blk, eps, device) for blk in _stage_blocks(variant, s))))
         if self.has_fc:
             self.fc = Linear(variant.widths[-1], variant.num_classes, device=device)
 
@@ -248,10 +262,10 @@ class MMPretrainResNet(nn.Module):
     """mmpretrain ``ImageClassifier``: the mmdet-style backbone under ``backbone.``, a global average
     pool neck and ``head.fc`` (LinearClsHead)."""
 
-    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    def __init__(self, variant: AnyNet, b: Build = Build()):
         super().__init__()
-        self.backbone = MMDetResNet(variant, padding, eps, device)
-        self.head = _ClsHead(variant, device)
+        self.backbone = MMDetResNet(variant, b)
+        self.head = _ClsHead(variant, b.device)
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {f"backbone.{k}": v for k, v in self.backbone.forward_levels(x).items()}
@@ -265,7 +279,7 @@ class MMPretrainResNet(nn.Module):
 class TimmRegNetBlock(nn.Module):
     """timm ``Bottleneck`` of ``regnetx_*``/``regnety_*``: conv1, conv2, [se], conv3, downsample (last)."""
 
-    def __init__(self, blk: Bottleneck, eps: float, device=None):
+    def __init__(self, blk: Bottleneck, eps: float, device=None, arith: Arith = TIMM_REGNET_ARITH):
         super().__init__()
         a, b, c, proj = _convs(blk, device)
         self.conv1, self.conv2 = ConvNorm(a, blk.w_b, eps, device), ConvNorm(b, blk.w_b, eps, device)
@@ -287,14 +301,16 @@ class TimmRegNet(PyclsAnyNet):
     and ``head.fc``; its own inside each block."""
 
     block = TimmRegNetBlock
+    arith = TIMM_REGNET_ARITH
 
 
 # --- torchvision's RegNet ---------------------------------------------------------------------------
 
 
 class _TorchvisionF(nn.Module):
-    def __init__(self, blk: Bottleneck, a, b, c, eps, device):
+    def __init__(self, blk: Bottleneck, convs: tuple, eps: float, device):
         super().__init__()
+        a, b, c = convs
         self.a, self.b = conv_norm(a, blk.w_b, eps, device), conv_norm(b, blk.w_b, eps, device)
         if blk.w_se:
             self.se = SE(blk.w_b, blk.w_se, device, sequential=False)
@@ -309,7 +325,7 @@ class TorchvisionRegNetBlock(nn.Module):
         a, b, c, proj = _convs(blk, device)
         if proj is not None:
             self.proj = conv_norm(proj, blk.w_out, eps, device)
-        self.f = _TorchvisionF(blk, a, b, c, eps, device)
+        self.f = _TorchvisionF(blk, (a, b, c), eps, device)
 
     def parts(self) -> Parts:
         f, proj = self.f, getattr(self, "proj", None)
@@ -322,9 +338,10 @@ class TorchvisionRegNet(_Model):
 
     level_names = ("stem", *(f"trunk_output.block{s}" for s in range(1, 5)))
 
-    def __init__(self, variant: AnyNet, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    def __init__(self, variant: AnyNet, b: Build = Build()):
         super().__init__()
         self.variant = variant
+        eps, device = b.eps, b.device
         self.stem = conv_norm(_stem_conv(variant, device), variant.stem_w, eps, device)
         self.trunk_output = nn.Module()
         for s in range(1, 5):

@@ -3,6 +3,7 @@
 Written from their structure: ``ConvModule`` (conv, bn, act), ``InvertedResidual`` (expand_conv,
 depthwise_conv, se, linear_conv) and ``SELayer`` (conv1, conv2). mmdet 3.x and mmpretrain number
 their layers 0..6 and merge pycls stages s4+s5 and s6+s7; the stage layout keeps conv1, layer1..7.
+mmcv computes SiLU as x * sigmoid(x) (its Swish) and pools with AdaptiveAvgPool2d: pycls's arithmetic.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ import torch
 from torch import nn
 
 from ...tables.variants import Block, Variant
-from .ops import Conv2d, Linear, Swish, batch_norm
+from .ops import Act, Build, Linear, bn, conv
 
 # pycls stages held by each mmdet/mmpretrain layer 1..5 (layer 0 is the stem, layer 6 the head conv).
 MMDET_STAGE_GROUPS = ((1,), (2,), (3,), (4, 5), (6, 7))
 
 
 class ConvModule(nn.Module):
-    """conv, then BN (if ``eps`` is given), then the activation (if any)."""
+    """conv, then BN (``norm``), then the activation (``act``: a module, or None)."""
 
-    def __init__(self, w_in, w_out, k, *, stride=1, groups=1, eps=None, act=None, bias=False, padding="symmetric", device=None):
+    def __init__(self, conv_: nn.Module, b: Build, *, norm: bool = True, act: nn.Module | None = None):
         super().__init__()
-        self.conv = Conv2d(w_in, w_out, k, stride=stride, groups=groups, bias=bias, padding=padding, device=device)
-        if eps is not None:
-            self.bn = batch_norm(w_out, eps, device)
+        self.conv = conv_
+        if norm:
+            self.bn = bn(b, conv_.out_channels)
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,11 +38,11 @@ class ConvModule(nn.Module):
 class SELayer(nn.Module):
     """Global average pool, conv1 (1x1, bias, SiLU), conv2 (1x1, bias, sigmoid), scale."""
 
-    def __init__(self, w: int, w_se: int, device=None):
+    def __init__(self, w: int, w_se: int, b: Build):
         super().__init__()
         self.global_avgpool = nn.AdaptiveAvgPool2d(1)
-        self.conv1 = ConvModule(w, w_se, 1, bias=True, act=Swish(), device=device)
-        self.conv2 = ConvModule(w_se, w, 1, bias=True, act=nn.Sigmoid(), device=device)
+        self.conv1 = ConvModule(conv(b, w, w_se, 1, bias=True), b, norm=False, act=Act(b.arith))
+        self.conv2 = ConvModule(conv(b, w_se, w, 1, bias=True), b, norm=False, act=nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.conv2(self.conv1(self.global_avgpool(x)))
@@ -50,16 +51,14 @@ class SELayer(nn.Module):
 class InvertedResidual(nn.Module):
     """expand_conv (if widened), depthwise_conv, se, linear_conv (no activation), skip."""
 
-    def __init__(self, blk: Block, padding: str, eps: float, device=None):
+    def __init__(self, blk: Block, b: Build):
         super().__init__()
-        kw = dict(eps=eps, padding=padding, device=device)
         if blk.has_expand:
-            self.expand_conv = ConvModule(blk.w_in, blk.w_exp, 1, act=Swish(), **kw)
-        self.depthwise_conv = ConvModule(
-            blk.w_exp, blk.w_exp, blk.kernel, stride=blk.stride, groups=blk.w_exp, act=Swish(), **kw
-        )
-        self.se = SELayer(blk.w_exp, blk.w_se, device)
-        self.linear_conv = ConvModule(blk.w_exp, blk.w_out, 1, **kw)
+            self.expand_conv = ConvModule(conv(b, blk.w_in, blk.w_exp, 1), b, act=Act(b.arith))
+        dwise = conv(b, blk.w_exp, blk.w_exp, blk.kernel, stride=blk.stride, groups=blk.w_exp)
+        self.depthwise_conv = ConvModule(dwise, b, act=Act(b.arith))
+        self.se = SELayer(blk.w_exp, blk.w_se, b)
+        self.linear_conv = ConvModule(conv(b, blk.w_exp, blk.w_out, 1), b)
         self.has_skip = blk.has_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,30 +67,26 @@ class InvertedResidual(nn.Module):
         return x + out if self.has_skip else out
 
 
-def _stem(variant: Variant, padding: str, eps: float, device) -> ConvModule:
-    return ConvModule(3, variant.stem_w, 3, stride=2, eps=eps, act=Swish(), padding=padding, device=device)
+def _stem(variant: Variant, b: Build) -> ConvModule:
+    return ConvModule(conv(b, 3, variant.stem_w, 3, stride=2), b, act=Act(b.arith))
 
 
-def _stage(variant: Variant, stages: tuple[int, ...], padding: str, eps: float, device) -> nn.Sequential:
-    return nn.Sequential(*(InvertedResidual(b, padding, eps, device) for b in variant.blocks if b.stage in stages))
+def _stage(variant: Variant, stages: tuple[int, ...], b: Build) -> nn.Sequential:
+    return nn.Sequential(*(InvertedResidual(blk, b) for blk in variant.blocks if blk.stage in stages))
 
 
-def _head(variant: Variant, padding: str, eps: float, device) -> ConvModule:
-    return ConvModule(variant.widths[-1], variant.head_w, 1, eps=eps, act=Swish(), padding=padding, device=device)
+def _head(variant: Variant, b: Build) -> ConvModule:
+    return ConvModule(conv(b, variant.widths[-1], variant.head_w, 1), b, act=Act(b.arith))
 
 
 class MMDetEfficientNet(nn.Module):
     """mmdet 3.x ``EfficientNet`` backbone: ``layers.0`` stem, ``layers.1-5`` stages, ``layers.6`` head
     conv; like mmdet, it builds only layers 0 ... max(out_indices)."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    def __init__(self, variant: Variant, b: Build = Build()):
         super().__init__()
-        layers = [
-            _stem(variant, padding, eps, device),
-            *(_stage(variant, g, padding, eps, device) for g in MMDET_STAGE_GROUPS),
-            _head(variant, padding, eps, device),
-        ]
-        self.layers = nn.ModuleList(layers[: max(out_indices) + 1] if out_indices else layers)
+        layers = [_stem(variant, b), *(_stage(variant, g, b) for g in MMDET_STAGE_GROUPS), _head(variant, b)]
+        self.layers = nn.ModuleList(layers[: max(b.out_indices) + 1] if b.out_indices else layers)
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
@@ -103,12 +98,12 @@ class MMDetEfficientNet(nn.Module):
 class MMDetStagesEfficientNet(nn.Module):
     """The efficientnet2mmdet.py layout: ``conv1`` stem and ``layer1`` ... ``layer7``; no head."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    def __init__(self, variant: Variant, b: Build = Build()):
         super().__init__()
-        self.conv1 = _stem(variant, padding, eps, device)
+        self.conv1 = _stem(variant, b)
         self.num_stages = len(variant.depths)
         for s in range(1, self.num_stages + 1):
-            self.add_module(f"layer{s}", _stage(variant, (s,), padding, eps, device))
+            self.add_module(f"layer{s}", _stage(variant, (s,), b))
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.conv1(x)
@@ -127,11 +122,11 @@ class LinearClsHead(nn.Module):
 class MMPretrainClassifier(nn.Module):
     """mmpretrain ``ImageClassifier``: EfficientNet backbone, GlobalAveragePooling neck, LinearClsHead."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    def __init__(self, variant: Variant, b: Build = Build()):
         super().__init__()
-        self.backbone = MMDetEfficientNet(variant, padding, eps, device)
+        self.backbone = MMDetEfficientNet(variant, Build(b.padding, b.eps, b.arith, b.device))
         self.neck = nn.AdaptiveAvgPool2d((1, 1))
-        self.head = LinearClsHead(variant.head_w, variant.num_classes, device)
+        self.head = LinearClsHead(variant.head_w, variant.num_classes, b.device)
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {f"backbone.{k}": v for k, v in self.backbone.forward_levels(x).items()}

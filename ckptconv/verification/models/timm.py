@@ -11,14 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...tables.variants import Block, Variant
-from .ops import Conv2d, Linear
+from .ops import Arith, Build, Conv2d, Linear, conv
+
+TIMM_ARITH = Arith(silu="silu", se_pool="mean", head_pool="mean")
 
 
 class BatchNormAct2d(nn.BatchNorm2d):
     """BN followed by SiLU (or nothing), as timm fuses them."""
 
-    def __init__(self, w: int, eps: float, act: bool = True, device=None):
-        super().__init__(w, eps=eps, device=device)
+    def __init__(self, w: int, b: Build, act: bool = True):
+        super().__init__(w, eps=b.eps, device=b.device)
         self.apply_act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -29,10 +31,10 @@ class BatchNormAct2d(nn.BatchNorm2d):
 class SqueezeExcite(nn.Module):
     """Mean over H and W, conv_reduce, SiLU, conv_expand, sigmoid gate."""
 
-    def __init__(self, w: int, w_se: int, device=None):
+    def __init__(self, w: int, w_se: int, b: Build):
         super().__init__()
-        self.conv_reduce = Conv2d(w, w_se, 1, bias=True, device=device)
-        self.conv_expand = Conv2d(w_se, w, 1, bias=True, device=device)
+        self.conv_reduce = Conv2d(w, w_se, 1, bias=True, device=b.device)
+        self.conv_expand = Conv2d(w_se, w, 1, bias=True, device=b.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.conv_expand(F.silu(self.conv_reduce(x.mean((2, 3), keepdim=True))))
@@ -42,13 +44,13 @@ class SqueezeExcite(nn.Module):
 class DepthwiseSeparableConv(nn.Module):
     """First-stage block (no expansion): conv_dw, bn1, se, conv_pw, bn2, skip."""
 
-    def __init__(self, blk: Block, padding: str, eps: float, device=None):
+    def __init__(self, blk: Block, b: Build):
         super().__init__()
-        self.conv_dw = Conv2d(blk.w_in, blk.w_in, blk.kernel, stride=blk.stride, groups=blk.w_in, padding=padding, device=device)
-        self.bn1 = BatchNormAct2d(blk.w_in, eps, device=device)
-        self.se = SqueezeExcite(blk.w_in, blk.w_se, device)
-        self.conv_pw = Conv2d(blk.w_in, blk.w_out, 1, padding=padding, device=device)
-        self.bn2 = BatchNormAct2d(blk.w_out, eps, act=False, device=device)
+        self.conv_dw = conv(b, blk.w_in, blk.w_in, blk.kernel, stride=blk.stride, groups=blk.w_in)
+        self.bn1 = BatchNormAct2d(blk.w_in, b)
+        self.se = SqueezeExcite(blk.w_in, blk.w_se, b)
+        self.conv_pw = conv(b, blk.w_in, blk.w_out, 1)
+        self.bn2 = BatchNormAct2d(blk.w_out, b, act=False)
         self.has_skip = blk.has_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,15 +61,13 @@ class DepthwiseSeparableConv(nn.Module):
 class InvertedResidual(nn.Module):
     """conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3, skip."""
 
-    def __init__(self, blk: Block, padding: str, eps: float, device=None):
+    def __init__(self, blk: Block, b: Build):
         super().__init__()
-        self.conv_pw = Conv2d(blk.w_in, blk.w_exp, 1, padding=padding, device=device)
-        self.bn1 = BatchNormAct2d(blk.w_exp, eps, device=device)
-        self.conv_dw = Conv2d(blk.w_exp, blk.w_exp, blk.kernel, stride=blk.stride, groups=blk.w_exp, padding=padding, device=device)
-        self.bn2 = BatchNormAct2d(blk.w_exp, eps, device=device)
-        self.se = SqueezeExcite(blk.w_exp, blk.w_se, device)
-        self.conv_pwl = Conv2d(blk.w_exp, blk.w_out, 1, padding=padding, device=device)
-        self.bn3 = BatchNormAct2d(blk.w_out, eps, act=False, device=device)
+        self.conv_pw, self.bn1 = conv(b, blk.w_in, blk.w_exp, 1), BatchNormAct2d(blk.w_exp, b)
+        self.conv_dw = conv(b, blk.w_exp, blk.w_exp, blk.kernel, stride=blk.stride, groups=blk.w_exp)
+        self.bn2 = BatchNormAct2d(blk.w_exp, b)
+        self.se = SqueezeExcite(blk.w_exp, blk.w_se, b)
+        self.conv_pwl, self.bn3 = conv(b, blk.w_exp, blk.w_out, 1), BatchNormAct2d(blk.w_out, b, act=False)
         self.has_skip = blk.has_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,19 +79,19 @@ class InvertedResidual(nn.Module):
 class TimmEfficientNet(nn.Module):
     """conv_stem, bn1, blocks.0 ... blocks.6, conv_head, bn2, global average pool, classifier."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    arith = TIMM_ARITH
+
+    def __init__(self, variant: Variant, b: Build = Build()):
         super().__init__()
-        self.conv_stem = Conv2d(3, variant.stem_w, 3, stride=2, padding=padding, device=device)
-        self.bn1 = BatchNormAct2d(variant.stem_w, eps, device=device)
+        self.conv_stem, self.bn1 = conv(b, 3, variant.stem_w, 3, stride=2), BatchNormAct2d(variant.stem_w, b)
         stages = []
         for s in range(1, len(variant.depths) + 1):
-            blocks = [b for b in variant.blocks if b.stage == s]
+            blocks = [blk for blk in variant.blocks if blk.stage == s]
             cls = InvertedResidual if blocks[0].has_expand else DepthwiseSeparableConv
-            stages.append(nn.Sequential(*(cls(b, padding, eps, device) for b in blocks)))
+            stages.append(nn.Sequential(*(cls(blk, b) for blk in blocks)))
         self.blocks = nn.Sequential(*stages)
-        self.conv_head = Conv2d(variant.widths[-1], variant.head_w, 1, padding=padding, device=device)
-        self.bn2 = BatchNormAct2d(variant.head_w, eps, device=device)
-        self.classifier = Linear(variant.head_w, variant.num_classes, device=device)
+        self.conv_head, self.bn2 = conv(b, variant.widths[-1], variant.head_w, 1), BatchNormAct2d(variant.head_w, b)
+        self.classifier = Linear(variant.head_w, variant.num_classes, device=b.device)
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.bn1(self.conv_stem(x))

@@ -3,7 +3,7 @@
 ``features.0`` stem (conv, BN, SiLU), ``features.1``..``7`` the stages of ``MBConv`` blocks (each a
 ``block`` Sequential: [expand], depthwise, SE, project, every conv with its BN as ``.0``/``.1``),
 ``features.8`` the head conv, then ``classifier.1``. torchvision computes SiLU with ``nn.SiLU``
-where pycls computes x * sigmoid(x): outputs agree to about 1e-7, not bit for bit.
+(``F.silu``) where pycls computes x * sigmoid(x), and pools with AdaptiveAvgPool2d as pycls does.
 """
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...tables.variants import Block, Variant
-from .ops import Conv2d, Linear, conv_norm
+from .ops import Arith, Build, Linear, bn, conv
+
+TORCHVISION_ARITH = Arith(silu="silu")
+
+
+def _conv_norm(b: Build, w_in: int, w_out: int, k: int, *, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    """A convolution and its BN as ``.0`` and ``.1`` (torchvision's ``Conv2dNormActivation``)."""
+    return nn.Sequential(conv(b, w_in, w_out, k, stride=stride, groups=groups), bn(b, w_out))
 
 
 class SqueezeExcitation(nn.Module):
     """avgpool, fc1, SiLU, fc2, sigmoid, scale."""
 
-    def __init__(self, w: int, w_se: int, device=None):
+    def __init__(self, w: int, w_se: int, b: Build):
         super().__init__()
-        self.fc1 = Conv2d(w, w_se, 1, bias=True, device=device)
-        self.fc2 = Conv2d(w_se, w, 1, bias=True, device=device)
+        self.fc1, self.fc2 = conv(b, w, w_se, 1, bias=True), conv(b, w_se, w, 1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.fc2(F.silu(self.fc1(F.adaptive_avg_pool2d(x, 1))))) * x
@@ -31,15 +37,12 @@ class SqueezeExcitation(nn.Module):
 class MBConv(nn.Module):
     """``block``: [expand 1x1 + BN + SiLU], depthwise + BN + SiLU, SE, project 1x1 + BN; skip."""
 
-    def __init__(self, blk: Block, padding: str, eps: float, device=None):
+    def __init__(self, blk: Block, b: Build):
         super().__init__()
-        layers = []
-        if blk.has_expand:
-            layers.append(conv_norm(Conv2d(blk.w_in, blk.w_exp, 1, padding=padding, device=device), blk.w_exp, eps, device))
-        dwise = Conv2d(blk.w_exp, blk.w_exp, blk.kernel, stride=blk.stride, groups=blk.w_exp, padding=padding, device=device)
-        layers.append(conv_norm(dwise, blk.w_exp, eps, device))
-        layers.append(SqueezeExcitation(blk.w_exp, blk.w_se, device))
-        layers.append(conv_norm(Conv2d(blk.w_exp, blk.w_out, 1, padding=padding, device=device), blk.w_out, eps, device))
+        layers = [_conv_norm(b, blk.w_in, blk.w_exp, 1)] if blk.has_expand else []
+        layers.append(_conv_norm(b, blk.w_exp, blk.w_exp, blk.kernel, stride=blk.stride, groups=blk.w_exp))
+        layers.append(SqueezeExcitation(blk.w_exp, blk.w_se, b))
+        layers.append(_conv_norm(b, blk.w_exp, blk.w_out, 1))
         self.block = nn.Sequential(*layers)
         self.has_skip = blk.has_skip
 
@@ -55,13 +58,15 @@ class MBConv(nn.Module):
 class TorchvisionEfficientNet(nn.Module):
     """``features.0``..``8`` and ``classifier.1`` (``classifier.0`` is dropout: no weights)."""
 
-    def __init__(self, variant: Variant, padding: str = "symmetric", eps: float = 1e-5, device=None, out_indices=None):
+    arith = TORCHVISION_ARITH
+
+    def __init__(self, variant: Variant, b: Build = Build()):
         super().__init__()
-        stem = conv_norm(Conv2d(3, variant.stem_w, 3, stride=2, padding=padding, device=device), variant.stem_w, eps, device)
-        stages = [nn.Sequential(*(MBConv(b, padding, eps, device) for b in variant.blocks if b.stage == s)) for s in range(1, len(variant.depths) + 1)]
-        head = conv_norm(Conv2d(variant.widths[-1], variant.head_w, 1, padding=padding, device=device), variant.head_w, eps, device)
+        stem = _conv_norm(b, 3, variant.stem_w, 3, stride=2)
+        stages = [nn.Sequential(*(MBConv(blk, b) for blk in variant.blocks if blk.stage == s)) for s in range(1, len(variant.depths) + 1)]
+        head = _conv_norm(b, variant.widths[-1], variant.head_w, 1)
         self.features = nn.Sequential(stem, *stages, head)
-        self.classifier = nn.Sequential(nn.Dropout(), Linear(variant.head_w, variant.num_classes, device=device))
+        self.classifier = nn.Sequential(nn.Dropout(), Linear(variant.head_w, variant.num_classes, device=b.device))
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
