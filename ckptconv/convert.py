@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import zlib
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ from .errors import MappingError, Refused, UsageError
 from .io.meta import encode_meta
 from .verification.report import Report
 from .tables.registry import Registry, registry_for
-from .options import PYCLS, Request
-from .tables.pipeline import default_order, needed, source_order
+from .options import PYCLS, Expectations, Request
+from .tables.pipeline import configured, default_order, needed, source_order
 from .tables.render import render_config
 from .tables.layout import Layout
 from .tables.variants import Variant
@@ -66,10 +66,10 @@ class Conversion:
     @property
     def library_defaults(self) -> dict[str, Any]:
         """The library's own settings, when they would compute other features from these weights."""
-        need, defaults = self.target.settings, dict(self.target.library_defaults)
+        need, defaults = self.target.needs(self.variant), dict(self.target.library_defaults)
         built = self.variant.library(self.target.name).get("eps")  # e.g. torchvision's efficientnet_b5()
-        if built is not None:
-            defaults["eps"] = built
+        defaults.setdefault("padding", "symmetric")  # nn.Conv2d's
+        defaults["eps"] = built if built is not None else defaults.get("eps", 1e-5)  # BatchNorm2d's
         return defaults if any(defaults.get(k, need[k]) != need[k] for k in ("padding", "eps")) else {}
 
 
@@ -78,8 +78,11 @@ def _resolve(sha: str | Future | None) -> str:
 
 
 def _variant(request: Request, ckpt: Checkpoint, sd: dict, registry: Registry) -> tuple[Variant, str, str]:
+    """The model the checkpoint holds: --arch, else its structure (--cfg or its own cfg, its meta, its tensors)."""
     shapes = {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
-    return detect.resolve_arch(request.arch, ckpt.cfg, shapes, registry, request.source_layout, ckpt.meta)
+    cfg = files.read_text(request.cfg, "--cfg") if request.cfg is not None else ckpt.cfg
+    variant, how, prefix = detect.resolve_arch(request.arch, cfg, shapes, registry, request.source_layout, ckpt.meta)
+    return variant, ("--cfg" if request.cfg is not None and how == "cfg" else how), prefix
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ def resolve(request: Request, variant: Variant, registry: Registry) -> Resolved:
     refusal = target.refusal(variant)
     if refusal is not None:
         raise Refused(f"{variant.name} cannot be converted to {target.name}: {refusal.reason}", fix=f"use {refusal.alternative}")
+    try:
+        target.built(variant)
+    except Refused as e:
+        raise Refused(f"{variant.name} cannot be converted to {target.name}: {e.message}", fix=e.fix) from None
     order = request.channel_order or default_order(target.pipeline)
     if target.name == PYCLS and order != "bgr":
         raise UsageError("pycls takes BGR input: a pycls checkpoint holds BGR weights", fix="omit --channel-order (or pass bgr) with --to pycls")
@@ -205,9 +212,11 @@ def build_meta(request: Request, r: Resolved, ckpt: Checkpoint, sha: str, weight
         "dtype": dtype,
         "prefix": r.prefix,
         "channel_order": order,
-        "settings": {"padding": target.settings["padding"], "eps": target.settings["eps"], "channel_order": order},
+        "settings": {"padding": target.settings["padding"], "eps": r.variant.eps, "channel_order": order},
         "epoch": ckpt.epoch if ckpt.epoch is not None else ckpt.meta.get("epoch"),
         "options": options(request, r),
+        "model": r.variant.record(),  # the numbers it was built from: read back by verify and the way back to pycls
+        "assumed": list(r.variant.assumed),
     }
 
 
@@ -268,18 +277,24 @@ def warnings(c: Conversion) -> list[str]:
         builder = c.variant.library(c.target.name)
         who = builder["builder"] if "eps" in builder and builder.get("builder") else c.target.library or c.target.name
         out.append(f"{who}'s defaults ({settings}) compute different features from these weights: use the config above")
+    for what in c.variant.assumed:
+        out.append(f"assumed {what}; pass --cfg with the run's config.yaml (or --arch) to state the model")
     if c.order_from.startswith("assumed"):
         out.append(f"the source's channel order is {c.order_from} ({c.colours.source.upper()}); pass --channel-order to say otherwise")
     return out
 
 
-def verify(conversion: Conversion, level: str | None = None) -> Report:
-    """The shared checks on a prepared conversion, with the settings its weights need (bit identity
-    of the tensors is checked on the file written: ``_read_back``)."""
-    plan, settings = conversion.plan, conversion.target.settings
-    report = Report(str(conversion.request.output or ""), conversion.variant.name, plan.target_layout,
-                    settings["padding"], settings["eps"], conversion.request.input_size)  # fmt: skip
-    case = checks.Case(plan, conversion.source, conversion.tensors, conversion.dtype, conversion.colours, frozenset(e.target for e in plan.absent))
+def verify(conversion: Conversion, level: str | None = None, *, expect: Expectations | None = None) -> Report:
+    """The shared checks on a prepared conversion, with the settings its weights need, or with a
+    config's (``expect``: its padding, eps and pipeline; verify --config on a pycls file it converts
+    on load). Bit identity of the tensors is checked on the file written: ``_read_back``."""
+    plan, settings, colours = conversion.plan, conversion.target.needs(conversion.variant), conversion.colours
+    padding, eps = settings["padding"], settings["eps"]
+    if expect is not None:
+        padding, eps = expect.padding or padding, expect.eps if expect.eps is not None else eps
+        colours = replace(colours, pipeline=configured(conversion.target.pipeline, colours.pipeline, expect))
+    report = Report(str(conversion.request.output or ""), conversion.variant.name, plan.target_layout, padding, eps, conversion.request.input_size)
+    case = checks.Case(plan, conversion.source, conversion.tensors, conversion.dtype, colours, frozenset(e.target for e in plan.absent))
     return checks.run(report, case, level or conversion.request.verify)
 
 
@@ -352,7 +367,7 @@ def convert(request: Request, *, source_sha256: str | Future | None = None) -> R
     if request.output is None:
         raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
     fmt = files.output_format(request.output)
-    files.check_outputs(request.outputs(), [request.source], request.force)
+    files.check_outputs(request.outputs(), request.inputs(), request.force)
     sha = source_sha256 if source_sha256 is not None else hashing.start_sha256(request.source)
     conversion, report = checked(request, source_sha256=sha)
     written, size = _write_outputs(conversion, request.output, fmt, report)

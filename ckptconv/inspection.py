@@ -27,42 +27,55 @@ def _numel(shape) -> int:
     return n
 
 
+def _model(shapes, registry: Registry, cfg: Any, meta: dict) -> tuple[detect.Match | None, str, list]:
+    """The model and layout a weight set holds: the structure a pycls file's cfg, meta or tensors
+    give, else the zoo model and layout its keys fit; and what said so."""
+    ranked = detect.rank(shapes, registry, registry.all_layouts())
+    if ranked[0].exact:
+        best = ranked[0]
+        stated = _stated(cfg, shapes, registry, meta, best.variant)
+        return best, ("cfg and shapes" if stated.startswith(" and cfg") else "shapes") + stated.removeprefix(" and cfg"), ranked
+    try:
+        variant, how = detect.pycls_structure(cfg, shapes, registry, meta)
+    except CkptError:
+        return None, "", ranked
+    match = detect.score(shapes, variant, registry.pycls_layout(variant.family))
+    return (match, how, ranked) if match.exact else (None, "", ranked)
+
+
+def _stated(cfg: Any, shapes, registry: Registry, meta: dict, variant) -> str:
+    words = ""
+    try:
+        if cfg is not None and detect.pycls_structure(cfg, shapes, registry)[0].structure() == variant.structure():
+            words = " and cfg"
+    except CkptError:
+        pass
+    return words + (", agreeing with the ckptconv meta" if meta.get("arch") == variant.name else "")
+
+
 def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Registry, cfg: Any, meta: dict) -> dict[str, Any]:
-    """Counts, dtypes, bytes and the layout/arch a weight set fits (and what told us)."""
+    """Counts, dtypes, bytes and the model and layout a weight set fits (and what told us)."""
     counts = Counter(d for _, d in shapes.values())
-    params = sum(_numel(s) for s, d in shapes.values() if d.startswith(("float", "bfloat")))
     info: dict[str, Any] = {
         "tensors": len(shapes),
-        "params": params,
+        "params": sum(_numel(s) for s, d in shapes.values() if d.startswith(("float", "bfloat"))),
         "bytes": sum(_numel(s) * dtypes.itemsize(d) for s, d in shapes.values()),
         "dtypes": dict(counts),
     }
-    ranked = detect.rank(shapes, registry, registry.all_layouts())
-    best = ranked[0]
-    twins = [m.layout_name for m in ranked[1:] if m.exact and m.variant is best.variant and m.prefix == best.prefix]
-    info["fit"] = fit_words(best, twins)
-    if best.exact:
-        via = "shapes"
-        try:
-            if best.layout_name == PYCLS and detect.arch_from_cfg(cfg, registry.variants) == best.variant.name:
-                via = "cfg and shapes"
-        except CkptError:
-            pass
-        if meta.get("arch") == best.variant.name:
-            via += ", agreeing with the ckptconv meta"
-        info.update(layout=best.layout_name, arch=best.variant.name, prefix=best.prefix, detected_from=via)
-        if twins:  # timm's and torchvision's ResNet keys are the same: both load the file
-            info["also_fits"] = twins
-    else:
-        info.update(
-            layout=None,
-            arch=None,
-            closest=f"{best.layout_name} {best.variant.name}",
-            misfits={"missing": best.missing, "unexpected": best.unexpected, "wrong_shape": best.wrong_shape},
-        )
+    best, via, ranked = _model(shapes, registry, cfg, meta)
+    if best is None:
+        closest = ranked[0]
+        info.update(fit=fit_words(closest), layout=None, arch=None, closest=f"{closest.layout_name} {closest.variant.name}",
+                    misfits={"missing": closest.missing, "unexpected": closest.unexpected, "wrong_shape": closest.wrong_shape})  # fmt: skip
         partial = [m for m in ranked if m.layout_name == PYCLS and not m.unexpected and not m.wrong_shape and m.missing]
         if partial:
             info["note"] = f"a partial pycls {partial[0].variant.name} file ({partial[0].missing} keys absent)"
+        return info
+    twins = [m.layout_name for m in ranked[1:] if m.exact and m.variant is best.variant and m.prefix == best.prefix]
+    info.update(fit=fit_words(best, twins), layout=best.layout_name, arch=best.variant.name, prefix=best.prefix, detected_from=via,
+                model=best.variant.title, assumed=list(best.variant.assumed))  # fmt: skip
+    if twins:  # timm's and torchvision's ResNet keys are the same: both load the file
+        info["also_fits"] = twins
     return info
 
 

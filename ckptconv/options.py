@@ -32,12 +32,39 @@ PYCLS = "pycls"  # the hub layout: every table maps from pycls's keys
 DEFAULT_LAYOUT = "mmdet"
 DEFAULT_INPUT = (64, 96)  # the numeric check's input: small, so B5 verifies in a fraction of a second
 MAX_INPUT = 640  # per side: B5's own resolution is 456; beyond this a check only costs memory
+NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
 PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path
 
 
 def choice(value: Any, choices: tuple[str, ...], option: str) -> None:
     if value not in choices:
         raise UsageError(f"unknown {option} {value!r}", fix=f"use one of {', '.join(choices)}")
+
+
+# each step of a pipeline's geometry: pycls's way first, then the others a library may take
+GEOMETRY = {
+    "size": ("pycls", "library", "squash"),  # the long side floor((long / short) * R) in double; int(R * long / short); R x R
+    "resampler": ("cv2", "antialias"),  # bilinear without antialiasing (cv2.resize INTER_LINEAR); PIL's antialiased bilinear
+    "pixels": ("float32", "uint8"),  # what is resized: float32 pixels (pycls), or uint8 ones rounded back (PIL, mmcv's default load)
+    "crop": ("ceil", "round"),  # the centre crop at ceil((L - C) / 2), or at round-half-even (torchvision, timm, mmcv)
+}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a pipeline resizes and crops (see ``GEOMETRY``); the default is pycls's."""
+
+    size: str = "pycls"
+    resampler: str = "cv2"
+    pixels: str = "float32"
+    crop: str = "ceil"
+
+    def __post_init__(self) -> None:
+        for step, choices in GEOMETRY.items():
+            choice(getattr(self, step), choices, f"geometry {step}")
+
+
+PYCLS_GEOMETRY = Geometry()
 
 
 def check_input_size(size: tuple[int, ...]) -> None:
@@ -65,6 +92,7 @@ class Request:
     force: bool = False
     config_out: Path | None = None
     tables: tuple[Path, ...] = ()  # extra table directories, beside the built-in ones and $CKPTCONV_TABLES
+    cfg: Path | None = None  # a pycls YAML stating the model (the run's config.yaml); None: the checkpoint's own cfg
 
     def check(self) -> None:
         """Refuse option values that cannot work, before anything is read."""
@@ -79,6 +107,10 @@ class Request:
 
     def outputs(self) -> list[Path]:
         return [p for p in (self.output, self.config_out) if p is not None]
+
+    def inputs(self) -> list[Path]:
+        """Every file the run reads that the user named: no output may be one of them."""
+        return [p for p in (self.source, self.cfg) if p is not None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +128,7 @@ class Expectations:
     flip: bool | None = None  # the pipeline reverses the channels it loads (bgr_to_rgb / to_rgb)
     mean: tuple[float, float, float] | None = None  # the pipeline's mean and std, in its own units
     std: tuple[float, float, float] | None = None
+    geometry: Geometry | Literal["stock"] | None = None  # its resize and crop: None as printed (pycls's), "stock": the library's own
     input_size: tuple[int, int] = DEFAULT_INPUT
     trust_pickle: bool = False
     tables: tuple[Path, ...] = ()
@@ -110,6 +143,8 @@ class Expectations:
         if self.eps is not None and not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             raise UsageError(f"--eps {self.eps!r} is not a BatchNorm eps", fix="use a small positive number like 1e-5")
         check_input_size(self.input_size)
+        if not (self.geometry is None or self.geometry == "stock" or isinstance(self.geometry, Geometry)):
+            raise UsageError(f"unknown --transforms {self.geometry!r}", fix="use printed or stock")
         for name, values in (("--mean", self.mean), ("--std", self.std)):
             if values is not None and (len(values) != 3 or not all(isinstance(v, (int, float)) and 0 < abs(v) < 1e4 for v in values)):
                 raise UsageError(f"{name} needs three numbers in the pipeline's units", fix="e.g. --mean 123.675 116.28 103.53")
@@ -122,7 +157,7 @@ def build(cls: type, where: str, **values: Any):
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"{where} got unknown option(s) {', '.join(unknown)}", fix=f"use {', '.join(sorted(known))}")
-    for name in ("source", "output", "config_out"):
+    for name in ("source", "output", "config_out", "cfg"):
         if values.get(name) is not None and not isinstance(values[name], Path):
             values[name] = Path(values[name])
     for name, each in (("tables", Path), ("input_size", int)):

@@ -339,3 +339,30 @@ def test_an_output_that_fails_its_own_crc_is_not_up_to_date(cli, zoo, tmp_path):
     converted.write_bytes(bytes(raw))
     again = json.loads(cli("batch", good, "--out-dir", out, "--json", "--verify", "structure", "--jobs", "1").stdout)
     assert again["files"][0]["status"] == "failed" and "pass --force" in again["files"][0]["error"]
+
+
+DESIGN_SPACE = Path(__file__).parent / "data" / "design_space"
+
+
+def test_a_sweep_tree_converts_each_runs_last_epoch_and_reports_its_structure(cli, tmp_path):
+    """pycls's trainer writes OUT_DIR/checkpoints/model_epoch_NNNN.pyth each epoch; a sweep is a tree
+    of such runs. batch takes each run's last epoch (every epoch with --every-epoch), mirrors the
+    tree, and the report says what each model is: the zoo name, or a custom model's numbers (here
+    as pycls 0.1.1's cfg set them: tests/data/design_space/cases.json)."""
+    cases = json.loads((DESIGN_SPACE / "cases.json").read_text())["cases"]
+    sweep = tmp_path / "sweep"
+    for run, case in (("000", "regnety_small_nc10"), ("001", "effnet_narrow_nc10")):
+        for epoch in (2, 10):
+            path = sweep / run / "checkpoints" / f"model_epoch_{epoch:04d}.pyth"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(DESIGN_SPACE / "checkpoints" / f"{case}.pyth", path)
+    result = cli("batch", sweep, "--out-dir", tmp_path / "out", "--to", "timm", "-j", "1", "--json")
+    assert result.exit_code == 0, result.output
+    files = {Path(f["output"]).relative_to(tmp_path / "out").as_posix(): f for f in json.loads(result.stdout)["files"]}
+    assert set(files) == {"000/checkpoints/model_epoch_0010.pth", "001/checkpoints/model_epoch_0010.pth"}
+    regnet = files["000/checkpoints/model_epoch_0010.pth"]["numbers"]
+    values = cases["regnety_small_nc10"]["values"]
+    assert (regnet["depth"], regnet["w0"], regnet["wa"], regnet["wm"]) == (values["REGNET.DEPTH"], values["REGNET.W0"], values["REGNET.WA"], values["REGNET.WM"])
+    assert files["001/checkpoints/model_epoch_0010.pth"]["numbers"]["depths"] == cases["effnet_narrow_nc10"]["values"]["EN.DEPTHS"]
+    every = cli("batch", sweep, "--out-dir", tmp_path / "every", "--to", "timm", "--every-epoch", "--verify", "structure", "-j", "1", "--json")
+    assert every.exit_code == 0 and len(json.loads(every.stdout)["files"]) == 4, every.output

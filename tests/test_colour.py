@@ -11,6 +11,7 @@ import torch
 
 from ckptconv.verification import models, photo
 from ckptconv.tables.pipeline import needed
+from ckptconv.transforms import resize_crop
 
 from .conftest import LAYOUTS, close
 
@@ -31,9 +32,12 @@ def b0_pyth(shared):
 
 
 def test_pycls_pipeline_is_reproduced(chelsea, registry):
-    """Our model of pycls's test pipeline makes pycls's input from its resized image."""
+    """Our model of pycls's test pipeline makes pycls's input from the photo pycls read (the shipped
+    chelsea.png is that photo), and from the image it resized and cropped."""
     stats = registry.layout("pycls", "effnet").pipeline
-    close(photo.pycls_input(chelsea["resized_bgr"], stats), chelsea["input"])
+    assert torch.equal(photo.photos()[[n for n, _ in photo.photos()].index("chelsea.png")][1], chelsea["image_bgr"].permute(2, 0, 1).flip(0))
+    close(photo.pycls_input("chelsea.png", 256, 224, stats)[None], chelsea["input"])
+    close(resize_crop(chelsea["image_bgr"].permute(2, 0, 1), 256, 224), chelsea["resized_bgr"].permute(2, 0, 1))
 
 
 @pytest.mark.parametrize("order", ["rgb", "bgr"])
@@ -54,8 +58,8 @@ def test_a_photo_through_each_library_gives_pycls_features(cli, registry, chelse
     sd = torch.load(out, weights_only=True)["state_dict"]
     model = models.load(table.reference, registry.variant("b0"), sd, models.Build(out_indices=tuple(table.config.get("out_indices", ())) or None))
     with torch.inference_mode():
-        got = model.forward_levels(photo.library_input(chelsea["resized_bgr"], table.pipeline, pre))
-    compared = [(name, FIXTURE_POINTS[point]) for name, point in table.levels.items() if point in FIXTURE_POINTS]
+        got = model.forward_levels(photo.library_input("chelsea.png", table.pipeline, pre, 256, 224)[None])
+    compared = [(name, FIXTURE_POINTS[point]) for name, point in table.levels_for(registry.variant("b0")).items() if point in FIXTURE_POINTS]
     assert len(compared) >= 6
     for name, key in compared:
         close(got[name], chelsea[key])
@@ -68,7 +72,7 @@ def test_the_stock_rgb_pipeline_on_bgr_weights_is_far_off(registry, chelsea, b0_
     table = registry.layout("timm", "effnet")
     pre = needed(table.pipeline, "rgb", registry.layout("pycls", "effnet").pipeline)  # what timm does by default
     with torch.inference_mode():
-        got = models.pycls_model(registry.variant("b0"), sd).forward_levels(photo.library_input(chelsea["resized_bgr"], table.pipeline, pre))
+        got = models.pycls_model(registry.variant("b0"), sd).forward_levels(photo.library_input("chelsea.png", table.pipeline, pre, 256, 224)[None])
     stem = chelsea["pycls_point0"]
     assert (got["stem"] - stem).abs().max() > 0.3 * stem.abs().max()
 

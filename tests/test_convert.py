@@ -343,7 +343,7 @@ def test_a_timm_pth_holds_the_state_dict_timm_loads_and_a_meta(cli, built, tmp_p
     out = tmp_path / "timm.pth"
     result = cli("convert", built.source(), out, "--to", "timm")
     assert result.exit_code == 0 and "compute different features" not in result.stderr  # timm's efficientnet_bN needs nothing set
-    assert f"file={str(out)!r}" in result.stdout and "mean=[0.485, 0.456, 0.406]" in result.stdout
+    assert f"load_checkpoint(model, {str(out)!r})" in result.stdout and "mean=[0.485, 0.456, 0.406]" in result.stdout
     assert "crop_pct=0.875" in result.stdout and "input_size=(3, 224, 224)" in result.stdout
     obj = torch.load(out, weights_only=True)
     assert set(obj) == {"state_dict", "meta"} and "conv_stem.weight" in obj["state_dict"]
@@ -360,12 +360,13 @@ def test_help_documents_every_command(cli):
 
 
 def test_a_pycls_backbone_without_its_classifier_converts_to_mmdet(cli, states, tmp_path):
-    """head.fc is dropped by the mmdet table anyway: a checkpoint stripped of it loses nothing."""
+    """head.fc is dropped by the mmdet table anyway: a checkpoint stripped of it loses nothing (its
+    tensors are the zoo's b0 but for the classifier); a target that keeps the classifier refuses."""
     sd = {k: v for k, v in states("b0").items() if not k.startswith("head.fc")}
     src = tmp_path / "backbone.pth"
     torch.save({"model_state": sd}, src)
-    unsure = cli("pycls2mmdet", src, tmp_path / "a.pth")
-    assert unsure.exit_code == 1 and "closest is b0 (2 missing" in unsure.stderr and "pass --arch b0" in unsure.stderr
+    found = cli("pycls2mmdet", src, tmp_path / "a.pth", "--json")
+    assert found.exit_code == 0 and json.loads(found.stdout)["arch"] == "b0"
     assert cli("pycls2mmdet", src, tmp_path / "b.pth", "--arch", "b0").exit_code == 0
     timm = cli("convert", src, tmp_path / "c.pth", "--to", "timm", "--arch", "b0")
     assert timm.exit_code == 1 and "head.fc.weight: missing from the checkpoint (target classifier.weight" in timm.stderr

@@ -128,7 +128,7 @@ def test_torchvision_b0_config_needs_no_eps_reset(cli, mini_zoo, tmp_path):
 @pytest.mark.parametrize("arch, layout, expect", [
     ("regnetx_200mf", "mmdet", "type='RegNet', arch=dict(w0=24, wa=36.44, wm=2.49, group_w=8, depth=13, bot_mul=1.0)"),
     ("regnetx_200mf", "mmdet", "in_channels=[24, 56, 152, 368]"),
-    ("resnet50", "mmpretrain", "backbone=dict(type='ResNet', depth=50)"),
+    ("resnet50", "mmpretrain", "backbone=dict(type='ResNet', depth=50, style='pytorch'"),
     ("regnety_200mf", "timm", "'regnety_002'"),
     ("regnety_200mf", "torchvision", "BlockParams.from_init_params(depth=13, w_0=24, w_a=36.44, w_m=2.49, group_width=8, bottleneck_multiplier=1.0, se_ratio=0.25)"),
     ("resnet50", "torchvision", "torchvision.models.resnet50()"),
@@ -170,14 +170,14 @@ def test_torchvision_named_builders_that_are_other_models_are_not_used(registry)
 
 def test_mappings_lists_families_models_and_targets(cli):
     data = json.loads(cli("mappings", "--json").stdout)
-    assert set(data["families"]) == {"effnet", "regnet", "resnet"}
+    assert set(data["families"]) == {"effnet", "regnet", "resnet", "anynet"}  # anynet: the models only pycls holds
     targets = {v["arch"]: v["targets"] for v in data["variants"]}
     assert len(targets) == 36
     assert targets["regnety_200mf"] == {"mmdet": "refused: se", "mmpretrain": "refused: se", "timm": "yes", "torchvision": "yes"}
     assert targets["resnext152_32x4d"] == {"mmdet": "yes", "mmpretrain": "yes", "timm": "yes", "torchvision": "yes"}
     assert set(targets["b3"]) == {"mmdet", "mmdet-stages", "mmpretrain", "timm", "torchvision"}
     text = cli("mappings").output
-    assert "RegNetX and RegNetY" in text and "refused: se" in text
+    assert "RegNet and AnyNet with the 3x3 stem" in text and "refused: se" in text
 
 
 def test_demo_runs_for_any_model_and_names_its_files_as_the_zoo_does(cli, tmp_path):

@@ -159,7 +159,7 @@ def test_the_readme_config_is_what_a_user_sees(cli, built, tmp_path, monkeypatch
     assert printed.replace(str(tmp_path), "/abs/path") == _readme_block("## The config your weights need")
     assert printed in mmdet.stdout
     timm = json.loads(cli("convert", "EN-B3_dds_8gpu.pyth", "effnet-b3_timm.pth", "--to", "timm", "--json").stdout)["config"]
-    assert timm.replace(str(tmp_path), "/abs/path") == _readme_block("timm gets its `pretrained_cfg_overlay`")
+    assert timm.replace(str(tmp_path), "/abs/path") == _readme_block("timm gets its `pretrained_cfg`")
     shutil.copy(built.source("regnety_800mf"), tmp_path / "RegNetY-800MF_dds_8gpu.pyth")
     args = ("RegNetY-800MF_dds_8gpu.pyth", "regnety-800mf_torchvision.pth", "--to", "torchvision", "--json")
     torchvision = json.loads(cli("convert", *args).stdout)["config"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
+import re
 from pathlib import Path
 
 import pytest
@@ -219,7 +221,7 @@ WRONG = [  # (edit to the printed fragment, the field named)
     ("std=[58.395, 57.12, 57.375]", "std=[1.0, 1.0, 1.0]", "model.data_preprocessor.std"),
     ("in_channels=[24, 56, 152, 368]", "in_channels=[32, 64, 160, 384]", "model.neck.in_channels is [32, 64, 160, 384]; these weights need [24, 56, 152, 368]"),
     ("wa=36.44", "wa=24.48", "model.backbone.arch"),
-    ("norm_cfg=dict(type='BN', requires_grad=True)", "norm_cfg=dict(type='BN', eps=1e-3, requires_grad=True)", "model.backbone.norm_cfg.eps is 0.001; these weights need 1e-05"),
+    ("norm_cfg=dict(type='BN', eps=1e-5, requires_grad=True)", "norm_cfg=dict(type='BN', eps=1e-3, requires_grad=True)", "model.backbone.norm_cfg.eps is 0.001; these weights need 1e-05"),
     ("        style='pytorch',\n", "        style='pytorch', conv_cfg=dict(type='Conv2dAdaptivePadding'),\n", "model.backbone.conv_cfg"),
     ("checkpoint=", "prefix='backbone', checkpoint=", "model.backbone.init_cfg.prefix"),
 ]  # fmt: skip
@@ -280,7 +282,8 @@ def test_verify_config_for_effnet_catches_mmdets_defaults(cli, sources, tmp_path
     """The EfficientNet fragment without conv_cfg and norm_cfg: mmdet's defaults, named."""
     text = sources["b0"][2].read_text()
     text = text.replace("        conv_cfg=dict(type='Conv2d'),  # not Conv2dAdaptivePadding: pycls pads symmetrically\n", "")
-    text = text.replace("        norm_cfg=dict(eps=1e-5),       # not 1e-3; merges into your norm_cfg, which names its type (BN, SyncBN)\n", "")
+    assert "        norm_cfg=dict(eps=1e-5)," in text
+    text = re.sub(r"        norm_cfg=dict\(eps=1e-5\),.*\n", "", text)
     (tmp_path / "frag.py").write_text(text)
     result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), "--json")
     report = json.loads(result.stdout)["files"][0]
@@ -300,3 +303,59 @@ def test_verify_config_reads_a_pycls_scheme_and_needs_a_readable_checkpoint(cli,
     stock.write_text("_base_ = './base.py'\n")
     result = cli("verify", "--config", stock)
     assert result.exit_code == 2 and "torchvision://resnet50, which ckptconv cannot read here" in result.stderr
+
+
+# --- a classifier's test pipeline ------------------------------------------------------------------
+
+STOCK_TEST_PIPELINE = """test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short', interpolation='bilinear'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+"""
+
+
+@pytest.fixture(scope="module")
+def classifier(built, tmp_path_factory):
+    """B0 converted to mmpretrain with the config ckptconv printed."""
+    d = tmp_path_factory.mktemp("classifier")
+    out, config = d / "b0_mmpretrain.pth", d / "b0_cls.py"
+    ckptconv.convert_checkpoint(built.source("b0"), "mmpretrain", output=out, config_out=config)
+    return out, config
+
+
+def test_verify_config_passes_the_printed_classifier_and_its_test_pipeline(cli, classifier):
+    """The printed mmpretrain config loads the weights from the classifier's own init_cfg, and
+    its test pipeline (PyclsResizeCrop) resizes and crops as pycls does."""
+    out, config = classifier
+    result = cli("verify", "--config", config, "--json")
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["files"]
+    assert report["path"] == str(out)
+    assert "test_dataloader.dataset.pipeline" not in report["checks"][0]["detail"]  # nothing wrong with it
+    assert next(c for c in report["checks"] if c["name"] == "pipeline")["ok"]
+
+
+def test_verify_config_names_the_stock_resize_and_crop(cli, classifier, tmp_path):
+    """Today's mmpretrain pipeline (ResizeEdge on uint8, CenterCrop at round-half-even): each
+    step named in the config check, and the photos measure it."""
+    out, config = classifier
+    stock = tmp_path / "stock.py"
+    stock.write_text(config.read_text() + STOCK_TEST_PIPELINE)
+    result = cli("verify", "--config", stock, "--json")
+    assert result.exit_code == 1
+    (report,) = json.loads(result.stdout)["files"]
+    failed = [c["detail"] for c in report["checks"] if not c["ok"]]
+    assert any("test_dataloader.dataset.pipeline[1] is ResizeEdge: its resize computes the long side as int(R * long / short)" in d
+               and "it resizes uint8 pixels" in d for d in failed)  # fmt: skip
+    assert any("test_dataloader.dataset.pipeline[2] is CenterCrop: its centre crop rounds the offset half to even" in d for d in failed)
+    assert any(d.startswith("astronaut_crop.png through the pipeline as configured differs") for d in failed)
+    floats = tmp_path / "floats.py"
+    floats.write_text(config.read_text() + STOCK_TEST_PIPELINE.replace("dict(type='LoadImageFromFile')", "dict(type='LoadImageFromFile', to_float32=True)")
+                      .replace("scale=256", "scale=288"))  # fmt: skip
+    failed = [c["detail"] for c in json.loads(cli("verify", "--config", floats, "--json").stdout)["files"][0]["checks"] if not c["ok"]]
+    assert any("test_dataloader.dataset.pipeline[1].scale is 288; pycls tests this model at 256" in d for d in failed)
+    assert not any("uint8" in d for d in failed)  # loaded as float32, ResizeEdge resizes float32
+

@@ -518,3 +518,4 @@ def test_a_file_written_wrong_is_caught_when_read_back_and_never_published(cli, 
     assert result.exit_code == 1
     assert "layers.0.conv.weight is not in the written file as converted" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src.pyth"]
+

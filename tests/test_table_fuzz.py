@@ -63,7 +63,7 @@ def _use_layout(data, path: Path) -> None:
 
 
 def _use_variant(data, path: Path) -> None:
-    variant = parse_variant(data, path, family="effnet")
+    variant = parse_variant(data, str(path), stem=path.stem)
     for layout in Registry().layouts_by_family["effnet"].values():
         engine.table_map(layout, variant)
 
@@ -112,15 +112,15 @@ def test_mutated_table_text_fails_only_with_table_errors(tmp_path_factory, data)
 @pytest.mark.parametrize(
     "section, change, message",
     [
-        ("levels", {"layers.4": "s9"}, "'s9' is not a pycls point"),
-        ("levels", {"layers.9": "s5"}, "'layers.9' is not an output of the mmdet reference"),
-        ("settings", {"eps": "abc"}, "[settings].eps is 'abc'; expected a number"),
-        ("settings", {"eps": math.inf}, "[settings].eps is inf"),
+        ("levels", {"layers.4": "q9"}, "'q9' is not a pycls point"),
+        ("levels", {"layers.4": "s9"}, "[levels] 'layers.4' = 's9': the table maps 7 stages"),
+        ("levels", {"layers.x": "s5"}, "'layers.x' is not an output of the mmdet reference"),
+        ("settings", {"eps": 1e-3}, "[settings] has unknown field(s) ['eps']"),  # BN eps is the model's (its cfg's BN.EPS)
         ("settings", {"padding": "reflect"}, "expected one of symmetric, same"),
         ("layout", {"reference": "detectron2"}, "[layout].reference is 'detectron2'"),
         ("config", {"template": "x = {nope}"}, "unknown placeholder(s) ['nope']"),
-        ("config", {"out_indices": [3, 4, 40]}, "[config].out_indices.2 is 40"),
-        ("index", {"stage_layer": [1, 2, 3]}, "[index].stage_layer is [1, 2, 3]; expected a list of 7"),
+        ("config", {"out_indices": [3, 4, 40]}, "[config].out_indices has 40, but 'layers.40' is no level of [levels]"),
+        ("index", {"stage_layer": [1, 2, 3]}, "[levels] 'layers.4' = 's5': the table maps 3 stages"),
     ],
 )
 def test_each_section_is_checked_when_the_table_loads(section, change, message):

@@ -89,6 +89,9 @@ B6 = """
     strides     = [1, 2, 2, 2, 1, 2, 1]
     se_r        = 0.25
     head_w      = 2304
+
+    [libraries.mmdet]
+    builder = "type='EfficientNet', arch='b6'"
 """
 
 
@@ -208,7 +211,7 @@ def test_two_sources_on_one_target_is_an_error(tmp_path, registry):
 def test_first_matching_rule_wins(registry):
     timm = engine.plan(registry.variant("b0"), registry.layout("timm", "effnet"), HUB)
     by_source = {e.source: (e.target, e.rule) for e in timm.mapped}
-    assert by_source["s1.b1.lin_proj.weight"] == ("blocks.0.0.conv_pw.weight", "first-stage")
+    assert by_source["s1.b1.lin_proj.weight"] == ("blocks.0.0.conv_pw.weight", "no-expansion")
     assert by_source["s2.b1.lin_proj.weight"] == ("blocks.1.0.conv_pwl.weight", "block")
     assert by_source["s2.b1.exp.weight"] == ("blocks.1.0.conv_pw.weight", "block")
 

@@ -134,7 +134,7 @@ def test_every_library_reference_computes_pycls_outputs_bit_for_bit(registry, re
             continue
         plan = engine.plan(variant, table, registry.pycls_layout(variant.family))
         got = models.load(table.reference, variant, {e.target: sd[e.source] for e in plan.mapped}).forward_levels(feats["input"])
-        for level, point in table.levels.items():
+        for level, point in table.levels_for(variant).items():
             assert torch.equal(got[level], want[point]), (name, level)
 
 
@@ -150,20 +150,22 @@ def test_torchvision_efficientnet_is_pycls_computed_with_f_silu(registry, states
     got = models.load("torchvision", variant, {e.target: sd[e.source] for e in plan.mapped}).forward_levels(x)
     same = models.pycls_model(variant, sd, models.Arith(silu="silu")).forward_levels(x)
     own = models.pycls_model(variant, sd).forward_levels(x)
-    assert all(torch.equal(got[level], same[point]) for level, point in table.levels.items())
-    drift = max((got[level] - own[point]).abs().max().item() / own[point].abs().max().item() for level, point in table.levels.items())
+    assert all(torch.equal(got[level], same[point]) for level, point in table.levels_for(variant).items())
+    drift = max((got[level] - own[point]).abs().max().item() / own[point].abs().max().item() for level, point in table.levels_for(variant).items())
     recorded = json.loads((DATA / "targets.json").read_text())["b0"]["torchvision"]["logits_max_rel"]
     assert 0 < drift < 1e-5 and 0 < recorded < 1e-5
 
 
-@pytest.mark.parametrize("arch", [a for a in ZOO if not a.startswith("b")])
-def test_cfg_and_shapes_each_tell_the_model(registry, arch):
-    """pycls's cfg dump (MODEL.TYPE, REGNET.* or ANYNET.*) and the tensor shapes each name the model."""
-    from ckptconv.tables import detect
-    from ckptconv.verification import synthetic
+@pytest.mark.parametrize("arch", list(ZOO))
+def test_the_zoo_yaml_and_the_tensors_each_tell_the_model(registry, arch):
+    """The lines of the model's pycls YAML (zoo.json: cfg_from_yaml, as pycls's configs/ have them)
+    name the zoo model; its recorded pycls manifest's shapes alone name it too."""
+    from ckptconv.tables import detect, structure
 
-    variant = registry.variant(arch)
-    assert detect.arch_from_cfg(synthetic.cfg_yaml(variant), registry.variants) == arch
-    shapes = {s.key: (s.shape, s.dtype) for s in variant.pycls_keys}
-    found, how, prefix = detect.resolve_arch(None, None, shapes, registry, "pycls")
+    merged: dict = {}
+    for k, v in ZOO[arch]["cfg_from_yaml"].items():
+        merged.setdefault(k.split(".")[0], {})[k.split(".")[1]] = v
+    assert structure.named(structure.from_cfg(merged), list(registry.variants.values())).name == arch
+    manifest = json.loads((DATA / "manifests" / "pycls" / f"{arch}.json").read_text())["keys"]
+    found, how, prefix = detect.resolve_arch(None, None, {k: (tuple(sh), d) for k, sh, d in manifest}, registry, "pycls")
     assert (found.name, how, prefix) == (arch, "shapes", "")

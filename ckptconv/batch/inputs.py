@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from ..options import DTYPES, ORDERS, WEIGHTS
 
 SOURCE_SUFFIXES = (".pyth", ".pth", ".pt")
 MANIFEST_SUFFIXES = (".toml", ".json")
+EPOCH = re.compile(r"model_epoch_(\d+)\.pyth")  # pycls's checkpoint names (pycls/core/checkpoint.py)
 ENTRY_FIELDS = {"source", "arch", "layout", "weights", "output", "prefix", "dtype", "channel_order", "trust_pickle"}
 
 
@@ -34,13 +36,27 @@ def _is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def _search(directory: Path, exclude: Path | None) -> list[Path]:
+def _search(directory: Path, exclude: Path | None, every_epoch: bool) -> list[Path]:
+    """The checkpoints under ``directory``; of a pycls run's ``checkpoints/model_epoch_NNNN.pyth``
+    only the last epoch unless ``every_epoch``."""
     found = []
     for path in sorted(directory.rglob("*")):
         if path.suffix in SOURCE_SUFFIXES and path.is_file() and not path.name.startswith("."):
             if exclude is None or exclude not in path.resolve().parents:
                 found.append(path)
-    return found
+    return found if every_epoch else _last_epochs(found)
+
+
+def _last_epochs(paths: list[Path]) -> list[Path]:
+    """Each run's last ``model_epoch_NNNN.pyth`` (pycls's trainer writes one per epoch into
+    OUT_DIR/checkpoints; the last is what training ended with); other files as they are."""
+    last: dict[Path, tuple[int, Path]] = {}
+    for path in paths:
+        m = EPOCH.fullmatch(path.name)
+        if m and (path.parent not in last or int(m.group(1)) > last[path.parent][0]):
+            last[path.parent] = (int(m.group(1)), path)
+    keep = {p for _, p in last.values()}
+    return [p for p in paths if not EPOCH.fullmatch(p.name) or p in keep]
 
 
 def _relative_name(text: str, where: str, path: Path) -> Path:
@@ -92,8 +108,9 @@ def manifests(sources: Iterable[str]) -> list[Path]:
     return [Path(s) for s in sources if Path(s).suffix in MANIFEST_SUFFIXES]
 
 
-def collect(sources: Iterable[str], out_dir: Path) -> list[Entry]:
-    """Entries from files, directories (their tree mirrored under --out-dir), globs and manifests."""
+def collect(sources: Iterable[str], out_dir: Path, *, every_epoch: bool = False) -> list[Entry]:
+    """Entries from files, directories (their tree mirrored under --out-dir; of each pycls run the
+    last epoch's checkpoint unless ``every_epoch``), globs and manifests."""
     entries: list[Entry] = []
     exclude = out_dir.resolve() if out_dir.exists() else None
     for text in sources:
@@ -101,7 +118,7 @@ def collect(sources: Iterable[str], out_dir: Path) -> list[Entry]:
         if path.suffix in MANIFEST_SUFFIXES and path.is_file():
             entries += read_manifest(path)
         elif path.is_dir():
-            found = _search(path, exclude)
+            found = _search(path, exclude, every_epoch)
             if not found:
                 raise UsageError(f"no *.pyth or *.pth files under {text!r}", fix="pass checkpoint files, a directory of them, or a manifest")
             entries += [Entry(p, p.relative_to(path).with_suffix("")) for p in found]

@@ -122,7 +122,9 @@ def _run(job: Job, outcome: Outcome) -> None:
         final = Path(job.output).with_name(f"{Path(job.output).stem}-{out_sha[:8]}{Path(job.output).suffix}")
         os.replace(target, final)
     outcome.status, outcome.output, outcome.output_sha256 = "converted", str(final), out_sha
-    arch = outcome.arch = result.conversion.variant.name
+    variant = result.conversion.variant
+    arch = outcome.arch = variant.name
+    outcome.model, outcome.numbers = variant.title, None if variant.zoo else variant.numbers()
     outcome.params, outcome.bytes = result.conversion.params, result.bytes
     report = result.report
     outcome.verification = "skipped" if report is None else f"{job.request.verify} ok" if report.ok else "failed"

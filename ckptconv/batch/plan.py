@@ -51,6 +51,8 @@ class Outcome:
     output: str | None
     status: str  # converted | up to date | refused | failed
     arch: str | None = None
+    model: str | None = None  # what the model is: a zoo model's title, or a custom model's numbers
+    numbers: dict[str, Any] | None = None  # a custom model's structure (its variant file's section), None for the zoo's
     layout: str | None = None
     params: int = 0
     bytes: int = 0

@@ -19,6 +19,8 @@ from .ui import UI, human_bytes
               help="Target layout(s) for every file a manifest does not say otherwise for: repeat it, separate with commas, "
                    "or say all (every layout but pycls). Several targets write OUT_DIR/<layout>/... and list the pairs "
                    "that cannot exist (e.g. RegNetY to mmdet) as refused, with the reason.  [default: mmdet]")
+@click.option("--every-epoch", is_flag=True,
+              help="In a pycls output or sweep tree, convert every checkpoints/model_epoch_NNNN.pyth, not only each run's last.")
 @click.option("--format", "fmt", type=click.Choice(["pth", "safetensors"]), default="pth", show_default=True, help="Output format.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel workers. Default: the machine's cores.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the summary as JSON (with sha256 of every input and output) to FILE.")
@@ -28,8 +30,9 @@ from .ui import UI, human_bytes
 @conversion_options
 @click.pass_obj
 def batch_cmd(obj, sources, **kw) -> None:
-    """Convert every checkpoint in SRC: files, directories (searched for *.pyth and *.pth), globs,
-    or manifests (.toml / .json) naming source, arch, layout, weights and output per file.
+    """Convert every checkpoint in SRC: files, directories (searched for *.pyth and *.pth; a pycls
+    output or sweep tree gives each run's last checkpoints/model_epoch_NNNN.pyth), globs, or
+    manifests (.toml / .json) naming source, arch, layout, weights and output per file.
 
     \b
     Exit 0 only when every file converted (or was up to date) and verified, or (with several
@@ -46,7 +49,7 @@ def batch_cmd(obj, sources, **kw) -> None:
             ui.warning("--trust-pickle: unpickling whatever the files ask for; this can run code stored in them")
         out_dir, report_path = kw["out_dir"], kw["report_path"]
         layouts = planning.target_layouts(kw["targets"], obj.registry)
-        entries, manifests = inputs.collect(sources, out_dir), inputs.manifests(sources)
+        entries, manifests = inputs.collect(sources, out_dir, every_epoch=kw["every_epoch"]), inputs.manifests(sources)
         base = request_from(kw, obj.tables, source=Path(), layout=layouts[0])
         jobs = planning.plan(entries, out_dir, base, layouts=layouts, fmt=kw["fmt"], publish=kw["publish"], others=manifests)
         if report_path:

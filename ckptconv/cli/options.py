@@ -13,7 +13,7 @@ import click
 
 from ..options import DEFAULT_INPUT, DTYPES, ORDERS, PADDINGS, VERIFICATIONS, WEIGHTS, Expectations, Request
 
-REQUEST_OPTIONS = ("arch", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force")
+REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force")
 
 
 def input_size_option(f):
@@ -34,6 +34,9 @@ _ORDER_HELP = ("Colour order the written weights take. rgb (default; bgr for --t
                "so a library's stock RGB pipeline computes what pycls computed from BGR images. bgr: as pycls trained them.")  # fmt: skip
 _CONVERSION = [
     click.option("--arch", metavar="ARCH", help=_ARCH_HELP),
+    click.option("--cfg", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+                 help="A pycls YAML stating the model (the run's config.yaml): for checkpoints saved without their cfg, "
+                      "or to state what the tensors cannot show (strides, where the stride sits, BN eps)."),
     click.option("--weights", type=click.Choice(WEIGHTS), default="best", show_default=True,
                  help="pycls weight set: best picks as pycls's load_checkpoint does (model_state unless ema_err < test_err)."),
     click.option("--prefix", metavar="TEXT", default=None, help="Prepend TEXT. to every output key (e.g. backbone). Default: the table's."),
@@ -82,10 +85,14 @@ _VERIFY = [
                  help="Whether your pipeline reverses the channels it loads (mmdet bgr_to_rgb, mmpretrain to_rgb); default: what the weights need."),
     click.option("--mean", nargs=3, type=float, default=None, metavar="M M M", help="Your pipeline's mean, in its units and order (mmdet: 0..255)."),
     click.option("--std", nargs=3, type=float, default=None, metavar="S S S", help="Your pipeline's std, in its units and order."),
+    click.option("--transforms", type=click.Choice(["printed", "stock"]), default="printed", show_default=True,
+                 help="Your pipeline's resize and crop: printed (pycls's, as the printed config or snippet does them) or stock "
+                      "(the library's own Resize/ResizeEdge and CenterCrop, which give other inputs)."),
     input_size_option,
     click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the files ask for."),
 ]  # fmt: skip
 EXPECTATIONS = ("source", "arch", "layout", "weights", "padding", "eps", "channel_order", "flip", "mean", "std", "input_size", "trust_pickle")
+TRANSFORMS = {"printed": None, "stock": "stock"}  # --transforms -> Expectations.geometry
 
 
 def verify_options(f):
@@ -98,7 +105,7 @@ def expectations_from(kw: dict[str, Any], tables: tuple[Path, ...]) -> Expectati
     """verify's options as the library's ``Expectations``."""
     values = {name: kw[name] for name in EXPECTATIONS}
     values["input_size"] = tuple(values["input_size"])
-    return Expectations(**values, tables=tables)
+    return Expectations(**values, geometry=TRANSFORMS[kw["transforms"]], tables=tables)
 
 
 def existing_path(**kwargs):

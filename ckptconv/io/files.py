@@ -58,6 +58,22 @@ def check_regular(path: Path) -> os.stat_result:
     return st
 
 
+MAX_TEXT_FILE = 1 << 20  # a pycls cfg dump is a few KB
+
+
+def read_text(path: Path, what: str) -> str:
+    """A small UTF-8 text file the user named (a cfg): a usage error, never a traceback or a hang."""
+    check_regular(path)
+    try:
+        if path.stat().st_size > MAX_TEXT_FILE:
+            raise UsageError(f"{what} {path} is {path.stat().st_size} bytes; a pycls cfg is at most {MAX_TEXT_FILE}", path=str(path))
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read {what} ({e.strerror})", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} is not UTF-8 text", fix="pass the run's config.yaml", path=str(path)) from None
+
+
 def same_file(a: Path, b: Path) -> bool:
     """Same file: one path, a symlink to the other, or a hard link (both existing)."""
     try:

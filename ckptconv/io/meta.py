@@ -17,9 +17,10 @@ FIELDS: dict[str, str] = {
     "ckptconv_version": "str", "source": "str", "source_sha256": "str", "source_format": "str",
     "arch": "str", "layout": "str", "table": "str", "table_version": "int", "table_sha256": "str",
     "weights": "str", "dtype": "str", "prefix": "str", "channel_order": "str", "epoch": "int", "settings": "scalars",
-    "options": "scalars",
+    "options": "scalars", "model": "record", "assumed": "texts",
 }  # fmt: skip
-WANT = {"str": "a string (at most 1024 characters)", "int": "an integer", "scalars": "a flat table of values"}
+WANT = {"str": "a string (at most 1024 characters)", "int": "an integer", "scalars": "a flat table of values",
+        "record": "a model's numbers ([variant] and one section of numbers)", "texts": "a list of strings"}  # fmt: skip
 JSON_FIELDS = tuple(k for k, kind in FIELDS.items() if kind != "str")  # JSON-encoded in safetensors
 
 
@@ -46,11 +47,24 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= MAX_TEXT)
 
 
+def _numbers(value: Any) -> bool:
+    """A scalar, or a short list of numbers (a model's per-stage numbers)."""
+    if isinstance(value, list):
+        return len(value) <= 64 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    return _scalar(value)
+
+
 def _check(kind: str, value: Any) -> bool:
     if kind == "str":
         return isinstance(value, str) and len(value) <= MAX_TEXT
     if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "texts":
+        return isinstance(value, list) and len(value) <= 16 and all(isinstance(v, str) and len(v) <= MAX_TEXT for v in value)
+    if kind == "record":  # {section: {field: number or list of numbers}}, two levels and small
+        return isinstance(value, dict) and len(value) <= 4 and all(
+            isinstance(k, str) and isinstance(v, dict) and len(v) <= 32 and all(isinstance(f, str) and _numbers(x) for f, x in v.items())
+            for k, v in value.items())  # fmt: skip
     return isinstance(value, dict) and len(value) <= 64 and all(isinstance(k, str) and _scalar(v) for k, v in value.items())
 
 
@@ -66,7 +80,7 @@ def read_meta(raw: Any) -> tuple[dict[str, Any], list[str]]:
             continue
         value = raw[key]
         if _check(kind, value):
-            meta[key] = dict(value) if kind == "scalars" else value
+            meta[key] = {k: dict(v) for k, v in value.items()} if kind == "record" else dict(value) if kind == "scalars" else value
         else:
             problems.append(f"meta field {key} is a {type(value).__name__}; expected {WANT[kind]}")
     return meta, problems

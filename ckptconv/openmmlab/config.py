@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..options import PYCLS_GEOMETRY, Geometry
+from . import eval_pipeline
 from ..tables.pipeline import Preprocess, mismatches, needed
 from ..tables.layout import Layout
 from ..tables.variants import Variant
@@ -39,6 +41,7 @@ class Found:
     flip: bool | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    geometry: Geometry | None = None  # the test pipeline's resize and crop (a classifier config's)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (field, what it needs)
     passed: list[str] = field(default_factory=list)
 
@@ -74,12 +77,14 @@ def parts(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str
 
 def checkpoint_of(cfg: dict[str, Any]) -> tuple[str | None, str | None, str]:
     """The checkpoint the config loads, the prefix the weights must carry in the file, and the
-    field that says so: the backbone's ``init_cfg`` (its ``prefix``), else ``load_from`` (a whole
-    model's checkpoint: the backbone's weights under ``backbone.``)."""
+    field that says so: the backbone's ``init_cfg`` (its ``prefix``), else the model's own
+    ``init_cfg`` (mmpretrain's ImageClassifier: the whole classifier's keys), else ``load_from`` (a
+    whole model's checkpoint: the backbone's weights under ``backbone.``)."""
     model, backbone, _, _ = parts(cfg)
-    for init in _init_cfgs(backbone):
-        if init.get("checkpoint"):
-            return str(init["checkpoint"]), (init.get("prefix") or "").rstrip("."), "model.backbone.init_cfg.prefix"
+    for part, where in ((backbone, "model.backbone.init_cfg.prefix"), (model, "model.init_cfg.prefix")):
+        for init in _init_cfgs(part) if part is not model or backbone is not model else ():
+            if init.get("checkpoint"):
+                return str(init["checkpoint"]), str(init.get("prefix") or "").rstrip("."), where
     if cfg.get("load_from"):
         return str(cfg["load_from"]), "backbone" if backbone is not model else "", "load_from"
     return None, None, ""
@@ -122,15 +127,17 @@ def _judge(found: Found, where: str, ok: bool, have: Any, want: Any) -> None:
         found.problems.append((where, f"is {have!r}; these weights need {want!r}"))
 
 
-def settings(backbone: dict[str, Any], table: Layout, found: Found) -> None:
-    """The padding and BN eps the config builds with, judged against what the weights need."""
-    need, defaults = table.settings, table.library_defaults
+def settings(backbone: dict[str, Any], variant: Variant, table: Layout, found: Found) -> None:
+    """The padding and BN eps the config builds with (where it leaves them out, the library's
+    defaults: nn.Conv2d's padding and BatchNorm's 1e-5 unless the table says otherwise), judged
+    against what the weights need."""
+    need, defaults = table.needs(variant), table.library_defaults
     conv = backbone.get("conv_cfg") or {}
     conv_type = conv.get("type") if isinstance(conv, dict) else None
-    found.padding = {"Conv2dAdaptivePadding": "same", "Conv2d": "symmetric"}.get(conv_type or "", defaults.get("padding", need["padding"]))
+    found.padding = {"Conv2dAdaptivePadding": "same", "Conv2d": "symmetric"}.get(conv_type or "", defaults.get("padding", "symmetric"))
     _judge(found, "model.backbone.conv_cfg", found.padding == need["padding"], conv or None, "dict(type='Conv2d')")
     norm = backbone.get("norm_cfg") or {}
-    found.eps = float(norm.get("eps", defaults.get("eps", need["eps"]))) if isinstance(norm, dict) else need["eps"]
+    found.eps = float(norm.get("eps", defaults.get("eps", 1e-5))) if isinstance(norm, dict) else need["eps"]
     _judge(found, "model.backbone.norm_cfg.eps", found.eps == need["eps"], found.eps, need["eps"])
 
 
@@ -138,7 +145,7 @@ def check_neck(backbone: dict[str, Any], neck: dict[str, Any] | None, variant: V
     """The backbone outputs ``out_indices`` selects are layers the weights hold (MMDetection's
     EfficientNet builds layers up to max(out_indices) and would leave the rest randomly
     initialized), and the neck reads their widths."""
-    held, where = table.out_levels(), "model.backbone.out_indices"
+    held, where = table.out_levels(variant), "model.backbone.out_indices"
     indices = backbone.get("out_indices")
     if indices is None and "default_out_indices" in table.config:
         indices, where = table.config["default_out_indices"], f"{where} (not set: the library's default)"
@@ -151,7 +158,7 @@ def check_neck(backbone: dict[str, Any], neck: dict[str, Any] | None, variant: V
     found.passed.append(where)
     if neck is None or "in_channels" not in neck:
         return
-    want = [variant.point_width(table.levels[held[i]]) for i in indices]
+    want = [variant.point_width(table.levels_for(variant)[held[i]]) for i in indices]
     _judge(found, "model.neck.in_channels", list(neck["in_channels"]) == want, neck["in_channels"], want)
 
 
@@ -176,13 +183,29 @@ def check(cfg: dict[str, Any], variant: Variant, table: Layout, meta: dict[str, 
     """Every field the weights depend on, with the value it needs."""
     _, backbone, neck, preprocessor = parts(cfg)
     checkpoint, prefix, where = checkpoint_of(cfg)
-    found = Found(checkpoint, table.settings["padding"], table.settings["eps"])
+    found = Found(checkpoint, table.settings["padding"], variant.eps)
     check_backbone(backbone, variant, table, found)
-    settings(backbone, table, found)
+    settings(backbone, variant, table, found)
     check_neck(backbone, neck, variant, table, found)
     if where:
         written = meta.get("prefix") or ""
         need = f"weights written with --prefix {prefix}" if prefix else "weights written without a prefix"
         _judge(found, where, prefix == written, f"loading weights written with prefix {written!r}", need)
     check_preprocessor(preprocessor, needed(table.pipeline, meta.get("channel_order", "bgr"), stats), table, found)
+    check_test_pipeline(cfg, variant, table, found)
     return found
+
+
+def check_test_pipeline(cfg: dict[str, Any], variant: Variant, table: Layout, found: Found) -> None:
+    """A classifier's test pipeline (a layout whose library's stock transforms are not pycls's):
+    each step that resizes or crops otherwise, or at other sizes, is named; its geometry sets the
+    pipeline check. A detector's pipeline is the detector's own: not judged."""
+    if table.pipeline.stock == PYCLS_GEOMETRY:
+        return
+    steps = eval_pipeline.read(cfg, variant)
+    if steps is None:
+        return
+    found.geometry = steps.geometry
+    found.problems += steps.problems
+    if not steps.problems:
+        found.passed.append(eval_pipeline.pipeline_of(cfg)[0])

@@ -9,6 +9,7 @@ Importing this module registers:
   ``-bgr`` schemes keep pycls's BGR order). mmengine passes a loader only the file name: the layout
   comes from the scheme, the model from the file. mmengine matches scheme prefixes as regular
   expressions, so no name here holds ``+`` or ``.``.
+- the pipeline step ``PyclsResizeCrop`` (``openmmlab/transforms.py``): pycls's test resize and crop;
 - the initializer ``CkptconvPretrained``, beside mmengine's ``Pretrained``:
   ``init_cfg=dict(type='CkptconvPretrained', checkpoint=..., layout='mmdet')`` loads a pycls file
   (converted in memory) or a converted file **strictly**, after checking the live model's settings
@@ -27,15 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mmengine.registry import WEIGHT_INITIALIZERS
+from mmengine.registry import TRANSFORMS, WEIGHT_INITIALIZERS
 from mmengine.runner import CheckpointLoader
 
 from ..convert import checked
 from ..io.checkpoint import load
 from ..errors import UsageError, VerificationError
 from .scheme import parse_scheme, schemes
+from .transforms import PyclsResizeCrop
 from ..tables.pipeline import mismatches, needed
 from ..options import DEFAULT_LAYOUT, PYCLS, Request
+from ..tables import detect
 from ..tables.registry import registry_for
 from ..tables.layout import Layout
 
@@ -50,6 +53,7 @@ def _loader(prefix: str, layout: str, order: str):
 
 for _scheme, _layout, _order in schemes(registry_for()):
     CheckpointLoader.register_scheme(prefixes=_scheme, loader=_loader(_scheme, _layout, _order), force=True)
+TRANSFORMS.register_module(name="PyclsResizeCrop", module=PyclsResizeCrop, force=True)  # mmpretrain's and mmdet's registries find it as their parent's
 
 
 def weights_for(checkpoint: str, layout: str | None = None, channel_order: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -67,14 +71,18 @@ def weights_for(checkpoint: str, layout: str | None = None, channel_order: str |
     return converted.tensors, converted.meta
 
 
-def _table(meta: dict[str, Any]) -> Layout:
+def _table(meta: dict[str, Any]) -> tuple[Layout, float]:
+    """The layout the weights are in and the BN eps they need, as their meta records them."""
     registry = registry_for()
-    return registry.layout(meta["layout"], registry.variant(meta["arch"]).family)
+    variant = detect.recorded_model(meta, registry)
+    if variant is None:
+        raise UsageError("the weights record no model ckptconv knows", fix="convert them with ckptconv first")
+    return registry.layout(meta["layout"], variant.family), variant.eps
 
 
-def check_modules(module: torch.nn.Module, table: Layout) -> list[str]:
+def check_modules(module: torch.nn.Module, table: Layout, need_eps: float) -> list[str]:
     """Where the live model's convolutions or BatchNorms differ from what the weights need."""
-    need_eps, problems = table.settings["eps"], []
+    problems: list[str] = []
     for name, m in module.named_modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.eps != need_eps:
             problems.append(f"{name or 'the model'} is a BatchNorm with eps {m.eps:g}; these weights need {need_eps:g} (norm_cfg=dict(eps={need_eps:g}))")
@@ -148,8 +156,8 @@ class CkptconvPretrained:
     def __call__(self, module: torch.nn.Module) -> None:
         state_dict, meta = weights_for(self.checkpoint, self.layout, self.channel_order)
         target = module.get_submodule(self.prefix.rstrip(".")) if self.prefix else module
-        table = _table(meta)
-        problems = check_modules(target, table)
+        table, eps = _table(meta)
+        problems = check_modules(target, table, eps)
         preprocessor = getattr(module, "data_preprocessor", None)
         if preprocessor is not None:
             problems += check_preprocessor(preprocessor, table, meta.get("channel_order", "bgr"))

@@ -1,4 +1,5 @@
-"""Which variant (and layout) a checkpoint holds: from pycls's dumped cfg, or from tensor shapes."""
+"""Which model (and layout) a checkpoint holds: its structure (``structure``: cfg, meta, shapes), or
+the zoo model and layout its keys fit (files of a library's layout, ``inspect``, ``verify``)."""
 
 from __future__ import annotations
 
@@ -8,120 +9,15 @@ from typing import Any, Iterator
 
 from . import engine
 from ..errors import FormatError, MappingError, UsageError
-from .families import FAMILIES
+
+from . import structure
+from ..options import PYCLS
+from .variants import parse_variant, replaced
 from .registry import Registry
 from .layout import Layout
 from .variants import Variant
 
 Shapes = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip().strip("'\"")
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_cfg(cfg: Any) -> dict[str, dict[str, Any]]:
-    """Sections of a pycls cfg: a dict, or the YAML string ``cfg.dump()`` writes (block or flow lists).
-
-    Only what arch detection needs is understood: top-level sections of ``KEY: value`` lines,
-    with lists written ``[a, b]`` or as ``- a`` lines.
-    """
-    if isinstance(cfg, dict):
-        return {str(k): dict(v) for k, v in cfg.items() if isinstance(v, dict)}
-    if not isinstance(cfg, str):
-        return {}
-    sections: dict[str, dict[str, Any]] = {}
-    section = key = None
-    for line in cfg.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        indent = len(line) - len(line.lstrip())
-        text = line.strip()
-        if indent == 0:
-            name, _, rest = text.partition(":")
-            section, key = (name, None) if not rest.strip() else (None, None)
-            if section is not None:
-                sections[section] = {}
-            continue
-        if section is None:
-            continue
-        if text.startswith("- ") and key is not None:
-            sections[section].setdefault(key, []).append(_scalar(text[2:]))
-            continue
-        m = re.match(r"([A-Za-z_][\w]*):\s*(.*)$", text)
-        if not m:
-            continue
-        key, value = m.group(1), m.group(2)
-        if value.startswith("[") and value.endswith("]"):
-            sections[section][key] = [_scalar(v) for v in value[1:-1].split(",") if v.strip()]
-        elif value:
-            sections[section][key] = _scalar(value)
-    return sections
-
-
-# the keys of a family's cfg section without which a dump says nothing about the variant
-_REQUIRED = {"EN": ("DEPTHS", "WIDTHS"), "REGNET": ("DEPTH", "W0", "WA", "WM"), "ANYNET": ("DEPTHS", "WIDTHS")}
-
-
-def _matching(section: dict[str, Any], variants: list[Variant]) -> str | None:
-    for v in variants:
-        want = v.cfg()
-        if all(_same(section.get(k), want[k]) for k in want if k in section):
-            return v.name
-    return None
-
-
-def _families_of(model_type: str) -> list:
-    if not model_type:  # blank (pycls's default when a model is built in code): any family may be meant
-        return list(FAMILIES.values())
-    found = [f for f in FAMILIES.values() if model_type in f.model_types]
-    if not found:
-        types = sorted({t for f in FAMILIES.values() for t in f.model_types})
-        raise FormatError(f"the checkpoint's cfg says MODEL.TYPE: {model_type}; ckptconv converts {', '.join(types)}",
-                          fix="convert a checkpoint of one of those models")  # fmt: skip
-    return found
-
-
-def arch_from_cfg(cfg: Any, variants: dict[str, Variant]) -> str | None:
-    """The variant whose numbers the cfg holds (its MODEL.TYPE's section: EN, REGNET or ANYNET);
-    None when the cfg says nothing. Raises when it names another model type, or a type whose
-    numbers no variant has."""
-    sections = parse_cfg(cfg)
-    model_type = str(sections.get("MODEL", {}).get("TYPE") or "").strip().lower()
-    for fam in _families_of(model_type):
-        section = sections.get(fam.section)
-        if not section or not all(k in section for k in _REQUIRED[fam.section]):
-            continue
-        name = _matching(section, [v for v in variants.values() if v.family == fam.name])
-        if name:
-            return name
-        if not model_type:  # a blank type's default sections say nothing
-            continue
-        shown = ", ".join(f"{k} {section.get(k)}" for k in _REQUIRED[fam.section])
-        raise MappingError(
-            f"the checkpoint's cfg has {fam.section} numbers no known variant has ({shown})",
-            fix="add a variant file for it (see README: adding a variant) or pass --tables DIR",
-        )
-    return None
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(b, list):
-        return isinstance(a, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(b, (bool, str)) or isinstance(a, (bool, str)):
-        return a == b
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return False
 
 
 _EXPECTED: dict[tuple[object, object, str], dict[str, tuple[int, ...]]] = {}
@@ -173,16 +69,18 @@ def common_prefix(keys) -> str:
     return firsts.pop() if len(firsts) == 1 and all("." in k for k in keys) else ""
 
 
-def candidates(registry: Registry, layouts: list[Layout]) -> list[tuple[Layout, Variant]]:
-    """Every (layout, variant) pair a file may hold: the variants of each layout's family it can hold."""
-    return [(lay, v) for lay in layouts for v in registry.variants_of(lay.family) if lay.refusal(v) is None]
+def candidates(registry: Registry, layouts: list[Layout], extra: list[Variant] = ()) -> list[tuple[Layout, Variant]]:
+    """Every (layout, variant) pair a file may hold: the zoo variants (and ``extra``, e.g. the model a
+    meta records) of each layout's family that it can hold."""
+    models = [*extra, *registry.variants.values()]
+    return [(lay, v) for lay in layouts for v in models if v.family == lay.family and lay.refusal(v) is None]
 
 
-def exact_matches(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> Iterator[Match]:
+def exact_matches(shapes: Shapes, registry: Registry, layouts: list[Layout], extra: list[Variant] = ()) -> Iterator[Match]:
     """Every candidate the state dict fits exactly, in candidate order, checking only those with as
     many keys (fast path); lazily, so the first costs only what comes before it."""
     prefixes = {"", common_prefix(shapes)}
-    for lay, v in candidates(registry, layouts):
+    for lay, v in candidates(registry, layouts, extra):
         for prefix in prefixes:
             want = expected_keys(v, lay, prefix)
             if len(want) == len(shapes) and all(want.get(k) == tuple(s) for k, (s, _) in shapes.items()):
@@ -194,31 +92,52 @@ def exact_match(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> Ma
     return next(exact_matches(shapes, registry, layouts), None)
 
 
-def rank(shapes: Shapes, registry: Registry, layouts: list[Layout]) -> list[Match]:
+def rank(shapes: Shapes, registry: Registry, layouts: list[Layout], extra: list[Variant] = ()) -> list[Match]:
     """Every layout x variant x prefix candidate, best fit first; partial fits count misfits."""
     prefixes = {""}
     if common_prefix(shapes):
         prefixes.add(common_prefix(shapes))
-    found = [score(shapes, v, lay, prefix) for lay, v in candidates(registry, layouts) for prefix in prefixes]
+    found = [score(shapes, v, lay, prefix) for lay, v in candidates(registry, layouts, extra) for prefix in prefixes]
     return sorted(found, key=lambda m: (m.misfits, m.missing))
 
 
 def _requested(name: str, exact: Match | None, shapes: Shapes, registry: Registry, layouts: list[Layout]) -> tuple[Variant, str, str]:
-    """``--arch``: it must agree with the tensors when they fit a variant exactly."""
-    variant = registry.variant(name)
-    if exact and exact.variant is not variant:
+    """``--arch``: it must agree with the tensors when they fit a variant exactly; a fine-tuned
+    classifier (head.fc of another size) keeps the zoo model's name."""
+    variant = structure.fit_classes(registry.variant(name), _classes(shapes))
+    if exact and exact.variant.structure() != variant.structure():
         raise UsageError(f"--arch {variant.name} disagrees with the tensors, which are {exact.variant.name}", fix=f"pass --arch {exact.variant.name} or omit --arch")
     if exact:
         return variant, "--arch", exact.prefix
-    return variant, "--arch", next((m.prefix for m in rank(shapes, registry, layouts) if m.variant is variant), "")
+    return variant, "--arch", next((m.prefix for m in rank(shapes, registry, layouts) if m.variant.name == variant.name), "")
 
 
-def _stated(cfg: Any, meta: dict[str, Any] | None, registry: Registry) -> list[tuple[str, str]]:
-    """What the file says it is: (cfg, name) from pycls's cfg, (meta, name) from a ckptconv meta."""
-    stated = [("cfg", name)] if (name := arch_from_cfg(cfg, registry.variants)) else []
-    if meta and isinstance(meta.get("arch"), str) and meta["arch"] in registry.variants:
-        stated.append(("meta", meta["arch"]))
-    return stated
+def _classes(shapes: Shapes) -> int | None:
+    """The classes of a pycls state dict's classifier (None: it has none)."""
+    fc = shapes.get("head.fc.weight")
+    return int(fc[0][0]) if fc and len(fc[0]) == 2 else None
+
+
+def _zoo_fit(shapes: Shapes, registry: Registry) -> Variant | None:
+    """The zoo model (with its classifier resized) whose keys and shapes the pycls tensors are."""
+    classes, headless = _classes(shapes), "head.fc.weight" not in shapes  # a backbone saved without its classifier
+    for v in registry.variants.values():
+        v = structure.fit_classes(v, classes)
+        want = {k: s for k, s in expected_keys(v, registry.pycls_layout(v.family)).items() if not (headless and k.startswith("head.fc."))}
+        if len(want) == len(shapes) and all(want.get(k) == tuple(s) for k, (s, _) in shapes.items()):
+            return v
+    return None
+
+
+def recorded_model(meta: dict[str, Any] | None, registry: Registry) -> Variant | None:
+    """The model a ckptconv meta records: its numbers (``model``), else a zoo name (``arch``)."""
+    if not meta:
+        return None
+    if isinstance(meta.get("model"), dict):
+        return structure.named(parse_variant(meta["model"], error=MappingError), list(registry.variants.values()))
+    if isinstance(meta.get("arch"), str) and meta["arch"] in registry.variants:
+        return registry.variant(meta["arch"])
+    return None
 
 
 def _elsewhere(shapes: Shapes, registry: Registry, layouts: list[Layout], best: Match) -> MappingError | None:
@@ -249,28 +168,67 @@ def _no_fit(best: Match, shapes: Shapes) -> MappingError:
     )
 
 
-def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Registry, layout: str, meta: dict[str, Any] | None = None) -> tuple[Variant, str, str]:
-    """The variant to convert, how it was found (--arch, cfg, meta, shapes) and the key prefix, for a
-    state dict in ``layout`` (in whichever family has the variant).
+def _check_cfg_fits(stated: Variant, shapes: Shapes, registry: Registry) -> None:
+    """The cfg's model must have the tensors' shapes; it alone says what tensors cannot (the stride
+    placement of models/resnet.py, BN eps), so a zoo model of the same tensors does not overrule it."""
+    try:
+        structure.check_cfg_fits(stated, shapes)
+    except MappingError as e:
+        fit = _zoo_fit(shapes, registry)
+        if fit is None:
+            raise
+        raise MappingError(f"the checkpoint's cfg says {stated.name} but its tensors are {fit.name} ({e.message})",
+                           fix=f"pass --arch {fit.name} if the tensors are right") from None  # fmt: skip
 
-    ``--arch``, the cfg and a ckptconv meta must agree with the tensors when the tensors fit a
-    variant exactly; a disagreement names both.
-    """
-    layouts = registry.layouts_named(layout)
+
+def pycls_structure(cfg: Any, shapes: Shapes, registry: Registry, meta: dict[str, Any] | None = None) -> tuple[Variant, str]:
+    """The model a pycls state dict holds, and what said so: its cfg (the checkpoint's, or
+    ``--cfg``), a ckptconv meta, the zoo model its tensors are, else the tensors alone (what they
+    cannot tell is assumed and listed). A zoo structure goes by the zoo's name."""
+    zoo = list(registry.variants.values())
+    stated = structure.from_cfg(cfg)
+    if stated is not None:
+        stated = structure.named(stated, zoo)
+        _check_cfg_fits(stated, shapes, registry)
+        return stated, "cfg"
+    recorded = recorded_model(meta, registry)
+    if recorded is not None:
+        return recorded, "meta"
+    fit = _zoo_fit(shapes, registry)
+    if fit is not None:
+        assumed = ("the stride on the 3x3, as pycls's AnyNet (models/resnet.py strides the first 1x1 by default, RESNET.STRIDE_1X1)",)
+        return replaced(fit, assumed=assumed) if "stem:res_stem_in" in fit.features and "block:res_bottleneck_block" in fit.features else fit, "shapes"
+    return structure.named(structure.from_shapes(shapes), zoo), "shapes"
+
+
+def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Registry, layout: str, meta: dict[str, Any] | None = None) -> tuple[Variant, str, str]:
+    """The model to convert, how it was found (--arch, cfg, meta, shapes) and the key prefix, for a
+    state dict in ``layout``. ``--arch`` must agree with the tensors when they fit a zoo model
+    exactly; a pycls file's structure comes from its cfg, meta or tensors (``pycls_structure``); a
+    library layout's from a ckptconv meta, else the zoo model its keys are."""
+    layouts, meta = registry.layouts_named(layout), meta or {}
     exact = exact_match(shapes, registry, layouts)
     if requested:
         return _requested(requested, exact, shapes, registry, layouts)
-    stated = _stated(cfg, meta, registry)
-    for how, name in stated:
-        if exact and exact.variant.name != name:
-            raise MappingError(f"the checkpoint's {how} says {name} but its tensors are {exact.variant.name}", fix=f"pass --arch {exact.variant.name} if the tensors are right")
+    prefix = common_prefix(shapes) if not any(k.startswith("stem.") for k in shapes) else ""
+    bare = {k[len(prefix) + 1 :] if prefix else k: v for k, v in shapes.items()}
+    if layout == PYCLS and _pycls_like(bare):
+        variant, how = pycls_structure(cfg, bare, registry, meta)
+        return variant, how, prefix
     if exact:
-        return exact.variant, stated[0][0] if stated else "shapes", exact.prefix
-    ranked = rank(shapes, registry, layouts)
+        return exact.variant, "meta" if meta.get("arch") == exact.variant.name else "shapes", exact.prefix
+    recorded = recorded_model(meta, registry)
+    ranked = rank(shapes, registry, layouts, [recorded] if recorded is not None else [])
+    if recorded is not None and ranked[0].exact:
+        return recorded, "meta", ranked[0].prefix
     elsewhere = _elsewhere(shapes, registry, layouts, ranked[0])
     if elsewhere is not None:
         raise elsewhere
-    if stated:  # the file names a variant the tensors do not fit: let the plan name every misfit
-        how, name = stated[0]
-        return registry.variant(name), how, next((m.prefix for m in ranked if m.variant.name == name), "")
+    if recorded is not None:  # the meta names a model the keys do not fit: let the plan name every misfit
+        return recorded, "meta", ""
     raise _no_fit(ranked[0], shapes)
+
+
+def _pycls_like(shapes: Shapes) -> bool:
+    """The keys are pycls's (a stem and numbered stages), whatever model they are."""
+    return "stem.conv.weight" in shapes and any(k.startswith("s1.b1.") for k in shapes)

@@ -40,10 +40,10 @@ def with_prefix(prefix: str, key: str) -> str:
 
 def derive_index(layout: Layout, variant: Variant, stage: int, block: int) -> tuple[int, int]:
     """``({layer}, {index})`` of pycls block ``s{stage}.b{block}`` in the layout."""
-    if not 1 <= stage <= min(len(layout.stage_layer), len(variant.depths)):
+    if not 1 <= stage <= variant.stages or (layout.stage_layer and stage > len(layout.stage_layer)):
         raise MappingError(f"stage {stage} does not exist in {variant.name} / table {layout.name}")
-    layer = layout.stage_layer[stage - 1]
-    offset = sum(variant.depths[t] for t in range(stage - 1) if layout.stage_layer[t] == layer)
+    layer = layout.layer_of(stage)
+    offset = sum(variant.depths[t] for t in range(stage - 1) if layout.layer_of(t + 1) == layer)
     return layer, layout.first_block + offset + block - 1
 
 
@@ -54,6 +54,8 @@ def apply_rule(layout: Layout, variant: Variant, rule: Rule, captures: dict[str,
             values[name] = table[values[name]]
     if "{layer}" in rule.target or "{index}" in rule.target:
         values["layer"], values["index"] = derive_index(layout, variant, int(values["stage"]), int(values["block"]))
+    if "{head_layer}" in rule.target:  # the layer after the last stage's (torchvision's features.8 of a 7-stage model)
+        values["head_layer"] = layout.layer_of(variant.stages) + 1
     return rule.target.format(**values)
 
 
@@ -61,9 +63,15 @@ def match_key(layout: Layout, variant: Variant, key: str) -> tuple[Rule, str | N
     """The first rule matching ``key`` and the key it maps to (None for a drop); None if no rule."""
     for rule in layout.rules:
         captures = rule.match(key)
-        if captures is not None:
+        if captures is not None and (rule.expand is None or _expands(variant, captures) == rule.expand):
             return rule, (None if rule.drop is not None else apply_rule(layout, variant, rule, captures))
     return None
+
+
+def _expands(variant: Variant, captures: dict[str, str]) -> bool:
+    """Whether pycls block s{stage}.b{block} has its 1x1 expansion (EfficientNet)."""
+    stage, block = int(captures["stage"]), int(captures["block"])
+    return any(b.stage == stage and b.block == block and getattr(b, "has_expand", False) for b in variant.blocks)
 
 
 def content_key(item: Layout | Variant) -> object:

@@ -1,11 +1,15 @@
-"""The model families of the pycls zoo, and the reference models each can be verified with. torch-free.
+"""The model families, and the reference models each can be verified with. torch-free.
 
-A family is a pycls model class (EffNet, or AnyNet with one stem) whose variants differ only in
-numbers. Each has its pycls feature points (what verification compares), its number of stages, the
-cfg section and MODEL.TYPE that describe its variants in a pycls cfg dump, and the references: the
-plain-torch models of ``ckptconv.verification.models`` a table may name in ``[layout].reference``, with the
-outputs (levels) each gives. Tables are checked against this when they load; a test holds every
-reference model to its entry here.
+A family is a kind of pycls network whose models differ only in numbers, so one set of tables
+(``mappings/<family>/layouts``) maps them all: EfficientNet (pycls's EffNet); RegNet (an AnyNet with
+the 3x3 stem and bottleneck blocks, whatever its numbers: pycls's RegNets and design-space AnyNets);
+ResNet (an AnyNet with the ResNet or the CIFAR stem and basic or bottleneck blocks: pycls's
+ResNe(X)ts, ``models/resnet.py`` included); and AnyNet (every other AnyNet: vanilla blocks, basic
+blocks behind the 3x3 stem), which only pycls itself holds. A model's family follows from its
+structure (``Variant.family``), never from its cfg's MODEL.TYPE.
+
+Points (pycls's feature points) and reference levels may hold ``{n}`` (stage n, 1-based) and ``{i}``
+(n - 1): a table's ``"layer{n}" = "s{n}"`` stands for every stage the model has.
 """
 
 from __future__ import annotations
@@ -13,57 +17,61 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-def _stages(n: int) -> tuple[str, ...]:
-    return tuple(f"s{i}" for i in range(1, n + 1))
-
-
 @dataclass(frozen=True)
 class Family:
     name: str
     title: str
-    stages: int
-    points: tuple[str, ...]  # pycls feature points, in forward order
-    model_types: tuple[str, ...]  # cfg MODEL.TYPE values of its checkpoints
-    section: str  # the cfg section holding its numbers
+    points: tuple[str, ...]  # pycls feature points, in forward order (``s{n}``: every stage)
     references: dict[str, tuple[str, ...]] = field(default_factory=dict)  # reference name -> its levels
 
 
-_EFFNET_POINTS = ("stem", *_stages(7), "head", "logits")  # after the stem, each stage, head conv+BN+SiLU, fc
-_ANYNET_POINTS = ("stem", *_stages(4), "logits")  # after the stem, each stage, the fc
+_EFFNET_POINTS = ("stem", "s{n}", "head", "logits")  # after the stem, each stage, head conv+BN+SiLU, fc
+_ANYNET_POINTS = ("stem", "s{n}", "logits")  # after the stem, each stage, the fc
 _RESNET_LIKE = {  # mmdet/mmpretrain RegNet, ResNet, ResNeXt; timm's and torchvision's ResNet (resnet only)
-    "mmdet-resnet": ("stem", *(f"layer{i}" for i in range(1, 5))),
-    "mmpretrain-resnet": ("backbone.stem", *(f"backbone.layer{i}" for i in range(1, 5)), "logits"),
-    "resnet": ("stem", *(f"layer{i}" for i in range(1, 5)), "logits"),
+    "mmdet-resnet": ("stem", "layer{n}"),
+    "mmpretrain-resnet": ("backbone.stem", "backbone.layer{n}", "logits"),
+    "resnet": ("stem", "layer{n}", "logits"),
 }
 
 FAMILIES: dict[str, Family] = {
     "effnet": Family(
-        "effnet", "EfficientNet (pycls EffNet)", 7, _EFFNET_POINTS, ("effnet", "efficientnet"), "EN",
+        "effnet", "EfficientNet (pycls EffNet)", _EFFNET_POINTS,
         {
             "pycls": _EFFNET_POINTS,
-            "mmdet": tuple(f"layers.{i}" for i in range(7)),
-            "mmdet-stages": ("conv1", *(f"layer{s}" for s in range(1, 8))),
-            "mmpretrain": (*(f"backbone.layers.{i}" for i in range(7)), "logits"),
-            "timm": ("bn1", *(f"blocks.{i}" for i in range(7)), "bn2", "logits"),
-            "torchvision": tuple(f"features.{i}" for i in range(9)) + ("logits",),
+            "mmdet": ("layers.{i}",),
+            "mmdet-stages": ("conv1", "layer{n}"),
+            "mmpretrain": ("backbone.layers.{i}", "logits"),
+            "timm": ("bn1", "blocks.{i}", "bn2", "logits"),
+            "torchvision": ("features.{i}", "logits"),
         },
     ),
     "regnet": Family(
-        "regnet", "RegNetX and RegNetY (pycls RegNet, an AnyNet)", 4, _ANYNET_POINTS, ("regnet",), "REGNET",
+        "regnet", "RegNet and AnyNet with the 3x3 stem and bottleneck blocks (pycls RegNet, AnyNet)", _ANYNET_POINTS,
         {
             "pycls": _ANYNET_POINTS,
             "mmdet-resnet": _RESNET_LIKE["mmdet-resnet"],
             "mmpretrain-resnet": _RESNET_LIKE["mmpretrain-resnet"],
-            "timm-regnet": ("stem", *_stages(4), "logits"),
-            "torchvision-regnet": ("stem", *(f"trunk_output.block{i}" for i in range(1, 5)), "logits"),
+            "timm-regnet": ("stem", "s{n}", "logits"),
+            "torchvision-regnet": ("stem", "trunk_output.block{n}", "logits"),
         },
     ),
     "resnet": Family(
-        "resnet", "ResNet and ResNeXt (pycls AnyNet with the ResNet stem)", 4, _ANYNET_POINTS, ("anynet",), "ANYNET",
+        "resnet", "ResNet and ResNeXt (pycls AnyNet with the ResNet or CIFAR stem, and models/resnet.py)", _ANYNET_POINTS,
         {"pycls": _ANYNET_POINTS, **_RESNET_LIKE},
+    ),
+    "anynet": Family(
+        "anynet", "other AnyNets (vanilla blocks, or basic blocks behind the 3x3 stem): pycls only", _ANYNET_POINTS,
+        {"pycls": _ANYNET_POINTS},
     ),
 }  # fmt: skip
 
 
 def family(name: str) -> Family:
     return FAMILIES[name]
+
+
+def expand(pattern: str, stages: int) -> list[str]:
+    """A point or level name for every stage it stands for (itself when it names one thing)."""
+    if "{n}" not in pattern and "{i}" not in pattern:
+        return [pattern]
+    return [pattern.format(n=n, i=n - 1) for n in range(1, stages + 1)]

@@ -8,10 +8,13 @@ maps (``to``) or drops the key (``drop = "why"``). Patterns use placeholders, ne
 - ``{name}`` declared in ``[names.name]``: one of that table's keys, written as its value;
 - any other ``{name}``: one key segment (no dots), written unchanged.
 
-In ``to`` two more values exist, computed from ``[index]`` and the variant's depths:
-``{layer}`` is ``stage_layer[stage - 1]``; ``{index}`` numbers blocks from ``first_block`` within a
-layer, continuing across the stages that share it (mmdet's ``layers.4`` holds s4 then s5).
-A rule may restrict captured integers with ``where = { stage = [1] }``. The rules live in
+In ``to`` three more values exist, computed from ``[index]`` and the model's depths: ``{layer}`` is
+``stage_layer[stage - 1]`` (or ``stage + stage_offset``, for any number of stages); ``{index}``
+numbers blocks from ``first_block`` within a layer, continuing across the stages that share it
+(mmdet's ``layers.4`` holds s4 then s5); ``{head_layer}`` is the layer after the last stage's.
+``[levels]`` may name every stage at once: ``"layer{n}" = "s{n}"`` (``{i}`` is n - 1).
+A rule may restrict captured integers with ``where = { stage = [1] }``, and an EfficientNet block
+rule to blocks with or without their 1x1 expansion: ``where = { expand = false }``. The rules live in
 ``[mapping] rules = [...]``, one inline table per line, so a reviewer reads them as a column.
 
 Every section is checked here, so a typo is one ``TableError`` naming the file, the field and the
@@ -31,24 +34,29 @@ from ..errors import TableError
 from ..io.loaders import LOADERS
 from ..fields import Fields
 from .families import FAMILIES, Family
-from ..options import ORDERS, PADDINGS, PREFIX
+from ..options import NAME, ORDERS, PADDINGS, PREFIX
+from ..options import GEOMETRY, Geometry
+from .builders import ARCHES, KINDS, Built, build
 from .pipeline import Pipeline
 
 INT_PLACEHOLDERS = ("stage", "block")
-DERIVED_PLACEHOLDERS = ("layer", "index")
+DERIVED_PLACEHOLDERS = ("layer", "index", "head_layer")
 CONTAINERS = ("state_dict", "plain", "pycls")
-NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
 # what a [config] template may use; convert.render_config fills each
 CONFIG_FIELDS = frozenset({
     "arch", "title", "version", "checkpoint", "init_prefix", "prefix", "out_indices", "in_channels", "level_widths",
-    "num_classes", "channel_order", "mean", "std", "flip", "crop_size", "resize_size", "crop_pct", "input_note", "load_note",
-    "builder", "builder_note", "library_name", "eps_note", "load_weights",  # from the variant's [libraries.<library>]
+    "num_classes", "eps", "stage_indices", "last_stage", "channel_order", "mean", "std", "flip", "crop_size", "resize_size", "crop_pct", "input_note", "load_note",
+    "builder", "builder_note", "library_name", "eps_note", "load_weights",  # the layout's builder, else the variant's [libraries.<library>]
+    "torch_transform", "mm_test_pipeline",  # the test-time preprocessing that gives pycls's input
     "head_w",  # EfficientNet
     "depth", "stage_blocks", "groups", "width_per_group", "regnet_arch", "stage_widths", "stage_group_widths", "se_ratio",  # AnyNet
 })  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "refuse", "levels", "config")
-FEATURES = ("se",)  # what a table may refuse a variant for (see Variant.features)
+# what a table may refuse a model for (see Variant.features)
+FEATURES = ("se", "stride_1x1", "stem:simple_stem_in", "stem:res_stem_in", "stem:res_stem_cifar",
+            "block:vanilla_block", "block:res_basic_block", "block:res_bottleneck_block")  # fmt: skip
+MAX_INDEX = 64
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class Rule:
     drop: str | None
     where: dict[str, frozenset[int]]
     regex: re.Pattern[str]
+    expand: bool | None = None  # only blocks that have (True) or lack (False) pycls's exp conv
 
     def match(self, key: str) -> dict[str, str] | None:
         m = self.regex.fullmatch(key)
@@ -96,7 +105,7 @@ class Layout:
     prefix: str
     settings: dict[str, Any]
     library_defaults: dict[str, Any]
-    stage_layer: tuple[int, ...]
+    stage_layer: tuple[int, ...]  # pycls stage -> target layer; empty: stage + stage_offset, for any number of stages
     first_block: int
     names: dict[str, dict[str, str]]
     rules: tuple[Rule, ...]
@@ -105,6 +114,8 @@ class Layout:
     family: str = "effnet"
     pipeline: Pipeline = Pipeline("rgb", 1.0, "")
     refuse: tuple["Refusal", ...] = ()
+    stage_offset: int = 0
+    builder: str = ""  # a builders.KINDS entry: how the library builds a model from its numbers
     path: str = ""
     digest: str = ""  # sha256 of the table file: outputs record it, so batch knows a changed table
 
@@ -114,12 +125,37 @@ class Layout:
 
     def refusal(self, variant) -> "Refusal | None":
         """Why this layout cannot hold ``variant``, if it cannot (e.g. no SE in MMDetection's RegNet)."""
-        return next((r for r in self.refuse if r.when in variant.features), None)
+        found = next((r for r in self.refuse if r.when in variant.features), None)
+        if found is None and self.stage_layer and len(self.stage_layer) != variant.stages:
+            found = Refusal("stages", f"the {self.name} table maps models of {len(self.stage_layer)} stages, not {variant.stages}", "another layout")
+        return found
 
-    def out_levels(self) -> dict[int, str]:
+    def built(self, variant) -> Built | None:
+        """How the layout's library builds ``variant`` through its public API (None for a layout
+        without a library builder, pycls's own); raises Refused when its classes cannot."""
+        return build(self.builder, variant) if self.builder else None
+
+    def needs(self, variant) -> dict[str, Any]:
+        """What the weights of ``variant`` need in this layout's library: the table's padding, the
+        model's own BN eps (its cfg's BN.EPS), and the one-line advice (``{eps}`` filled in)."""
+        return {"padding": self.settings["padding"], "eps": variant.eps, "config": self.settings["config"].format(eps=f"{variant.eps:g}")}
+
+    def layer_of(self, stage: int) -> int:
+        """The target layer pycls stage ``stage`` (1-based) goes to."""
+        return self.stage_layer[stage - 1] if self.stage_layer else stage + self.stage_offset
+
+    def levels_for(self, variant) -> dict[str, str]:
+        """Every level of the layout for ``variant`` (patterns expanded to its stages) and its pycls point."""
+        out, h = {}, variant.stages + 1  # {h}: the layer after the last stage (torchvision's head)
+        for level, point in self.levels.items():
+            for n in range(1, variant.stages + 1) if "{n}" in level or "{i}" in level else (0,):
+                out[level.format(n=n, i=n - 1, h=h)] = point.format(n=n, i=n - 1)
+        return out
+
+    def out_levels(self, variant) -> dict[int, str]:
         """The levels a library config's ``out_indices`` can select: index -> level name."""
         pattern = self.config.get("out_level")
-        return indexed_levels(pattern, self.levels) if pattern else {}
+        return indexed_levels(pattern, self.levels_for(variant)) if pattern else {}
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the table an output was made with (name, version, content)."""
@@ -158,7 +194,7 @@ def _check_target(target: str, captured: set[str], has_index: bool, fail) -> Non
         if ph in DERIVED_PLACEHOLDERS:
             if not has_index:
                 fail(f"uses {{{ph}}} but the table has no [index] section")
-            if not {"stage", "block"} <= captured:
+            if ph != "head_layer" and not {"stage", "block"} <= captured:
                 fail(f"uses {{{ph}}}, which needs {{stage}} and {{block}} in 'from'")
         elif ph not in captured:
             fail(f"'to' uses {{{ph}}}, which 'from' does not capture")
@@ -180,13 +216,18 @@ def _parse_rule(raw: Any, i: int, names: dict[str, dict[str, str]], has_index: b
     if target is not None:
         _check_target(target, captured, has_index, fail)
     where = f.section("where", {})
-    restrict = {}
+    restrict, expand = {}, None
     for ph in where.data:
-        if ph not in INT_PLACEHOLDERS or ph not in captured:
-            fail(f"'where' can restrict only captured {{stage}} or {{block}}, not {ph!r}")
-        restrict[ph] = frozenset(where.ints(ph, lo=0, hi=10_000))
+        if ph == "expand" and {"stage", "block"} <= captured:
+            if not isinstance(where.data[ph], bool):
+                fail(f"'where' expand is {where.data[ph]!r}; expected true or false")
+            expand = where.data[ph]
+        elif ph not in INT_PLACEHOLDERS or ph not in captured:
+            fail(f"'where' can restrict only captured {{stage}} or {{block}}, or expand, not {ph!r}")
+        else:
+            restrict[ph] = frozenset(where.ints(ph, lo=0, hi=10_000))
     drop = f.text("drop") if f.has("drop") else None
-    return Rule(name, source, target, drop, restrict, regex)
+    return Rule(name, source, target, drop, restrict, regex, expand)
 
 
 def _names(f: Fields) -> dict[str, dict[str, str]]:
@@ -212,12 +253,11 @@ def _rules(f: Fields, names: dict[str, dict[str, str]], has_index: bool) -> tupl
 
 def _settings(f: Fields) -> dict[str, Any]:
     s = f.section("settings", {})
-    s.only({"padding", "eps", "config"})
-    return {
-        "padding": s.text("padding", "symmetric", choices=PADDINGS),
-        "eps": s.number("eps", 1e-5, lo=1e-12, hi=0.1),
-        "config": s.text("config", ""),
-    }
+    s.only({"padding", "config"})
+    config = s.text("config", "")
+    if set(_PLACEHOLDER.findall(config)) - {"eps"} or re.search(r"[{}]", _PLACEHOLDER.sub("", config)):
+        s.fail("[settings].config may use only the placeholder {eps}", fix="write literal braces as {{ and }}")
+    return {"padding": s.text("padding", "symmetric", choices=PADDINGS), "config": config}
 
 
 def _library_defaults(f: Fields) -> dict[str, Any]:
@@ -231,13 +271,20 @@ def _library_defaults(f: Fields) -> dict[str, Any]:
     return out
 
 
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    """``name`` is one of ``patterns``, or an instance of one (``layer3`` of ``layer{n}``)."""
+    as_regex = lambda p: re.escape(p).replace(r"\{n\}", "[0-9]+").replace(r"\{i\}", "[0-9]+")  # noqa: E731
+    return any(name == p or re.fullmatch(as_regex(p), name.replace("{n}", "0").replace("{i}", "0").replace("{h}", "0")) for p in patterns)
+
+
 def _levels(f: Fields, family: Family, reference: str) -> dict[str, str]:
     levels = f.strings("levels", {})
     known = family.references[reference]
     for level, point in levels.items():
-        if level not in known:
+        if not _matches(level, known):
             f.fail(f"[levels] {level!r} is not an output of the {reference} reference", fix=f"use {', '.join(known)}")
-        if point not in family.points:
+        staged = "{n}" in level or "{i}" in level
+        if not _matches(point, family.points) or staged != ("{n}" in point):
             f.fail(f"[levels] {level!r} = {point!r} is not a pycls point of {family.name}", fix=f"use {', '.join(family.points)}")
     return levels
 
@@ -255,7 +302,7 @@ def _refuse(f: Fields) -> tuple[Refusal, ...]:
 
 def indexed_levels(pattern: str, levels: dict[str, str]) -> dict[int, str]:
     """index -> level name for ``[config].out_level`` (``"layers.{i}"``, or ``"layer{n}"`` with
-    n = i + 1), for the names ``levels`` has."""
+    n = i + 1), for the names ``levels`` has (expanded for a model)."""
     names = {i: pattern.format(i=i, n=i + 1) for i in range(len(levels) + 1)}
     return {i: name for i, name in names.items() if name in levels}
 
@@ -275,37 +322,62 @@ def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
             c.fail(f"[config].template uses unknown placeholder(s) {unknown}", fix=f"use {', '.join(sorted(CONFIG_FIELDS))}")
         out["template"] = template
     if c.has("out_indices"):
-        out["out_indices"] = c.ints("out_indices", lo=0, hi=max(len(levels) - 1, 0))
+        out["out_indices"] = c.ints("out_indices", lo=0, hi=MAX_INDEX)
     if c.has("default_out_indices"):  # what the library's backbone builds when a config gives none
-        out["default_out_indices"] = c.ints("default_out_indices", lo=0, hi=len(levels))
+        out["default_out_indices"] = c.ints("default_out_indices", lo=0, hi=MAX_INDEX)
     if c.has("out_level"):  # the level out_indices[i] selects in a library's config: "layers.{i}", "layer{n}" (n = i + 1)
         out["out_level"] = level = c.text("out_level", pattern=r"[A-Za-z0-9_.]*\{[in]\}[A-Za-z0-9_.]*")
-        if not indexed_levels(level, levels):
+        if not any(_matches(level.format(i=i, n=i + 1), tuple(levels)) for i in range(MAX_INDEX)) and level not in levels:
             c.fail(f"[config].out_level {level!r} names no level of [levels]", fix="spell it as [levels] names the backbone's outputs")
     return out
 
 
+def _check_fixed(f: Fields, stage_layer: tuple[int, ...], levels: dict[str, str], config: dict[str, Any]) -> None:
+    """A table of fixed names (an explicit stage_layer, levels without {n}): its levels name stages
+    it maps, and its out_indices select levels it has."""
+    for level, point in levels.items():
+        m = re.fullmatch(r"s(\d+)", point)
+        if stage_layer and m and int(m.group(1)) > len(stage_layer):
+            f.fail(f"[levels] {level!r} = {point!r}: the table maps {len(stage_layer)} stages", fix=f"use s1 ... s{len(stage_layer)}")
+    pattern = config.get("out_level")
+    if not pattern or any("{" in level for level in levels):
+        return
+    have = indexed_levels(pattern, levels)
+    for i in config.get("out_indices", ()):
+        if i not in have:
+            f.fail(f"[config].out_indices has {i}, but {pattern.format(i=i, n=i + 1)!r} is no level of [levels]", fix=f"use {', '.join(map(str, have))}")
+
+
 def _pipeline(f: Fields) -> Pipeline:
     p = f.section("pipeline", {})
-    p.only({"reads", "scale", "flip_flag", "order", "mean", "std"})
+    p.only({"reads", "scale", "flip_flag", "order", "mean", "std", "stock"})
     stats = {}
     if p.has("mean") or p.has("std"):
         stats = {"mean": p.numbers("mean", lo=0.0, hi=1.0, length=3), "std": p.numbers("std", lo=1e-3, hi=1.0, length=3),
                  "order": p.text("order", choices=ORDERS)}  # fmt: skip
+    stock = p.section("stock", {})
+    stock.only(set(GEOMETRY))
+    geometry = Geometry(**{step: stock.text(step, choices[0], choices=choices) for step, choices in GEOMETRY.items()})
     return Pipeline(
         reads=p.text("reads", "rgb", choices=ORDERS),
         scale=p.number("scale", 1.0, lo=1.0, hi=255.0),
         flip_flag=p.text("flip_flag", "", pattern=r"([a-z_]{1,32})?"),
+        stock=geometry,
         **stats,
     )
 
 
-def _index(f: Fields, family: Family) -> tuple[tuple[int, ...], int, bool]:
+def _index(f: Fields) -> tuple[tuple[int, ...], int, int, bool]:
+    """``[index]``: ``stage_layer`` (an explicit list: the table maps models of exactly that many
+    stages) or ``stage_offset`` (layer = stage + offset, any number of stages), and ``first_block``."""
     if not f.has("index"):
-        return (), 0, False
+        return (), 0, 0, False
     index = f.section("index")
-    index.only({"stage_layer", "first_block"})
-    return index.ints("stage_layer", lo=0, hi=64, length=family.stages), index.integer("first_block", 0, lo=0, hi=64), True
+    index.only({"stage_layer", "stage_offset", "first_block"})
+    if index.has("stage_layer") == index.has("stage_offset"):
+        index.fail("[index] needs exactly one of stage_layer (a list) or stage_offset (layer = stage + offset)")
+    layers = index.ints("stage_layer", lo=0, hi=64) if index.has("stage_layer") else ()
+    return layers, index.integer("stage_offset", 0, lo=-1, hi=64), index.integer("first_block", 0, lo=0, hi=64), True
 
 
 def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str = "effnet") -> Layout:
@@ -314,14 +386,19 @@ def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str
     f = Fields(data, "", TableError, str(path))
     f.only(SECTIONS)
     head = f.section("layout")
-    head.only({"name", "version", "summary", "library", "reference", "container", "loader", "prefix"})
+    head.only({"name", "version", "summary", "library", "reference", "container", "loader", "prefix", "builder"})
     name = head.text("name", pattern=NAME)
     if path.stem != name:
         f.fail(f"layout {name!r} must live in {name}.toml")
     reference = head.text("reference", choices=tuple(fam.references))
-    stage_layer, first_block, has_index = _index(f, fam)
+    builder = head.text("builder", "", choices=("", *KINDS))
+    if builder and ARCHES[builder.partition("-")[2]] != family:
+        f.fail(f"[layout] builder {builder!r} builds {ARCHES[builder.partition('-')[2]]} models, not {family}")
+    stage_layer, stage_offset, first_block, has_index = _index(f)
     names = _names(f)
     levels = _levels(f, fam, reference)
+    config = _config(f, levels)
+    _check_fixed(f, stage_layer, levels, config)
     return Layout(
         name=name,
         version=head.integer("version", lo=1, hi=1_000_000),
@@ -331,14 +408,16 @@ def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str
         container=head.text("container", "state_dict", choices=CONTAINERS),
         loader=head.text("loader", "mmengine", choices=LOADERS),
         prefix=head.text("prefix", "", pattern=f"({PREFIX})?"),
+        builder=builder,
         settings=_settings(f),
         library_defaults=_library_defaults(f),
         stage_layer=stage_layer,
+        stage_offset=stage_offset,
         first_block=first_block,
         names=names,
         rules=_rules(f, names, has_index),
         levels=levels,
-        config=_config(f, levels),
+        config=config,
         family=family,
         pipeline=_pipeline(f),
         refuse=_refuse(f),

@@ -1,4 +1,5 @@
-"""Colour order and normalization: what a library's pipeline must do for a set of weights.
+"""What a library's pipeline must do to an image file for a set of weights: geometry (resize and
+crop), colour order and normalization.
 
 pycls networks take **BGR** input: pycls reads images with OpenCV and never converts them, and
 normalizes with ImageNet's mean and std in BGR order, after dividing by 255. Every target's stock
@@ -9,15 +10,31 @@ computed) and says what the pipeline must do: reverse channels or not, with whic
 A table's ``[pipeline]`` says how its library turns an image file into the network's input: the
 order its loader reads (mmcv: BGR; PIL: RGB), the units of its mean/std (255 for mmengine's data
 preprocessors, 1 after ToTensor), and the config flag that reverses channels (``bgr_to_rgb``,
-``to_rgb``), if any. torch-free.
+``to_rgb``), if any; ``[pipeline.stock]`` says how the library's own transforms resize and crop
+(``Geometry``), where they are not pycls's. torch-free.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
-from ..options import ORDERS, PYCLS
+from ..options import GEOMETRY, ORDERS, PYCLS, PYCLS_GEOMETRY, Geometry
+
 INPUT_CONV = "stem.conv.weight"  # the pycls key of the first convolution: the one that sees colours
+
+
+STEP_WORDS = {
+    ("size", "library"): "its resize computes the long side as int(R * long / short) (pycls: floor((long / short) * R))",
+    ("size", "squash"): "it squashes the image to R x R (timm's crop_mode='squash'; pycls keeps the aspect ratio)",
+    ("resampler", "antialias"): "its resize antialiases (pycls: cv2's bilinear, none)",
+    ("pixels", "uint8"): "it resizes uint8 pixels (pycls resizes float32: LoadImageFromFile(to_float32=True))",
+    ("crop", "round"): "its centre crop rounds the offset half to even (pycls: ceil((L - C) / 2))",
+}
+
+
+def steps_off(g: Geometry) -> list[str]:
+    """What a pipeline's geometry does otherwise than pycls, in words."""
+    return [STEP_WORDS[f.name, getattr(g, f.name)] for f in fields(g) if getattr(g, f.name) != GEOMETRY[f.name][0]]
 
 
 @dataclass(frozen=True)
@@ -30,18 +47,20 @@ class Pipeline:
     mean: tuple[float, float, float] | None = None  # pycls's table only: the stats pycls trained with
     std: tuple[float, float, float] | None = None
     order: str = "rgb"  # the order of mean/std above
+    stock: Geometry = PYCLS_GEOMETRY  # how the library's own transforms resize and crop
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """What a pipeline does to an image it has loaded: reverse channels or not, then (x - mean) / std
-    in its own units. ``feeds`` is the channel order the network then sees."""
+    """What a pipeline does to an image file: resize and crop (``geometry``), reverse channels or
+    not, then (x - mean) / std in its own units. ``feeds`` is the channel order the network then sees."""
 
     flip: bool
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     scale: float
     feeds: str
+    geometry: Geometry = field(default=PYCLS_GEOMETRY)
 
     def config(self) -> dict[str, object]:
         return {"flip": self.flip, "mean": [round(m, 4) for m in self.mean], "std": [round(s, 4) for s in self.std]}
@@ -60,10 +79,10 @@ def needed(pipeline: Pipeline, weights_order: str, stats: Pipeline) -> Preproces
     return Preprocess(flip, mean, std, pipeline.scale, weights_order)  # type: ignore[arg-type]
 
 
-def as_configured(pipeline: Pipeline, flip: bool, mean, std) -> Preprocess:
-    """The preprocessing a user's config sets (verify --bgr-to-rgb/--mean/--std)."""
+def as_configured(pipeline: Pipeline, flip: bool, mean, std, geometry: Geometry = PYCLS_GEOMETRY) -> Preprocess:
+    """The preprocessing a user's config sets (verify --bgr-to-rgb/--mean/--std/--transforms, a config's test pipeline)."""
     feeds = ("rgb" if pipeline.reads == "bgr" else "bgr") if flip else pipeline.reads
-    return Preprocess(flip, tuple(mean), tuple(std), pipeline.scale, feeds)
+    return Preprocess(flip, tuple(mean), tuple(std), pipeline.scale, feeds, geometry)
 
 
 STATS_TOLERANCE = 1e-3  # relative, of max(1, |value|): configs write mean/std rounded to a few digits
@@ -106,3 +125,11 @@ def source_order(meta: dict, layout_name: str, pipeline: Pipeline) -> tuple[str,
     if meta.get("ckptconv_version"):
         return "bgr", "made by a ckptconv that kept pycls's BGR order"
     return default_order(pipeline), f"assumed: no channel order recorded, taken as the {layout_name} layout's default"
+
+
+def configured(pipeline: Pipeline, need: Preprocess, expect) -> Preprocess:
+    """The preprocessing a user's settings (``Expectations``: flip, mean, std, geometry; None: as
+    the weights need) make ``pipeline`` do."""
+    flip = need.flip if expect.flip is None else expect.flip
+    geometry = pipeline.stock if expect.geometry == "stock" else expect.geometry or need.geometry
+    return as_configured(pipeline, flip, expect.mean or need.mean, expect.std or need.std, geometry)

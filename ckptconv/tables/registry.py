@@ -58,6 +58,14 @@ def _parse_toml(raw: bytes, path: Path) -> dict:
 _PARSED: dict[tuple[str, str, str], object] = {}  # (path, family, sha256) -> its Layout or Variant
 
 
+def _variant_file(data: dict, path: Path, digest: str, family: str) -> Variant:
+    """A zoo variant file of ``family``'s folder: its numbers must make a model of that family."""
+    variant = parse_variant(data, str(path), digest, stem=path.stem)
+    if variant.family != family:
+        raise TableError(f"its numbers make a {FAMILIES[variant.family].title} model, not one of {family}", fix=f"move it to {variant.family}/variants/", path=str(path))
+    return variant
+
+
 def _parsed(path: Path, family: str, parse):
     """The file's table or variant; parsed once per content in a process (every registry reads the
     file again, so an edited file is parsed afresh)."""
@@ -104,7 +112,7 @@ class Registry:
         if self._variants is None:
             found: dict[str, Variant] = {}
             for family in FAMILIES:
-                for name, variant in self._load(family, "variants", parse_variant).items():
+                for name, variant in self._load(family, "variants", _variant_file).items():
                     if name in found:
                         raise TableError(f"variant {name!r} is in two families ({found[name].family}, {family})", path=variant.path)
                     found[name] = variant

@@ -4,6 +4,7 @@ MMDetection or mmpretrain config pastes, or the timm / torchvision snippet. torc
 from __future__ import annotations
 
 import os
+import re
 import string
 from pathlib import Path
 
@@ -31,12 +32,17 @@ def _load_note(layout: Layout, checkpoint: Path | None) -> str:
 
 def _eps_note(layout: Layout, variant: Variant) -> str:
     """Code that resets BN eps where the library's builder uses another than the weights need."""
-    built, need = variant.library(layout.name).get("eps"), layout.settings["eps"]
+    built, need = variant.library(layout.name).get("eps", 1e-5 if variant.eps != 1e-5 else None), variant.eps
     if built is None or built == need:
         return ""
     return (f"# {variant.library(layout.name).get('builder') or layout.name} builds its BatchNorms with eps {built:g} and "
             f"these weights need {need:g}:\n# without this loop the features differ (ckptconv verify --eps {built:g} shows by how much).\n"
             f"for m in model.modules():\n    if isinstance(m, torch.nn.BatchNorm2d):\n        m.eps = {need!r}\n")  # fmt: skip
+
+
+def _number(x: float) -> str:
+    """A float as Python reads it and people write it: 1e-5, not 1e-05; 0.001."""
+    return re.sub(r"e([-+])0+(\d)", r"e\1\2", repr(x))
 
 
 def _load_weights(checkpoint: str, path: Path | None) -> str:
@@ -47,16 +53,54 @@ def _load_weights(checkpoint: str, path: Path | None) -> str:
 
 
 def _library_values(layout: Layout, variant: Variant, used: set[str]) -> dict[str, str]:
-    """``builder``, ``library_name`` and ``builder_note`` from the variant's ``[libraries.<layout>]``
-    (the first two required when the template uses them)."""
-    entry, out = variant.library(layout.name), {}
+    """``builder``, ``library_name`` and ``builder_note``: how the layout's library builds the model
+    (its builder kind, from the model's numbers), else the variant's ``[libraries.<layout>]``."""
+    built = layout.built(variant)
+    if built is not None:
+        text = built.text
+        entry = {"builder": text, "name": built.name, "note": built.note}
+    else:
+        entry = variant.library(layout.name)
+    out = {}
     for key, placeholder in (("builder", "builder"), ("name", "library_name")):
         if placeholder in used and not entry.get(key):
-            raise TableError(f"variant {variant.name} has no [libraries.{layout.name}] {key}, which the {layout.name} table's config needs",
-                             fix=f"add it to {variant.path or variant.name + '.toml'}")  # fmt: skip
+            raise TableError(f"the {layout.name} table's config needs the model's {key}, which {variant.name} has none of",
+                             fix=f"name a builder kind in the table's [layout] builder, or add [libraries.{layout.name}] {key} to {variant.path or variant.name + '.toml'}")  # fmt: skip
         out[placeholder] = entry.get(key, "")
     out["builder_note"] = f"# {entry['note']}\n" if entry.get("note") else ""
     return out
+
+
+def _torch_transform(variant: Variant, pre: Preprocess) -> str:
+    """The torchvision transform that gives pycls's input (timm's snippets use it too: no timm
+    transform resizes without antialiasing or crops at pycls's offset)."""
+    r, c = variant.test_size, variant.im_size
+    return (f"# pycls tests {variant.name} at: the short side resized to {r}, then a centre crop of {c}, on float32 pixels.\n"
+            "# torchvision's Resize antialiases and its CenterCrop rounds the offset half to even (and timm's transforms\n"
+            "# do the same): PyclsResizeCrop (pip install ckptconv) resizes and crops as pycls does, so the input is pycls's.\n"
+            "from ckptconv.transforms import PyclsResizeCrop\n\n"
+            "preprocess = transforms.Compose([\n"
+            "    transforms.PILToTensor(),  # uint8, RGB as PIL decodes the file\n"
+            f"    PyclsResizeCrop(resize={r}, crop={c}),  # pycls's resize (cv2's bilinear, no antialiasing) and centre crop, then /255\n"
+            f"    transforms.Normalize(mean={pre.config()['mean']}, std={pre.config()['std']}),  # pycls's mean and std, in the order the weights take\n"
+            "])\n")  # fmt: skip
+
+
+def _mm_test_pipeline(variant: Variant) -> str:
+    """An mmpretrain test pipeline that gives pycls's input (ResizeEdge and CenterCrop do not)."""
+    r, c = variant.test_size, variant.im_size
+    return (f"# pycls tests {variant.name} at: the short side resized to {r}, then a centre crop of {c}. mmpretrain's ResizeEdge\n"
+            "# resizes uint8 pixels and computes the long side otherwise, and CenterCrop rounds the offset half to even:\n"
+            "# PyclsResizeCrop (registered by ckptconv.mmengine) resizes float32 pixels with cv2 and crops as pycls does.\n"
+            "custom_imports = dict(imports=['ckptconv.mmengine'], allow_failed_imports=False)\n"
+            "test_pipeline = [\n"
+            "    dict(type='LoadImageFromFile'),\n"
+            f"    dict(type='PyclsResizeCrop', resize={r}, crop={c}),\n"
+            "    dict(type='PackInputs'),\n"
+            "]\n"
+            "# These merge over your full config: its dataset type, data_root and ann_file stay yours.\n"
+            "val_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n"
+            "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")  # fmt: skip
 
 
 def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, prefix: str, pre: Preprocess) -> str | None:
@@ -65,7 +109,7 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
     template = layout.config.get("template")
     if not template:
         return None
-    widths = [variant.point_width(p) for p in layout.levels.values()]
+    widths = [variant.point_width(p) for p in layout.levels_for(variant).values()]
     out_indices = tuple(layout.config.get("out_indices", ()))
     quoted = repr(os.path.abspath(checkpoint)) if checkpoint is not None else "'OUT'"
     values = {
@@ -75,9 +119,11 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
         "init_prefix": f", prefix='{prefix}'" if prefix else "", "prefix": prefix,
         "out_indices": out_indices, "in_channels": [widths[i] for i in out_indices], "level_widths": widths,
         "num_classes": variant.num_classes, "channel_order": pre.feeds.upper(), "flip": pre.flip,
+        "eps": _number(variant.eps), "stage_indices": tuple(range(variant.stages)), "last_stage": (variant.stages - 1,),
         "mean": pre.config()["mean"], "std": pre.config()["std"],
         "crop_size": variant.im_size, "resize_size": variant.test_size, "crop_pct": crop_pct(variant.im_size, variant.test_size),
         "input_note": _input_note(layout, pre), "load_note": _load_note(layout, checkpoint),
         "eps_note": _eps_note(layout, variant), "load_weights": _load_weights(quoted, checkpoint),
+        "torch_transform": _torch_transform(variant, pre), "mm_test_pipeline": _mm_test_pipeline(variant),
     }  # fmt: skip
     return template.format(**values).strip() + "\n"

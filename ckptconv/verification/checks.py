@@ -7,7 +7,7 @@ against the ``source`` tensors (keys of ``plan.source``):
    independently of the tables), nothing extra;
 2. tensors: every output tensor bit-identical to its source tensor after the cast (only where the
    two are independent: ``verify --source``; a conversion checks the file it wrote, read back:
-   ``check_written``);
+   ``convert._read_back``);
 3. finite and numeric: the reference of the layout that is not pycls, with the settings under test
    (padding, BN eps), against the pycls reference on the same weights, on a seeded input, at every
    level its table lists, **bit for bit**. The pycls side runs the source weights rounded to the
@@ -164,14 +164,13 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 class Sides:
     """What the numeric check runs: a layout's reference on its weights, pycls's on the same in pycls
     keys; both in BGR form (the first conv un-reversed, an exact permutation), so they must agree
-    bit for bit whatever order the file takes. ``written``: the layout's weights as written."""
+    bit for bit whatever order the file takes; ``order``: the one the layout's weights take as written."""
 
     layout: Layout
     weights: dict[str, torch.Tensor]  # keys of ``layout``, prefix stripped, BGR form
     pycls: dict[str, torch.Tensor]  # pycls keys, in the output's dtype, BGR form
     drift: dict[str, torch.Tensor] | None  # pycls keys at full precision, when a cast rounded them
-    written: dict[str, torch.Tensor]  # keys of ``layout``, prefix stripped, as they are in the file
-    order: str  # the channel order ``written`` takes
+    order: str  # the channel order the layout's weights take in the file
 
 
 def _to_bgr(sd: dict, key: str | None, order: str) -> dict:
@@ -193,9 +192,9 @@ def sides(plan: Plan, source: dict[str, torch.Tensor], output: dict[str, torch.T
     drift = _to_bgr({e.pycls: source[e.source] for e in plan.mapped}, INPUT_CONV, colours.source) if dtype != "float32" else None
     if plan.target.name != PYCLS or plan.source.name == PYCLS:
         written = strip_prefix(output, plan.target_prefix)
-        return Sides(plan.target, _to_bgr(written, _input_conv(plan, "target"), colours.target), pycls, drift, written, colours.target)
+        return Sides(plan.target, _to_bgr(written, _input_conv(plan, "target"), colours.target), pycls, drift, colours.target)
     written = strip_prefix({k: dtypes.cast(v, dtype) for k, v in source.items()}, plan.source_prefix)
-    return Sides(plan.source, _to_bgr(written, _input_conv(plan, "source"), colours.source), pycls, None, written, colours.source)
+    return Sides(plan.source, _to_bgr(written, _input_conv(plan, "source"), colours.source), pycls, None, colours.source)
 
 
 def reference(layout: Layout, variant: Variant, weights: dict[str, torch.Tensor], report: Report) -> torch.nn.Module:
@@ -206,27 +205,25 @@ def reference(layout: Layout, variant: Variant, weights: dict[str, torch.Tensor]
 
 
 @torch.inference_mode()
-def compare(report: Report, variant: Variant, s: Sides) -> tuple[torch.nn.Module, torch.nn.Module]:
+def compare(report: Report, variant: Variant, s: Sides) -> None:
     """Run both references on the seeded input; record every level of the layout, bit for bit, and
-    its drift from pycls's own arithmetic at full precision. Returns the two models (the layout's
-    holding the BGR-form weights, pycls's) for the pipeline check to reuse."""
+    its drift from pycls's own arithmetic at full precision."""
     x = make_input(report.input_size)
     target = reference(s.layout, variant, s.weights, report)
     got = target.forward_levels(x)
     _judge_finite(report, got)
     arith = models.arith_of(s.layout.reference, variant)
-    pycls = models.pycls_model(variant, fill_absent(variant, s.pycls), arith)
+    pycls = models.pycls_model(variant, fill_absent(variant, s.pycls), arith)  # with the model's own BN eps
     want = pycls.forward_levels(x)
     own = s.drift is not None or arith != models.PYCLS_ARITH
     exact = models.pycls_model(variant, fill_absent(variant, s.drift or s.pycls)).forward_levels(x) if own else None
-    for name, point in s.layout.levels.items():
+    for name, point in s.layout.levels_for(variant).items():
         a, b = got[name], want[point]
         level = Level(name, point, *_diff(a, b), 0.0, bit_identical(a, b))
         if exact is not None:
             level.drift_abs, level.drift_rel = _diff(a, exact[point])
         report.levels.append(level)
-    _judge_levels(report, s.layout, arith, s.drift is not None)
-    return target, pycls
+    _judge_levels(report, s.layout, variant, arith, s.drift is not None)
 
 
 def _drift_words(report: Report, arith, rounded: bool) -> str:
@@ -238,14 +235,14 @@ def _drift_words(report: Report, arith, rounded: bool) -> str:
     return f"; drift from pycls's own arithmetic ({', '.join(why)}) up to {worst.drift_rel:.2g} relative at {worst.name}, reported, not judged"
 
 
-def _judge_levels(report: Report, layout: Layout, arith, rounded: bool) -> None:
+def _judge_levels(report: Report, layout: Layout, variant: Variant, arith, rounded: bool) -> None:
     bad = next((lv for lv in report.levels if not lv.ok), None)
     if bad is None:
         how = "bit for bit" + (f", pycls computed as {layout.library or layout.name} computes ({arith.describe()})" if arith != models.PYCLS_ARITH else "")
         report.add("numeric", True, f"all {len(report.levels)} levels equal pycls's {how} (padding={report.padding}, eps={report.eps:g})"
                    + _drift_words(report, arith, rounded))  # fmt: skip
         return
-    need = layout.settings
+    need = layout.needs(variant)
     wrong = [f"padding={report.padding}"] if report.padding != need["padding"] else []
     wrong += [f"eps={report.eps:g}"] if report.eps != need["eps"] else []
     detail = f"level {bad.name} differs from pycls {bad.point} by up to {bad.max_abs:.3g} (max abs), {bad.max_rel:.3g} (relative)"
@@ -302,8 +299,9 @@ def run(report: Report, case: Case, level: str) -> Report:
         if s.layout.name == PYCLS:  # pycls to pycls: nothing to compare it with but itself
             forward_finite(report, plan.variant, s.layout, s.weights)
         else:
-            target, pycls = compare(report, plan.variant, s)
+            compare(report, plan.variant, s)
             if case.colours.pipeline is not None and case.colours.stats is not None:
-                photo.check(report, s, case.colours.pipeline, case.colours.stats, target, pycls)
+                sizes = (plan.variant.test_size, plan.variant.im_size)
+                photo.check(report, s.layout.pipeline, case.colours.pipeline, s.order, case.colours.stats, sizes)
     report.seconds += time.perf_counter() - start
     return report

@@ -1,23 +1,22 @@
-"""The pipeline level: a real photo through the target library's preprocessing must give pycls's
-features through pycls's own.
+"""The pipeline check: real photos through the target library's preprocessing must give pycls's input.
 
-Users feed photos, not tensors. The photo (``data/photo.npy``: a real one, BGR as OpenCV reads
-it) is resized once to the check's input size, the step both pipelines share; then
-- pycls's pipeline: BGR, /255, (x - mean) / std with its statistics in BGR order, into the pycls
-  reference with the weights in BGR form;
-- the library's, as its config sets it: the order its loader reads, reversed if the config says so,
-  (x - mean) / std in its own units, into the layout's reference with the weights as written.
-The two are compared at the layout's first level, the stem's output, where colour order and
-normalization act: reversing the stem's input channels reorders a sum and the two normalize in
-different float steps, so it passes within ``TOLERANCE`` of its magnitude (measured at most 5e-7
-on B0-B5); a wrong channel order moves it by about 80 %, a mean/std in the wrong order by about
-20 %. Everything after the stem is the same arithmetic on both sides, which the numeric level
-proves exact; here it would only amplify the stem's last-bit differences (in a network with
-extreme weights, by orders of magnitude), so it is not judged.
+Users feed photo files, not tensors. ckptconv ships real photos (``data/photos``: CC0 and public
+domain, of different aspect ratios, one whose crop offset pycls rounds up where the libraries round
+half to even) and runs each, at the model's own sizes (TEST.IM_SIZE, TRAIN.IM_SIZE), through
+- pycls's test pipeline: BGR as OpenCV reads it, float32, pycls's resize and centre crop
+  (``ckptconv.transforms``), /255, its mean and std in BGR order;
+- the library's pipeline as configured: the order its loader reads, its resize and crop (pycls's,
+  as the printed pipeline does them, or the library's stock transforms: ``Geometry``), the channel
+  flip, mean and std in its own units.
+The two inputs are compared in the order the weights take (for RGB weights pycls's input reversed:
+an exact permutation) within ``TOLERANCE`` normalized units: the printed pipelines sit at ~1e-6,
+a wrong channel order, mean or std moves the input by O(1), and each stock transform by 0.01 (uint8
+resizing) to 4 (a crop one pixel off). The failure names the steps to change.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,40 +24,77 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..tables.pipeline import Pipeline, Preprocess, needed
+from ..io.png import read_rgb
+from ..options import Geometry
+from ..tables.pipeline import Pipeline, Preprocess, needed, steps_off
+from ..transforms import crop_offsets, pycls_size, resize_linear
 from .report import Level, Report
 
-PHOTO = Path(__file__).resolve().parents[1] / "data" / "photo.npy"
-TOLERANCE = 1e-4  # relative to max(1, max |level|)
+PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
+TOLERANCE = 1e-4  # normalized units: the printed pipelines are within ~1e-6 of pycls's own cv2
 
 
-@lru_cache(maxsize=4)
-def image(size: tuple[int, int]) -> torch.Tensor:
-    """The photo as OpenCV reads it (HWC, BGR, 0..255), resized once (bilinear) to ``size``."""
-    bgr = torch.from_numpy(np.load(PHOTO)).float().permute(2, 0, 1)[None]
-    return F.interpolate(bgr, size=size, mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0).contiguous()
+@lru_cache(maxsize=1)
+def photos() -> tuple[tuple[str, torch.Tensor], ...]:
+    """(file name, 3 x H x W uint8 RGB) of every shipped photo."""
+    return tuple((p.name, torch.from_numpy(read_rgb(p)).permute(2, 0, 1).contiguous()) for p in sorted(PHOTOS.glob("*.png")))
 
 
-def _normalize(hwc: torch.Tensor, mean, std) -> torch.Tensor:
-    mean, std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
-    return ((hwc - mean) / std).permute(2, 0, 1)[None].contiguous()
+def _normalize(chw: torch.Tensor, mean, std) -> torch.Tensor:
+    return (chw - torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)) / torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
 
-def pycls_input(bgr: torch.Tensor, stats: Pipeline) -> torch.Tensor:
-    """pycls's test pipeline: BGR, /255, then its statistics in BGR order."""
+def _size(h: int, w: int, g: Geometry, resize: int) -> tuple[int, int]:
+    if g.size == "pycls":
+        return pycls_size(h, w, resize)
+    if g.size == "squash":
+        return resize, resize
+    return (resize, int(resize * w / h)) if h <= w else (int(resize * h / w), resize)
+
+
+def _offsets(h: int, w: int, g: Geometry, crop: int) -> tuple[int, int]:
+    return crop_offsets(h, w, crop) if g.crop == "ceil" else (int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0)))
+
+
+def geometric(image: torch.Tensor, g: Geometry, resize: int, crop: int) -> torch.Tensor:
+    """A 3 x H x W uint8 image resized and centre-cropped as ``g`` says, as float32 in 0..255."""
+    x = image.to(torch.float32)
+    h, w = _size(x.shape[-2], x.shape[-1], g, resize)
+    if (h, w) != tuple(x.shape[-2:]):
+        if g.resampler == "cv2":
+            x = resize_linear(x, (h, w))
+        else:  # PIL's antialiased bilinear, as torch computes it
+            x = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+        if g.pixels == "uint8":
+            x = x.round().clamp(0, 255)
+    y0, x0 = _offsets(h, w, g, crop)
+    return x[:, y0 : y0 + crop, x0 : x0 + crop].contiguous()
+
+
+@lru_cache(maxsize=64)
+def resized(name: str, g: Geometry, resize: int, crop: int) -> torch.Tensor:
+    """A shipped photo resized and cropped as ``g`` says: 3 x crop x crop, RGB, float32 in 0..255.
+    (Each channel is resized alone, so the channel order may be reversed before or after.)"""
+    return geometric(dict(photos())[name], g, resize, crop)
+
+
+def pycls_input(name: str, resize: int, crop: int, stats: Pipeline) -> torch.Tensor:
+    """pycls's test input for a shipped photo: 3 x crop x crop, BGR, normalized."""
     mean = stats.mean if stats.order == "bgr" else stats.mean[::-1]
     std = stats.std if stats.order == "bgr" else stats.std[::-1]
-    return _normalize(bgr / 255.0, mean, std)
+    return _normalize(resized(name, Geometry(), resize, crop).flip(0) / 255.0, mean, std)
 
 
-def library_input(bgr: torch.Tensor, pipeline: Pipeline, pre: Preprocess) -> torch.Tensor:
-    """The library's pipeline as configured: its loader's order, reversed if set, normalized in its units."""
-    x = bgr if pipeline.reads == "bgr" else bgr.flip(-1)
-    x = x.flip(-1) if pre.flip else x
+def library_input(name: str, pipeline: Pipeline, pre: Preprocess, resize: int, crop: int) -> torch.Tensor:
+    """The library's pipeline as configured, on a shipped photo: its loader's order, its resize and
+    crop, reversed if set, normalized in its units."""
+    x = resized(name, pre.geometry, resize, crop)
+    x = x if pipeline.reads == "rgb" else x.flip(0)
+    x = x.flip(0) if pre.flip else x
     return _normalize(x if pipeline.scale == 255 else x / 255.0, pre.mean, pre.std)
 
 
-def _wrong_settings(pipeline: Pipeline, pre: Preprocess, need: Preprocess) -> list[str]:
+def _wrong_colours(pipeline: Pipeline, pre: Preprocess, need: Preprocess) -> list[str]:
     flag = pipeline.flip_flag or "a channel flip in the transforms"
     wrong = [f"{flag}={pre.flip}"] if pre.flip != need.flip else []
     wrong += [f"mean={[round(m, 4) for m in pre.mean]}"] if not np.allclose(pre.mean, need.mean) else []
@@ -66,41 +102,33 @@ def _wrong_settings(pipeline: Pipeline, pre: Preprocess, need: Preprocess) -> li
     return wrong
 
 
-def _judge(report: Report, pipeline: Pipeline, pre: Preprocess, need: Preprocess, order: str) -> None:
-    bad = next((lv for lv in report.pipeline if not lv.ok), None)
-    if bad is None:
-        lv = report.pipeline[0]
-        report.add("pipeline", True, f"a photo through the {order.upper()} pipeline as configured gives pycls's {lv.point} output "
-                   f"within {TOLERANCE:g} (relative; {lv.max_rel:.2g} here)")  # fmt: skip
+def _judge(report: Report, pipeline: Pipeline, pre: Preprocess, need: Preprocess, sizes: tuple[int, int]) -> None:
+    worst = max(report.pipeline, key=lambda lv: lv.max_abs)
+    order = need.feeds.upper()
+    if worst.ok:
+        report.add("pipeline", True, f"{len(report.pipeline)} real photos through the {order} pipeline as configured (resize {sizes[0]}, "
+                   f"crop {sizes[1]}) give pycls's input within {TOLERANCE:g} ({worst.max_abs:.2g} at most)")  # fmt: skip
         return
-    detail = f"a photo through the pipeline as configured differs from pycls's at {bad.name} by {bad.max_rel:.3g} (relative)"
-    wrong = _wrong_settings(pipeline, pre, need)
+    detail = f"{worst.name} through the pipeline as configured differs from pycls's input by up to {worst.max_abs:.3g} (normalized units)"
+    steps = steps_off(pre.geometry)
+    wrong = _wrong_colours(pipeline, pre, need)
+    if steps:
+        detail += ": " + "; ".join(steps) + f"; resize and crop with ckptconv.transforms.PyclsResizeCrop(resize={sizes[0]}, crop={sizes[1]}) as the printed pipeline does"
     if wrong:
         flag = f"{pipeline.flip_flag}={need.flip}" if pipeline.flip_flag else ("reverse the channels" if need.flip else "no channel flip")
-        detail += f" with {', '.join(wrong)}: these weights take {order.upper()} input; set {flag}, mean={need.config()['mean']}, std={need.config()['std']}"
+        detail += (", and" if steps else "") + f" with {', '.join(wrong)}: these weights take {order} input; set {flag}, mean={need.config()['mean']}, std={need.config()['std']}"
     report.add("pipeline", False, detail)
 
 
-def _as_written(model: torch.nn.Module, sides) -> torch.nn.Module:
-    """The layout's model from the numeric check (BGR-form weights) with the first conv's weights
-    as the file holds them (the only tensor that differs)."""
-    for key, t in sides.written.items():
-        if t is not sides.weights.get(key):
-            model.get_parameter(key).data = t.float() if t.is_floating_point() else t
-    return model
-
-
 @torch.inference_mode()
-def check(report: Report, sides, pre: Preprocess, stats: Pipeline, target: torch.nn.Module, pycls: torch.nn.Module) -> None:
-    """The photo through both pipelines and the numeric check's two models, compared at the first
-    level within TOLERANCE."""
-    bgr = image(tuple(report.input_size))
-    want = pycls.forward_levels(pycls_input(bgr, stats))
-    pipeline = sides.layout.pipeline
-    got = _as_written(target, sides).forward_levels(library_input(bgr, pipeline, pre))
-    name, point = next(iter(sides.layout.levels.items()))
-    a, b = got[name], want[point]
-    scale = max(1.0, b.abs().max().item())
-    diff = (a - b).abs().max().item() if torch.isfinite(a).all() else float("inf")
-    report.pipeline.append(Level(name, point, diff, diff / scale, TOLERANCE * scale, diff <= TOLERANCE * scale))
-    _judge(report, pipeline, pre, needed(pipeline, sides.order, stats), sides.order)
+def check(report: Report, pipeline: Pipeline, pre: Preprocess, order: str, stats: Pipeline, sizes: tuple[int, int]) -> None:
+    """Every shipped photo through pycls's pipeline and the library's as configured (``pre``), at
+    ``sizes`` (TEST.IM_SIZE, TRAIN.IM_SIZE), compared in the order the weights take (``order``)."""
+    resize, crop = sizes
+    for name, _ in photos():
+        want = pycls_input(name, resize, crop, stats)
+        want = want if order == "bgr" else want.flip(0)
+        got = library_input(name, pipeline, pre, resize, crop)
+        diff = (got - want).abs().max().item() if got.shape == want.shape and torch.isfinite(got).all() else math.inf
+        report.pipeline.append(Level(name, "pycls's input", diff, diff / max(1.0, want.abs().max().item()), TOLERANCE, diff <= TOLERANCE))
+    _judge(report, pipeline, pre, needed(pipeline, order, stats), sizes)

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from ..tables.families import FAMILIES
 from ..tables.variants import Variant
 
 
@@ -31,7 +30,7 @@ def random_state(variant: Variant, seed: int = 0) -> dict[str, torch.Tensor]:
 def _calibrate(variant: Variant, sd: dict[str, torch.Tensor], seed: int) -> None:
     from . import models
 
-    model = models.build("pycls", variant, models.Build(device="cpu"))
+    model = models.build("pycls", variant, models.Build(device="cpu", eps=variant.eps))
     model.load_state_dict(sd, assign=True)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -71,21 +70,28 @@ def _random_weights(variant: Variant, seed: int) -> dict[str, torch.Tensor]:
 
 def _yaml_value(value: Any) -> str:
     if isinstance(value, bool):
-        return str(value)
+        return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+MODEL_TYPE = {"en": "effnet", "regnet": "regnet", "anynet": "anynet"}  # the cfg section of a model's numbers -> MODEL.TYPE
 
 
 def cfg_yaml(variant: Variant) -> str:
     """The parts of pycls's ``cfg.dump()`` that describe the model, in its block-list YAML style."""
-    family = FAMILIES[variant.family]
-    lines = [f"{family.section}:"]
-    for key, value in sorted(variant.cfg().items()):
-        if isinstance(value, list):
-            lines.append(f"  {key}:")
+    section = {"en": "EN", "regnet": "REGNET", "anynet": "ANYNET"}[variant.section]
+    lines = [f"BN:", f"  EPS: {_yaml_value(variant.eps)}", f"{section}:"]
+    for key, value in sorted(variant.numbers().items()):
+        if key == "se_r" and section == "ANYNET":
+            lines += [f"  SE_ON: {_yaml_value(bool(value))}", f"  SE_R: {_yaml_value(value or 0.25)}"]
+        elif key == "stride_1x1":
+            continue  # an AnyNet never strides the 1x1 (models/resnet.py's RESNET.STRIDE_1X1 does)
+        elif isinstance(value, list):
+            lines.append(f"  {key.upper()}:")
             lines.extend(f"  - {_yaml_value(v)}" for v in value)
         else:
-            lines.append(f"  {key}: {_yaml_value(value)}")
-    lines += ["MODEL:", f"  NUM_CLASSES: {variant.num_classes}", f"  TYPE: {family.model_types[0]}"]
+            lines.append(f"  {key.upper()}: {_yaml_value(value)}")
+    lines += ["MODEL:", f"  NUM_CLASSES: {variant.num_classes}", f"  TYPE: {MODEL_TYPE[variant.section]}"]
     lines += ["TEST:", f"  IM_SIZE: {variant.test_size}", "TRAIN:", f"  IM_SIZE: {variant.im_size}", "NUM_GPUS: 8", "OUT_DIR: ."]
     return "\n".join(lines) + "\n"
 

@@ -30,27 +30,34 @@ def _config_target(config: Path, cfg: dict, path: Path | None) -> tuple[Path, st
     return Path(file), layout, order
 
 
+def _as_configured(opts: Expectations, found: mmconfig.Found) -> Expectations:
+    """The expectations with the settings the config builds."""
+    return replace(opts, padding=found.padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std, geometry=found.geometry)
+
+
 def verify_config(config: Path, path: Path | None, opts: Expectations) -> Report:
     """Check ``config``'s fields against the weights it loads, then verify those weights with the
-    settings the config builds (padding, eps, colour flip, mean, std). Failed fields lead the report."""
+    settings the config builds (padding, eps, colour flip, mean, std, test resize and crop), also
+    when the config converts a pycls file on load. Failed fields lead the report."""
     registry = registry_for(opts.tables)
     cfg = mmconfig.read_config(config)
     target, scheme_layout, order = _config_target(config, cfg, path)
+    conversion = None
     if scheme_layout is not None:  # a pycls file the config converts on load: as ckptconv.mmengine does
         conversion = prepare(Request(source=target, layout=scheme_layout, channel_order=order, trust_pickle=opts.trust_pickle, tables=opts.tables))
-        meta, report = conversion.meta, check_conversion(conversion)
-        report.path = str(target)
+        meta = conversion.meta
     else:
         meta = load(target, trust_pickle=opts.trust_pickle).meta
-        report = None
     if not meta.get("arch") or meta.get("arch") not in registry.variants:
         raise UsageError(f"{target} records no model ckptconv knows (it was not written by ckptconv)", fix="convert it with ckptconv first, or check it without --config", path=str(target))
     variant = registry.variant(meta["arch"])
     table = registry.layout(meta.get("layout", "mmdet"), variant.family)
     found = mmconfig.check(cfg, variant, table, meta, registry.pycls_layout(variant.family).pipeline)
-    if report is None:
-        report = verify_file(target, replace(opts, padding=found.padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std))
+    if conversion is not None:
+        report = check_conversion(conversion, expect=_as_configured(opts, found))
+        report.path = str(target)
+    else:
+        report = verify_file(target, _as_configured(opts, found))
     fields = [Check("config", False, f"{config}: {where} {need}") for where, need in found.problems]
     report.checks[:0] = fields or [Check("config", True, f"{config}: {len(found.passed)} fields fit these weights")]
     return report
-

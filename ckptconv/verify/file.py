@@ -31,16 +31,17 @@ def _shapes(sd: dict[str, torch.Tensor]) -> detect.Shapes:
     return {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
 
 
-def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None, prefer: str | None = None) -> detect.Match:
+def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None, prefer: str | None = None, extra: list = ()) -> detect.Match:
     """Best (layout, variant, prefix) match for a state dict, in the named layout or any.
 
     The tensors decide: an exact fit wins even when ``arch`` names another variant (the caller
     reports the disagreement); among equal fits (mmdet with prefix 'backbone' is also a layout
     whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
-    closest candidate of ``arch``.
+    closest candidate of ``arch``. ``extra``: models beside the zoo's (the custom model a meta records).
     """
     layouts = registry.layouts_named(layout) if layout else registry.all_layouts()
-    ranked = list(detect.exact_matches(_shapes(sd), registry, layouts)) or detect.rank(_shapes(sd), registry, layouts)
+    extra = list(extra)
+    ranked = list(detect.exact_matches(_shapes(sd), registry, layouts, extra)) or detect.rank(_shapes(sd), registry, layouts, extra)
     ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
     if ranked[0].exact or not arch:
         return ranked[0]
@@ -107,7 +108,7 @@ def _settings(match: detect.Match, ckpt: Checkpoint, opts: Expectations) -> tupl
     recorded = ckpt.meta.get("settings") or {}
     padding = recorded.get("padding") if recorded.get("padding") in ("symmetric", "same") else match.layout.settings["padding"]
     eps = recorded.get("eps")
-    eps = float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1 else match.layout.settings["eps"]
+    eps = float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1 else match.variant.eps
     return opts.padding or padding, float(opts.eps) if opts.eps is not None else eps
 
 
@@ -126,9 +127,7 @@ def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Expectations, 
         have, side, side_order = source[0], match.layout, order
     stats = registry.pycls_layout(match.variant.family).pipeline
     need = preprocess.needed(side.pipeline, side_order, stats)
-    flip = need.flip if opts.flip is None else opts.flip
-    configured = preprocess.as_configured(side.pipeline, flip, opts.mean or need.mean, opts.std or need.std)
-    return checks.Colours(have, order, configured, stats)
+    return checks.Colours(have, order, preprocess.configured(side.pipeline, need, opts), stats)
 
 
 def _against_itself(report, sd, match, ckpt, opts, registry, dtype) -> None:
@@ -151,7 +150,7 @@ def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha
         report.add("provenance", False, f"the file was converted from the {chosen} weights, but {opts.source} has no {chosen}_state")
         return
     _, source_sd = src.select(chosen if src.kind == "pycls" else "best")
-    src_match = identify(source_sd, registry, None, match.variant.name)
+    src_match = identify(source_sd, registry, None, match.variant.name, extra=[match.variant])
     if not src_match.exact or src_match.variant is not match.variant:
         report.add("source", False, f"the source is not a {match.variant.name} checkpoint in any known layout (closest: {src_match.layout_name} {src_match.variant.name})")
         return
@@ -175,10 +174,12 @@ def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report
     sha = start_sha256(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
     ckpt = load(path, trust_pickle=opts.trust_pickle)
     first, first_sd = ckpt.select("best")
-    match = identify(first_sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"))
+    recorded = detect.recorded_model(ckpt.meta, registry)
+    extra = [recorded] if recorded is not None else []
+    match = identify(first_sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"), extra)
     loaded, sd = ckpt.loaded_by(match.layout.loader)
     if loaded != first:
-        match = identify(sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"))
+        match = identify(sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"), extra)
     report = Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size))
     _check_meta(report, ckpt, match, opts)
     _check_sets(report, ckpt, loaded, match, registry)

@@ -25,6 +25,25 @@ packages (see Run below) and writes
   pure-torch cv2 INTER_LINEAR; as torch modules and as mmcv transforms), and bilinear resamplers
   (that emulation, torch's interpolate) against cv2.resize.
 
+With ``--printed`` it does none of the above and writes only
+
+- ``tests/data/pipelines/printed.json``: the preprocessing ckptconv prints now, rendered by ckptconv
+  itself (``ckptconv.tables.render.render_config`` as ``convert`` calls it, RGB weights; cross-checked
+  against ``python -m ckptconv convert SRC OUT --to LAYOUT --json`` on synthetic pycls checkpoints)
+  for torchvision, timm, mmpretrain and mmdet at b0 ... b5, regnetx_200mf, regnety_800mf and
+  resnet50 (every (TEST.IM_SIZE, TRAIN.IM_SIZE) of the zoo in each family), each config's sha256
+  and preprocessing lines, and each run as printed in the real libraries on every shipped photo
+  (``ckptconv/data/photos/*.png``): max abs difference to pycls 0.1.1's own input. torchvision/timm:
+  the snippet's imports and ``preprocess = ...`` executed (timm EfficientNet also its
+  ``model = timm.create_model(...)`` and ``model.pretrained_cfg = dict(...)`` as printed, and what
+  ``timm.data.resolve_data_config(model=model)``, with and without use_test_size=True, makes of that
+  pretrained_cfg); the whole snippet is also run once with the file ``convert`` wrote. mmpretrain: mmengine's
+  ``Config.fromstring`` (custom_imports imports ckptconv.mmengine), the test pipeline built with
+  mmpretrain's TRANSFORMS, then the real ClsDataPreprocessor from the printed dict. mmdet:
+  LoadImageFromFile, pycls's own resize and crop, the real DetDataPreprocessor from the printed dict
+  (and the fragment pasted over the mmdet config its comment names). A printed line that raises is
+  recorded verbatim under ``errors``. ckptconv is imported from this checkout (put first on sys.path).
+
 Everything is deterministic: rerunning in the same venv on the same machine writes the same bytes
 (the npz is written with fixed zip timestamps). Floats are per machine: another OpenCV build moves
 pycls's own input (one without IPP by up to 6.6e-5 normalized: measurements.json, resamplers
@@ -41,8 +60,9 @@ constraints file so that pip never changes them):
         mmengine==0.10.7 mmcv-lite==2.1.0 mmpretrain==1.2.0 mmdet==3.3.0
     /work/venvs/gt-pipes/bin/pip install -c /tmp/gt-pipes-pins.txt addict yapf termcolor rich matplotlib \\
         einops importlib-metadata mat4py model-index six terminaltables pycocotools shapely
-    /work/venvs/gt-pipes/bin/python tools/groundtruth/photos.py [--out-root DIR]
---out-root defaults to the repository root. (pip's warnings that mmpretrain wants modelindex and
+    /work/venvs/gt-pipes/bin/python tools/groundtruth/photos.py [--out-root DIR] [--printed]
+--out-root defaults to the repository root (--printed reads the shipped photos and
+pycls_reference.npz from this checkout and writes printed.json under DIR). (pip's warnings that mmpretrain wants modelindex and
 mmcv-lite opencv-python are expected: model-index and opencv-python-headless provide them. pip resolves numpy 2.4.6 and pillow 13.0.0 next to
 torch 2.14.1 / torchvision 0.29.1; mmcv-lite needs no compiled ops here: ``mmcv._ext`` is stubbed
 below, as in openmmlab.py; with the real torchvision installed, no torchvision stub is needed.)
@@ -510,12 +530,18 @@ def _call_kwargs(call: ast.Call) -> dict:
 
 def printed_timm(text: str) -> tuple[str, dict]:
     """('create_transform', kwargs) where the config calls create_transform (RegNet, ResNet), else
-    ('create_model', model name, overlay) (EfficientNet: pretrained_cfg_overlay)."""
+    ('pretrained_cfg', model statement, the keywords of ``model.pretrained_cfg = dict(...)``) (EfficientNet
+    now), else ('create_model', model name, overlay) (EfficientNet as ckptconv printed it before:
+    pretrained_cfg_overlay)."""
     tree = ast.parse(text)
     calls = {ast.unparse(n.func): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
     if "create_transform" in calls:
         call = calls["create_transform"]
         return ast.get_source_segment(text, call), {"form": "create_transform", "kwargs": _call_kwargs(call)}
+    model, cfg = _timm_model_statement(tree), _timm_pretrained_cfg_statement(tree)
+    if model is not None and cfg is not None:
+        return ast.get_source_segment(text, cfg), {"form": "pretrained_cfg", "model": ast.unparse(model),
+                                                   "pretrained_cfg": {kw.arg: ast.literal_eval(kw.value) for kw in cfg.value.keywords}}
     call = calls["timm.create_model"]
     kwargs = _call_kwargs(call)
     return ast.get_source_segment(text, call), {"form": "create_model", "model": ast.literal_eval(call.args[0]),
@@ -972,7 +998,17 @@ class Libraries:
         self.resize, self.crop = v["test_size"], v["im_size"]
         self.tv_src, self.tv = printed_torchvision(render(fam, "torchvision", table))
         self.timm_src, self.timm_printed = printed_timm(render(fam, "timm", table))
-        if self.timm_printed["form"] == "create_model":
+        if self.timm_printed["form"] == "pretrained_cfg":
+            ns = {"timm": timm}
+            exec(self.timm_printed["model"], ns)
+            model = ns["model"]
+            model.pretrained_cfg = dict(model.pretrained_cfg or {}, **self.timm_printed["pretrained_cfg"])
+            self.timm_cfg = timm.data.resolve_data_config(model=model)
+            self.timm_cfg_test = timm.data.resolve_data_config(model=model, use_test_size=True)
+            self.timm_default_cfg = {k: model.pretrained_cfg.get(k) for k in TIMM_PRETRAINED_CFG_KEYS}
+            self.timm_cfg_fixed = dict(self.timm_cfg)
+            del model
+        elif self.timm_printed["form"] == "create_model":
             model = timm.create_model(self.timm_printed["model"], pretrained=False,
                                       pretrained_cfg_overlay=self.timm_printed["pretrained_cfg_overlay"])
             self.timm_cfg = timm.data.resolve_data_config({}, model=model)
@@ -1237,10 +1273,450 @@ def summarize(per_photo: dict) -> dict:
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# --printed: the preprocessing ckptconv prints now, rendered by ckptconv itself and run as printed.
+# ---------------------------------------------------------------------------------------------
+
+PRINTED_VARIANTS = ("b0", "b1", "b2", "b3", "b4", "b5", "regnetx_200mf", "regnety_800mf", "resnet50")
+PRINTED_LAYOUTS = ("torchvision", "timm", "mmpretrain", "mmdet")
+TIMM_DATA_KEYS = ("crop_mode", "crop_pct", "input_size", "interpolation", "mean", "std")
+MM_PREPROCESSING_NAMES = ("data_preprocessor", "custom_imports", "test_pipeline", "val_dataloader", "test_dataloader")
+
+
+class PrintedLineFailed(Exception):
+    """A statement of ckptconv's printed config raised (or is missing): its lines and the exception, verbatim."""
+
+    def __init__(self, lines: list[str], error: str):
+        super().__init__(error)
+        self.lines, self.error = lines, error
+
+    def record(self) -> dict:
+        return {"lines": self.lines, "exception": self.error}
+
+
+def _ckptconv():
+    """ckptconv from this checkout (already first on sys.path: see _load_ckptconv_pipeline_module)."""
+    import ckptconv
+    from ckptconv.tables.pipeline import needed
+    from ckptconv.tables.registry import registry_for
+    from ckptconv.tables.render import render_config
+    from ckptconv.verification import synthetic
+    from ckptconv.version import __version__
+    here = Path(ckptconv.__file__).resolve().parent
+    if here != REPO_ROOT / "ckptconv":
+        raise SystemExit(f"ckptconv imported from {here}, not from this checkout ({REPO_ROOT / 'ckptconv'})")
+    return types.SimpleNamespace(registry=registry_for(), render_config=render_config, needed=needed, synthetic=synthetic, version=__version__)
+
+
+def printed_render(ck, layout_name: str, variant_name: str, checkpoint: Path | None = None) -> str:
+    """The config ckptconv prints for RGB weights (its default channel order), as ``convert`` renders
+    it (convert.py: render_config(target, variant, output, prefix, needed(target.pipeline, order, stats)));
+    checkpoint None writes 'OUT' for the path."""
+    variant = ck.registry.variant(variant_name)
+    layout = ck.registry.layout(layout_name, variant.family)
+    stats = ck.registry.pycls_layout(variant.family).pipeline
+    return ck.render_config(layout, variant, checkpoint, "", ck.needed(layout.pipeline, "rgb", stats))
+
+
+def _lines(text: str, node: ast.AST) -> list[str]:
+    return text.splitlines()[node.lineno - 1:node.end_lineno]
+
+
+def _top_assign(tree: ast.Module, name: str) -> ast.Assign | None:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == [name]:
+            return node
+    return None
+
+
+def _timm_model_statement(tree: ast.Module) -> ast.Assign | None:
+    """``model = timm.create_model('efficientnet_b3')`` (or a timm class call, ``model = timm.models...(...)``,
+    for a custom model): the printed statement that builds the timm model, when a ``model.pretrained_cfg = ...``
+    statement follows it (the EfficientNet snippets)."""
+    node = _top_assign(tree, "model")
+    if node is None or not isinstance(node.value, ast.Call) or not ast.unparse(node.value.func).startswith("timm."):
+        return None
+    return node if _timm_pretrained_cfg_statement(tree) is not None else None
+
+
+def _timm_pretrained_cfg_statement(tree: ast.Module) -> ast.Assign | None:
+    """``model.pretrained_cfg = dict(getattr(model, 'pretrained_cfg', None) or {}, mean=..., ...)``: the
+    preprocessing the EfficientNet snippets set for timm's own tools (resolve_data_config, validate.py)."""
+    return _top_assign(tree, "model.pretrained_cfg")
+
+
+def _keyword(call: ast.Call, name: str) -> ast.keyword | None:
+    return next((kw for kw in call.keywords if kw.arg == name), None)
+
+
+def printed_excerpt(layout: str, text: str) -> list[str]:
+    """The printed config's preprocessing lines, verbatim, in the order printed."""
+    tree = ast.parse(text)
+    nodes: list[ast.AST] = []
+    if layout in ("torchvision", "timm"):
+        nodes.append(_timm_pretrained_cfg_statement(tree))
+        nodes += [n for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("ckptconv")]
+        nodes.append(_top_assign(tree, "preprocess"))
+    elif layout == "mmpretrain":
+        nodes += [_top_assign(tree, n) for n in MM_PREPROCESSING_NAMES]
+    else:
+        model = _top_assign(tree, "model")
+        nodes.append(_keyword(model.value, "data_preprocessor") if model is not None and isinstance(model.value, ast.Call) else None)
+    nodes = sorted((n for n in nodes if n is not None), key=lambda n: n.lineno)
+    return [line for n in nodes for line in _lines(text, n)]
+
+
+def _exec_statement(ns: dict, text: str, node: ast.stmt, where: str, shown: ast.stmt | None = None) -> None:
+    """Runs one statement of a printed config; an exception becomes PrintedLineFailed with the printed lines."""
+    try:
+        exec(compile(ast.Module([node], []), f"<ckptconv {where}>", "exec"), ns)
+    except Exception as exc:  # noqa: BLE001  (whatever a printed line raises is the finding)
+        raise PrintedLineFailed(_lines(text, shown or node), f"{type(exc).__name__}: {exc}") from exc
+
+
+def run_printed_torch(layout: str, variant: str, text: str) -> dict:
+    """Executes the snippet's imports and its ``preprocess = ...`` statement as printed (and, for a timm
+    snippet that sets ``model.pretrained_cfg``, its ``model = timm.create_model(...)`` and
+    ``model.pretrained_cfg = dict(...)`` statements as printed: create_model without pretrained=True
+    downloads nothing); the lines that load the weights file (and model.eval()) are left out.
+    Returns the namespace."""
+    tree = ast.parse(text)
+    pre = _top_assign(tree, "preprocess")
+    if pre is None:
+        raise PrintedLineFailed([], "the printed config has no `preprocess = ...` statement")
+    model = _timm_model_statement(tree) if layout == "timm" else None
+    cfg = _timm_pretrained_cfg_statement(tree) if model is not None else None
+    if layout == "timm" and ck_family(variant) == "effnet" and model is None:
+        raise PrintedLineFailed([], "the printed EfficientNet timm config has no `model = timm.create_model(...)` "
+                                    "followed by `model.pretrained_cfg = dict(...)`")
+    ns: dict = {"__name__": "ckptconv_printed_snippet"}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or node is pre or node is model or node is cfg:
+            _exec_statement(ns, text, node, f"{layout}/{variant}")
+    return ns
+
+
+def ck_family(variant: str) -> str:
+    return "effnet" if re.fullmatch(r"b\d", variant) else "regnet" if variant.startswith("regnet") else "resnet"
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+TIMM_PRETRAINED_CFG_KEYS = TIMM_DATA_KEYS + ("tag", "test_crop_pct", "test_input_size")
+
+
+def timm_data_configs(model) -> dict:
+    """What timm resolves from the model as printed (built, then ``model.pretrained_cfg = dict(...)``):
+    timm.data.resolve_data_config(model=model), with and without use_test_size=True (timm's validate.py),
+    and the pretrained_cfg keys it reads."""
+    out = {}
+    for label, kw in (("resolve_data_config", {}), ("resolve_data_config_use_test_size", {"use_test_size": True})):
+        cfg = timm.data.resolve_data_config(model=model, **kw)
+        out[label] = {k: _jsonable(cfg.get(k)) for k in TIMM_DATA_KEYS}
+    out["resolve_model_data_config_is_the_same"] = timm.data.resolve_model_data_config(model) == timm.data.resolve_data_config(model=model)
+    out["default_tag"] = model.pretrained_cfg.get("tag")
+    out["pretrained_cfg_as_set"] = {k: _jsonable(model.pretrained_cfg.get(k)) for k in TIMM_PRETRAINED_CFG_KEYS}
+    return out
+
+
+def timm_config_agrees(cfg: dict, R: int, C: int, mean: list, std: list) -> dict:
+    """Whether a resolved data config describes pycls's geometry (timm's create_transform would resize
+    to floor(C / crop_pct)) and the printed mean/std."""
+    return {"crop_mode_center": cfg["crop_mode"] == "center", "input_size": cfg["input_size"] == [3, C, C],
+            "scale_size_is_resize": math.floor(C / cfg["crop_pct"]) == R, "interpolation_bilinear": cfg["interpolation"] == "bilinear",
+            "mean": cfg["mean"] == mean, "std": cfg["std"] == std}
+
+
+def mmpretrain_printed(text: str):
+    """The printed config loaded by mmengine (custom_imports imports ckptconv.mmengine), its test
+    pipeline built as mmpretrain's BaseDataset builds it (mmpretrain's TRANSFORMS, mmengine's Compose),
+    and the real ClsDataPreprocessor built from the printed ``data_preprocessor`` dict."""
+    import mmengine.dataset
+    try:
+        cfg = Config.fromstring(text, ".py")
+    except Exception as exc:  # noqa: BLE001
+        raise PrintedLineFailed(["Config.fromstring(<the printed config>, '.py')"], f"{type(exc).__name__}: {exc}") from exc
+    tree = ast.parse(text)
+    try:
+        steps = [MMPRE_TRANSFORMS.build(t) for t in cfg.test_dataloader.dataset.pipeline]
+    except Exception as exc:  # noqa: BLE001
+        raise PrintedLineFailed(_lines(text, _top_assign(tree, "test_pipeline")), f"{type(exc).__name__}: {exc}") from exc
+    try:
+        pre = MMPRE_MODELS.build(dict(type="ClsDataPreprocessor", **cfg.data_preprocessor.to_dict()))
+    except Exception as exc:  # noqa: BLE001
+        raise PrintedLineFailed(_lines(text, _top_assign(tree, "data_preprocessor")), f"{type(exc).__name__}: {exc}") from exc
+    return cfg, mmengine.dataset.Compose(steps), pre
+
+
+def mmpretrain_get_model(cfg) -> tuple[str, object | None]:
+    """mmpretrain.apis.get_model(cfg, pretrained=False) (what ImageClassificationInferencer calls): it
+    copies the top-level data_preprocessor into the model. ('ok', its data preprocessor) or (the
+    exception, verbatim, with mmpretrain's line that raised, None)."""
+    import traceback
+    import mmpretrain.apis
+    try:
+        model = mmpretrain.apis.get_model(copy_config(cfg), pretrained=False)
+    except Exception as exc:  # noqa: BLE001
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        inner = [f for f in traceback.extract_tb(exc.__traceback__) if "mmpretrain" in f.filename]
+        at = inner[-1] if inner else last
+        return f"{type(exc).__name__}: {exc} (raised at {_relpath(at.filename)}:{at.lineno}: {at.line})", None
+    return "ok", model.data_preprocessor
+
+
+def copy_config(cfg):
+    import copy
+    return copy.deepcopy(cfg)
+
+
+def mmdet_pasted_base(text: str) -> Path | None:
+    """The MMDetection config the printed fragment names as an example to paste over ("e.g. X.py"),
+    from the configs mmdet's wheel ships (mmdet/.mim/configs)."""
+    m = re.search(r"e\.g\. ([\w.-]+\.py)", text)
+    if not m:
+        return None
+    hits = sorted((Path(mmdet.__file__).parent / ".mim" / "configs").rglob(m.group(1)))
+    return hits[0] if hits else None
+
+
+def run_pack(steps: list, path: Path) -> dict:
+    results = {"img_path": str(path)}
+    for step in steps:
+        results = step(results)
+    return results
+
+
+def cli_configs(ck, pairs: list[tuple[str, str]], tmp: Path) -> dict:
+    """``python -m ckptconv convert SRC OUT --to LAYOUT --json`` on a synthetic pycls checkpoint of each
+    variant: {(layout, variant): (the JSON's "config", OUT)}, or an error string."""
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    sources, out = {}, {}
+    for layout, name in pairs:
+        if name not in sources:
+            sources[name] = ck.synthetic.save(ck.synthetic.pycls_checkpoint(ck.registry.variant(name)), tmp / f"{name}.pyth")
+        dest = tmp / f"{name}.{layout}.pth"
+        proc = subprocess.run([sys.executable, "-m", "ckptconv", "convert", str(sources[name]), str(dest), "--to", layout, "--json",
+                               "--verify", "structure"], capture_output=True, text=True, cwd=tmp, env=env)
+        try:
+            doc = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            doc = {}
+        if proc.returncode != 0 or not doc.get("ok") or not isinstance(doc.get("config"), str):
+            out[layout, name] = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-2000:]}".replace(str(tmp), "<tmp>")
+        else:
+            out[layout, name] = (doc["config"], dest)
+    return out
+
+
+def whole_snippet(text: str, where: str, tmp: Path) -> str:
+    """Runs a whole torchvision/timm snippet as ``convert`` printed it, loading the file it converted."""
+    filename = f"<ckptconv convert {where}>"
+    try:
+        exec(compile(text, filename, "exec"), {"__name__": "ckptconv_printed_snippet"})
+    except Exception as exc:  # noqa: BLE001
+        import traceback
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+        line = text.splitlines()[frames[-1].lineno - 1] if frames else "?"
+        return f"line {frames[-1].lineno if frames else '?'}: {line.strip()} -> {type(exc).__name__}: {exc}".replace(str(tmp), "<tmp>")
+    return "ran"
+
+
+def printed_main(out_root: Path) -> None:
+    """``photos.py --printed``: tests/data/pipelines/printed.json (see the module docstring)."""
+    import tempfile
+    vers = versions()
+    ck = _ckptconv()
+    vers["ckptconv"] = ck.version
+    photo_dir = REPO_ROOT / "ckptconv" / "data" / "photos"
+    photos = sorted(photo_dir.glob("*.png"))
+    assert photos, photo_dir
+    stored = np.load(REPO_ROOT / "tests" / "data" / "pipelines" / "pycls_reference.npz")
+
+    texts, refused = {}, {}
+    for name in PRINTED_VARIANTS:
+        targets = ck.registry.targets(ck.registry.variant(name))
+        for layout in PRINTED_LAYOUTS:
+            if targets.get(layout) == "yes":
+                texts[layout, name] = printed_render(ck, layout, name)
+            else:
+                refused[f"{layout}/{name}"] = targets.get(layout, "no such layout")
+
+    configs, errors, cli = {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="gt-printed-") as tmpdir:
+        tmp = Path(tmpdir)
+        converted = cli_configs(ck, sorted(texts), tmp)
+        for (layout, name), text in sorted(texts.items()):
+            k = f"{layout}/{name}"
+            configs[k] = {"sha256": sha256(text.encode()), "text_excerpt_lines": printed_excerpt(layout, text)}
+            got = converted[layout, name]
+            if isinstance(got, str):
+                cli[k] = {"convert": got}
+                continue
+            cli_text, dest = got
+            entry = {"convert": "ok", "config_is_the_rendered_text": cli_text == printed_render(ck, layout, name, dest)}
+            if layout in ("torchvision", "timm"):
+                entry["whole_snippet_with_converted_file"] = whole_snippet(cli_text, k, tmp)
+            cli[k] = entry
+
+    # pycls's own input, per photo and size, checked against the stored reference
+    P_cache: dict = {}
+    reference_check = {}
+
+    def pycls_input(path: Path, R: int, C: int) -> np.ndarray:
+        if (path, R, C) not in P_cache:
+            P = pycls_item(path, R, C)
+            name = f"{path.stem}__{key(R, C)}"
+            if (R, C) == FULL_SIZE:
+                ref = stored[name]
+                diff = maxabs(P, ref)
+            else:
+                pos = stored[f"positions__{key(R, C)}"]
+                diff = maxabs(P[pos[:, 0], pos[:, 1], pos[:, 2]], stored[f"{name}__values"])
+            reference_check[f"{path.stem}/{key(R, C)}"] = diff
+            P_cache[path, R, C] = P
+        return P_cache[path, R, C]
+
+    results, timm_cfg, pasted, extra = {}, {}, {}, {}
+    custom_imports = {"ckptconv.mmengine imported before the first printed mmpretrain config": "ckptconv.mmengine" in sys.modules}
+    for (layout, name), text in sorted(texts.items()):
+        k = f"{layout}/{name}"
+        variant = ck.registry.variant(name)
+        R, C = variant.test_size, variant.im_size
+        try:
+            if layout in ("torchvision", "timm"):
+                ns = run_printed_torch(layout, name, text)
+                preprocess = ns["preprocess"]
+                if "model" in ns:  # timm EfficientNet: the model as printed, with the printed pretrained_cfg
+                    norm = next(t for t in preprocess.transforms if type(t).__name__ == "Normalize")
+                    cfgs = timm_data_configs(ns["model"])
+                    cfgs["agrees_with_pycls_and_printed_normalize"] = {
+                        label: timm_config_agrees(cfgs[label], R, C, list(norm.mean), list(norm.std))
+                        for label in ("resolve_data_config", "resolve_data_config_use_test_size")}
+                    timm_cfg[name] = cfgs
+                for path in photos:
+                    out = preprocess(Image.open(path).convert("RGB"))
+                    assert tuple(out.shape) == (3, C, C) and out.dtype == torch.float32, (k, out.shape, out.dtype)
+                    results[f"{k}/{path.stem}"] = maxabs(out.flip(0), pycls_input(path, R, C))
+            elif layout == "mmpretrain":
+                cfg, pipeline, pre = mmpretrain_printed(text)
+                custom_imports[f"ckptconv.mmengine imported after Config.fromstring ({k})"] = "ckptconv.mmengine" in sys.modules
+                api = {"pipeline_steps": [type(t).__module__ + "." + type(t).__qualname__ for t in pipeline.transforms]}
+                api["get_model(printed config)"], _ = mmpretrain_get_model(cfg)
+                typed = copy_config(cfg)
+                typed.test_dataloader.dataset.type = "ImageNet"  # what a full config's dataset sets
+                api["get_model(printed config + test_dataloader.dataset.type='ImageNet')"], model_pre = mmpretrain_get_model(typed)
+                for path in photos:
+                    packed = pipeline(dict(img_path=str(path)))
+                    batch = {"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]}
+                    out = pre(batch, False)["inputs"][0]
+                    assert tuple(out.shape) == (3, C, C), (k, out.shape)
+                    results[f"{k}/{path.stem}"] = maxabs(out.flip(0), pycls_input(path, R, C))
+                    if model_pre is not None:
+                        same = torch.equal(model_pre(batch, False)["inputs"][0], out)
+                        api["get_model's data_preprocessor gives the same input"] = api.get("get_model's data_preprocessor gives the same input", True) and same
+                extra[k] = api
+            else:
+                try:
+                    cfg = Config.fromstring(text, ".py")
+                    dp = cfg.model.data_preprocessor.to_dict()
+                    pre = MMDET_MODELS.build(dict(type="DetDataPreprocessor", **dp))
+                except Exception as exc:  # noqa: BLE001
+                    raise PrintedLineFailed(printed_excerpt(layout, text), f"{type(exc).__name__}: {exc}") from exc
+                steps = [MMDET_TRANSFORMS.build(dict(type="LoadImageFromFile")), MMPyclsResizeCrop(R, C),
+                         MMDET_TRANSFORMS.build(dict(type="PackDetInputs"))]
+                base = mmdet_pasted_base(text)
+                merged_pre = None
+                if base is not None:  # the fragment pasted over the detector config it names
+                    with tempfile.TemporaryDirectory(prefix="gt-printed-mmdet-") as tmpdir:
+                        f = Path(tmpdir) / "pasted.py"
+                        f.write_text(f"_base_ = [{str(base)!r}]\n" + text)
+                        merged = Config.fromfile(str(f)).model.data_preprocessor.to_dict()
+                    merged_pre = MMDET_MODELS.build(dict(merged))
+                    pasted[name] = {"base_config": _relpath(str(base)).replace("mmdet/.mim/", "mmdet: "), "merged_data_preprocessor": _jsonable(merged),
+                                    "max_abs_on_the_crop": 0.0}
+                for path in photos:
+                    packed = run_pack(steps, path)
+                    batch = {"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]}
+                    out = pre(batch, False)["inputs"][0]
+                    assert tuple(out.shape) == (3, C, C), (k, out.shape)
+                    P = pycls_input(path, R, C)
+                    results[f"{k}/{path.stem}"] = maxabs(out.flip(0), P)
+                    if merged_pre is not None:  # it may pad (pad_size_divisor): compare the crop, top-left
+                        padded = merged_pre(batch, False)["inputs"][0]
+                        pasted[name]["max_abs_on_the_crop"] = max(pasted[name]["max_abs_on_the_crop"], maxabs(padded[:, :C, :C].flip(0), P))
+                        pasted[name]["padded_shape"] = list(padded.shape)
+        except PrintedLineFailed as failure:
+            errors[k] = failure.record()
+
+    summary = {}
+    for layout in PRINTED_LAYOUTS:
+        rows = {r: v for r, v in results.items() if r.startswith(layout + "/")}
+        if rows:
+            worst = max(rows, key=lambda r: (rows[r], r))
+            summary[layout] = {"max": rows[worst], "worst": worst, "cases": len(rows), "within_1e-4": rows[worst] <= TOL}
+
+    doc = {
+        "versions": vers, "made_by": "tools/groundtruth/photos.py --printed",
+        "units": "max abs difference to pycls 0.1.1's own input (ImageNet.__getitem__, split val), normalized units "
+                 "((x/255 - mean) / std); the printed pipelines' RGB output compared after reversing its channels to pycls's BGR",
+        "rendered_by": "ckptconv.tables.render.render_config(layout, variant, None, '', needed(layout.pipeline, 'rgb', "
+                       "registry.pycls_layout(family).pipeline)): the text `ckptconv convert --json` prints as \"config\", "
+                       "with 'OUT' for the output path; sha256 of that text (UTF-8)",
+        "run_as": {"torchvision": "the snippet's imports and `preprocess = ...` executed as printed; preprocess(PIL.Image.open(photo).convert('RGB'))",
+                   "timm": "as torchvision; for EfficientNet also the printed `model = timm.create_model(...)` and "
+                           "`model.pretrained_cfg = dict(...)` as printed (the weights-file lines left out; timm_data_config: what "
+                           "timm.data.resolve_data_config(model=model), and with use_test_size=True, resolves from it)",
+                   "mmpretrain": "mmengine Config.fromstring (custom_imports imports ckptconv.mmengine); test_dataloader.dataset.pipeline "
+                                 "built with mmpretrain's TRANSFORMS and mmengine's Compose, run on dict(img_path=photo); the "
+                                 "ClsDataPreprocessor built from the printed data_preprocessor dict (mmpretrain_api: what "
+                                 "mmpretrain.apis.get_model makes of the config, and whether its data_preprocessor gives the same)",
+                   "mmdet": "mmdet LoadImageFromFile, pycls's own transforms.scale + center_crop, PackDetInputs, "
+                            "DetDataPreprocessor built from the printed model.data_preprocessor"},
+        "photos": {p.stem: sha256(p.read_bytes()) for p in photos},
+        "configs": configs, "not_rendered": refused, "errors": errors, "results": results, "summary": summary,
+        "timm_data_config": timm_cfg,
+        "cli": cli,
+        "mmdet_pasted_over_example": pasted,
+        "mmpretrain_api": extra,
+        "custom_imports": custom_imports,
+        "pycls_input_vs_pycls_reference_npz": reference_check,
+        "tolerance": TOL,
+    }
+    data_dir = out_root / "tests" / "data" / "pipelines"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "printed.json").write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+    print(f"{'layout':12s} {'max abs vs pycls':>16s}  worst")
+    for layout, s in summary.items():
+        print(f"{layout:12s} {s['max']:16.3g}  {s['worst']}  ({s['cases']} cases)")
+    for k, e in errors.items():
+        print(f"ERROR {k}: {e['exception']}\n  " + "\n  ".join(e["lines"]))
+    for k, e in cli.items():
+        bad = {f: v for f, v in e.items() if v not in ("ok", "ran", True)}
+        if bad:
+            print(f"CLI {k}: {bad}")
+    print(f"not rendered (refused): {refused}")
+    print(f"wrote {data_dir / 'printed.json'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out-root", type=Path, default=REPO_ROOT)
+    ap.add_argument("--printed", action="store_true",
+                    help="instead: run the preprocessing ckptconv prints now, as printed, and write tests/data/pipelines/printed.json only")
     args = ap.parse_args()
+    if args.printed:
+        printed_main(args.out_root)
+        return
     vers = versions()
     photo_dir = args.out_root / "ckptconv" / "data" / "photos"
     data_dir = args.out_root / "tests" / "data" / "pipelines"

@@ -30,6 +30,7 @@ REFERENCES: dict[str, dict[str, type[nn.Module]]] = {  # family -> reference nam
     },
     "regnet": {"pycls": PyclsAnyNet, "mmdet-resnet": MMDetResNet, "mmpretrain-resnet": MMPretrainResNet, "timm-regnet": TimmRegNet, "torchvision-regnet": TorchvisionRegNet},
     "resnet": {"pycls": PyclsAnyNet, "mmdet-resnet": MMDetResNet, "mmpretrain-resnet": MMPretrainResNet, "resnet": ResNet},
+    "anynet": {"pycls": PyclsAnyNet},
 }
 
 
@@ -73,5 +74,6 @@ def load(reference: str, variant: Variant, state_dict: dict[str, torch.Tensor], 
 
 
 def pycls_model(variant: Variant, state_dict: dict[str, torch.Tensor], arith: Arith = PYCLS_ARITH) -> nn.Module:
-    """pycls's network holding ``state_dict``, computed with ``arith`` (pycls's own by default)."""
-    return load("pycls", variant, state_dict, Build(arith=arith))
+    """pycls's network holding ``state_dict``, with its own BN eps (``variant.eps``: BN.EPS), computed
+    with ``arith`` (pycls's own by default)."""
+    return load("pycls", variant, state_dict, Build(eps=variant.eps, arith=arith))

@@ -86,9 +86,8 @@ class TimmEfficientNet(nn.Module):
         self.conv_stem, self.bn1 = conv(b, 3, variant.stem_w, 3, stride=2), BatchNormAct2d(variant.stem_w, b)
         stages = []
         for s in range(1, len(variant.depths) + 1):
-            blocks = [blk for blk in variant.blocks if blk.stage == s]
-            cls = InvertedResidual if blocks[0].has_expand else DepthwiseSeparableConv
-            stages.append(nn.Sequential(*(cls(blk, b) for blk in blocks)))
+            blocks = [blk for blk in variant.blocks if blk.stage == s]  # timm's ds block where pycls's has no expansion
+            stages.append(nn.Sequential(*((InvertedResidual if blk.has_expand else DepthwiseSeparableConv)(blk, b) for blk in blocks)))
         self.blocks = nn.Sequential(*stages)
         self.conv_head, self.bn2 = conv(b, variant.widths[-1], variant.head_w, 1), BatchNormAct2d(variant.head_w, b)
         self.classifier = Linear(variant.head_w, variant.num_classes, device=b.device)
