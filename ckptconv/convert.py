@@ -367,7 +367,7 @@ def convert(request: Request, *, source_sha256: str | Future | None = None) -> R
     if request.output is None:
         raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
     fmt = files.output_format(request.output)
-    files.check_outputs(request.outputs(), request.inputs(), request.force)
+    files.check_outputs(request.outputs(), request.inputs() + registry_for(request.tables).table_files(), request.force)
     sha = source_sha256 if source_sha256 is not None else hashing.start_sha256(request.source)
     conversion, report = checked(request, source_sha256=sha)
     written, size = _write_outputs(conversion, request.output, fmt, report)

@@ -359,3 +359,22 @@ def test_verify_config_names_the_stock_resize_and_crop(cli, classifier, tmp_path
     assert any("test_dataloader.dataset.pipeline[1].scale is 288; pycls tests this model at 256" in d for d in failed)
     assert not any("uint8" in d for d in failed)  # loaded as float32, ResizeEdge resizes float32
 
+
+def test_verify_config_never_writes_its_report_over_a_file_the_run_reads(cli, sources, tmp_path):
+    """The config's _base_, the checkpoint it loads and any existing file that is not a ckptconv
+    report are inputs or the user's files: --report over them is refused, and they stay as they were."""
+    src, converted, printed = sources["regnetx_200mf"]
+    config = _configs(tmp_path, printed)
+    weights = tmp_path / "weights.pth"
+    shutil.copy(converted, weights)
+    (tmp_path / "frag.py").write_text(printed.read_text().replace(repr(str(converted)), repr(str(weights))))
+    config = _configs(tmp_path, tmp_path / "frag.py")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    for report in (tmp_path / "base.py", weights, notes):
+        before = report.read_bytes()
+        result = cli("verify", "--config", config, "--report", report)
+        assert result.exit_code == 2 and report.read_bytes() == before, (report, result.output)
+    ok = cli("verify", "--config", config, "--report", tmp_path / "report.json")
+    again = cli("verify", "--config", config, "--report", tmp_path / "report.json")  # a CI rerun replaces its own report
+    assert ok.exit_code == 0 and again.exit_code == 0, again.output

@@ -519,3 +519,19 @@ def test_a_file_written_wrong_is_caught_when_read_back_and_never_published(cli, 
     assert "layers.0.conv.weight is not in the written file as converted" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src.pyth"]
 
+
+def test_config_out_never_replaces_a_table_the_run_reads(cli, tmp_path):
+    """A table directory's files are inputs of the run: not even --force writes over one."""
+    from ckptconv.tables.registry import builtin_dir
+    from ckptconv.verification import synthetic
+    from ckptconv.tables.registry import Registry
+
+    tables = tmp_path / "tables" / "effnet" / "layouts"
+    tables.mkdir(parents=True)
+    mine = tables / "mine.toml"
+    mine.write_text((builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text().replace('name      = "mmdet"', 'name      = "mine"'))
+    before = mine.read_bytes()
+    src = synthetic.save(synthetic.pycls_checkpoint(Registry().variant("b0"), optimizer=False), tmp_path / "b0.pyth")
+    result = cli("--tables", tmp_path / "tables", "convert", src, tmp_path / "out.pth", "--to", "mine", "--config-out", mine, "--force")
+    assert result.exit_code == 2 and "is the input" in result.output and mine.read_bytes() == before, result.output
+    assert not (tmp_path / "out.pth").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UsageError
-from ..io.files import atomic_write, check_outputs, same_file
+from ..io.files import atomic_write, check_outputs, check_report_output, same_file
 from ..options import PYCLS, Request
 from .inputs import Entry
 
@@ -165,7 +165,7 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
 
 def check_report(report_path: Path, jobs: list[Job], others: list[Path]) -> None:
     """The report may be neither an input nor an output of the batch."""
-    check_outputs([report_path], [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others, force=True)
+    check_report_output(report_path, [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others)
 
 
 def write_report(report_path: Path, report: dict[str, Any]) -> None:

@@ -64,15 +64,20 @@ def _with_config(config: Path, targets: list[Path], opts, report_path, show):
     """``--config CFG [FILE]``: one config, the weights it loads (or FILE)."""
     from ..errors import UsageError
     from ..verify.config import verify_config
+    from ..io.files import check_report_output
+    from ..openmmlab.config import config_files
     from ..verify.many import Summary, write_summary
 
     if len(targets) > 1 or (targets and targets[0].is_dir()):
         raise UsageError("--config goes with at most one FILE: the weights that config loads")
+    inputs = [*config_files(config), *targets]
+    if report_path is not None:
+        check_report_output(report_path, inputs)
     report = verify_config(config, targets[0] if targets else None, opts)
     show and show(report)
     summary = Summary([report.to_dict()])
-    if report_path is not None:
-        write_summary(report_path, summary, [config, *targets])
+    if report_path is not None:  # the checkpoint the config loads (or converts on load) is an input too
+        write_summary(report_path, summary, [*inputs, Path(report.path)])
     return summary
 
 

@@ -131,6 +131,30 @@ def check_outputs(outputs: list[Path], inputs: list[Path], force: bool) -> None:
         _check_output(out, force)
 
 
+MAX_REPORT_BYTES = 64 << 20
+
+
+def check_report_output(report: Path, inputs: list[Path]) -> None:
+    """A --report file may replace an earlier ckptconv report (a rerun in CI), never an input, and
+    never another existing file: that would need the user's say."""
+    check_outputs([report], inputs, force=True)
+    if report.is_file() and not _is_report(report):
+        raise UsageError("the report file exists and is not a ckptconv report", fix="remove it or name another --report file", path=str(report))
+
+
+def _is_report(path: Path) -> bool:
+    """A JSON object with a ``files`` list, as ``verify`` and ``batch`` write."""
+    import json
+
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            return False
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("files"), list)
+
+
 class TempFile:
     """A temp file beside ``path``, locked by this process for as long as it lives."""
 

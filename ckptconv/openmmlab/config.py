@@ -58,6 +58,36 @@ def read_config(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read the config ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})", path=str(path)) from None
 
 
+def config_files(path: Path) -> list[Path]:
+    """The config and every file of its ``_base_`` chain (names relative to the file naming them;
+    ``pkg::`` names are installed packages' configs): inputs of a run, which no output may be."""
+    found: list[Path] = []
+    todo = [Path(path)]
+    while todo:
+        p = todo.pop()
+        if p not in found and p.is_file():
+            found.append(p)
+            todo += [p.parent / base for base in _bases(p) if "::" not in base]
+    return found
+
+
+def _bases(path: Path) -> list[str]:
+    """The literal ``_base_`` of a Python config (a name or a list of names), read without running it."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_base_" for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, SyntaxError):
+                return []
+            values = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
+            return [v for v in values if isinstance(v, str)]
+    return []
+
+
 def _init_cfgs(part: dict[str, Any]) -> list[dict[str, Any]]:
     init = part.get("init_cfg") or []
     return [c for c in (init if isinstance(init, list) else [init]) if isinstance(c, dict)]

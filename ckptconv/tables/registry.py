@@ -98,6 +98,10 @@ class Registry:
     def dirs(self) -> tuple[Path, ...]:
         return (builtin_dir(), *self.extra_dirs)
 
+    def table_files(self) -> list[Path]:
+        """Every table and variant file the registry reads: inputs of a run, which no output may be."""
+        return [p for d in self.dirs for p in sorted(d.glob("*/*/*.toml"))]
+
     def _load(self, family: str, sub: str, parse) -> dict:
         found = {}
         for d in self.dirs:

@@ -13,6 +13,7 @@ from ..io.checkpoint import load
 from ..openmmlab import config as mmconfig
 from ..openmmlab.scheme import parse_scheme
 from ..options import Expectations, Request
+from ..tables import detect
 from ..tables.registry import registry_for
 from ..verification.report import Check, Report
 from .file import verify_file
@@ -48,9 +49,9 @@ def verify_config(config: Path, path: Path | None, opts: Expectations) -> Report
         meta = conversion.meta
     else:
         meta = load(target, trust_pickle=opts.trust_pickle).meta
-    if not meta.get("arch") or meta.get("arch") not in registry.variants:
+    variant = detect.recorded_model(meta, registry)
+    if variant is None:
         raise UsageError(f"{target} records no model ckptconv knows (it was not written by ckptconv)", fix="convert it with ckptconv first, or check it without --config", path=str(target))
-    variant = registry.variant(meta["arch"])
     table = registry.layout(meta.get("layout", "mmdet"), variant.family)
     found = mmconfig.check(cfg, variant, table, meta, registry.pycls_layout(variant.family).pipeline)
     if conversion is not None:

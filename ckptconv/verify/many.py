@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import CkptError, UsageError
 from ..fields import Fields
-from ..io.files import atomic_write, check_outputs, check_regular
+from ..io.files import atomic_write, check_outputs, check_regular, check_report_output
 from ..options import Expectations
 from .file import verify_file
 
@@ -77,7 +77,7 @@ def verify_all(targets: list[Path], opts: Expectations, *, report_path: Path | N
         raise UsageError("--source goes with exactly one file to verify", fix="verify a batch through its --report JSON, which names each source")
     if report_path is not None:
         inputs = [*targets, *(p for p, _ in found), *(s for _, s in found if s), *([opts.source] if opts.source else [])]
-        check_outputs([report_path], inputs, force=True)
+        check_report_output(report_path, inputs)
     results = []
     for path, src in found:
         try:
@@ -99,7 +99,7 @@ def write_summary(report_path: Path, summary: "Summary", inputs: list[Path]) -> 
     import json
 
     if inputs:
-        check_outputs([report_path], inputs, force=True)
+        check_report_output(report_path, inputs)
     atomic_write(report_path, lambda f: f.write(json.dumps(summary.to_dict(), indent=2, default=str).encode()))
 
 
