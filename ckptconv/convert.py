@@ -22,12 +22,12 @@ from .verification import checks
 from .tables import detect, engine
 from .io import dtypes, files, hashing, writer
 from . import signals
-from .io.checkpoint import Checkpoint, load, written_records
+from .io.checkpoint import Checkpoint, load, span_values, written_records
 from .tables.engine import Plan
 from .errors import MappingError, Refused, UsageError
 from .io.meta import encode_meta
 from .verification.report import Report
-from .tables.registry import Registry, registry_for
+from .tables.registry import Registry, builtin_dir, builtin_layout_names, registry_for
 from .options import PYCLS, Expectations, Request
 from .tables.pipeline import configured, default_order, needed, source_order
 from .tables.render import render_config
@@ -155,6 +155,18 @@ def colours(ckpt: Checkpoint, plan: Plan, order: str, registry: Registry) -> tup
     return checks.Colours(have, order, needed(side.pipeline, side_order, stats), stats), said
 
 
+def _check_statistics(ckpt: Checkpoint, plan: Plan, source: dict[str, torch.Tensor], copies: writer.Copies) -> None:
+    """BatchNorm statistics no training writes (NaN, Inf, a negative variance) are refused, naming
+    the key; a tensor copied file to file is read from its record, never paged in."""
+    for e in plan.mapped:
+        if e.source.endswith(("running_var", "running_mean")):
+            span = copies.spans.get(e.target)
+            values = source[e.source] if span is None else span_values(ckpt.path, span, source[e.source])
+            problem = dtypes.statistics_problem(e.source, values)
+            if problem:
+                raise MappingError(f"{problem}: BatchNorm statistics no training writes", fix="recompute them (pycls's precise BN) or convert another checkpoint")
+
+
 def _copies(ckpt: Checkpoint, weight_set: str, plan: Plan, source: dict, tensors: dict) -> writer.Copies:
     """The output tensors that are their source tensors, unchanged, with a known input record."""
     spans = ckpt.spans(weight_set)
@@ -175,10 +187,14 @@ def prepare(request: Request, *, source_sha256: str | Future | None = None) -> C
     plan = engine.plan(variant, r.target, r.source, target_prefix=r.prefix, source_prefix=source_prefix)
     engine.check_source(plan, {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}, variants=registry.variants_of(variant.family))
     _check_absent(plan, request.allow_partial)
+    if not plan.mapped:
+        raise MappingError(f"the {r.target.name} table maps none of the {variant.name} keys: the output would hold no weights",
+                           fix=f"check the table's rules ({r.target.path or r.target.name})")  # fmt: skip
     dtype = dtypes.choose(request.dtype, dtypes.floats_of(sd))
     colour, order_from = colours(ckpt, plan, r.channel_order, registry)
     tensors = _output_tensors(plan, sd, dtype, colour.flips)
     copies = _copies(ckpt, weight_set, plan, sd, tensors)
+    _check_statistics(ckpt, plan, sd, copies)
     ckpt.verify_tensors(weight_set, [e.source for e in plan.mapped if e.target not in copies.spans])
     meta = build_meta(request, r, ckpt, _resolve(source_sha256), weight_set, dtype)
     config = render_config(r.target, variant, request.output, r.prefix, needed(r.target.pipeline, colour.target, colour.stats))
@@ -281,6 +297,9 @@ def warnings(c: Conversion) -> list[str]:
         out.append(f"assumed {what}; pass --cfg with the run's config.yaml (or --arch) to state the model")
     if c.order_from.startswith("assumed"):
         out.append(f"the source's channel order is {c.order_from} ({c.colours.source.upper()}); pass --channel-order to say otherwise")
+    for table in {c.target.path: c.target, c.plan.source.path: c.plan.source}.values():
+        if table.path and not Path(table.path).resolve().is_relative_to(builtin_dir().resolve()) and table.name in builtin_layout_names():
+            out.append(f"the {table.name} table is {table.path}, not ckptconv's own: it replaces the built-in {table.name} layout")
     return out
 
 

@@ -157,6 +157,8 @@ def build(cls: type, where: str, **values: Any):
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"{where} got unknown option(s) {', '.join(unknown)}", fix=f"use {', '.join(sorted(known))}")
+    if cls is Request and not isinstance(values.get("source"), (str, Path)):
+        raise UsageError(f"{where} needs a source: the path of the checkpoint to convert, not {values.get('source')!r}")
     for name in ("source", "output", "config_out", "cfg"):
         if values.get(name) is not None and not isinstance(values[name], Path):
             values[name] = Path(values[name])

@@ -224,6 +224,14 @@ WRONG = [  # (edit to the printed fragment, the field named)
     ("norm_cfg=dict(type='BN', eps=1e-5, requires_grad=True)", "norm_cfg=dict(type='BN', eps=1e-3, requires_grad=True)", "model.backbone.norm_cfg.eps is 0.001; these weights need 1e-05"),
     ("        style='pytorch',\n", "        style='pytorch', conv_cfg=dict(type='Conv2dAdaptivePadding'),\n", "model.backbone.conv_cfg"),
     ("checkpoint=", "prefix='backbone', checkpoint=", "model.backbone.init_cfg.prefix"),
+    ("        style='pytorch',\n", "        style='caffe',\n", "model.backbone.style is 'caffe'; these weights need 'pytorch'"),  # the stride on the 1x1
+    # fields of the wrong type: named with their value, never a traceback
+    ("eps=1e-5, requires_grad", "eps='abc', requires_grad", "model.backbone.norm_cfg.eps is 'abc'; these weights need 1e-05"),
+    ("norm_cfg=dict(type='BN', eps=1e-5, requires_grad=True)", "norm_cfg='BN'", "model.backbone.norm_cfg is 'BN'"),
+    ("mean=[123.675, 116.28, 103.53]", "mean=5", "model.data_preprocessor.mean is 5"),
+    ("in_channels=[24, 56, 152, 368]", "in_channels=None", "model.neck.in_channels is None; these weights need [24, 56, 152, 368]"),
+    ("out_indices=(0, 1, 2, 3)", "out_indices='abc'", "model.backbone.out_indices is 'abc'"),
+    ("checkpoint=", "prefix=3, checkpoint=", "model.backbone.init_cfg.prefix is 3; these weights need no prefix"),
 ]  # fmt: skip
 
 
@@ -378,3 +386,15 @@ def test_verify_config_never_writes_its_report_over_a_file_the_run_reads(cli, so
     ok = cli("verify", "--config", config, "--report", tmp_path / "report.json")
     again = cli("verify", "--config", config, "--report", tmp_path / "report.json")  # a CI rerun replaces its own report
     assert ok.exit_code == 0 and again.exit_code == 0, again.output
+
+
+def test_the_strict_initializer_refuses_a_model_that_strides_another_conv(sources, registry):
+    """mm's ResNet/RegNet with style='caffe' strides the first 1x1: the same keys and shapes as the
+    weights (whose pycls model strides the 3x3), other features. Refused, naming the conv and style."""
+    from ckptconv.tables.variants import replaced
+
+    src = sources["regnetx_200mf"][0]
+    caffe = replaced(registry.variant("regnetx_200mf"), stride_1x1=True)
+    module = Backbone(models.build("mmdet-resnet", caffe, models.Build(device="cpu")), init_cfg=_strict(src, prefix="inner"))
+    with pytest.raises(ckptconv.VerificationError, match=r"layer1\.0\.conv1 strides 2 where pycls's s1\.b1\.f\.a strides 1"):
+        module.init_weights()

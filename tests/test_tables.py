@@ -298,3 +298,28 @@ def test_the_mmdet_layout_is_what_a_detector_builds():
         layers = sorted({int(e.target.split(".")[1]) for e in plan.mapped})
         assert layers == seen["layers_built"] and len(plan.mapped) == seen["n_keys"]
         assert "layers.6" in seen["init_cfg_load_log_unexpected_line"]
+
+
+def test_a_user_table_that_drops_every_key_writes_nothing(cli, tmp_path):
+    """Even with --no-verify: an output holding no weights is never written."""
+    import re
+
+    from ckptconv.tables.registry import builtin_dir
+    from ckptconv.verification import synthetic
+
+    text = (builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text().replace('name      = "mmdet"', 'name      = "nothing"')
+    text = re.sub(r'to = "[^"]*"', 'drop = "dropped"', text)
+    tables = _tables_dir(tmp_path / "tables", layouts=[("nothing.toml", text)])
+    src = synthetic.save(synthetic.pycls_checkpoint(Registry().variant("b0"), optimizer=False), tmp_path / "b0.pyth")
+    result = cli("--tables", tables, "convert", src, tmp_path / "out.pth", "--to", "nothing", "--no-verify")
+    assert result.exit_code == 1 and "maps none of the b0 keys" in result.output and not (tmp_path / "out.pth").exists()
+
+
+def test_a_user_table_that_replaces_a_built_in_one_is_named(cli, tmp_path):
+    from ckptconv.tables.registry import builtin_dir
+    from ckptconv.verification import synthetic
+
+    tables = _tables_dir(tmp_path / "tables", layouts=[("mmdet.toml", (builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text())])
+    src = synthetic.save(synthetic.pycls_checkpoint(Registry().variant("b0"), optimizer=False), tmp_path / "b0.pyth")
+    result = cli("--tables", tables, "convert", src, tmp_path / "out.pth", "--to", "mmdet", "--verify", "structure")
+    assert result.exit_code == 0 and "replaces the built-in mmdet layout" in result.output, result.output

@@ -451,3 +451,57 @@ def test_ctrl_c_to_a_batch_process_group_prints_one_line(built, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.count("error:") == 1
     assert not list(out.glob(".ckptconv-tmp-*"))
+
+
+@pytest.mark.parametrize("value, words", [(float("inf"), "holds NaN or Inf"), (-1.0, "holds negative variances")])
+def test_statistics_no_training_writes_are_refused_naming_the_key(cli, built, tmp_path, value, words):
+    """A running_var of +inf or below 0 computes garbage with no error anywhere: convert refuses it
+    (with --no-verify too, writing nothing), and verify fails a file that holds one."""
+    state = torch.load(built.source("b0"), weights_only=True)
+    state["model_state"]["s2.b1.exp_bn.running_var"][3] = value
+    src = tmp_path / "odd.pyth"
+    torch.save(state, src)
+    refused = cli("pycls2mmdet", src, tmp_path / "out.pth", "--no-verify")
+    assert refused.exit_code == 1 and f"s2.b1.exp_bn.running_var {words}" in refused.stderr and not (tmp_path / "out.pth").exists()
+    good = torch.load(built.output("b0", "mmdet"), weights_only=True)
+    good["state_dict"]["layers.2.0.expand_conv.bn.running_var"][3] = value
+    torch.save(good, tmp_path / "tampered.pth")
+    failed = cli("verify", tmp_path / "tampered.pth", "--json")
+    assert failed.exit_code == 1 and words in json.loads(failed.stdout)["files"][0]["first_failure"]
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("eps", "abc", "meta settings.eps is 'abc'"), ("eps", -1.0, "meta settings.eps is -1.0"),
+    ("padding", "reflect", "meta settings.padding is 'reflect'"),
+])  # fmt: skip
+def test_a_meta_setting_without_meaning_is_named_by_verify(cli, built, tmp_path, field, value, words):
+    obj = torch.load(built.output("b0", "mmdet"), weights_only=True)
+    obj["meta"]["settings"][field] = value
+    torch.save(obj, tmp_path / "odd_meta.pth")
+    result = cli("verify", tmp_path / "odd_meta.pth", "--json")
+    assert result.exit_code == 1 and words in json.loads(result.stdout)["files"][0]["first_failure"], result.stdout[-400:]
+
+
+def test_a_fifo_among_the_tables_is_refused_not_waited_on(cli, tmp_path):
+    layouts = tmp_path / "tables" / "effnet" / "layouts"
+    layouts.mkdir(parents=True)
+    os.mkfifo(layouts / "x.toml")
+    result = cli("--tables", tmp_path / "tables", "mappings")
+    assert result.exit_code == 2 and "x.toml: is not a regular file" in result.output
+
+
+def test_the_api_names_a_missing_source_instead_of_a_typeerror():
+    import ckptconv
+    from ckptconv.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs a source"):
+        ckptconv.convert_checkpoint(None)
+
+
+def test_a_channel_order_that_contradicts_the_meta_fails_verify(cli, built):
+    """The file says what its weights take: asking verify for the other order is an error, not a
+    quiet check of a pipeline built for weights the file does not hold."""
+    out = built.output("b0", "timm")
+    result = cli("verify", out, "--channel-order", "bgr", "--json")
+    assert result.exit_code == 1
+    assert "meta records channel order rgb but --channel-order bgr was asked" in json.loads(result.stdout)["files"][0]["first_failure"]

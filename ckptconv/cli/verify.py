@@ -13,8 +13,8 @@ from .ui import UI, _escape
 @click.command("verify")
 @click.argument("targets", nargs=-1, metavar="FILE|DIR|REPORT.json...", type=click.Path(path_type=Path))
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
-              help="An MMDetection or mmpretrain config (read with mmengine, _base_ included): check its fields against the weights "
-                   "it loads (or FILE), then verify them with the settings it builds.")
+              help="An MMDetection or mmpretrain config (read with mmengine, _base_ included; it is Python and runs when read, "
+                   "as in mmengine): check its fields against the weights it loads (or FILE), then verify them with the settings it builds.")
 @verify_options
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON to FILE.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")

@@ -149,6 +149,16 @@ class Checkpoint:
                     )
 
 
+def span_values(path: Path, span: Span, like: torch.Tensor) -> torch.Tensor:
+    """A small tensor's values read from its record with pread, as ``like`` holds them (dtype,
+    shape): nothing of the memory-mapped file is paged in."""
+    with open(path, "rb") as f:
+        data = os.pread(f.fileno(), span.nbytes, span.offset)
+    if len(data) != span.nbytes:
+        raise FormatError("truncated zip checkpoint: a record ends past the end of the file", path=str(path))
+    return torch.frombuffer(bytearray(data), dtype=like.dtype).view(like.shape)
+
+
 def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:
     """CRC-32 of a file span, read through ``buf`` (the page cache serves it; nothing stays mapped)."""
     crc, pos, end = 0, span.offset, span.offset + span.nbytes

@@ -66,6 +66,19 @@ def floats_of(state_dict: dict[str, "torch.Tensor"]) -> set[str]:
     return {name(t.dtype) for t in state_dict.values() if t.is_floating_point()}
 
 
+def statistics_problem(key: str, tensor: "torch.Tensor") -> str | None:
+    """What is wrong with a BatchNorm statistic, if anything: a running_mean or running_var that is
+    not finite, or a negative running_var, computes garbage with no error anywhere."""
+    import torch
+
+    if key.endswith(("running_var", "running_mean")) and tensor.is_floating_point():
+        if not torch.isfinite(tensor).all():
+            return f"{key} holds NaN or Inf"
+        if key.endswith("running_var") and (tensor < 0).any():
+            return f"{key} holds negative variances (min {tensor.min().item():g})"
+    return None
+
+
 def cast(tensor: "torch.Tensor", dtype_name: str) -> "torch.Tensor":
     """The tensor the output holds for a source tensor: floating tensors cast, integers untouched."""
     target = to_torch(dtype_name)

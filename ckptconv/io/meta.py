@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..options import ORDERS, PADDINGS
+
 MAX_TEXT = 1024
 # field -> the type it must have; "scalars" is a flat table of str/int/float/bool/None values
 FIELDS: dict[str, str] = {
@@ -68,6 +70,22 @@ def _check(kind: str, value: Any) -> bool:
     return isinstance(value, dict) and len(value) <= 64 and all(isinstance(k, str) and _scalar(v) for k, v in value.items())
 
 
+def _values(meta: dict[str, Any]) -> list[str]:
+    """Problems with values that have the right type but no meaning: a settings eps that is not a
+    BN eps, a padding or channel order ckptconv does not know (each such field is dropped)."""
+    problems = []
+    settings = meta.get("settings", {})
+    eps = settings.get("eps")
+    if "eps" in settings and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 0.1):
+        problems.append(f"meta settings.eps is {eps!r}; expected a BN eps (a number in (0, 0.1])")
+        settings.pop("eps")
+    if "padding" in settings and settings["padding"] not in PADDINGS:
+        problems.append(f"meta settings.padding is {settings.pop('padding')!r}; expected one of {', '.join(PADDINGS)}")
+    if "channel_order" in meta and meta["channel_order"] not in ORDERS:
+        problems.append(f"meta channel_order is {meta.pop('channel_order')!r}; expected one of {', '.join(ORDERS)}")
+    return problems
+
+
 def read_meta(raw: Any) -> tuple[dict[str, Any], list[str]]:
     """The known, well-typed fields of an untrusted meta, and a problem line for each ill-typed one."""
     if raw is None:
@@ -83,4 +101,4 @@ def read_meta(raw: Any) -> tuple[dict[str, Any], list[str]]:
             meta[key] = {k: dict(v) for k, v in value.items()} if kind == "record" else dict(value) if kind == "scalars" else value
         else:
             problems.append(f"meta field {key} is a {type(value).__name__}; expected {WANT[kind]}")
-    return meta, problems
+    return meta, problems + _values(meta)

@@ -19,6 +19,7 @@ is also proven to compute pycls's features under exactly this config.
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def parts(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str
     return model, backbone, neck if isinstance(neck, dict) else None, preprocessor if isinstance(preprocessor, dict) else None
 
 
-def checkpoint_of(cfg: dict[str, Any]) -> tuple[str | None, str | None, str]:
+def checkpoint_of(cfg: dict[str, Any]) -> tuple[str | None, Any, str]:
     """The checkpoint the config loads, the prefix the weights must carry in the file, and the
     field that says so: the backbone's ``init_cfg`` (its ``prefix``), else the model's own
     ``init_cfg`` (mmpretrain's ImageClassifier: the whole classifier's keys), else ``load_from`` (a
@@ -114,7 +115,8 @@ def checkpoint_of(cfg: dict[str, Any]) -> tuple[str | None, str | None, str]:
     for part, where in ((backbone, "model.backbone.init_cfg.prefix"), (model, "model.init_cfg.prefix")):
         for init in _init_cfgs(part) if part is not model or backbone is not model else ():
             if init.get("checkpoint"):
-                return str(init["checkpoint"]), str(init.get("prefix") or "").rstrip("."), where
+                prefix = init.get("prefix") or ""
+                return str(init["checkpoint"]), prefix.rstrip(".") if isinstance(prefix, str) else prefix, where
     if cfg.get("load_from"):
         return str(cfg["load_from"]), "backbone" if backbone is not model else "", "load_from"
     return None, None, ""
@@ -140,12 +142,22 @@ def _same(have: Any, want: Any) -> bool:
     return have == want
 
 
+RESNET_TYPES = ("ResNet", "ResNeXt", "ResNet_CIFAR", "RegNet")  # mm classes whose style puts the stride on the 1x1 ('caffe') or the 3x3
+MM_DEFAULTS = {"style": "pytorch"}  # what mm's ResNet, ResNeXt and RegNet build when a config leaves it out
+
+
 def check_backbone(backbone: dict[str, Any], variant: Variant, table: Layout, found: Found) -> None:
-    builder = variant.library(table.name).get("builder")
+    """Every argument the library's builder of these weights sets (type, arch or depth, groups,
+    strides, style: where the stride sits) must be the config's."""
+    built = table.built(variant)
+    builder = built.text if built is not None and built.kind == "dict" else variant.library(table.name).get("builder")
     if not builder:
         return
-    for key, want in builder_dict(builder).items():
-        have = backbone.get(key)
+    wants = builder_dict(builder)
+    if wants.get("type") in RESNET_TYPES:  # where the stride sits: the same keys either way
+        wants.setdefault("style", "caffe" if "stride_1x1" in variant.features else "pytorch")
+    for key, want in wants.items():
+        have = backbone.get(key, MM_DEFAULTS.get(key))
         arch_by_name = key == "arch" and have == variant.name  # mmdet's and mmpretrain's RegNet know pycls's names
         _judge(found, f"model.backbone.{key}", _same(have, want) or arch_by_name, have, want)
 
@@ -167,8 +179,21 @@ def settings(backbone: dict[str, Any], variant: Variant, table: Layout, found: F
     found.padding = {"Conv2dAdaptivePadding": "same", "Conv2d": "symmetric"}.get(conv_type or "", defaults.get("padding", "symmetric"))
     _judge(found, "model.backbone.conv_cfg", found.padding == need["padding"], conv or None, "dict(type='Conv2d')")
     norm = backbone.get("norm_cfg") or {}
-    found.eps = float(norm.get("eps", defaults.get("eps", 1e-5))) if isinstance(norm, dict) else need["eps"]
-    _judge(found, "model.backbone.norm_cfg.eps", found.eps == need["eps"], found.eps, need["eps"])
+    if not isinstance(norm, dict):
+        found.eps = need["eps"]
+        return _judge(found, "model.backbone.norm_cfg", False, norm, f"dict(type='BN', eps={need['eps']:g})")
+    eps = norm.get("eps", defaults.get("eps", 1e-5))
+    found.eps = float(eps) if _is_number(eps) else need["eps"]
+    _judge(found, "model.backbone.norm_cfg.eps", _is_number(eps) and float(eps) == need["eps"], eps, need["eps"])
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _numbers(x: Any, n: int | None = None) -> bool:
+    """A list or tuple of (``n``) numbers."""
+    return isinstance(x, (list, tuple)) and (n is None or len(x) == n) and all(_is_number(v) for v in x)
 
 
 def check_neck(backbone: dict[str, Any], neck: dict[str, Any] | None, variant: Variant, table: Layout, found: Found) -> None:
@@ -179,8 +204,10 @@ def check_neck(backbone: dict[str, Any], neck: dict[str, Any] | None, variant: V
     indices = backbone.get("out_indices")
     if indices is None and "default_out_indices" in table.config:
         indices, where = table.config["default_out_indices"], f"{where} (not set: the library's default)"
-    if not held or not isinstance(indices, (list, tuple)):
+    if not held:
         return
+    if not isinstance(indices, (list, tuple)):
+        return _judge(found, where, False, indices, tuple(table.config.get("out_indices") or held))
     if not all(isinstance(i, int) and i in held for i in indices):
         example = tuple(table.config.get("out_indices") or held)
         _judge(found, where, False, tuple(indices), f"indices of layers they hold ({min(held)} ... {max(held)}), e.g. {example}")
@@ -189,7 +216,8 @@ def check_neck(backbone: dict[str, Any], neck: dict[str, Any] | None, variant: V
     if neck is None or "in_channels" not in neck:
         return
     want = [variant.point_width(table.levels_for(variant)[held[i]]) for i in indices]
-    _judge(found, "model.neck.in_channels", list(neck["in_channels"]) == want, neck["in_channels"], want)
+    have = neck["in_channels"]
+    _judge(found, "model.neck.in_channels", _numbers(have) and list(have) == want, have, want)
 
 
 def check_preprocessor(preprocessor: dict[str, Any] | None, pre: Preprocess, table: Layout, found: Found) -> None:
@@ -198,9 +226,12 @@ def check_preprocessor(preprocessor: dict[str, Any] | None, pre: Preprocess, tab
         return
     found.flip = bool(preprocessor.get(flag, False) or preprocessor.get("rgb_to_bgr", False))
     mean, std = preprocessor.get("mean"), preprocessor.get("std")
-    found.mean = tuple(float(v) for v in mean) if mean is not None and len(mean) == 3 else None
-    found.std = tuple(float(v) for v in std) if std is not None and len(std) == 3 else None
-    wrong = {what: (have, want) for what, have, want in mismatches(pre, found.flip, mean, std)}
+    found.mean = tuple(float(v) for v in mean) if _numbers(mean, 3) else None
+    found.std = tuple(float(v) for v in std) if _numbers(std, 3) else None
+    wrong = {what: (have, want) for what, have, want in mismatches(pre, found.flip, found.mean, found.std)}
+    for what, value in (("mean", mean), ("std", std)):  # name what the config says, not what could be read of it
+        if what in wrong and value is not None and not _numbers(value, 3):
+            wrong[what] = (value, wrong[what][1])
     for what in ("flip", "mean", "std"):
         where = f"model.data_preprocessor.{flag if what == 'flip' else what}"
         if what in wrong:
@@ -219,8 +250,11 @@ def check(cfg: dict[str, Any], variant: Variant, table: Layout, meta: dict[str, 
     check_neck(backbone, neck, variant, table, found)
     if where:
         written = meta.get("prefix") or ""
-        need = f"weights written with --prefix {prefix}" if prefix else "weights written without a prefix"
-        _judge(found, where, prefix == written, f"loading weights written with prefix {written!r}", need)
+        if prefix == written:
+            found.passed.append(where)
+        else:
+            need = f"prefix={written!r}" if written else "no prefix"
+            found.problems.append((where, f"is {prefix or None!r}; these weights need {need} (they were written {'with --prefix ' + written if written else 'without a prefix'})"))
     check_preprocessor(preprocessor, needed(table.pipeline, meta.get("channel_order", "bgr"), stats), table, found)
     check_test_pipeline(cfg, variant, table, found)
     return found

@@ -40,7 +40,9 @@ from ..tables.pipeline import mismatches, needed
 from ..options import DEFAULT_LAYOUT, PYCLS, Request
 from ..tables import detect
 from ..tables.registry import registry_for
+from ..tables import engine
 from ..tables.layout import Layout
+from ..tables.variants import Variant
 
 def _loader(prefix: str, layout: str, order: str):
     def load_from_pycls(filename: str, map_location=None) -> dict[str, Any]:
@@ -71,13 +73,13 @@ def weights_for(checkpoint: str, layout: str | None = None, channel_order: str |
     return converted.tensors, converted.meta
 
 
-def _table(meta: dict[str, Any]) -> tuple[Layout, float]:
-    """The layout the weights are in and the BN eps they need, as their meta records them."""
+def _table(meta: dict[str, Any]) -> tuple[Layout, Variant]:
+    """The layout the weights are in and the model they are, as their meta records them."""
     registry = registry_for()
     variant = detect.recorded_model(meta, registry)
     if variant is None:
         raise UsageError("the weights record no model ckptconv knows", fix="convert them with ckptconv first")
-    return registry.layout(meta["layout"], variant.family), variant.eps
+    return registry.layout(meta["layout"], variant.family), variant
 
 
 def check_modules(module: torch.nn.Module, table: Layout, need_eps: float) -> list[str]:
@@ -89,6 +91,34 @@ def check_modules(module: torch.nn.Module, table: Layout, need_eps: float) -> li
         elif isinstance(m, torch.nn.Conv2d) and _padding(m) != "symmetric":
             problems.append(f"{name or 'the model'} pads {_padding(m)}; these weights need symmetric padding ({table.settings['config'] or 'nn.Conv2d'})")
     return problems
+
+
+def check_strides(module: torch.nn.Module, table: Layout, variant: Variant) -> list[str]:
+    """Where the live model strides another convolution than pycls's: the same keys and shapes,
+    other features (mm's ResNet style='caffe' strides the first 1x1, 'pytorch' the 3x3)."""
+    want = variant.conv_strides()
+    plan = engine.plan(variant, table, registry_for().pycls_layout(variant.family))
+    problems = []
+    for e in plan.mapped:
+        name = e.target.removesuffix(".weight")
+        if e.target.endswith(".weight") and e.pycls.endswith(".weight"):
+            conv = _submodule(module, name)
+            need = want.get(e.pycls.removesuffix(".weight"), 1)
+            if isinstance(conv, torch.nn.Conv2d) and conv.stride[0] != need:
+                problems.append(f"{name} strides {conv.stride[0]} where pycls's {e.pycls.removesuffix('.weight')} strides {need}"
+                                + (f" (style={_style(variant)!r})" if variant.family == "resnet" else ""))  # fmt: skip
+    return problems
+
+
+def _submodule(module: torch.nn.Module, name: str) -> torch.nn.Module | None:
+    try:
+        return module.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _style(variant: Variant) -> str:
+    return "caffe" if "stride_1x1" in variant.features else "pytorch"
 
 
 def _padding(conv: torch.nn.Conv2d) -> str:
@@ -156,8 +186,8 @@ class CkptconvPretrained:
     def __call__(self, module: torch.nn.Module) -> None:
         state_dict, meta = weights_for(self.checkpoint, self.layout, self.channel_order)
         target = module.get_submodule(self.prefix.rstrip(".")) if self.prefix else module
-        table, eps = _table(meta)
-        problems = check_modules(target, table, eps)
+        table, variant = _table(meta)
+        problems = check_modules(target, table, variant.eps) + check_strides(target, table, variant)
         preprocessor = getattr(module, "data_preprocessor", None)
         if preprocessor is not None:
             problems += check_preprocessor(preprocessor, table, meta.get("channel_order", "bgr"))

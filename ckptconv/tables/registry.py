@@ -9,6 +9,7 @@ Built-in tables ship inside the wheel as ``ckptconv/mappings`` and sit at the to
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,19 @@ def builtin_dir() -> Path:
     )
 
 
+def builtin_layout_names() -> set[str]:
+    """The layouts ckptconv ships (a user table of one of these names replaces it)."""
+    return {p.stem for p in builtin_dir().glob("*/layouts/*.toml")}
+
+
 MAX_TABLE_BYTES = 1 << 20  # a table is a page of text; anything bigger is not one
 
 
 def _read_bytes(path: Path) -> bytes:
+    """A table file's bytes: a regular file (a FIFO would block the run forever) of bounded size."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise TableError("is not a regular file (a FIFO, socket or device)", fix="tables are .toml files", path=str(path))
         if path.stat().st_size > MAX_TABLE_BYTES:
             raise TableError(f"is {path.stat().st_size} bytes; a table is at most {MAX_TABLE_BYTES}", path=str(path))
         return path.read_bytes()

@@ -206,6 +206,10 @@ class EffNet(Variant):
         special = {"stem": self.stem_w, "head": self.head_w, "logits": self.num_classes}
         return special[point] if point in special else self.widths[int(point[1:]) - 1]
 
+    def conv_strides(self) -> dict[str, int]:
+        """pycls convolution (its weight's key without ``.weight``) -> its stride, where it is not 1."""
+        return {"stem.conv": 2} | {f"s{b.stage}.b{b.block}.dwise": b.stride for b in self.blocks if b.stride != 1}
+
     @cached_property
     def pycls_keys(self) -> tuple[KeySpec, ...]:
         """pycls ``EffNet.state_dict()`` keys, shapes and dtypes, in module order."""
@@ -322,6 +326,18 @@ class AnyNet(Variant):
         if point == "stem":
             return self.stem_w
         return self.num_classes if point == "logits" else self.widths[int(point[1:]) - 1]
+
+    def conv_strides(self) -> dict[str, int]:
+        """pycls convolution (its weight's key without ``.weight``) -> its stride, where it is not 1:
+        the stem (but the CIFAR one), each first block's projection and the conv that strides (the 3x3,
+        or the first 1x1 with RESNET.STRIDE_1X1; a basic or vanilla block's first 3x3)."""
+        out = {} if self.stem_type == "res_stem_cifar" else {"stem.conv": 2}
+        for b in self.blocks:
+            if b.stride != 1:
+                p = f"s{b.stage}.b{b.block}"
+                striding = ("f.a" if b.stride_1x1 else "f.b") if b.kind == "res_bottleneck_block" else "f.a" if b.kind == "res_basic_block" else "a"
+                out |= {f"{p}.{striding}": b.stride} | ({f"{p}.proj": b.stride} if b.has_proj else {})
+        return out
 
     @cached_property
     def pycls_keys(self) -> tuple[KeySpec, ...]:

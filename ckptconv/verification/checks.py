@@ -284,6 +284,13 @@ class Case:
     independent: bool = False
 
 
+def check_statistics(report: Report, sd: dict[str, torch.Tensor]) -> None:
+    problems = [p for k, t in sd.items() if (p := dtypes.statistics_problem(k, t))]
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        report.add("statistics", False, f"{problems[0]}{more}: BatchNorm statistics no training writes")
+
+
 def run(report: Report, case: Case, level: str) -> Report:
     """Structure, then (an independent source) bit identity, then (``level`` numeric) the forward
     passes: the settings under test exactly, then a real photo through the target's preprocessing."""
@@ -292,6 +299,8 @@ def run(report: Report, case: Case, level: str) -> Report:
     start = time.perf_counter()
     plan = case.plan
     fits = check_structure(report, case.output, plan, case.dtype, set(case.partial_ok))
+    if level == "numeric":  # it reads the statistics: a structural check pages in nothing
+        check_statistics(report, case.output)
     if case.independent:
         check_tensors(report, plan, case.source, case.output, case.dtype, case.colours.flips)
     if fits and report.ok and level == "numeric":

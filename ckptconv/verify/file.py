@@ -64,6 +64,9 @@ def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Exp
         problems.append(f"meta records layout {meta['layout']} but --layout {layout} was asked")
     if arch and meta.get("arch") and meta["arch"] != arch:
         problems.append(f"meta records arch {meta['arch']} but --arch {arch} was asked")
+    if opts.channel_order and meta.get("channel_order") and meta["channel_order"] != opts.channel_order:
+        problems.append(f"meta records channel order {meta['channel_order']} but --channel-order {opts.channel_order} was asked: "
+                        f"the file says what its weights take")  # fmt: skip
     if meta or problems:
         report.add("identity", not problems, problems[0] if problems else f"meta agrees with the tensors ({match.variant.name}, {match.layout_name})")
 
