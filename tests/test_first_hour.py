@@ -144,8 +144,9 @@ def test_a_file_of_another_model_is_named_as_such(cli, tmp_path):
     assert "its keys are conv1 (1), bn1 (1), layer1 (1), fc (1)" in result.stderr and "pass --arch" not in result.stderr
 
 
-def _readme_block(after: str, lang: str = "python") -> str:
-    text = (REPO / "README.md").read_text()
+def _readme_block(after: str, lang: str = "python", doc: str = "README.md") -> str:
+    """The first ``lang`` code block after the words ``after`` in README.md (or a page of docs/)."""
+    text = (REPO / doc).read_text()
     start = text.index(f"```{lang}\n", text.index(after)) + len(f"```{lang}\n")
     return text[start : text.index("```", start)]
 
@@ -159,11 +160,11 @@ def test_the_readme_config_is_what_a_user_sees(cli, built, tmp_path, monkeypatch
     assert printed.replace(str(tmp_path), "/abs/path") == _readme_block("## The config your weights need")
     assert printed in mmdet.stdout
     timm = json.loads(cli("convert", "EN-B3_dds_8gpu.pyth", "effnet-b3_timm.pth", "--to", "timm", "--json").stdout)["config"]
-    assert timm.replace(str(tmp_path), "/abs/path") == _readme_block("timm gets its `pretrained_cfg`")
+    assert timm.replace(str(tmp_path), "/abs/path") == _readme_block("timm gets its `pretrained_cfg`", doc="docs/configs.md")
     shutil.copy(built.source("regnety_800mf"), tmp_path / "RegNetY-800MF_dds_8gpu.pyth")
     args = ("RegNetY-800MF_dds_8gpu.pyth", "regnety-800mf_torchvision.pth", "--to", "torchvision", "--json")
     torchvision = json.loads(cli("convert", *args).stdout)["config"]
-    assert torchvision.replace(str(tmp_path), "/abs/path") == _readme_block("torchvision's `regnet_y_800mf()` widens")
+    assert torchvision.replace(str(tmp_path), "/abs/path") == _readme_block("torchvision's `regnet_y_800mf()` widens", doc="docs/configs.md")
 
 
 def test_the_readme_quickstart_runs_as_written_twice(cli, tmp_path, monkeypatch):
