@@ -40,6 +40,17 @@ def test_pycls_pipeline_is_reproduced(chelsea, registry):
     close(resize_crop(chelsea["image_bgr"].permute(2, 0, 1), 256, 224), chelsea["resized_bgr"].permute(2, 0, 1))
 
 
+# ImageNet's mean and std (pycls's: RGB 0.485, 0.456, 0.406 / 0.229, 0.224, 0.225), in the library's
+# units (mm: 0..255) and in the order its pipeline hands the weights: mm reads BGR and flips for RGB
+# weights; timm reads RGB and cannot flip (its snippet says to reverse the channels for BGR weights).
+EXPECTED = {
+    ("mm", "rgb"): {"flip": True, "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
+    ("mm", "bgr"): {"flip": False, "mean": [103.53, 116.28, 123.675], "std": [57.375, 57.12, 58.395]},
+    ("timm", "rgb"): {"flip": False, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    ("timm", "bgr"): {"flip": True, "mean": [0.406, 0.456, 0.485], "std": [0.225, 0.224, 0.229]},
+}
+
+
 @pytest.mark.parametrize("order", ["rgb", "bgr"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_a_photo_through_each_library_gives_pycls_features(cli, registry, chelsea, b0_pyth, tmp_path, layout, order):
@@ -51,7 +62,7 @@ def test_a_photo_through_each_library_gives_pycls_features(cli, registry, chelse
     report = json.loads(result.stdout)
     table = registry.layout(layout, "effnet")
     pre = needed(table.pipeline, order, registry.layout("pycls", "effnet").pipeline)
-    assert report["channel_order"] == order and report["preprocessing"] == pre.config()
+    assert report["channel_order"] == order and report["preprocessing"] == EXPECTED["timm" if layout == "timm" else "mm", order]
     flag = {"mmdet": "bgr_to_rgb", "mmdet-stages": "bgr_to_rgb", "mmpretrain": "to_rgb"}.get(layout)
     if flag:  # the config the user pastes says it
         assert f"{flag}={pre.flip}" in report["config"] and f"mean={pre.config()['mean']}" in report["config"]
