@@ -258,6 +258,12 @@ def test_verify_config_names_each_wrong_field_with_the_value_it_needs(cli, sourc
 
 
 UNSET_BASE = BASE.replace("out_indices=(0, 1, 2, 3), ", "")  # the stock ResNet's indices must not fill in
+# mmdet's own retinanet_effb3_fpn_8xb4-crop896-1x_coco.py as mmengine resolved it (the real mmdet 3.3.0:
+# tests/data/design_space/stock_configs.json): the base an EfficientNet fragment is pasted over
+_STOCK = json.loads((Path(__file__).parent / "data" / "design_space" / "stock_configs.json").read_text())["configs"]
+EFFNET_MODEL = _STOCK["mmdet:efficientnet/retinanet_effb3_fpn_8xb4-crop896-1x_coco.py"]["model"]
+EFFNET_BASE = f"model = {EFFNET_MODEL!r}\n"
+EFFNET_UNSET_BASE = f"model = {dict(EFFNET_MODEL, backbone={k: v for k, v in EFFNET_MODEL['backbone'].items() if k != 'out_indices'})!r}\n"
 
 
 @pytest.mark.parametrize("line, named", [
@@ -271,7 +277,7 @@ def test_verify_config_refuses_out_indices_beyond_the_layers_the_weights_hold(cl
     text = sources["b0"][2].read_text()
     assert "out_indices=(3, 4, 5)," in text
     (tmp_path / "frag.py").write_text(text.replace("out_indices=(3, 4, 5),", line))
-    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py", UNSET_BASE), "--json")
+    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py", EFFNET_UNSET_BASE), "--json")
     assert result.exit_code == 1
     (report,) = json.loads(result.stdout)["files"]
     assert report["first_failure"].endswith(f"{named}; these weights need 'indices of layers they hold (0 ... 5), e.g. (3, 4, 5)'")
@@ -293,7 +299,7 @@ def test_verify_config_for_effnet_catches_mmdets_defaults(cli, sources, tmp_path
     assert "        norm_cfg=dict(eps=1e-5)," in text
     text = re.sub(r"        norm_cfg=dict\(eps=1e-5\),.*\n", "", text)
     (tmp_path / "frag.py").write_text(text)
-    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), "--json")
+    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py", EFFNET_BASE), "--json")
     report = json.loads(result.stdout)["files"][0]
     failed = [c["detail"] for c in report["checks"] if not c["ok"]]
     assert any("model.backbone.conv_cfg" in f for f in failed) and any("norm_cfg.eps is 0.001" in f for f in failed)
@@ -398,3 +404,34 @@ def test_the_strict_initializer_refuses_a_model_that_strides_another_conv(source
     module = Backbone(models.build("mmdet-resnet", caffe, models.Build(device="cpu")), init_cfg=_strict(src, prefix="inner"))
     with pytest.raises(ckptconv.VerificationError, match=r"layer1\.0\.conv1 strides 2 where pycls's s1\.b1\.f\.a strides 1"):
         module.init_weights()
+
+
+def test_verify_config_passes_the_effnet_fragment_over_mmdets_own_effnet_config(cli, sources, tmp_path):
+    result = cli("verify", "--config", _configs(tmp_path, sources["b0"][2], EFFNET_BASE), "--json")
+    assert result.exit_code == 0, result.stdout[-600:]
+
+
+def test_verify_config_fails_a_detector_mmdetection_cannot_build(cli, sources, tmp_path):
+    """The EfficientNet fragment merged into a ResNet detector's backbone keeps depth, num_stages,
+    style ...: mmdet's EfficientNet takes none of them (tests/data/signatures.json), and real mmdet
+    raises TypeError. verify --config names the keys instead of passing."""
+    result = cli("verify", "--config", _configs(tmp_path, sources["b0"][2], BASE), "--json")
+    assert result.exit_code == 1
+    first = json.loads(result.stdout)["files"][0]["first_failure"]
+    assert "model.backbone has depth" in first and "mmdet's EfficientNet does not take" in first, first
+
+
+def test_the_class_parameters_ckptconv_ships_are_the_recorded_signatures():
+    """ckptconv/data/mm_parameters.json is what tools/groundtruth/mm_parameters.py makes of the real
+    classes' signatures; a rerun of the GT must regenerate it."""
+    import importlib.util
+
+    tool = Path(__file__).parents[1] / "tools" / "groundtruth" / "mm_parameters.py"
+    spec = importlib.util.spec_from_file_location("mm_parameters", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sig = json.loads((Path(__file__).parent / "data" / "signatures.json").read_text())
+    shipped = json.loads((Path(__file__).parents[1] / "ckptconv" / "data" / "mm_parameters.json").read_text())
+    for library in ("mmdet", "mmpretrain"):
+        assert shipped[library] == module.parameters({k: v for k, v in sig[library].items() if k.startswith(("backbones.", "necks."))})
+    assert "depth" not in shipped["mmdet"]["EfficientNet"] and "style" in shipped["mmdet"]["ResNeXt"]

@@ -19,6 +19,8 @@ is also proven to compute pycls's features under exactly this config.
 from __future__ import annotations
 
 import ast
+import functools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,11 +242,37 @@ def check_preprocessor(preprocessor: dict[str, Any] | None, pre: Preprocess, tab
             found.passed.append(where)
 
 
+PARAMETERS = Path(__file__).resolve().parents[1] / "data" / "mm_parameters.json"  # tools/groundtruth/mm_parameters.py
+
+
+@functools.cache
+def class_parameters() -> dict[str, dict[str, list[str]]]:
+    """library -> class -> the parameters its __init__ takes (the real mmdet 3.3.0 and mmpretrain 1.2.0)."""
+    return json.loads(PARAMETERS.read_text())
+
+
+def check_keys(part: Any, where: str, table: Layout, found: Found) -> None:
+    """Every key of a backbone or neck dict must be a parameter its class takes, or mmengine cannot
+    build the model (an EfficientNet fragment merged into a ResNet backbone keeps its depth)."""
+    library = table.builder.partition("-")[0]
+    params = class_parameters().get(library, {}).get(str(part.get("type"))) if isinstance(part, dict) else None
+    if params is None:
+        return
+    unknown = sorted(str(k) for k in part if k != "type" and k not in params)
+    if unknown:
+        found.problems.append((where, f"has {', '.join(unknown)}, which {library}'s {part['type']} does not take: {library} cannot build it "
+                                      f"(merged into another model's dict? save the fragment as a child config, _base_ first, as its comment says)"))  # fmt: skip
+    else:
+        found.passed.append(f"{where} keys")
+
+
 def check(cfg: dict[str, Any], variant: Variant, table: Layout, meta: dict[str, Any], stats) -> Found:
     """Every field the weights depend on, with the value it needs."""
     _, backbone, neck, preprocessor = parts(cfg)
     checkpoint, prefix, where = checkpoint_of(cfg)
     found = Found(checkpoint, table.settings["padding"], variant.eps)
+    check_keys(backbone, "model.backbone", table, found)
+    check_keys(neck, "model.neck", table, found)
     check_backbone(backbone, variant, table, found)
     settings(backbone, variant, table, found)
     check_neck(backbone, neck, variant, table, found)

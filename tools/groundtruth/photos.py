@@ -1478,9 +1478,10 @@ def copy_config(cfg):
 
 
 def mmdet_pasted_base(text: str) -> Path | None:
-    """The MMDetection config the printed fragment names as an example to paste over ("e.g. X.py"),
-    from the configs mmdet's wheel ships (mmdet/.mim/configs)."""
-    m = re.search(r"e\.g\. ([\w.-]+\.py)", text)
+    """The MMDetection config the printed fragment names as the base of its child config
+    (``_base_ = ['./X.py']``; earlier fragments said "e.g. X.py"), from the configs mmdet's wheel
+    ships (mmdet/.mim/configs)."""
+    m = re.search(r"_base_ = \['\./([\w.-]+\.py)'\]", text) or re.search(r"e\.g\. ([\w.-]+\.py)", text)
     if not m:
         return None
     hits = sorted((Path(mmdet.__file__).parent / ".mim" / "configs").rglob(m.group(1)))

@@ -493,8 +493,9 @@ def strict_load(builder, path: Path, tmp: Path) -> str:
 
 
 def mmdet_base(text: str) -> Path | None:
-    """The MMDetection config the printed fragment names as an example to paste over ("e.g. X.py")."""
-    m = re.search(r"e\.g\. ([\w.-]+\.py)", text)
+    """The MMDetection config the printed fragment names as the base of its child config
+    (``_base_ = ['./X.py']`` in its comment; earlier fragments said "e.g. X.py")."""
+    m = re.search(r"_base_ = \['\./([\w.-]+\.py)'\]", text) or re.search(r"e\.g\. ([\w.-]+\.py)", text)
     if not m:
         return None
     hits = sorted((Path(mmdet.__file__).parent / ".mim" / "configs").rglob(m.group(1)))
