@@ -24,9 +24,10 @@ from .io import dtypes, files, hashing, writer
 from . import signals
 from .io.checkpoint import Checkpoint, load, span_values, written_records
 from .tables.engine import Plan
-from .errors import MappingError, Refused, UsageError
+from .errors import MappingError, UsageError
 from .io.meta import encode_meta
 from .verification.report import Report
+from .preflight import check_request
 from .tables.registry import Registry, builtin_dir, builtin_layout_names, registry_for
 from .options import PYCLS, Expectations, Request
 from .tables.pipeline import configured, default_order, needed, source_order
@@ -101,13 +102,7 @@ def resolve(request: Request, variant: Variant, registry: Registry) -> Resolved:
     """The target and source tables of the variant's family (refused when the target cannot hold
     it), the table's prefix unless asked otherwise, and the order its library's pipeline feeds."""
     target, source = registry.layout(request.layout, variant.family), registry.layout(request.source_layout, variant.family)
-    refusal = target.refusal(variant)
-    if refusal is not None:
-        raise Refused(f"{variant.name} cannot be converted to {target.name}: {refusal.reason}", fix=f"use {refusal.alternative}")
-    try:
-        target.built(variant)
-    except Refused as e:
-        raise Refused(f"{variant.name} cannot be converted to {target.name}: {e.message}", fix=e.fix) from None
+    target.check_holds(variant)
     order = request.channel_order or default_order(target.pipeline)
     if target.name == PYCLS and order != "bgr":
         raise UsageError("pycls takes BGR input: a pycls checkpoint holds BGR weights", fix="omit --channel-order (or pass bgr) with --to pycls")
@@ -382,11 +377,7 @@ def convert(request: Request, *, source_sha256: str | Future | None = None) -> R
     """Convert ``request.source`` to ``request.output``. Raises a ``CkptError`` on any problem;
     nothing is left behind but the published outputs."""
     start = time.perf_counter()
-    request.check()
-    if request.output is None:
-        raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
-    fmt = files.output_format(request.output)
-    files.check_outputs(request.outputs(), request.inputs() + registry_for(request.tables).table_files(), request.force)
+    fmt = check_request(request, writes=True)
     sha = source_sha256 if source_sha256 is not None else hashing.start_sha256(request.source)
     conversion, report = checked(request, source_sha256=sha)
     written, size = _write_outputs(conversion, request.output, fmt, report)

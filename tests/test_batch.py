@@ -366,3 +366,35 @@ def test_a_sweep_tree_converts_each_runs_last_epoch_and_reports_its_structure(cl
     assert files["001/checkpoints/model_epoch_0010.pth"]["numbers"]["depths"] == cases["effnet_narrow_nc10"]["values"]["EN.DEPTHS"]
     every = cli("batch", sweep, "--out-dir", tmp_path / "every", "--to", "timm", "--every-epoch", "--verify", "structure", "-j", "1", "--json")
     assert every.exit_code == 0 and len(json.loads(every.stdout)["files"]) == 4, every.output
+
+
+def test_the_readme_batch_form_works_on_a_first_run(cli, zoo, tmp_path, monkeypatch):
+    """`batch zoo/ --to all --out-dir conv/ --report conv/report.json`: the report inside the
+    out-dir the run creates (docs/commands.md's form)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "zoo").mkdir()
+    shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", tmp_path / "zoo")
+    result = cli("batch", "zoo/", "--to", "timm", "--out-dir", "conv/", "--report", "conv/report.json", "-j", "1", "--verify", "structure")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "conv" / "report.json").read_text())["ok"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("convert", "missing.pyth", "o.pth", "--to", "timm"), "no such file"),
+    (("convert", "SRC", "o.pth", "--to", "timn"), "unknown layout 'timn'"),
+    (("convert", "SRC", "o.ckpt", "--to", "timm"), ".ckpt"),
+    (("convert", "SRC", "SRC", "--to", "timm"), "the output is the input"),
+])  # fmt: skip
+def test_a_usage_error_is_found_before_torch_is_imported(zoo, tmp_path, args, words):
+    """A typo costs milliseconds, not the seconds torch's import takes on a loaded machine."""
+    import subprocess
+    import sys
+
+    src = str(zoo / "EN-B0_dds_8gpu.pyth")
+    argv = [src if a == "SRC" else str(tmp_path / a) if a.endswith((".pth", ".ckpt", ".pyth")) else a for a in args]
+    code = (
+        "import sys\nfrom ckptconv.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stdout.split() == ["2", "False"] and words in run.stderr, (run.stdout, run.stderr)

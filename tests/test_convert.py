@@ -393,3 +393,13 @@ def test_a_float64_checkpoint_keeps_its_dtype(cli, states, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dtype"] == "float64"
     assert load_output(tmp_path / "o.pth")[0]["layers.0.conv.weight"].dtype == torch.float64
+
+
+def test_inspect_prints_the_config_a_converted_file_needs(cli, built, tmp_path):
+    """A batch writes no config beside its outputs: `inspect FILE` gives what the conversion printed."""
+    src = built.source("b0")
+    out = tmp_path / "b0_timm.pth"
+    printed = json.loads(cli("convert", src, out, "--to", "timm", "--verify", "structure", "--json").stdout)["config"]
+    inspected = cli("inspect", out, "--json")
+    assert inspected.exit_code == 0 and json.loads(inspected.stdout)["config"] == printed
+    assert printed in cli("inspect", out).stdout

@@ -323,3 +323,8 @@ def test_a_user_table_that_replaces_a_built_in_one_is_named(cli, tmp_path):
     src = synthetic.save(synthetic.pycls_checkpoint(Registry().variant("b0"), optimizer=False), tmp_path / "b0.pyth")
     result = cli("--tables", tables, "convert", src, tmp_path / "out.pth", "--to", "mmdet", "--verify", "structure")
     assert result.exit_code == 0 and "replaces the built-in mmdet layout" in result.output, result.output
+
+
+def test_mappings_show_of_a_pair_that_cannot_exist_names_the_refusal(cli):
+    result = cli("mappings", "show", "mmdet", "--arch", "regnety_800mf")
+    assert result.exit_code == 2 and "no squeeze-and-excitation" in result.output and "add a rule" not in result.output

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UsageError
-from ..io.files import atomic_write, check_outputs, check_report_output, same_file
+from ..io.files import atomic_write, check_outputs, check_report_output, check_writable_dir, same_file
 from ..options import PYCLS, Request
 from .inputs import Entry
 
@@ -163,8 +163,12 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
     return jobs
 
 
-def check_report(report_path: Path, jobs: list[Job], others: list[Path]) -> None:
-    """The report may be neither an input nor an output of the batch."""
+def check_report(report_path: Path, jobs: list[Job], others: list[Path], out_dir: Path) -> None:
+    """The report may be neither an input nor an output of the batch; inside an --out-dir the run
+    will create, it is a new file there (the directory's parent must take it)."""
+    if not out_dir.exists() and report_path.parent.absolute() == out_dir.absolute():
+        check_writable_dir(out_dir.parent if str(out_dir.parent) else Path("."), "the parent of --out-dir")
+        return
     check_report_output(report_path, [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others)
 
 

@@ -53,7 +53,7 @@ def batch_cmd(obj, sources, **kw) -> None:
         base = request_from(kw, obj.tables, source=Path(), layout=layouts[0])
         jobs = planning.plan(entries, out_dir, base, layouts=layouts, fmt=kw["fmt"], publish=kw["publish"], others=manifests)
         if report_path:
-            planning.check_report(report_path, jobs, manifests)
+            planning.check_report(report_path, jobs, manifests, out_dir)
         make_out_dir(out_dir)  # only now: nothing is created before the plan is valid
         result = _run(ui, jobs, kw["jobs"] or os.cpu_count() or 1)
         report = result.report()

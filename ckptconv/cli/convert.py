@@ -16,9 +16,13 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> Non
     with ui.guard():
         from ..io.hashing import start_sha256
 
+        from ..preflight import check_request
+
         dry_run = kw["dry_run"]
+        request = request_from(kw, ctx_obj.tables, source=src, output=None if dry_run else out, config_out=kw["config_out"], **fields)
+        check_request(request, writes=not dry_run)  # a usage error costs no torch import
         # hash the input on the other core while this one imports torch
-        sha = start_sha256(src) if not dry_run and out is not None and src.is_file() else None
+        sha = start_sha256(src) if not dry_run else None
         from ..signals import done, import_torch
 
         import_torch()
@@ -26,7 +30,6 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> Non
 
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the file asks for; this can run code stored in it")
-        request = request_from(kw, ctx_obj.tables, source=src, output=None if dry_run else out, config_out=kw["config_out"], **fields)
         result = Result(prepare(request)) if dry_run else convert(request, source_sha256=sha)
         done()  # the output is published: a signal now changes nothing
         if ui.json_mode:

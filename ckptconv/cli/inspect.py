@@ -51,6 +51,9 @@ def inspect_cmd(obj, path: Path, json_mode: bool, trust_pickle: bool) -> None:
             ui.info(f"  {library} loads: {chosen}")
         if info.get("meta_words"):
             ui.info(f"  made by ckptconv: {info['meta_words']} (--json shows every field)")
+        if info.get("config"):
+            ui.info("  the config these weights need (as their conversion printed it):")
+            ui.plain(info["config"])  # rendered from ckptconv's templates: the meta's model is re-named from its numbers
 
 
 COMMANDS = (inspect_cmd,)

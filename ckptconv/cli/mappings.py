@@ -59,6 +59,7 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
         registry = obj.registry
         variant = registry.variant(arch) if arch else registry.variants_of(registry.layouts_named(layout)[0].family)[0]
         table = registry.layout(layout, variant.family)
+        table.check_holds(variant)  # RegNetY into mmdet: the refusal, not a missing rule
         p = plan(variant, table, registry.pycls_layout(variant.family))
         if json_mode:
             ui.json({

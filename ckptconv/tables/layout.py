@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import TableError
+from ..errors import Refused, TableError
 from ..io.loaders import LOADERS
 from ..fields import Fields
 from .families import FAMILIES, Family
@@ -129,6 +129,17 @@ class Layout:
         if found is None and self.stage_layer and len(self.stage_layer) != variant.stages:
             found = Refusal("stages", f"the {self.name} table maps models of {len(self.stage_layer)} stages, not {variant.stages}", "another layout")
         return found
+
+    def check_holds(self, variant) -> None:
+        """Refused, before anything is read further or written, when this layout cannot hold
+        ``variant``: a refusal of the table's, or a model the library's classes cannot build."""
+        refusal = self.refusal(variant)
+        if refusal is not None:
+            raise Refused(f"{variant.name} cannot be converted to {self.name}: {refusal.reason}", fix=f"use {refusal.alternative}")
+        try:
+            self.built(variant)
+        except Refused as e:
+            raise Refused(f"{variant.name} cannot be converted to {self.name}: {e.message}", fix=e.fix) from None
 
     def built(self, variant) -> Built | None:
         """How the layout's library builds ``variant`` through its public API (None for a layout
