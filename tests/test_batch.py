@@ -366,6 +366,8 @@ def test_a_sweep_tree_converts_each_runs_last_epoch_and_reports_its_structure(cl
     assert files["001/checkpoints/model_epoch_0010.pth"]["numbers"]["depths"] == cases["effnet_narrow_nc10"]["values"]["EN.DEPTHS"]
     every = cli("batch", sweep, "--out-dir", tmp_path / "every", "--to", "timm", "--every-epoch", "--verify", "structure", "-j", "1", "--json")
     assert every.exit_code == 0 and len(json.loads(every.stdout)["files"]) == 4, every.output
+    again = cli("batch", sweep, "--out-dir", tmp_path / "every", "--to", "timm", "--every-epoch", "--verify", "structure", "-j", "1", "--json")
+    assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["up to date"] * 4  # custom models too: their meta records them
 
 
 def test_the_readme_batch_form_works_on_a_first_run(cli, zoo, tmp_path, monkeypatch):

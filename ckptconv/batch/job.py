@@ -21,14 +21,13 @@ def _published_candidates(output: Path) -> list[Path]:
 def _expected_options(job: Job, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What an output converted now would record as its options (None: it cannot be known)."""
     from ..convert import options, resolve
+    from ..tables import detect
     from ..tables.registry import registry_for
 
     request, registry = job.request, registry_for(job.request.tables)
-    arch = request.arch or meta.get("arch")
-    if not isinstance(arch, str) or arch not in registry.variants:
-        return None
-    try:
-        return options(request, resolve(request, registry.variant(arch), registry))
+    try:  # --arch, else the model the output's meta records (a zoo name, or a custom model's numbers)
+        variant = registry.variant(request.arch) if request.arch else detect.recorded_model(meta, registry)
+        return None if variant is None else options(request, resolve(request, variant, registry))
     except CkptError:
         return None
 
