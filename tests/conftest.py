@@ -194,3 +194,11 @@ def built(tmp_path_factory, registry, states):
             return cache[key]
 
     return Built()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_session_dirs(tmp_path_factory):
+    """Session fixtures' directories (built checkpoints, zoos) outlive pytest's retention policy,
+    which empties only each test's own: remove the run's whole temp tree when it ends (the disk is shared)."""
+    yield
+    shutil.rmtree(tmp_path_factory.getbasetemp(), ignore_errors=True)

@@ -30,7 +30,7 @@ from .ui import UI, human_bytes
 @conversion_options
 @click.pass_obj
 def batch_cmd(obj, sources, **kw) -> None:
-    """Convert every checkpoint in SRC: files, directories (searched for *.pyth and *.pth; a pycls
+    """Convert every checkpoint in SRC: files, directories (searched for *.pyth, *.pth and *.pt; a pycls
     output or sweep tree gives each run's last checkpoints/model_epoch_NNNN.pyth), globs, or
     manifests (.toml / .json) naming source, arch, layout, weights and output per file.
 
