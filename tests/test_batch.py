@@ -400,3 +400,11 @@ def test_a_usage_error_is_found_before_torch_is_imported(zoo, tmp_path, args, wo
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert run.stdout.split() == ["2", "False"] and words in run.stderr, (run.stdout, run.stderr)
+
+
+def test_the_report_says_which_weight_set_each_file_gave(cli, zoo, tmp_path):
+    """EN-B4 records test_err 25.0 and ema_err 24.0: --weights best takes its EMA set, as pycls's
+    load_checkpoint does; EN-B0 has no EMA."""
+    result = cli("batch", zoo / "EN-B0_dds_8gpu.pyth", zoo / "EN-B4_dds_8gpu.pyth", "--out-dir", tmp_path / "out", "-j", "1", "--verify", "structure", "--json")
+    assert result.exit_code == 0, result.output
+    assert {Path(f["source"]).name: f["weights"] for f in json.loads(result.stdout)["files"]} == {"EN-B0_dds_8gpu.pyth": "model", "EN-B4_dds_8gpu.pyth": "ema"}

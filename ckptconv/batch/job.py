@@ -124,6 +124,7 @@ def _run(job: Job, outcome: Outcome) -> None:
     variant = result.conversion.variant
     arch = outcome.arch = variant.name
     outcome.model, outcome.numbers = variant.title, None if variant.zoo else variant.numbers()
+    outcome.weights = result.conversion.weight_set
     outcome.params, outcome.bytes = result.conversion.params, result.bytes
     report = result.report
     outcome.verification = "skipped" if report is None else f"{job.request.verify} ok" if report.ok else "failed"

@@ -52,6 +52,7 @@ class Outcome:
     status: str  # converted | up to date | refused | failed
     arch: str | None = None
     model: str | None = None  # what the model is: a zoo model's title, or a custom model's numbers
+    weights: str | None = None  # the source's weight set converted (model or ema)
     numbers: dict[str, Any] | None = None  # a custom model's structure (its variant file's section), None for the zoo's
     layout: str | None = None
     params: int = 0

@@ -86,7 +86,7 @@ def _run_with_progress(ui: UI, plan: list, workers: int, finished: list):
         def line(job, outcome):
             finished.append(outcome)
             reason = f": {outcome.error}" if outcome.error else ""
-            ui.info(f"[{len(finished)}/{len(plan)}] {outcome.status} {job.source} -> {outcome.output} ({outcome.seconds:.2f} s){reason}")
+            ui.info(f"[{len(finished)}/{len(plan)}] {outcome.status} {job.source} -> {outcome.output or '(nothing written)'} ({outcome.seconds:.2f} s){reason}")
 
         return batch.run(plan, workers=workers, on_done=line)
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
