@@ -173,3 +173,23 @@ def test_the_readme_quickstart_runs_as_written_twice(cli, tmp_path, monkeypatch)
     assert re.search(r"&& ckptconv demo\s*$", quickstart)
     monkeypatch.chdir(tmp_path)
     assert cli("demo").exit_code == 0 and cli("demo").exit_code == 0
+
+
+def test_the_ci_recipe_passes_a_directory_of_mixed_targets(built, tmp_path, monkeypatch):
+    """docs/ci.md's `ckptconv verify` steps, run as written on mmdet, timm and torchvision files side
+    by side (the flags of the mmdet step apply to the mmdet folder only)."""
+    import shlex
+
+    from ckptconv.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for layout in ("mmdet", "timm", "torchvision"):
+        (tmp_path / "checkpoints" / layout).mkdir(parents=True)
+        shutil.copy(built.output("b0", layout), tmp_path / "checkpoints" / layout / "b0.pth")
+    recipe = _readme_block("A job that verifies every converted", "yaml", doc="docs/ci.md")
+    steps = [line.split("run: ", 1)[1] for line in recipe.splitlines() if "run: ckptconv verify" in line]
+    assert len(steps) == 2
+    for step in steps:
+        with pytest.raises(SystemExit) as done:
+            main(shlex.split(step)[1:])
+        assert done.value.code == 0, step
