@@ -435,3 +435,22 @@ def test_the_class_parameters_ckptconv_ships_are_the_recorded_signatures():
     for library in ("mmdet", "mmpretrain"):
         assert shipped[library] == module.parameters({k: v for k, v in sig[library].items() if k.startswith(("backbones.", "necks."))})
     assert "depth" not in shipped["mmdet"]["EfficientNet"] and "style" in shipped["mmdet"]["ResNeXt"]
+
+
+def test_the_docs_convert_on_load_lines_replace_the_stock_init_cfg(cli, sources, tmp_path):
+    """docs/configs.md's two lines, as a child of mmdet's own EfficientNet detector (which loads an
+    ImageNet checkpoint with prefix='backbone'): the pycls file is converted on load, and no stock
+    prefix lingers; as a child of that detector plus the printed fragment, the whole config passes."""
+    src = sources["b0"][0]
+    text = (Path(__file__).parents[1] / "docs" / "configs.md").read_text()
+    start = text.index("```python\n", text.index("## Convert on load")) + len("```python\n")
+    lines = text[start : text.index("```", start)].replace("EN-B3_dds_8gpu.pyth", str(src))
+    (tmp_path / "base.py").write_text(EFFNET_BASE)
+    (tmp_path / "on_stock.py").write_text("_base_ = './base.py'\n" + lines)
+    report = json.loads(cli("verify", "--config", tmp_path / "on_stock.py", "--json").stdout)["files"][0]
+    failed = " ".join(c["detail"] for c in report["checks"] if not c["ok"])
+    assert "init_cfg.prefix" not in failed and "model.backbone.conv_cfg" in failed  # the stock padding: the fragment is still needed
+    (tmp_path / "frag.py").write_text("_base_ = './base.py'\n" + sources["b0"][2].read_text())
+    (tmp_path / "on_fragment.py").write_text("_base_ = './frag.py'\n" + lines)
+    result = cli("verify", "--config", tmp_path / "on_fragment.py", "--json")
+    assert result.exit_code == 0, result.stdout[-600:]
