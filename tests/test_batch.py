@@ -408,3 +408,73 @@ def test_the_report_says_which_weight_set_each_file_gave(cli, zoo, tmp_path):
     result = cli("batch", zoo / "EN-B0_dds_8gpu.pyth", zoo / "EN-B4_dds_8gpu.pyth", "--out-dir", tmp_path / "out", "-j", "1", "--verify", "structure", "--json")
     assert result.exit_code == 0, result.output
     assert {Path(f["source"]).name: f["weights"] for f in json.loads(result.stdout)["files"]} == {"EN-B0_dds_8gpu.pyth": "model", "EN-B4_dds_8gpu.pyth": "ema"}
+
+
+def test_shares_are_disjoint_cover_the_plan_and_stay_when_inputs_are_added():
+    from ckptconv.batch.shard import Shard
+
+    keys = [f"run{i:03d}/checkpoints/model_epoch_0100.pth" for i in range(200)]
+    for n in (1, 2, 3, 8):
+        owners = [[k for k in range(n) if Shard(k, n, "--shard").holds(key)] for key in keys]
+        assert all(len(o) == 1 for o in owners)  # each pair in exactly one share
+        assert n == 1 or len({o[0] for o in owners}) == n  # every share gets work
+        more = keys + [f"late{i}/x.pth" for i in range(50)]
+        again = [[k for k in range(n) if Shard(k, n, "--shard").holds(key)] for key in more[: len(keys)]]
+        assert again == owners
+
+
+@pytest.mark.parametrize("text, environ, want", [
+    ("3/8", {}, (2, 8, "--shard")),
+    (None, {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1"}, (4, 8, "SLURM_ARRAY_TASK_ID")),
+    (None, {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4"}, (0, 4, "SLURM_ARRAY_TASK_ID")),
+    (None, {"JOB_COMPLETION_INDEX": "2", "CKPTCONV_SHARD_COUNT": "3"}, (2, 3, "JOB_COMPLETION_INDEX")),
+    (None, {"JOB_COMPLETION_INDEX": "2"}, None),  # Kubernetes sets no count: without one, no shard
+])  # fmt: skip
+def test_the_share_comes_from_shard_or_the_arrays_variables(text, environ, want):
+    from ckptconv.batch.shard import resolve
+
+    got = resolve(text, environ)
+    assert (got.index, got.count, got.given_by) == want if want else got is None
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "3", "a/b", "1/0"])
+def test_a_share_that_cannot_exist_is_a_usage_error(text):
+    from ckptconv.batch.shard import resolve
+    from ckptconv.errors import UsageError
+
+    with pytest.raises(UsageError):
+        resolve(text, {})
+
+
+def test_shards_started_together_give_what_one_batch_gives_and_a_killed_one_reruns(cli, zoo, tmp_path):
+    """Three shares in three processes at once into one tree (the second stopped by SIGTERM, then
+    run again), merged: the outputs and statuses one unsharded batch gives, byte for byte."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "zoo"
+    src.mkdir()
+    for i in range(6):
+        shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", src / f"run{i}.pyth")
+    common = ["--to", "timm", "--verify", "structure", "-j", "1", "-q"]
+    assert cli("batch", src, "--out-dir", tmp_path / "one", *common).exit_code == 0
+
+    def share(k: int) -> subprocess.Popen:
+        args = ["batch", str(src), "--out-dir", str(tmp_path / "many"), "--shard", f"{k}/3", "--report", str(tmp_path / f"r{k}.json"), *common]
+        return subprocess.Popen([sys.executable, "-m", "ckptconv", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    running = [share(k) for k in (1, 2, 3)]
+    time.sleep(1.0)
+    running[1].send_signal(signal.SIGTERM)
+    codes = [p.wait(timeout=120) for p in running]
+    assert codes[0] == codes[2] == 0 and codes[1] in (0, 143, -signal.SIGTERM), codes  # done, stopped, or killed before it started
+    assert share(2).wait(timeout=120) == 0  # the rerun finishes what the stopped one left
+    merged = cli("report", "merge", *(tmp_path / f"r{k}.json" for k in (1, 2, 3)), "--out", tmp_path / "merged.json")
+    assert merged.exit_code == 0, merged.output
+    files = json.loads((tmp_path / "merged.json").read_text())["files"]
+    assert sorted(Path(f["output"]).name for f in files) == sorted(p.name for p in (tmp_path / "one").glob("*.pth"))
+    for f in files:
+        assert f["output_sha256"] == hashlib.sha256((tmp_path / "one" / Path(f["output"]).name).read_bytes()).hexdigest()
+    assert cli("verify", tmp_path / "merged.json", "-q").exit_code == 0
+    incomplete = cli("report", "merge", tmp_path / "r1.json", tmp_path / "r3.json", "--out", tmp_path / "part.json")
+    assert incomplete.exit_code == 1 and "share(s) 2 of 3 missing" in incomplete.output

@@ -53,9 +53,9 @@ def main(ctx: click.Context, tables: tuple[Path, ...]) -> None:
 
 
 def _register() -> None:
-    from . import batch, convert, demo, inspect, mappings, verify
+    from . import batch, convert, demo, inspect, mappings, report, verify
 
-    for module in (convert, verify, batch, mappings, inspect, demo):
+    for module in (convert, verify, batch, report, mappings, inspect, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

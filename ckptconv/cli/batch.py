@@ -19,6 +19,10 @@ from .ui import UI, human_bytes
               help="Target layout(s) for every file a manifest does not say otherwise for: repeat it, separate with commas, "
                    "or say all (every layout but pycls). Several targets write OUT_DIR/<layout>/... and list the pairs "
                    "that cannot exist (e.g. RegNetY to mmdet) as refused, with the reason.  [default: mmdet]")
+@click.option("--shard", metavar="K/N", default=None,
+              help="Convert only the K-th of N shares of the planned (input, target) pairs, as one job of an array "
+                   "(default: SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX of CKPTCONV_SHARD_COUNT, "
+                   "when set). Merge the shares' reports with `ckptconv report merge`.")
 @click.option("--every-epoch", is_flag=True,
               help="In a pycls output or sweep tree, convert every checkpoints/model_epoch_NNNN.pyth, not only each run's last.")
 @click.option("--format", "fmt", type=click.Choice(["pth", "safetensors"]), default="pth", show_default=True, help="Output format.")
@@ -41,7 +45,7 @@ def batch_cmd(obj, sources, **kw) -> None:
     """
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
-        from ..batch import inputs, plan as planning
+        from ..batch import inputs, plan as planning, shard as sharding
         from ..io.files import make_out_dir
         from ..signals import done
 
@@ -52,11 +56,15 @@ def batch_cmd(obj, sources, **kw) -> None:
         entries, manifests = inputs.collect(sources, out_dir, every_epoch=kw["every_epoch"]), inputs.manifests(sources)
         base = request_from(kw, obj.tables, source=Path(), layout=layouts[0])
         jobs = planning.plan(entries, out_dir, base, layouts=layouts, fmt=kw["fmt"], publish=kw["publish"], others=manifests)
+        shard = sharding.resolve(kw["shard"])
+        planned, jobs = len(jobs), sharding.share(jobs, shard, out_dir)  # the whole plan was checked: every share sees the same
         if report_path:
             planning.check_report(report_path, jobs, manifests, out_dir)
         make_out_dir(out_dir)  # only now: nothing is created before the plan is valid
         result = _run(ui, jobs, kw["jobs"] or os.cpu_count() or 1)
         report = result.report()
+        if shard is not None:
+            report["shard"] = {**shard.record(), "planned": planned}
         if report_path:
             planning.write_report(report_path, report)
         done()  # every output and the report are published: a signal now changes nothing

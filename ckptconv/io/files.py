@@ -95,6 +95,8 @@ def make_out_dir(out_dir: Path, what: str = "--out-dir") -> None:
         check_writable_dir(out_dir.parent if str(out_dir.parent) else Path("."), f"the parent of {what}")
         try:
             out_dir.mkdir()
+        except FileExistsError:  # another job of the same sharded batch made it first
+            pass
         except OSError as e:
             raise UsageError(f"cannot create {what} {str(out_dir)!r} ({e.strerror})", fix="choose another directory") from None
     check_writable_dir(out_dir, what)
