@@ -478,3 +478,18 @@ def test_shards_started_together_give_what_one_batch_gives_and_a_killed_one_reru
     assert cli("verify", tmp_path / "merged.json", "-q").exit_code == 0
     incomplete = cli("report", "merge", tmp_path / "r1.json", tmp_path / "r3.json", "--out", tmp_path / "part.json")
     assert incomplete.exit_code == 1 and "share(s) 2 of 3 missing" in incomplete.output
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_target_never_replaces_another_targets_output(cli, zoo, tmp_path, force):
+    """Single-target outputs carry no layout in their names: timm into an out-dir of mmdet outputs
+    fails naming both, and never suggests (or obeys) a --force that would destroy the mmdet file."""
+    src = tmp_path / "zoo"
+    src.mkdir()
+    shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", src)
+    assert cli("batch", src, "--out-dir", tmp_path / "out", "--verify", "structure", "-j", "1").exit_code == 0
+    before = (tmp_path / "out" / "EN-B0_dds_8gpu.pth").read_bytes()
+    result = cli("batch", src, "--out-dir", tmp_path / "out", "--to", "timm", "--verify", "structure", "-j", "1", *(["--force"] if force else []))
+    assert result.exit_code == 1 and "holds mmdet weights (its meta), not timm" in result.output
+    assert "--force" not in result.output.split("holds mmdet weights")[1].split("\n")[0]
+    assert (tmp_path / "out" / "EN-B0_dds_8gpu.pth").read_bytes() == before

@@ -91,6 +91,24 @@ def _already(outcome: Outcome, found: tuple[Path, dict[str, Any]]) -> None:
     outcome.verification = "as converted"
 
 
+def _check_other_target(output: Path, layout: str) -> None:
+    """An existing output that holds another target's weights (its meta says which) is never
+    replaced, --force or not: a batch's names carry no layout with a single --to."""
+    from ..errors import UsageError
+    from ..io.checkpoint import load
+
+    if not output.is_file():
+        return
+    try:
+        held = load(output).meta.get("layout")
+    except CkptError:
+        return
+    if held and held != layout:
+        raise UsageError(f"the output holds {held} weights (its meta), not {layout}; it is never replaced by another target's",
+                         fix=f"write the {layout} outputs to another --out-dir, or pass every target at once (--to {held},{layout}: a folder each)",
+                         path=str(output))  # fmt: skip
+
+
 def _make_parents(directory: Path) -> None:
     """The output's folder under --out-dir (the source tree mirrored), made when its job runs."""
     from ..errors import UsageError
@@ -112,6 +130,7 @@ def _run(job: Job, outcome: Outcome) -> None:
     if not job.request.force and (found := up_to_date(job, sha)) is not None:
         return _already(outcome, found)
     target = Path(job.output)
+    _check_other_target(target, job.request.layout)
     _make_parents(target.parent)
     if job.publish:  # write under a temp name, then rename with the final file's hash
         target = target.parent / f"{TMP_PREFIX}{os.getpid()}-publish-{target.name}"
