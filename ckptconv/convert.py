@@ -287,7 +287,7 @@ def warnings(c: Conversion) -> list[str]:
         settings = ", ".join(f"{k}={defaults[k]}" if k == "padding" else f"BN eps={defaults[k]:g}" for k in ("padding", "eps") if k in defaults)
         builder = c.variant.library(c.target.name)
         who = builder["builder"] if "eps" in builder and builder.get("builder") else c.target.library or c.target.name
-        out.append(f"{who}'s defaults ({settings}) compute different features from these weights: use the config above")
+        out.append(f"{who}'s defaults ({settings}) compute different features from these weights: use the config printed with them (the API: Converted.config)")
     for what in c.variant.assumed:
         out.append(f"assumed {what}; pass --cfg with the run's config.yaml (or --arch) to state the model")
     if c.order_from.startswith("assumed"):

@@ -535,3 +535,8 @@ def test_config_out_never_replaces_a_table_the_run_reads(cli, tmp_path):
     result = cli("--tables", tmp_path / "tables", "convert", src, tmp_path / "out.pth", "--to", "mine", "--config-out", mine, "--force")
     assert result.exit_code == 2 and "is the input" in result.output and mine.read_bytes() == before, result.output
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_a_directory_as_the_output_is_named_as_one(cli, built, tmp_path):
+    result = cli("pycls2mmdet", built.source("b0"), tmp_path)
+    assert result.exit_code == 2 and "the output is a directory" in result.output and "(none)" not in result.output

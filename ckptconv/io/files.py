@@ -33,6 +33,8 @@ STALE_AFTER = 60.0  # seconds: a temp file this young may be one being created r
 
 def output_format(path: Path) -> str:
     """``pth`` or ``safetensors`` from the extension; anything else is a usage error."""
+    if path.is_dir():
+        raise UsageError("the output is a directory", fix="give a file name ending in .pth or .safetensors", path=str(path))
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UsageError(
@@ -113,7 +115,7 @@ def _check_output(out: Path, force: bool) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise UsageError("the output is not a regular file (a FIFO, socket or device)", fix="write to a file", path=str(out))
     if not force:
-        raise UsageError("the output exists", fix="pass --force to replace it (the old file stays until the new one is complete)", path=str(out))
+        raise UsageError("the output exists", fix="pass --force (the API: force=True) to replace it; the old file stays until the new one is complete", path=str(out))
 
 
 def check_outputs(outputs: list[Path], inputs: list[Path], force: bool) -> None:
