@@ -505,3 +505,21 @@ def test_a_channel_order_that_contradicts_the_meta_fails_verify(cli, built):
     result = cli("verify", out, "--channel-order", "bgr", "--json")
     assert result.exit_code == 1
     assert "meta records channel order rgb but --channel-order bgr was asked" in json.loads(result.stdout)["files"][0]["first_failure"]
+
+
+def test_a_storage_that_runs_past_its_record_is_refused(cli, built, tmp_path):
+    """A crafted zip whose record is shorter than the storage the pickle declares: torch reads the
+    missing bytes from the next record or past the end with no error. ckptconv refuses the file."""
+    import zipfile
+
+    source = zipfile.ZipFile(built.source("b0"))
+    shortened = next(n for n in source.namelist() if "/data/" in n and source.getinfo(n).file_size > 64)
+    crafted = tmp_path / "crafted.pyth"
+    with zipfile.ZipFile(crafted, "w", compression=zipfile.ZIP_STORED) as out:
+        for name in source.namelist():
+            data = source.read(name)
+            out.writestr(zipfile.ZipInfo(name), data[:-16] if name == shortened else data)
+    for args in (("inspect", crafted), ("pycls2mmdet", crafted, tmp_path / "o.pth", "--no-verify")):
+        result = cli(*args)
+        assert result.exit_code == 1 and "its storage claims" in result.output and "the file is crafted or corrupt" in result.output, result.output
+    assert not (tmp_path / "o.pth").exists()

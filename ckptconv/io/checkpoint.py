@@ -328,6 +328,8 @@ def _from_pickle(path: Path, fmt: str, obj: Any, index: ZipIndex | None) -> Chec
         sets[name] = strip_module(sd, path)
         known = index.refs(keys) if index is not None else {}
         refs[name] = strip_module(known, path) if known else {}
+        if index is not None:
+            _check_storages(sets[name], refs[name], index, path)
     errors = {k: v for k in ("test_err", "ema_err") if (v := _number(obj.get(k))) is not None} if kind == "pycls" else {}
     epoch = obj.get("epoch")
     meta, problems = read_meta(obj.get("meta"))
@@ -335,6 +337,18 @@ def _from_pickle(path: Path, fmt: str, obj: Any, index: ZipIndex | None) -> Chec
         path, fmt, kind, [str(k) for k in obj], sets, errors, _cfg(obj.get("cfg")),
         epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None, meta, problems, index, refs,
     )  # fmt: skip
+
+
+def _check_storages(sd: dict, refs: dict, index: ZipIndex, path: Path) -> None:
+    """Every tensor's storage is exactly its record: torch takes a storage's size from the pickle
+    and reads that many bytes from where its record starts, so a crafted size reads past the record
+    (into the next one, or past the end of the file) with no error anywhere."""
+    for key, t in sd.items():
+        ref = refs.get(key)
+        span = index.records.get(ref.record) if ref is not None else None
+        if isinstance(t, torch.Tensor) and span is not None and t.untyped_storage().nbytes() != span.nbytes:
+            raise FormatError(f"tensor {key}: its storage claims {t.untyped_storage().nbytes()} bytes but its record holds {span.nbytes}: "
+                              f"the file is crafted or corrupt", fix="download or copy it again", path=str(path))  # fmt: skip
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
