@@ -22,7 +22,7 @@ from .verification import checks
 from .tables import detect, engine
 from .io import dtypes, files, hashing, writer
 from . import signals
-from .io.checkpoint import Checkpoint, load, span_values, written_records
+from .io.checkpoint import Checkpoint, load, span_values, tensor_crc, tensors_digest, written_records
 from .tables.engine import Plan
 from .errors import MappingError, UsageError
 from .io.meta import encode_meta
@@ -192,6 +192,7 @@ def prepare(request: Request, *, source_sha256: str | Future | None = None) -> C
     _check_statistics(ckpt, plan, sd, copies)
     ckpt.verify_tensors(weight_set, [e.source for e in plan.mapped if e.target not in copies.spans])
     meta = build_meta(request, r, ckpt, _resolve(source_sha256), weight_set, dtype)
+    meta["tensors_crc"] = tensors_digest({k: copies.spans[k].crc if k in copies.spans else tensor_crc(t) for k, t in tensors.items()})
     config = render_config(r.target, variant, request.output, r.prefix, needed(r.target.pipeline, colour.target, colour.stats))
     return Conversion(request=request, checkpoint=ckpt, weight_set=weight_set, variant=variant, arch_from=arch_from, plan=plan,
                       dtype=dtype, source=sd, tensors=tensors, copies=copies, meta=meta, config=config, colours=colour, order_from=order_from)  # fmt: skip

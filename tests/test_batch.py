@@ -493,3 +493,19 @@ def test_a_target_never_replaces_another_targets_output(cli, zoo, tmp_path, forc
     assert result.exit_code == 1 and "holds mmdet weights (its meta), not timm" in result.output
     assert "--force" not in result.output.split("holds mmdet weights")[1].split("\n")[0]
     assert (tmp_path / "out" / "EN-B0_dds_8gpu.pth").read_bytes() == before
+
+
+def test_an_output_of_other_tensors_under_a_copied_meta_is_never_up_to_date(cli, zoo, tmp_path):
+    """The meta records a digest of the tensors written (tensors_crc): zeros saved under the very
+    meta of a real output fail the rerun, instead of passing as "up to date"."""
+    src = tmp_path / "zoo"
+    src.mkdir()
+    shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", src)
+    args = ("batch", src, "--out-dir", tmp_path / "out", "--verify", "structure", "-j", "1", "--json")
+    assert cli(*args).exit_code == 0
+    assert [f["status"] for f in json.loads(cli(*args).stdout)["files"]] == ["up to date"]
+    out = tmp_path / "out" / "EN-B0_dds_8gpu.pth"
+    obj = torch.load(out, weights_only=True)
+    torch.save({"state_dict": {k: torch.zeros_like(v) for k, v in obj["state_dict"].items()}, "meta": obj["meta"]}, out)
+    rerun = json.loads(cli(*args).stdout)["files"]
+    assert [f["status"] for f in rerun] == ["failed"] and "the output exists" in rerun[0]["error"]

@@ -42,6 +42,12 @@ def _intact(ckpt) -> bool:
     return True
 
 
+def _as_written(ckpt) -> bool:
+    """The file holds the tensors its meta says were written (not others under a copied meta)."""
+    sets = list(ckpt.weight_sets)
+    return len(sets) == 1 and ckpt.meta.get("tensors_crc") == ckpt.tensors_digest(sets[0])
+
+
 def up_to_date(job: Job, sha: str) -> tuple[Path, dict[str, Any]] | None:
     """An existing, intact output (and its meta) converted from this very source with these options."""
     from ..io.checkpoint import load
@@ -55,7 +61,7 @@ def up_to_date(job: Job, sha: str) -> tuple[Path, dict[str, Any]] | None:
         except CkptError:
             continue
         meta = ckpt.meta
-        if meta.get("source_sha256") == sha and meta.get("options") == _expected_options(job, meta) and _intact(ckpt):
+        if meta.get("source_sha256") == sha and meta.get("options") == _expected_options(job, meta) and _intact(ckpt) and _as_written(ckpt):
             return path, meta
     return None
 

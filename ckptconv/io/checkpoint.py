@@ -13,6 +13,7 @@ The format comes from the file's first bytes, never from its name or a failed at
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -116,6 +117,18 @@ class Checkpoint:
                 out[key] = span
         return out
 
+    def tensors_digest(self, weight_set: str) -> str:
+        """``tensors_digest`` of the set's tensors: a record's CRC-32 from the zip's directory where the
+        record is exactly the tensor (nothing read), else the CRC-32 of the tensor's bytes."""
+        sd, refs = self.weight_sets[weight_set], self.refs.get(weight_set, {})
+        crcs = {}
+        for key, t in sd.items():
+            ref = refs.get(key)
+            span = self.index.records.get(ref.record) if self.index is not None and ref is not None else None
+            exact = span is not None and ref.whole_storage_contiguous and span.nbytes == t.nbytes
+            crcs[key] = span.crc if exact else tensor_crc(t)
+        return tensors_digest(crcs)
+
     def verify_tensors(self, weight_set: str, keys) -> None:
         """Check the bytes of each tensor of ``keys`` against the zip's CRC-32s (zip only).
 
@@ -157,6 +170,17 @@ def span_values(path: Path, span: Span, like: torch.Tensor) -> torch.Tensor:
     if len(data) != span.nbytes:
         raise FormatError("truncated zip checkpoint: a record ends past the end of the file", path=str(path))
     return torch.frombuffer(bytearray(data), dtype=like.dtype).view(like.shape)
+
+
+def tensor_crc(t: torch.Tensor) -> int:
+    """CRC-32 of a tensor's bytes, as a zip record of it holds them."""
+    return zlib.crc32(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def tensors_digest(crcs: dict[str, int]) -> str:
+    """What a file's tensors are, in one string: sha256 over each key and its CRC-32, keys sorted. A
+    meta records it, so an output whose tensors were replaced under a copied meta is never up to date."""
+    return hashlib.sha256("".join(f"{k}\t{crcs[k]:08x}\n" for k in sorted(crcs)).encode()).hexdigest()
 
 
 def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:

@@ -19,7 +19,7 @@ FIELDS: dict[str, str] = {
     "ckptconv_version": "str", "source": "str", "source_sha256": "str", "source_format": "str",
     "arch": "str", "layout": "str", "table": "str", "table_version": "int", "table_sha256": "str",
     "weights": "str", "dtype": "str", "prefix": "str", "channel_order": "str", "epoch": "int", "settings": "scalars",
-    "options": "scalars", "model": "record", "assumed": "texts",
+    "options": "scalars", "model": "record", "assumed": "texts", "tensors_crc": "str",
 }  # fmt: skip
 WANT = {"str": "a string (at most 1024 characters)", "int": "an integer", "scalars": "a flat table of values",
         "record": "a model's numbers ([variant] and one section of numbers)", "texts": "a list of strings"}  # fmt: skip
