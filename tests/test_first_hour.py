@@ -193,3 +193,17 @@ def test_the_ci_recipe_passes_a_directory_of_mixed_targets(built, tmp_path, monk
         with pytest.raises(SystemExit) as done:
             main(shlex.split(step)[1:])
         assert done.value.code == 0, step
+
+
+def test_the_docs_batch_manifest_runs_as_written(cli, built, tmp_path):
+    """docs/commands.md's manifest, saved as zoo.toml beside the checkpoint it names (an EN-B3 run
+    with an EMA set): one output, under the name it gives, in the layout and weight set it asks for."""
+    manifest = _readme_block("Convert a zoo, or a pycls output or sweep tree", "toml", doc="docs/commands.md")
+    source = tmp_path / "runs" / "a" / "checkpoints" / "model_epoch_0100.pyth"
+    source.parent.mkdir(parents=True)
+    shutil.copy(built.source("b3", ema=True), source)
+    (tmp_path / "zoo.toml").write_text(manifest)
+    result = cli("batch", tmp_path / "zoo.toml", "--out-dir", tmp_path / "out", "--verify", "structure", "-j", "1", "--json")
+    assert result.exit_code == 0, result.output
+    (done,) = json.loads(result.stdout)["files"]
+    assert Path(done["output"]).name == "effnet-b3-run-a.pth" and done["layout"] == "mmdet-stages" and done["weights"] == "ema"
