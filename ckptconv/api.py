@@ -42,14 +42,15 @@ class Converted:
     output: Path | None = None
 
 
-def convert_checkpoint(source: str | Path, layout: str = "mmdet", *, output: str | Path | None = None, **options: Any) -> Converted:
+def convert_checkpoint(source: str | Path, layout: str = "mmdet", *, output: str | Path | None = None, copy: bool = False, **options: Any) -> Converted:
     """Convert ``source`` (a pycls checkpoint, or a file in ``source_layout``) to ``layout``.
 
     ``options`` are the fields of ``ckptconv.options.Request`` (the command line's options):
     ``source_layout``, ``arch``, ``weights``, ``prefix``, ``dtype``, ``channel_order``, ``verify``
     (numeric, structure or none), ``input_size``, ``config_out``, ``force``, ``allow_partial``,
     ``trust_pickle``, ``tables``. Without ``output`` nothing is written: the state dict is returned
-    (its tensors may share memory with the memory-mapped source). With it, the file (and
+    (its tensors may share memory with the memory-mapped source, so a source truncated while they
+    are in use kills the process with SIGBUS; ``copy=True`` returns tensors of their own). With it, the file (and
     ``config_out``) is written atomically, as ``ckptconv convert`` does. Verification runs first
     either way and raises ``VerificationError`` when it fails.
     """
@@ -62,7 +63,8 @@ def convert_checkpoint(source: str | Path, layout: str = "mmdet", *, output: str
         c, report = result.conversion, result.report
     else:
         c, report = checked(request)
-    return Converted(c.tensors, c.target.name, c.variant.name, c.config, c.meta, report, warnings(c), request.output)
+    tensors = {k: v.clone() for k, v in c.tensors.items()} if copy else c.tensors
+    return Converted(tensors, c.target.name, c.variant.name, c.config, c.meta, report, warnings(c), request.output)
 
 
 def verify_checkpoint(path: str | Path, **expectations: Any) -> "Report":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import os
 import signal
 import stat
@@ -523,3 +524,26 @@ def test_a_storage_that_runs_past_its_record_is_refused(cli, built, tmp_path):
         result = cli(*args)
         assert result.exit_code == 1 and "its storage claims" in result.output and "the file is crafted or corrupt" in result.output, result.output
     assert not (tmp_path / "o.pth").exists()
+
+
+def test_the_api_copies_when_asked_so_a_shrinking_source_cannot_kill_the_caller(built, tmp_path):
+    """Without output, the state dict shares the mapped source's memory; copy=True owns its memory,
+    so truncating the source afterwards cannot SIGBUS the caller (checked in a child process)."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "b0.pyth"
+    shutil.copy(built.source("b0"), src)
+    code = (
+        "import os, ckptconv, torch\n"
+        f"c = ckptconv.convert_checkpoint({str(src)!r}, 'mmdet', verify='structure', copy=True)\n"
+        f"os.truncate({str(src)!r}, 1000)\n"
+        "print(float(sum(t.float().abs().sum() for t in c.state_dict.values())) > 0)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "True", (run.returncode, run.stderr[-300:])
+
+
+def test_verify_with_a_directory_as_source_is_a_usage_error_not_a_hang(cli, built, tmp_path):
+    result = cli("verify", built.output("b0", "mmdet"), "--source", tmp_path)
+    assert result.exit_code == 2 and "is a directory" in result.output
