@@ -158,3 +158,17 @@ def test_verify_checks_a_custom_model_from_its_recorded_numbers(cli, tmp_path):
     assert good.exit_code == 0, good.stdout[-500:]
     wrong = cli("verify", out, "--source", source, "--eps", "1e-3", "--json")
     assert wrong.exit_code == 1 and "eps=0.001" in json.loads(wrong.stdout)["files"][0]["first_failure"]
+
+
+def test_the_cfgs_bn_eps_is_what_the_meta_and_the_printed_config_say(cli, tmp_path):
+    """BN.EPS: 1e-3 in the run's cfg (the case's values): the weights need 1e-3 everywhere."""
+    assert CASES["regnetx_small_eps1e-3"]["values"]["BN.EPS"] == 0.001
+    source = DATA / "checkpoints" / "regnetx_small_eps1e-3.pyth"
+    for layout, words in (("mmdet", "eps=0.001"), ("torchvision", "m.eps = 0.001")):
+        out = tmp_path / f"{layout}.pth"
+        result = cli("convert", source, out, "--to", layout, "--verify", "structure", "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert words in report["config"], report["config"]
+        if layout == "mmdet":
+            assert torch.load(out, weights_only=True)["meta"]["settings"]["eps"] == 0.001

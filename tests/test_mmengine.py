@@ -225,6 +225,10 @@ WRONG = [  # (edit to the printed fragment, the field named)
     ("        style='pytorch',\n", "        style='pytorch', conv_cfg=dict(type='Conv2dAdaptivePadding'),\n", "model.backbone.conv_cfg"),
     ("checkpoint=", "prefix='backbone', checkpoint=", "model.backbone.init_cfg.prefix"),
     ("        style='pytorch',\n", "        style='caffe',\n", "model.backbone.style is 'caffe'; these weights need 'pytorch'"),  # the stride on the 1x1
+    ("        style='pytorch',\n", "        style='pytorch', deep_stem=True,\n", "model.backbone.deep_stem is True; these weights need False"),  # another stem
+    ("        style='pytorch',\n", "        style='pytorch', avg_down=True,\n", "model.backbone.avg_down is True; these weights need False"),  # another shortcut
+    ("norm_cfg=dict(type='BN', eps=1e-5, requires_grad=True)", "norm_cfg=dict(type='GN', num_groups=8, eps=1e-5, requires_grad=True)", "model.backbone.norm_cfg.type is 'GN'"),
+    ("        style='pytorch',\n", "        style='pytorch', dcn=dict(type='DCN', deform_groups=1), stage_with_dcn=(False, True, True, True),\n", "model.backbone.dcn is"),
     # fields of the wrong type: named with their value, never a traceback
     ("eps=1e-5, requires_grad", "eps='abc', requires_grad", "model.backbone.norm_cfg.eps is 'abc'; these weights need 1e-05"),
     ("norm_cfg=dict(type='BN', eps=1e-5, requires_grad=True)", "norm_cfg='BN'", "model.backbone.norm_cfg is 'BN'"),
@@ -389,6 +393,15 @@ def test_verify_config_never_writes_its_report_over_a_file_the_run_reads(cli, so
         before = report.read_bytes()
         result = cli("verify", "--config", config, "--report", report)
         assert result.exit_code == 2 and report.read_bytes() == before, (report, result.output)
+    src = sources["regnetx_200mf"][0]
+    pycls_copy = tmp_path / "RegNetX-200MF.pyth"
+    shutil.copy(src, pycls_copy)
+    (tmp_path / "scheme.py").write_text(printed.read_text().replace(repr(str(converted)), repr(f"pycls-mmdet://{pycls_copy}")))
+    scheme_config = _configs(tmp_path, tmp_path / "scheme.py")
+    before = pycls_copy.read_bytes()
+    result = cli("verify", "--config", scheme_config, "--report", pycls_copy)  # the pycls file the config converts on load
+    assert result.exit_code == 2 and pycls_copy.read_bytes() == before, result.output
+    config = _configs(tmp_path, tmp_path / "frag.py")
     ok = cli("verify", "--config", config, "--report", tmp_path / "report.json")
     again = cli("verify", "--config", config, "--report", tmp_path / "report.json")  # a CI rerun replaces its own report
     assert ok.exit_code == 0 and again.exit_code == 0, again.output
@@ -454,3 +467,18 @@ def test_the_docs_convert_on_load_lines_replace_the_stock_init_cfg(cli, sources,
     (tmp_path / "on_fragment.py").write_text("_base_ = './frag.py'\n" + lines)
     result = cli("verify", "--config", tmp_path / "on_fragment.py", "--json")
     assert result.exit_code == 0, result.stdout[-600:]
+
+
+def test_verify_config_with_file_holds_the_config_to_that_file(cli, sources, tmp_path):
+    """verify --config CFG FILE checks FILE: the config must load FILE itself, not another file or
+    one that does not exist (mmengine would train from other weights than the ones checked)."""
+    _, converted, printed = sources["regnetx_200mf"]
+    config = _configs(tmp_path, printed)  # it loads `converted`
+    other = tmp_path / "other.pth"
+    shutil.copy(converted, other)
+    assert cli("verify", "--config", config, converted).exit_code == 0
+    result = cli("verify", "--config", config, other, "--json")
+    assert result.exit_code == 1 and "another file than" in json.loads(result.stdout)["files"][0]["first_failure"]
+    (tmp_path / "frag.py").write_text(printed.read_text().replace(repr(str(converted)), repr(str(tmp_path / "gone.pth"))))
+    missing = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), other, "--json")
+    assert missing.exit_code == 1 and "which does not exist" in json.loads(missing.stdout)["files"][0]["first_failure"]

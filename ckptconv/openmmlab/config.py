@@ -144,8 +144,9 @@ def _same(have: Any, want: Any) -> bool:
     return have == want
 
 
+NORMS = ("BN", "SyncBN", "BN2d")  # BatchNorm in eval: the arithmetic of pycls's nn.BatchNorm2d
 RESNET_TYPES = ("ResNet", "ResNeXt", "ResNet_CIFAR", "RegNet")  # mm classes whose style puts the stride on the 1x1 ('caffe') or the 3x3
-MM_DEFAULTS = {"style": "pytorch"}  # what mm's ResNet, ResNeXt and RegNet build when a config leaves it out
+MM_DEFAULTS = {"style": "pytorch", "deep_stem": False, "avg_down": False, "dcn": None, "plugins": None, "act_cfg": {"type": "Swish"}}  # what mm's ResNet, ResNeXt and RegNet build when a config leaves it out
 
 
 def check_backbone(backbone: dict[str, Any], variant: Variant, table: Layout, found: Found) -> None:
@@ -156,8 +157,14 @@ def check_backbone(backbone: dict[str, Any], variant: Variant, table: Layout, fo
     if not builder:
         return
     wants = builder_dict(builder)
-    if wants.get("type") in RESNET_TYPES:  # where the stride sits: the same keys either way
+    if wants.get("type") in RESNET_TYPES:  # where the stride sits: the same keys either way; pycls's stem and shortcut
         wants.setdefault("style", "caffe" if "stride_1x1" in variant.features else "pytorch")
+        wants.setdefault("deep_stem", False)
+        wants.setdefault("avg_down", False)
+        wants.setdefault("dcn", None)  # deformable convs and plugins: modules the weights do not hold
+        wants.setdefault("plugins", None)
+    if wants.get("type") == "EfficientNet":
+        wants.setdefault("act_cfg", {"type": "Swish"})  # pycls's SiLU
     for key, want in wants.items():
         have = backbone.get(key, MM_DEFAULTS.get(key))
         arch_by_name = key == "arch" and have == variant.name  # mmdet's and mmpretrain's RegNet know pycls's names
@@ -184,6 +191,8 @@ def settings(backbone: dict[str, Any], variant: Variant, table: Layout, found: F
     if not isinstance(norm, dict):
         found.eps = need["eps"]
         return _judge(found, "model.backbone.norm_cfg", False, norm, f"dict(type='BN', eps={need['eps']:g})")
+    if norm.get("type", "BN") not in NORMS:
+        _judge(found, "model.backbone.norm_cfg.type", False, norm.get("type"), "BN or SyncBN (pycls's BatchNorm; another norm computes other features)")
     eps = norm.get("eps", defaults.get("eps", 1e-5))
     found.eps = float(eps) if _is_number(eps) else need["eps"]
     _judge(found, "model.backbone.norm_cfg.eps", _is_number(eps) and float(eps) == need["eps"], eps, need["eps"])

@@ -10,6 +10,7 @@ from ..convert import prepare
 from ..convert import verify as check_conversion
 from ..errors import UsageError
 from ..io.checkpoint import load
+from ..io.files import same_file
 from ..openmmlab import config as mmconfig
 from ..openmmlab.scheme import parse_scheme
 from ..options import Expectations, Request
@@ -29,6 +30,21 @@ def _config_target(config: Path, cfg: dict, path: Path | None) -> tuple[Path, st
     if "://" in file:
         raise UsageError(f"the config loads {checkpoint}, which ckptconv cannot read here", fix="download it and pass it: ckptconv verify --config CFG FILE", path=str(config))
     return Path(file), layout, order
+
+
+def _loads_file(cfg: dict, path: Path | None) -> list[tuple[str, str]]:
+    """With FILE given, the config must load that very file: one it names that does not exist, or
+    another one, would train from other weights than the ones checked."""
+    named, _, where = mmconfig.checkpoint_of(cfg)
+    if path is None or named is None:
+        return []
+    field = where.removesuffix(".prefix") + (".checkpoint" if where.endswith(".prefix") else "")
+    file = Path(parse_scheme(named)[0])
+    if "://" in str(file) or not file.exists():
+        return [(field, f"is {named!r}, which {'ckptconv cannot read here' if '://' in str(file) else 'does not exist'}: the weights checked are {path}, not what the config loads")]
+    if not same_file(file, path):
+        return [(field, f"is {named!r}, another file than {path}: the config loads other weights than the ones checked")]
+    return []
 
 
 def _as_configured(opts: Expectations, found: mmconfig.Found) -> Expectations:
@@ -54,6 +70,7 @@ def verify_config(config: Path, path: Path | None, opts: Expectations) -> Report
         raise UsageError(f"{target} records no model ckptconv knows (it was not written by ckptconv)", fix="convert it with ckptconv first, or check it without --config", path=str(target))
     table = registry.layout(meta.get("layout", "mmdet"), variant.family)
     found = mmconfig.check(cfg, variant, table, meta, registry.pycls_layout(variant.family).pipeline)
+    found.problems[:0] = _loads_file(cfg, path)
     if conversion is not None:
         report = check_conversion(conversion, expect=_as_configured(opts, found))
         report.path = str(target)
