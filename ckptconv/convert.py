@@ -159,7 +159,7 @@ def _check_statistics(ckpt: Checkpoint, plan: Plan, source: dict[str, torch.Tens
             values = source[e.source] if span is None else span_values(ckpt.path, span, source[e.source])
             problem = dtypes.statistics_problem(e.source, values)
             if problem:
-                raise MappingError(f"{problem}: BatchNorm statistics no training writes", fix="recompute them (pycls's precise BN) or convert another checkpoint")
+                raise MappingError(problem, fix="recompute them (pycls's precise BN) or convert another checkpoint")
 
 
 def _copies(ckpt: Checkpoint, weight_set: str, plan: Plan, source: dict, tensors: dict) -> writer.Copies:
@@ -192,7 +192,7 @@ def prepare(request: Request, *, source_sha256: str | Future | None = None) -> C
     _check_statistics(ckpt, plan, sd, copies)
     ckpt.verify_tensors(weight_set, [e.source for e in plan.mapped if e.target not in copies.spans])
     meta = build_meta(request, r, ckpt, _resolve(source_sha256), weight_set, dtype)
-    meta["tensors_crc"] = tensors_digest({k: copies.spans[k].crc if k in copies.spans else tensor_crc(t) for k, t in tensors.items()})
+    meta["tensors_crc"] = tensors_digest({k: copies.spans[k].crc if k in copies.spans else tensor_crc(t) for k, t in tensors.items()})  # what is written
     config = render_config(r.target, variant, request.output, r.prefix, needed(r.target.pipeline, colour.target, colour.stats))
     return Conversion(request=request, checkpoint=ckpt, weight_set=weight_set, variant=variant, arch_from=arch_from, plan=plan,
                       dtype=dtype, source=sd, tensors=tensors, copies=copies, meta=meta, config=config, colours=colour, order_from=order_from)  # fmt: skip

@@ -73,9 +73,9 @@ def statistics_problem(key: str, tensor: "torch.Tensor") -> str | None:
 
     if key.endswith(("running_var", "running_mean")) and tensor.is_floating_point():
         if not torch.isfinite(tensor).all():
-            return f"{key} holds NaN or Inf"
+            return f"{key} holds NaN or Inf: BatchNorm statistics no training writes"
         if key.endswith("running_var") and (tensor < 0).any():
-            return f"{key} holds negative variances (min {tensor.min().item():g})"
+            return f"{key} holds negative variances (min {tensor.min().item():g}): BatchNorm statistics no training writes"
     return None
 
 

@@ -12,10 +12,9 @@ from ..errors import FormatError, MappingError, UsageError
 
 from . import structure
 from ..options import PYCLS
-from .variants import parse_variant, replaced
 from .registry import Registry
 from .layout import Layout
-from .variants import Variant
+from .variants import Variant, parse_variant, replaced
 
 Shapes = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
 
