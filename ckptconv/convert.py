@@ -22,17 +22,19 @@ from .verification import checks
 from .tables import detect, engine
 from .io import dtypes, files, hashing, writer
 from . import signals
-from .io.checkpoint import Checkpoint, load, span_values, tensor_crc, tensors_digest, written_records
+from .io.checkpoint import Checkpoint, load, span_values, tensor_crc, written_records
+from .io.hashing import tensors_digest
 from .tables.engine import Plan
-from .errors import MappingError, UsageError
+from .errors import MappingError
 from .io.meta import encode_meta
 from .verification.report import Report
 from .preflight import check_request
 from .tables.registry import Registry, builtin_dir, builtin_layout_names, registry_for
 from .options import PYCLS, Expectations, Request
-from .tables.pipeline import configured, default_order, needed, source_order
+from .tables.pipeline import configured, needed, source_order
 from .tables.render import render_config
 from .tables.layout import Layout
+from .tables.resolve import Resolved, output_options, resolve
 from .tables.variants import Variant
 from .version import __version__
 
@@ -84,30 +86,6 @@ def _variant(request: Request, ckpt: Checkpoint, sd: dict, registry: Registry) -
     cfg = files.read_text(request.cfg, "--cfg") if request.cfg is not None else ckpt.cfg
     variant, how, prefix = detect.resolve_arch(request.arch, cfg, shapes, registry, request.source_layout, ckpt.meta)
     return variant, ("--cfg" if request.cfg is not None and how == "cfg" else how), prefix
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A request's defaults, resolved once against the model's tables: the two layouts, the key
-    prefix and the channel order the output takes."""
-
-    variant: Variant
-    target: Layout
-    source: Layout
-    prefix: str
-    channel_order: str
-
-
-def resolve(request: Request, variant: Variant, registry: Registry) -> Resolved:
-    """The target and source tables of the variant's family (refused when the target cannot hold
-    it), the table's prefix unless asked otherwise, and the order its library's pipeline feeds."""
-    target, source = registry.layout(request.layout, variant.family), registry.layout(request.source_layout, variant.family)
-    target.check_holds(variant)
-    order = request.channel_order or default_order(target.pipeline)
-    if target.name == PYCLS and order != "bgr":
-        raise UsageError("pycls takes BGR input: a pycls checkpoint holds BGR weights", fix="omit --channel-order (or pass bgr) with --to pycls")
-    prefix = request.prefix if request.prefix is not None else target.prefix
-    return Resolved(variant, target, source, prefix, order)
 
 
 def _check_absent(plan: Plan, allow_partial: bool) -> None:
@@ -198,16 +176,6 @@ def prepare(request: Request, *, source_sha256: str | Future | None = None) -> C
                       dtype=dtype, source=sd, tensors=tensors, copies=copies, meta=meta, config=config, colours=colour, order_from=order_from)  # fmt: skip
 
 
-def options(request: Request, r: Resolved) -> dict[str, Any]:
-    """Everything that decides an output's bytes besides the source itself: batch compares it with
-    an existing output's meta to know whether it is up to date."""
-    return {
-        "from": r.source.name, "layout": r.target.name, "arch": r.variant.name, "weights": request.weights,
-        "prefix": r.prefix, "dtype": request.dtype, "ckptconv_version": __version__, "channel_order": r.channel_order,
-        "table_sha256": r.target.digest, "source_table_sha256": r.source.digest, "variant_sha256": r.variant.digest,
-    }  # fmt: skip
-
-
 def build_meta(request: Request, r: Resolved, ckpt: Checkpoint, sha: str, weight_set: str, dtype: str) -> dict[str, Any]:
     target, order = r.target, r.channel_order
     return {
@@ -226,7 +194,7 @@ def build_meta(request: Request, r: Resolved, ckpt: Checkpoint, sha: str, weight
         "channel_order": order,
         "settings": {"padding": target.settings["padding"], "eps": r.variant.eps, "channel_order": order},
         "epoch": ckpt.epoch if ckpt.epoch is not None else ckpt.meta.get("epoch"),
-        "options": options(request, r),
+        "options": output_options(request, r),
         "model": r.variant.record(),  # the numbers it was built from: read back by verify and the way back to pycls
         "assumed": list(r.variant.assumed),
     }

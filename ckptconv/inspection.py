@@ -12,7 +12,8 @@ from typing import Any
 
 from .tables import detect, engine
 from .io import dtypes
-from .io.checkpoint import load, read_safetensors_header, sniff
+from .io.checkpoint import load
+from .io.formats import read_safetensors_header, sniff
 from .errors import CkptError
 from .io.loaders import LIBRARIES
 from .options import PYCLS

@@ -23,6 +23,7 @@ from ckptconv import convert
 from ckptconv.errors import Refused
 from ckptconv.options import Request
 from ckptconv.tables import detect, engine
+from ckptconv.tables.resolve import resolve
 from ckptconv.verification import models
 
 DATA = Path(__file__).parent / "data" / "design_space"
@@ -58,10 +59,10 @@ def test_a_target_holds_exactly_what_its_library_built_or_refuses_before_writing
     expected = TARGETS[case][library]
     if "cannot" in expected:
         with pytest.raises(Refused) as refused:
-            convert.resolve(request, variant, registry)
+            resolve(request, variant, registry)
         assert "\n" not in str(refused.value) and refused.value.fix, str(refused.value)
         return
-    r = convert.resolve(request, variant, registry)
+    r = resolve(request, variant, registry)
     plan = engine.plan(variant, r.target, r.source, target_prefix=r.prefix)
     ours = {e.target: tuple(e.shape) for e in plan.entries if e.target is not None}
     assert ours == _library_keys(case, library, variant)
@@ -82,7 +83,7 @@ def test_the_cfg_says_where_models_resnet_strides(registry):
     refused where the library's class strides the 3x3 (timm, torchvision; targets.json)."""
     variant = _variant(registry, "resnet_in50_stride1x1")
     assert variant.name != "resnet50" and "stride_1x1" in variant.features
-    r = convert.resolve(Request(source=Path("r.pyth"), layout="mmdet"), variant, registry)
+    r = resolve(Request(source=Path("r.pyth"), layout="mmdet"), variant, registry)
     assert "style='caffe'" in r.target.built(variant).text
 
 

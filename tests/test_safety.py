@@ -413,7 +413,6 @@ main(["pycls2mmdet", {str(src)!r}, {str(out)!r}, "--force"], prog_name="ckptconv
 def test_temp_files_locked_by_a_live_writer_are_left_alone_whatever_their_pid(tmp_path):
     """Liveness is the writer's lock on the file, not its PID: another PID namespace, container
     or host (a shared volume) may reuse any PID, or show none of ours."""
-    import fcntl
 
     live = tmp_path / ".ckptconv-tmp-999999999-abcd-x.pth"  # a PID that no process here has
     live.write_bytes(b"in progress elsewhere")

@@ -18,6 +18,7 @@ import torch
 from ckptconv.verification import checks, models
 from ckptconv import convert
 from ckptconv.tables import engine
+from ckptconv.tables.resolve import resolve
 
 from .conftest import close
 
@@ -60,7 +61,7 @@ def test_a_pair_the_real_library_cannot_build_is_refused_before_writing(registry
     from ckptconv.options import Request
 
     with pytest.raises(Refused):
-        convert.resolve(Request(source=tmp_path / "x.pyth", layout=layout), registry.variant(arch), registry)
+        resolve(Request(source=tmp_path / "x.pyth", layout=layout), registry.variant(arch), registry)
 
 
 @pytest.mark.parametrize("arch, layout", _pairs())

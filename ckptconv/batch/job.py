@@ -20,14 +20,14 @@ def _published_candidates(output: Path) -> list[Path]:
 
 def _expected_options(job: Job, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What an output converted now would record as its options (None: it cannot be known)."""
-    from ..convert import options, resolve
+    from ..tables.resolve import output_options, resolve
     from ..tables import detect
     from ..tables.registry import registry_for
 
     request, registry = job.request, registry_for(job.request.tables)
     try:  # --arch, else the model the output's meta records (a zoo name, or a custom model's numbers)
         variant = registry.variant(request.arch) if request.arch else detect.recorded_model(meta, registry)
-        return None if variant is None else options(request, resolve(request, variant, registry))
+        return None if variant is None else output_options(request, resolve(request, variant, registry))
     except CkptError:
         return None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UsageError
-from ..io.files import atomic_write, check_outputs, check_report_output, check_writable_dir, same_file
+from ..io.files import atomic_write, check_report_output, check_writable_dir, same_file
 from ..options import PYCLS, Request
 from .inputs import Entry
 

@@ -13,11 +13,8 @@ The format comes from the file's first bytes, never from its name or a failed at
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import struct
 import sys
 import warnings
 import zlib
@@ -29,15 +26,13 @@ import torch
 
 from . import dtypes
 from ..errors import FormatError, UnsafePickleError, UsageError
-from .files import check_regular
+from .formats import read_safetensors_header, sniff
 from .loaders import LOADERS
 from .meta import decode_meta, read_meta
-from .zipindex import ZIP_MAGIC, Span, TensorRef, ZipIndex, read_index
+from .hashing import tensors_digest
+from .zipindex import Span, TensorRef, ZipIndex, read_index
 
-# pickle protocol 2, then LONG1 0x1950a86a20f9469cfc6c: torch's legacy serialization magic number
-LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 TRUST_FIX = "if you trust the file's author, pass --trust-pickle (this runs code stored in the file)"
-MAX_HEADER = 100 << 20  # bytes of a safetensors JSON header
 MAX_CFG = 1 << 20  # characters of a pycls cfg dump
 CHUNK = 8 << 20
 
@@ -177,12 +172,6 @@ def tensor_crc(t: torch.Tensor) -> int:
     return zlib.crc32(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
-def tensors_digest(crcs: dict[str, int]) -> str:
-    """What a file's tensors are, in one string: sha256 over each key and its CRC-32, keys sorted. A
-    meta records it, so an output whose tensors were replaced under a copied meta is never up to date."""
-    return hashlib.sha256("".join(f"{k}\t{crcs[k]:08x}\n" for k in sorted(crcs)).encode()).hexdigest()
-
-
 def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:
     """CRC-32 of a file span, read through ``buf`` (the page cache serves it; nothing stays mapped)."""
     crc, pos, end = 0, span.offset, span.offset + span.nbytes
@@ -217,41 +206,6 @@ def written_records(path: Path, loader: str) -> dict[str, tuple[tuple[int, ...],
             crc = file_crc(f.fileno(), span, buf, str(path)) if span is not None and ref.whole_storage_contiguous else -1
             out[key] = (tuple(t.shape), dtypes.name(t.dtype), crc if span is not None and crc == span.crc else -1)
     return out
-
-
-def sniff(path: Path) -> str:
-    """The serialization format from the first bytes: zip, legacy or safetensors; tar is refused."""
-    size = check_regular(path).st_size
-    try:
-        with path.open("rb") as f:
-            head = f.read(512)
-    except OSError as e:
-        raise UsageError(f"cannot read ({e.strerror})", path=str(path)) from None
-    if not head:
-        raise FormatError("the file is empty (0 bytes)", fix="copy the checkpoint again", path=str(path))
-    if head.startswith(ZIP_MAGIC):
-        return "zip"
-    if head.startswith(LEGACY_MAGIC):
-        return "legacy"
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        raise FormatError(
-            "this is the tar format of torch < 0.4, which ckptconv does not read",
-            fix="load it with that old torch and save it again with torch.save",
-            path=str(path),
-        )
-    if len(head) > 9 and head[8:9] == b"{" and 8 + struct.unpack("<Q", head[:8])[0] <= size:
-        return "safetensors"
-    if head.startswith(b"\x80"):
-        raise FormatError(
-            "a pickle, but not one torch.save wrote (no torch magic number)",
-            fix="ckptconv reads files written by torch.save or safetensors",
-            path=str(path),
-        )
-    raise FormatError(
-        f"not a checkpoint: neither torch zip, legacy torch, nor safetensors (it starts with {head[:8]!r})",
-        fix="pass a .pyth/.pth file written by torch.save, or a .safetensors file",
-        path=str(path),
-    )
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -373,37 +327,6 @@ def _check_storages(sd: dict, refs: dict, index: ZipIndex, path: Path) -> None:
         if isinstance(t, torch.Tensor) and span is not None and t.untyped_storage().nbytes() != span.nbytes:
             raise FormatError(f"tensor {key}: its storage claims {t.untyped_storage().nbytes()} bytes but its record holds {span.nbytes}: "
                               f"the file is crafted or corrupt", fix="download or copy it again", path=str(path))  # fmt: skip
-
-
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file, read without touching tensor data, every entry checked."""
-    try:
-        with path.open("rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > MAX_HEADER:
-                raise FormatError(f"the safetensors header claims {n} bytes (at most {MAX_HEADER})", path=str(path))
-            header = json.loads(f.read(n))
-    except (OSError, struct.error, ValueError, RecursionError) as e:
-        raise FormatError(f"truncated or corrupt safetensors file ({type(e).__name__})", fix="download or copy it again", path=str(path)) from None
-    if not isinstance(header, dict):
-        raise FormatError("the safetensors header is not a table", path=str(path))
-    for name, entry in header.items():
-        if name != "__metadata__" and not _tensor_entry(entry):
-            raise FormatError(f"safetensors entry {name[:80]!r} is malformed (dtype, shape, data_offsets)", path=str(path))
-    meta = header.get("__metadata__")
-    if meta is not None and not (isinstance(meta, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())):
-        raise FormatError("the safetensors __metadata__ is not a table of strings", path=str(path))
-    return header
-
-
-def _tensor_entry(entry: Any) -> bool:
-    if not isinstance(entry, dict) or entry.get("dtype") not in dtypes.FROM_SAFETENSORS:
-        return False
-    shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    ints = lambda xs, n=None: isinstance(xs, list) and (n is None or len(xs) == n) and len(xs) <= 16 and all(  # noqa: E731
-        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in xs
-    )
-    return ints(shape) and ints(offsets, 2) and offsets[0] <= offsets[1]
 
 
 def _from_safetensors(path: Path) -> Checkpoint:

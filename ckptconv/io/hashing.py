@@ -35,3 +35,9 @@ def start_sha256(path: str | Path) -> Future:
 
     threading.Thread(target=run, name="ckptconv-sha256", daemon=True).start()
     return future
+
+
+def tensors_digest(crcs: dict[str, int]) -> str:
+    """What a file's tensors are, in one string: sha256 over each key and its CRC-32, keys sorted. A
+    meta records it, so an output whose tensors were replaced under a copied meta is never up to date."""
+    return hashlib.sha256("".join(f"{k}\t{crcs[k]:08x}\n" for k in sorted(crcs)).encode()).hexdigest()

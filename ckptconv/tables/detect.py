@@ -3,12 +3,11 @@ the zoo model and layout its keys fit (files of a library's layout, ``inspect``,
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from . import engine
-from ..errors import FormatError, MappingError, UsageError
+from ..errors import MappingError, UsageError
 
 from . import structure
 from ..options import PYCLS

@@ -20,7 +20,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from ..errors import TableError

@@ -80,7 +80,7 @@ MODEL_TYPE = {"en": "effnet", "regnet": "regnet", "anynet": "anynet"}  # the cfg
 def cfg_yaml(variant: Variant) -> str:
     """The parts of pycls's ``cfg.dump()`` that describe the model, in its block-list YAML style."""
     section = {"en": "EN", "regnet": "REGNET", "anynet": "ANYNET"}[variant.section]
-    lines = [f"BN:", f"  EPS: {_yaml_value(variant.eps)}", f"{section}:"]
+    lines = ["BN:", f"  EPS: {_yaml_value(variant.eps)}", f"{section}:"]
     for key, value in sorted(variant.numbers().items()):
         if key == "se_r" and section == "ANYNET":
             lines += [f"  SE_ON: {_yaml_value(bool(value))}", f"  SE_R: {_yaml_value(value or 0.25)}"]

@@ -20,11 +20,10 @@ from ..verification import checks
 from ..tables import detect, engine, pipeline as preprocess
 from ..io import dtypes
 from ..io.checkpoint import Checkpoint, load
-from ..tables.engine import Plan
 from ..io.hashing import start_sha256
 from ..options import PYCLS, Expectations
 from ..tables.registry import Registry, registry_for
-from ..verification.report import Check, Report
+from ..verification.report import Report
 
 
 def _shapes(sd: dict[str, torch.Tensor]) -> detect.Shapes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import CkptError, UsageError
 from ..fields import Fields
-from ..io.files import atomic_write, check_outputs, check_regular, check_report_output
+from ..io.files import atomic_write, check_regular, check_report_output
 from ..options import Expectations
 from .file import verify_file
 
