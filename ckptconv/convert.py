@@ -18,24 +18,24 @@ from typing import Any
 
 import torch
 
-from .verification import checks
-from .tables import detect, engine
-from .io import dtypes, files, hashing, writer
 from . import signals
+from .errors import MappingError
+from .io import dtypes, files, hashing, writer
 from .io.checkpoint import Checkpoint, load, span_values, tensor_crc, written_records
 from .io.hashing import tensors_digest
-from .tables.engine import Plan
-from .errors import MappingError
-from .io.meta import encode_meta
-from .verification.report import Report
-from .preflight import check_request
-from .tables.registry import Registry, builtin_dir, builtin_layout_names, registry_for
+from .io.meta import encode_meta, plain_state_dict
 from .options import PYCLS, Expectations, Request
-from .tables.pipeline import configured, needed, source_order
-from .tables.render import render_config
+from .preflight import check_request
+from .tables import engine
+from .tables.engine import Plan
 from .tables.layout import Layout
-from .tables.resolve import Resolved, output_options, resolve
+from .tables.pipeline import configured, needed, source_order
+from .tables.registry import Registry, builtin_dir, builtin_layout_names, registry_for
+from .tables.render import render_config
+from .tables.resolve import Resolved, model_of, output_options, resolve
 from .tables.variants import Variant
+from .verification import checks
+from .verification.report import Report
 from .version import __version__
 
 
@@ -83,9 +83,7 @@ def _resolve(sha: str | Future | None) -> str:
 def _variant(request: Request, ckpt: Checkpoint, sd: dict, registry: Registry) -> tuple[Variant, str, str]:
     """The model the checkpoint holds: --arch, else its structure (--cfg or its own cfg, its meta, its tensors)."""
     shapes = {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
-    cfg = files.read_text(request.cfg, "--cfg") if request.cfg is not None else ckpt.cfg
-    variant, how, prefix = detect.resolve_arch(request.arch, cfg, shapes, registry, request.source_layout, ckpt.meta)
-    return variant, ("--cfg" if request.cfg is not None and how == "cfg" else how), prefix
+    return model_of(request, ckpt.cfg, shapes, ckpt.meta, registry)
 
 
 def _check_absent(plan: Plan, allow_partial: bool) -> None:
@@ -311,7 +309,7 @@ def _write(f, fmt: str, c: Conversion) -> writer.Written:
     elif container == "pycls":
         obj = {"epoch": c.meta.get("epoch") or 0, "model_state": c.tensors}
     else:
-        obj = c.tensors
+        obj = plain_state_dict(c.tensors, c.meta)
     return writer.write_pth(f, obj, c.tensors, c.copies)
 
 

@@ -41,6 +41,11 @@ class Refused(UsageError):
     alternative. A batch over several targets lists such pairs without failing."""
 
 
+class NoLayout(Refused):
+    """The model's family has no layout of that name (mmdet-stages for a RegNet). In a batch over
+    several targets such a pair is no cell at all: it is skipped, not refused."""
+
+
 class TableError(UsageError):
     """A mapping table or variant file is malformed."""
 

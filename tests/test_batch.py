@@ -49,7 +49,7 @@ def test_zoo_converts_with_one_failure_listed(cli, zoo, tmp_path, jobs, verify):
     assert result.exit_code == 1
     data = json.loads(report.read_text())
     by_name = {f["source"].rsplit("/", 1)[-1]: f for f in data["files"]}
-    assert data["summary"] == {"converted": len(ZOO), "up to date": 0, "refused": 0, "failed": 1, "total": len(ZOO) + 1, "seconds": data["summary"]["seconds"]}
+    assert data["summary"] == {"converted": len(ZOO), "up to date": 0, "refused": 0, "skipped": 0, "failed": 1, "total": len(ZOO) + 1, "seconds": data["summary"]["seconds"]}
     corrupt = by_name.pop("EN-B1_corrupt.pyth")
     assert corrupt["status"] == "failed" and "truncated or corrupt" in corrupt["error"]
     assert "EN-B1_corrupt.pyth" in corrupt["error"] and "truncated or corrupt" in result.stderr
@@ -80,6 +80,29 @@ def test_rerun_is_incremental_and_force_redoes(cli, zoo, tmp_path):
     assert all("pass --force" in f["error"] for f in json.loads(other_options.stdout)["files"])
     forced = cli("batch", good, "--out-dir", out, "--json", "--force", "--dtype", "fp16", "--jobs", "1")
     assert [f["status"] for f in json.loads(forced.stdout)["files"]] == ["converted", "converted"]
+
+
+@pytest.mark.parametrize("options", [["--to", "mmdet,timm"], ["--format", "safetensors"], ["--publish"]], ids=["pth", "safetensors", "publish"])
+def test_a_rerun_with_nothing_to_do_never_imports_torch(cli, zoo, tmp_path, options):
+    """Up to date is judged from each output's own index and meta in one read: a rerun of a batch
+    whose outputs are all current runs with an ``import torch`` that fails, and says so."""
+    good = tmp_path / "good"
+    good.mkdir()
+    for name in ("EN-B0_dds_8gpu.pyth", "EN-B2_dds_8gpu.pyth"):  # zip with optimizer state, legacy
+        shutil.copy(zoo / name, good)
+    out = tmp_path / "out"
+    assert cli("batch", good, "--out-dir", out, "--jobs", "1", *options).exit_code == 0
+    poison = tmp_path / "poison" / "torch"
+    poison.mkdir(parents=True)
+    (poison / "__init__.py").write_text("raise ImportError('torch was imported')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(poison.parent), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-m", "ckptconv", "batch", str(good), "--out-dir", str(out), "--json", *options]
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    files = json.loads(again.stdout)["files"]
+    assert [f["status"] for f in files] == ["up to date"] * len(files) and len(files) == 2 * (1 + options.count("mmdet,timm"))
+    assert all(f["output_sha256"] == hashlib.sha256(Path(f["output"]).read_bytes()).hexdigest() for f in files)
+    assert all(f["weights"] == "model" for f in files)
 
 
 def test_two_inputs_on_one_output_fail_before_writing(cli, zoo, tmp_path):

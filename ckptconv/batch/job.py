@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CkptError, Refused
+from ..errors import CkptError, NoLayout, Refused
+from ..io.written import Written, read_written
 from .plan import Job, Outcome
 
 
@@ -20,9 +21,9 @@ def _published_candidates(output: Path) -> list[Path]:
 
 def _expected_options(job: Job, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What an output converted now would record as its options (None: it cannot be known)."""
-    from ..tables.resolve import output_options, resolve
     from ..tables import detect
     from ..tables.registry import registry_for
+    from ..tables.resolve import output_options, resolve
 
     request, registry = job.request, registry_for(job.request.tables)
     try:  # --arch, else the model the output's meta records (a zoo name, or a custom model's numbers)
@@ -32,38 +33,86 @@ def _expected_options(job: Job, meta: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-def _intact(ckpt) -> bool:
-    """Every tensor record of an existing zip output still matches its CRC-32."""
-    try:
-        for name, sd in ckpt.weight_sets.items():
-            ckpt.verify_tensors(name, list(sd))
-    except CkptError:
-        return False
-    return True
-
-
-def _as_written(ckpt) -> bool:
-    """The file holds the tensors its meta says were written (not others under a copied meta)."""
-    sets = list(ckpt.weight_sets)
-    return len(sets) == 1 and ckpt.meta.get("tensors_crc") == ckpt.tensors_digest(sets[0])
-
-
-def up_to_date(job: Job, sha: str) -> tuple[Path, dict[str, Any]] | None:
-    """An existing, intact output (and its meta) converted from this very source with these options."""
-    from ..io.checkpoint import load
+def up_to_date(job: Job, sha: str) -> tuple[Path, Written] | None:
+    """An existing, intact output converted from this very source with these options (torch-free)."""
 
     output = Path(job.output)
     for path in _published_candidates(output) if job.publish else [output]:
-        if not path.exists():
+        written = read_written(path) if path.is_file() else None
+        if written is None or not written.intact:
             continue
-        try:
-            ckpt = load(path)
-        except CkptError:
-            continue
-        meta = ckpt.meta
-        if meta.get("source_sha256") == sha and meta.get("options") == _expected_options(job, meta) and _intact(ckpt) and _as_written(ckpt):
-            return path, meta
+        meta = written.meta
+        if meta.get("source_sha256") == sha and meta.get("options") == _expected_options(job, meta):
+            return path, written
     return None
+
+
+def has_output(job: Job) -> bool:
+    """Something is at the job's output name (with --publish, a published name of it)."""
+    output = Path(job.output)
+    return bool(_published_candidates(output)) if job.publish else output.exists()
+
+
+def source_sha256(source: str) -> str | None:
+    """The source's sha256, None when it is no readable regular file (its worker says why)."""
+    from ..io.files import check_regular
+    from ..io.hashing import sha256_file
+
+    try:
+        check_regular(Path(source))
+        return sha256_file(source)
+    except (CkptError, OSError):
+        return None
+
+
+def current(job: Job, sha: str | None) -> Outcome | None:
+    """Before any worker starts, torch-free: the job's outcome when its output is up to date
+    (``sha`` is its source's sha256, read only when an output exists), or when its source's index
+    alone shows the pair is refused. None: a worker converts it."""
+    start = time.perf_counter()
+    if sha is None:
+        return _refusal(job, start)
+    found = up_to_date(job, sha)
+    if found is None:
+        return None
+    size = Path(job.source).stat().st_size
+    outcome = Outcome(job.source, job.output, "up to date", layout=job.request.layout, may_refuse=job.may_refuse, source_bytes=size, source_sha256=sha)
+    _already(outcome, found)
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _refusal(job: Job, start: float) -> Outcome | None:
+    """The job's refusal when its source's index says it all (a pycls zip: its cfg, meta and
+    tensors' shapes, read without torch): the model cannot go to this target. None otherwise, and
+    for anything else wrong (its worker says what)."""
+    from ..io.meta import cfg_of, read_meta
+    from ..io.zipindex import TensorRef, read_index
+    from ..tables.registry import registry_for
+    from ..tables.resolve import model_of, resolve
+
+    try:
+        tree = read_index(Path(job.source)).tree
+        sd = tree.get("model_state") if isinstance(tree, dict) else None
+        if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and not k.startswith("module.") and isinstance(v, TensorRef) for k, v in sd.items()):
+            return None
+        shapes, registry = {k: (v.shape, v.dtype) for k, v in sd.items()}, registry_for(job.request.tables)
+        variant, _, _ = model_of(job.request, cfg_of(tree.get("cfg")), shapes, read_meta(tree.get("meta"))[0], registry)
+        resolve(job.request, variant, registry)
+    except Refused as e:
+        outcome = Outcome(job.source, job.output, "refused", layout=job.request.layout, may_refuse=job.may_refuse, source_bytes=Path(job.source).stat().st_size)
+        _refuse(outcome, job, e)
+        outcome.seconds = time.perf_counter() - start
+        return outcome
+    except (CkptError, OSError):
+        return None
+    return None
+
+
+def _refuse(outcome: Outcome, job: Job, e: Refused) -> None:
+    """A refused pair; in a batch over several targets, a layout its family lacks is skipped."""
+    skipped = isinstance(e, NoLayout) and job.may_refuse
+    outcome.status, outcome.output, outcome.error = "skipped" if skipped else "refused", None, f"{job.source}: {e}"
 
 
 def run_job(job: Job) -> Outcome:
@@ -78,7 +127,7 @@ def run_job(job: Job) -> Outcome:
         with busy():
             _run(job, outcome)
     except Refused as e:
-        outcome.status, outcome.output, outcome.error = "refused", None, f"{source}: {e}"
+        _refuse(outcome, job, e)
     except CkptError as e:
         outcome.status, outcome.error = "failed", str(e) if e.path else f"{source}: {e}"
     except Exception as e:  # noqa: BLE001 - one file's bug must not stop the zoo; it is reported
@@ -87,13 +136,12 @@ def run_job(job: Job) -> Outcome:
     return outcome
 
 
-def _already(outcome: Outcome, found: tuple[Path, dict[str, Any]]) -> None:
-    from ..io.hashing import sha256_file
-
-    current, meta = found
-    outcome.status, outcome.output, outcome.arch = "up to date", str(current), meta.get("arch")
-    outcome.bytes = current.stat().st_size
-    outcome.output_sha256 = sha256_file(current)
+def _already(outcome: Outcome, found: tuple[Path, Written]) -> None:
+    path, written = found
+    outcome.status, outcome.output, outcome.arch = "up to date", str(path), written.meta.get("arch")
+    outcome.weights = written.meta.get("weights")
+    outcome.bytes = path.stat().st_size
+    outcome.output_sha256 = written.sha256
     outcome.verification = "as converted"
 
 
@@ -132,9 +180,9 @@ def _run(job: Job, outcome: Outcome) -> None:
 
     source = Path(job.source)
     check_regular(source)
-    sha = outcome.source_sha256 = sha256_file(source)
-    if not job.request.force and (found := up_to_date(job, sha)) is not None:
-        return _already(outcome, found)
+    sha = outcome.source_sha256 = job.source_sha256 or sha256_file(source)
+    if not job.request.force and not job.source_sha256 and (found := up_to_date(job, sha)) is not None:
+        return _already(outcome, found)  # (a job judged before the pool carries its sha256: not up to date)
     target = Path(job.output)
     _check_other_target(target, job.request.layout)
     _make_parents(target.parent)

@@ -9,9 +9,8 @@ from typing import Any
 
 from ..errors import UsageError
 from ..fields import Fields
-from ..io.files import MAX_REPORT_BYTES, atomic_write, check_report_output, check_regular
-
-STATUSES = ("converted", "up to date", "refused", "failed")
+from ..io.files import MAX_REPORT_BYTES, atomic_write, check_regular, check_report_output
+from .plan import STATUSES, fine
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -53,7 +52,7 @@ def merge(reports: list[Path]) -> dict[str, Any]:
     twice = sorted({o for o in outputs if outputs.count(o) > 1})
     if twice:
         problems.append(f"{len(twice)} output(s) reported twice, e.g. {twice[0]}")
-    ok = not problems and all(f.get("status") in ("converted", "up to date") or (f.get("status") == "refused" and f.get("may_refuse")) for f in files)
+    ok = not problems and all(fine(f.get("status"), bool(f.get("may_refuse"))) for f in files)
     counts_by = {s: sum(f.get("status") == s for f in files) for s in STATUSES}
     return {"ok": ok, "problems": problems, "files": files, "summary": {**counts_by, "total": len(files)},
             "shards": {"count": count, "merged": sorted(seen), "reports": [str(p) for p in reports]}}

@@ -27,6 +27,7 @@ class Job:
     request: Request
     publish: bool = False
     may_refuse: bool = False  # one cell of a run over several targets: a refusal is listed, not a failure
+    source_sha256: str | None = None  # read when the batch judged the job before its workers: not up to date
 
     @property
     def source(self) -> str:
@@ -43,13 +44,23 @@ class Job:
         return m.group(1).lower() if m else None
 
 
+# converted | up to date | refused | failed, and skipped: a cell of a batch over several targets
+# whose model's family has no such layout (mmdet-stages for a RegNet)
+STATUSES = ("converted", "up to date", "refused", "skipped", "failed")
+
+
+def fine(status: str, may_refuse: bool) -> bool:
+    """A job's status that leaves the batch's exit code 0."""
+    return status in ("converted", "up to date") or (status in ("refused", "skipped") and may_refuse)
+
+
 @dataclass
 class Outcome:
     """What happened to one job; the batch report holds one per input."""
 
     source: str
     output: str | None
-    status: str  # converted | up to date | refused | failed
+    status: str  # one of STATUSES
     arch: str | None = None
     model: str | None = None  # what the model is: a zoo model's title, or a custom model's numbers
     weights: str | None = None  # the source's weight set converted (model or ema)
@@ -68,7 +79,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("converted", "up to date") or (self.status == "refused" and self.may_refuse)
+        return fine(self.status, self.may_refuse)
 
 
 @dataclass
@@ -82,7 +93,7 @@ class Batch:
         return len(self.outcomes) == len(self.jobs) and all(o.ok for o in self.outcomes)
 
     def report(self) -> dict[str, Any]:
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("converted", "up to date", "refused", "failed")}
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in STATUSES}
         return {
             "ok": self.ok,
             "files": [asdict(o) for o in self.outcomes],

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
-from .job import run_job
+from .job import current, has_output, run_job, source_sha256
 from .plan import Batch, Job, Outcome
 
 
@@ -40,19 +41,22 @@ def run(
     start = time.perf_counter()
     batch = Batch(jobs)
     results: dict[int, Outcome] = {}
-    workers = max(1, min(workers, len(jobs)))
 
     def finish(i: int, outcome: Outcome) -> None:
         results[i] = outcome
         on_done and on_done(jobs[i], outcome)
 
-    if workers == 1 and job_fn is run_job:
+    todo = _judge(jobs, workers, on_start, finish) if job_fn is run_job else list(enumerate(jobs))
+    workers = max(1, min(workers, len(todo)))
+    if not todo:
+        pass  # every output was up to date: no worker, no torch
+    elif workers == 1 and job_fn is run_job:
         _init_worker(os.cpu_count() or 1, False)
-        for i, job in enumerate(jobs):
+        for i, job in todo:
             on_start and on_start(job)
             finish(i, job_fn(job))
     else:
-        queue, suspects = list(enumerate(jobs)), []
+        queue, suspects = todo, []
         while queue:
             crashed, queue = _pool_pass(queue, workers, job_fn, on_start, finish)
             suspects += crashed
@@ -64,6 +68,28 @@ def run(
     batch.outcomes = [results[i] for i in range(len(jobs))]
     batch.seconds = time.perf_counter() - start
     return batch
+
+
+def _judge(jobs: list[Job], workers: int, on_start, finish) -> list[tuple[int, Job]]:
+    """Judge every job whose output exists in this process, ``workers`` threads at a time (hashing
+    releases the GIL): up-to-date ones finish here; the rest go to the workers with their source's
+    sha256, so no file is read twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, workers)) as threads:
+        existing = [not job.request.force and has_output(job) for job in jobs]
+        sources = sorted({job.source for job, there in zip(jobs, existing) if there})
+        shas = dict(zip(sources, threads.map(source_sha256, sources)))  # each source read once
+        judged = list(threads.map(lambda job, there: current(job, shas.get(job.source) if there else None), jobs, existing))
+    todo = []
+    for i, (job, outcome, there) in enumerate(zip(jobs, judged, existing)):
+        sha = shas.get(job.source) if there else None
+        if outcome is None:
+            todo.append((i, replace(job, source_sha256=sha) if sha else job))
+        else:
+            on_start and on_start(job)
+            finish(i, outcome)
+    return todo
 
 
 def _pool_pass(items, workers, job_fn, on_start, finish) -> tuple[list, list]:

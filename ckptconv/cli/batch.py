@@ -45,7 +45,9 @@ def batch_cmd(obj, sources, **kw) -> None:
     """
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
-        from ..batch import inputs, plan as planning, shard as sharding
+        from ..batch import inputs
+        from ..batch import plan as planning
+        from ..batch import shard as sharding
         from ..io.files import make_out_dir
         from ..signals import done
 
@@ -97,7 +99,14 @@ def _run_with_progress(ui: UI, plan: list, workers: int, finished: list):
             ui.info(f"[{len(finished)}/{len(plan)}] {outcome.status} {job.source} -> {outcome.output or '(nothing written)'} ({outcome.seconds:.2f} s){reason}")
 
         return batch.run(plan, workers=workers, on_done=line)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     running: list[str] = []
     with Progress(
@@ -147,18 +156,22 @@ def _summary(ui: UI, result, out_dir: Path) -> None:
     rows = [
         (source, output, o.arch or "-", o.layout or "-", o.status, human_bytes(o.bytes) if o.bytes else "-", o.verification)
         for (source, output), o in zip(_labels(result, out_dir), result.outcomes)
+        if o.status != "skipped"  # a layout the model's family does not have: no cell of the matrix
     ]
     ui.table("batch", ["source", "output", "arch", "layout", "status", "size", "verification"], rows)
     for o in result.outcomes:
         if o.note:
             ui.warning(f"{o.source}: {o.note}")
     for o in result.outcomes:
+        if o.status == "skipped":
+            continue
         if o.error and o.ok:  # a refused cell of a run over several targets
             ui.info(f"refused: {o.error}")
         elif o.error:
             ui.error(o.error)
     summary = result.report()["summary"]
     refused = f", {summary['refused']} refused" if summary["refused"] else ""
+    refused += f", {summary['skipped']} skipped (no such layout for the model)" if summary["skipped"] else ""
     text = f"{summary['converted']} converted, {summary['up to date']} up to date{refused}, {summary['failed']} failed in {result.seconds:.1f} s"
     if result.ok:
         ui.success(text)

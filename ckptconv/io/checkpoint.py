@@ -24,16 +24,15 @@ from typing import Any
 
 import torch
 
-from . import dtypes
 from ..errors import FormatError, UnsafePickleError, UsageError
+from . import dtypes
 from .formats import read_safetensors_header, sniff
-from .loaders import LOADERS
-from .meta import decode_meta, read_meta
 from .hashing import tensors_digest
+from .loaders import LOADERS
+from .meta import cfg_of, decode_meta, plain_meta, read_meta
 from .zipindex import Span, TensorRef, ZipIndex, read_index
 
 TRUST_FIX = "if you trust the file's author, pass --trust-pickle (this runs code stored in the file)"
-MAX_CFG = 1 << 20  # characters of a pycls cfg dump
 CHUNK = 8 << 20
 
 StateDict = dict[str, torch.Tensor]
@@ -288,12 +287,6 @@ def _weight_sets(obj: dict, path: Path) -> tuple[str, dict[str, tuple[str, ...]]
     )
 
 
-def _cfg(value: Any) -> Any:
-    if isinstance(value, str) and len(value) <= MAX_CFG:
-        return value
-    return value if isinstance(value, dict) and len(value) <= 256 else None
-
-
 def _from_pickle(path: Path, fmt: str, obj: Any, index: ZipIndex | None) -> Checkpoint:
     if not isinstance(obj, dict):
         raise FormatError(f"the top level is a {type(obj).__name__}, not a dict of weights", fix="save a state dict or a pycls checkpoint", path=str(path))
@@ -310,9 +303,9 @@ def _from_pickle(path: Path, fmt: str, obj: Any, index: ZipIndex | None) -> Chec
             _check_storages(sets[name], refs[name], index, path)
     errors = {k: v for k in ("test_err", "ema_err") if (v := _number(obj.get(k))) is not None} if kind == "pycls" else {}
     epoch = obj.get("epoch")
-    meta, problems = read_meta(obj.get("meta"))
+    meta, problems = read_meta(plain_meta(obj) if kind == "bare" else obj.get("meta"))
     return Checkpoint(
-        path, fmt, kind, [str(k) for k in obj], sets, errors, _cfg(obj.get("cfg")),
+        path, fmt, kind, [str(k) for k in obj], sets, errors, cfg_of(obj.get("cfg")),
         epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None, meta, problems, index, refs,
     )  # fmt: skip
 

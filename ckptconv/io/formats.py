@@ -8,8 +8,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from . import dtypes
 from ..errors import FormatError, UsageError
+from . import dtypes
 from .files import check_regular
 from .zipindex import ZIP_MAGIC
 

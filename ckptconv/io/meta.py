@@ -9,11 +9,14 @@ each field of the wrong type is named as a problem (``verify`` reports it; a con
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any
 
 from ..options import ORDERS, PADDINGS
 
 MAX_TEXT = 1024
+MAX_CFG = 1 << 20  # characters of a pycls cfg dump
+META_KEY = "ckptconv"  # a plain state dict's meta: its _metadata[META_KEY]
 # field -> the type it must have; "scalars" is a flat table of str/int/float/bool/None values
 FIELDS: dict[str, str] = {
     "ckptconv_version": "str", "source": "str", "source_sha256": "str", "source_format": "str",
@@ -84,6 +87,28 @@ def _values(meta: dict[str, Any]) -> list[str]:
     if "channel_order" in meta and meta["channel_order"] not in ORDERS:
         problems.append(f"meta channel_order is {meta.pop('channel_order')!r}; expected one of {', '.join(ORDERS)}")
     return problems
+
+
+def cfg_of(value: Any) -> Any:
+    """A pycls cfg dump as a file holds it (a YAML text, or a small table); None when it is neither."""
+    if isinstance(value, str) and len(value) <= MAX_CFG:
+        return value
+    return value if isinstance(value, dict) and len(value) <= 256 else None
+
+
+def plain_state_dict(tensors: dict, meta: dict[str, Any]) -> OrderedDict:
+    """A plain state dict (``model.load_state_dict(torch.load(f))``) that carries the meta where torch
+    keeps the modules' versions: ``_metadata``, under a key no module has. load_state_dict looks up
+    only module prefixes there, so the meta changes nothing that is loaded."""
+    sd = OrderedDict(tensors)
+    sd._metadata = OrderedDict({META_KEY: meta})  # type: ignore[attr-defined]
+    return sd
+
+
+def plain_meta(obj: Any) -> Any:
+    """The meta of a plain state dict ``plain_state_dict`` wrote (None for anyone else's)."""
+    held = getattr(obj, "_metadata", None)
+    return held.get(META_KEY) if isinstance(held, dict) else None
 
 
 def read_meta(raw: Any) -> tuple[dict[str, Any], list[str]]:

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Refused, TableError, UsageError
+from ..errors import NoLayout, TableError, UsageError
 from ..options import PYCLS
 from .families import FAMILIES
 from .layout import Layout, file_digest, parse_layout
@@ -175,7 +175,7 @@ class Registry:
         self.layouts_named(name)
         tables = self.layouts_by_family.get(family, {})
         if name not in tables:
-            raise Refused(
+            raise NoLayout(
                 f"{FAMILIES[family].title} has no {name} layout (it is a layout of {', '.join(t.family for t in self.layouts_named(name))} only)",
                 fix=f"use one of its layouts: {', '.join(tables)} (see: ckptconv mappings)",
             )

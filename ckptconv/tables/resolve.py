@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..options import PYCLS, Request
 from ..errors import UsageError
+from ..io.files import read_text
+from ..options import PYCLS, Request
 from ..version import __version__
+from .detect import Shapes, resolve_arch
 from .layout import Layout
 from .pipeline import default_order
 from .registry import Registry
@@ -26,6 +28,14 @@ class Resolved:
     source: Layout
     prefix: str
     channel_order: str
+
+
+def model_of(request: Request, cfg: Any, shapes: Shapes, meta: dict[str, Any], registry: Registry) -> tuple[Variant, str, str]:
+    """The model a source holds, how it was found and its key prefix: --arch, else its structure
+    (--cfg or its own cfg, its meta, its tensors' shapes)."""
+    cfg = read_text(request.cfg, "--cfg") if request.cfg is not None else cfg
+    variant, how, prefix = resolve_arch(request.arch, cfg, shapes, registry, request.source_layout, meta)
+    return variant, ("--cfg" if request.cfg is not None and how == "cfg" else how), prefix
 
 
 def resolve(request: Request, variant: Variant, registry: Registry) -> Resolved:
