@@ -390,17 +390,46 @@ def _start(args: list, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ckptconv", *map(str, args)], stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.4, 1.0])
-def test_ctrl_c_at_any_moment_never_replaces_the_output(built, tmp_path, delay):
-    """Early on, torch is still importing: the signal is held until the import ends, never lost."""
+def _holds_signals(pid: int) -> bool:
+    """ckptconv's first line has run: the process catches SIGTERM (Python alone catches only SIGINT)."""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _importing_torch(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "libtorch" in f.read()
+
+
+MOMENTS = {
+    "holding": lambda proc, tmp: _holds_signals(proc.pid),  # the first line of ckptconv: click not yet imported
+    "torch importing": lambda proc, tmp: _importing_torch(proc.pid),
+    "writing": lambda proc, tmp: any(p.name.startswith(".ckptconv-tmp-") for p in tmp.iterdir()),
+}
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="the moments are read from /proc (Linux)")
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_ctrl_c_at_any_moment_never_replaces_the_output(built, tmp_path, moment):
+    """A signal from ckptconv's first line on ends the run with one line and exit 130: while click
+    imports, while torch imports (held until the import ends, never lost), while the temp file is
+    written. Each moment is seen from outside (/proc, the temp file), so no delay has to guess it."""
     out = tmp_path / "o.pth"
     out.write_bytes(b"precious")
     proc = _start(["pycls2mmdet", built.source(), out, "--force", "--verify", "structure"])
-    time.sleep(delay)
+    reached, deadline = MOMENTS[moment], time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if reached(proc, tmp_path):
+                break
+        except (OSError, StopIteration):  # /proc of a process that is starting or ending
+            pass
+        time.sleep(0.001)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:  # it finished first: then it must have published a whole output
-        assert torch.load(out, weights_only=True)["meta"]["arch"] == "b0"
+        assert moment == "writing" and torch.load(out, weights_only=True)["meta"]["arch"] == "b0"
         return
     assert proc.returncode == 130, err
     assert [ln for ln in err.splitlines() if ln.strip()] == ["error: interrupted; nothing partial was written and no output was replaced"]
