@@ -207,3 +207,11 @@ def test_the_docs_batch_manifest_runs_as_written(cli, built, tmp_path):
     assert result.exit_code == 0, result.output
     (done,) = json.loads(result.stdout)["files"]
     assert Path(done["output"]).name == "effnet-b3-run-a.pth" and done["layout"] == "mmdet-stages" and done["weights"] == "ema"
+
+
+@pytest.mark.parametrize("command", ["convert", "pycls2mmdet"])
+def test_the_usage_shows_out_as_required_and_says_when_it_may_be_left_out(cli, command):
+    """OUT is needed unless --dry-run: the usage line must not show it as optional."""
+    usage = cli(command, "--help").output
+    assert f" {command} [OPTIONS] IN OUT\n" in usage and "[OUT]" not in usage
+    assert "left out only with --dry-run" in " ".join(usage.split())

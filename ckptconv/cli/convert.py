@@ -87,7 +87,7 @@ def _common(f):
 
 @click.command("pycls2mmdet")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
-@click.argument("out", metavar="[OUT]", type=click.Path(path_type=Path), required=False)
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)  # omitted only with --dry-run
 @click.option("--layout", default="mmdet", show_default=True, help="Target layout: mmdet (MMDetection 3.x's EfficientNet, RegNet, ResNet, ResNeXt) or mmdet-stages (EfficientNet only, as efficientnet2mmdet.py names it).")
 @_common
 @click.pass_obj
@@ -95,21 +95,25 @@ def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
     """Convert a pycls checkpoint IN (EfficientNet, RegNetX, ResNet, ResNeXt) to an MMDetection checkpoint OUT.
 
     OUT ending in .pth writes torch.save({'state_dict': ..., 'meta': ...}); .safetensors writes a
-    safetensors file with the meta in its metadata. Prints the backbone config the weights need.
+    safetensors file with the meta in its metadata (OUT may be left out only with --dry-run). Prints
+    the backbone config the weights need.
     """
     run_convert(obj, src, out, kw, layout=layout)
 
 
 @click.command("convert")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
-@click.argument("out", metavar="[OUT]", type=click.Path(path_type=Path), required=False)
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)  # omitted only with --dry-run
 @click.option("--from", "source_layout", default=PYCLS, show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm, torchvision; ckptconv mappings lists them).")
 @click.option("--to", "layout", required=True, help="Layout of OUT: a table name, or pycls.")
 @click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")
 @_common
 @click.pass_obj
 def convert_cmd(obj, src: Path, out: Path | None, source_layout: str, layout: str, allow_partial: bool, **kw) -> None:
-    """Convert IN from one layout to another; pycls is the hub (pycls -> X, X -> pycls)."""
+    """Convert IN from one layout to another; pycls is the hub (pycls -> X, X -> pycls).
+
+    OUT ends in .pth or .safetensors (it may be left out only with --dry-run).
+    """
     run_convert(obj, src, out, kw, layout=layout, source_layout=source_layout, allow_partial=allow_partial)
 
 
