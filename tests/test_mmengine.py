@@ -482,3 +482,21 @@ def test_verify_config_with_file_holds_the_config_to_that_file(cli, sources, tmp
     (tmp_path / "frag.py").write_text(printed.read_text().replace(repr(str(converted)), repr(str(tmp_path / "gone.pth"))))
     missing = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), other, "--json")
     assert missing.exit_code == 1 and "which does not exist" in json.loads(missing.stdout)["files"][0]["first_failure"]
+
+
+@pytest.mark.parametrize("scheme", [False, True], ids=["pth", "pycls-mmdet"])
+def test_verify_config_computes_with_the_settings_the_config_builds_for_either_checkpoint(cli, sources, tmp_path, scheme):
+    """The numeric check runs the network the config builds (its norm_cfg eps here), whether the
+    config loads the converted .pth or converts the pycls file on load (pycls-mmdet://): one
+    setting, one verdict, never a passing numeric check beside a failing config check."""
+    src, converted, printed = sources["regnetx_200mf"]
+    text = printed.read_text().replace("eps=1e-5, requires_grad", "eps=1e-3, requires_grad")
+    if scheme:
+        text = text.replace(repr(str(converted)), repr(f"pycls-mmdet://{src}"))
+    (tmp_path / "frag.py").write_text(text)
+    result = cli("verify", "--config", _configs(tmp_path, tmp_path / "frag.py"), "--json")
+    assert result.exit_code == 1, result.stdout[-400:]
+    (report,) = json.loads(result.stdout)["files"]
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["eps"] == 0.001 and not checks["config"]["ok"] and not checks["numeric"]["ok"], report
+    assert "eps is 0.001; these weights need 1e-05" in checks["config"]["detail"]
