@@ -48,7 +48,8 @@ def convert_checkpoint(source: str | Path, layout: str = "mmdet", *, output: str
     ``options`` are the fields of ``ckptconv.options.Request`` (the command line's options):
     ``source_layout``, ``arch``, ``weights``, ``prefix``, ``dtype``, ``channel_order``, ``verify``
     (numeric, structure or none), ``input_size``, ``config_out``, ``force``, ``allow_partial``,
-    ``trust_pickle``, ``tables``. Without ``output`` nothing is written: the state dict is returned
+    ``trust_pickle``, ``tables``, ``cfg``, ``hub`` and ``license`` (``output`` is then the timm
+    folder: ckptconv.hub). Without ``output`` nothing is written: the state dict is returned
     (its tensors may share memory with the memory-mapped source, so a source truncated while they
     are in use kills the process with SIGBUS; ``copy=True`` returns tensors of their own). With it, the file (and
     ``config_out``) is written atomically, as ``ckptconv convert`` does. Verification runs first

@@ -9,6 +9,7 @@ runs the shared checks, then writes to temp files and publishes them together. A
 
 from __future__ import annotations
 
+import os
 import time
 import zlib
 from concurrent.futures import Future
@@ -317,10 +318,49 @@ def checked(request: Request, *, source_sha256: str | Future | None = None) -> t
     """``prepare``, then the checks the request asks for, raising ``VerificationError`` when one
     fails: a conversion ready to write or use in memory (the Python API, convert on load)."""
     conversion = prepare(request, source_sha256=source_sha256)
+    if request.hub:  # a model timm cannot build from config.json is refused before the checks run
+        from . import hub
+
+        hub.timm_config(conversion)
+        conversion = replace(conversion, config=hub.usage(conversion, os.path.abspath(request.output)))
     report = verify(conversion) if request.verify != "none" else None
     if report is not None:
         report.raise_if_failed()
     return conversion, report
+
+
+def _hub_residual(c: Conversion) -> float | None:
+    """How far timm's own transforms are from pycls's input (the model card says it)."""
+    from .verification.photo import stock_residual
+
+    if c.colours.stats is None:
+        return None
+    return stock_residual(c.target.pipeline, c.colours.target, c.colours.stats, (c.variant.test_size, c.variant.im_size))
+
+
+def _write_folder(c: Conversion, folder: Path, report: Report | None) -> tuple[writer.Written, int]:
+    """The timm folder (ckptconv/hub.py): model.safetensors written and read back, config.json and
+    the model card, in a temp folder renamed into place whole (with the config file, if asked)."""
+    import json
+
+    from . import hub
+
+    config = hub.timm_config(c)
+    config_out = c.request.config_out if c.config else None
+    with hub.temp_folder(folder) as temp, files.all_or_nothing(config_out) as (snippet,):
+        with signals.deferred(), open(temp / hub.WEIGHTS, "wb") as f:
+            written = _write(f, "safetensors", c)
+        if report is not None:
+            _read_back(c, temp / hub.WEIGHTS, report)
+        (temp / hub.CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (temp / hub.CARD).write_text(hub.model_card(c, config, report, _hub_residual(c)))
+        if snippet is not None:
+            snippet.write(lambda f: f.write(c.config.encode()))
+        with signals.publishing():
+            hub.publish_folder(temp, folder, replace=c.request.force)
+            if snippet is not None:
+                snippet.commit(replace=c.request.force)
+    return written, sum((folder / name).stat().st_size for name in hub.FILES)
 
 
 def _write_outputs(c: Conversion, output: Path, fmt: str, report: Report | None) -> tuple[writer.Written, int]:
@@ -347,6 +387,7 @@ def convert(request: Request, *, source_sha256: str | Future | None = None) -> R
     fmt = check_request(request, writes=True)
     sha = source_sha256 if source_sha256 is not None else hashing.start_sha256(request.source)
     conversion, report = checked(request, source_sha256=sha)
-    written, size = _write_outputs(conversion, request.output, fmt, report)
+    write = _write_folder if fmt == "hub" else lambda c, out, r: _write_outputs(c, out, fmt, r)
+    written, size = write(conversion, request.output, report)
     seconds = time.perf_counter() - start
     return Result(conversion, output=request.output, format=fmt, bytes=size, seconds=seconds, report=report, written=written)

@@ -34,6 +34,7 @@ DEFAULT_INPUT = (64, 96)  # the numeric check's input: small, so B5 verifies in 
 MAX_INPUT = 640  # per side: B5's own resolution is 456; beyond this a check only costs memory
 NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
 PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path
+LICENSE = r"[a-z0-9][a-z0-9.+-]{0,63}"  # a Hugging Face licence identifier: mit, apache-2.0, cc-by-nc-4.0, other
 
 
 def choice(value: Any, choices: tuple[str, ...], option: str) -> None:
@@ -93,6 +94,8 @@ class Request:
     config_out: Path | None = None
     tables: tuple[Path, ...] = ()  # extra table directories, beside the built-in ones and $CKPTCONV_TABLES
     cfg: Path | None = None  # a pycls YAML stating the model (the run's config.yaml); None: the checkpoint's own cfg
+    hub: bool = False  # output is a timm model folder (config.json, model.safetensors, README.md): ckptconv/hub.py
+    license: str | None = None  # the hub folder's model card licence (a Hub licence identifier)
 
     def check(self) -> None:
         """Refuse option values that cannot work, before anything is read."""
@@ -104,6 +107,21 @@ class Request:
         check_input_size(self.input_size)
         if self.prefix and not re.fullmatch(PREFIX, self.prefix):
             raise UsageError(f"--prefix {self.prefix!r} is not a dotted module path", fix="use e.g. backbone or model.backbone (no empty segments)")
+        self._check_hub()
+
+    def _check_hub(self) -> None:
+        if self.license is not None and not self.hub:
+            raise UsageError("--license goes into the model card of a hub folder", fix="pass --hub too, or leave --license out")
+        if not self.hub:
+            return
+        if self.layout != "timm":
+            raise UsageError(f"--hub writes the folder timm loads with local-dir: or hf-hub:, not {self.layout}", fix="pass --to timm with --hub")
+        if self.channel_order == "bgr":
+            raise UsageError("timm's pipeline feeds RGB: a hub folder holds RGB weights", fix="leave --channel-order out with --hub")
+        if self.prefix:
+            raise UsageError("timm loads a hub folder's tensors by their own names: --prefix would hide them", fix="leave --prefix out with --hub")
+        if self.license is not None and not re.fullmatch(LICENSE, self.license):
+            raise UsageError(f"--license {self.license!r} is not a licence identifier", fix="use the Hub's form, e.g. mit, apache-2.0, cc-by-nc-4.0 or other")
 
     def outputs(self) -> list[Path]:
         return [p for p in (self.output, self.config_out) if p is not None]

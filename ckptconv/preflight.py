@@ -21,8 +21,13 @@ def check_request(request: Request, *, writes: bool) -> str | None:
     if writes:  # the command line first, then the file system
         if request.output is None:
             raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
-        fmt = files.output_format(request.output)
+        fmt = "hub" if request.hub else files.output_format(request.output)
     files.check_regular(request.source)
-    if writes:
+    if writes and request.hub:
+        from .hub import check_folder
+
+        check_folder(request.output, request.inputs() + registry.table_files(), request.force)
+        files.check_outputs([p for p in (request.config_out,) if p], request.inputs() + registry.table_files(), request.force)
+    elif writes:
         files.check_outputs(request.outputs(), request.inputs() + registry.table_files(), request.force)
     return fmt

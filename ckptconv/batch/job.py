@@ -38,13 +38,28 @@ def up_to_date(job: Job, sha: str) -> tuple[Path, Written] | None:
 
     output = Path(job.output)
     for path in _published_candidates(output) if job.publish else [output]:
-        written = read_written(path) if path.is_file() else None
+        weights = _weights_file(job, path)
+        written = read_written(weights) if weights.is_file() else None
         if written is None or not written.intact:
             continue
         meta = written.meta
-        if meta.get("source_sha256") == sha and meta.get("options") == _expected_options(job, meta):
+        if meta.get("source_sha256") == sha and meta.get("options") == _expected_options(job, meta) and _whole(job, path):
             return path, written
     return None
+
+
+def _weights_file(job: Job, output: Path) -> Path:
+    """The file that holds the output's tensors: the output itself, or a hub folder's model.safetensors."""
+    from ..hub import WEIGHTS
+
+    return output / WEIGHTS if job.request.hub else output
+
+
+def _whole(job: Job, output: Path) -> bool:
+    """A hub folder holds its three files and nothing else."""
+    from ..hub import FILES
+
+    return not job.request.hub or sorted(p.name for p in output.iterdir()) == sorted(FILES)
 
 
 def has_output(job: Job) -> bool:
@@ -77,7 +92,7 @@ def current(job: Job, sha: str | None) -> Outcome | None:
         return None
     size = Path(job.source).stat().st_size
     outcome = Outcome(job.source, job.output, "up to date", layout=job.request.layout, may_refuse=job.may_refuse, source_bytes=size, source_sha256=sha)
-    _already(outcome, found)
+    _already(outcome, job, found)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -136,11 +151,11 @@ def run_job(job: Job) -> Outcome:
     return outcome
 
 
-def _already(outcome: Outcome, found: tuple[Path, Written]) -> None:
+def _already(outcome: Outcome, job: Job, found: tuple[Path, Written]) -> None:
     path, written = found
     outcome.status, outcome.output, outcome.arch = "up to date", str(path), written.meta.get("arch")
     outcome.weights = written.meta.get("weights")
-    outcome.bytes = path.stat().st_size
+    outcome.bytes = _weights_file(job, path).stat().st_size
     outcome.output_sha256 = written.sha256
     outcome.verification = "as converted"
 
@@ -182,14 +197,14 @@ def _run(job: Job, outcome: Outcome) -> None:
     check_regular(source)
     sha = outcome.source_sha256 = job.source_sha256 or sha256_file(source)
     if not job.request.force and not job.source_sha256 and (found := up_to_date(job, sha)) is not None:
-        return _already(outcome, found)  # (a job judged before the pool carries its sha256: not up to date)
+        return _already(outcome, job, found)  # (a job judged before the pool carries its sha256: not up to date)
     target = Path(job.output)
     _check_other_target(target, job.request.layout)
     _make_parents(target.parent)
     if job.publish:  # write under a temp name, then rename with the final file's hash
         target = target.parent / f"{TMP_PREFIX}{os.getpid()}-publish-{target.name}"
     result = convert(replace(job.request, output=target), source_sha256=sha)
-    final, out_sha = target, sha256_file(target)
+    final, out_sha = target, sha256_file(_weights_file(job, target))
     if job.publish:
         final = Path(job.output).with_name(f"{Path(job.output).stem}-{out_sha[:8]}{Path(job.output).suffix}")
         os.replace(target, final)

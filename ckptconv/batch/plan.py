@@ -163,16 +163,28 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
     unsafe or shared."""
     if fmt not in FORMAT_EXT:
         raise UsageError(f"unknown --format {fmt!r}", fix="use pth or safetensors")
-    matrix = len(layouts) > 1
+    _check_hub(base, layouts, publish)
+    matrix, ext = len(layouts) > 1, "" if base.hub else FORMAT_EXT[fmt]  # a hub output is a folder
     jobs = []
     for entry in entries:
-        name = entry.name if entry.named else entry.name.with_name(entry.name.name + FORMAT_EXT[fmt])
+        name = entry.name if entry.named else entry.name.with_name(entry.name.name + ext)
         for layout in (entry.fields["layout"],) if "layout" in entry.fields else layouts:
             cell = matrix and "layout" not in entry.fields
             output = out_dir / layout / name if cell else out_dir / name
             jobs.append(Job(_entry_request(base, entry, output, layout), publish=publish, may_refuse=cell))
     _check_paths(jobs, out_dir, list(others))
     return jobs
+
+
+def _check_hub(base: Request, layouts: tuple[str, ...], publish: bool) -> None:
+    """--hub makes one timm folder per model: one target, named by the model, not by a hash."""
+    if not base.hub:
+        return
+    if layouts != ("timm",):
+        raise UsageError(f"--hub writes timm model folders, and --to names {', '.join(layouts)}", fix="pass --to timm alone with --hub")
+    if publish:
+        raise UsageError("--publish names files by their hash; a hub folder is named by its model", fix="leave --publish out with --hub")
+    base.check()
 
 
 def check_report(report_path: Path, jobs: list[Job], others: list[Path], out_dir: Path) -> None:

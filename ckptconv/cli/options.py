@@ -13,7 +13,7 @@ import click
 
 from ..options import DEFAULT_INPUT, DTYPES, ORDERS, PADDINGS, VERIFICATIONS, WEIGHTS, Expectations, Request
 
-REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force")
+REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force", "hub", "license")
 
 
 def input_size_option(f):
@@ -49,6 +49,9 @@ _CONVERSION = [
     input_size_option,
     click.option("--force", is_flag=True, help="Replace an existing output (atomically: the old file stays until the new one is complete)."),
     click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the file asks for. Only for files from people you trust."),
+    click.option("--hub", is_flag=True, help="With --to timm: OUT is a folder timm loads with create_model('local-dir:OUT', pretrained=True) "
+                                             "and the Hugging Face Hub serves as it is: config.json, model.safetensors, README.md (a model card)."),
+    click.option("--license", metavar="ID", default=None, help="The licence of the weights, for the hub folder's model card (mit, apache-2.0, other ...)."),
 ]  # fmt: skip
 
 

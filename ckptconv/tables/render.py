@@ -30,10 +30,20 @@ def _load_note(layout: Layout, checkpoint: Path | None) -> str:
             "# safetensors package installed); with an older torch, convert to .pth instead.\n")  # fmt: skip
 
 
+def _built_eps(layout: Layout, variant: Variant) -> float | None:
+    return variant.library(layout.name).get("eps", 1e-5 if variant.eps != 1e-5 else None)
+
+
+def eps_reset(layout: Layout, variant: Variant) -> bool:
+    """The library's builder makes its BatchNorms with another eps than the weights need."""
+    built = _built_eps(layout, variant)
+    return built is not None and built != variant.eps
+
+
 def _eps_note(layout: Layout, variant: Variant) -> str:
     """Code that resets BN eps where the library's builder uses another than the weights need."""
-    built, need = variant.library(layout.name).get("eps", 1e-5 if variant.eps != 1e-5 else None), variant.eps
-    if built is None or built == need:
+    built, need = _built_eps(layout, variant), variant.eps
+    if not eps_reset(layout, variant):
         return ""
     return (f"# {variant.library(layout.name).get('builder') or layout.name} builds its BatchNorms with eps {built:g} and "
             f"these weights need {need:g}:\n# without this loop the features differ (ckptconv verify --eps {built:g} shows by how much).\n"
@@ -71,7 +81,7 @@ def _library_values(layout: Layout, variant: Variant, used: set[str]) -> dict[st
     return out
 
 
-def _torch_transform(variant: Variant, pre: Preprocess) -> str:
+def torch_transform(variant: Variant, pre: Preprocess) -> str:
     """The torchvision transform that gives pycls's input (timm's snippets use it too: no timm
     transform resizes without antialiasing or crops at pycls's offset)."""
     r, c = variant.test_size, variant.im_size
@@ -124,6 +134,6 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
         "crop_size": variant.im_size, "resize_size": variant.test_size, "crop_pct": crop_pct(variant.im_size, variant.test_size),
         "input_note": _input_note(layout, pre), "load_note": _load_note(layout, checkpoint),
         "eps_note": _eps_note(layout, variant), "load_weights": _load_weights(quoted, checkpoint),
-        "torch_transform": _torch_transform(variant, pre), "mm_test_pipeline": _mm_test_pipeline(variant),
+        "torch_transform": torch_transform(variant, pre), "mm_test_pipeline": _mm_test_pipeline(variant),
     }  # fmt: skip
     return template.format(**values).strip() + "\n"

@@ -17,6 +17,7 @@ resizing) to 4 (a crop one pixel off). The failure names the steps to change.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -121,14 +122,29 @@ def _judge(report: Report, pipeline: Pipeline, pre: Preprocess, need: Preprocess
 
 
 @torch.inference_mode()
-def check(report: Report, pipeline: Pipeline, pre: Preprocess, order: str, stats: Pipeline, sizes: tuple[int, int]) -> None:
-    """Every shipped photo through pycls's pipeline and the library's as configured (``pre``), at
-    ``sizes`` (TEST.IM_SIZE, TRAIN.IM_SIZE), compared in the order the weights take (``order``)."""
-    resize, crop = sizes
+def differences(pipeline: Pipeline, pre: Preprocess, order: str, stats: Pipeline, sizes: tuple[int, int]) -> list[tuple[str, float, float]]:
+    """(photo, max abs difference, pycls's input's max abs) of every shipped photo through pycls's
+    pipeline and the library's as configured (``pre``), at ``sizes`` (TEST.IM_SIZE, TRAIN.IM_SIZE),
+    compared in the order the weights take (``order``)."""
+    resize, crop, out = *sizes, []
     for name, _ in photos():
         want = pycls_input(name, resize, crop, stats)
         want = want if order == "bgr" else want.flip(0)
         got = library_input(name, pipeline, pre, resize, crop)
         diff = (got - want).abs().max().item() if got.shape == want.shape and torch.isfinite(got).all() else math.inf
-        report.pipeline.append(Level(name, "pycls's input", diff, diff / max(1.0, want.abs().max().item()), TOLERANCE, diff <= TOLERANCE))
+        out.append((name, diff, want.abs().max().item()))
+    return out
+
+
+def check(report: Report, pipeline: Pipeline, pre: Preprocess, order: str, stats: Pipeline, sizes: tuple[int, int]) -> None:
+    """The pipeline check: every photo's ``differences`` within ``TOLERANCE``."""
+    for name, diff, scale in differences(pipeline, pre, order, stats, sizes):
+        report.pipeline.append(Level(name, "pycls's input", diff, diff / max(1.0, scale), TOLERANCE, diff <= TOLERANCE))
     _judge(report, pipeline, pre, needed(pipeline, order, stats), sizes)
+
+
+def stock_residual(pipeline: Pipeline, order: str, stats: Pipeline, sizes: tuple[int, int]) -> float:
+    """How far the library's own transforms (its stock resize and crop, the right colours, mean and
+    std) leave its input from pycls's on the shipped photos: the largest difference, normalized units."""
+    pre = replace(needed(pipeline, order, stats), geometry=pipeline.stock)
+    return max(diff for _, diff, _ in differences(pipeline, pre, order, stats, sizes))

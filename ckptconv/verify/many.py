@@ -8,10 +8,10 @@ from pathlib import Path
 
 from ..errors import CkptError, UsageError
 from ..fields import Fields
+from ..hub import WEIGHTS
 from ..io.files import atomic_write, check_regular, check_report_output
 from ..options import Expectations
 from .file import verify_file
-
 
 OUTPUT_SUFFIXES = (".pth", ".pt", ".safetensors")
 Target = tuple[Path, Path | None]  # a file to verify and the source it was converted from, if known
@@ -30,8 +30,9 @@ def _from_report(path: Path) -> list[Target]:
     for i, entry in enumerate(files):
         f = Fields(entry, f"files[{i}]", UsageError, str(path))
         if f.text("status", "") in ("converted", "up to date") and f.data.get("output"):
-            source = f.text("source", "")
-            out.append((Path(f.text("output")), Path(source) if source else None))
+            source, output = f.text("source", ""), Path(f.text("output"))
+            weights = output / WEIGHTS  # a hub folder (batch --hub): its weights file
+            out.append((weights if output.is_dir() and weights.is_file() else output, Path(source) if source else None))
     if not out:
         raise UsageError("the batch report lists no converted files", path=str(path))
     return out

@@ -1,0 +1,218 @@
+"""A timm model folder: what ``timm.create_model('local-dir:DIR', pretrained=True)`` loads, and what
+``hf-hub:org/name`` loads once the folder is uploaded as it is.
+
+The folder holds exactly three files: ``config.json`` (timm's architecture name, the model's
+arguments, and a ``pretrained_cfg`` with pycls's preprocessing), ``model.safetensors`` (the timm
+layout's tensors with ckptconv's meta) and ``README.md`` (a model card: YAML front matter, where the
+weights came from, what verification proved, the preprocessing and how far timm's own transforms
+are from it). It is written into a temp folder beside DIR and renamed into place whole: a run that
+fails or is interrupted leaves DIR as it was. An existing DIR is replaced only with --force, and
+only when it holds nothing but these three files (a folder this command wrote).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .errors import OutputError, UsageError
+from .io.files import TMP_PREFIX, check_writable_dir, same_file
+from .tables.pipeline import crop_pct, needed
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .convert import Conversion
+    from .verification.report import Report
+
+CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
+FILES = (CONFIG, WEIGHTS, CARD)
+DATASETS = {"imagenet": "imagenet-1k", "cifar10": "cifar10"}  # pycls's TRAIN.DATASET -> the Hub's dataset id
+
+
+def check_folder(folder: Path, inputs: list[Path], force: bool) -> None:
+    """Refuse, before anything is read: a folder name with a weights extension, an existing file,
+    an existing folder without --force or holding files this command does not write."""
+    if folder.suffix in (".pth", ".pt", ".pyth", ".safetensors"):
+        raise UsageError(f"--hub writes a folder, and {folder.name!r} is a file name", fix=f"name the folder without the extension (e.g. {folder.with_suffix('').name})", path=str(folder))
+    check_writable_dir(folder.parent if str(folder.parent) else Path("."))
+    if folder.exists() and not folder.is_dir():
+        raise UsageError("the output exists and is not a folder; --hub writes a folder", fix="name another folder", path=str(folder))
+    if folder.is_dir():
+        if not force:
+            raise UsageError("the output folder exists", fix="pass --force to replace it (the old folder stays until the new one is complete)", path=str(folder))
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in FILES or not p.is_file())
+        if foreign:
+            raise UsageError(f"the folder holds files --hub does not write ({', '.join(foreign[:5])}): it is not a folder this command made",
+                             fix="remove them or name another folder; --force replaces only a folder of config.json, model.safetensors and README.md",
+                             path=str(folder))  # fmt: skip
+    for src in inputs:  # an input inside a folder --force would replace
+        if any(same_file(folder / name, src) for name in FILES) or same_file(folder, src):
+            raise UsageError(f"the output folder holds the input {str(src)!r}", fix="write the folder elsewhere; ckptconv never replaces an input", path=str(folder))
+
+
+# timm builds a RegNet of any numbers from a registered name with the RegNetCfg fields as
+# arguments (RegNet.__init__: cfg = replace(cfg, **kwargs)); regnetx_002's cfg differs from
+# RegNetCfg's defaults only in fields every ckptconv RegNetCfg sets (depth, w0, wa, wm, group_size)
+REGNET_BASE = "regnetx_002"
+
+
+def _literals(call: ast.Call) -> dict[str, Any]:
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+
+
+def _created(c: Conversion) -> tuple[str, dict[str, Any]]:
+    """timm's registered name and the arguments config.json gives it: a ``timm.create_model`` call
+    as it is, a ``RegNet(RegNetCfg(...))`` as REGNET_BASE with the cfg's fields. Refused when timm
+    builds the model otherwise (an EfficientNet's block list, a BN eps reset)."""
+    from .tables.render import eps_reset
+
+    built = c.target.built(c.variant)
+    call = ast.parse(built.text, mode="eval").body if built is not None else None
+    fix = "write a .pth or .safetensors file instead: the printed snippet builds the model and loads it"
+    if eps_reset(c.target, c.variant):
+        raise UsageError(f"timm builds {c.variant.name} with another BN eps than its weights need ({c.variant.eps:g}), which config.json cannot set", fix=fix)
+    try:
+        if isinstance(call, ast.Call) and built.name and not call.args[1:]:
+            return built.name, _literals(call)
+        if isinstance(call, ast.Call) and ast.unparse(call.func) == "timm.models.regnet.RegNet" and len(call.args) == 1:
+            cfg = call.args[0]
+            if isinstance(cfg, ast.Call) and ast.unparse(cfg.func) == "timm.models.regnet.RegNetCfg" and not cfg.args:
+                return REGNET_BASE, {**_literals(cfg), **_literals(call)}
+    except ValueError:  # an argument that is code, not a value
+        pass
+    raise UsageError(f"timm builds {c.variant.name} from its class with arguments config.json cannot hold", fix=fix)
+
+
+def _key(c: Conversion, pycls_key: str) -> str:
+    """The timm name of a pycls tensor's module (``stem.conv.weight`` -> ``conv_stem``)."""
+    entry = next(e for e in c.plan.mapped if e.pycls == pycls_key)
+    return entry.target.rsplit(".", 1)[0]
+
+
+def timm_config(c: Conversion) -> dict[str, Any]:
+    """config.json: what timm builds and the preprocessing pycls tested with (RGB weights)."""
+    name, args = _created(c)
+    v, classifier = c.variant, _key(c, "head.fc.weight")
+    pre = needed(c.target.pipeline, c.colours.target, c.colours.stats)
+    pretrained = {
+        "input_size": [3, v.im_size, v.im_size], "interpolation": "bilinear", "crop_pct": crop_pct(v.im_size, v.test_size),
+        "crop_mode": "center", "mean": [round(m, 4) for m in pre.mean], "std": [round(s, 4) for s in pre.std],
+        "num_classes": v.num_classes, "first_conv": _key(c, "stem.conv.weight"), "classifier": classifier,
+    }  # fmt: skip
+    config = {"architecture": name, "num_classes": v.num_classes, "num_features": int(c.tensors[classifier + ".weight"].shape[1]), "global_pool": "avg"}
+    args.pop("num_classes", None)  # config.json's num_classes says it
+    return {**config, **({"model_args": args} if args else {}), "pretrained_cfg": pretrained}
+
+
+def usage(c: Conversion, folder: str) -> str:
+    """The Python that loads the folder and gives the model pycls's input (the printed config)."""
+    from .tables.render import torch_transform
+
+    pre = needed(c.target.pipeline, c.colours.target, c.colours.stats)
+    return (f"# timm model folder for pycls {c.variant.title} weights converted by ckptconv {__version__}; they take RGB input.\n"
+            "# config.json names the model and its preprocessing; timm loads model.safetensors strictly.\n"
+            "import timm\n"
+            "from torchvision import transforms\n\n"
+            f"model = timm.create_model({'local-dir:' + folder!r}, pretrained=True).eval()\n"
+            + torch_transform(c.variant, pre))  # fmt: skip
+
+
+def _dataset(c: Conversion) -> str | None:
+    """The Hub's id of the dataset pycls trained on (its cfg's TRAIN.DATASET), if known."""
+    cfg = c.checkpoint.cfg if isinstance(c.checkpoint.cfg, str) else ""
+    found = re.search(r"^TRAIN:\s*$(?:\n[ \t]+.*$)*?\n[ \t]+DATASET:\s*['\"]?(\w+)", cfg, re.MULTILINE)
+    return DATASETS.get(found.group(1).lower()) if found else None
+
+
+def model_card(c: Conversion, config: dict[str, Any], report: Report | None, residual: float | None) -> str:
+    """README.md: front matter the Hub reads, then where the weights came from, the preprocessing and
+    what verification proved."""
+    v, meta, dataset, license, pre = c.variant, c.meta, _dataset(c), c.request.license, config["pretrained_cfg"]
+    front = ["---", "library_name: timm", f"license: {license or 'unknown'}", "pipeline_tag: image-classification",
+             "tags:", "- image-classification", "- timm", "- pycls", "- ckptconv", *(["datasets:", f"- {dataset}"] if dataset else []), "---"]  # fmt: skip
+    checks = report.to_dict()["checks"] if report is not None else []
+    proved = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {ch['name']}: {ch['detail']}" for ch in checks) or "- nothing: verification was skipped (--no-verify)"
+    timm_note = (f"timm's own `resolve_data_config` + `create_transform` with this `pretrained_cfg` give inputs up to {residual:.3g} "
+                 "normalized units from pycls's on ckptconv's photos (they antialias, resize uint8 and round the crop offset half "
+                 "to even); `ckptconv.transforms.PyclsResizeCrop` gives pycls's input.") if residual is not None else ""  # fmt: skip
+    return "\n".join(front) + f"""
+# {v.title} (pycls), for timm
+
+Weights trained with [pycls](https://github.com/facebookresearch/pycls), converted for timm's
+`{config['architecture']}` by ckptconv {__version__}.
+
+```python
+{usage(c, "PATH_TO_THIS_FOLDER")}# or timm.create_model('hf-hub:ORG/NAME', pretrained=True) once the folder is uploaded
+```
+
+## Source
+
+- file: `{meta['source']}` ({meta['source_format']}), sha256 `{meta['source_sha256']}`
+- weight set: {meta['weights']}; epoch: {meta.get('epoch')}; model: {v.name} (from {c.arch_from})
+- command: `{command(c)}`
+
+## Preprocessing
+
+pycls tests at: the short side resized to {v.test_size} (OpenCV bilinear on float32, no antialiasing), a
+centre crop of {v.im_size} at offset ceil((L - {v.im_size}) / 2), /255, mean {pre['mean']} and std {pre['std']}
+in RGB order (the weights take RGB: the stem's input channels were reversed from pycls's BGR).
+config.json's `pretrained_cfg` states these sizes for timm's tools. {timm_note}
+
+## What verification proved
+
+{proved}
+"""
+
+
+def command(c: Conversion) -> str:
+    """The command line that makes this folder again (file names as given, options that matter)."""
+    r = c.request
+    parts = ["ckptconv", "convert", r.source.name, Path(r.output).name if r.output else "DIR", "--to", "timm", "--hub"]
+    parts += ["--license", r.license] if r.license else []
+    parts += ["--arch", r.arch] if r.arch else []
+    parts += ["--weights", r.weights] if r.weights != "best" else []
+    parts += ["--dtype", r.dtype] if r.dtype != "keep" else []
+    return " ".join(parts)
+
+
+@contextlib.contextmanager
+def temp_folder(folder: Path) -> Iterator[Path]:
+    """A temp folder beside ``folder``, removed on any exception (Ctrl-C included) and made with
+    signals held, so none is left behind; renamed into place by ``publish_folder``."""
+    from .signals import deferred
+
+    temp = folder.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{folder.name}")
+    try:
+        with deferred():
+            temp.mkdir()
+        yield temp
+    except BaseException:
+        with deferred():
+            shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def publish_folder(temp: Path, folder: Path, replace: bool) -> None:
+    """Rename the finished temp folder to ``folder``; an existing one (checked to be ours) is moved
+    aside first and removed after: DIR is always either the old folder or the new one, whole."""
+    from .signals import publishing
+
+    with publishing():
+        old = None
+        if replace and folder.is_dir():
+            old = folder.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-old-{folder.name}")
+            os.rename(folder, old)
+        try:
+            os.rename(temp, folder)
+        except OSError as e:
+            if old is not None:
+                os.rename(old, folder)
+            raise OutputError(f"publishing the folder failed: {e.strerror or e}; nothing was written", path=str(folder)) from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
