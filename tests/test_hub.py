@@ -152,3 +152,38 @@ def test_batch_hub_makes_a_folder_per_model_reruns_as_up_to_date_and_verifies_fr
     assert cli("verify", report).exit_code == 0
     mixed = cli("batch", zoo, "--to", "timm,mmdet", "--hub", "--out-dir", tmp_path / "mixed")
     assert mixed.exit_code == 2 and "pass --to timm alone with --hub" in mixed.stderr
+
+
+METAFILE = json.loads((DATA / "hub" / "metafile.json").read_text())  # what model-index 0.1.11 read (tools/groundtruth/metafile_modelindex.py)
+
+
+def test_batch_metafile_is_the_shape_model_index_read_and_names_each_output_once(cli, tmp_path, registry, states):
+    import torch
+
+    assert METAFILE["check_errors"] == [] and all(METAFILE["configs_read_by_mmengine"].values())
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for arch in ("b0", "regnetx_200mf", "regnety_200mf", "resnet50"):  # RegNetY: refused by both OpenMMLab targets
+        synthetic.save({"epoch": 9, "model_state": dict(states(arch)), "cfg": synthetic.cfg_yaml(registry.variant(arch))}, zoo / f"{arch}.pyth")
+    out = tmp_path / "out"
+    meta_path = out / "metafile.yml"
+    args = ("batch", zoo, "--to", "mmdet,mmpretrain,timm", "--out-dir", out, "--configs", "--metafile", meta_path, "--verify", "structure", "-j", "1")
+    assert cli(*args).exit_code == 0
+    text = meta_path.read_text()
+    data = yaml.safe_load(text)
+    assert set(data) == {"Collections", "Models"} and sorted(c["Name"] for c in data["Collections"]) == METAFILE["collections"]
+    models = {m["Name"]: m for m in data["Models"]}
+    assert len(models) == len(data["Models"]) and sorted(models) == sorted(METAFILE["models"])  # unique names; timm and refused pairs not listed
+    weights = [m["Weights"] for m in data["Models"]]
+    assert len(set(weights)) == len(weights)  # each file named once
+    for name, model in models.items():
+        truth = METAFILE["models"][name]
+        assert sorted(model) == truth["keys"] and sorted(model["Metadata"]) == truth["metadata_keys"] and model["In Collection"] == truth["in_collection"]
+        sd = torch.load(meta_path.parent / model["Weights"], weights_only=True)["state_dict"]
+        assert model["Metadata"]["Parameters"] == sum(t.numel() for t in sd.values() if t.is_floating_point())
+        assert model["Metadata"]["Weight Set"] == "model" and (meta_path.parent / model["Config"]).read_text().startswith("#")
+    assert cli(*args).exit_code == 0 and meta_path.read_text() == text  # a rerun (all up to date) writes the same metafile
+    foreign = tmp_path / "mine.yml"
+    foreign.write_text("Models: []\n")
+    refused = cli("batch", zoo, "--to", "mmdet", "--out-dir", tmp_path / "other", "--metafile", foreign)
+    assert refused.exit_code == 2 and "not one ckptconv wrote" in refused.stderr and foreign.read_text() == "Models: []\n"

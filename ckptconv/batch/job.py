@@ -19,16 +19,27 @@ def _published_candidates(output: Path) -> list[Path]:
     return sorted(output.parent.glob(f"{glob.escape(output.stem)}-" + "[0-9a-f]" * 8 + output.suffix))
 
 
+def _recorded(job: Job, meta: dict[str, Any]):
+    """The model an output holds: --arch, else the one its meta records (a zoo name, or a custom
+    model's numbers); None when it cannot be known."""
+    from ..tables import detect
+    from ..tables.registry import registry_for
+
+    registry = registry_for(job.request.tables)
+    try:
+        return registry.variant(job.request.arch) if job.request.arch else detect.recorded_model(meta, registry)
+    except CkptError:
+        return None
+
+
 def _expected_options(job: Job, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What an output converted now would record as its options (None: it cannot be known)."""
-    from ..tables import detect
     from ..tables.registry import registry_for
     from ..tables.resolve import output_options, resolve
 
-    request, registry = job.request, registry_for(job.request.tables)
-    try:  # --arch, else the model the output's meta records (a zoo name, or a custom model's numbers)
-        variant = registry.variant(request.arch) if request.arch else detect.recorded_model(meta, registry)
-        return None if variant is None else output_options(request, resolve(request, variant, registry))
+    variant = _recorded(job, meta)
+    try:
+        return None if variant is None else output_options(job.request, resolve(job.request, variant, registry_for(job.request.tables)))
     except CkptError:
         return None
 
@@ -56,10 +67,11 @@ def _weights_file(job: Job, output: Path) -> Path:
 
 
 def _whole(job: Job, output: Path) -> bool:
-    """A hub folder holds its three files and nothing else."""
+    """A hub folder holds its three files and nothing else; a config asked for (--configs) is there."""
     from ..hub import FILES
 
-    return not job.request.hub or sorted(p.name for p in output.iterdir()) == sorted(FILES)
+    config = job.request.config_out
+    return (not job.request.hub or sorted(p.name for p in output.iterdir()) == sorted(FILES)) and (config is None or config.is_file())
 
 
 def has_output(job: Job) -> bool:
@@ -154,7 +166,10 @@ def run_job(job: Job) -> Outcome:
 def _already(outcome: Outcome, job: Job, found: tuple[Path, Written]) -> None:
     path, written = found
     outcome.status, outcome.output, outcome.arch = "up to date", str(path), written.meta.get("arch")
-    outcome.weights = written.meta.get("weights")
+    outcome.weights, outcome.params = written.meta.get("weights"), written.params
+    variant = _recorded(job, written.meta)
+    if variant is not None:
+        outcome.model, outcome.family, outcome.numbers = variant.title, variant.family, None if variant.zoo else variant.numbers()
     outcome.bytes = _weights_file(job, path).stat().st_size
     outcome.output_sha256 = written.sha256
     outcome.verification = "as converted"
@@ -211,7 +226,7 @@ def _run(job: Job, outcome: Outcome) -> None:
     outcome.status, outcome.output, outcome.output_sha256 = "converted", str(final), out_sha
     variant = result.conversion.variant
     arch = outcome.arch = variant.name
-    outcome.model, outcome.numbers = variant.title, None if variant.zoo else variant.numbers()
+    outcome.model, outcome.numbers, outcome.family = variant.title, None if variant.zoo else variant.numbers(), variant.family
     outcome.weights = result.conversion.weight_set
     outcome.params, outcome.bytes = result.conversion.params, result.bytes
     report = result.report

@@ -65,6 +65,7 @@ class Outcome:
     model: str | None = None  # what the model is: a zoo model's title, or a custom model's numbers
     weights: str | None = None  # the source's weight set converted (model or ema)
     numbers: dict[str, Any] | None = None  # a custom model's structure (its variant file's section), None for the zoo's
+    family: str | None = None  # the model's family (effnet, regnet, resnet)
     layout: str | None = None
     params: int = 0
     bytes: int = 0
@@ -127,8 +128,7 @@ def _check_paths(jobs: list[Job], out_dir: Path, others: list[Path]) -> None:
     """Every output inside --out-dir, none an input (links resolved), no two the same: all named."""
     inputs = [Path(j.source) for j in jobs] + others
     by_output: dict[str, list[str]] = {}
-    for job in jobs:
-        out = Path(job.output)
+    for job, out in ((j, Path(o)) for j in jobs for o in [j.output, *([j.request.config_out] if j.request.config_out else [])]):
         if not _inside(out, out_dir):
             raise UsageError(f"{job.source} would write {out}, outside --out-dir (a symlink leads out)", fix="name another output")
         hit = next((src for src in inputs if same_file(out, src)), None)
@@ -156,14 +156,16 @@ def _entry_request(base: Request, entry: Entry, output: Path, layout: str) -> Re
 
 
 def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[str, ...], fmt: str = "pth",
-         publish: bool = False, others: Iterable[Path] = ()) -> list[Job]:  # fmt: skip
+         publish: bool = False, configs: bool = False, others: Iterable[Path] = ()) -> list[Job]:  # fmt: skip
     """One job per entry and target layout (a manifest's ``layout`` names its entry's only one),
     each ``base`` with the entry's fields. With several layouts each gets a folder under --out-dir
     and a refused pair is listed, not failed. Fails before anything is written when an output is
-    unsafe or shared."""
+    unsafe or shared. ``configs``: each output's config beside it, as <output without extension>.py."""
     if fmt not in FORMAT_EXT:
         raise UsageError(f"unknown --format {fmt!r}", fix="use pth or safetensors")
     _check_hub(base, layouts, publish)
+    if configs and publish:
+        raise UsageError("--configs writes each config with its output's path, which --publish knows only once it is written", fix="leave out --configs or --publish")
     matrix, ext = len(layouts) > 1, "" if base.hub else FORMAT_EXT[fmt]  # a hub output is a folder
     jobs = []
     for entry in entries:
@@ -171,9 +173,17 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
         for layout in (entry.fields["layout"],) if "layout" in entry.fields else layouts:
             cell = matrix and "layout" not in entry.fields
             output = out_dir / layout / name if cell else out_dir / name
-            jobs.append(Job(_entry_request(base, entry, output, layout), publish=publish, may_refuse=cell))
+            request = _entry_request(base, entry, output, layout)
+            if configs:
+                request = replace(request, config_out=config_path(output))
+            jobs.append(Job(request, publish=publish, may_refuse=cell))
     _check_paths(jobs, out_dir, list(others))
     return jobs
+
+
+def config_path(output: Path) -> Path:
+    """Where --configs writes an output's config: beside it, named as it is, ending in .py."""
+    return output.with_name(output.name[: -len(output.suffix)] + ".py") if output.suffix in FORMAT_EXT.values() else output.with_name(output.name + ".py")
 
 
 def _check_hub(base: Request, layouts: tuple[str, ...], publish: bool) -> None:
@@ -187,13 +197,13 @@ def _check_hub(base: Request, layouts: tuple[str, ...], publish: bool) -> None:
     base.check()
 
 
-def check_report(report_path: Path, jobs: list[Job], others: list[Path], out_dir: Path) -> None:
-    """The report may be neither an input nor an output of the batch; inside an --out-dir the run
-    will create, it is a new file there (the directory's parent must take it)."""
+def check_report(report_path: Path, jobs: list[Job], others: list[Path], out_dir: Path, check=check_report_output) -> None:
+    """The report (or metafile: ``check``) may be neither an input nor an output of the batch;
+    inside an --out-dir the run will create, it is a new file there (the directory's parent must take it)."""
     if not out_dir.exists() and report_path.parent.absolute() == out_dir.absolute():
         check_writable_dir(out_dir.parent if str(out_dir.parent) else Path("."), "the parent of --out-dir")
         return
-    check_report_output(report_path, [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others)
+    check(report_path, [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others)
 
 
 def write_report(report_path: Path, report: dict[str, Any]) -> None:

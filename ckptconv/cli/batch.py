@@ -29,6 +29,9 @@ from .ui import UI, human_bytes
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel workers. Default: the machine's cores.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the summary as JSON (with sha256 of every input and output) to FILE.")
 @click.option("--publish", is_flag=True, help="Name outputs <stem>-<sha256[:8]>.<ext> after the final file's hash, as publish_model does.")
+@click.option("--configs", is_flag=True, help="Write each output's config beside it, as <name>.py (the fragment or snippet convert prints).")
+@click.option("--metafile", "metafile_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write OpenMMLab's metafile (Collections, Models) of the MMDetection and mmpretrain outputs to FILE.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")
 @conversion_options
@@ -46,6 +49,7 @@ def batch_cmd(obj, sources, **kw) -> None:
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
         from ..batch import inputs
+        from ..batch import metafile as metafiles
         from ..batch import plan as planning
         from ..batch import shard as sharding
         from ..io.files import make_out_dir
@@ -57,11 +61,13 @@ def batch_cmd(obj, sources, **kw) -> None:
         layouts = planning.target_layouts(kw["targets"], obj.registry)
         entries, manifests = inputs.collect(sources, out_dir, every_epoch=kw["every_epoch"]), inputs.manifests(sources)
         base = request_from(kw, obj.tables, source=Path(), layout=layouts[0])
-        jobs = planning.plan(entries, out_dir, base, layouts=layouts, fmt=kw["fmt"], publish=kw["publish"], others=manifests)
+        jobs = planning.plan(entries, out_dir, base, layouts=layouts, fmt=kw["fmt"], publish=kw["publish"], configs=kw["configs"], others=manifests)
         shard = sharding.resolve(kw["shard"])
         planned, jobs = len(jobs), sharding.share(jobs, shard, out_dir)  # the whole plan was checked: every share sees the same
         if report_path:
             planning.check_report(report_path, jobs, manifests, out_dir)
+        if kw["metafile_path"]:
+            planning.check_report(kw["metafile_path"], jobs, manifests, out_dir, check=metafiles.check_output)
         make_out_dir(out_dir)  # only now: nothing is created before the plan is valid
         result = _run(ui, jobs, kw["jobs"] or os.cpu_count() or 1)
         report = result.report()
@@ -69,6 +75,8 @@ def batch_cmd(obj, sources, **kw) -> None:
             report["shard"] = {**shard.record(), "planned": planned}
         if report_path:
             planning.write_report(report_path, report)
+        if kw["metafile_path"]:
+            metafiles.write(kw["metafile_path"], metafiles.metafile(result.outcomes, out_dir, kw["metafile_path"]))
         done()  # every output and the report are published: a signal now changes nothing
         ui.json(report) if ui.json_mode else _summary(ui, result, out_dir)
         if not result.ok:

@@ -32,6 +32,7 @@ class Written:
     meta: dict[str, Any]
     sha256: str
     intact: bool
+    params: int  # elements of its floating tensors
 
 
 def read_written(path: Path) -> Written | None:
@@ -43,13 +44,13 @@ def read_written(path: Path) -> Written | None:
         return None
     if found is None:
         return None
-    meta, spans, stored = found
+    meta, spans, stored, params = found
     sha, crcs = _one_pass(path, spans)
     intact = all(crcs.get(k) == crc for k, crc in stored.items()) and tensors_digest(crcs) == meta.get("tensors_crc")
-    return Written(meta, sha, intact)
+    return Written(meta, sha, intact, params)
 
 
-def _zip(path: Path) -> tuple[dict, dict[str, Span], dict[str, int]] | None:
+def _zip(path: Path) -> tuple[dict, dict[str, Span], dict[str, int], int] | None:
     """The meta and each tensor's record of a {"state_dict", "meta"} zip or of a plain state dict
     with its meta in ``_metadata`` (each record's CRC-32 to match)."""
     tree = (index := read_index(path)).tree
@@ -66,17 +67,20 @@ def _zip(path: Path) -> tuple[dict, dict[str, Span], dict[str, int]] | None:
             return None
         spans[key] = span
     meta, _ = read_meta(meta)
-    return (meta, spans, {k: s.crc for k, s in spans.items()}) if meta else None
+    params = sum(math.prod(ref.shape) for ref in sd.values() if ref.dtype in dtypes.FLOATS)
+    return (meta, spans, {k: s.crc for k, s in spans.items()}, params) if meta else None
 
 
-def _safetensors(path: Path) -> tuple[dict, dict[str, Span], dict[str, int]] | None:
+def _safetensors(path: Path) -> tuple[dict, dict[str, Span], dict[str, int], int] | None:
     """The meta and each tensor's bytes of a safetensors file (the format stores no CRC-32)."""
     header = read_safetensors_header(path)
     with path.open("rb") as f:
         start = 8 + int.from_bytes(f.read(8), "little")
     spans = {k: Span(start + v["data_offsets"][0], v["data_offsets"][1] - v["data_offsets"][0], 0) for k, v in header.items() if k != "__metadata__"}
     meta, _ = read_meta(decode_meta(header.get("__metadata__") or {}))
-    return (meta, spans, {}) if meta else None
+    tensors = [v for k, v in header.items() if k != "__metadata__"]
+    params = sum(math.prod(v["shape"]) for v in tensors if dtypes.FROM_SAFETENSORS[v["dtype"]] in dtypes.FLOATS)
+    return (meta, spans, {}, params) if meta else None
 
 
 def _nbytes(ref: TensorRef) -> int:
