@@ -344,23 +344,24 @@ def _write_folder(c: Conversion, folder: Path, report: Report | None) -> tuple[w
     import json
 
     from . import hub
+    from .io import folder as folder_io
 
     config = hub.timm_config(c)
     config_out = c.request.config_out if c.config else None
-    with hub.temp_folder(folder) as temp, files.all_or_nothing(config_out) as (snippet,):
-        with signals.deferred(), open(temp / hub.WEIGHTS, "wb") as f:
+    with folder_io.temp_folder(folder) as temp, files.all_or_nothing(config_out) as (snippet,):
+        with signals.deferred(), open(temp / folder_io.WEIGHTS, "wb") as f:
             written = _write(f, "safetensors", c)
         if report is not None:
-            _read_back(c, temp / hub.WEIGHTS, report)
-        (temp / hub.CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (temp / hub.CARD).write_text(hub.model_card(c, config, report, _hub_residual(c)))
+            _read_back(c, temp / folder_io.WEIGHTS, report)
+        (temp / folder_io.CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (temp / folder_io.CARD).write_text(hub.model_card(c, config, report, _hub_residual(c)))
         if snippet is not None:
             snippet.write(lambda f: f.write(c.config.encode()))
         with signals.publishing():
-            hub.publish_folder(temp, folder, replace=c.request.force)
+            folder_io.publish_folder(temp, folder, replace=c.request.force)
             if snippet is not None:
                 snippet.commit(replace=c.request.force)
-    return written, sum((folder / name).stat().st_size for name in hub.FILES)
+    return written, sum((folder / name).stat().st_size for name in folder_io.FILES)
 
 
 def _write_outputs(c: Conversion, output: Path, fmt: str, report: Report | None) -> tuple[writer.Written, int]:

@@ -1,59 +1,29 @@
 """A timm model folder: what ``timm.create_model('local-dir:DIR', pretrained=True)`` loads, and what
 ``hf-hub:org/name`` loads once the folder is uploaded as it is.
 
-The folder holds exactly three files: ``config.json`` (timm's architecture name, the model's
+The folder holds exactly three files (written and published by ``io/folder.py``): ``config.json`` (timm's architecture name, the model's
 arguments, and a ``pretrained_cfg`` with pycls's preprocessing), ``model.safetensors`` (the timm
 layout's tensors with ckptconv's meta) and ``README.md`` (a model card: YAML front matter, where the
 weights came from, what verification proved, the preprocessing and how far timm's own transforms
-are from it). It is written into a temp folder beside DIR and renamed into place whole: a run that
-fails or is interrupted leaves DIR as it was. An existing DIR is replaced only with --force, and
-only when it holds nothing but these three files (a folder this command wrote).
+are from it).
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
-import os
 import re
-import secrets
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
-from .errors import OutputError, UsageError
-from .io.files import TMP_PREFIX, check_writable_dir, same_file
+from .errors import UsageError
 from .tables.pipeline import crop_pct, needed
 from .version import __version__
 
-if TYPE_CHECKING:
-    from .convert import Conversion
-    from .verification.report import Report
+# ``c`` below is a convert.Conversion and ``report`` a verification Report (not imported: convert
+# imports this module to write the folder), ``config`` what timm_config returns
+Conversion = Report = Any
 
-CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
-FILES = (CONFIG, WEIGHTS, CARD)
 DATASETS = {"imagenet": "imagenet-1k", "cifar10": "cifar10"}  # pycls's TRAIN.DATASET -> the Hub's dataset id
-
-
-def check_folder(folder: Path, inputs: list[Path], force: bool) -> None:
-    """Refuse, before anything is read: a folder name with a weights extension, an existing file,
-    an existing folder without --force or holding files this command does not write."""
-    if folder.suffix in (".pth", ".pt", ".pyth", ".safetensors"):
-        raise UsageError(f"--hub writes a folder, and {folder.name!r} is a file name", fix=f"name the folder without the extension (e.g. {folder.with_suffix('').name})", path=str(folder))
-    check_writable_dir(folder.parent if str(folder.parent) else Path("."))
-    if folder.exists() and not folder.is_dir():
-        raise UsageError("the output exists and is not a folder; --hub writes a folder", fix="name another folder", path=str(folder))
-    if folder.is_dir():
-        if not force:
-            raise UsageError("the output folder exists", fix="pass --force to replace it (the old folder stays until the new one is complete)", path=str(folder))
-        foreign = sorted(p.name for p in folder.iterdir() if p.name not in FILES or not p.is_file())
-        if foreign:
-            raise UsageError(f"the folder holds files --hub does not write ({', '.join(foreign[:5])}): it is not a folder this command made",
-                             fix="remove them or name another folder; --force replaces only a folder of config.json, model.safetensors and README.md",
-                             path=str(folder))  # fmt: skip
-    for src in inputs:  # an input inside a folder --force would replace
-        if any(same_file(folder / name, src) for name in FILES) or same_file(folder, src):
-            raise UsageError(f"the output folder holds the input {str(src)!r}", fix="write the folder elsewhere; ckptconv never replaces an input", path=str(folder))
 
 
 # timm builds a RegNet of any numbers from a registered name with the RegNetCfg fields as
@@ -179,40 +149,3 @@ def command(c: Conversion) -> str:
     parts += ["--weights", r.weights] if r.weights != "best" else []
     parts += ["--dtype", r.dtype] if r.dtype != "keep" else []
     return " ".join(parts)
-
-
-@contextlib.contextmanager
-def temp_folder(folder: Path) -> Iterator[Path]:
-    """A temp folder beside ``folder``, removed on any exception (Ctrl-C included) and made with
-    signals held, so none is left behind; renamed into place by ``publish_folder``."""
-    from .signals import deferred
-
-    temp = folder.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{folder.name}")
-    try:
-        with deferred():
-            temp.mkdir()
-        yield temp
-    except BaseException:
-        with deferred():
-            shutil.rmtree(temp, ignore_errors=True)
-        raise
-
-
-def publish_folder(temp: Path, folder: Path, replace: bool) -> None:
-    """Rename the finished temp folder to ``folder``; an existing one (checked to be ours) is moved
-    aside first and removed after: DIR is always either the old folder or the new one, whole."""
-    from .signals import publishing
-
-    with publishing():
-        old = None
-        if replace and folder.is_dir():
-            old = folder.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-old-{folder.name}")
-            os.rename(folder, old)
-        try:
-            os.rename(temp, folder)
-        except OSError as e:
-            if old is not None:
-                os.rename(old, folder)
-            raise OutputError(f"publishing the folder failed: {e.strerror or e}; nothing was written", path=str(folder)) from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

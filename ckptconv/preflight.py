@@ -24,7 +24,7 @@ def check_request(request: Request, *, writes: bool) -> str | None:
         fmt = "hub" if request.hub else files.output_format(request.output)
     files.check_regular(request.source)
     if writes and request.hub:
-        from .hub import check_folder
+        from .io.folder import check_folder
 
         check_folder(request.output, request.inputs() + registry.table_files(), request.force)
         files.check_outputs([p for p in (request.config_out,) if p], request.inputs() + registry.table_files(), request.force)

@@ -61,14 +61,14 @@ def up_to_date(job: Job, sha: str) -> tuple[Path, Written] | None:
 
 def _weights_file(job: Job, output: Path) -> Path:
     """The file that holds the output's tensors: the output itself, or a hub folder's model.safetensors."""
-    from ..hub import WEIGHTS
+    from ..io.folder import WEIGHTS
 
     return output / WEIGHTS if job.request.hub else output
 
 
 def _whole(job: Job, output: Path) -> bool:
     """A hub folder holds its three files and nothing else; a config asked for (--configs) is there."""
-    from ..hub import FILES
+    from ..io.folder import FILES
 
     config = job.request.config_out
     return (not job.request.hub or sorted(p.name for p in output.iterdir()) == sorted(FILES)) and (config is None or config.is_file())

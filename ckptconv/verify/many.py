@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..errors import CkptError, UsageError
 from ..fields import Fields
-from ..hub import WEIGHTS
 from ..io.files import atomic_write, check_regular, check_report_output
+from ..io.folder import WEIGHTS
 from ..options import Expectations
 from .file import verify_file
 
