@@ -532,3 +532,25 @@ def test_an_output_of_other_tensors_under_a_copied_meta_is_never_up_to_date(cli,
     torch.save({"state_dict": {k: torch.zeros_like(v) for k, v in obj["state_dict"].items()}, "meta": obj["meta"]}, out)
     rerun = json.loads(cli(*args).stdout)["files"]
     assert [f["status"] for f in rerun] == ["failed"] and "the output exists" in rerun[0]["error"]
+
+
+def test_a_pycls_run_tree_uses_the_config_yaml_pycls_dumped_beside_its_checkpoints(cli, tmp_path):
+    """pycls's trainer writes OUT_DIR/config.yaml and OUT_DIR/checkpoints/model_epoch_NNNN.pyth. A
+    checkpoint saved without its cfg (pycls's own stride-1 RegNetX, its cfg taken out) is converted
+    with the run's config.yaml: REGNET.STRIDE 1, which the tensors cannot show, nothing assumed."""
+    real = DESIGN_SPACE / "checkpoints" / "regnetx_stride1.pyth"
+    ckpt = torch.load(real, weights_only=True)
+    cfg = ckpt.pop("cfg")
+    assert "STRIDE: 1" in cfg
+    for run, with_config in (("with", True), ("without", False)):
+        (tmp_path / "sweep" / run / "checkpoints").mkdir(parents=True)
+        torch.save(ckpt, tmp_path / "sweep" / run / "checkpoints" / "model_epoch_0001.pyth")
+        if with_config:
+            (tmp_path / "sweep" / run / "config.yaml").write_text(cfg)
+    result = cli("batch", tmp_path / "sweep", "--to", "torchvision", "--out-dir", tmp_path / "out", "--verify", "structure", "-j", "1", "--json")
+    by_run = {Path(f["source"]).parts[-3]: f for f in json.loads(result.stdout)["files"]}
+    assert by_run["with"]["status"] == "converted", by_run["with"]
+    meta = torch.load(by_run["with"]["output"], weights_only=True)._metadata["ckptconv"]
+    assert meta["model"]["regnet"]["stride"] == 1 and meta["assumed"] == []
+    guessed = torch.load(by_run["without"]["output"], weights_only=True)._metadata["ckptconv"]  # from the shapes alone
+    assert guessed["model"]["anynet"]["strides"] == [1, 2, 2, 2] and any("stage strides" in a for a in guessed["assumed"])

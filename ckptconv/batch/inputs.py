@@ -30,6 +30,16 @@ class Entry:
     name: Path
     fields: dict[str, Any] = field(default_factory=dict)
     named: bool = False  # the manifest gave the output name, extension included
+    run_cfg: Path | None = None  # a pycls run's OUT_DIR/config.yaml, beside its checkpoints/ folder
+
+
+def run_config(checkpoint: Path) -> Path | None:
+    """The config.yaml pycls's trainer dumps into OUT_DIR (``dump_cfg``) for a checkpoint it saved
+    as OUT_DIR/checkpoints/model_epoch_NNNN.pyth: it states the model the tensors cannot show."""
+    config = checkpoint.parent.parent / "config.yaml"
+    if EPOCH.fullmatch(checkpoint.name) and checkpoint.parent.name == "checkpoints" and config.is_file():
+        return config
+    return None
 
 
 def _is_glob(text: str) -> bool:
@@ -121,14 +131,14 @@ def collect(sources: Iterable[str], out_dir: Path, *, every_epoch: bool = False)
             found = _search(path, exclude, every_epoch)
             if not found:
                 raise UsageError(f"no *.pyth or *.pth files under {text!r}", fix="pass checkpoint files, a directory of them, or a manifest")
-            entries += [Entry(p, p.relative_to(path).with_suffix("")) for p in found]
+            entries += [Entry(p, p.relative_to(path).with_suffix(""), run_cfg=run_config(p)) for p in found]
         elif _is_glob(text):
             matched = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
             if not matched:
                 raise UsageError(f"the pattern {text!r} matches no file")
-            entries += [Entry(p, Path(p.stem)) for p in matched]
+            entries += [Entry(p, Path(p.stem), run_cfg=run_config(p)) for p in matched]
         else:
-            entries.append(Entry(path, Path(path.stem)))  # a missing file fails as that file's own error
+            entries.append(Entry(path, Path(path.stem), run_cfg=run_config(path)))  # a missing file fails as that file's own error
     if not entries:
         raise UsageError("no checkpoints to convert", fix="pass files, directories, globs or a manifest")
     return entries

@@ -126,7 +126,7 @@ def _inside(output: Path, out_dir: Path) -> bool:
 
 def _check_paths(jobs: list[Job], out_dir: Path, others: list[Path]) -> None:
     """Every output inside --out-dir, none an input (links resolved), no two the same: all named."""
-    inputs = [Path(j.source) for j in jobs] + others
+    inputs = [Path(j.source) for j in jobs] + [j.request.cfg for j in jobs if j.request.cfg] + others
     by_output: dict[str, list[str]] = {}
     for job, out in ((j, Path(o)) for j in jobs for o in [j.output, *([j.request.config_out] if j.request.config_out else [])]):
         if not _inside(out, out_dir):
@@ -152,6 +152,8 @@ def _entry_request(base: Request, entry: Entry, output: Path, layout: str) -> Re
             f"the manifest asks to trust the pickle of {entry.source}",
             fix="a manifest cannot switch on --trust-pickle; pass it on the command line if you trust every file",
         )
+    if base.cfg is None and "cfg" not in fields and entry.run_cfg is not None:
+        fields["cfg"] = entry.run_cfg  # the run's own config.yaml; --cfg on the command line wins
     return replace(base, source=entry.source, output=output, layout=layout, **fields)
 
 
