@@ -26,7 +26,7 @@ def check_request(request: Request, *, writes: bool) -> str | None:
     if writes and request.hub:
         from .io.folder import check_folder
 
-        check_folder(request.output, request.inputs() + registry.table_files(), request.force)
+        check_folder(request.output, request.inputs() + registry.table_files(), request.force, request.config_out)
         files.check_outputs([p for p in (request.config_out,) if p], request.inputs() + registry.table_files(), request.force)
     elif writes:
         files.check_outputs(request.outputs(), request.inputs() + registry.table_files(), request.force)

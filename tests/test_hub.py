@@ -85,9 +85,10 @@ def test_the_card_says_where_the_weights_came_from_and_what_was_proved(cli, tmp_
     (("--to", "timm", "--hub", "--license", "MIT License"), "is not a licence identifier"),
     (("--to", "timm", "--hub", "--channel-order", "bgr"), "a hub folder holds RGB weights"),
     (("--to", "timm", "--hub", "--prefix", "backbone"), "--prefix would hide them"),
+    (("--to", "timm", "--hub", "--config-out", "FOLDER/snippet.py"), "the config file would be written inside the hub folder"),
 ])  # fmt: skip
 def test_a_hub_request_that_cannot_work_is_refused_before_anything_is_read(cli, built, tmp_path, args, words):
-    result = cli("convert", built.source(), tmp_path / "folder", *args)
+    result = cli("convert", built.source(), tmp_path / "folder", *(a.replace("FOLDER", str(tmp_path / "folder")) for a in args))
     assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 

@@ -21,9 +21,13 @@ CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
 FILES = (CONFIG, WEIGHTS, CARD)
 
 
-def check_folder(folder: Path, inputs: list[Path], force: bool) -> None:
+def check_folder(folder: Path, inputs: list[Path], force: bool, beside: Path | None = None) -> None:
     """Refuse, before anything is read: a folder name with a weights extension, an existing file,
-    an existing folder without --force or holding files this command does not write."""
+    an existing folder without --force or holding files this command does not write, another
+    output (``beside``: the config file) inside the folder."""
+    if beside is not None and os.path.abspath(beside.parent) == os.path.abspath(folder):
+        raise UsageError("the config file would be written inside the hub folder, which holds only its own three files",
+                         fix="write --config-out beside the folder", path=str(beside))  # fmt: skip
     if folder.suffix in (".pth", ".pt", ".pyth", ".safetensors"):
         raise UsageError(f"--hub writes a folder, and {folder.name!r} is a file name", fix=f"name the folder without the extension (e.g. {folder.with_suffix('').name})", path=str(folder))
     check_writable_dir(folder.parent if str(folder.parent) else Path("."))
