@@ -29,7 +29,7 @@ from .ui import UI, human_bytes
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel workers. Default: the machine's cores.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the summary as JSON (with sha256 of every input and output) to FILE.")
 @click.option("--publish", is_flag=True, help="Name outputs <stem>-<sha256[:8]>.<ext> after the final file's hash, as publish_model does.")
-@click.option("--configs", is_flag=True, help="Write each output's config beside it, as <name>.py (the fragment or snippet convert prints).")
+@click.option("--configs", "--config-out", "configs", is_flag=True, help="Write each output's config beside it, as <name>.py (the fragment or snippet convert prints).")
 @click.option("--metafile", "metafile_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write OpenMMLab's metafile (Collections, Models) of the MMDetection and mmpretrain outputs to FILE.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
