@@ -157,7 +157,7 @@ def run(args) -> None:
         ("b5 legacy", "ckptconv --verify structure"): "wall <= 1.0",
         ("b5 legacy", "ckptconv (numeric verify)"): "wall <= 1.25",
         ("zoo b0-b5", "ckptconv batch --verify structure"): "wall <= 0.40",
-        ("zoo b0-b5 rerun", "ckptconv batch (every output up to date)"): "wall <= 0.15",
+        ("zoo b0-b5 rerun", "ckptconv batch (every output up to date)"): "wall <= 0.25 (every byte is still read once)",
     }
     for case, contenders in cases.items():
         base = median_pair(samples[case, next(iter(contenders))])
