@@ -1,8 +1,9 @@
 """A timm model folder: what ``timm.create_model('local-dir:DIR', pretrained=True)`` loads, and what
 ``hf-hub:org/name`` loads once the folder is uploaded as it is.
 
-The folder holds exactly three files (written and published by ``io/folder.py``): ``config.json`` (timm's architecture name, the model's
-arguments, and a ``pretrained_cfg`` with pycls's preprocessing), ``model.safetensors`` (the timm
+The folder holds exactly three files (written and published by ``io/folder.py``): ``config.json``
+(timm's architecture name, the model's arguments, and a ``pretrained_cfg`` with pycls's
+preprocessing), ``model.safetensors`` (the timm
 layout's tensors with ckptconv's meta) and ``README.md`` (a model card: YAML front matter, where the
 weights came from, what verification proved, the preprocessing and how far timm's own transforms
 are from it).
@@ -15,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import Refused
 from .tables.pipeline import crop_pct, needed
 from .version import __version__
 
@@ -46,7 +47,7 @@ def _created(c: Conversion) -> tuple[str, dict[str, Any]]:
     call = ast.parse(built.text, mode="eval").body if built is not None else None
     fix = "write a .pth or .safetensors file instead: the printed snippet builds the model and loads it"
     if eps_reset(c.target, c.variant):
-        raise UsageError(f"timm builds {c.variant.name} with another BN eps than its weights need ({c.variant.eps:g}), which config.json cannot set", fix=fix)
+        raise Refused(f"timm builds {c.variant.name} with another BN eps than its weights need ({c.variant.eps:g}), which config.json cannot set", fix=fix)
     try:
         if isinstance(call, ast.Call) and built.name and not call.args[1:]:
             return built.name, _literals(call)
@@ -56,7 +57,7 @@ def _created(c: Conversion) -> tuple[str, dict[str, Any]]:
                 return REGNET_BASE, {**_literals(cfg), **_literals(call)}
     except ValueError:  # an argument that is code, not a value
         pass
-    raise UsageError(f"timm builds {c.variant.name} from its class with arguments config.json cannot hold", fix=fix)
+    raise Refused(f"timm builds {c.variant.name} from its class with arguments config.json cannot hold", fix=fix)
 
 
 def _key(c: Conversion, pycls_key: str) -> str:
