@@ -166,8 +166,8 @@ def run(args) -> None:
             print(f"| {case} | {name} | {wall:.2f} | {peak / 1024:.0f} | {wall / base[0]:.2f} | {peak / base[1]:.2f} | {goals.get((case, name), '')} |")
     if "verify" in only:
         verify_timing(files["b5"], out, args.reps)
-    if not args.keep:
-        shutil.rmtree(out, ignore_errors=True)
+    if not args.keep:  # the checkpoints too when the folder is the temp one made here
+        shutil.rmtree(out if args.dir else work, ignore_errors=True)
 
 
 def verify_timing(src: Path, out: Path, reps: int) -> None:
