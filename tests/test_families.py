@@ -203,3 +203,22 @@ def test_demo_runs_for_any_model_and_names_its_files_as_the_zoo_does(cli, tmp_pa
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
         "RegNetX-200MF_demo.pyth", "RegNetX-200MF_demo_torchvision.pth", "RegNetX-200MF_demo_torchvision_config.py"]  # fmt: skip
     assert "--padding same" not in result.output  # torchvision's RegNet has no defaults to warn about
+
+
+def test_a_legacy_zoo_rerun_judges_its_refusals_without_torch(cli, mini_zoo, tmp_path):
+    """pycls's 2020 zoo files are in torch's legacy format: their pickle is read as inertly as a
+    zip's data.pkl, so a rerun's refusals (RegNetY to mmdet) and skipped cells need no worker."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for name in ("RegNetY-200MF_dds_8gpu", "R-50-1x64d_dds_8gpu"):
+        synthetic.save(torch.load(mini_zoo / f"{name}.pyth", weights_only=True), zoo / f"{name}.pyth", legacy=True)
+    out = tmp_path / "out"
+    first = cli("batch", zoo, "--to", "mmdet,mmdet-stages,timm", "--out-dir", out, "--verify", "structure", "-j", "1", "--json")
+    statuses = {(Path(f["source"]).stem, f["layout"]): f["status"] for f in json.loads(first.stdout)["files"]}
+    assert statuses == {("RegNetY-200MF_dds_8gpu", "mmdet"): "refused", ("RegNetY-200MF_dds_8gpu", "mmdet-stages"): "skipped",
+                        ("RegNetY-200MF_dds_8gpu", "timm"): "converted", ("R-50-1x64d_dds_8gpu", "mmdet"): "converted",
+                        ("R-50-1x64d_dds_8gpu", "mmdet-stages"): "skipped", ("R-50-1x64d_dds_8gpu", "timm"): "converted"}  # fmt: skip
+    rerun = _without_torch(["batch", str(zoo), "--to", "mmdet,mmdet-stages,timm", "--out-dir", str(out), "--verify", "structure", "--json"], tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    again = {(Path(f["source"]).stem, f["layout"]): f["status"] for f in json.loads(rerun.stdout)["files"]}
+    assert again == {k: "up to date" if v == "converted" else v for k, v in statuses.items()}

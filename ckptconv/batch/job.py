@@ -110,16 +110,18 @@ def current(job: Job, sha: str | None) -> Outcome | None:
 
 
 def _refusal(job: Job, start: float) -> Outcome | None:
-    """The job's refusal when its source's index says it all (a pycls zip: its cfg, meta and
-    tensors' shapes, read without torch): the model cannot go to this target. None otherwise, and
-    for anything else wrong (its worker says what)."""
+    """The job's refusal when its source's pickle says it all (a pycls file, zip or legacy: its cfg,
+    meta and tensors' shapes, read inertly, without torch): the model cannot go to this target.
+    None otherwise, and for anything else wrong (its worker says what)."""
+    from ..io.formats import sniff
     from ..io.meta import cfg_of, read_meta
-    from ..io.zipindex import TensorRef, read_index
+    from ..io.zipindex import TensorRef, legacy_tree, read_index
     from ..tables.registry import registry_for
     from ..tables.resolve import model_of, resolve
 
     try:
-        tree = read_index(Path(job.source)).tree
+        source = Path(job.source)
+        tree = read_index(source).tree if sniff(source) == "zip" else legacy_tree(source) if sniff(source) == "legacy" else None
         sd = tree.get("model_state") if isinstance(tree, dict) else None
         if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and not k.startswith("module.") and isinstance(v, TensorRef) for k, v in sd.items()):
             return None

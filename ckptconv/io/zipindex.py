@@ -146,8 +146,8 @@ _GLOBALS = {
 class _InertUnpickler(pickle.Unpickler):
     """Builds plain containers and TensorRefs only; any other global stops the scan."""
 
-    def __init__(self, raw: bytes, root: str):
-        super().__init__(io.BytesIO(raw))
+    def __init__(self, raw: bytes | io.BufferedIOBase, root: str):
+        super().__init__(io.BytesIO(raw) if isinstance(raw, bytes) else raw)
         self.root = root
 
     def find_class(self, module: str, name: str):
@@ -164,6 +164,23 @@ class _InertUnpickler(pickle.Unpickler):
         if dtype is None:
             raise _Unknown
         return _Storage(f"{self.root}data/{pid[2]}", dtype)
+
+
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy (torch < 1.6) file
+
+
+def legacy_tree(path: Path) -> Any:
+    """The object graph of a legacy (torch < 1.6) checkpoint, read as inertly as data.pkl is: its
+    magic number, protocol and sys_info, then the pickle of the object, tensors as TensorRefs (their
+    bytes follow the pickle and are never read). None when it cannot be read so."""
+    try:
+        with path.open("rb") as f:
+            magic, _, info = (_InertUnpickler(f, "").load() for _ in range(3))
+            if magic != LEGACY_MAGIC_NUMBER or not isinstance(info, dict):
+                return None
+            return _InertUnpickler(f, "").load()
+    except Exception:  # noqa: BLE001 - an unreadable pickle only means: judged by a worker, with torch
+        return None
 
 
 def _scan(raw: bytes, root: str) -> Any:
