@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import conversion_options, request_from
+from .options import conversion_options, hub_options, request_from
 from .ui import UI, human_bytes
 
 
@@ -35,6 +35,7 @@ from .ui import UI, human_bytes
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")
 @conversion_options
+@hub_options
 @click.pass_obj
 def batch_cmd(obj, sources, **kw) -> None:
     """Convert every checkpoint in SRC: files, directories (searched for *.pyth, *.pth and *.pt; a pycls

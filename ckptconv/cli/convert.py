@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..options import PYCLS
-from .options import conversion_options, output_options, request_from
+from .options import conversion_options, hub_options, output_options, request_from
 from .ui import UI, human_bytes, human_params
 
 
@@ -108,6 +108,7 @@ def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
 @click.option("--to", "layout", required=True, help="Layout of OUT: a table name, or pycls.")
 @click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")
 @_common
+@hub_options
 @click.pass_obj
 def convert_cmd(obj, src: Path, out: Path | None, source_layout: str, layout: str, allow_partial: bool, **kw) -> None:
     """Convert IN from one layout to another; pycls is the hub (pycls -> X, X -> pycls).

@@ -49,10 +49,19 @@ _CONVERSION = [
     input_size_option,
     click.option("--force", is_flag=True, help="Replace an existing output (atomically: the old file stays until the new one is complete)."),
     click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the file asks for. Only for files from people you trust."),
+]  # fmt: skip
+_HUB = [
     click.option("--hub", is_flag=True, help="With --to timm: OUT is a folder timm loads with create_model('local-dir:OUT', pretrained=True) "
                                              "and the Hugging Face Hub serves as it is: config.json, model.safetensors, README.md (a model card)."),
     click.option("--license", metavar="ID", default=None, help="The licence of the weights, for the hub folder's model card (mit, apache-2.0, other ...)."),
 ]  # fmt: skip
+
+
+def hub_options(f):
+    """--hub --license (convert and batch: pycls2mmdet writes MMDetection files only)."""
+    for decorator in reversed(_HUB):
+        f = decorator(f)
+    return f
 
 
 def conversion_options(f):
@@ -70,7 +79,7 @@ def output_options(f):
 
 def request_from(kw: dict[str, Any], tables: tuple[Path, ...], **fields: Any) -> Request:
     """The conversion options given on the command line as the library's ``Request``."""
-    values = {name: kw[name] for name in REQUEST_OPTIONS}
+    values = {name: kw[name] for name in REQUEST_OPTIONS if name in kw}  # --hub/--license: convert and batch only
     values["input_size"] = tuple(values["input_size"])
     verify = "none" if kw["no_verify"] else kw["verify"]
     return Request(**values, verify=verify, tables=tables, **fields)
