@@ -184,3 +184,32 @@ def test_the_table_excerpt_is_the_table():
     table = (REPO / "mappings" / "effnet" / "layouts" / "mmdet.toml").read_text()
     lines = [ln.strip() for ln in block("docs/tables.md", "[mapping]").splitlines() if ln.strip() and ln.strip() not in ("...", "]")]
     assert lines and all(" ".join(ln.split()) in " ".join(table.split()) for ln in lines), [ln for ln in lines if " ".join(ln.split()) not in " ".join(table.split())]
+
+
+def _commands_of(group, prefix=""):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands_of(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+def test_every_option_of_every_command_is_in_the_command_reference():
+    """docs/commands.md names every command and every option each takes (click's own list of them)."""
+    import click
+
+    from ckptconv.cli import main
+
+    text = (REPO / "docs" / "commands.md").read_text()
+    missing = []
+    for name, command in _commands_of(main):
+        if f"ckptconv {name}" not in text:
+            missing.append(f"ckptconv {name}")
+        for param in command.params:
+            if isinstance(param, click.Option):
+                names = [o for o in param.opts + param.secondary_opts if o.startswith("--") and o != "--help"]
+                if names and not any(f"`{o}" in text for o in names):
+                    missing.append(f"ckptconv {name} {names[0]}")
+    assert missing == []
