@@ -554,3 +554,19 @@ def test_a_pycls_run_tree_uses_the_config_yaml_pycls_dumped_beside_its_checkpoin
     assert meta["model"]["regnet"]["stride"] == 1 and meta["assumed"] == []
     guessed = torch.load(by_run["without"]["output"], weights_only=True)._metadata["ckptconv"]  # from the shapes alone
     assert guessed["model"]["anynet"]["strides"] == [1, 2, 2, 2] and any("stage strides" in a for a in guessed["assumed"])
+
+
+def test_a_surprise_while_judging_outputs_leaves_the_job_to_its_worker(cli, zoo, tmp_path, monkeypatch):
+    """The pre-pass that finds up-to-date outputs must never end a batch: an unexpected error there
+    (a bug, a file that breaks a reader) only sends the job on, where it converts or fails alone."""
+    from ckptconv.batch import pool
+
+    def broken(job, sha):
+        raise RuntimeError("surprise")
+
+    monkeypatch.setattr(pool, "current", broken)
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", good)
+    result = cli("batch", good, "--out-dir", tmp_path / "out", "--json", "--jobs", "1", "--verify", "structure")
+    assert result.exit_code == 0 and [f["status"] for f in json.loads(result.stdout)["files"]] == ["converted"]

@@ -80,7 +80,7 @@ def _judge(jobs: list[Job], workers: int, on_start, finish) -> list[tuple[int, J
         existing = [not job.request.force and has_output(job) for job in jobs]
         sources = sorted({job.source for job, there in zip(jobs, existing) if there})
         shas = dict(zip(sources, threads.map(source_sha256, sources)))  # each source read once
-        judged = list(threads.map(lambda job, there: current(job, shas.get(job.source) if there else None), jobs, existing))
+        judged = list(threads.map(lambda job, there: _current(job, shas.get(job.source) if there else None), jobs, existing))
     todo = []
     for i, (job, outcome, there) in enumerate(zip(jobs, judged, existing)):
         sha = shas.get(job.source) if there else None
@@ -90,6 +90,15 @@ def _judge(jobs: list[Job], workers: int, on_start, finish) -> list[tuple[int, J
             on_start and on_start(job)
             finish(i, outcome)
     return todo
+
+
+def _current(job: Job, sha: str | None) -> Outcome | None:
+    """``current``, and None on anything unexpected: the job's worker then reports it as its own
+    failure, as it does every error of one file."""
+    try:
+        return current(job, sha)
+    except Exception:  # noqa: BLE001 - one file's surprise must not end the batch before it starts
+        return None
 
 
 def _pool_pass(items, workers, job_fn, on_start, finish) -> tuple[list, list]:
