@@ -18,9 +18,8 @@ from .errors import CkptError
 from .io.loaders import LIBRARIES
 from .options import PYCLS
 from .io.meta import decode_meta, read_meta
-from .tables.pipeline import default_order, needed
 from .tables.registry import Registry
-from .tables.render import render_config
+from .tables.render import recorded_config
 
 
 def _numel(shape) -> int:
@@ -119,21 +118,6 @@ def top_level_words(kind: str, top_keys: list[str]) -> str:
     return ", ".join(top_keys)
 
 
-def config_of(path: Path, meta: dict[str, Any], registry: Registry) -> str | None:
-    """The config a file ckptconv wrote needs (what its conversion printed), from its meta: the
-    model, layout, prefix and channel order it records. None for a file without such a meta."""
-    try:
-        variant = detect.recorded_model(meta, registry)
-        if variant is None or not meta.get("layout"):
-            return None
-        table = registry.layout(meta["layout"], variant.family)
-    except CkptError:
-        return None
-    order = meta.get("channel_order") or default_order(table.pipeline)
-    pre = needed(table.pipeline, order, registry.pycls_layout(variant.family).pipeline)
-    return render_config(table, variant, path, meta.get("prefix") or "", pre)
-
-
 def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = False) -> dict[str, Any]:
     path = Path(path)
     fmt = sniff(path)
@@ -145,7 +129,7 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
         out.update(kind="safetensors", top_level_keys=None, top_level=top_level_words("safetensors", list(shapes)), meta=meta, meta_words=meta_words(meta))
         out["loaded_by"] = {library: "state_dict (the whole file)" for library in LIBRARIES.values()}
         out["weight_sets"] = {"state_dict": describe_set(shapes, registry, None, meta)}
-        out["config"] = config_of(path, meta, registry)
+        out["config"] = recorded_config(path, meta, registry)
         return out
     ckpt = load(path, trust_pickle=trust_pickle)
     out["loaded_by"] = loaded_by(ckpt)
@@ -159,5 +143,5 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
         shapes = {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
         sets[name] = describe_set(shapes, registry, ckpt.cfg, ckpt.meta)
     out["weight_sets"] = sets
-    out["config"] = config_of(path, ckpt.meta, registry)
+    out["config"] = recorded_config(path, ckpt.meta, registry)
     return out

@@ -570,3 +570,20 @@ def test_a_surprise_while_judging_outputs_leaves_the_job_to_its_worker(cli, zoo,
     shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", good)
     result = cli("batch", good, "--out-dir", tmp_path / "out", "--json", "--jobs", "1", "--verify", "structure")
     assert result.exit_code == 0 and [f["status"] for f in json.loads(result.stdout)["files"]] == ["converted"]
+
+
+def test_configs_asked_on_a_rerun_are_written_for_up_to_date_outputs(cli, zoo, tmp_path):
+    """--configs on a rerun: the outputs stay as they are (up to date) and each gets the config its
+    conversion would have written (the same text as a fresh run's, but for the folder's name)."""
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", good)
+    args = ("--to", "mmdet,timm,torchvision", "--verify", "structure", "-j", "1", "--json")
+    assert cli("batch", good, "--out-dir", tmp_path / "a", *args).exit_code == 0
+    rerun = cli("batch", good, "--out-dir", tmp_path / "a", "--configs", *args)
+    assert [f["status"] for f in json.loads(rerun.stdout)["files"]] == ["up to date"] * 3
+    assert cli("batch", good, "--out-dir", tmp_path / "b", "--configs", *args).exit_code == 0
+    for layout in ("mmdet", "timm", "torchvision"):
+        written = (tmp_path / "a" / layout / "EN-B0_dds_8gpu.py").read_text()
+        fresh = (tmp_path / "b" / layout / "EN-B0_dds_8gpu.py").read_text()
+        assert written == fresh.replace(str(tmp_path / "b"), str(tmp_path / "a")), layout

@@ -67,11 +67,29 @@ def _weights_file(job: Job, output: Path) -> Path:
 
 
 def _whole(job: Job, output: Path) -> bool:
-    """A hub folder holds its three files and nothing else; a config asked for (--configs) is there."""
+    """A hub folder holds its three files and nothing else (and its --configs file: the folder's
+    usage, which only a conversion writes)."""
     from ..io.folder import FILES
 
+    if not job.request.hub:
+        return True
     config = job.request.config_out
-    return (not job.request.hub or sorted(p.name for p in output.iterdir()) == sorted(FILES)) and (config is None or config.is_file())
+    return sorted(p.name for p in output.iterdir()) == sorted(FILES) and (config is None or config.is_file())
+
+
+def _config_beside(job: Job, output: Path, meta: dict[str, Any]) -> None:
+    """An up-to-date output's --configs file, when it is missing: the config its meta records (the
+    text its conversion wrote), written as any output is."""
+    from ..io.files import atomic_write
+    from ..tables.registry import registry_for
+    from ..tables.render import recorded_config
+
+    config = job.request.config_out
+    if config is None or config.is_file() or job.request.hub:
+        return
+    text = recorded_config(output, meta, registry_for(job.request.tables))
+    if text is not None:
+        atomic_write(config, lambda f: f.write(text.encode()), replace=False)
 
 
 def has_output(job: Job) -> bool:
@@ -167,6 +185,7 @@ def run_job(job: Job) -> Outcome:
 
 def _already(outcome: Outcome, job: Job, found: tuple[Path, Written]) -> None:
     path, written = found
+    _config_beside(job, path, written.meta)
     outcome.status, outcome.output, outcome.arch = "up to date", str(path), written.meta.get("arch")
     outcome.weights, outcome.params = written.meta.get("weights"), written.params
     variant = _recorded(job, written.meta)

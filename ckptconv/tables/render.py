@@ -7,8 +7,9 @@ import os
 import re
 import string
 from pathlib import Path
+from typing import Any
 
-from ..errors import TableError
+from ..errors import CkptError, TableError
 from ..version import __version__
 from .layout import Layout
 from .pipeline import Preprocess, crop_pct
@@ -137,3 +138,21 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
         "torch_transform": torch_transform(variant, pre), "mm_test_pipeline": _mm_test_pipeline(variant),
     }  # fmt: skip
     return template.format(**values).strip() + "\n"
+
+
+def recorded_config(path: Path, meta: dict[str, Any], registry) -> str | None:
+    """The config a file ckptconv wrote needs (what its conversion printed), from its meta: the
+    model, layout, prefix and channel order it records. None for a file without such a meta."""
+    from .detect import recorded_model
+    from .pipeline import default_order, needed
+
+    try:
+        variant = recorded_model(meta, registry)
+        if variant is None or not meta.get("layout"):
+            return None
+        table = registry.layout(meta["layout"], variant.family)
+    except CkptError:
+        return None
+    order = meta.get("channel_order") or default_order(table.pipeline)
+    pre = needed(table.pipeline, order, registry.pycls_layout(variant.family).pipeline)
+    return render_config(table, variant, path, meta.get("prefix") or "", pre)
