@@ -558,7 +558,8 @@ def test_a_pycls_run_tree_uses_the_config_yaml_pycls_dumped_beside_its_checkpoin
 
 def test_a_surprise_while_judging_outputs_leaves_the_job_to_its_worker(cli, zoo, tmp_path, monkeypatch):
     """The pre-pass that finds up-to-date outputs must never end a batch: an unexpected error there
-    (a bug, a file that breaks a reader) only sends the job on, where it converts or fails alone."""
+    (a bug, a file that breaks a reader) sends the job on, where it converts or fails alone, and
+    its outcome's note names the error."""
     from ckptconv.batch import pool
 
     def broken(job, sha):
@@ -569,7 +570,9 @@ def test_a_surprise_while_judging_outputs_leaves_the_job_to_its_worker(cli, zoo,
     good.mkdir()
     shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", good)
     result = cli("batch", good, "--out-dir", tmp_path / "out", "--json", "--jobs", "1", "--verify", "structure")
-    assert result.exit_code == 0 and [f["status"] for f in json.loads(result.stdout)["files"]] == ["converted"]
+    (done,) = json.loads(result.stdout)["files"]
+    assert result.exit_code == 0 and done["status"] == "converted"
+    assert "the check before the workers failed (RuntimeError: surprise)" in done["note"]  # said, never hidden
 
 
 def test_configs_asked_on_a_rerun_are_written_for_up_to_date_outputs(cli, zoo, tmp_path):

@@ -254,3 +254,5 @@ def _run(job: Job, outcome: Outcome) -> None:
     outcome.verification = "skipped" if report is None else f"{job.request.verify} ok" if report.ok else "failed"
     if job.hint and job.hint != arch:
         outcome.note = f"file name suggests {job.hint} but the tensors are {arch} (converted as {arch})"
+    if job.surprise:
+        outcome.note = "; ".join(filter(None, [outcome.note, job.surprise]))

@@ -28,6 +28,7 @@ class Job:
     publish: bool = False
     may_refuse: bool = False  # one cell of a run over several targets: a refusal is listed, not a failure
     source_sha256: str | None = None  # read when the batch judged the job before its workers: not up to date
+    surprise: str | None = None  # an unexpected error while judging it there: its outcome's note says it
 
     @property
     def source(self) -> str:

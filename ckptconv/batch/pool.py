@@ -84,7 +84,8 @@ def _judge(jobs: list[Job], workers: int, on_start, finish) -> list[tuple[int, J
     todo = []
     for i, (job, outcome, there) in enumerate(zip(jobs, judged, existing)):
         sha = shas.get(job.source) if there else None
-        if outcome is None:
+        if outcome is None or isinstance(outcome, Job):
+            job = outcome if isinstance(outcome, Job) else job
             todo.append((i, replace(job, source_sha256=sha) if sha else job))
         else:
             on_start and on_start(job)
@@ -92,13 +93,13 @@ def _judge(jobs: list[Job], workers: int, on_start, finish) -> list[tuple[int, J
     return todo
 
 
-def _current(job: Job, sha: str | None) -> Outcome | None:
-    """``current``, and None on anything unexpected: the job's worker then reports it as its own
-    failure, as it does every error of one file."""
+def _current(job: Job, sha: str | None) -> Outcome | Job:
+    """``current``; on anything unexpected, the job with the error recorded (``surprise``): its
+    worker converts it or fails it alone, and its outcome's note names the error, never hidden."""
     try:
         return current(job, sha)
-    except Exception:  # noqa: BLE001 - one file's surprise must not end the batch before it starts
-        return None
+    except Exception as e:  # noqa: BLE001 - one file's surprise must not end the batch before it starts
+        return replace(job, surprise=f"the check before the workers failed ({type(e).__name__}: {e}); its worker judged it afresh")
 
 
 def _pool_pass(items, workers, job_fn, on_start, finish) -> tuple[list, list]:
