@@ -188,3 +188,6 @@ def test_batch_metafile_is_the_shape_model_index_read_and_names_each_output_once
     foreign.write_text("Models: []\n")
     refused = cli("batch", zoo, "--to", "mmdet", "--out-dir", tmp_path / "other", "--metafile", foreign)
     assert refused.exit_code == 2 and "not one ckptconv wrote" in refused.stderr and foreign.read_text() == "Models: []\n"
+    only_timm = cli("batch", zoo, "--to", "timm", "--out-dir", tmp_path / "timm", "--metafile", tmp_path / "timm" / "m.yml")
+    assert only_timm.exit_code == 2 and "--metafile lists MMDetection and mmpretrain outputs" in only_timm.stderr
+    assert not (tmp_path / "timm").exists()  # refused before anything is made

@@ -82,6 +82,13 @@ def _scalar(value: Any) -> str:
 MARK = "# OpenMMLab metafile written by ckptconv batch --metafile"
 
 
+def check_targets(layouts: list[str]) -> None:
+    """A metafile lists OpenMMLab outputs: a batch with none of them would write an empty one."""
+    if not any(layout in LAYOUTS for layout in layouts):
+        raise UsageError(f"--metafile lists MMDetection and mmpretrain outputs, and this batch writes {', '.join(sorted(set(layouts)))} only",
+                         fix=f"add one of {', '.join(LAYOUTS)} to --to, or leave out --metafile")  # fmt: skip
+
+
 def check_output(path: Path, inputs: list[Path]) -> None:
     """The metafile may replace an earlier one of ckptconv's, never an input or another file."""
     check_outputs([path], inputs, force=True)

@@ -63,6 +63,8 @@ def batch_cmd(obj, sources, **kw) -> None:
         entries, manifests = inputs.collect(sources, out_dir, every_epoch=kw["every_epoch"]), inputs.manifests(sources)
         base = request_from(kw, obj.tables, source=Path(), layout=layouts[0])
         jobs = planning.plan(entries, out_dir, base, layouts=layouts, fmt=kw["fmt"], publish=kw["publish"], configs=kw["configs"], others=manifests)
+        if kw["metafile_path"]:
+            metafiles.check_targets([j.request.layout for j in jobs])  # the whole plan's: a share may hold none
         shard = sharding.resolve(kw["shard"])
         planned, jobs = len(jobs), sharding.share(jobs, shard, out_dir)  # the whole plan was checked: every share sees the same
         if report_path:
