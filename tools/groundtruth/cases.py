@@ -1,7 +1,7 @@
 """The design-space cases: models pycls 0.1.1 can build that are NOT in its zoo, as data.
 
-Shared by ``design_space.py`` (pycls + timm + torchvision venv) and ``design_space_mm.py``
-(pycls + MMDetection + mmpretrain venv). Plain Python, no imports beyond the standard library.
+Shared by ``design_space.py`` (the gt environment) and ``design_space_mm.py`` (the torch213
+environment). Plain Python, no imports beyond the standard library.
 
 Each case is a pycls config written the way a YAML file would hold it: ``values`` maps
 "SECTION.KEY" to the value, in the order a YAML file lists them, and is merged into a reset

@@ -32,15 +32,10 @@ with custom numbers, pycls's ``models/resnet.py``, EffNet; about 45) it
 All under ``tests/data/design_space/`` of the repository (or ``--out``). Deterministic: the same
 bytes on a rerun on the same machine (fixed seeds, 2 threads, zip timestamps fixed).
 
-Venv (torch and torchvision first with exact pins, from this machine's disk; nothing later may
-change torch):
-    python -m venv /work/venvs/gt-ds
-    /work/venvs/gt-ds/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /work/venvs/gt-ds/bin/pip install timm==1.0.31 numpy
-    /work/venvs/gt-ds/bin/pip install --no-deps pycls==0.1.1 yacs iopath simplejson \\
-        opencv-python-headless
-Run (before design_space_mm.py, which reads the checkpoints written here):
-    /work/venvs/gt-ds/bin/python tools/groundtruth/design_space.py [--out DIR] [--only CASE ...]
+Run in the gt environment (requirements/gt.txt; README.md beside this file says how to make it),
+from the repository root, before design_space_mm.py (which reads the checkpoints written here):
+    .venv/gt/bin/python tools/groundtruth/design_space.py [--out DIR] [--only CASE ...]
+--out is a repository root to write under; with --only it merges into the files already there.
 """
 
 from __future__ import annotations
@@ -277,70 +272,118 @@ def _blocks_rule(sp) -> str | None:
 
 def timm_cands(case, sp, n_stages) -> tuple[list, str | None]:
     """(candidates, reason no exact one exists or None)."""
-    mt = sp["model_type"]
-    if mt == "effnet":
+    if sp["model_type"] == "effnet":
         return timm_effnet_cands(sp, n_stages)
+    refusal = timm_refusal(sp)
+    if refusal:
+        return [], refusal
+    if sp["stem_type"] == "simple_stem_in":  # bottleneck: RegNet-shaped
+        return timm_regnet_cands(sp, n_stages)
+    return timm_resnet_cands(sp, n_stages)  # res_stem_in
+
+
+def timm_refusal(sp) -> str | None:
+    """Why no timm class can hold this AnyNet / RegNet / resnet.py model at all, or None."""
+    mt = sp["model_type"]
     stem, block = sp["stem_type"], sp["block_type"]
     if block == "vanilla_block":
-        return [], ("pycls's vanilla_block has no residual connection; every timm ResNet/RegNet "
-                    "block adds a shortcut (nearest: none; timm's VGG downsamples by max-pool)")
+        return ("pycls's vanilla_block has no residual connection; every timm ResNet/RegNet "
+                "block adds a shortcut (nearest: none; timm's VGG downsamples by max-pool)")
     if stem == "res_stem_cifar":
-        return [], ("res_stem_cifar (3x3 stride-1 conv, no max-pool) has no timm counterpart: "
-                    "timm ResNet's stem is a 7x7/2 conv + max-pool (or a 3-conv deep stem, or "
-                    "a strided conv instead of the pool), timm RegNet's a 3x3/2 conv")
+        return ("res_stem_cifar (3x3 stride-1 conv, no max-pool) has no timm counterpart: "
+                "timm ResNet's stem is a 7x7/2 conv + max-pool (or a 3-conv deep stem, or "
+                "a strided conv instead of the pool), timm RegNet's a 3x3/2 conv")
     if stem == "simple_stem_in" and block == "res_basic_block":
-        return [], ("simple_stem_in with res_basic_block: timm's basic-block network (ResNet) "
-                    "has a 7x7/2 + max-pool or deep stem; timm RegNet has bottleneck blocks only")
-    if stem == "simple_stem_in":  # bottleneck: RegNet-shaped
+        return ("simple_stem_in with res_basic_block: timm's basic-block network (ResNet) "
+                "has a 7x7/2 + max-pool or deep stem; timm RegNet has bottleneck blocks only")
+    if stem == "simple_stem_in":
         if mt != "regnet":
-            return [], ("AnyNet per-stage numbers: timm RegNet(RegNetCfg) derives stage depths "
-                        "and widths from (depth, w0, wa, wm) only and always builds 4 stride-2 "
-                        "stages; it has no per-stage depth/width/stride/group lists (nearest: "
-                        "torchvision RegNet(BlockParams(...)))")
-        r = sp["regnet"]
-        kw = [f"depth={r['depth']}", f"w0={r['w0']}", f"wa={r['wa']!r}", f"wm={r['wm']!r}",
-              f"group_size={r['group_w']}"]
-        if r["bot_mul"] != 1.0:
-            kw.append(f"bottle_ratio={r['bot_mul']!r}")
-        if sp["se_r"]:
-            kw.append(f"se_ratio={sp['se_r']!r}")
-        if sp["stem_w"] != 32:
-            kw.append(f"stem_width={sp['stem_w']}")
-        if sp["eps"] != 1e-5:
-            kw.append(f"norm_layer={_norm_arg(sp)}")
-        call = (f"timm.models.regnet.RegNet(timm.models.regnet.RegNetCfg({', '.join(kw)}), "
-                f"num_classes={sp['nc']})")
-        pairs = _pairs("regnet", "timm", n_stages)
-        cls = "timm.models.regnet.RegNet"
-        out = []
-        zs = zoo_regnet_size(sp)
-        if zs:
-            name = f"regnet{zs[0]}_{TIMM_REGNET_NAME[zs[1]]}"
-            out.append(Cand("timm", "timm.models.regnet.RegNet",
-                            f"timm.create_model({name!r}, num_classes={sp['nc']})",
-                            map_timm_regnet, pairs))
-        if r["stride"] != 2:
-            out.append(Cand("timm", cls, call, map_timm_regnet, pairs, expect="nearest",
-                            why="the same numbers at timm's fixed stride 2"))
-            return out, ("REGNET.STRIDE {}: timm RegNet strides every stage by 2 "
-                         "(RegNet._get_stage_args default_stride=2; output_stride only turns "
-                         "later strides into dilations)".format(r["stride"]))
-        if n_stages != 4:
-            out.append(Cand("timm", cls, call, map_timm_regnet, pairs, expect="nearest",
-                            why="the same numbers"))
-            return out, (f"{n_stages} stages: timm RegNet.__init__ asserts exactly 4 stages "
-                         "(assert len(per_stage_args) == 4)")
-        out.append(Cand("timm", cls, call, map_timm_regnet, pairs))
-        return out, None
-    # res_stem_in
+            return ("AnyNet per-stage numbers: timm RegNet(RegNetCfg) derives stage depths "
+                    "and widths from (depth, w0, wa, wm) only and always builds 4 stride-2 "
+                    "stages; it has no per-stage depth/width/stride/group lists (nearest: "
+                    "torchvision RegNet(BlockParams(...)))")
+        return None
     if mt == "regnet":
-        return [], ("REGNET.STEM_TYPE res_stem_in: timm RegNet's stem is always a 3x3/2 "
-                    "ConvNormAct; timm ResNet has the 7x7 stem but not RegNet's blocks/widths")
-    rule = _blocks_rule(sp)
-    if rule:
-        return [], rule
+        return ("REGNET.STEM_TYPE res_stem_in: timm RegNet's stem is always a 3x3/2 "
+                "ConvNormAct; timm ResNet has the 7x7 stem but not RegNet's blocks/widths")
+    return _blocks_rule(sp)
+
+
+def timm_regnet_cands(sp, n_stages) -> tuple[list, str | None]:
+    """A RegNet (simple_stem_in, bottleneck): timm's named model when the numbers are a zoo
+    model's, and RegNet(RegNetCfg(...)) with the numbers."""
+    r = sp["regnet"]
+    kw = [f"depth={r['depth']}", f"w0={r['w0']}", f"wa={r['wa']!r}", f"wm={r['wm']!r}",
+          f"group_size={r['group_w']}"]
+    if r["bot_mul"] != 1.0:
+        kw.append(f"bottle_ratio={r['bot_mul']!r}")
+    if sp["se_r"]:
+        kw.append(f"se_ratio={sp['se_r']!r}")
+    if sp["stem_w"] != 32:
+        kw.append(f"stem_width={sp['stem_w']}")
+    if sp["eps"] != 1e-5:
+        kw.append(f"norm_layer={_norm_arg(sp)}")
+    call = (f"timm.models.regnet.RegNet(timm.models.regnet.RegNetCfg({', '.join(kw)}), "
+            f"num_classes={sp['nc']})")
+    pairs = _pairs("regnet", "timm", n_stages)
+    cls = "timm.models.regnet.RegNet"
+    out = []
+    zs = zoo_regnet_size(sp)
+    if zs:
+        name = f"regnet{zs[0]}_{TIMM_REGNET_NAME[zs[1]]}"
+        out.append(Cand("timm", "timm.models.regnet.RegNet",
+                        f"timm.create_model({name!r}, num_classes={sp['nc']})",
+                        map_timm_regnet, pairs))
+    if r["stride"] != 2:
+        out.append(Cand("timm", cls, call, map_timm_regnet, pairs, expect="nearest",
+                        why="the same numbers at timm's fixed stride 2"))
+        return out, ("REGNET.STRIDE {}: timm RegNet strides every stage by 2 "
+                     "(RegNet._get_stage_args default_stride=2; output_stride only turns "
+                     "later strides into dilations)".format(r["stride"]))
+    if n_stages != 4:
+        out.append(Cand("timm", cls, call, map_timm_regnet, pairs, expect="nearest",
+                        why="the same numbers"))
+        return out, (f"{n_stages} stages: timm RegNet.__init__ asserts exactly 4 stages "
+                     "(assert len(per_stage_args) == 4)")
+    out.append(Cand("timm", cls, call, map_timm_regnet, pairs))
+    return out, None
+
+
+def timm_resnet_cands(sp, n_stages) -> tuple[list, str | None]:
+    """A ResNet-shaped model (res_stem_in): timm's named ResNet where one has these numbers,
+    and ResNet(block, layers, ...) with them."""
     rs = resnet_shape(sp)
     pairs = _pairs("resnet", "timm", n_stages)
+    kw, reasons, bw = timm_resnet_args(sp, rs, n_stages)
+    out = []
+    key = (rs["block"], rs["layers"], rs.get("groups"), bw if rs["block"] == "bneck" else 64)
+    named = RESNET_NAMES.get(key) if sp["stem_w"] == 64 and sp["eps"] == 1e-5 and \
+        rs["planes"] == [64 * 2 ** i for i in range(n_stages)] else None
+    if sp["stem_w"] != 64:
+        reasons.append(f"stem width {sp['stem_w']}: timm ResNet's 7x7 stem is always 64 wide "
+                       "(ResNet.__init__: inplanes = stem_width * 2 if deep_stem else 64)")
+        kw.insert(-1, f"stem_width={sp['stem_w']}")
+    call = f"timm.models.resnet.ResNet({', '.join(kw)})"
+    if reasons:
+        if not sp["stride_1x1"] or named:
+            out.append(Cand("timm", "timm.models.resnet.ResNet", call, map_resnet, pairs,
+                            expect="nearest", why="the nearest ResNet arguments"))
+        if named:
+            out.append(Cand("timm", "timm.models.resnet.ResNet",
+                            f"timm.create_model({named!r}, num_classes={sp['nc']})", map_resnet,
+                            pairs, expect="nearest", why=f"timm's {named}"))
+        return out, "; ".join(reasons)
+    if named:
+        out.append(Cand("timm", "timm.models.resnet.ResNet",
+                        f"timm.create_model({named!r}, num_classes={sp['nc']})", map_resnet,
+                        pairs))
+    out.append(Cand("timm", "timm.models.resnet.ResNet", call, map_resnet, pairs))
+    return out, None
+
+
+def timm_resnet_args(sp, rs, n_stages) -> tuple[list, list, int | None]:
+    """timm ResNet's arguments for these numbers: (keyword texts, reasons they cannot be exact,
+    base_width or None)."""
     block_cls = "timm.models.resnet.BasicBlock" if rs["block"] == "basic" else \
         "timm.models.resnet.Bottleneck"
     kw = [f"block={block_cls}", f"layers={list(rs['layers'])}"]
@@ -374,30 +417,7 @@ def timm_cands(case, sp, n_stages) -> tuple[list, str | None]:
     if sp["eps"] != 1e-5:
         kw.append(f"norm_layer={_norm_arg(sp)}")
     kw.append(f"num_classes={sp['nc']}")
-    out = []
-    key = (rs["block"], rs["layers"], rs.get("groups"), bw if rs["block"] == "bneck" else 64)
-    named = RESNET_NAMES.get(key) if sp["stem_w"] == 64 and sp["eps"] == 1e-5 and \
-        rs["planes"] == [64 * 2 ** i for i in range(n_stages)] else None
-    if sp["stem_w"] != 64:
-        reasons.append(f"stem width {sp['stem_w']}: timm ResNet's 7x7 stem is always 64 wide "
-                       "(ResNet.__init__: inplanes = stem_width * 2 if deep_stem else 64)")
-        kw.insert(-1, f"stem_width={sp['stem_w']}")
-    call = f"timm.models.resnet.ResNet({', '.join(kw)})"
-    if reasons:
-        if not sp["stride_1x1"] or named:
-            out.append(Cand("timm", "timm.models.resnet.ResNet", call, map_resnet, pairs,
-                            expect="nearest", why="the nearest ResNet arguments"))
-        if named:
-            out.append(Cand("timm", "timm.models.resnet.ResNet",
-                            f"timm.create_model({named!r}, num_classes={sp['nc']})", map_resnet,
-                            pairs, expect="nearest", why=f"timm's {named}"))
-        return out, "; ".join(reasons)
-    if named:
-        out.append(Cand("timm", "timm.models.resnet.ResNet",
-                        f"timm.create_model({named!r}, num_classes={sp['nc']})", map_resnet,
-                        pairs))
-    out.append(Cand("timm", "timm.models.resnet.ResNet", call, map_resnet, pairs))
-    return out, None
+    return kw, reasons, bw
 
 
 def _se_widths(sp):
@@ -460,60 +480,104 @@ def _timm_make_divisible(v, divisor=8, round_limit=0.9):
 
 
 def tv_cands(case, sp, n_stages) -> tuple[list, str | None]:
-    mt = sp["model_type"]
-    if mt == "effnet":
+    """(candidates, reason no exact one exists or None)."""
+    if sp["model_type"] == "effnet":
         return tv_effnet_cands(sp, n_stages)
+    refusal = tv_refusal(sp)
+    if refusal:
+        return [], refusal
+    if sp["stem_type"] == "simple_stem_in":
+        return tv_regnet_cands(sp, n_stages)
+    return tv_resnet_cands(sp, n_stages)  # res_stem_in
+
+
+def tv_refusal(sp) -> str | None:
+    """Why no torchvision class can hold this AnyNet / RegNet / resnet.py model at all, or None."""
     stem, block = sp["stem_type"], sp["block_type"]
     if block == "vanilla_block":
-        return [], ("pycls's vanilla_block has no residual connection; torchvision's ResNet and "
-                    "RegNet blocks always add a shortcut (its VGG downsamples by max-pool)")
+        return ("pycls's vanilla_block has no residual connection; torchvision's ResNet and "
+                "RegNet blocks always add a shortcut (its VGG downsamples by max-pool)")
     if stem == "res_stem_cifar":
-        return [], ("res_stem_cifar (3x3 stride-1 conv, no max-pool): torchvision ResNet's stem "
-                    "is a 64-wide 7x7/2 + max-pool, RegNet's default SimpleStemIN a 3x3/2 conv "
-                    "(torchvision has no other stem class to pass as stem_type)")
+        return ("res_stem_cifar (3x3 stride-1 conv, no max-pool): torchvision ResNet's stem "
+                "is a 64-wide 7x7/2 + max-pool, RegNet's default SimpleStemIN a 3x3/2 conv "
+                "(torchvision has no other stem class to pass as stem_type)")
     if stem == "simple_stem_in" and block == "res_basic_block":
-        return [], ("simple_stem_in with res_basic_block: torchvision's RegNet takes only its "
-                    "ResBottleneckBlock, its ResNet BasicBlock only the 7x7/2 + max-pool stem")
+        return ("simple_stem_in with res_basic_block: torchvision's RegNet takes only its "
+                "ResBottleneckBlock, its ResNet BasicBlock only the 7x7/2 + max-pool stem")
     if stem == "simple_stem_in":
-        pairs = _pairs("regnet", "torchvision", n_stages)
-        norm = f", norm_layer={_norm_arg(sp)}" if sp["eps"] != 1e-5 else ""
-        stem_arg = f", stem_width={sp['stem_w']}" if sp["stem_w"] != 32 else ""
-        se = f", se_ratio={sp['se_r']!r}" if sp["se_r"] else ""
-        bp = (f"torchvision.models.regnet.BlockParams(depths={sp['ds']}, widths={sp['ws']}, "
-              f"group_widths={sp['gws']}, bottleneck_multipliers={sp['bms']}, "
-              f"strides={sp['ss']}{se})")
-        explicit = (f"torchvision.models.RegNet({bp}, num_classes={sp['nc']}{stem_arg}{norm})")
-        out = []
-        zs = zoo_regnet_size(sp)
-        if zs:
-            name = f"regnet_{zs[0]}_{TV_REGNET_NAME[zs[1]]}"
-            if hasattr(torchvision.models, name):
-                out.append(Cand("torchvision", "torchvision.models.RegNet",
-                                f"torchvision.models.{name}(num_classes={sp['nc']})",
-                                map_tv_regnet, pairs))
-        if mt == "regnet":
-            r = sp["regnet"]
-            fip = (f"torchvision.models.regnet.BlockParams.from_init_params(depth={r['depth']}, "
-                   f"w_0={r['w0']}, w_a={r['wa']!r}, w_m={r['wm']!r}, group_width={r['group_w']}"
-                   f", bottleneck_multiplier={r['bot_mul']!r}{se})")
+        return None
+    if sp["model_type"] == "regnet":
+        return ("REGNET.STEM_TYPE res_stem_in: torchvision RegNet's stem_type takes a "
+                "module class and torchvision's only one is SimpleStemIN (3x3/2); its "
+                "ResNet has the 7x7 stem but fixed widths 64..2048 and its own blocks")
+    return _blocks_rule(sp)
+
+
+def tv_regnet_cands(sp, n_stages) -> tuple[list, str | None]:
+    """simple_stem_in with bottlenecks: torchvision's named RegNet for a zoo model's numbers,
+    RegNet(BlockParams.from_init_params(...)) for a RegNet, and RegNet(BlockParams(...)) with
+    pycls's per-stage lists (AnyNet too)."""
+    mt = sp["model_type"]
+    pairs = _pairs("regnet", "torchvision", n_stages)
+    norm = f", norm_layer={_norm_arg(sp)}" if sp["eps"] != 1e-5 else ""
+    stem_arg = f", stem_width={sp['stem_w']}" if sp["stem_w"] != 32 else ""
+    se = f", se_ratio={sp['se_r']!r}" if sp["se_r"] else ""
+    bp = (f"torchvision.models.regnet.BlockParams(depths={sp['ds']}, widths={sp['ws']}, "
+          f"group_widths={sp['gws']}, bottleneck_multipliers={sp['bms']}, "
+          f"strides={sp['ss']}{se})")
+    explicit = (f"torchvision.models.RegNet({bp}, num_classes={sp['nc']}{stem_arg}{norm})")
+    out = []
+    zs = zoo_regnet_size(sp)
+    if zs:
+        name = f"regnet_{zs[0]}_{TV_REGNET_NAME[zs[1]]}"
+        if hasattr(torchvision.models, name):
             out.append(Cand("torchvision", "torchvision.models.RegNet",
-                            f"torchvision.models.RegNet({fip}, num_classes={sp['nc']}"
-                            f"{stem_arg}{norm})", map_tv_regnet, pairs,
-                            expect="match" if r["stride"] == 2 else "nearest",
-                            why="from_init_params strides every stage by 2"
-                            if r["stride"] != 2 else ""))
-        out.append(Cand("torchvision", "torchvision.models.RegNet", explicit, map_tv_regnet,
-                        pairs))
-        return out, None
+                            f"torchvision.models.{name}(num_classes={sp['nc']})",
+                            map_tv_regnet, pairs))
     if mt == "regnet":
-        return [], ("REGNET.STEM_TYPE res_stem_in: torchvision RegNet's stem_type takes a "
-                    "module class and torchvision's only one is SimpleStemIN (3x3/2); its "
-                    "ResNet has the 7x7 stem but fixed widths 64..2048 and its own blocks")
-    rule = _blocks_rule(sp)
-    if rule:
-        return [], rule
+        r = sp["regnet"]
+        fip = (f"torchvision.models.regnet.BlockParams.from_init_params(depth={r['depth']}, "
+               f"w_0={r['w0']}, w_a={r['wa']!r}, w_m={r['wm']!r}, group_width={r['group_w']}"
+               f", bottleneck_multiplier={r['bot_mul']!r}{se})")
+        out.append(Cand("torchvision", "torchvision.models.RegNet",
+                        f"torchvision.models.RegNet({fip}, num_classes={sp['nc']}"
+                        f"{stem_arg}{norm})", map_tv_regnet, pairs,
+                        expect="match" if r["stride"] == 2 else "nearest",
+                        why="from_init_params strides every stage by 2"
+                        if r["stride"] != 2 else ""))
+    out.append(Cand("torchvision", "torchvision.models.RegNet", explicit, map_tv_regnet,
+                    pairs))
+    return out, None
+
+
+def tv_resnet_cands(sp, n_stages) -> tuple[list, str | None]:
+    """A ResNet-shaped model (res_stem_in): torchvision's named ResNet where one has these
+    numbers, and ResNet(block, layers, ...) with them."""
     rs = resnet_shape(sp)
     pairs = _pairs("resnet", "torchvision", n_stages)
+    reasons = tv_resnet_reasons(sp, rs, n_stages)
+    kw, wpg = tv_resnet_args(sp, rs, reasons)
+    block_cls = "torchvision.models.resnet.BasicBlock" if rs["block"] == "basic" else \
+        "torchvision.models.resnet.Bottleneck"
+    call = f"torchvision.models.ResNet({block_cls}, {list(rs['layers'])}, {', '.join(kw)})"
+    key = (rs["block"], rs["layers"], rs.get("groups"), wpg)
+    named = RESNET_NAMES.get(key) if sp["eps"] == 1e-5 else None
+    out = []
+    if reasons:
+        if n_stages == 4 and (sp["stride_1x1"] or named):
+            out.append(Cand("torchvision", "torchvision.models.ResNet", call, map_resnet, pairs,
+                            expect="nearest", why="the same block arguments"))
+        return out, "; ".join(reasons)
+    if named:
+        out.append(Cand("torchvision", "torchvision.models.ResNet",
+                        f"torchvision.models.{named}(num_classes={sp['nc']})", map_resnet, pairs))
+    out.append(Cand("torchvision", "torchvision.models.ResNet", call, map_resnet, pairs))
+    return out, None
+
+
+def tv_resnet_reasons(sp, rs, n_stages) -> list:
+    """What torchvision's ResNet fixes that these numbers do not have (stride, stages, widths,
+    stem, strides)."""
     reasons = []
     if sp["stride_1x1"]:
         reasons.append("RESNET.STRIDE_1X1 True puts the stride on the first 1x1 (a); "
@@ -528,9 +592,13 @@ def tv_cands(case, sp, n_stages) -> tuple[list, str | None]:
     if sp["ss"] != [1, 2, 2, 2][:n_stages]:
         reasons.append(f"strides {sp['ss']}: torchvision ResNet's are 1, 2, 2, 2 (only "
                        "replace_stride_with_dilation, which dilates instead)")
+    return reasons
+
+
+def tv_resnet_args(sp, rs, reasons: list) -> tuple[list, int]:
+    """torchvision ResNet's keyword texts after (block, layers), and width_per_group; appends to
+    ``reasons`` what the groups and per-group widths cannot give."""
     kw = []
-    block_cls = "torchvision.models.resnet.BasicBlock" if rs["block"] == "basic" else \
-        "torchvision.models.resnet.Bottleneck"
     wpg = 64
     if rs["block"] == "bneck" and rs["ok_planes"]:
         if rs["groups"] is None:
@@ -548,20 +616,7 @@ def tv_cands(case, sp, n_stages) -> tuple[list, str | None]:
     if sp["eps"] != 1e-5:
         kw.append(f"norm_layer={_norm_arg(sp)}")
     kw.append(f"num_classes={sp['nc']}")
-    call = f"torchvision.models.ResNet({block_cls}, {list(rs['layers'])}, {', '.join(kw)})"
-    key = (rs["block"], rs["layers"], rs.get("groups"), wpg)
-    named = RESNET_NAMES.get(key) if sp["eps"] == 1e-5 else None
-    out = []
-    if reasons:
-        if n_stages == 4 and (sp["stride_1x1"] or named):
-            out.append(Cand("torchvision", "torchvision.models.ResNet", call, map_resnet, pairs,
-                            expect="nearest", why="the same block arguments"))
-        return out, "; ".join(reasons)
-    if named:
-        out.append(Cand("torchvision", "torchvision.models.ResNet",
-                        f"torchvision.models.{named}(num_classes={sp['nc']})", map_resnet, pairs))
-    out.append(Cand("torchvision", "torchvision.models.ResNet", call, map_resnet, pairs))
-    return out, None
+    return kw, wpg
 
 
 def _tv_divisible(v):
@@ -702,7 +757,22 @@ def _f(fact, src, **kw):
 
 
 def pycls_facts() -> dict:
-    facts = {
+    """What pycls 0.1.1's builders read and compute, key by key, each fact with the file and
+    function it was read from; then the checkpoint, OUT_DIR and sweep layouts."""
+    return {
+        **model_facts(),
+        "ANYNET": anynet_facts(),
+        "REGNET": regnet_facts(),
+        "RESNET": resnet_facts(),
+        "EN": effnet_facts(),
+        "BN": bn_facts(),
+        **run_facts(),
+    }
+
+
+def model_facts() -> dict:
+    """The MODEL keys and the version note."""
+    return {
         "version_note": _f(
             "PyPI pycls 0.1.1 is the pycls commit 4cf2524 (2020-09-08; models/, core/ identical "
             "file for file). pycls's setup.py still says version 0.1.1 at tag 0.2 (2021-05-20) "
@@ -718,129 +788,155 @@ def pycls_facts() -> dict:
         "MODEL.NUM_CLASSES": _f("width of head.fc (nn.Linear(w_in, nc, bias=True)) in every "
                                 "model; default 10.", f"{F_CFG}; {F_ANY}: AnyHead; {F_RES}: "
                                 "ResHead; {F_EFF}: EffHead".replace("{F_EFF}", F_EFF)),
-        "ANYNET": {
-            "STEM_TYPE": _f("simple_stem_in: SimpleStemIN = conv 3x3 stride 2 pad 1 (no bias), "
-                            "BN, ReLU. res_stem_in: ResStemIN = conv 7x7 stride 2 pad 3, BN, "
-                            "ReLU, MaxPool 3 stride 2 pad 1. res_stem_cifar: ResStemCifar = conv "
-                            "3x3 stride 1 pad 1, BN, ReLU. Keys stem.conv.weight, stem.bn.* in "
-                            "all three (same keys; the 7x7 has other shapes). Default "
-                            "simple_stem_in.", f"{F_ANY}: get_stem_fun, SimpleStemIN, ResStemIN, "
-                            "ResStemCifar"),
-            "STEM_W": _f("stem output width; default 32.", f"{F_ANY}: AnyNet._construct"),
-            "BLOCK_TYPE": _f(
-                "vanilla_block: VanillaBlock = a (3x3, stride s), a_bn, a_relu, b (3x3), b_bn, "
-                "b_relu; NO skip connection; keys sI.bJ.a / a_bn / b / b_bn (no 'f.'). "
-                "res_basic_block: ResBasicBlock = [proj (1x1, stride s) + bn when w_in != w_out "
-                "or s != 1] + f: BasicTransform (a 3x3 stride s, a_bn, a_relu, b 3x3, b_bn), "
-                "add, relu. res_bottleneck_block: ResBottleneckBlock = [proj + bn as above] + "
-                "f: BottleneckTransform (a 1x1 -> w_b, a_bn, a_relu, b 3x3 stride s groups g, "
-                "b_bn, b_relu, [se], c 1x1 -> w_out, c_bn), add, relu. AnyNet strides the 3x3 "
-                "(b), never the 1x1. Default res_bottleneck_block.",
-                f"{F_ANY}: VanillaBlock, ResBasicBlock, BasicTransform, ResBottleneckBlock, "
-                "BottleneckTransform"),
-            "DEPTHS, WIDTHS, STRIDES": _f(
-                "per stage: blocks, output width, stride of the stage's first block (later "
-                "blocks stride 1). Stage i is module sI, block j is bJ (1-based). The number of "
-                "stages is len(DEPTHS) (zip with WIDTHS, STRIDES, BOT_MULS, GROUP_WS: the "
-                "shortest list wins).", f"{F_ANY}: AnyNet._construct, AnyStage"),
-            "BOT_MULS, GROUP_WS": _f(
-                "bottleneck only: w_b = int(round(w_out * bm)), groups g = w_b // gw (the real "
-                "group width is w_b / g, which is gw only when gw divides w_b; torch refuses "
-                "w_b % g != 0). Empty lists (the default) pass None to the block; "
-                "vanilla_block and res_basic_block ASSERT bm, gw and se_r are None, so they "
-                "need BOT_MULS: [], GROUP_WS: [] and SE_ON False.",
-                f"{F_ANY}: BottleneckTransform.__init__, VanillaBlock/ResBasicBlock asserts"),
-            "SE_ON, SE_R": _f(
-                "bottleneck only: se_r = SE_R if SE_ON else None (default False, 0.25). SE(w_b, "
-                "w_se) sits after b_relu (the 3x3) and before c: avg_pool, f_ex = Conv1x1(w_b "
-                "-> w_se, bias), ReLU, Conv1x1(w_se -> w_b, bias), Sigmoid; x * f_ex(pool(x)). "
-                "w_se = int(round(w_in * se_r)) with w_in the BLOCK INPUT width (not w_b): the "
-                "first block of a stage uses the previous stage's width. Keys "
-                "f.se.f_ex.0.{weight,bias}, f.se.f_ex.2.{weight,bias}.",
-                f"{F_ANY}: SE, BottleneckTransform.__init__"),
-            "head": _f("AnyHead: AdaptiveAvgPool2d(1), flatten, fc (bias). Key head.fc.*.",
-                       f"{F_ANY}: AnyHead"),
-        },
-        "REGNET": {
-            "numbers": _f(
-                "DEPTH, W0, WA, WM -> generate_regnet (numpy float64): ws_cont = arange(d) * wa "
-                "+ w0; ks = round(log(ws_cont / w0) / log(wm)); ws = round(w0 * wm**ks / 8) * "
-                "8 (asserts wa >= 0, w0 > 0, wm > 1, w0 % 8 == 0); stages = runs of equal "
-                "width (get_stages_from_blocks); the number of stages is whatever comes out "
-                "(not always 4). adjust_ws_gs_comp: w_bot = int(w * bm); g = min(GROUP_W, "
-                "w_bot); w_bot = int(round(w_bot / g) * g); w = int(w_bot / bm). Then "
-                "AnyNet with ds, ws, ss = [STRIDE] * n, bms = [BOT_MUL] * n, gws = the "
-                "adjusted g.", f"{F_REG}: generate_regnet, get_stages_from_blocks, "
-                "adjust_ws_gs_comp, quantize_float, RegNet.get_args"),
-            "STEM_TYPE, STEM_W, BLOCK_TYPE": _f(
-                "as ANYNET's (defaults simple_stem_in, 32, res_bottleneck_block). BLOCK_TYPE "
-                "res_basic_block or vanilla_block cannot be built: RegNet always passes bms and "
-                "gws, which those blocks assert are None (AssertionError).",
-                f"{F_REG}: RegNet.get_args; {F_ANY}: block asserts"),
-            "STRIDE": _f("one stride for every stage (default 2); 1 downsamples only in the "
-                         "stem.", f"{F_REG}: RegNet.get_args"),
-            "SE_ON, SE_R": _f("RegNetY: SE as ANYNET's (w_se = round(w_in * SE_R)).",
-                              f"{F_REG}: RegNet.get_args"),
-            "GROUP_W, BOT_MUL": _f("as above; defaults 16 and 1.0.", F_CFG),
-        },
-        "RESNET": {
-            "dataset": _f(
-                "resnet.py picks CIFAR when 'cifar' is in cfg.TRAIN.DATASET, else ImageNet; "
-                "it asserts TRAIN.DATASET and TEST.DATASET are in ['cifar10', 'imagenet'] (the "
-                "default '' fails). CIFAR: stem ResStemCifar(3, 16) and stages (16, 16, s1), "
-                "(16, 32, s2), (32, 64, s2) of d = (DEPTH - 2) / 6 blocks (asserts DEPTH = 6n + 2),"
-                " head 64 -> nc; ImageNet: ResStemIN(3, 64) and stages 64->256 s1, 256->512 s2, "
-                "512->1024 s2, 1024->2048 s2 with depths {50: (3,4,6,3), 101: (3,4,23,3), 152: "
-                "(3,8,36,3)} (other depths: KeyError).", f"{F_RES}: ResNet.__init__, "
-                "_construct_cifar, _construct_imagenet, _IN_STAGE_DS"),
-            "TRANS_FUN": _f(
-                "basic_transform (default) or bottleneck_transform. CIFAR needs basic_transform "
-                "(it passes w_b None: bottleneck fails with TypeError); ImageNet needs "
-                "bottleneck_transform (basic asserts w_b is None).",
-                f"{F_RES}: get_trans_fun, BasicTransform, BottleneckTransform, ResStage"),
-            "NUM_GROUPS, WIDTH_PER_GROUP": _f(
-                "ImageNet: w_b = NUM_GROUPS * WIDTH_PER_GROUP in stage 1, doubled each stage "
-                "(x2, x4, x8); the 3x3 has groups NUM_GROUPS. Output widths stay 256..2048 "
-                "whatever they are. Defaults 1 and 64.", f"{F_RES}: _construct_imagenet"),
-            "STRIDE_1X1": _f(
-                "default True (MSRA): the first block of a strided stage strides the 1x1 (a) "
-                "and not the 3x3 (b); False (fb.torch, pycls's archive configs) strides the 3x3 "
-                "like AnyNet. The keys and shapes are the same either way: a checkpoint does "
-                "not say which (its cfg does).", f"{F_RES}: BottleneckTransform.__init__"),
-            "keys": _f("the same key scheme as AnyNet (stem.conv, stem.bn, sI.bJ.proj, sI.bJ.bn, "
-                       "sI.bJ.f.a ... f.c_bn, head.fc).", f"{F_RES}: ResBlock, ResStage"),
-        },
-        "EN": {
-            "stages": _f(
-                "STEM_W, DEPTHS, WIDTHS, EXP_RATIOS, STRIDES, KERNELS per stage, HEAD_W; "
-                "StemIN = conv 3x3 stride 2 pad 1, BN, Swish. MBConv(w_in, exp_r, k, s, se_r, "
-                "w_out): w_exp = int(w_in * exp_r) (floor); exp (1x1) + exp_bn + Swish only if "
-                "w_exp != w_in; dwise (k x k, stride s, pad (k - 1) // 2, groups w_exp), "
-                "dwise_bn, Swish; SE(w_exp, int(w_in * se_r)) (floor of the BLOCK INPUT width; "
-                "avg_pool, Conv1x1 bias, Swish, Conv1x1 bias, Sigmoid); lin_proj (1x1) + "
-                "lin_proj_bn (no activation); identity skip when s == 1 and w_in == w_out. "
-                "EffHead: conv 1x1 -> HEAD_W, conv_bn, Swish, avg pool, [dropout], fc. Swish is "
-                "x * sigmoid(x) (a module of its own, not nn.SiLU).",
-                f"{F_EFF}: StemIN, MBConv, SE, Swish, EffStage, EffHead"),
-            "SE_R": _f("default 0.25; SE is always on in EffNet.", f"{F_CFG}; {F_EFF}: MBConv"),
-            "DC_RATIO": _f("drop-connect on the skip branch in training only (net.drop_connect); "
-                           "no parameters, no keys.", f"{F_EFF}: MBConv.forward"),
-            "DROPOUT_RATIO": _f("nn.Dropout before fc when > 0 (module head.dropout, no "
-                                "parameters, no keys).", f"{F_EFF}: EffHead"),
-        },
-        "BN": {
-            "EPS": _f("eps of every BatchNorm2d (default 1e-5).", "all model files"),
-            "MOM": _f("momentum of every BatchNorm2d (default 0.1); changes no key and nothing in "
-                      "eval mode.", "all model files"),
-            "ZERO_INIT_FINAL_GAMMA": _f("init only: the final BN of each residual branch "
-                                        "(final_bn = True: b_bn of BasicTransform, c_bn of "
-                                        "BottleneckTransform) starts at weight 0; no key changes.",
-                                        f"{F_NET}: init_weights"),
-            "USE_PRECISE_STATS": _f("trainer: after each epoch compute_precise_bn_stats averages "
-                                    "batch means and variances over NUM_SAMPLES_PRECISE images "
-                                    "(momentum 1.0 per batch) into running_mean/var.",
-                                    f"{F_NET}: compute_precise_bn_stats; {F_TRN}"),
-        },
+    }
+
+
+def anynet_facts() -> dict:
+    """cfg.ANYNET: what AnyNet builds of each key (pycls/models/anynet.py)."""
+    return {
+        "STEM_TYPE": _f("simple_stem_in: SimpleStemIN = conv 3x3 stride 2 pad 1 (no bias), "
+                        "BN, ReLU. res_stem_in: ResStemIN = conv 7x7 stride 2 pad 3, BN, "
+                        "ReLU, MaxPool 3 stride 2 pad 1. res_stem_cifar: ResStemCifar = conv "
+                        "3x3 stride 1 pad 1, BN, ReLU. Keys stem.conv.weight, stem.bn.* in "
+                        "all three (same keys; the 7x7 has other shapes). Default "
+                        "simple_stem_in.", f"{F_ANY}: get_stem_fun, SimpleStemIN, ResStemIN, "
+                        "ResStemCifar"),
+        "STEM_W": _f("stem output width; default 32.", f"{F_ANY}: AnyNet._construct"),
+        "BLOCK_TYPE": _f(
+            "vanilla_block: VanillaBlock = a (3x3, stride s), a_bn, a_relu, b (3x3), b_bn, "
+            "b_relu; NO skip connection; keys sI.bJ.a / a_bn / b / b_bn (no 'f.'). "
+            "res_basic_block: ResBasicBlock = [proj (1x1, stride s) + bn when w_in != w_out "
+            "or s != 1] + f: BasicTransform (a 3x3 stride s, a_bn, a_relu, b 3x3, b_bn), "
+            "add, relu. res_bottleneck_block: ResBottleneckBlock = [proj + bn as above] + "
+            "f: BottleneckTransform (a 1x1 -> w_b, a_bn, a_relu, b 3x3 stride s groups g, "
+            "b_bn, b_relu, [se], c 1x1 -> w_out, c_bn), add, relu. AnyNet strides the 3x3 "
+            "(b), never the 1x1. Default res_bottleneck_block.",
+            f"{F_ANY}: VanillaBlock, ResBasicBlock, BasicTransform, ResBottleneckBlock, "
+            "BottleneckTransform"),
+        "DEPTHS, WIDTHS, STRIDES": _f(
+            "per stage: blocks, output width, stride of the stage's first block (later "
+            "blocks stride 1). Stage i is module sI, block j is bJ (1-based). The number of "
+            "stages is len(DEPTHS) (zip with WIDTHS, STRIDES, BOT_MULS, GROUP_WS: the "
+            "shortest list wins).", f"{F_ANY}: AnyNet._construct, AnyStage"),
+        "BOT_MULS, GROUP_WS": _f(
+            "bottleneck only: w_b = int(round(w_out * bm)), groups g = w_b // gw (the real "
+            "group width is w_b / g, which is gw only when gw divides w_b; torch refuses "
+            "w_b % g != 0). Empty lists (the default) pass None to the block; "
+            "vanilla_block and res_basic_block ASSERT bm, gw and se_r are None, so they "
+            "need BOT_MULS: [], GROUP_WS: [] and SE_ON False.",
+            f"{F_ANY}: BottleneckTransform.__init__, VanillaBlock/ResBasicBlock asserts"),
+        "SE_ON, SE_R": _f(
+            "bottleneck only: se_r = SE_R if SE_ON else None (default False, 0.25). SE(w_b, "
+            "w_se) sits after b_relu (the 3x3) and before c: avg_pool, f_ex = Conv1x1(w_b "
+            "-> w_se, bias), ReLU, Conv1x1(w_se -> w_b, bias), Sigmoid; x * f_ex(pool(x)). "
+            "w_se = int(round(w_in * se_r)) with w_in the BLOCK INPUT width (not w_b): the "
+            "first block of a stage uses the previous stage's width. Keys "
+            "f.se.f_ex.0.{weight,bias}, f.se.f_ex.2.{weight,bias}.",
+            f"{F_ANY}: SE, BottleneckTransform.__init__"),
+        "head": _f("AnyHead: AdaptiveAvgPool2d(1), flatten, fc (bias). Key head.fc.*.",
+                   f"{F_ANY}: AnyHead"),
+    }
+
+
+def regnet_facts() -> dict:
+    """cfg.REGNET: how RegNet turns its numbers into AnyNet's (pycls/models/regnet.py)."""
+    return {
+        "numbers": _f(
+            "DEPTH, W0, WA, WM -> generate_regnet (numpy float64): ws_cont = arange(d) * wa "
+            "+ w0; ks = round(log(ws_cont / w0) / log(wm)); ws = round(w0 * wm**ks / 8) * "
+            "8 (asserts wa >= 0, w0 > 0, wm > 1, w0 % 8 == 0); stages = runs of equal "
+            "width (get_stages_from_blocks); the number of stages is whatever comes out "
+            "(not always 4). adjust_ws_gs_comp: w_bot = int(w * bm); g = min(GROUP_W, "
+            "w_bot); w_bot = int(round(w_bot / g) * g); w = int(w_bot / bm). Then "
+            "AnyNet with ds, ws, ss = [STRIDE] * n, bms = [BOT_MUL] * n, gws = the "
+            "adjusted g.", f"{F_REG}: generate_regnet, get_stages_from_blocks, "
+            "adjust_ws_gs_comp, quantize_float, RegNet.get_args"),
+        "STEM_TYPE, STEM_W, BLOCK_TYPE": _f(
+            "as ANYNET's (defaults simple_stem_in, 32, res_bottleneck_block). BLOCK_TYPE "
+            "res_basic_block or vanilla_block cannot be built: RegNet always passes bms and "
+            "gws, which those blocks assert are None (AssertionError).",
+            f"{F_REG}: RegNet.get_args; {F_ANY}: block asserts"),
+        "STRIDE": _f("one stride for every stage (default 2); 1 downsamples only in the "
+                     "stem.", f"{F_REG}: RegNet.get_args"),
+        "SE_ON, SE_R": _f("RegNetY: SE as ANYNET's (w_se = round(w_in * SE_R)).",
+                          f"{F_REG}: RegNet.get_args"),
+        "GROUP_W, BOT_MUL": _f("as above; defaults 16 and 1.0.", F_CFG),
+    }
+
+
+def resnet_facts() -> dict:
+    """resnet.py's model: its dataset rule and cfg.RESNET (pycls/models/resnet.py)."""
+    return {
+        "dataset": _f(
+            "resnet.py picks CIFAR when 'cifar' is in cfg.TRAIN.DATASET, else ImageNet; "
+            "it asserts TRAIN.DATASET and TEST.DATASET are in ['cifar10', 'imagenet'] (the "
+            "default '' fails). CIFAR: stem ResStemCifar(3, 16) and stages (16, 16, s1), "
+            "(16, 32, s2), (32, 64, s2) of d = (DEPTH - 2) / 6 blocks (asserts DEPTH = 6n + 2),"
+            " head 64 -> nc; ImageNet: ResStemIN(3, 64) and stages 64->256 s1, 256->512 s2, "
+            "512->1024 s2, 1024->2048 s2 with depths {50: (3,4,6,3), 101: (3,4,23,3), 152: "
+            "(3,8,36,3)} (other depths: KeyError).", f"{F_RES}: ResNet.__init__, "
+            "_construct_cifar, _construct_imagenet, _IN_STAGE_DS"),
+        "TRANS_FUN": _f(
+            "basic_transform (default) or bottleneck_transform. CIFAR needs basic_transform "
+            "(it passes w_b None: bottleneck fails with TypeError); ImageNet needs "
+            "bottleneck_transform (basic asserts w_b is None).",
+            f"{F_RES}: get_trans_fun, BasicTransform, BottleneckTransform, ResStage"),
+        "NUM_GROUPS, WIDTH_PER_GROUP": _f(
+            "ImageNet: w_b = NUM_GROUPS * WIDTH_PER_GROUP in stage 1, doubled each stage "
+            "(x2, x4, x8); the 3x3 has groups NUM_GROUPS. Output widths stay 256..2048 "
+            "whatever they are. Defaults 1 and 64.", f"{F_RES}: _construct_imagenet"),
+        "STRIDE_1X1": _f(
+            "default True (MSRA): the first block of a strided stage strides the 1x1 (a) "
+            "and not the 3x3 (b); False (fb.torch, pycls's archive configs) strides the 3x3 "
+            "like AnyNet. The keys and shapes are the same either way: a checkpoint does "
+            "not say which (its cfg does).", f"{F_RES}: BottleneckTransform.__init__"),
+        "keys": _f("the same key scheme as AnyNet (stem.conv, stem.bn, sI.bJ.proj, sI.bJ.bn, "
+                   "sI.bJ.f.a ... f.c_bn, head.fc).", f"{F_RES}: ResBlock, ResStage"),
+    }
+
+
+def effnet_facts() -> dict:
+    """cfg.EN: what EffNet builds (pycls/models/effnet.py)."""
+    return {
+        "stages": _f(
+            "STEM_W, DEPTHS, WIDTHS, EXP_RATIOS, STRIDES, KERNELS per stage, HEAD_W; "
+            "StemIN = conv 3x3 stride 2 pad 1, BN, Swish. MBConv(w_in, exp_r, k, s, se_r, "
+            "w_out): w_exp = int(w_in * exp_r) (floor); exp (1x1) + exp_bn + Swish only if "
+            "w_exp != w_in; dwise (k x k, stride s, pad (k - 1) // 2, groups w_exp), "
+            "dwise_bn, Swish; SE(w_exp, int(w_in * se_r)) (floor of the BLOCK INPUT width; "
+            "avg_pool, Conv1x1 bias, Swish, Conv1x1 bias, Sigmoid); lin_proj (1x1) + "
+            "lin_proj_bn (no activation); identity skip when s == 1 and w_in == w_out. "
+            "EffHead: conv 1x1 -> HEAD_W, conv_bn, Swish, avg pool, [dropout], fc. Swish is "
+            "x * sigmoid(x) (a module of its own, not nn.SiLU).",
+            f"{F_EFF}: StemIN, MBConv, SE, Swish, EffStage, EffHead"),
+        "SE_R": _f("default 0.25; SE is always on in EffNet.", f"{F_CFG}; {F_EFF}: MBConv"),
+        "DC_RATIO": _f("drop-connect on the skip branch in training only (net.drop_connect); "
+                       "no parameters, no keys.", f"{F_EFF}: MBConv.forward"),
+        "DROPOUT_RATIO": _f("nn.Dropout before fc when > 0 (module head.dropout, no "
+                            "parameters, no keys).", f"{F_EFF}: EffHead"),
+    }
+
+
+def bn_facts() -> dict:
+    """cfg.BN: what the BatchNorm keys change (no key ever does)."""
+    return {
+        "EPS": _f("eps of every BatchNorm2d (default 1e-5).", "all model files"),
+        "MOM": _f("momentum of every BatchNorm2d (default 0.1); changes no key and nothing in "
+                  "eval mode.", "all model files"),
+        "ZERO_INIT_FINAL_GAMMA": _f("init only: the final BN of each residual branch "
+                                    "(final_bn = True: b_bn of BasicTransform, c_bn of "
+                                    "BottleneckTransform) starts at weight 0; no key changes.",
+                                    f"{F_NET}: init_weights"),
+        "USE_PRECISE_STATS": _f("trainer: after each epoch compute_precise_bn_stats averages "
+                                "batch means and variances over NUM_SAMPLES_PRECISE images "
+                                "(momentum 1.0 per batch) into running_mean/var.",
+                                f"{F_NET}: compute_precise_bn_stats; {F_TRN}"),
+    }
+
+
+def run_facts() -> dict:
+    """What a training run writes: the checkpoint, OUT_DIR, and (after 0.1.1) sweeps."""
+    return {
         "MEM.RELU_INPLACE": _f("inplace flag of the ReLUs; no keys.", "all model files"),
         "checkpoint": _f(
             "save_checkpoint(model, optimizer, epoch) writes {'epoch': epoch, 'model_state': "
@@ -869,13 +965,21 @@ def pycls_facts() -> dict:
             "pycls master: docs/SWEEP_INFO.md, tools/sweep_setup.py, tools/sweep_launch.py, "
             "tools/sweep_launch_job.py, tools/sweep_collect.py, pycls/sweep/config.py"),
     }
-    return facts
 
 
 def measured_facts(tmp: Path) -> dict:
     """Facts checked on the real pycls 0.1.1 objects."""
-    out = {}
-    # a checkpoint as save_checkpoint writes it
+    out = checkpoint_facts(tmp)
+    out["keys_independent_of"] = keys_independent_of()
+    out["unbuildable"] = unbuildable()
+    out["smallest_resnet_py_imagenet"] = smallest_resnet_py_imagenet()
+    # resnet.py and AnyNet: same keys, same or other features
+    out["resnet_py_vs_anynet"] = resnet_vs_anynet()
+    return out
+
+
+def checkpoint_facts(tmp: Path) -> dict:
+    """A checkpoint as save_checkpoint writes it (into ``tmp``/run), and the OUT_DIR it leaves."""
     case = cases.BY_NAME["regnety_small_nc10"]
     model, opt, cfg = cases.pycls_prepare(case)
     cfg.OUT_DIR = str(tmp / "run")
@@ -886,6 +990,7 @@ def measured_facts(tmp: Path) -> dict:
         records = sorted({n.split("/", 1)[1] if "/" in n else n for n in zf.namelist()
                           if "/data/" not in n})
         prefix = sorted({n.split("/", 1)[0] for n in zf.namelist()})
+    out = {}
     out["checkpoint_written"] = {
         "file": os.path.relpath(path, cfg.OUT_DIR), "top_level_keys": list(ck),
         "epoch": ck["epoch"], "types": {k: type(v).__name__ for k, v in ck.items()},
@@ -900,30 +1005,42 @@ def measured_facts(tmp: Path) -> dict:
     out["out_dir_after_save_and_dump_cfg"] = sorted(
         os.path.relpath(os.path.join(r, f), cfg.OUT_DIR)
         for r, _, fs in os.walk(cfg.OUT_DIR) for f in fs)
-    # keys do not depend on BN.MOM, BN.EPS, ZERO_INIT_FINAL_GAMMA, DC/DROPOUT, RELU_INPLACE
+    return out
+
+
+def keys_independent_of() -> dict:
+    """The keys do not depend on BN.MOM, BN.EPS, ZERO_INIT_FINAL_GAMMA, DC/DROPOUT, RELU_INPLACE."""
     base = cases.BY_NAME["anynet_y_4s"]
     variants = {"BN.MOM": 0.01, "BN.EPS": 1e-3, "BN.ZERO_INIT_FINAL_GAMMA": True,
                 "MEM.RELU_INPLACE": False}
     ref = _manifest_of(base["values"])
-    out["keys_independent_of"] = {}
+    out = {}
     for k, v in variants.items():
-        out["keys_independent_of"][f"{k}={v}"] = _manifest_of({**base["values"], k: v}) == ref
+        out[f"{k}={v}"] = _manifest_of({**base["values"], k: v}) == ref
     en = cases.BY_NAME["effnet_narrow_nc10"]["values"]
     ref = _manifest_of(en)
     for k, v in {"EN.DC_RATIO": 0.2, "EN.DROPOUT_RATIO": 0.3}.items():
-        out["keys_independent_of"][f"{k}={v} (effnet)"] = _manifest_of({**en, k: v}) == ref
-    # the unbuildable configs
-    out["unbuildable"] = {}
+        out[f"{k}={v} (effnet)"] = _manifest_of({**en, k: v}) == ref
+    return out
+
+
+def unbuildable() -> dict:
+    """The configs of cases.UNBUILDABLE and the error pycls's builder raises on each."""
+    out = {}
     for u in cases.UNBUILDABLE:
         pycls_config.reset_cfg()
         try:
             zoo.merge_values(pycls_cfg, u["values"])
             pycls_builders.build_model()
-            out["unbuildable"][u["name"]] = {"values": u["values"], "error": None}
+            out[u["name"]] = {"values": u["values"], "error": None}
         except Exception as exc:  # noqa: BLE001
-            out["unbuildable"][u["name"]] = {
+            out[u["name"]] = {
                 "values": u["values"], "error": f"{type(exc).__name__}: {str(exc)[:120]}"}
-    # smallest resnet.py ImageNet model
+    return out
+
+
+def smallest_resnet_py_imagenet() -> dict:
+    """The smallest ImageNet model resnet.py builds, and why no checkpoint of it is committed."""
     pycls_config.reset_cfg()
     zoo.merge_values(pycls_cfg, {"MODEL.TYPE": "resnet", "MODEL.DEPTH": 50,
                                  "MODEL.NUM_CLASSES": 10,
@@ -932,7 +1049,7 @@ def measured_facts(tmp: Path) -> dict:
                                  **cases.IMAGENET})
     m = pycls_builders.build_model()
     n = sum(p.numel() for p in m.parameters())
-    out["smallest_resnet_py_imagenet"] = {
+    return {
         "values": "DEPTH 50, NUM_GROUPS 1, WIDTH_PER_GROUP 1, NUM_CLASSES 10",
         "params": n, "model_state_MB": round(sum(t.numel() * t.element_size() for t in
                                                  m.state_dict().values()) / 2 ** 20, 2),
@@ -940,9 +1057,6 @@ def measured_facts(tmp: Path) -> dict:
                "the fixed output widths do not shrink with WIDTH_PER_GROUP; with the optimizer's "
                "momentum buffers a checkpoint is about twice model_state: no checkpoint "
                "committed (over this folder's ~10 MB budget)"}
-    # resnet.py and AnyNet: same keys, same or other features
-    out["resnet_py_vs_anynet"] = resnet_vs_anynet()
-    return out
 
 
 def _manifest_of(values) -> list:
@@ -985,63 +1099,71 @@ def resnet_vs_anynet() -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def library_facts() -> dict:
+    """The timm and torchvision rules that decide expressibility, as read in their source."""
+    return {"timm": timm_facts(), "torchvision": torchvision_facts()}
+
+
+def timm_facts() -> dict:
+    """timm's RegNet, ResNet and EfficientNet: their arguments and what they build."""
     return {
-        "timm": {
-            "version": timm.__version__,
-            "RegNet": ("RegNet(RegNetCfg(depth, w0, wa, wm, group_size, bottle_ratio, se_ratio, "
-                       "group_min_ratio, stem_width, downsample, linear_out, preact, "
-                       "num_features, act_layer, norm_layer), num_classes, output_stride, ...). "
-                       "Widths from generate_regnet in torch float32 (pycls: numpy float64), "
-                       "stages = torch.unique(widths); asserts exactly 4 stages; every stage "
-                       "stride 2 (output_stride < 32 dilates instead); stem always a 3x3/2 "
-                       "ConvNormAct; Bottleneck: w_b = int(round(out * bottle_ratio)), groups = "
-                       "w_b // group_size, SE (SEModule fc1/fc2) after conv2 with rd_channels = "
-                       "int(round(in_chs * se_ratio)), the same rule as pycls."),
-            "ResNet": ("ResNet(block, layers, channels=(64, 128, 256, 512), cardinality, "
-                       "base_width, stem_width, stem_type, ...): the non-deep 7x7 stem is ALWAYS "
-                       "64 wide (inplanes = stem_width * 2 if deep_stem else 64: stem_width is "
-                       "used only by the deep stems); any number of stages (zip of channels and "
-                       "layers); stage strides 1, 2, 2, ...; Bottleneck width = floor(planes * "
-                       "base_width / 64) * cardinality, output planes * 4, stride on conv2 (3x3); "
-                       "attn_layer puts attention after conv3."),
-            "EfficientNet": ("EfficientNet(block_args=decode_arch_def([...]), num_features, "
-                             "stem_size, fix_stem, round_chs_fn, act_layer, norm_layer, "
-                             "se_layer, ...). round_chs_fn (default round_channels -> "
-                             "make_divisible(c, 8)) is applied to every stage width and, unless "
-                             "fix_stem, to the stem; round_chs_fn=int keeps pycls's numbers. "
-                             "InvertedResidual ALWAYS rounds mid_chs = make_divisible(in_chs * "
-                             "exp_ratio) (no setting); SqueezeExcite rd_channels = "
-                             "rd_round_fn(mid_chs * se_ratio / exp_ratio) with rd_round_fn "
-                             "default round (pycls floors: int(w_in * se_r)); 'ds' blocks (exp 1) "
-                             "have no expansion conv, like pycls's exp_r 1; activation nn.SiLU "
-                             "(pycls's Swish x * sigmoid(x) rounds differently, ~1e-7)."),
-        },
-        "torchvision": {
-            "version": torchvision.__version__,
-            "RegNet": ("RegNet(block_params, num_classes, stem_width=32, stem_type=None, "
-                       "block_type=None, norm_layer=None, activation=None); BlockParams(depths, "
-                       "widths, group_widths, bottleneck_multipliers, strides, se_ratio) takes "
-                       "pycls's per-stage lists as they are (any number of stages, any stride); "
-                       "ResBottleneckBlock = pycls's (w_b = int(round(w * bm)), g = w_b // gw, "
-                       "proj when w_in != w_out or stride != 1, SE after the 3x3 with "
-                       "int(round(se_ratio * width_in))); the only stem class is SimpleStemIN "
-                       "and the only block class ResBottleneckBlock. BlockParams."
-                       "from_init_params computes widths in torch float32 and always strides "
-                       "2."),
-            "ResNet": ("ResNet(block, layers, num_classes, zero_init_residual, groups, "
-                       "width_per_group, replace_stride_with_dilation, norm_layer): exactly 4 "
-                       "stages, stem 64 (7x7/2 + max-pool), widths 64, 128, 256, 512 times the "
-                       "expansion, strides 1, 2, 2, 2; Bottleneck width = int(planes * "
-                       "width_per_group / 64) * groups, stride on conv2 (3x3)."),
-            "EfficientNet": ("EfficientNet(inverted_residual_setting, dropout, "
-                             "stochastic_depth_prob, num_classes, norm_layer, last_channel) with "
-                             "MBConvConfig(expand_ratio, kernel, stride, input_channels, "
-                             "out_channels, num_layers): every channel count and the expanded "
-                             "width go through _make_divisible(c, 8); SE width fixed at max(1, "
-                             "input_channels // 4) (= pycls's int(w_in * 0.25), no other ratio); "
-                             "stem width = the first config's input_channels; last_channel "
-                             "taken as given."),
-        },
+        "version": timm.__version__,
+        "RegNet": ("RegNet(RegNetCfg(depth, w0, wa, wm, group_size, bottle_ratio, se_ratio, "
+                   "group_min_ratio, stem_width, downsample, linear_out, preact, "
+                   "num_features, act_layer, norm_layer), num_classes, output_stride, ...). "
+                   "Widths from generate_regnet in torch float32 (pycls: numpy float64), "
+                   "stages = torch.unique(widths); asserts exactly 4 stages; every stage "
+                   "stride 2 (output_stride < 32 dilates instead); stem always a 3x3/2 "
+                   "ConvNormAct; Bottleneck: w_b = int(round(out * bottle_ratio)), groups = "
+                   "w_b // group_size, SE (SEModule fc1/fc2) after conv2 with rd_channels = "
+                   "int(round(in_chs * se_ratio)), the same rule as pycls."),
+        "ResNet": ("ResNet(block, layers, channels=(64, 128, 256, 512), cardinality, "
+                   "base_width, stem_width, stem_type, ...): the non-deep 7x7 stem is ALWAYS "
+                   "64 wide (inplanes = stem_width * 2 if deep_stem else 64: stem_width is "
+                   "used only by the deep stems); any number of stages (zip of channels and "
+                   "layers); stage strides 1, 2, 2, ...; Bottleneck width = floor(planes * "
+                   "base_width / 64) * cardinality, output planes * 4, stride on conv2 (3x3); "
+                   "attn_layer puts attention after conv3."),
+        "EfficientNet": ("EfficientNet(block_args=decode_arch_def([...]), num_features, "
+                         "stem_size, fix_stem, round_chs_fn, act_layer, norm_layer, "
+                         "se_layer, ...). round_chs_fn (default round_channels -> "
+                         "make_divisible(c, 8)) is applied to every stage width and, unless "
+                         "fix_stem, to the stem; round_chs_fn=int keeps pycls's numbers. "
+                         "InvertedResidual ALWAYS rounds mid_chs = make_divisible(in_chs * "
+                         "exp_ratio) (no setting); SqueezeExcite rd_channels = "
+                         "rd_round_fn(mid_chs * se_ratio / exp_ratio) with rd_round_fn "
+                         "default round (pycls floors: int(w_in * se_r)); 'ds' blocks (exp 1) "
+                         "have no expansion conv, like pycls's exp_r 1; activation nn.SiLU "
+                         "(pycls's Swish x * sigmoid(x) rounds differently, ~1e-7)."),
+    }
+
+
+def torchvision_facts() -> dict:
+    """torchvision's RegNet, ResNet and EfficientNet: their arguments and what they build."""
+    return {
+        "version": torchvision.__version__,
+        "RegNet": ("RegNet(block_params, num_classes, stem_width=32, stem_type=None, "
+                   "block_type=None, norm_layer=None, activation=None); BlockParams(depths, "
+                   "widths, group_widths, bottleneck_multipliers, strides, se_ratio) takes "
+                   "pycls's per-stage lists as they are (any number of stages, any stride); "
+                   "ResBottleneckBlock = pycls's (w_b = int(round(w * bm)), g = w_b // gw, "
+                   "proj when w_in != w_out or stride != 1, SE after the 3x3 with "
+                   "int(round(se_ratio * width_in))); the only stem class is SimpleStemIN "
+                   "and the only block class ResBottleneckBlock. BlockParams."
+                   "from_init_params computes widths in torch float32 and always strides "
+                   "2."),
+        "ResNet": ("ResNet(block, layers, num_classes, zero_init_residual, groups, "
+                   "width_per_group, replace_stride_with_dilation, norm_layer): exactly 4 "
+                   "stages, stem 64 (7x7/2 + max-pool), widths 64, 128, 256, 512 times the "
+                   "expansion, strides 1, 2, 2, 2; Bottleneck width = int(planes * "
+                   "width_per_group / 64) * groups, stride on conv2 (3x3)."),
+        "EfficientNet": ("EfficientNet(inverted_residual_setting, dropout, "
+                         "stochastic_depth_prob, num_classes, norm_layer, last_channel) with "
+                         "MBConvConfig(expand_ratio, kernel, stride, input_channels, "
+                         "out_channels, num_layers): every channel count and the expanded "
+                         "width go through _make_divisible(c, 8); SE width fixed at max(1, "
+                         "input_channels // 4) (= pycls's int(w_in * 0.25), no other ratio); "
+                         "stem width = the first config's input_channels; last_channel "
+                         "taken as given."),
     }
 
 
@@ -1050,33 +1172,22 @@ def library_facts() -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def run_case(case: dict, out: Path, tmp: Path) -> tuple[dict, dict]:
+    """One case: build it with pycls, decide each library, write its manifests (and checkpoint
+    files); returns (its cases.json entry, its targets.json entries)."""
     t0 = time.time()
     name = case["name"]
     model, optimizer, cfg = cases.pycls_prepare(case)
     dump = cfg.dump()
     sp = cases.pycls_spec(case, model)
-    psd = model.state_dict()
     n_stages = len([n for n, _ in model.named_children() if n.startswith("s") and n[1:].isdigit()])
-    cx = pycls_net.complexity(model)
     x = cases.make_input(case)
     points = cases.pycls_points(model)
+    info = case_info(case, model, cfg, dump, sp)
     y, feats = cases.run_hooked(model, x, points)
-    info = {
-        "name": name, "family": case["family"], "note": case["note"],
-        "values": case["values"], "run_values": {"OUT_DIR": cfg.OUT_DIR},
-        "input": [2, 3, cases.input_size(case), cases.input_size(case)],
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "n_tensors": len(psd),
-        "complexity": cx,
-        "spec": sp, "structure": cases.pycls_structure(model, sp),
-        "checkpoint": f"checkpoints/{name}.pyth" if case["checkpoint"] else None,
-        "cfg_dump": dump,
-        "manifest": zoo.manifest_rows(psd),
-    }
-    results = {}
     arrays = {"input": x.numpy(), "pycls_logits": y.numpy()}
     for p in points:
         arrays[f"pycls_{p}"] = feats[p].numpy()
+    results = {}
     for lib in LIBS:
         cands, reason = (timm_cands if lib == "timm" else tv_cands)(case, sp, n_stages)
         entry = decide(lib, cands, reason, model, x, y, feats)
@@ -1089,19 +1200,7 @@ def run_case(case: dict, out: Path, tmp: Path) -> tuple[dict, dict]:
             arrays[f"{lib}_logits"] = arr["logits"]
         results[lib] = entry
     if case["checkpoint"]:
-        # pycls's own save_checkpoint, into the case's OUT_DIR (the cfg text inside is `dump`)
-        run_dir = Path(cfg.OUT_DIR)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        path = pycls_checkpoint.save_checkpoint(model, optimizer, cases.CKPT_EPOCH)
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        assert ck["cfg"] == dump and ck["epoch"] == cases.CKPT_EPOCH
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, out / "checkpoints" / f"{name}.pyth")
-        shutil.rmtree(run_dir, ignore_errors=True)
-        npz = out / "checkpoints" / f"{name}.features.npz"
-        old = cases.read_npz(npz) if npz.exists() else {}
-        keep = {k: v for k, v in old.items() if k.startswith(("mmdet_", "mmpretrain_"))}
-        cases.write_npz(npz, {**arrays, **keep})
+        save_case_checkpoint(name, model, optimizer, cfg, dump, out, arrays)
     print(f"{name:36s} " + "  ".join(
         f"{lib}: " + ("ok " + ("exact" if e.get("bit_identical") else
                                f"{e['numerics']['logits']['max_rel']:.1e}") if "call" in e
@@ -1110,6 +1209,43 @@ def run_case(case: dict, out: Path, tmp: Path) -> tuple[dict, dict]:
     del model
     gc.collect()
     return info, results
+
+
+def case_info(case: dict, model, cfg, dump: str, sp: dict) -> dict:
+    """cases.json's entry: the values, pycls's cfg dump, manifest, counts and complexity."""
+    name = case["name"]
+    psd = model.state_dict()
+    return {
+        "name": name, "family": case["family"], "note": case["note"],
+        "values": case["values"], "run_values": {"OUT_DIR": cfg.OUT_DIR},
+        "input": [2, 3, cases.input_size(case), cases.input_size(case)],
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_tensors": len(psd),
+        "complexity": pycls_net.complexity(model),
+        "spec": sp, "structure": cases.pycls_structure(model, sp),
+        "checkpoint": f"checkpoints/{name}.pyth" if case["checkpoint"] else None,
+        "cfg_dump": dump,
+        "manifest": zoo.manifest_rows(psd),
+    }
+
+
+def save_case_checkpoint(name: str, model, optimizer, cfg, dump: str, out: Path,
+                         arrays: dict) -> None:
+    """pycls's own save_checkpoint into the case's OUT_DIR (the cfg text inside is ``dump``),
+    copied to checkpoints/<name>.pyth, with <name>.features.npz beside it (its mmdet_* and
+    mmpretrain_* arrays, written by design_space_mm.py, are kept)."""
+    run_dir = Path(cfg.OUT_DIR)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    path = pycls_checkpoint.save_checkpoint(model, optimizer, cases.CKPT_EPOCH)
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    assert ck["cfg"] == dump and ck["epoch"] == cases.CKPT_EPOCH
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, out / "checkpoints" / f"{name}.pyth")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    npz = out / "checkpoints" / f"{name}.features.npz"
+    old = cases.read_npz(npz) if npz.exists() else {}
+    keep = {k: v for k, v in old.items() if k.startswith(("mmdet_", "mmpretrain_"))}
+    cases.write_npz(npz, {**arrays, **keep})
 
 
 def main(argv=None) -> int:

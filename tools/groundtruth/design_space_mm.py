@@ -25,83 +25,32 @@ packages: the resolved ``model`` and test pipeline) and ``tests/data/signatures.
 
 mmdet needs mmcv's compiled ``mmcv._ext`` (mmcv-lite has none) and mmdet/mmpretrain import
 torchvision at import time (PyPI's torchvision would pull a CUDA torch): both are replaced by
-stub modules before the imports; nothing measured here calls them.
+stub modules before the imports (stubs.py); nothing measured here calls them.
 
-Venv (torch first, from this machine's disk; never let pip change it):
-    python -m venv /work/venvs/gt-ds-mm
-    /work/venvs/gt-ds-mm/bin/pip install torch==2.13.0
-    /work/venvs/gt-ds-mm/bin/pip install numpy mmengine==0.10.7 mmcv-lite==2.1.0
-    /work/venvs/gt-ds-mm/bin/pip install --no-deps mmdet==3.3.0 mmpretrain==1.2.0 pycls==0.1.1 \\
-        yacs iopath simplejson opencv-python-headless pycocotools shapely scipy six \\
-        terminaltables tqdm importlib_metadata zipp lazy-importer model-index ordered-set \\
-        markdown click einops
-Run after design_space.py:
-    /work/venvs/gt-ds-mm/bin/python tools/groundtruth/design_space_mm.py [--out DIR] [--only CASE ...]
+Run in the torch213 environment (requirements/torch213.txt, where the committed files were made;
+README.md beside this file says how to make it), from the repository root, after design_space.py:
+    .venv/torch213/bin/python tools/groundtruth/design_space_mm.py [--out DIR] [--only CASE ...]
+--out is a repository root to write under; the files of design_space.py there are read and merged
+into, and its checkpoints are read from there (copy tests/data/design_space into a fresh --out
+first).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
 import inspect
 import json
 import logging
 import re
 import sys
 import time
-import types
 from pathlib import Path
 
+import stubs  # tools/groundtruth/stubs.py (this folder is sys.path[0] when run as a script)
 
-def _install_stubs() -> None:
-    """Stand-ins for mmcv._ext and torchvision (see the module docstring)."""
-    ext = types.ModuleType("mmcv._ext")
-
-    def ext_attr(name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def op(*_a, **_k):
-            raise RuntimeError(f"mmcv._ext.{name}: compiled op not available (stub)")
-        return op
-    ext.__getattr__ = ext_attr
-    sys.modules.setdefault("mmcv._ext", ext)
-
-    class AnyAttr(type):
-        def __getattr__(cls, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return cls
-
-    class Placeholder(metaclass=AnyAttr):
-        def __init__(self, *_a, **_k):
-            raise RuntimeError("torchvision is a stub in this venv")
-
-    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, name, path, target=None):
-            if name == "torchvision" or name.startswith("torchvision."):
-                return importlib.machinery.ModuleSpec(name, self, is_package=True)
-            return None
-
-        def create_module(self, spec):
-            mod = types.ModuleType(spec.name)
-            mod.__path__ = []
-
-            def attr(a):
-                if a.startswith("__"):
-                    raise AttributeError(a)
-                return Placeholder
-            mod.__getattr__ = attr
-            return mod
-
-        def exec_module(self, module):
-            pass
-
-    sys.meta_path.insert(0, Finder())
-
-
-_install_stubs()
+stubs.stub_mmcv_ext()
+stubs.stub_torchvision()
+stubs.hide_multimodal_from_mmpretrain()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -281,102 +230,120 @@ def _common_refusal(sp, lib):
 
 def mm_cands(lib, case, sp, n_stages):
     """(candidates, reason) for lib in mmdet / mmpretrain."""
-    pre = lib == "mmpretrain"
     reason = _common_refusal(sp, lib)
     if reason:
         return [], reason
     mt = sp["model_type"]
     if mt == "effnet":
         return mm_effnet_cands(lib, sp)
-    cands, reasons = [], []
     if mt == "regnet":
-        r = sp["regnet"]
-        arch = dict(w0=r["w0"], wa=r["wa"], wm=r["wm"], group_w=r["group_w"], depth=r["depth"],
-                    bot_mul=r["bot_mul"])
-        kw = {"arch": arch}
-        if sp["stem_w"] != 32:
-            kw["stem_channels"] = sp["stem_w"]
-        if sp["ss"] != [2] * 4 or n_stages != 4:
-            kw["strides"] = tuple(sp["ss"])
-            kw["dilations"] = (1,) * n_stages
-        kw["out_indices"] = tuple(range(n_stages))
-        kw.update(_norm(sp))
-        cls = "RegNet"
-        last_w = sp["ws"][-1]
-        if n_stages > 4:
-            reasons.append(f"{n_stages} stages: {lib}'s RegNet asserts num_stages <= 4")
+        cls, kw, last_w, reasons = mm_regnet_args(lib, sp, n_stages)
     else:  # res_stem_in / res_stem_cifar with basic or bottleneck blocks (anynet, resnet.py)
-        block = "basic" if sp["block_type"] == "res_basic_block" else "bneck"
-        depth = _depth_for(block, sp["ds"])
-        last_w = sp["ws"][-1]
-        kw = {}
-        if depth is None:
-            reasons.append(f"depths {sp['ds']}: {lib}'s ResNet takes depth in (18, 34, 50, "
-                           "101, 152) and builds arch_settings[depth] blocks per stage "
-                           "(num_stages keeps the first stages): none gives these")
-            depth = 18 if block == "basic" else 50
-        kw["depth"] = depth
-        n = n_stages
-        cifar = sp["stem_type"] == "res_stem_cifar"
-        cls = "ResNet_CIFAR" if cifar else "ResNet"
-        if block == "basic":
-            base = sp["ws"][0]
-            widths = [base * 2 ** i for i in range(n)]
-            exp = 1
-        else:
-            g = sp["groups"][0] if len(set(sp["groups"])) == 1 else None
-            bm = sp["w_bs"][0] / sp["ws"][0]
-            exp = 4
-            if g == 1 and not pre and any(wb * 4 != w for wb, w in zip(sp["w_bs"], sp["ws"])):
-                reasons.append(f"w_b {sp['w_bs']} of widths {sp['ws']} in one group: mmdet's "
-                               "Bottleneck has expansion 4 (w_b = w/4) and its ResNeXt takes "
-                               "mid = planes when groups == 1")
-            if pre and g == 1:
-                inv = sp["ws"][0] / sp["w_bs"][0]
-                if float(inv).is_integer() and all(w == wb * int(inv) for w, wb in
-                                                   zip(sp["ws"], sp["w_bs"])):
-                    exp = int(inv)
-                else:
-                    reasons.append(f"w_b/w = {bm}: mmpretrain's ResNet needs an integer "
-                                   "expansion = w / w_b")
-            base = sp["ws"][0] // exp
-            widths = [base * exp * 2 ** i for i in range(n)]
-            if g is None:
-                reasons.append(f"groups differ between stages {sp['groups']}")
-            elif g > 1:
-                cls = "ResNeXt" if not cifar else cls
-                if cifar:
-                    reasons.append("mmpretrain has no grouped CIFAR ResNet")
-                planes = [w // 4 for w in sp["ws"]]
-                if pre:
-                    wpg = sp["w_bs"][0] * base // (g * planes[0])
-                    kw["groups"], kw["width_per_group"] = g, wpg
-                else:
-                    bw = sp["w_bs"][0] * base // (g * planes[0])
-                    kw["groups"], kw["base_width"] = g, bw
-            if pre and exp != 4:
-                kw["expansion"] = exp
-        if widths != sp["ws"]:
-            reasons.append(f"widths {sp['ws']}: {lib}'s ResNet doubles base_channels * "
-                           "expansion every stage")
-        if sp["stem_w"] != 64:
-            kw["stem_channels"] = sp["stem_w"]
-        if base != 64:
-            kw["base_channels"] = base
-        if n != 4:
-            kw["num_stages"] = n
-        if sp["ss"] != [1, 2, 2, 2][:n] or n != 4:
-            kw["strides"] = tuple(sp["ss"])
-            kw["dilations"] = (1,) * n
-        kw["out_indices"] = tuple(range(n))
-        kw["style"] = "caffe" if sp["stride_1x1"] else "pytorch"
-        kw.update(_norm(sp))
+        cls, kw, last_w, reasons = mm_resnet_args(lib, sp, n_stages)
     points = [f"s{i}" for i in range(1, n_stages + 1)]
     call = _call(lib, cls, kw, sp["nc"], last_w)
-    cands.append(Cand(lib, _cls_name(lib, cls), call, map_resnet_like, points,
-                      expect="nearest" if reasons else "match", why="the nearest arguments"
-                      if reasons else ""))
+    cands = [Cand(lib, _cls_name(lib, cls), call, map_resnet_like, points,
+                  expect="nearest" if reasons else "match", why="the nearest arguments"
+                  if reasons else "")]
     return cands, ("; ".join(reasons) or None)
+
+
+def mm_regnet_args(lib, sp, n_stages):
+    """RegNet(arch=dict(...)) for a pycls RegNet: (class, kwargs, last width, reasons it cannot
+    be exact)."""
+    r = sp["regnet"]
+    arch = dict(w0=r["w0"], wa=r["wa"], wm=r["wm"], group_w=r["group_w"], depth=r["depth"],
+                bot_mul=r["bot_mul"])
+    kw = {"arch": arch}
+    if sp["stem_w"] != 32:
+        kw["stem_channels"] = sp["stem_w"]
+    if sp["ss"] != [2] * 4 or n_stages != 4:
+        kw["strides"] = tuple(sp["ss"])
+        kw["dilations"] = (1,) * n_stages
+    kw["out_indices"] = tuple(range(n_stages))
+    kw.update(_norm(sp))
+    reasons = []
+    if n_stages > 4:
+        reasons.append(f"{n_stages} stages: {lib}'s RegNet asserts num_stages <= 4")
+    return "RegNet", kw, sp["ws"][-1], reasons
+
+
+def mm_resnet_args(lib, sp, n_stages):
+    """ResNet / ResNet_CIFAR / ResNeXt arguments for a res_stem_in or res_stem_cifar model
+    (AnyNet or resnet.py): (class, kwargs, last width, reasons they cannot be exact)."""
+    block = "basic" if sp["block_type"] == "res_basic_block" else "bneck"
+    depth = _depth_for(block, sp["ds"])
+    reasons = []
+    kw = {}
+    if depth is None:
+        reasons.append(f"depths {sp['ds']}: {lib}'s ResNet takes depth in (18, 34, 50, "
+                       "101, 152) and builds arch_settings[depth] blocks per stage "
+                       "(num_stages keeps the first stages): none gives these")
+        depth = 18 if block == "basic" else 50
+    kw["depth"] = depth
+    n = n_stages
+    cifar = sp["stem_type"] == "res_stem_cifar"
+    cls = "ResNet_CIFAR" if cifar else "ResNet"
+    if block == "basic":
+        base = sp["ws"][0]
+        widths = [base * 2 ** i for i in range(n)]
+    else:
+        cls, base, widths = mm_bottleneck_args(lib, sp, n, cifar, cls, kw, reasons)
+    if widths != sp["ws"]:
+        reasons.append(f"widths {sp['ws']}: {lib}'s ResNet doubles base_channels * "
+                       "expansion every stage")
+    if sp["stem_w"] != 64:
+        kw["stem_channels"] = sp["stem_w"]
+    if base != 64:
+        kw["base_channels"] = base
+    if n != 4:
+        kw["num_stages"] = n
+    if sp["ss"] != [1, 2, 2, 2][:n] or n != 4:
+        kw["strides"] = tuple(sp["ss"])
+        kw["dilations"] = (1,) * n
+    kw["out_indices"] = tuple(range(n))
+    kw["style"] = "caffe" if sp["stride_1x1"] else "pytorch"
+    kw.update(_norm(sp))
+    return cls, kw, sp["ws"][-1], reasons
+
+
+def mm_bottleneck_args(lib, sp, n, cifar, cls, kw, reasons):
+    """The bottleneck part of mm_resnet_args: groups and widths into ``kw``, what they cannot
+    give into ``reasons``; returns (class, base_channels, the widths that class builds)."""
+    pre = lib == "mmpretrain"
+    g = sp["groups"][0] if len(set(sp["groups"])) == 1 else None
+    bm = sp["w_bs"][0] / sp["ws"][0]
+    exp = 4
+    if g == 1 and not pre and any(wb * 4 != w for wb, w in zip(sp["w_bs"], sp["ws"])):
+        reasons.append(f"w_b {sp['w_bs']} of widths {sp['ws']} in one group: mmdet's "
+                       "Bottleneck has expansion 4 (w_b = w/4) and its ResNeXt takes "
+                       "mid = planes when groups == 1")
+    if pre and g == 1:
+        inv = sp["ws"][0] / sp["w_bs"][0]
+        if float(inv).is_integer() and all(w == wb * int(inv) for w, wb in
+                                           zip(sp["ws"], sp["w_bs"])):
+            exp = int(inv)
+        else:
+            reasons.append(f"w_b/w = {bm}: mmpretrain's ResNet needs an integer "
+                           "expansion = w / w_b")
+    base = sp["ws"][0] // exp
+    widths = [base * exp * 2 ** i for i in range(n)]
+    if g is None:
+        reasons.append(f"groups differ between stages {sp['groups']}")
+    elif g > 1:
+        cls = "ResNeXt" if not cifar else cls
+        if cifar:
+            reasons.append("mmpretrain has no grouped CIFAR ResNet")
+        planes = [w // 4 for w in sp["ws"]]
+        if pre:
+            wpg = sp["w_bs"][0] * base // (g * planes[0])
+            kw["groups"], kw["width_per_group"] = g, wpg
+        else:
+            bw = sp["w_bs"][0] * base // (g * planes[0])
+            kw["groups"], kw["base_width"] = g, bw
+    if pre and exp != 4:
+        kw["expansion"] = exp
+    return cls, base, widths
 
 
 def _cls_name(lib, cls):

@@ -3,8 +3,8 @@
 through ``timm.create_model('local-dir:DIR', pretrained=True)``, strictly, and compute what the
 ``.pth`` path computes; timm's own data config of the loaded model is pycls's preprocessing.
 
-Throwaway verification script (not part of the ckptconv package), run in the venv of
-``photos.py`` (torch 2.14.1, torchvision 0.29.1, timm 1.0.31), ckptconv from this checkout
+Part of the ground truth the test suite holds ckptconv to (README.md beside this file; not part of
+the ckptconv package). Runs in the gt environment (requirements/gt.txt), ckptconv from this checkout
 (``PYTHONPATH`` = the repository root; the checkout first on ``sys.path`` here). For each case it
 writes a synthetic pycls checkpoint (``ckptconv.verification.synthetic.pycls_checkpoint``: random
 weights, BN statistics measured in train mode), then runs, as subprocesses,
@@ -27,13 +27,15 @@ and records, in ``tests/data/hub/timm.json``:
   without and with ``use_test_size=True``; ``transform_resize``: the resize size of
   ``timm.data.create_transform(**data_config)``'s first step (what timm resizes the short side to).
 
-Run:
-    /work/venvs/gt-pipes/bin/python tools/groundtruth/hub_timm.py
+Run from the repository root:
+    .venv/gt/bin/python tools/groundtruth/hub_timm.py [--out-root DIR]
+--out-root is a repository root to write under (default: this checkout; inputs are read from here).
 Deterministic: rerunning on one machine writes the same bytes (logits differences are exact 0.0).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -68,7 +70,7 @@ def _printed_model(snippet: str):
     lines = snippet.splitlines()
     code = [ln for ln in lines if ln.startswith(("import ", "from "))] + [next(ln for ln in lines if ln.startswith("model = "))]
     scope: dict = {}
-    exec("\n".join(code), scope)  # noqa: S102 - ckptconv's own printed snippet, in a throwaway venv
+    exec("\n".join(code), scope)  # noqa: S102 - ckptconv's own printed snippet, in the ground-truth environment
     return scope["model"]
 
 
@@ -118,7 +120,10 @@ def case(name: str, src: Path, work: Path) -> dict:
             "transform_resize": resize}  # fmt: skip
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out-root", type=Path, default=ROOT, help="repository root to write tests/data/hub/timm.json under")
+    args = ap.parse_args(argv)
     import timm
     import torch
 
@@ -130,7 +135,7 @@ def main() -> None:
             results[name] = case(name, src, Path(tmp))
             print(name, results[name].get("loaded"), results[name].get("max_abs_logits_vs_pth"), flush=True)
     record = {"timm": timm.__version__, "torch": torch.__version__, "cases": results}
-    target = ROOT / "tests" / "data" / "hub" / "timm.json"
+    target = args.out_root / "tests" / "data" / "hub" / "timm.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     print(f"wrote {target}")

@@ -3,10 +3,10 @@
 ``model-index`` tool (0.1.11, the package mmpretrain's ``mim`` tooling reads metafiles with) loads
 and checks without an error, and every ``Config`` it names is a config mmengine 0.10.7 reads.
 
-Throwaway verification script (not part of the ckptconv package), run in the venv of ``photos.py``
-(model-index, mmengine installed there), ckptconv from this checkout. It writes synthetic pycls
-checkpoints of b0, regnetx_200mf, regnety_200mf (refused by both OpenMMLab targets: not listed) and
-resnet50, runs
+Part of the ground truth the test suite holds ckptconv to (README.md beside this file; not part of
+the ckptconv package). Runs in the gt environment (requirements/gt.txt: model-index, mmengine),
+ckptconv from this checkout. It writes synthetic pycls checkpoints of b0, regnetx_200mf,
+regnety_200mf (refused by both OpenMMLab targets: not listed) and resnet50, runs
 
     python -m ckptconv batch ZOO --to mmdet,mmpretrain,timm --out-dir OUT --configs \
         --metafile OUT/metafile.yml --verify structure
@@ -16,12 +16,14 @@ and records in ``tests/data/hub/metafile.json``: ``modelindex.load(OUT/metafile.
 each model's metadata, and whether ``mmengine.Config.fromfile`` read each ``Config``. The tests
 hold ckptconv's metafile to that shape (tests/test_hub.py).
 
-Run:
-    /work/venvs/gt-pipes/bin/python tools/groundtruth/metafile_modelindex.py
+Run from the repository root:
+    .venv/gt/bin/python tools/groundtruth/metafile_modelindex.py [--out-root DIR]
+--out-root is a repository root to write under (default: this checkout).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -34,7 +36,10 @@ sys.path.insert(0, str(ROOT))
 ARCHS = ("b0", "regnetx_200mf", "regnety_200mf", "resnet50")
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out-root", type=Path, default=ROOT, help="repository root to write tests/data/hub/metafile.json under")
+    args = ap.parse_args(argv)
     import modelindex
     import yaml
     from ckptconv.tables.registry import Registry
@@ -61,7 +66,8 @@ def main() -> None:
             "collections": sorted(c.name for c in index.collections),
             "configs_read_by_mmengine": configs,
         }
-    target = ROOT / "tests" / "data" / "hub" / "metafile.json"
+    target = args.out_root / "tests" / "data" / "hub" / "metafile.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     print(json.dumps(record, indent=1)[:1500])
 

@@ -4,13 +4,15 @@ ckptconv's configs build takes, from tests/data/signatures.json (``inspect.signa
 classes, recorded by tools/groundtruth/design_space_mm.py). A class that takes ``**kwargs`` and
 hands them to its base (ResNeXt, ResNet_CIFAR, ResNetV1c/d -> ResNet) gets its base's too.
 ``verify --config`` holds a config's backbone and neck keys to these lists: a key the class does
-not take is a config mmengine cannot build. Run from the repository root:
+not take is a config mmengine cannot build. Standard library only: any Python 3.11 runs it, from
+the repository root, after design_space_mm.py:
 
-    python tools/groundtruth/mm_parameters.py
+    python tools/groundtruth/mm_parameters.py [--out-root DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -30,11 +32,16 @@ def parameters(classes: dict) -> dict[str, list[str]]:
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out-root", type=Path, default=ROOT, help="repository root to write ckptconv/data/mm_parameters.json under")
+    args = ap.parse_args(argv)
     sig = json.loads((ROOT / "tests" / "data" / "signatures.json").read_text())
     data = {"source": f"tests/data/signatures.json ({sig['source']}), by tools/groundtruth/mm_parameters.py", "versions": sig["versions"],
             **{lib: parameters({k: v for k, v in sig[lib].items() if k.startswith(("backbones.", "necks."))}) for lib in ("mmdet", "mmpretrain")}}
-    (ROOT / "ckptconv" / "data" / "mm_parameters.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    target = args.out_root / "ckptconv" / "data" / "mm_parameters.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 
 For every pycls zoo model it builds the matching MMDetection backbone and mmpretrain
 ``ImageClassifier``, writes their ``state_dict()`` key manifests, loads random pycls 0.1.1 weights
-into them through a throwaway key mapping (defined here, nowhere else) and measures how far their
-outputs are from pycls's.
+into them through a key mapping of its own (defined here, nowhere else: never ckptconv's tables)
+and measures how far their outputs are from pycls's.
 
 Writes, under the repository root (or ``--out``):
 
@@ -34,25 +34,20 @@ input: the recipe in ``zoo.py``, written out in ``pycls_zoo.py``'s docstring (nu
 
 mmdet needs mmcv's compiled ``mmcv._ext``, which mmcv-lite lacks; mmdet/mmpretrain also import
 torchvision at import time, and PyPI has only a CUDA torchvision (its ``_C`` cannot load next to
-the CPU torch). Both are replaced by stub modules below, before the imports; nothing measured here
-calls either.
+the CPU torch). Both are replaced by stub modules (stubs.py) before the imports; nothing measured
+here calls either.
 
-Run (its own venv; torch first so pip takes the local CPU build, and never let pip touch torch):
-    python -m venv venv
-    venv/bin/pip install torch==2.13.0
-    venv/bin/pip install numpy mmengine==0.10.7 mmcv-lite==2.1.0
-    venv/bin/pip install --no-deps mmdet==3.3.0 mmpretrain==1.2.0 pycls==0.1.1 yacs iopath \\
-        simplejson opencv-python-headless pycocotools shapely scipy six terminaltables tqdm \\
-        importlib_metadata zipp lazy-importer model-index ordered-set markdown click einops
-    venv/bin/python tools/groundtruth/openmmlab.py [--out DIR] [--only NAME ...]
+Run in the torch213 environment (requirements/torch213.txt, where the committed files were made;
+README.md beside this file says how to make it), from the repository root:
+    .venv/torch213/bin/python tools/groundtruth/openmmlab.py [--out DIR] [--only NAME ...]
         [--no-numerics] [--facts-out FILE]
+tests/data/mmdet_efficientnet_out_indices_345.json is the ``versions`` and
+``efficientnet_out_indices_345`` parts of --facts-out's file, with a ``source`` line (README.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
 import inspect
 import io
 import json
@@ -62,62 +57,13 @@ import re
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
+import stubs  # tools/groundtruth/stubs.py (this folder is sys.path[0] when run as a script)
 
-# ---------------------------------------------------------------------------------------------
-# Import-time stubs (see module docstring).
-# ---------------------------------------------------------------------------------------------
-
-def _install_stubs() -> None:
-    ext = types.ModuleType("mmcv._ext")
-
-    def _ext_getattr(name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def missing(*args, **kwargs):
-            raise RuntimeError(f"mmcv._ext.{name} is a stub (mmcv-lite has no compiled ops)")
-        return missing
-
-    ext.__getattr__ = _ext_getattr
-    sys.modules.setdefault("mmcv._ext", ext)
-
-    class _DummyMeta(type):
-        def __getattr__(cls, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return cls
-
-    class _Dummy(metaclass=_DummyMeta):
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError("torchvision is a stub here")
-
-    class _TorchvisionStub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, name, path, target=None):
-            if name == "torchvision" or name.startswith("torchvision."):
-                return importlib.machinery.ModuleSpec(name, self, is_package=True)
-            return None
-
-        def create_module(self, spec):
-            module = types.ModuleType(spec.name)
-            module.__path__ = []
-
-            def getattr_(attr):
-                if attr.startswith("__"):
-                    raise AttributeError(attr)
-                return _Dummy
-            module.__getattr__ = getattr_
-            return module
-
-        def exec_module(self, module):
-            pass
-
-    sys.meta_path.insert(0, _TorchvisionStub())
-
-
-_install_stubs()
+stubs.stub_mmcv_ext()
+stubs.stub_torchvision()
+stubs.hide_multimodal_from_mmpretrain()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -229,7 +175,7 @@ def mm_structure(backbone: torch.nn.Module) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Throwaway key mappings pycls -> OpenMMLab (only for the numeric checks here).
+# Key mappings pycls -> OpenMMLab of this script's own (only for the numeric checks here).
 # ---------------------------------------------------------------------------------------------
 
 _BLOCK_MAP = {"a": "conv1", "a_bn": "bn1", "b": "conv2", "b_bn": "bn2", "c": "conv3",
@@ -396,148 +342,242 @@ def _regnety_refusal_mmdet(name: str, pyc, mapped_unmapped: list, plugin_error: 
 
 def run_one(name: str, out_root: Path, numerics: bool, x: torch.Tensor,
             facts: dict) -> dict:
-    fam = zoo.family(name)
+    """One zoo model: the pycls model with the recipe weights, then its mmdet backbone, then its
+    mmpretrain ImageClassifier (in this order: each build draws from torch's global RNG)."""
     t0 = time.time()
     pyc = build_pycls(name)
     recipe_weights(pyc)
-    pyc_sd = pyc.state_dict()
     feats = pycls_features(pyc, x) if numerics else {}
-    head_in = pyc.head.fc.in_features
-    result: dict = {}
+    result = {"mmdet": mmdet_entry(name, pyc, out_root, numerics, x, feats, facts),
+              "mmpretrain": mmpretrain_entry(name, pyc, out_root, numerics, x, feats)}
+    result["_seconds"] = round(time.time() - t0, 1)
+    del pyc
+    return result
 
-    # ----- mmdet -----
+
+def manifest_families(fam: str) -> bool:
+    """The families whose OpenMMLab key manifests are committed (RegNetY is refused, EfficientNet
+    is covered by ../shared/fixtures)."""
+    return fam in ("regnetx", "resnet", "resnext")
+
+
+# ----- mmdet -----
+
+def mmdet_entry(name: str, pyc, out_root: Path, numerics: bool, x: torch.Tensor, feats: dict,
+                facts: dict) -> dict:
+    """openmmlab_targets.json's mmdet entry of one model (and its manifest)."""
+    fam = zoo.family(name)
     cls, kwargs = mmdet_spec(name)
     entry = {"class": f"{cls.__module__.rsplit('.', 1)[0]}.{cls.__name__}",
              "kwargs": jsonable(kwargs)}
     det = cls(**kwargs)
     det.eval()  # mmdet's ResNet.train() returns None, so no chaining
     det_sd = det.state_dict()
-    notes = []
-    if fam == "effnet":
-        mapped, unmapped = map_positional(pyc_sd, det_sd)
-    else:
-        mapped, unmapped = map_resnet_like(pyc_sd)
-        unmapped = [k for k in unmapped if not k.startswith("head.")]
-    problems = compare_shapes(mapped, det_sd)
-    if fam != "effnet":
-        ps, ms = pycls_structure(pyc), mm_structure(det)
-        struct_same = ps == ms
-        if not struct_same:
-            problems.append(f"per-stage structure differs: pycls {ps} vs mmdet {ms}")
-        entry_struct = ms
-    else:
-        struct_same = True
-        entry_struct = None
-    if unmapped:
-        problems.append(f"{len(unmapped)} pycls tensors have no place in the target, "
-                        f"e.g. {unmapped[:2]}")
+    mapped, unmapped, problems, det_struct = mmdet_mapping(fam, pyc, det)
     entry["structure_matches"] = not problems
-    if fam in ("regnetx", "resnet", "resnext"):
+    notes = []
+    if manifest_families(fam):
         src = (f"mmdet {mmdet.__version__} {entry['class']}({fmt_kwargs(kwargs)}); "
                f"{VERSION_STR}")
         n = zoo.write_manifest(out_root / f"tests/data/manifests/mmdet/{name}.json", src,
                                zoo.manifest_rows(det_sd))
         notes.append(f"manifest: {n} keys")
     if fam == "regnety":
-        # Probe: can mmdet's plugin mechanism add an SE after conv2? (mmdet's own SELayer)
-        # mmdet's RegNet sets resnext.Bottleneck.expansion = 1 (a class attribute) while it
-        # builds and restores it only on success: a failed build leaves every later mmdet
-        # ResNeXt in this process with expansion 1. Save and restore around the probe.
-        from mmdet.models.backbones import resnext as _mmdet_resnext
-        expansion_before = _mmdet_resnext.Bottleneck.expansion
-        try:
-            c2, k2 = mmdet_spec(name)
-            k2 = dict(k2, plugins=[dict(cfg=dict(type="SELayer", ratio=4),
-                                        stages=(True, True, True, True),
-                                        position="after_conv2")])
-            c2(**k2)
-            plugin_error = "an SELayer plugin builds (unexpectedly)"
-        except Exception as exc:  # noqa: BLE001 - recorded as a fact
-            plugin_error = (f"plugins=[dict(cfg=dict(type='SELayer', ratio=4), "
-                            f"position='after_conv2')] raises {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:160]} (mmdet's SELayer is not "
-                            "registered in any MODELS registry, so mmcv's build_plugin_layer "
-                            "cannot find it)")
-        finally:
-            leaked = _mmdet_resnext.Bottleneck.expansion
-            _mmdet_resnext.Bottleneck.expansion = expansion_before
-        facts["mmdet_regnet_failed_build_leaves_expansion"] = (
-            f"resnext.Bottleneck.expansion was {expansion_before}, {leaked} after the failed "
-            "RegNet build (restored here)")
-        full = dict(mapped, **{k: pyc_sd[k] for k in unmapped})
-        try:
-            det.load_state_dict(full, strict=True)
-            strict_msg = "strict load passed (unexpected)"
-        except RuntimeError as exc:
-            res = det.load_state_dict(full, strict=False)
-            strict_msg = (f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]} "
-                          f"{len(res.unexpected_keys)} unexpected (e.g. "
-                          f"{res.unexpected_keys[:1]}), {len(res.missing_keys)} missing")
-        entry["structure_matches"] = False
+        return mmdet_regnety_refusal(name, pyc, det, mapped, unmapped, entry, facts)
+    if numerics and entry["structure_matches"]:
+        per, numeric_notes = mmdet_numerics(name, fam, det, mapped, x, feats)
+        entry["max_abs"] = max(per.values())
+        entry["max_abs_per_output"] = per
+        notes += numeric_notes
+    else:
         entry["max_abs"] = None
         entry["max_abs_per_output"] = None
-        entry["notes"] = _regnety_refusal_mmdet(name, pyc, unmapped, plugin_error)
-        facts.setdefault("regnety_probes", {})[name] = {
-            "se_tensors": len([k for k in unmapped if ".se." in k]),
-            "non_se_structure_matches": (
-                _strip_se(pycls_structure(pyc)) == _strip_se(mm_structure(det))
-                and not compare_shapes(mapped, det_sd)),
-            "strict_load_error": strict_msg, "plugin_probe": plugin_error,
-            "se_widths_per_stage": se_widths(pyc)}
-        result["mmdet"] = entry
-    else:
-        if numerics and entry["structure_matches"]:
-            det.load_state_dict(mapped, strict=True)
-            with torch.no_grad():
-                outs = det(x)
-            if fam == "effnet":
-                points = ["stem", "s1", "s2", "s3", "s5", "s7", "head_conv"]
-            else:
-                points = ["s1", "s2", "s3", "s4"]
-            per = {f"out{i}_vs_pycls_{p}": maxabs(o, feats[p])
-                   for i, (o, p) in enumerate(zip(outs, points))}
-            entry["max_abs"] = max(per.values())
-            entry["max_abs_per_output"] = per
-            notes.append("loaded strictly; " + ("bit-identical to pycls"
-                                                if entry["max_abs"] == 0 else
-                                                f"max abs diff {entry['max_abs']:.3g}"))
-            if fam == "effnet":
-                # Same weights, mmdet's defaults (Conv2dAdaptivePadding, BN eps 1e-3).
-                dflt = MMDetEfficientNet(arch=name, out_indices=(0, 1, 2, 3, 4, 5, 6))
-                dflt.eval()
-                dflt.load_state_dict(mapped, strict=True)
-                with torch.no_grad():
-                    douts = dflt(x)
-                dmax = max(maxabs(o, feats[p]) for o, p in zip(douts, points))
-                notes.append(f"with mmdet's defaults (Conv2dAdaptivePadding, BN eps 1e-3) the "
-                             f"same weights differ by up to {dmax:.3g}")
-        else:
-            entry["max_abs"] = None
-            entry["max_abs_per_output"] = None
-        if fam == "regnetx":
-            notes.append(f"per-stage (depth, width, groups): "
-                         f"{[(s['depth'], s['width'], s['groups']) for s in entry_struct['stages']]}"
-                         f"; stem 3x3 s2 {entry_struct['stem']['out']} ch = pycls's")
-            arch_named = [k for k, v in MMDetRegNet.arch_settings.items()
-                          if v == regnet_arch(name)]
-            notes.append(f"mmdet arch_settings name: {arch_named[0]!r}" if arch_named else
-                         "not in mmdet's RegNet.arch_settings (pass the arch dict)")
-        if fam == "effnet":
-            notes.append("pycls stem,s1,s2,s3,s5,s7,head conv+BN+Swish = mmdet layers 0..6 "
-                         "(pycls s4+s5 -> layers.4, s6+s7 -> layers.5); head.fc dropped")
-        if problems:
-            notes.append("; ".join(problems))
-        entry["notes"] = "; ".join(notes)
-        result["mmdet"] = entry
+    notes += mmdet_family_notes(name, fam, det_struct)
+    if problems:
+        notes.append("; ".join(problems))
+    entry["notes"] = "; ".join(notes)
+    return entry
 
-    # ----- mmpretrain -----
+
+def mmdet_mapping(fam: str, pyc, det) -> tuple[dict, list, list, dict | None]:
+    """pycls's state dict mapped onto the mmdet backbone: (mapped, pycls keys without a place,
+    problems, mmdet's per-stage structure or None for EfficientNet)."""
+    pyc_sd, det_sd = pyc.state_dict(), det.state_dict()
+    if fam == "effnet":
+        mapped, unmapped = map_positional(pyc_sd, det_sd)
+    else:
+        mapped, unmapped = map_resnet_like(pyc_sd)
+        unmapped = [k for k in unmapped if not k.startswith("head.")]
+    problems = compare_shapes(mapped, det_sd)
+    det_struct = None
+    if fam != "effnet":
+        ps, det_struct = pycls_structure(pyc), mm_structure(det)
+        if ps != det_struct:
+            problems.append(f"per-stage structure differs: pycls {ps} vs mmdet {det_struct}")
+    if unmapped:
+        problems.append(f"{len(unmapped)} pycls tensors have no place in the target, "
+                        f"e.g. {unmapped[:2]}")
+    return mapped, unmapped, problems, det_struct
+
+
+def mmdet_numerics(name: str, fam: str, det, mapped: dict, x: torch.Tensor,
+                   feats: dict) -> tuple[dict, list]:
+    """Load strictly, compare every output with pycls's stage; EfficientNet also with mmdet's
+    defaults. Returns (max abs per output, notes)."""
+    det.load_state_dict(mapped, strict=True)
+    with torch.no_grad():
+        outs = det(x)
+    if fam == "effnet":
+        points = ["stem", "s1", "s2", "s3", "s5", "s7", "head_conv"]
+    else:
+        points = ["s1", "s2", "s3", "s4"]
+    per = {f"out{i}_vs_pycls_{p}": maxabs(o, feats[p])
+           for i, (o, p) in enumerate(zip(outs, points))}
+    worst = max(per.values())
+    notes = ["loaded strictly; " + ("bit-identical to pycls" if worst == 0 else
+                                    f"max abs diff {worst:.3g}")]
+    if fam == "effnet":
+        # Same weights, mmdet's defaults (Conv2dAdaptivePadding, BN eps 1e-3).
+        dflt = MMDetEfficientNet(arch=name, out_indices=(0, 1, 2, 3, 4, 5, 6))
+        dflt.eval()
+        dflt.load_state_dict(mapped, strict=True)
+        with torch.no_grad():
+            douts = dflt(x)
+        dmax = max(maxabs(o, feats[p]) for o, p in zip(douts, points))
+        notes.append(f"with mmdet's defaults (Conv2dAdaptivePadding, BN eps 1e-3) the "
+                     f"same weights differ by up to {dmax:.3g}")
+    return per, notes
+
+
+def mmdet_family_notes(name: str, fam: str, det_struct: dict | None) -> list:
+    """What the notes say of RegNetX (stages, arch_settings name) and EfficientNet (layers)."""
+    notes = []
+    if fam == "regnetx":
+        notes.append(f"per-stage (depth, width, groups): "
+                     f"{[(s['depth'], s['width'], s['groups']) for s in det_struct['stages']]}"
+                     f"; stem 3x3 s2 {det_struct['stem']['out']} ch = pycls's")
+        arch_named = [k for k, v in MMDetRegNet.arch_settings.items()
+                      if v == regnet_arch(name)]
+        notes.append(f"mmdet arch_settings name: {arch_named[0]!r}" if arch_named else
+                     "not in mmdet's RegNet.arch_settings (pass the arch dict)")
+    if fam == "effnet":
+        notes.append("pycls stem,s1,s2,s3,s5,s7,head conv+BN+Swish = mmdet layers 0..6 "
+                     "(pycls s4+s5 -> layers.4, s6+s7 -> layers.5); head.fc dropped")
+    return notes
+
+
+def mmdet_regnety_refusal(name: str, pyc, det, mapped: dict, unmapped: list, entry: dict,
+                          facts: dict) -> dict:
+    """RegNetY in mmdet: refused, with the probes that say why recorded in ``facts``."""
+    pyc_sd, det_sd = pyc.state_dict(), det.state_dict()
+    plugin_error = mmdet_se_plugin_probe(name, facts)
+    full = dict(mapped, **{k: pyc_sd[k] for k in unmapped})
+    strict_msg = strict_load_message(det, full)
+    entry["structure_matches"] = False
+    entry["max_abs"] = None
+    entry["max_abs_per_output"] = None
+    entry["notes"] = _regnety_refusal_mmdet(name, pyc, unmapped, plugin_error)
+    facts.setdefault("regnety_probes", {})[name] = {
+        "se_tensors": len([k for k in unmapped if ".se." in k]),
+        "non_se_structure_matches": (
+            _strip_se(pycls_structure(pyc)) == _strip_se(mm_structure(det))
+            and not compare_shapes(mapped, det_sd)),
+        "strict_load_error": strict_msg, "plugin_probe": plugin_error,
+        "se_widths_per_stage": se_widths(pyc)}
+    return entry
+
+
+def mmdet_se_plugin_probe(name: str, facts: dict) -> str:
+    """Can mmdet's plugin mechanism add an SE after conv2 (mmdet's own SELayer)? The answer's text.
+
+    mmdet's RegNet sets resnext.Bottleneck.expansion = 1 (a class attribute) while it builds and
+    restores it only on success: a failed build leaves every later mmdet ResNeXt in this process
+    with expansion 1. Saved and restored around the probe (the leak is recorded in ``facts``)."""
+    from mmdet.models.backbones import resnext as _mmdet_resnext
+    expansion_before = _mmdet_resnext.Bottleneck.expansion
+    try:
+        c2, k2 = mmdet_spec(name)
+        k2 = dict(k2, plugins=[dict(cfg=dict(type="SELayer", ratio=4),
+                                    stages=(True, True, True, True),
+                                    position="after_conv2")])
+        c2(**k2)
+        plugin_error = "an SELayer plugin builds (unexpectedly)"
+    except Exception as exc:  # noqa: BLE001 - recorded as a fact
+        plugin_error = (f"plugins=[dict(cfg=dict(type='SELayer', ratio=4), "
+                        f"position='after_conv2')] raises {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:160]} (mmdet's SELayer is not "
+                        "registered in any MODELS registry, so mmcv's build_plugin_layer "
+                        "cannot find it)")
+    finally:
+        leaked = _mmdet_resnext.Bottleneck.expansion
+        _mmdet_resnext.Bottleneck.expansion = expansion_before
+    facts["mmdet_regnet_failed_build_leaves_expansion"] = (
+        f"resnext.Bottleneck.expansion was {expansion_before}, {leaked} after the failed "
+        "RegNet build (restored here)")
+    return plugin_error
+
+
+def strict_load_message(det, full: dict) -> str:
+    """What a strict load of every pycls tensor says (then loaded non-strictly, as mmengine would)."""
+    try:
+        det.load_state_dict(full, strict=True)
+        return "strict load passed (unexpected)"
+    except RuntimeError as exc:
+        res = det.load_state_dict(full, strict=False)
+        return (f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]} "
+                f"{len(res.unexpected_keys)} unexpected (e.g. "
+                f"{res.unexpected_keys[:1]}), {len(res.missing_keys)} missing")
+
+
+# ----- mmpretrain -----
+
+def mmpretrain_entry(name: str, pyc, out_root: Path, numerics: bool, x: torch.Tensor,
+                     feats: dict) -> dict:
+    """openmmlab_targets.json's mmpretrain entry of one model (and its manifest)."""
+    fam = zoo.family(name)
+    head_in = pyc.head.fc.in_features
     pcfg = mmpretrain_cfg(name, head_in)
     pentry = {"class": "mmpretrain.models.classifiers.ImageClassifier",
               "kwargs": jsonable({k: v for k, v in pcfg.items() if k != "type"})}
     pre = MMPRE_MODELS.build(pcfg)
     pre.eval()
     pre_sd = pre.state_dict()
+    pmapped, punmapped, pproblems = mmpretrain_mapping(fam, pyc, pre)
+    pentry["structure_matches"] = not pproblems
     pnotes = []
+    if manifest_families(fam):
+        bcfg = pcfg["backbone"]
+        src = (f"mmpretrain {mmpretrain.__version__} ImageClassifier(backbone="
+               f"{bcfg['type']}({fmt_kwargs({k: v for k, v in bcfg.items() if k != 'type'})}), "
+               f"neck=GlobalAveragePooling, head=LinearClsHead(num_classes=1000, "
+               f"in_channels={head_in})); {VERSION_STR}")
+        n = zoo.write_manifest(out_root / f"tests/data/manifests/mmpretrain/{name}.json", src,
+                               zoo.manifest_rows(pre_sd))
+        pnotes.append(f"manifest: {n} keys")
+    if fam == "regnety":
+        return mmpretrain_regnety_refusal(pentry, punmapped)
+    if numerics and pentry["structure_matches"]:
+        pre.load_state_dict(pmapped, strict=True)
+        with torch.no_grad():
+            logits = pre(x, mode="tensor")
+        pentry["max_abs"] = maxabs(logits, feats["logits"])
+        pentry["max_abs_per_output"] = {"logits": pentry["max_abs"]}
+        pnotes.append("loaded strictly; logits " + (
+            "bit-identical to pycls" if pentry["max_abs"] == 0 else
+            f"differ by up to {pentry['max_abs']:.3g}"))
+    else:
+        pentry["max_abs"] = None
+        pentry["max_abs_per_output"] = None
+    if pproblems:
+        pnotes.append("; ".join(pproblems))
+    pentry["notes"] = "; ".join(pnotes)
+    return pentry
+
+
+def mmpretrain_mapping(fam: str, pyc, pre) -> tuple[dict, list, list]:
+    """pycls's state dict mapped onto the ImageClassifier: (mapped, pycls keys without a place,
+    problems)."""
+    pyc_sd, pre_sd = pyc.state_dict(), pre.state_dict()
     if fam == "effnet":
         pmapped, punmapped = map_positional(pyc_sd, pre_sd, prefix="backbone.", with_fc=True)
     else:
@@ -554,48 +594,22 @@ def run_one(name: str, out_root: Path, numerics: bool, x: torch.Tensor,
     if punmapped:
         pproblems.append(f"{len(punmapped)} pycls tensors have no place in the target, "
                          f"e.g. {punmapped[:2]}")
-    pentry["structure_matches"] = not pproblems
-    if fam in ("regnetx", "resnet", "resnext"):
-        bcfg = pcfg["backbone"]
-        src = (f"mmpretrain {mmpretrain.__version__} ImageClassifier(backbone="
-               f"{bcfg['type']}({fmt_kwargs({k: v for k, v in bcfg.items() if k != 'type'})}), "
-               f"neck=GlobalAveragePooling, head=LinearClsHead(num_classes=1000, "
-               f"in_channels={head_in})); {VERSION_STR}")
-        n = zoo.write_manifest(out_root / f"tests/data/manifests/mmpretrain/{name}.json", src,
-                               zoo.manifest_rows(pre_sd))
-        pnotes.append(f"manifest: {n} keys")
-    if fam == "regnety":
-        pentry["structure_matches"] = False
-        pentry["max_abs"] = None
-        pentry["max_abs_per_output"] = None
-        n_se = len([k for k in punmapped if ".se." in k])
-        pentry["notes"] = (
-            f"REFUSE: mmpretrain {mmpretrain.__version__} RegNet has no SE at all (no se/plugins "
-            "argument; arch_settings are regnetx_* only), so pycls RegNetY's "
-            f"{n_se} SE tensors have no place and the model would compute another function. "
-            "mmpretrain's other SE backbones (SEResNet/SEResNeXt) are ResNet-shaped, not "
-            "RegNet-shaped; RegNetY in mmpretrain only via TIMMBackbone (timm's regnety_*).")
-        result["mmpretrain"] = pentry
-    else:
-        if numerics and pentry["structure_matches"]:
-            pre.load_state_dict(pmapped, strict=True)
-            with torch.no_grad():
-                logits = pre(x, mode="tensor")
-            pentry["max_abs"] = maxabs(logits, feats["logits"])
-            pentry["max_abs_per_output"] = {"logits": pentry["max_abs"]}
-            pnotes.append("loaded strictly; logits " + (
-                "bit-identical to pycls" if pentry["max_abs"] == 0 else
-                f"differ by up to {pentry['max_abs']:.3g}"))
-        else:
-            pentry["max_abs"] = None
-            pentry["max_abs_per_output"] = None
-        if pproblems:
-            pnotes.append("; ".join(pproblems))
-        pentry["notes"] = "; ".join(pnotes)
-        result["mmpretrain"] = pentry
-    result["_seconds"] = round(time.time() - t0, 1)
-    del pyc, det, pre
-    return result
+    return pmapped, punmapped, pproblems
+
+
+def mmpretrain_regnety_refusal(pentry: dict, punmapped: list) -> dict:
+    """RegNetY in mmpretrain: refused (its RegNet has no SE at all)."""
+    pentry["structure_matches"] = False
+    pentry["max_abs"] = None
+    pentry["max_abs_per_output"] = None
+    n_se = len([k for k in punmapped if ".se." in k])
+    pentry["notes"] = (
+        f"REFUSE: mmpretrain {mmpretrain.__version__} RegNet has no SE at all (no se/plugins "
+        "argument; arch_settings are regnetx_* only), so pycls RegNetY's "
+        f"{n_se} SE tensors have no place and the model would compute another function. "
+        "mmpretrain's other SE backbones (SEResNet/SEResNeXt) are ResNet-shaped, not "
+        "RegNet-shaped; RegNetY in mmpretrain only via TIMMBackbone (timm's regnety_*).")
+    return pentry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -620,7 +634,8 @@ def _signature_defaults(cls) -> dict:
 
 
 def backbone_facts() -> dict:
-    facts = {}
+    """The six ResNet-shaped backbone classes as built (defaults, stem, strides, BN, keys), and
+    which arguments they take."""
     specs = {
         "mmdet.RegNet": (MMDetRegNet, dict(arch="regnetx_400mf")),
         "mmdet.ResNet": (MMDetResNet, dict(depth=50)),
@@ -629,31 +644,7 @@ def backbone_facts() -> dict:
         "mmpretrain.ResNet": (MMPreResNet, dict(depth=50)),
         "mmpretrain.ResNeXt": (MMPreResNeXt, dict(depth=50)),
     }
-    for label, (cls, kw) in specs.items():
-        m = cls(**kw)
-        bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
-        acts = sorted({type(mod).__name__ for mod in m.modules()
-                       if isinstance(mod, (torch.nn.ReLU, torch.nn.SiLU, torch.nn.Sigmoid))})
-        l2 = m.layer2[0]
-        sd = list(m.state_dict())
-        facts[label] = {
-            "signature_defaults": _signature_defaults(cls),
-            "built_with": kw,
-            "instance": {a: jsonable(getattr(m, a, None)) for a in (
-                "stem_channels", "base_channels", "deep_stem", "avg_down", "style",
-                "frozen_stages", "norm_eval", "norm_cfg", "out_indices", "strides",
-                "zero_init_residual")},
-            "stem": {"conv1": repr(m.conv1), "maxpool": repr(getattr(m, "maxpool", None))},
-            "layer2.0 strides (conv1, conv2, downsample.0)": [
-                list(l2.conv1.stride), list(l2.conv2.stride),
-                list(l2.downsample[0].stride) if l2.downsample is not None else None],
-            "bn_eps": sorted({b.eps for b in bns}), "bn_momentum": sorted({b.momentum for b in bns}),
-            "activations": acts,
-            "first_keys": sd[:8],
-            "layer1.0 keys": [k for k in sd if k.startswith("layer1.0.")],
-        }
-        if hasattr(cls, "arch_settings"):
-            facts[label]["arch_settings_keys"] = [str(k) for k in cls.arch_settings]
+    facts = {label: built_backbone_facts(cls, kw) for label, (cls, kw) in specs.items()}
     # mmpretrain ResNeXt with mmdet's kwarg name
     try:
         MMPreResNeXt(depth=50, groups=32, base_width=4)
@@ -664,13 +655,7 @@ def backbone_facts() -> dict:
     m = MMDetResNeXt(depth=50)
     facts["mmdet.ResNeXt"]["default_groups_build"] = {
         "layer1.0.conv2": repr(m.layer1[0].conv2)}
-    # arch_settings vs pycls numbers
-    cmp = {}
-    for label, cls in (("mmdet", MMDetRegNet), ("mmpretrain", MMPreRegNet)):
-        for k, v in cls.arch_settings.items():
-            ours = regnet_arch(k) if k.split("_")[1] in zoo.REGNETX else None
-            cmp[f"{label}:{k}"] = "same as pycls RegNetX yaml" if ours == v else f"DIFFERS {v} vs {ours}"
-    facts["arch_settings_vs_pycls"] = cmp
+    facts["arch_settings_vs_pycls"] = arch_settings_vs_pycls()
     # does either RegNet accept SE-ish args?
     for label, cls in (("mmdet.RegNet", MMDetRegNet), ("mmpretrain.RegNet", MMPreRegNet)):
         params = inspect.signature(cls.__init__).parameters
@@ -679,6 +664,45 @@ def backbone_facts() -> dict:
     facts["mmpretrain_backbones_with_se"] = sorted(
         n for n in dir(mmpretrain.models.backbones) if "SE" in n or "RegNet" in n or "TIMM" in n)
     return facts
+
+
+def built_backbone_facts(cls, kw: dict) -> dict:
+    """One backbone class built with ``kw``: its signature defaults and what it built."""
+    m = cls(**kw)
+    bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    acts = sorted({type(mod).__name__ for mod in m.modules()
+                   if isinstance(mod, (torch.nn.ReLU, torch.nn.SiLU, torch.nn.Sigmoid))})
+    l2 = m.layer2[0]
+    sd = list(m.state_dict())
+    facts = {
+        "signature_defaults": _signature_defaults(cls),
+        "built_with": kw,
+        "instance": {a: jsonable(getattr(m, a, None)) for a in (
+            "stem_channels", "base_channels", "deep_stem", "avg_down", "style",
+            "frozen_stages", "norm_eval", "norm_cfg", "out_indices", "strides",
+            "zero_init_residual")},
+        "stem": {"conv1": repr(m.conv1), "maxpool": repr(getattr(m, "maxpool", None))},
+        "layer2.0 strides (conv1, conv2, downsample.0)": [
+            list(l2.conv1.stride), list(l2.conv2.stride),
+            list(l2.downsample[0].stride) if l2.downsample is not None else None],
+        "bn_eps": sorted({b.eps for b in bns}), "bn_momentum": sorted({b.momentum for b in bns}),
+        "activations": acts,
+        "first_keys": sd[:8],
+        "layer1.0 keys": [k for k in sd if k.startswith("layer1.0.")],
+    }
+    if hasattr(cls, "arch_settings"):
+        facts["arch_settings_keys"] = [str(k) for k in cls.arch_settings]
+    return facts
+
+
+def arch_settings_vs_pycls() -> dict:
+    """Each RegNet arch_settings entry of mmdet and mmpretrain against pycls's RegNetX numbers."""
+    cmp = {}
+    for label, cls in (("mmdet", MMDetRegNet), ("mmpretrain", MMPreRegNet)):
+        for k, v in cls.arch_settings.items():
+            ours = regnet_arch(k) if k.split("_")[1] in zoo.REGNETX else None
+            cmp[f"{label}:{k}"] = "same as pycls RegNetX yaml" if ours == v else f"DIFFERS {v} vs {ours}"
+    return cmp
 
 
 def effnet_probe() -> dict:

@@ -2,8 +2,8 @@
 """Ground truth for issue 18: what pycls 0.1.1's ImageNet test pipeline feeds a network, on real photos,
 and how far each library's preprocessing is from it.
 
-Throwaway verification script (not part of the ckptconv package). It runs in a venv with the real
-packages (see Run below) and writes
+Part of the ground truth the test suite holds ckptconv to (README.md beside this file; not part of the
+ckptconv package). It runs in the gt environment with the real packages (see Run below) and writes
 
 - ``ckptconv/data/photos/``: the photos ckptconv ships, made here from scikit-image's bundled sample
   photos (public domain / CC0 only; ``photos.json`` and ``LICENSE.md`` say where each comes from and
@@ -44,28 +44,19 @@ With ``--printed`` it does none of the above and writes only
   (and the fragment pasted over the mmdet config its comment names). A printed line that raises is
   recorded verbatim under ``errors``. ckptconv is imported from this checkout (put first on sys.path).
 
-Everything is deterministic: rerunning in the same venv on the same machine writes the same bytes
+Everything is deterministic: rerunning in the same environment on the same machine writes the same bytes
 (the npz is written with fixed zip timestamps). Floats are per machine: another OpenCV build moves
 pycls's own input (one without IPP by up to 6.6e-5 normalized: measurements.json, resamplers
 cv2_no_ipp). tests/data/pipelines/README.md summarizes the results.
 
-Run (its own venv; torch and torchvision first with exact pins, then everything else under a
-constraints file so that pip never changes them):
-    python -m venv /work/venvs/gt-pipes
-    /work/venvs/gt-pipes/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /work/venvs/gt-pipes/bin/pip freeze | grep -iE '^(torch|torchvision|numpy|pillow)==' > /tmp/gt-pipes-pins.txt
-    /work/venvs/gt-pipes/bin/pip install -c /tmp/gt-pipes-pins.txt timm==1.0.31 scikit-image==0.26.0 \\
-        opencv-python-headless==5.0.0.93
-    /work/venvs/gt-pipes/bin/pip install --no-deps pycls==0.1.1 yacs iopath simplejson \\
-        mmengine==0.10.7 mmcv-lite==2.1.0 mmpretrain==1.2.0 mmdet==3.3.0
-    /work/venvs/gt-pipes/bin/pip install -c /tmp/gt-pipes-pins.txt addict yapf termcolor rich matplotlib \\
-        einops importlib-metadata mat4py model-index six terminaltables pycocotools shapely
-    /work/venvs/gt-pipes/bin/python tools/groundtruth/photos.py [--out-root DIR] [--printed]
+Run in the gt environment (requirements/gt.txt; README.md beside this file says how to make it; its
+OpenCV must be opencv-python-headless 5.0.0.93 alone: opencv-python installed beside it replaces the
+cv2 module, and versions() below would not notice), from the repository root:
+    .venv/gt/bin/python tools/groundtruth/photos.py [--out-root DIR] [--printed]
 --out-root defaults to the repository root (--printed reads the shipped photos and
-pycls_reference.npz from this checkout and writes printed.json under DIR). (pip's warnings that mmpretrain wants modelindex and
-mmcv-lite opencv-python are expected: model-index and opencv-python-headless provide them. pip resolves numpy 2.4.6 and pillow 13.0.0 next to
-torch 2.14.1 / torchvision 0.29.1; mmcv-lite needs no compiled ops here: ``mmcv._ext`` is stubbed
-below, as in openmmlab.py; with the real torchvision installed, no torchvision stub is needed.)
+pycls_reference.npz from this checkout and writes printed.json under DIR). mmcv-lite needs no
+compiled ops here: ``mmcv._ext`` is stubbed (stubs.py); with the real torchvision installed, no
+torchvision stub is needed; mmpretrain imports as it does without transformers (stubs.py says why).
 """
 
 from __future__ import annotations
@@ -91,24 +82,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import stubs  # noqa: E402  (tools/groundtruth/stubs.py: this folder is sys.path[0] when run as a script)
 
-def _install_mmcv_ext_stub() -> None:
-    """mmcv-lite has no compiled ``mmcv._ext``; mmdet imports it. Nothing measured here calls it."""
-    ext = types.ModuleType("mmcv._ext")
-
-    def _ext_getattr(name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def missing(*args, **kwargs):
-            raise RuntimeError(f"mmcv._ext.{name} is a stub (mmcv-lite has no compiled ops)")
-        return missing
-
-    ext.__getattr__ = _ext_getattr
-    sys.modules.setdefault("mmcv._ext", ext)
-
-
-_install_mmcv_ext_stub()
+stubs.stub_mmcv_ext()
+stubs.hide_multimodal_from_mmpretrain()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -722,104 +699,13 @@ def tv_norm_of_crop(crop_bgr: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def facts_from_sources() -> dict:
+    """The rules each package applies, each with the source it was read from (evidence() stops
+    the script when a quoted line is no longer there)."""
     return {
-        "pycls": {
-            "read": {"rule": "cv2.imread(path) (BGR uint8, HWC), then im.astype(np.float32, copy=False); never converted to RGB",
-                     "where": evidence(pycls_imagenet.ImageNet.__getitem__, "cv2.imread(", "im.astype(np.float32, copy=False)")},
-            "test_split": {"rule": "scale(TEST.IM_SIZE), center_crop(TRAIN.IM_SIZE), HWC->CHW, / 255.0, color_norm(_MEAN, _SD) (no PCA jitter, no flip)",
-                           "where": evidence(pycls_imagenet.ImageNet._prepare_im, "transforms.scale(cfg.TEST.IM_SIZE, im)",
-                                             "transforms.center_crop(train_size, im)", "im.transpose([2, 0, 1])", "im = im / 255.0",
-                                             "transforms.color_norm(im, _MEAN, _SD)")},
-            "resize_size": {"rule": "short side -> TEST.IM_SIZE; long side int(math.floor((float(long) / short) * size)): a double "
-                                    "division then a multiplication, so when long*size/short is a whole number the product can "
-                                    "land one ulp below it and floor gives one pixel less than the exact floor (see size_rule_scan)",
-                            "where": evidence(pycls_transforms.scale, "int(math.floor((float(h) / w) * size))", "int(math.floor((float(w) / h) * size))")},
-            "resize_skip": {"rule": "no resize (and no copy) when the short side already equals TEST.IM_SIZE",
-                            "where": evidence(pycls_transforms.scale, "if (w <= h and w == size) or (h <= w and h == size):")},
-            "resize_interpolation": {"rule": "cv2.resize(im, (w_new, h_new), interpolation=cv2.INTER_LINEAR) on the float32 image "
-                                             "(no antialiasing; OpenCV's float path, no uint8 rounding), result astype(np.float32)",
-                                     "where": evidence(pycls_transforms.scale, "cv2.resize(im, (w_new, h_new), interpolation=cv2.INTER_LINEAR)",
-                                                       "return im.astype(np.float32)")},
-            "crop_offset": {"rule": "y = int(math.ceil((h - size) / 2)), x = int(math.ceil((w - size) / 2)): an odd margin puts the "
-                                    "extra pixel before the crop",
-                            "where": evidence(pycls_transforms.center_crop, "int(math.ceil((h - size) / 2))", "int(math.ceil((w - size) / 2))")},
-            "color_norm": {"rule": "per channel, in place: im[i] = im[i] - mean[i]; im[i] = im[i] / std[i] (float32 array, Python "
-                                   "float scalars: float32 results)",
-                           "where": evidence(pycls_transforms.color_norm, "im[i] = im[i] - mean[i]", "im[i] = im[i] / std[i]")},
-            "mean_std": {"rule": "_MEAN / _SD in BGR order", "mean_bgr": MEAN_BGR, "std_bgr": STD_BGR,
-                         "where": evidence(pycls_imagenet, "_MEAN = [", "_SD = [")},
-        },
-        "torchvision": {
-            "resize_size": {"rule": "Resize(int): new_short = size, new_long = int(size * long / short) (exact floor: one division "
-                                    "of the exact product)",
-                            "where": evidence(TF1._compute_resized_output_size, "new_short, new_long = requested_new_short, int(requested_new_short * long / short)")},
-            "resize_skip": {"rule": "returns the input unchanged when the computed size equals its size (v1 and v2)",
-                            "where": [evidence(TF1.resize, "if [image_height, image_width] == output_size:"),
-                                      evidence(TF2.resize_image, "if (new_height, new_width) == (old_height, old_width):")]},
-            "resize_pil": {"rule": "a PIL image is resized by PIL's Image.resize(BILINEAR), always antialiased (the antialias "
-                                   "argument is ignored for PIL, with a warning); uint8 in, uint8 out",
-                           "where": [evidence(TF1.resize, "return F_pil.resize(img, size=output_size, interpolation=pil_interpolation)",
-                                              "if antialias is False:"),
-                                     evidence(torchvision.transforms._functional_pil.resize, "return img.resize(tuple(size[::-1]), interpolation)")]},
-            "resize_tensor": {"rule": "a tensor is resized by torch.nn.functional.interpolate(mode='bilinear', align_corners=False, "
-                                      "antialias=antialias); antialias defaults to True; float32 stays float32, uint8 is resized "
-                                      "natively (rounded)",
-                              "where": evidence(TF2.resize_image, "align_corners = False", "antialias=antialias,")},
-            "crop_offset": {"rule": "crop_top = int(round((H - C) / 2.0)), crop_left likewise: Python round, half to even",
-                            "where": [evidence(TF1.center_crop, "crop_top = int(round((image_height - crop_height) / 2.0))"),
-                                      evidence(TF2._geometry._center_crop_compute_crop_anchor, "crop_top = int(round((image_height - crop_height) / 2.0))")]},
-            "to_tensor": {"rule": "ToTensor: uint8 HWC -> float32 CHW, .div(255)",
-                          "where": evidence(TF1.to_tensor, "return img.to(dtype=default_float_dtype).div(255)")},
-        },
-        "timm": {
-            "eval_transform": {"rule": "transforms_imagenet_eval, crop_mode 'center', square input: scale_size = "
-                                       "math.floor(img_size / crop_pct); torchvision transforms.Resize(scale_size, interpolation), "
-                                       "transforms.CenterCrop(img_size), MaybeToTensor(), Normalize(mean, std): torchvision's own "
-                                       "v1 transforms on a PIL image (so torchvision's size, antialias and crop rules)",
-                               "where": evidence(timm_factory.transforms_imagenet_eval, "scale_size = math.floor(img_size / crop_pct)",
-                                                 "transforms.Resize(scale_size[0], interpolation=str_to_interp_mode(interpolation))",
-                                                 "tfl += [transforms.CenterCrop(img_size)]", "MaybeToTensor(),")},
-            "crop_mode": {"rule": "resolve_data_config takes crop_mode from the model's pretrained_cfg unless given; "
-                                  "efficientnet_b5's default tag (sw_in12k_ft_in1k) says crop_mode='squash', and "
-                                  "transforms_imagenet_eval then resizes both sides to scale_size (the aspect ratio is lost) "
-                                  "before the centre crop: a pretrained_cfg_overlay without crop_mode='center' inherits it",
-                          "where": [evidence(timm_config.resolve_data_config, "elif pretrained_cfg.get('crop_mode', None):"),
-                                    evidence(timm_efficientnet, "input_size=(3, 448, 448), pool_size=(14, 14), crop_pct=1.0, crop_mode='squash'),"),
-                                    evidence(timm_factory.transforms_imagenet_eval, "if crop_mode == 'squash':")]},
-            "test_size": {"rule": "resolve_data_config(use_test_size=True) prefers the pretrained_cfg's test_input_size and "
-                                  "test_crop_pct (efficientnet_b1..b4's default tags have them: 288/1.0, 288/1.0, 320/1.0, "
-                                  "384/1.0) over input_size / crop_pct; the overlay leaves them in place. timm's validate.py "
-                                  "(a repository script, not in the wheel) passes use_test_size=not args.use_train_size",
-                          "where": [evidence(timm_config.resolve_data_config, "if use_test_size and pretrained_cfg.get('test_input_size', None) is not None:",
-                                             "if use_test_size and pretrained_cfg.get('test_crop_pct', None):")]},
-            "no_pycls_transform": {"rule": "timm.data has no resize without antialiasing and no ceil-offset crop: its transforms "
-                                           "call torchvision's resize with its default antialias (no 'antialias' argument anywhere "
-                                           "in transforms.py or transforms_factory.py), and its own centre crop rounds",
-                                   "antialias_mentions": {
-                                       "timm/data/transforms.py": inspect.getsource(timm_transforms).count("antialias"),
-                                       "timm/data/transforms_factory.py": inspect.getsource(timm_factory).count("antialias")},
-                                   "where": [evidence(timm_transforms.center_crop_or_pad, "crop_top = int(round((image_height - crop_height) / 2.0))"),
-                                             evidence(timm_transforms.ResizeKeepRatio.__call__, "img = F.resize(img, size, interpolation)")]},
-        },
-        "mmpretrain": {
-            "load": {"rule": "mmcv LoadImageFromFile: cv2 decode, BGR uint8 unless to_float32=True (default False)",
-                     "where": evidence(mmcv_loading.LoadImageFromFile.__init__, "to_float32: bool = False,"),
-                     "where_float": evidence(mmcv_loading.LoadImageFromFile.transform, "img = img.astype(np.float32)")},
-            "resize_size": {"rule": "ResizeEdge(edge='short'): short side = scale, long side int(scale * long / short) (exact floor)",
-                            "where": evidence(mmpretrain_processing.ResizeEdge.transform, "height = int(self.scale * h / w)", "width = int(self.scale * w / h)")},
-            "resize_interpolation": {"rule": "mmcv.imresize(img, (w, h), interpolation, backend='cv2' by default) = cv2.resize(INTER_LINEAR) "
-                                             "on the image's own dtype (uint8 from a stock LoadImageFromFile: fixed-point weights, rounded "
-                                             "to uint8); no antialiasing; always called, even to the same size",
-                                     "where": [evidence(mmpretrain_processing.ResizeEdge.__init__, "backend: str = 'cv2',"),
-                                               evidence(mmpretrain_processing.ResizeEdge._resize_img, "img, w_scale, h_scale = mmcv.imresize("),
-                                               evidence(mmcv_geometric.imresize, "resized_img = cv2.resize(")]},
-            "crop": {"rule": "'CenterCrop' in mmpretrain's registry is mmcv.transforms.CenterCrop: y1 = max(0, int(round((H - C) / 2.))) (half to even)",
-                     "class": f"{MMPRE_TRANSFORMS.get('CenterCrop').__module__}.{MMPRE_TRANSFORMS.get('CenterCrop').__qualname__}",
-                     "where": evidence(mmcv_processing.CenterCrop.transform, "y1 = max(0, int(round((img_height - crop_height) / 2.)))")},
-            "data_preprocessor": {"rule": "ClsDataPreprocessor: to_rgb flips channels, .float(), (x - mean) / std with mean/std in 0..255 units",
-                                  "where": evidence(mmpretrain_preprocessor.ClsDataPreprocessor.forward, "input_ = input_.flip(0)", "input_ = input_.float()",
-                                                    "input_ = (input_ - self.mean) / self.std")},
-        },
+        "pycls": pycls_source_facts(),
+        "torchvision": torchvision_source_facts(),
+        "timm": timm_source_facts(),
+        "mmpretrain": mmpretrain_source_facts(),
         "mmcv_resize_keep_ratio": {
             "rule": "mmcv.transforms.Resize(scale, keep_ratio=True): factor = min(max(scale) / long, min(scale) / short), new size "
                     "int(x * factor + 0.5): rounds half up where pycls floors",
@@ -831,6 +717,119 @@ def facts_from_sources() -> dict:
                                   "where": evidence(mmengine_preprocessor.ImgDataPreprocessor.forward, "_batch_input = _batch_input[[2, 1, 0], ...]",
                                                     "_batch_input = _batch_input.float()", "_batch_input = (_batch_input - self.mean) / self.std")},
         },
+    }
+
+
+def pycls_source_facts() -> dict:
+    """pycls 0.1.1's ImageNet test pipeline (datasets/imagenet.py, datasets/transforms.py)."""
+    return {
+        "read": {"rule": "cv2.imread(path) (BGR uint8, HWC), then im.astype(np.float32, copy=False); never converted to RGB",
+                 "where": evidence(pycls_imagenet.ImageNet.__getitem__, "cv2.imread(", "im.astype(np.float32, copy=False)")},
+        "test_split": {"rule": "scale(TEST.IM_SIZE), center_crop(TRAIN.IM_SIZE), HWC->CHW, / 255.0, color_norm(_MEAN, _SD) (no PCA jitter, no flip)",
+                       "where": evidence(pycls_imagenet.ImageNet._prepare_im, "transforms.scale(cfg.TEST.IM_SIZE, im)",
+                                         "transforms.center_crop(train_size, im)", "im.transpose([2, 0, 1])", "im = im / 255.0",
+                                         "transforms.color_norm(im, _MEAN, _SD)")},
+        "resize_size": {"rule": "short side -> TEST.IM_SIZE; long side int(math.floor((float(long) / short) * size)): a double "
+                                "division then a multiplication, so when long*size/short is a whole number the product can "
+                                "land one ulp below it and floor gives one pixel less than the exact floor (see size_rule_scan)",
+                        "where": evidence(pycls_transforms.scale, "int(math.floor((float(h) / w) * size))", "int(math.floor((float(w) / h) * size))")},
+        "resize_skip": {"rule": "no resize (and no copy) when the short side already equals TEST.IM_SIZE",
+                        "where": evidence(pycls_transforms.scale, "if (w <= h and w == size) or (h <= w and h == size):")},
+        "resize_interpolation": {"rule": "cv2.resize(im, (w_new, h_new), interpolation=cv2.INTER_LINEAR) on the float32 image "
+                                         "(no antialiasing; OpenCV's float path, no uint8 rounding), result astype(np.float32)",
+                                 "where": evidence(pycls_transforms.scale, "cv2.resize(im, (w_new, h_new), interpolation=cv2.INTER_LINEAR)",
+                                                   "return im.astype(np.float32)")},
+        "crop_offset": {"rule": "y = int(math.ceil((h - size) / 2)), x = int(math.ceil((w - size) / 2)): an odd margin puts the "
+                                "extra pixel before the crop",
+                        "where": evidence(pycls_transforms.center_crop, "int(math.ceil((h - size) / 2))", "int(math.ceil((w - size) / 2))")},
+        "color_norm": {"rule": "per channel, in place: im[i] = im[i] - mean[i]; im[i] = im[i] / std[i] (float32 array, Python "
+                               "float scalars: float32 results)",
+                       "where": evidence(pycls_transforms.color_norm, "im[i] = im[i] - mean[i]", "im[i] = im[i] / std[i]")},
+        "mean_std": {"rule": "_MEAN / _SD in BGR order", "mean_bgr": MEAN_BGR, "std_bgr": STD_BGR,
+                     "where": evidence(pycls_imagenet, "_MEAN = [", "_SD = [")},
+    }
+
+
+def torchvision_source_facts() -> dict:
+    """torchvision's Resize, CenterCrop and ToTensor (v1 and v2)."""
+    return {
+        "resize_size": {"rule": "Resize(int): new_short = size, new_long = int(size * long / short) (exact floor: one division "
+                                "of the exact product)",
+                        "where": evidence(TF1._compute_resized_output_size, "new_short, new_long = requested_new_short, int(requested_new_short * long / short)")},
+        "resize_skip": {"rule": "returns the input unchanged when the computed size equals its size (v1 and v2)",
+                        "where": [evidence(TF1.resize, "if [image_height, image_width] == output_size:"),
+                                  evidence(TF2.resize_image, "if (new_height, new_width) == (old_height, old_width):")]},
+        "resize_pil": {"rule": "a PIL image is resized by PIL's Image.resize(BILINEAR), always antialiased (the antialias "
+                               "argument is ignored for PIL, with a warning); uint8 in, uint8 out",
+                       "where": [evidence(TF1.resize, "return F_pil.resize(img, size=output_size, interpolation=pil_interpolation)",
+                                          "if antialias is False:"),
+                                 evidence(torchvision.transforms._functional_pil.resize, "return img.resize(tuple(size[::-1]), interpolation)")]},
+        "resize_tensor": {"rule": "a tensor is resized by torch.nn.functional.interpolate(mode='bilinear', align_corners=False, "
+                                  "antialias=antialias); antialias defaults to True; float32 stays float32, uint8 is resized "
+                                  "natively (rounded)",
+                          "where": evidence(TF2.resize_image, "align_corners = False", "antialias=antialias,")},
+        "crop_offset": {"rule": "crop_top = int(round((H - C) / 2.0)), crop_left likewise: Python round, half to even",
+                        "where": [evidence(TF1.center_crop, "crop_top = int(round((image_height - crop_height) / 2.0))"),
+                                  evidence(TF2._geometry._center_crop_compute_crop_anchor, "crop_top = int(round((image_height - crop_height) / 2.0))")]},
+        "to_tensor": {"rule": "ToTensor: uint8 HWC -> float32 CHW, .div(255)",
+                      "where": evidence(TF1.to_tensor, "return img.to(dtype=default_float_dtype).div(255)")},
+    }
+
+
+def timm_source_facts() -> dict:
+    """timm's eval transform and how resolve_data_config picks its numbers."""
+    return {
+        "eval_transform": {"rule": "transforms_imagenet_eval, crop_mode 'center', square input: scale_size = "
+                                   "math.floor(img_size / crop_pct); torchvision transforms.Resize(scale_size, interpolation), "
+                                   "transforms.CenterCrop(img_size), MaybeToTensor(), Normalize(mean, std): torchvision's own "
+                                   "v1 transforms on a PIL image (so torchvision's size, antialias and crop rules)",
+                           "where": evidence(timm_factory.transforms_imagenet_eval, "scale_size = math.floor(img_size / crop_pct)",
+                                             "transforms.Resize(scale_size[0], interpolation=str_to_interp_mode(interpolation))",
+                                             "tfl += [transforms.CenterCrop(img_size)]", "MaybeToTensor(),")},
+        "crop_mode": {"rule": "resolve_data_config takes crop_mode from the model's pretrained_cfg unless given; "
+                              "efficientnet_b5's default tag (sw_in12k_ft_in1k) says crop_mode='squash', and "
+                              "transforms_imagenet_eval then resizes both sides to scale_size (the aspect ratio is lost) "
+                              "before the centre crop: a pretrained_cfg_overlay without crop_mode='center' inherits it",
+                      "where": [evidence(timm_config.resolve_data_config, "elif pretrained_cfg.get('crop_mode', None):"),
+                                evidence(timm_efficientnet, "input_size=(3, 448, 448), pool_size=(14, 14), crop_pct=1.0, crop_mode='squash'),"),
+                                evidence(timm_factory.transforms_imagenet_eval, "if crop_mode == 'squash':")]},
+        "test_size": {"rule": "resolve_data_config(use_test_size=True) prefers the pretrained_cfg's test_input_size and "
+                              "test_crop_pct (efficientnet_b1..b4's default tags have them: 288/1.0, 288/1.0, 320/1.0, "
+                              "384/1.0) over input_size / crop_pct; the overlay leaves them in place. timm's validate.py "
+                              "(a repository script, not in the wheel) passes use_test_size=not args.use_train_size",
+                      "where": [evidence(timm_config.resolve_data_config, "if use_test_size and pretrained_cfg.get('test_input_size', None) is not None:",
+                                         "if use_test_size and pretrained_cfg.get('test_crop_pct', None):")]},
+        "no_pycls_transform": {"rule": "timm.data has no resize without antialiasing and no ceil-offset crop: its transforms "
+                                       "call torchvision's resize with its default antialias (no 'antialias' argument anywhere "
+                                       "in transforms.py or transforms_factory.py), and its own centre crop rounds",
+                               "antialias_mentions": {
+                                   "timm/data/transforms.py": inspect.getsource(timm_transforms).count("antialias"),
+                                   "timm/data/transforms_factory.py": inspect.getsource(timm_factory).count("antialias")},
+                               "where": [evidence(timm_transforms.center_crop_or_pad, "crop_top = int(round((image_height - crop_height) / 2.0))"),
+                                         evidence(timm_transforms.ResizeKeepRatio.__call__, "img = F.resize(img, size, interpolation)")]},
+    }
+
+
+def mmpretrain_source_facts() -> dict:
+    """mmpretrain's test pipeline: mmcv's loading, ResizeEdge, CenterCrop, ClsDataPreprocessor."""
+    return {
+        "load": {"rule": "mmcv LoadImageFromFile: cv2 decode, BGR uint8 unless to_float32=True (default False)",
+                 "where": evidence(mmcv_loading.LoadImageFromFile.__init__, "to_float32: bool = False,"),
+                 "where_float": evidence(mmcv_loading.LoadImageFromFile.transform, "img = img.astype(np.float32)")},
+        "resize_size": {"rule": "ResizeEdge(edge='short'): short side = scale, long side int(scale * long / short) (exact floor)",
+                        "where": evidence(mmpretrain_processing.ResizeEdge.transform, "height = int(self.scale * h / w)", "width = int(self.scale * w / h)")},
+        "resize_interpolation": {"rule": "mmcv.imresize(img, (w, h), interpolation, backend='cv2' by default) = cv2.resize(INTER_LINEAR) "
+                                         "on the image's own dtype (uint8 from a stock LoadImageFromFile: fixed-point weights, rounded "
+                                         "to uint8); no antialiasing; always called, even to the same size",
+                                 "where": [evidence(mmpretrain_processing.ResizeEdge.__init__, "backend: str = 'cv2',"),
+                                           evidence(mmpretrain_processing.ResizeEdge._resize_img, "img, w_scale, h_scale = mmcv.imresize("),
+                                           evidence(mmcv_geometric.imresize, "resized_img = cv2.resize(")]},
+        "crop": {"rule": "'CenterCrop' in mmpretrain's registry is mmcv.transforms.CenterCrop: y1 = max(0, int(round((H - C) / 2.))) (half to even)",
+                 "class": f"{MMPRE_TRANSFORMS.get('CenterCrop').__module__}.{MMPRE_TRANSFORMS.get('CenterCrop').__qualname__}",
+                 "where": evidence(mmcv_processing.CenterCrop.transform, "y1 = max(0, int(round((img_height - crop_height) / 2.)))")},
+        "data_preprocessor": {"rule": "ClsDataPreprocessor: to_rgb flips channels, .float(), (x - mean) / std with mean/std in 0..255 units",
+                              "where": evidence(mmpretrain_preprocessor.ClsDataPreprocessor.forward, "input_ = input_.flip(0)", "input_ = input_.float()",
+                                                "input_ = (input_ - self.mean) / self.std")},
     }
 
 
@@ -1162,44 +1161,68 @@ def library_sizes(lib: Libraries, path: Path, bgr: np.ndarray, rgb: np.ndarray) 
 
 
 def measure_photo(path: Path, name: str, lib: Libraries, store: dict) -> dict:
+    """measurements.json's entry of one photo at one size: pycls's own input (also kept in
+    store["P"]), each library's stock pipeline, each effect alone, the candidates, the resamplers."""
     R, C = lib.resize, lib.crop
     bgr = cv2.imread(str(path))
     rgb = np.ascontiguousarray(bgr[:, :, ::-1])
     h, w = bgr.shape[:2]
     P = pycls_item(path, R, C)  # pycls's own input, CHW BGR float32
-
     resized = pycls_scale(bgr, R)
     hw = tuple(resized.shape[:2])
-    yx = pycls_offsets(hw, C)
-    assert hw == pycls_size_rule(h, w, R) and yx == ceil_offsets(hw, C)
-    assert np.array_equal(pycls_norm(crop_at(resized, yx, C)), P), "pycls maths not reproduced"
-    ref = {"resized_hw": list(hw), "crop_yx": list(yx),
-           "resized_channel_sums_bgr": [float(v) for v in resized.astype(np.float64).sum(axis=(0, 1))],
-           "input_channel_stats_bgr": {stat: [float(getattr(np, stat)(P[c].astype(np.float64))) for c in range(3)]
-                                       for stat in ("mean", "std", "min", "max")}}
+    ref = pycls_reference_record(bgr, resized, P, R, C)
     store["P"] = P
 
     sizes = library_sizes(lib, path, bgr, rgb)
     res = {"pycls": ref, "library_sizes": sizes, "floor_rule_agrees": sizes["torchvision"]["resized_hw"] == list(hw), "stock": {}, "effects": {}, "candidates": {}, "resamplers": {}}
-
-    # --- stock pipelines, as printed -----------------------------------------------------
     pil = Image.open(path).convert("RGB")
-    res["stock"]["torchvision"] = maxabs(lib.tv(pil).flip(0), P)
-    res["stock"]["timm"] = maxabs(lib.timm(pil).flip(0), P)
-    res["stock"]["mmpretrain"] = maxabs(lib.mmpre_run(path, lib.mmpre_steps()).flip(0), P)
-    res["stock"]["mmdet"] = maxabs(lib.mmdet_run(path, to_float32=False).flip(0), P)
+    res["stock"] = stock_results(path, pil, lib, P)
+    res["effects"] = effect_results(bgr, rgb, resized, sizes, lib, P)
+    res["candidates"] = candidate_results(path, pil, lib, P, res["stock"]["mmdet"])
+    res["resamplers"] = resampler_results(bgr, resized, C, P)
+    return res
 
-    # --- which step: each effect alone, everything else as pycls does it ------------------
-    def at_ceil(img_hwc):
-        return pycls_norm(crop_at(img_hwc, ceil_offsets(img_hwc.shape[:2], C), C))
 
+def pycls_reference_record(bgr, resized, P, R: int, C: int) -> dict:
+    """pycls's resize and crop, checked against the rules written here, and its input's stats."""
+    h, w = bgr.shape[:2]
+    hw = tuple(resized.shape[:2])
+    yx = pycls_offsets(hw, C)
+    assert hw == pycls_size_rule(h, w, R) and yx == ceil_offsets(hw, C)
+    assert np.array_equal(pycls_norm(crop_at(resized, yx, C)), P), "pycls maths not reproduced"
+    return {"resized_hw": list(hw), "crop_yx": list(yx),
+            "resized_channel_sums_bgr": [float(v) for v in resized.astype(np.float64).sum(axis=(0, 1))],
+            "input_channel_stats_bgr": {stat: [float(getattr(np, stat)(P[c].astype(np.float64))) for c in range(3)]
+                                        for stat in ("mean", "std", "min", "max")}}
+
+
+def stock_results(path: Path, pil, lib: Libraries, P) -> dict:
+    """Each library's stock pipeline, as printed: max abs difference to pycls's input."""
+    return {"torchvision": maxabs(lib.tv(pil).flip(0), P),
+            "timm": maxabs(lib.timm(pil).flip(0), P),
+            "mmpretrain": maxabs(lib.mmpre_run(path, lib.mmpre_steps()).flip(0), P),
+            "mmdet": maxabs(lib.mmdet_run(path, to_float32=False).flip(0), P)}
+
+
+def _at_ceil(img_hwc, C: int):
+    """pycls's ceil-offset centre crop and normalization of a resized HWC BGR image."""
+    return pycls_norm(crop_at(img_hwc, ceil_offsets(img_hwc.shape[:2], C), C))
+
+
+def effect_results(bgr, rgb, resized, sizes: dict, lib: Libraries, P) -> dict:
+    """Which step: each effect alone (size rule, crop offset, antialias, uint8, normalization
+    maths), everything else as pycls does it."""
+    C = lib.crop
+    hw = tuple(resized.shape[:2])
+    yx = pycls_offsets(hw, C)
     crop_round = pycls_norm(crop_at(resized, round_offsets(hw, C), C))
-    pil_f = at_ceil(pil_float_resize(bgr.astype(np.float32), hw))
-    pil_u8 = at_ceil(pil_u8_resize(rgb, hw)[:, :, ::-1].astype(np.float32))
-    cv_u8 = at_ceil(cv2_resize(bgr, hw).astype(np.float32))
+    pil_f = _at_ceil(pil_float_resize(bgr.astype(np.float32), hw), C)
+    pil_u8 = _at_ceil(pil_u8_resize(rgb, hw)[:, :, ::-1].astype(np.float32), C)
+    cv_u8 = _at_ceil(cv2_resize(bgr, hw).astype(np.float32), C)
+    effects = {}
     for libname in ("torchvision", "timm", "mmpretrain"):
         lhw = tuple(sizes[libname]["resized_hw"])
-        eff = {"size_rule": 0.0 if lhw == hw else maxabs(at_ceil(cv2_resize(bgr.astype(np.float32), lhw)), P),
+        eff = {"size_rule": 0.0 if lhw == hw else maxabs(_at_ceil(cv2_resize(bgr.astype(np.float32), lhw), C), P),
                "crop_offset": maxabs(crop_round, P) if round_offsets(hw, C) != yx else 0.0}
         if libname == "mmpretrain":
             eff["antialias"] = 0.0  # cv2 INTER_LINEAR: none
@@ -1210,34 +1233,43 @@ def measure_photo(path: Path, name: str, lib: Libraries, store: dict) -> dict:
             eff["antialias"] = maxabs(pil_f, P)
             eff["uint8"] = maxabs(pil_u8, pil_f)
             eff["normalization_maths"] = maxabs(tv_norm_of_crop(crop_at(resized, yx, C)), P)
-        res["effects"][libname] = eff
+        effects[libname] = eff
+    return effects
 
-    # --- candidates ------------------------------------------------------------------------
-    res["candidates"]["timm.printed_plus_crop_mode_center"] = maxabs(lib.timm_fixed(pil).flip(0), P)
-    for cname, tf in tv_candidates(R, C, lib.timm_cfg_fixed).items():
-        res["candidates"][cname] = maxabs(tf(pil).flip(0), P)
+
+def candidate_results(path: Path, pil, lib: Libraries, P, mmdet_stock: float) -> dict:
+    """Candidate pipelines built from the libraries' public transforms (and the small ones
+    written here): max abs difference to pycls's input."""
+    out = {"timm.printed_plus_crop_mode_center": maxabs(lib.timm_fixed(pil).flip(0), P)}
+    for cname, tf in tv_candidates(lib.resize, lib.crop, lib.timm_cfg_fixed).items():
+        out[cname] = maxabs(tf(pil).flip(0), P)
     mm = {"mmpretrain.f32_resizeedge_stockcrop": dict(to_float32=True),
           "mmpretrain.f32_resizeedge_ceilcrop": dict(to_float32=True, crop="ceil"),
           "mmpretrain.u8_resizeedge_ceilcrop": dict(crop="ceil"),
           "mmpretrain.f32_keepratio_ceilcrop": dict(to_float32=True, crop="ceil", resize="keep_ratio"),
           "mmpretrain.f32_pyclssize_ceilcrop": dict(to_float32=True, crop="ceil", resize="pycls")}
     for cname, kw in mm.items():
-        res["candidates"][cname] = maxabs(lib.mmpre_run(path, lib.mmpre_steps(**kw)).flip(0), P)
-    res["candidates"]["mmdet.stock_u8load"] = res["stock"]["mmdet"]
-    res["candidates"]["mmdet.f32load"] = maxabs(lib.mmdet_run(path, to_float32=True).flip(0), P)
+        out[cname] = maxabs(lib.mmpre_run(path, lib.mmpre_steps(**kw)).flip(0), P)
+    out["mmdet.stock_u8load"] = mmdet_stock
+    out["mmdet.f32load"] = maxabs(lib.mmdet_run(path, to_float32=True).flip(0), P)
+    return out
 
-    # --- bilinear resamplers against cv2.resize (pycls's resize), on the whole resized image ---
+
+def resampler_results(bgr, resized, C: int, P) -> dict:
+    """Bilinear resamplers against cv2.resize (pycls's resize), on the whole resized image."""
+    hw = tuple(resized.shape[:2])
     src = bgr.astype(np.float32)
     cv_noipp = cv2_resize(src, hw, ipp=False)
     src_t = torch.from_numpy(src)
     outs = {"torch_cv2_emulation": torch_cv2_linear(src_t, hw, "cv2").numpy(),
             "torch_cv2_emulation_double_coords": torch_cv2_linear(src_t, hw, "double").numpy(),
             "torch_interpolate_bilinear": torch_interpolate(src_t, hw).numpy()}
-    for rname, out in outs.items():
-        res["resamplers"][rname] = {"px_vs_cv2_default": maxabs(out, resized), "px_vs_cv2_no_ipp": maxabs(out, cv_noipp),
-                                    "normalized_vs_pycls": maxabs(at_ceil(out), P)}
-    res["resamplers"]["cv2_no_ipp"] = {"px_vs_cv2_default": maxabs(cv_noipp, resized), "normalized_vs_pycls": maxabs(at_ceil(cv_noipp), P)}
-    return res
+    out = {}
+    for rname, o in outs.items():
+        out[rname] = {"px_vs_cv2_default": maxabs(o, resized), "px_vs_cv2_no_ipp": maxabs(o, cv_noipp),
+                      "normalized_vs_pycls": maxabs(_at_ceil(o, C), P)}
+    out["cv2_no_ipp"] = {"px_vs_cv2_default": maxabs(cv_noipp, resized), "normalized_vs_pycls": maxabs(_at_ceil(cv_noipp, C), P)}
+    return out
 
 
 def summarize(per_photo: dict) -> dict:
@@ -1533,15 +1565,70 @@ def whole_snippet(text: str, where: str, tmp: Path) -> str:
 
 def printed_main(out_root: Path) -> None:
     """``photos.py --printed``: tests/data/pipelines/printed.json (see the module docstring)."""
-    import tempfile
     vers = versions()
     ck = _ckptconv()
     vers["ckptconv"] = ck.version
     photo_dir = REPO_ROOT / "ckptconv" / "data" / "photos"
     photos = sorted(photo_dir.glob("*.png"))
     assert photos, photo_dir
-    stored = np.load(REPO_ROOT / "tests" / "data" / "pipelines" / "pycls_reference.npz")
+    pycls_input = PyclsInputs(np.load(REPO_ROOT / "tests" / "data" / "pipelines" / "pycls_reference.npz"))
+    texts, refused = render_printed(ck)
+    configs, cli = convert_printed(ck, texts)
+    runs = {"results": {}, "timm_data_config": {}, "mmdet_pasted_over_example": {}, "mmpretrain_api": {},
+            "custom_imports": {"ckptconv.mmengine imported before the first printed mmpretrain config": "ckptconv.mmengine" in sys.modules}}
+    errors = {}
+    for (layout, name), text in sorted(texts.items()):
+        k = f"{layout}/{name}"
+        variant = ck.registry.variant(name)
+        R, C = variant.test_size, variant.im_size
+        measure = {"torchvision": measure_printed_torch, "timm": measure_printed_torch,
+                   "mmpretrain": measure_printed_mmpretrain}.get(layout, measure_printed_mmdet)
+        try:
+            measure(layout, name, text, R, C, photos, pycls_input, runs)
+        except PrintedLineFailed as failure:
+            errors[k] = failure.record()
+    summary = printed_summary(runs["results"])
+    doc = {
+        "versions": vers, "made_by": "tools/groundtruth/photos.py --printed", **PRINTED_ABOUT,
+        "photos": {p.stem: sha256(p.read_bytes()) for p in photos},
+        "configs": configs, "not_rendered": refused, "errors": errors, "results": runs["results"], "summary": summary,
+        "timm_data_config": runs["timm_data_config"],
+        "cli": cli,
+        "mmdet_pasted_over_example": runs["mmdet_pasted_over_example"],
+        "mmpretrain_api": runs["mmpretrain_api"],
+        "custom_imports": runs["custom_imports"],
+        "pycls_input_vs_pycls_reference_npz": pycls_input.reference_check,
+        "tolerance": TOL,
+    }
+    data_dir = out_root / "tests" / "data" / "pipelines"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "printed.json").write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    print_printed_report(summary, errors, cli, refused)
+    print(f"wrote {data_dir / 'printed.json'}")
 
+
+PRINTED_ABOUT = {
+    "units": "max abs difference to pycls 0.1.1's own input (ImageNet.__getitem__, split val), normalized units "
+             "((x/255 - mean) / std); the printed pipelines' RGB output compared after reversing its channels to pycls's BGR",
+    "rendered_by": "ckptconv.tables.render.render_config(layout, variant, None, '', needed(layout.pipeline, 'rgb', "
+                   "registry.pycls_layout(family).pipeline)): the text `ckptconv convert --json` prints as \"config\", "
+                   "with 'OUT' for the output path; sha256 of that text (UTF-8)",
+    "run_as": {"torchvision": "the snippet's imports and `preprocess = ...` executed as printed; preprocess(PIL.Image.open(photo).convert('RGB'))",
+               "timm": "as torchvision; for EfficientNet also the printed `model = timm.create_model(...)` and "
+                       "`model.pretrained_cfg = dict(...)` as printed (the weights-file lines left out; timm_data_config: what "
+                       "timm.data.resolve_data_config(model=model), and with use_test_size=True, resolves from it)",
+               "mmpretrain": "mmengine Config.fromstring (custom_imports imports ckptconv.mmengine); test_dataloader.dataset.pipeline "
+                             "built with mmpretrain's TRANSFORMS and mmengine's Compose, run on dict(img_path=photo); the "
+                             "ClsDataPreprocessor built from the printed data_preprocessor dict (mmpretrain_api: what "
+                             "mmpretrain.apis.get_model makes of the config, and whether its data_preprocessor gives the same)",
+               "mmdet": "mmdet LoadImageFromFile, pycls's own transforms.scale + center_crop, PackDetInputs, "
+                        "DetDataPreprocessor built from the printed model.data_preprocessor"},
+}
+
+
+def render_printed(ck) -> tuple[dict, dict]:
+    """The config text ckptconv renders for every (layout, variant) it targets; the refused ones
+    with the registry's word for them."""
     texts, refused = {}, {}
     for name in PRINTED_VARIANTS:
         targets = ck.registry.targets(ck.registry.variant(name))
@@ -1550,8 +1637,15 @@ def printed_main(out_root: Path) -> None:
                 texts[layout, name] = printed_render(ck, layout, name)
             else:
                 refused[f"{layout}/{name}"] = targets.get(layout, "no such layout")
+    return texts, refused
 
-    configs, errors, cli = {}, {}, {}
+
+def convert_printed(ck, texts: dict) -> tuple[dict, dict]:
+    """Each rendered text's sha256 and excerpt, and what ``ckptconv convert --json`` prints for the
+    same (layout, variant) on a synthetic checkpoint: the same text? (torchvision/timm: the whole
+    snippet run with the converted file.)"""
+    import tempfile
+    configs, cli = {}, {}
     with tempfile.TemporaryDirectory(prefix="gt-printed-") as tmpdir:
         tmp = Path(tmpdir)
         converted = cli_configs(ck, sorted(texts), tmp)
@@ -1567,135 +1661,124 @@ def printed_main(out_root: Path) -> None:
             if layout in ("torchvision", "timm"):
                 entry["whole_snippet_with_converted_file"] = whole_snippet(cli_text, k, tmp)
             cli[k] = entry
+    return configs, cli
 
-    # pycls's own input, per photo and size, checked against the stored reference
-    P_cache: dict = {}
-    reference_check = {}
 
-    def pycls_input(path: Path, R: int, C: int) -> np.ndarray:
-        if (path, R, C) not in P_cache:
+class PyclsInputs:
+    """pycls's own input per (photo, TEST.IM_SIZE, TRAIN.IM_SIZE), computed once, each checked
+    against the stored pycls_reference.npz (reference_check: max abs difference)."""
+
+    def __init__(self, stored):
+        self.stored = stored
+        self.cache: dict = {}
+        self.reference_check: dict = {}
+
+    def __call__(self, path: Path, R: int, C: int) -> np.ndarray:
+        if (path, R, C) not in self.cache:
             P = pycls_item(path, R, C)
             name = f"{path.stem}__{key(R, C)}"
             if (R, C) == FULL_SIZE:
-                ref = stored[name]
+                ref = self.stored[name]
                 diff = maxabs(P, ref)
             else:
-                pos = stored[f"positions__{key(R, C)}"]
-                diff = maxabs(P[pos[:, 0], pos[:, 1], pos[:, 2]], stored[f"{name}__values"])
-            reference_check[f"{path.stem}/{key(R, C)}"] = diff
-            P_cache[path, R, C] = P
-        return P_cache[path, R, C]
+                pos = self.stored[f"positions__{key(R, C)}"]
+                diff = maxabs(P[pos[:, 0], pos[:, 1], pos[:, 2]], self.stored[f"{name}__values"])
+            self.reference_check[f"{path.stem}/{key(R, C)}"] = diff
+            self.cache[path, R, C] = P
+        return self.cache[path, R, C]
 
-    results, timm_cfg, pasted, extra = {}, {}, {}, {}
-    custom_imports = {"ckptconv.mmengine imported before the first printed mmpretrain config": "ckptconv.mmengine" in sys.modules}
-    for (layout, name), text in sorted(texts.items()):
-        k = f"{layout}/{name}"
-        variant = ck.registry.variant(name)
-        R, C = variant.test_size, variant.im_size
-        try:
-            if layout in ("torchvision", "timm"):
-                ns = run_printed_torch(layout, name, text)
-                preprocess = ns["preprocess"]
-                if "model" in ns:  # timm EfficientNet: the model as printed, with the printed pretrained_cfg
-                    norm = next(t for t in preprocess.transforms if type(t).__name__ == "Normalize")
-                    cfgs = timm_data_configs(ns["model"])
-                    cfgs["agrees_with_pycls_and_printed_normalize"] = {
-                        label: timm_config_agrees(cfgs[label], R, C, list(norm.mean), list(norm.std))
-                        for label in ("resolve_data_config", "resolve_data_config_use_test_size")}
-                    timm_cfg[name] = cfgs
-                for path in photos:
-                    out = preprocess(Image.open(path).convert("RGB"))
-                    assert tuple(out.shape) == (3, C, C) and out.dtype == torch.float32, (k, out.shape, out.dtype)
-                    results[f"{k}/{path.stem}"] = maxabs(out.flip(0), pycls_input(path, R, C))
-            elif layout == "mmpretrain":
-                cfg, pipeline, pre = mmpretrain_printed(text)
-                custom_imports[f"ckptconv.mmengine imported after Config.fromstring ({k})"] = "ckptconv.mmengine" in sys.modules
-                api = {"pipeline_steps": [type(t).__module__ + "." + type(t).__qualname__ for t in pipeline.transforms]}
-                api["get_model(printed config)"], _ = mmpretrain_get_model(cfg)
-                typed = copy_config(cfg)
-                typed.test_dataloader.dataset.type = "ImageNet"  # what a full config's dataset sets
-                api["get_model(printed config + test_dataloader.dataset.type='ImageNet')"], model_pre = mmpretrain_get_model(typed)
-                for path in photos:
-                    packed = pipeline(dict(img_path=str(path)))
-                    batch = {"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]}
-                    out = pre(batch, False)["inputs"][0]
-                    assert tuple(out.shape) == (3, C, C), (k, out.shape)
-                    results[f"{k}/{path.stem}"] = maxabs(out.flip(0), pycls_input(path, R, C))
-                    if model_pre is not None:
-                        same = torch.equal(model_pre(batch, False)["inputs"][0], out)
-                        api["get_model's data_preprocessor gives the same input"] = api.get("get_model's data_preprocessor gives the same input", True) and same
-                extra[k] = api
-            else:
-                try:
-                    cfg = Config.fromstring(text, ".py")
-                    dp = cfg.model.data_preprocessor.to_dict()
-                    pre = MMDET_MODELS.build(dict(type="DetDataPreprocessor", **dp))
-                except Exception as exc:  # noqa: BLE001
-                    raise PrintedLineFailed(printed_excerpt(layout, text), f"{type(exc).__name__}: {exc}") from exc
-                steps = [MMDET_TRANSFORMS.build(dict(type="LoadImageFromFile")), MMPyclsResizeCrop(R, C),
-                         MMDET_TRANSFORMS.build(dict(type="PackDetInputs"))]
-                base = mmdet_pasted_base(text)
-                merged_pre = None
-                if base is not None:  # the fragment pasted over the detector config it names
-                    with tempfile.TemporaryDirectory(prefix="gt-printed-mmdet-") as tmpdir:
-                        f = Path(tmpdir) / "pasted.py"
-                        f.write_text(f"_base_ = [{str(base)!r}]\n" + text)
-                        merged = Config.fromfile(str(f)).model.data_preprocessor.to_dict()
-                    merged_pre = MMDET_MODELS.build(dict(merged))
-                    pasted[name] = {"base_config": _relpath(str(base)).replace("mmdet/.mim/", "mmdet: "), "merged_data_preprocessor": _jsonable(merged),
-                                    "max_abs_on_the_crop": 0.0}
-                for path in photos:
-                    packed = run_pack(steps, path)
-                    batch = {"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]}
-                    out = pre(batch, False)["inputs"][0]
-                    assert tuple(out.shape) == (3, C, C), (k, out.shape)
-                    P = pycls_input(path, R, C)
-                    results[f"{k}/{path.stem}"] = maxabs(out.flip(0), P)
-                    if merged_pre is not None:  # it may pad (pad_size_divisor): compare the crop, top-left
-                        padded = merged_pre(batch, False)["inputs"][0]
-                        pasted[name]["max_abs_on_the_crop"] = max(pasted[name]["max_abs_on_the_crop"], maxabs(padded[:, :C, :C].flip(0), P))
-                        pasted[name]["padded_shape"] = list(padded.shape)
-        except PrintedLineFailed as failure:
-            errors[k] = failure.record()
 
+def measure_printed_torch(layout: str, name: str, text: str, R: int, C: int, photos: list, pycls_input, runs: dict) -> None:
+    """torchvision / timm: the printed snippet's preprocess on every photo (timm EfficientNet: also
+    the data config timm resolves from the printed model)."""
+    k = f"{layout}/{name}"
+    ns = run_printed_torch(layout, name, text)
+    preprocess = ns["preprocess"]
+    if "model" in ns:  # timm EfficientNet: the model as printed, with the printed pretrained_cfg
+        norm = next(t for t in preprocess.transforms if type(t).__name__ == "Normalize")
+        cfgs = timm_data_configs(ns["model"])
+        cfgs["agrees_with_pycls_and_printed_normalize"] = {
+            label: timm_config_agrees(cfgs[label], R, C, list(norm.mean), list(norm.std))
+            for label in ("resolve_data_config", "resolve_data_config_use_test_size")}
+        runs["timm_data_config"][name] = cfgs
+    for path in photos:
+        out = preprocess(Image.open(path).convert("RGB"))
+        assert tuple(out.shape) == (3, C, C) and out.dtype == torch.float32, (k, out.shape, out.dtype)
+        runs["results"][f"{k}/{path.stem}"] = maxabs(out.flip(0), pycls_input(path, R, C))
+
+
+def measure_printed_mmpretrain(layout: str, name: str, text: str, R: int, C: int, photos: list, pycls_input, runs: dict) -> None:
+    """mmpretrain: the printed config's test pipeline and ClsDataPreprocessor on every photo, and
+    what mmpretrain.apis.get_model makes of the config."""
+    k = f"{layout}/{name}"
+    cfg, pipeline, pre = mmpretrain_printed(text)
+    runs["custom_imports"][f"ckptconv.mmengine imported after Config.fromstring ({k})"] = "ckptconv.mmengine" in sys.modules
+    api = {"pipeline_steps": [type(t).__module__ + "." + type(t).__qualname__ for t in pipeline.transforms]}
+    api["get_model(printed config)"], _ = mmpretrain_get_model(cfg)
+    typed = copy_config(cfg)
+    typed.test_dataloader.dataset.type = "ImageNet"  # what a full config's dataset sets
+    api["get_model(printed config + test_dataloader.dataset.type='ImageNet')"], model_pre = mmpretrain_get_model(typed)
+    for path in photos:
+        packed = pipeline(dict(img_path=str(path)))
+        batch = {"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]}
+        out = pre(batch, False)["inputs"][0]
+        assert tuple(out.shape) == (3, C, C), (k, out.shape)
+        runs["results"][f"{k}/{path.stem}"] = maxabs(out.flip(0), pycls_input(path, R, C))
+        if model_pre is not None:
+            same = torch.equal(model_pre(batch, False)["inputs"][0], out)
+            api["get_model's data_preprocessor gives the same input"] = api.get("get_model's data_preprocessor gives the same input", True) and same
+    runs["mmpretrain_api"][k] = api
+
+
+def measure_printed_mmdet(layout: str, name: str, text: str, R: int, C: int, photos: list, pycls_input, runs: dict) -> None:
+    """mmdet: LoadImageFromFile, pycls's resize and crop, the printed DetDataPreprocessor on every
+    photo; and the fragment pasted over the detector config its comment names."""
+    import tempfile
+    k = f"{layout}/{name}"
+    try:
+        cfg = Config.fromstring(text, ".py")
+        dp = cfg.model.data_preprocessor.to_dict()
+        pre = MMDET_MODELS.build(dict(type="DetDataPreprocessor", **dp))
+    except Exception as exc:  # noqa: BLE001
+        raise PrintedLineFailed(printed_excerpt(layout, text), f"{type(exc).__name__}: {exc}") from exc
+    steps = [MMDET_TRANSFORMS.build(dict(type="LoadImageFromFile")), MMPyclsResizeCrop(R, C),
+             MMDET_TRANSFORMS.build(dict(type="PackDetInputs"))]
+    pasted = runs["mmdet_pasted_over_example"]
+    base = mmdet_pasted_base(text)
+    merged_pre = None
+    if base is not None:  # the fragment pasted over the detector config it names
+        with tempfile.TemporaryDirectory(prefix="gt-printed-mmdet-") as tmpdir:
+            f = Path(tmpdir) / "pasted.py"
+            f.write_text(f"_base_ = [{str(base)!r}]\n" + text)
+            merged = Config.fromfile(str(f)).model.data_preprocessor.to_dict()
+        merged_pre = MMDET_MODELS.build(dict(merged))
+        pasted[name] = {"base_config": _relpath(str(base)).replace("mmdet/.mim/", "mmdet: "), "merged_data_preprocessor": _jsonable(merged),
+                        "max_abs_on_the_crop": 0.0}
+    for path in photos:
+        packed = run_pack(steps, path)
+        batch = {"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]}
+        out = pre(batch, False)["inputs"][0]
+        assert tuple(out.shape) == (3, C, C), (k, out.shape)
+        P = pycls_input(path, R, C)
+        runs["results"][f"{k}/{path.stem}"] = maxabs(out.flip(0), P)
+        if merged_pre is not None:  # it may pad (pad_size_divisor): compare the crop, top-left
+            padded = merged_pre(batch, False)["inputs"][0]
+            pasted[name]["max_abs_on_the_crop"] = max(pasted[name]["max_abs_on_the_crop"], maxabs(padded[:, :C, :C].flip(0), P))
+            pasted[name]["padded_shape"] = list(padded.shape)
+
+
+def printed_summary(results: dict) -> dict:
+    """Per layout: the worst difference to pycls's input, where, over how many cases."""
     summary = {}
     for layout in PRINTED_LAYOUTS:
         rows = {r: v for r, v in results.items() if r.startswith(layout + "/")}
         if rows:
             worst = max(rows, key=lambda r: (rows[r], r))
             summary[layout] = {"max": rows[worst], "worst": worst, "cases": len(rows), "within_1e-4": rows[worst] <= TOL}
+    return summary
 
-    doc = {
-        "versions": vers, "made_by": "tools/groundtruth/photos.py --printed",
-        "units": "max abs difference to pycls 0.1.1's own input (ImageNet.__getitem__, split val), normalized units "
-                 "((x/255 - mean) / std); the printed pipelines' RGB output compared after reversing its channels to pycls's BGR",
-        "rendered_by": "ckptconv.tables.render.render_config(layout, variant, None, '', needed(layout.pipeline, 'rgb', "
-                       "registry.pycls_layout(family).pipeline)): the text `ckptconv convert --json` prints as \"config\", "
-                       "with 'OUT' for the output path; sha256 of that text (UTF-8)",
-        "run_as": {"torchvision": "the snippet's imports and `preprocess = ...` executed as printed; preprocess(PIL.Image.open(photo).convert('RGB'))",
-                   "timm": "as torchvision; for EfficientNet also the printed `model = timm.create_model(...)` and "
-                           "`model.pretrained_cfg = dict(...)` as printed (the weights-file lines left out; timm_data_config: what "
-                           "timm.data.resolve_data_config(model=model), and with use_test_size=True, resolves from it)",
-                   "mmpretrain": "mmengine Config.fromstring (custom_imports imports ckptconv.mmengine); test_dataloader.dataset.pipeline "
-                                 "built with mmpretrain's TRANSFORMS and mmengine's Compose, run on dict(img_path=photo); the "
-                                 "ClsDataPreprocessor built from the printed data_preprocessor dict (mmpretrain_api: what "
-                                 "mmpretrain.apis.get_model makes of the config, and whether its data_preprocessor gives the same)",
-                   "mmdet": "mmdet LoadImageFromFile, pycls's own transforms.scale + center_crop, PackDetInputs, "
-                            "DetDataPreprocessor built from the printed model.data_preprocessor"},
-        "photos": {p.stem: sha256(p.read_bytes()) for p in photos},
-        "configs": configs, "not_rendered": refused, "errors": errors, "results": results, "summary": summary,
-        "timm_data_config": timm_cfg,
-        "cli": cli,
-        "mmdet_pasted_over_example": pasted,
-        "mmpretrain_api": extra,
-        "custom_imports": custom_imports,
-        "pycls_input_vs_pycls_reference_npz": reference_check,
-        "tolerance": TOL,
-    }
-    data_dir = out_root / "tests" / "data" / "pipelines"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "printed.json").write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
+def print_printed_report(summary: dict, errors: dict, cli: dict, refused: dict) -> None:
     print(f"{'layout':12s} {'max abs vs pycls':>16s}  worst")
     for layout, s in summary.items():
         print(f"{layout:12s} {s['max']:16.3g}  {s['worst']}  ({s['cases']} cases)")
@@ -1706,7 +1789,6 @@ def printed_main(out_root: Path) -> None:
         if bad:
             print(f"CLI {k}: {bad}")
     print(f"not rendered (refused): {refused}")
-    print(f"wrote {data_dir / 'printed.json'}")
 
 
 def main() -> None:
@@ -1724,20 +1806,49 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
 
     sources = facts_from_sources()  # first: a rule no longer in the installed sources stops the run here
+    records = write_photos(photo_dir, vers)  # 1. photos
+    variants = variant_tables()  # 2. what ckptconv prints, per size pair
+    printed = printed_configs(variants)
+    reference, arrays, per_photo, extra_timm = measure_all(photo_dir, records, variants, vers)  # 3.
+    write_npz(data_dir / "pycls_reference.npz", arrays)
+    write_json(data_dir / "pycls_reference.json", reference)
+    write_json(data_dir / "facts.json", {
+        "versions": vers, "made_by": "tools/groundtruth/photos.py", "sources_read": sources,
+        "size_rule_scan": size_rule_scan(),
+        "size_rule_empirical": size_rule_empirical([(r["height"], r["width"]) for r in records]),
+        "timm_data_configs": extra_timm,
+        "ckptconv_printed_preprocessing": {"rendered_from": "mappings/<family>/layouts/<layout>.toml [config] template, "
+                                                            f"mean/std by {CK_PIPELINE_FILE} needed() for RGB weights, crop_pct by its crop_pct()",
+                                           "by_size": printed}})
+    summary = summarize(per_photo)
+    write_json(data_dir / "measurements.json", {
+        "versions": vers, "made_by": "tools/groundtruth/photos.py",
+        "units": "max abs difference to pycls 0.1.1's own input, in its normalized units ((x/255 - mean) / std), both in BGR order; "
+                 "resamplers' px_* entries in pixel units (0..255) on the whole resized image",
+        "tolerance": TOL, "candidates": CANDIDATE_NOTES,
+        "effects_meaning": {"size_rule": "cv2 float resize to the library's size instead of pycls's, ceil crop",
+                            "crop_offset": "pycls's resized image cropped at round-half-even instead of ceil",
+                            "antialias": "torchvision/timm: PIL's BILINEAR (antialiased) on float data at pycls's size and offset; mmpretrain: none (cv2)",
+                            "uint8": "torchvision/timm: PIL uint8 resize vs PIL float resize; mmpretrain: cv2 resize of the uint8 image (fixed-point, rounded) vs pycls",
+                            "normalization_maths": "the library's /255 + Normalize (torchvision/timm) or ClsDataPreprocessor on pycls's own float crop"},
+        "summary": summary, "per_photo": per_photo})
+    print_table(summary, data_dir, photo_dir)  # 4.
 
-    # 1. photos
+
+def write_photos(photo_dir: Path, vers: dict) -> list:
+    """The shipped photos, their photos.json and LICENSE.md; returns the photos' records."""
     records = make_photos(photo_dir)
     write_json(photo_dir / "photos.json", {"made_by": "tools/groundtruth/photos.py", "versions": {k: vers[k] for k in ("scikit-image", "pillow", "libjpeg_turbo (Pillow)", "zlib (Python)")},
                                            "format": "PNG, 8-bit RGB (colour type 2), non-interlaced, one IDAT (zlib level 9), every row filter type 2 (Up)",
                                            "photos": records})
     (photo_dir / "LICENSE.md").write_text(photo_licence_md(records, vers))
+    return records
 
-    # 2. what ckptconv prints, per size pair
-    variants = variant_tables()
-    printed = printed_configs(variants)
+
+def measure_all(photo_dir: Path, records: list, variants: dict, vers: dict) -> tuple[dict, dict, dict, dict]:
+    """Every photo at every size pair: (pycls_reference.json, its npz arrays, measurements per
+    photo, timm's resolved data configs per size)."""
     measured_variant = {key(256, 224): "b0"} | {key(zoo.EFFNET[b][5], zoo.EFFNET[b][4]): b for b in zoo.EFFNET if b != "b0"}
-
-    # 3. pycls reference and measurements
     reference = {"versions": vers, "mean_bgr": MEAN_BGR, "std_bgr": STD_BGR, "photos": {}}
     arrays: dict[str, np.ndarray] = {}
     per_photo: dict[str, dict] = {}
@@ -1754,29 +1865,14 @@ def main() -> None:
         lib = Libraries(*variants[label])
         assert (lib.resize, lib.crop) == (R, C)
         libs_256 = [Libraries(*variants[n]) for n in ("regnetx_200mf", "resnet50")] if (R, C) == FULL_SIZE else []
-        rng = np.random.default_rng([18, R, C])
-        flat = np.sort(rng.choice(3 * C * C, size=N_SAMPLES, replace=False))
-        positions = np.stack(np.unravel_index(flat, (3, C, C)), axis=1).astype(np.int16)
+        positions = sample_positions(R, C)
         if (R, C) != FULL_SIZE:
             arrays[f"positions__{key(R, C)}"] = positions
         extra_timm[key(R, C)] = {"measured_variant": label, "resolved_data_config": lib.timm_cfg,
                                  "resolved_data_config_use_test_size": lib.timm_cfg_test, "model_default_pretrained_cfg": lib.timm_default_cfg}
         for spec, rec in zip(PHOTOS, records):
-            path = photo_dir / rec["file"]
-            store: dict = {}
-            m = measure_photo(path, spec["name"], lib, store)
-            for other in libs_256:  # the RegNet/ResNet configs print their own snippets for 256/224
-                pil = Image.open(path).convert("RGB")
-                m["stock"].setdefault("timm_create_transform_form", maxabs(other.timm(pil).flip(0), store["P"]))
-                assert maxabs(other.tv(pil), lib.tv(pil)) == 0.0 and maxabs(other.timm(pil), lib.timm(pil)) == 0.0
-                assert maxabs(other.mmpre_run(path, other.mmpre_steps()), lib.mmpre_run(path, lib.mmpre_steps())) == 0.0
+            m, P = measure_at_size(photo_dir / rec["file"], spec, lib, libs_256)
             per_photo[spec["name"]][key(R, C)] = m
-            want = spec["expect"].get(key(R, C))
-            if want:  # what the photo was chosen for
-                got = {"pycls_hw": m["pycls"]["resized_hw"], "pycls_yx": m["pycls"]["crop_yx"],
-                       "floor_hw": m["library_sizes"]["torchvision"]["resized_hw"], "round_yx": m["library_sizes"]["torchvision"]["crop_yx"]}
-                assert got == want, (spec["name"], key(R, C), got, want)
-            P = store["P"]
             entry = dict(m["pycls"])
             if (R, C) == FULL_SIZE:
                 arrays[f"{spec['name']}__{key(R, C)}"] = P
@@ -1786,32 +1882,38 @@ def main() -> None:
                 entry["stored"] = f"sampled: {spec['name']}__{key(R, C)}__values at positions__{key(R, C)}"
             reference["photos"][spec["name"]]["sizes"][key(R, C)] = entry
         print(f"measured {key(R, C)} ({label})", flush=True)
+    return reference, arrays, per_photo, extra_timm
 
-    write_npz(data_dir / "pycls_reference.npz", arrays)
-    write_json(data_dir / "pycls_reference.json", reference)
 
-    facts = {"versions": vers, "made_by": "tools/groundtruth/photos.py", "sources_read": sources,
-             "size_rule_scan": size_rule_scan(),
-             "size_rule_empirical": size_rule_empirical([(r["height"], r["width"]) for r in records]),
-             "timm_data_configs": extra_timm,
-             "ckptconv_printed_preprocessing": {"rendered_from": "mappings/<family>/layouts/<layout>.toml [config] template, "
-                                                                 f"mean/std by {CK_PIPELINE_FILE} needed() for RGB weights, crop_pct by its crop_pct()",
-                                                "by_size": printed}}
-    write_json(data_dir / "facts.json", facts)
-    summary = summarize(per_photo)
-    write_json(data_dir / "measurements.json", {
-        "versions": vers, "made_by": "tools/groundtruth/photos.py",
-        "units": "max abs difference to pycls 0.1.1's own input, in its normalized units ((x/255 - mean) / std), both in BGR order; "
-                 "resamplers' px_* entries in pixel units (0..255) on the whole resized image",
-        "tolerance": TOL, "candidates": CANDIDATE_NOTES,
-        "effects_meaning": {"size_rule": "cv2 float resize to the library's size instead of pycls's, ceil crop",
-                            "crop_offset": "pycls's resized image cropped at round-half-even instead of ceil",
-                            "antialias": "torchvision/timm: PIL's BILINEAR (antialiased) on float data at pycls's size and offset; mmpretrain: none (cv2)",
-                            "uint8": "torchvision/timm: PIL uint8 resize vs PIL float resize; mmpretrain: cv2 resize of the uint8 image (fixed-point, rounded) vs pycls",
-                            "normalization_maths": "the library's /255 + Normalize (torchvision/timm) or ClsDataPreprocessor on pycls's own float crop"},
-        "summary": summary, "per_photo": per_photo})
+def sample_positions(R: int, C: int) -> np.ndarray:
+    """The N_SAMPLES (channel, y, x) positions of pycls's input stored at a size pair other than
+    FULL_SIZE (seeded by the pair)."""
+    rng = np.random.default_rng([18, R, C])
+    flat = np.sort(rng.choice(3 * C * C, size=N_SAMPLES, replace=False))
+    return np.stack(np.unravel_index(flat, (3, C, C)), axis=1).astype(np.int16)
 
-    # 4. the table
+
+def measure_at_size(path: Path, spec: dict, lib: Libraries, libs_256: list) -> tuple[dict, np.ndarray]:
+    """measure_photo, plus (at 256/224, libs_256) the RegNet/ResNet snippets checked to be b0's,
+    plus the check that the photo shows what it was chosen for; returns (measurements, pycls's
+    input)."""
+    R, C = lib.resize, lib.crop
+    store: dict = {}
+    m = measure_photo(path, spec["name"], lib, store)
+    for other in libs_256:  # the RegNet/ResNet configs print their own snippets for 256/224
+        pil = Image.open(path).convert("RGB")
+        m["stock"].setdefault("timm_create_transform_form", maxabs(other.timm(pil).flip(0), store["P"]))
+        assert maxabs(other.tv(pil), lib.tv(pil)) == 0.0 and maxabs(other.timm(pil), lib.timm(pil)) == 0.0
+        assert maxabs(other.mmpre_run(path, other.mmpre_steps()), lib.mmpre_run(path, lib.mmpre_steps())) == 0.0
+    want = spec["expect"].get(key(R, C))
+    if want:  # what the photo was chosen for
+        got = {"pycls_hw": m["pycls"]["resized_hw"], "pycls_yx": m["pycls"]["crop_yx"],
+               "floor_hw": m["library_sizes"]["torchvision"]["resized_hw"], "round_yx": m["library_sizes"]["torchvision"]["crop_yx"]}
+        assert got == want, (spec["name"], key(R, C), got, want)
+    return m, store["P"]
+
+
+def print_table(summary: dict, data_dir: Path, photo_dir: Path) -> None:
     print(f"\n{'max abs vs pycls (normalized)':58s} {'max':>10s}  worst")
     for group in ("stock", "effects", "candidates", "candidates_where_floor_rule_agrees", "resamplers"):
         print(f"-- {group}")

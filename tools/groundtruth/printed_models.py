@@ -2,8 +2,8 @@
 """Ground truth: custom (non-zoo) pycls models load strictly in the REAL timm, torchvision, mmdet and
 mmpretrain through the config / snippet ``ckptconv convert`` prints, and compute pycls's outputs.
 
-Throwaway verification script (not part of the ckptconv package). ckptconv is not installed in the
-venv: it is run from this checkout (``PYTHONPATH`` = the repository root for the ``convert``
+Part of the ground truth the test suite holds ckptconv to (README.md beside this file; not part of
+the ckptconv package). ckptconv is not installed in the environment: it is run from this checkout (``PYTHONPATH`` = the repository root for the ``convert``
 subprocess, and the checkout first on ``sys.path`` here, for the ``ckptconv.transforms`` /
 ``ckptconv.mmengine`` imports the printed configs make).
 
@@ -70,12 +70,14 @@ Writes ``tests/data/design_space/printed_models.json`` (sorted keys, a ``version
 ckptconv writes the same bytes) and the two ``effnet_b3_nc10_zoo`` files above. A printed config that
 fails to build or load is recorded verbatim (``error``), never worked around.
 
-Run (the venv of photos.py, /work/venvs/gt-pipes: torch 2.14.1, torchvision 0.29.1, timm 1.0.31,
-pycls 0.1.1, mmengine 0.10.7, mmcv-lite 2.1.0, mmdet 3.3.0, mmpretrain 1.2.0; photos.py's docstring
-says how to build it):
-    cd /work/main && /work/venvs/gt-pipes/bin/python tools/groundtruth/printed_models.py [--out-root DIR] [--only CASE ...]
---out-root defaults to the repository root (inputs are always read from this checkout). mmcv-lite has
-no compiled ``mmcv._ext``: it is stubbed before mmdet is imported (nothing here calls it).
+Run in the gt environment (requirements/gt.txt: torch 2.14.1, torchvision 0.29.1, timm 1.0.31,
+pycls 0.1.1, mmengine 0.10.7, mmcv-lite 2.1.0, mmdet 3.3.0, mmpretrain 1.2.0; README.md beside this
+file says how to make it), from the repository root:
+    .venv/gt/bin/python tools/groundtruth/printed_models.py [--out-root DIR] [--only CASE ...]
+--out-root defaults to the repository root (inputs are always read from this checkout; --only
+writes a printed_models.json of those cases alone). mmcv-lite has no compiled ``mmcv._ext``: it is
+stubbed (stubs.py) before mmdet is imported (nothing here calls it), and mmpretrain imports as it
+does without transformers (stubs.py says why).
 """
 
 from __future__ import annotations
@@ -93,29 +95,14 @@ import subprocess
 import sys
 import tempfile
 import traceback
-import types
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import stubs  # noqa: E402  (tools/groundtruth/stubs.py: this folder is sys.path[0] when run as a script)
 
-def _install_mmcv_ext_stub() -> None:
-    """mmcv-lite has no compiled ``mmcv._ext``; mmdet imports it. Nothing measured here calls it."""
-    ext = types.ModuleType("mmcv._ext")
-
-    def _ext_getattr(name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def missing(*args, **kwargs):
-            raise RuntimeError(f"mmcv._ext.{name} is a stub (mmcv-lite has no compiled ops)")
-        return missing
-
-    ext.__getattr__ = _ext_getattr
-    sys.modules.setdefault("mmcv._ext", ext)
-
-
-_install_mmcv_ext_stub()
+stubs.stub_mmcv_ext()
+stubs.hide_multimodal_from_mmpretrain()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -553,19 +540,30 @@ def _run_mmdet(text: str, path: Path, x: torch.Tensor, ref: Refs, tmp: Path) -> 
     with torch.no_grad():
         outs = backbone(x)
     res["numerics"], res["numerics_vs_pycls_recomputed_here"] = backbone_levels(backbone, list(bcfg.get("out_indices")), outs, ref)
-    # the whole pasted detector: does its neck take the backbone's outputs?
+    res["detector_extract_feat"] = _detector_extract_feat(cfg, backbone, x, tmp)
+    res["fragment_backbone_alone"] = _fragment_backbone_alone(text, path, x, ref, tmp)
+    return res
+
+
+def _detector_extract_feat(cfg, backbone, x: torch.Tensor, tmp: Path) -> dict:
+    """The whole pasted detector, its backbone given the loaded weights: does its neck take the
+    backbone's outputs (extract_feat)? Recorded as it went."""
     try:
         det = MMDET_MODELS.build(cfg.model)
         det.backbone.load_state_dict(backbone.state_dict(), strict=True)
         det.eval()
         with torch.no_grad():
             feats = det.extract_feat(x)
-        res["detector_extract_feat"] = {"ok": True, "detector": type(det).__name__, "neck": type(det.neck).__name__,
-                                        "neck_in_channels": list(cfg.model.neck.in_channels),
-                                        "shapes": [list(t.shape) for t in feats]}
+        return {"ok": True, "detector": type(det).__name__, "neck": type(det.neck).__name__,
+                "neck_in_channels": list(cfg.model.neck.in_channels),
+                "shapes": [list(t.shape) for t in feats]}
     except Exception as exc:  # noqa: BLE001
-        res["detector_extract_feat"] = {"ok": False, "error": error_text(exc, tmp)}
-    # the fragment's backbone dict alone (no base config)
+        return {"ok": False, "error": error_text(exc, tmp)}
+
+
+def _fragment_backbone_alone(text: str, path: Path, x: torch.Tensor, ref: Refs, tmp: Path) -> dict:
+    """The fragment's backbone dict built alone, without the base config it is written to be
+    pasted over (so a failure here is expected, and recorded)."""
     try:
         alone = Config.fromstring(text, ".py").model.backbone
         m = MMDET_MODELS.build(alone)
@@ -574,10 +572,9 @@ def _run_mmdet(text: str, path: Path, x: torch.Tensor, ref: Refs, tmp: Path) -> 
         with torch.no_grad():
             o = m(x)
         lv = backbone_levels(m, list(alone.get("out_indices", ())), o, ref)[0]
-        res["fragment_backbone_alone"] = {"ok": True, "max_rel": max(v.get("max_rel") or 0.0 for v in lv.values()) if lv else None}
+        return {"ok": True, "max_rel": max(v.get("max_rel") or 0.0 for v in lv.values()) if lv else None}
     except Exception as exc:  # noqa: BLE001
-        res["fragment_backbone_alone"] = {"ok": False, "error": error_text(exc, tmp)}
-    return res
+        return {"ok": False, "error": error_text(exc, tmp)}
 
 
 def judge(entry: dict) -> None:
@@ -674,20 +671,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="gt-printed-models-zoo-") as ztd:
         for name in names:
             if name == ZOO_CASE:
-                case, src, ref, zoo_info = make_zoo_case(Path(ztd))
-                size = src.stat().st_size
-                zoo_info["checkpoint_bytes"] = size
-                zoo_info["checkpoint_sha256"] = sha256_bytes(src.read_bytes())
-                ck_dir = ds_out / "checkpoints"
-                ck_dir.mkdir(parents=True, exist_ok=True)
-                if size <= MAX_COMMIT_BYTES:
-                    cases.write_npz(ck_dir / f"{ZOO_CASE}.features.npz", ref)
-                    zoo_info["features"] = f"checkpoints/{ZOO_CASE}.features.npz"
-                    shutil.copyfile(src, ck_dir / f"{ZOO_CASE}.pyth")
-                    zoo_info["checkpoint"] = f"checkpoints/{ZOO_CASE}.pyth"
-                else:
-                    zoo_info["checkpoint"] = None
-                    zoo_info["checkpoint_not_written"] = f"{size} bytes > {MAX_COMMIT_BYTES}: only the results are recorded"
+                case, src, ref, zoo_info = zoo_case_files(Path(ztd), ds_out)
                 tgt = targets[ZOO_TARGETS_FROM]
                 here = ref
             else:
@@ -700,7 +684,38 @@ def main(argv=None) -> int:
                              "expressible": sorted(lib for lib in LIBRARIES if "cannot" not in tgt.get(lib, {"cannot": "?"}))}
             print(f"{name}: expressible in {sources[name]['expressible']}", flush=True)
             results[name] = run_case(name, case, src, Refs(ref, here), tgt, args.libs)
+    doc = printed_models_doc(names, vers, zoo_info, sources, rechecks, results)
+    path = ds_out / "printed_models.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    print_report(doc)
+    print(f"wrote {path}")
+    return 0 if doc["all_ok"] else 1
 
+
+def zoo_case_files(tmp: Path, ds_out: Path) -> tuple:
+    """make_zoo_case into tmp; its checkpoint and features npz are written under ds_out only when
+    the checkpoint is at most MAX_COMMIT_BYTES. Returns (case, checkpoint, features, zoo_case info)."""
+    case, src, ref, zoo_info = make_zoo_case(tmp)
+    size = src.stat().st_size
+    zoo_info["checkpoint_bytes"] = size
+    zoo_info["checkpoint_sha256"] = sha256_bytes(src.read_bytes())
+    ck_dir = ds_out / "checkpoints"
+    ck_dir.mkdir(parents=True, exist_ok=True)
+    if size <= MAX_COMMIT_BYTES:
+        cases.write_npz(ck_dir / f"{ZOO_CASE}.features.npz", ref)
+        zoo_info["features"] = f"checkpoints/{ZOO_CASE}.features.npz"
+        shutil.copyfile(src, ck_dir / f"{ZOO_CASE}.pyth")
+        zoo_info["checkpoint"] = f"checkpoints/{ZOO_CASE}.pyth"
+    else:
+        zoo_info["checkpoint"] = None
+        zoo_info["checkpoint_not_written"] = f"{size} bytes > {MAX_COMMIT_BYTES}: only the results are recorded"
+    return case, src, ref, zoo_info
+
+
+def printed_models_doc(names: list, vers: dict, zoo_info, sources: dict, rechecks: dict, results: dict) -> dict:
+    """printed_models.json: the per-case results, a summary row per expressible (case, library),
+    the failures, and the cases converted although targets.json says cannot."""
     summary = []
     for name in names:
         for lib, e in results[name].items():
@@ -709,7 +724,7 @@ def main(argv=None) -> int:
     failures = {f"{n}/{lib}": e["error"] for n in names for lib, e in results[n].items() if "error" in e}
     not_refused = [f"{n}/{lib}" for n in names for lib, e in results[n].items()
                    if e["targets_json"] == "cannot" and not e.get("convert_refused")]
-    doc = {
+    return {
         "made_by": "tools/groundtruth/printed_models.py",
         "versions": vers,
         "procedure": PROCEDURE,
@@ -724,20 +739,18 @@ def main(argv=None) -> int:
         "cannot_but_converted": not_refused,
         "all_ok": all(row[4] for row in summary) and not failures,
     }
-    path = ds_out / "printed_models.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def print_report(doc: dict) -> None:
     print(f"\n{'case':34s} {'library':12s} {'max_rel':>10s}  strict  ok     vs pycls here")
-    for row in summary:
+    for row in doc["summary"]:
         rel = "None" if row[2] is None else format(row[2], ".3g")
         here = "None" if row[5] is None else format(row[5], ".3g")
         print(f"{row[0]:34s} {row[1]:12s} {rel:>10s}  {row[3]!s:6s}  {row[4]!s:5s}  {here}")
-    for k, v in failures.items():
+    for k, v in doc["failures"].items():
         print(f"FAILURE {k}: {v}")
-    if not_refused:
-        print(f"converted although targets.json says cannot: {not_refused}")
-    print(f"wrote {path}")
-    return 0 if doc["all_ok"] else 1
+    if doc["cannot_but_converted"]:
+        print(f"converted although targets.json says cannot: {doc['cannot_but_converted']}")
 
 
 if __name__ == "__main__":

@@ -39,12 +39,9 @@ model in eval mode, ``torch.no_grad()``. Features are recorded by forward hooks 
 later in-place ReLU can change them). ``weights_sha256`` in zoo.json is the SHA-256 of the
 C-order bytes of every state_dict array in order (float32 / int64, native little-endian).
 
-Run (a venv of its own; torch first, so pip takes the local CPU build):
-    python -m venv venv
-    venv/bin/pip install torch==2.13.0
-    venv/bin/pip install --no-deps pycls==0.1.1
-    venv/bin/pip install yacs iopath simplejson opencv-python-headless numpy
-    venv/bin/python tools/groundtruth/pycls_zoo.py [--out DIR] [--only NAME ...]
+Run (in the torch213 environment, requirements/torch213.txt, where the committed files were made;
+README.md beside this file says how to make it), from the repository root:
+    .venv/torch213/bin/python tools/groundtruth/pycls_zoo.py [--out DIR] [--only NAME ...]
         [--yaml-dir DIR]   # optional: pycls's configs/ folder; checks zoo.py's tables against it
 """
 
@@ -89,6 +86,8 @@ _WEIGHTS = {
     "EfficientNet-B4": "161305098", "EfficientNet-B5": "161305138",
 }
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/pycls/"
+
+RECIPE_END = "\nRun ("  # zoo.json quotes this docstring from "Weight recipe" up to here
 
 NUMERIC_MODELS = ["regnetx_200mf", "regnety_200mf", "resnet50", "resnext50_32x4d", "b0"]
 
@@ -369,113 +368,129 @@ def build(name: str, entry: dict) -> tuple[torch.nn.Module, dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=zoo.REPO_ROOT,
-                    help="repository root to write under")
-    ap.add_argument("--only", nargs="*", help="model names (default: all 36)")
-    ap.add_argument("--yaml-dir", type=Path,
-                    help="pycls's configs/ folder: check zoo.py's tables against the real YAMLs")
-    args = ap.parse_args(argv)
-
+    args = parse_args(argv)
     from importlib.metadata import version
 
     assert version("pycls") == PYCLS_VERSION, version("pycls")
-    torch_version = torch.__version__
-
     entries = {name: _zoo_entry(name) for name in zoo.NAMES}
     assert len(entries) == 36
     if args.yaml_dir:
         for line in check_against_yaml(entries, args.yaml_dir):
             print("yaml:", line)
     names = args.only or list(entries)
-    out_root = args.out
-    zoo_json_path = out_root / "tests/data/zoo.json"
+    zoo_json_path = args.out / "tests/data/zoo.json"
     result = json.loads(zoo_json_path.read_text())["models"] if (
         args.only and zoo_json_path.exists()) else {}
-
     for name in names:
-        entry = entries[name]
-        model, info = build(name, entry)
-        mtype = entry["yaml"]["MODEL.TYPE"]
-        cls = type(model)
-        source = (f"pycls {PYCLS_VERSION} {cls.__module__}.{cls.__name__} "
-                  f"(pycls.core.builders.build_model), {entry['config']} "
-                  f"(cfg set programmatically; torch {torch_version}; "
-                  f"tools/groundtruth/pycls_zoo.py)")
-        n_keys = zoo.write_manifest(out_root / f"tests/data/manifests/pycls/{name}.json", source,
-                                    zoo.manifest_rows(model.state_dict()))
-        cx = net.complexity(cls)
-        n_params = sum(p.numel() for p in model.parameters())
-        assert n_params == cx["params"], (name, n_params, cx)
-        rec = {
-            "zoo_name": entry["zoo_name"],
-            "config": entry["config"],
-            "weights_file": entry["weights_file"],
-            "model_type": mtype,
-            "pycls_class": f"{cls.__module__}.{cls.__name__}",
-            "num_classes": cfg.MODEL.NUM_CLASSES,
-            info["ns"].lower(): info["values"],
-            "cfg_from_yaml": entry["yaml"],
-            "cfg_from_config_py_defaults": info["defaults"],
-            "master_only_keys": entry["master_only_keys"],
-            "train_im_size": cfg.TRAIN.IM_SIZE,
-            "test_im_size": cfg.TEST.IM_SIZE,
-            "num_state_keys": n_keys,
-            "complexity_at_train_im_size": {k: int(v) for k, v in cx.items()},
-        }
-        if mtype == "effnet":
-            rec["built"] = effnet_built(model)
-        else:
-            rec["built"] = anynet_built(model)
-            args_used = (pycls_regnet.RegNet.get_args() if mtype == "regnet"
-                         else type(model).get_args())
-            b = rec["built"]
-            assert b["depths"] == list(args_used["ds"]), name
-            assert b["widths"] == list(args_used["ws"]), name
-            assert b["strides"] == list(args_used["ss"]), name
-            assert b["group_ws"] == list(args_used["gws"]), name
-            assert b["bot_muls"] == list(args_used["bms"]), name
-            se_r = args_used["se_r"]
-            b["se_r"] = se_r
-            if mtype == "regnet":
-                rec["regnet_quantization"] = regnet_quantization()
-        if name in NUMERIC_MODELS:
-            state = recipe_state(model)
-            model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()},
-                                  strict=True)
-            feats = features(model, mtype)
-            npz = out_root / f"tests/data/pycls/{name}.features.npz"
-            npz.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(npz, **feats)
-            rec["numeric"] = {
-                "features_file": f"tests/data/pycls/{name}.features.npz",
-                "weights_sha256": weights_sha256(state),
-                "feature_stats": {k: {"shape": list(v.shape), "mean": float(v.mean()),
-                                      "std": float(v.std()), "absmax": float(np.abs(v).max()),
-                                      "frac_zero": float((v == 0).mean())}
-                                  for k, v in feats.items()},
-            }
-        result[name] = rec
-        print(f"{name:18s} {cls.__name__:7s} keys={n_keys:4d} params={n_params:>10,d} "
-              f"flops={cx['flops'] / 1e9:6.3f}G"
-              + (f" depths={rec['built']['depths']} widths={rec['built']['widths']}"
-                 f" gws={rec['built']['group_ws']}" if mtype != "effnet" else ""),
-              flush=True)
-        del model
+        result[name] = model_record(name, entries[name], args.out)
+    write_zoo_json(zoo_json_path, {n: result[n] for n in entries if n in result})
+    return 0
 
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=zoo.REPO_ROOT,
+                    help="repository root to write under")
+    ap.add_argument("--only", nargs="*", help="model names (default: all 36)")
+    ap.add_argument("--yaml-dir", type=Path,
+                    help="pycls's configs/ folder: check zoo.py's tables against the real YAMLs")
+    return ap.parse_args(argv)
+
+
+def model_record(name: str, entry: dict, out_root: Path) -> dict:
+    """Build one zoo model, write its manifest (and, for the numeric models, its features) under
+    ``out_root``; return its zoo.json record."""
+    model, info = build(name, entry)
+    mtype = entry["yaml"]["MODEL.TYPE"]
+    cls = type(model)
+    source = (f"pycls {PYCLS_VERSION} {cls.__module__}.{cls.__name__} "
+              f"(pycls.core.builders.build_model), {entry['config']} "
+              f"(cfg set programmatically; torch {torch.__version__}; "
+              f"tools/groundtruth/pycls_zoo.py)")
+    n_keys = zoo.write_manifest(out_root / f"tests/data/manifests/pycls/{name}.json", source,
+                                zoo.manifest_rows(model.state_dict()))
+    cx = net.complexity(cls)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == cx["params"], (name, n_params, cx)
+    rec = {
+        "zoo_name": entry["zoo_name"],
+        "config": entry["config"],
+        "weights_file": entry["weights_file"],
+        "model_type": mtype,
+        "pycls_class": f"{cls.__module__}.{cls.__name__}",
+        "num_classes": cfg.MODEL.NUM_CLASSES,
+        info["ns"].lower(): info["values"],
+        "cfg_from_yaml": entry["yaml"],
+        "cfg_from_config_py_defaults": info["defaults"],
+        "master_only_keys": entry["master_only_keys"],
+        "train_im_size": cfg.TRAIN.IM_SIZE,
+        "test_im_size": cfg.TEST.IM_SIZE,
+        "num_state_keys": n_keys,
+        "complexity_at_train_im_size": {k: int(v) for k, v in cx.items()},
+        "built": built_numbers(name, model, mtype),
+    }
+    if mtype == "regnet":
+        rec["regnet_quantization"] = regnet_quantization()
+    if name in NUMERIC_MODELS:
+        rec["numeric"] = numeric_record(name, model, mtype, out_root)
+    print(f"{name:18s} {cls.__name__:7s} keys={n_keys:4d} params={n_params:>10,d} "
+          f"flops={cx['flops'] / 1e9:6.3f}G"
+          + (f" depths={rec['built']['depths']} widths={rec['built']['widths']}"
+             f" gws={rec['built']['group_ws']}" if mtype != "effnet" else ""),
+          flush=True)
+    del model
+    return rec
+
+
+def built_numbers(name: str, model, mtype: str) -> dict:
+    """The per-stage numbers read off the built modules; for AnyNet/RegNet/ResNet checked against
+    the arguments pycls's own get_args() computed, with its se_r."""
+    if mtype == "effnet":
+        return effnet_built(model)
+    b = anynet_built(model)
+    args_used = (pycls_regnet.RegNet.get_args() if mtype == "regnet"
+                 else type(model).get_args())
+    assert b["depths"] == list(args_used["ds"]), name
+    assert b["widths"] == list(args_used["ws"]), name
+    assert b["strides"] == list(args_used["ss"]), name
+    assert b["group_ws"] == list(args_used["gws"]), name
+    assert b["bot_muls"] == list(args_used["bms"]), name
+    b["se_r"] = args_used["se_r"]
+    return b
+
+
+def numeric_record(name: str, model, mtype: str, out_root: Path) -> dict:
+    """Give the model the recipe weights, write its features npz, return zoo.json's ``numeric``."""
+    state = recipe_state(model)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    feats = features(model, mtype)
+    npz = out_root / f"tests/data/pycls/{name}.features.npz"
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(npz, **feats)
+    return {
+        "features_file": f"tests/data/pycls/{name}.features.npz",
+        "weights_sha256": weights_sha256(state),
+        "feature_stats": {k: {"shape": list(v.shape), "mean": float(v.mean()),
+                              "std": float(v.std()), "absmax": float(np.abs(v).max()),
+                              "frac_zero": float((v == 0).mean())}
+                          for k, v in feats.items()},
+    }
+
+
+def write_zoo_json(path: Path, models: dict) -> None:
+    """zoo.json: the records, with the weight recipe quoted from this file's docstring."""
     doc = {
-        "source": (f"pycls {PYCLS_VERSION} (PyPI), torch {torch_version}, "
+        "source": (f"pycls {PYCLS_VERSION} (PyPI), torch {torch.__version__}, "
                    f"tools/groundtruth/pycls_zoo.py; cfg = pycls dds_baselines YAML values "
                    f"(commit 4cf2524 = the 0.1.1 release) + pycls 0.1.1 config.py defaults"),
         "weights_url_prefix": WEIGHTS_URL,
         "weight_recipe": "Weight recipe for the numeric models "
                          + __doc__.split("Weight recipe for the numeric models ")[1]
-                                  .split("Run (a venv")[0].strip(),
-        "models": {n: result[n] for n in entries if n in result},
+                                  .split(RECIPE_END)[0].strip(),
+        "models": models,
     }
-    zoo_json_path.parent.mkdir(parents=True, exist_ok=True)
-    zoo_json_path.write_text(dumps(doc) + "\n")
-    return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(doc) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Ground truth: timm / torchvision counterparts of the 36 pycls zoo models.
 
-Throwaway verification script (not part of the ckptconv package). It runs in a
-venv with the real packages installed (see Run below).
+Part of the ground truth the test suite holds ckptconv to (README.md beside this file: which
+script makes which file for which test; not part of the ckptconv package).
 
 For every pycls zoo model it
 
@@ -22,14 +22,9 @@ For every pycls zoo model it
 
 and writes tests/data/targets.json plus a detailed results JSON.
 
-Run (a venv of its own; torch and torchvision first, with exact pins, so that no
-later install makes pip pick another torch):
-    python -m venv venv
-    venv/bin/pip install torch==2.14.1 torchvision==0.29.1
-    venv/bin/pip install timm==1.0.31
-    venv/bin/pip install --no-deps pycls==0.1.1
-    venv/bin/pip install yacs iopath simplejson opencv-python-headless
-    venv/bin/python tools/groundtruth/timm_torchvision.py [--out-root DIR] \
+Run in the gt environment (requirements/gt.txt; README.md beside this file says how to make it),
+from the repository root:
+    .venv/gt/bin/python tools/groundtruth/timm_torchvision.py [--out-root DIR] \
         [--details FILE] [--only NAME ...] [--no-facts] [--seed N]
 --out-root defaults to the repository root; --details (every measurement, kept so that an --only
 run adds to the earlier ones) to ckptconv-groundtruth-timm-torchvision.json in the temp directory.
@@ -127,87 +122,110 @@ def pycls_regnet_stage_params(name):
 
 
 def candidates(name):
-    """Yield (lib, [Cand...]) for a pycls zoo name."""
+    """{"timm": [Cand...], "torchvision": [Cand...]} for a pycls zoo name: the library's named
+    builder where one exists, else its public class with pycls's numbers."""
     family = family_of(name)
+    if family == "effnet":
+        return effnet_candidates(name)
+    if family == "regnet":
+        return regnet_candidates(name)
+    return resnet_candidates(name)
+
+
+def effnet_candidates(name):
+    """EfficientNet bN: both libraries' named builders; for b5 also torchvision's class with
+    BN eps 1e-5."""
     tv = torchvision.models
     res = {"timm": [], "torchvision": []}
-    if family == "effnet":
-        tn = "efficientnet_" + name
-        res["timm"].append(Cand("timm", "named", f"timm.create_model('{tn}', pretrained=False)",
-                                lambda tn=tn: timm.create_model(tn, pretrained=False)))
-        res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{tn}(weights=None)",
-                                       lambda tn=tn: getattr(tv, tn)(weights=None)))
-        if name == "b5":
-            call = ("torchvision.models.EfficientNet([torchvision.models.efficientnet.MBConvConfig(e, k, s, i, o, n, "
-                    "width_mult=1.6, depth_mult=2.2) for (e, k, s, i, o, n) in [(1, 3, 1, 32, 16, 1), "
-                    "(6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), "
-                    "(6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]], dropout=0.4, "
-                    "norm_layer=functools.partial(torch.nn.BatchNorm2d, eps=1e-05))")
-            res["torchvision"].append(Cand(
-                "torchvision", "class", call,
-                lambda: tv.EfficientNet(_tv_mbconv_settings(1.6, 2.2), dropout=0.4,
-                                        norm_layer=functools.partial(nn.BatchNorm2d, eps=1e-5))))
-    elif family == "regnet":
-        xy, k = name[len("regnet")], name.split("_")[1]
-        d, w0, wa, wm, gw = zoo.regnet_numbers(name)
-        se = 0.25 if xy == "y" else None
-        tn = f"regnet{xy}_{TIMM_REGNET_SUFFIX[k]}"
-        if timm.is_model(tn):
-            res["timm"].append(Cand("timm", "named", f"timm.create_model('{tn}', pretrained=False)",
-                                    lambda tn=tn: timm.create_model(tn, pretrained=False)))
-        se_arg = ", se_ratio=0.25" if se else ""
-        rcall = (f"timm.models.regnet.RegNet(timm.models.regnet.RegNetCfg(depth={d}, w0={w0}, wa={wa}, wm={wm}, "
-                 f"group_size={gw}{se_arg}))")
-        res["timm"].append(Cand("timm", "class", rcall,
-                                lambda: timm.models.regnet.RegNet(timm.models.regnet.RegNetCfg(
-                                    depth=d, w0=w0, wa=wa, wm=wm, group_size=gw, se_ratio=se or 0.0))))
-        tvn = f"regnet_{xy}_{TV_REGNET_SUFFIX[k]}"
-        if hasattr(tv, tvn):
-            res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{tvn}(weights=None)",
-                                           lambda tvn=tvn: getattr(tv, tvn)(weights=None)))
-        from torchvision.models.regnet import BlockParams
-        se_arg_tv = ", se_ratio=0.25" if se else ""
-        call = (f"torchvision.models.RegNet(torchvision.models.regnet.BlockParams.from_init_params(depth={d}, "
-                f"w_0={w0}, w_a={wa}, w_m={wm}, group_width={gw}, bottleneck_multiplier=1.0{se_arg_tv}))")
+    tn = "efficientnet_" + name
+    res["timm"].append(Cand("timm", "named", f"timm.create_model('{tn}', pretrained=False)",
+                            lambda tn=tn: timm.create_model(tn, pretrained=False)))
+    res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{tn}(weights=None)",
+                                   lambda tn=tn: getattr(tv, tn)(weights=None)))
+    if name == "b5":
+        call = ("torchvision.models.EfficientNet([torchvision.models.efficientnet.MBConvConfig(e, k, s, i, o, n, "
+                "width_mult=1.6, depth_mult=2.2) for (e, k, s, i, o, n) in [(1, 3, 1, 32, 16, 1), "
+                "(6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), "
+                "(6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]], dropout=0.4, "
+                "norm_layer=functools.partial(torch.nn.BatchNorm2d, eps=1e-05))")
         res["torchvision"].append(Cand(
             "torchvision", "class", call,
-            lambda: tv.RegNet(BlockParams.from_init_params(depth=d, w_0=w0, w_a=wa, w_m=wm, group_width=gw,
-                                                           bottleneck_multiplier=1.0, se_ratio=se)),
-            tag="from_init_params"))
-        a = pycls_regnet_stage_params(name)
-        n = len(a["ds"])
-        call2 = (f"torchvision.models.RegNet(torchvision.models.regnet.BlockParams(depths={a['ds']}, "
-                 f"widths={a['ws']}, group_widths={a['gws']}, bottleneck_multipliers={[1.0] * n}, "
-                 f"strides={[2] * n}, se_ratio={se}))")
-        res["torchvision"].append(Cand(
-            "torchvision", "class", call2,
-            lambda a=a, n=n: tv.RegNet(BlockParams(depths=list(a["ds"]), widths=list(a["ws"]),
-                                                   group_widths=list(a["gws"]), bottleneck_multipliers=[1.0] * n,
-                                                   strides=[2] * n, se_ratio=se)),
-            tag="explicit_block_params"))
+            lambda: tv.EfficientNet(_tv_mbconv_settings(1.6, 2.2), dropout=0.4,
+                                    norm_layer=functools.partial(nn.BatchNorm2d, eps=1e-5))))
+    return res
+
+
+def regnet_candidates(name):
+    """RegNetX/Y: the named builders where the library has the size, timm's RegNet(RegNetCfg),
+    torchvision's RegNet from_init_params and with pycls's per-stage lists."""
+    tv = torchvision.models
+    res = {"timm": [], "torchvision": []}
+    xy, k = name[len("regnet")], name.split("_")[1]
+    d, w0, wa, wm, gw = zoo.regnet_numbers(name)
+    se = 0.25 if xy == "y" else None
+    tn = f"regnet{xy}_{TIMM_REGNET_SUFFIX[k]}"
+    if timm.is_model(tn):
+        res["timm"].append(Cand("timm", "named", f"timm.create_model('{tn}', pretrained=False)",
+                                lambda tn=tn: timm.create_model(tn, pretrained=False)))
+    se_arg = ", se_ratio=0.25" if se else ""
+    rcall = (f"timm.models.regnet.RegNet(timm.models.regnet.RegNetCfg(depth={d}, w0={w0}, wa={wa}, wm={wm}, "
+             f"group_size={gw}{se_arg}))")
+    res["timm"].append(Cand("timm", "class", rcall,
+                            lambda: timm.models.regnet.RegNet(timm.models.regnet.RegNetCfg(
+                                depth=d, w0=w0, wa=wa, wm=wm, group_size=gw, se_ratio=se or 0.0))))
+    tvn = f"regnet_{xy}_{TV_REGNET_SUFFIX[k]}"
+    if hasattr(tv, tvn):
+        res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{tvn}(weights=None)",
+                                       lambda tvn=tvn: getattr(tv, tvn)(weights=None)))
+    from torchvision.models.regnet import BlockParams
+    se_arg_tv = ", se_ratio=0.25" if se else ""
+    call = (f"torchvision.models.RegNet(torchvision.models.regnet.BlockParams.from_init_params(depth={d}, "
+            f"w_0={w0}, w_a={wa}, w_m={wm}, group_width={gw}, bottleneck_multiplier=1.0{se_arg_tv}))")
+    res["torchvision"].append(Cand(
+        "torchvision", "class", call,
+        lambda: tv.RegNet(BlockParams.from_init_params(depth=d, w_0=w0, w_a=wa, w_m=wm, group_width=gw,
+                                                       bottleneck_multiplier=1.0, se_ratio=se)),
+        tag="from_init_params"))
+    a = pycls_regnet_stage_params(name)
+    n = len(a["ds"])
+    call2 = (f"torchvision.models.RegNet(torchvision.models.regnet.BlockParams(depths={a['ds']}, "
+             f"widths={a['ws']}, group_widths={a['gws']}, bottleneck_multipliers={[1.0] * n}, "
+             f"strides={[2] * n}, se_ratio={se}))")
+    res["torchvision"].append(Cand(
+        "torchvision", "class", call2,
+        lambda a=a, n=n: tv.RegNet(BlockParams(depths=list(a["ds"]), widths=list(a["ws"]),
+                                               group_widths=list(a["gws"]), bottleneck_multipliers=[1.0] * n,
+                                               strides=[2] * n, se_ratio=se)),
+        tag="explicit_block_params"))
+    return res
+
+
+def resnet_candidates(name):
+    """ResNet / ResNeXt 32x4d: the named builder, else the ResNet class with the numbers."""
+    tv = torchvision.models
+    res = {"timm": [], "torchvision": []}
+    layers = zoo.RESNET_DEPTHS[zoo.resnet_depth(name)]
+    is_x = name.startswith("resnext")
+    if timm.is_model(name):
+        res["timm"].append(Cand("timm", "named", f"timm.create_model('{name}', pretrained=False)",
+                                lambda: timm.create_model(name, pretrained=False)))
     else:
-        layers = zoo.RESNET_DEPTHS[zoo.resnet_depth(name)]
-        is_x = name.startswith("resnext")
-        if timm.is_model(name):
-            res["timm"].append(Cand("timm", "named", f"timm.create_model('{name}', pretrained=False)",
-                                    lambda: timm.create_model(name, pretrained=False)))
-        else:
-            kw = ", cardinality=32, base_width=4" if is_x else ""
-            res["timm"].append(Cand(
-                "timm", "class",
-                f"timm.models.resnet.ResNet(block=timm.models.resnet.Bottleneck, layers={layers}{kw})",
-                lambda: timm.models.resnet.ResNet(block=timm.models.resnet.Bottleneck, layers=layers,
-                                                  **(dict(cardinality=32, base_width=4) if is_x else {}))))
-        if hasattr(tv, name):
-            res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{name}(weights=None)",
-                                           lambda: getattr(tv, name)(weights=None)))
-        else:
-            kw = ", groups=32, width_per_group=4" if is_x else ""
-            res["torchvision"].append(Cand(
-                "torchvision", "class",
-                f"torchvision.models.ResNet(torchvision.models.resnet.Bottleneck, {layers}{kw})",
-                lambda: tv.ResNet(tv.resnet.Bottleneck, layers,
-                                  **(dict(groups=32, width_per_group=4) if is_x else {}))))
+        kw = ", cardinality=32, base_width=4" if is_x else ""
+        res["timm"].append(Cand(
+            "timm", "class",
+            f"timm.models.resnet.ResNet(block=timm.models.resnet.Bottleneck, layers={layers}{kw})",
+            lambda: timm.models.resnet.ResNet(block=timm.models.resnet.Bottleneck, layers=layers,
+                                              **(dict(cardinality=32, base_width=4) if is_x else {}))))
+    if hasattr(tv, name):
+        res["torchvision"].append(Cand("torchvision", "named", f"torchvision.models.{name}(weights=None)",
+                                       lambda: getattr(tv, name)(weights=None)))
+    else:
+        kw = ", groups=32, width_per_group=4" if is_x else ""
+        res["torchvision"].append(Cand(
+            "torchvision", "class",
+            f"torchvision.models.ResNet(torchvision.models.resnet.Bottleneck, {layers}{kw})",
+            lambda: tv.ResNet(tv.resnet.Bottleneck, layers,
+                              **(dict(groups=32, width_per_group=4) if is_x else {}))))
     return res
 
 
@@ -529,6 +547,8 @@ OWN_SIZE = {"b3": 300, "regnetx_200mf": 224}
 
 
 def process(name, out_root, seed):
+    """Every candidate of one zoo model against the pycls model with seeded random weights; writes
+    the candidates' manifests under out_root. Returns the model's details record."""
     family = family_of(name)
     t0 = time.time()
     pm = build_pycls(name)
@@ -542,57 +562,8 @@ def process(name, out_root, seed):
     for lib, cands in candidates(name).items():
         rec[lib] = []
         for c in cands:
-            e = collections.OrderedDict(builder=c.call, kind=c.kind, tag=c.tag)
-            try:
-                lm = c.build().eval()
-            except Exception as ex:  # noqa: BLE001
-                e["build_error"] = f"{type(ex).__name__}: {ex}"
-                rec[lib].append(e)
-                continue
-            lsd = lm.state_dict()
-            e["n_tensors"] = len(lsd)
-            e["facts"] = module_facts(lm)
-            mp = MAPPINGS[family](list(psd), lib)
-            e["structure"] = check_structure(psd, lsd, mp)
-            if family == "regnet":
-                e["stages"] = regnet_summary(lsd, lib)
-                e["stage_diff_vs_pycls"] = diff_regnet(rec["pycls"]["stages"], e["stages"])
-            if e["structure"]["structure_matches"]:
-                try:
-                    e["numeric"] = numeric(pm, lm, mp, family, lib, sizes, seed)
-                except Exception as ex:  # noqa: BLE001
-                    e["numeric_error"] = f"{type(ex).__name__}: {ex}"
-                    traceback.print_exc()
-                # extra: torchvision b5 with eps patched post hoc
-                if lib == "torchvision" and name == "b5" and c.kind == "named":
-                    for m in lm.modules():
-                        if isinstance(m, nn.BatchNorm2d):
-                            m.eps = 1e-5
-                    e["numeric_eps_patched_1e-5"] = numeric(pm, lm, mp, family, lib, [64], seed)
-            # manifests
-            mdir = os.path.join(out_root, "tests", "data", "manifests", lib)
-            if c.kind == "named":
-                fn = f"{name}.json"
-            else:
-                fn = None  # decided below (one class manifest per model/lib)
-            e["manifest"] = fn
-            e["_sd_shapes"] = zoo.manifest_rows(lsd)
-            if fn:
-                zoo.write_manifest(os.path.join(mdir, fn), lib_source(c), e["_sd_shapes"])
-            rec[lib].append(e)
-            del lm, lsd
-            gc.collect()
-        # one class manifest: the first class candidate whose structure matches, else the first class candidate
-        cls = [e for e in rec[lib] if e["kind"] == "class" and "build_error" not in e]
-        pick = next((e for e in cls if e["structure"]["structure_matches"]), cls[0] if cls else None)
-        named = [e for e in rec[lib] if e["kind"] == "named" and "build_error" not in e]
-        need_class = not named or not named[0]["structure"]["structure_matches"] or \
-            (name == "b5" and lib == "torchvision")
-        if pick is not None and need_class:
-            pick["manifest"] = f"{name}.class.json"
-            mdir = os.path.join(out_root, "tests", "data", "manifests", lib)
-            src = f"{lib} {TIMM_V if lib == 'timm' else TV_V} {pick['builder']}"
-            zoo.write_manifest(os.path.join(mdir, pick["manifest"]), src, pick["_sd_shapes"])
+            rec[lib].append(measure_candidate(name, lib, c, pm, rec["pycls"], sizes, seed, out_root))
+        write_class_manifest(name, lib, rec[lib], out_root)
         for e in rec[lib]:
             e.pop("_sd_shapes", None)
     rec["seconds"] = round(time.time() - t0, 1)
@@ -601,70 +572,86 @@ def process(name, out_root, seed):
     return rec
 
 
+def measure_candidate(name, lib, c, pm, pycls_rec, sizes, seed, out_root):
+    """Build one candidate, check its structure against pycls's, compare numerics where it
+    matches; a named builder's manifest is written here (a class's by write_class_manifest)."""
+    family = family_of(name)
+    psd = pm.state_dict()
+    e = collections.OrderedDict(builder=c.call, kind=c.kind, tag=c.tag)
+    try:
+        lm = c.build().eval()
+    except Exception as ex:  # noqa: BLE001
+        e["build_error"] = f"{type(ex).__name__}: {ex}"
+        return e
+    lsd = lm.state_dict()
+    e["n_tensors"] = len(lsd)
+    e["facts"] = module_facts(lm)
+    mp = MAPPINGS[family](list(psd), lib)
+    e["structure"] = check_structure(psd, lsd, mp)
+    if family == "regnet":
+        e["stages"] = regnet_summary(lsd, lib)
+        e["stage_diff_vs_pycls"] = diff_regnet(pycls_rec["stages"], e["stages"])
+    if e["structure"]["structure_matches"]:
+        try:
+            e["numeric"] = numeric(pm, lm, mp, family, lib, sizes, seed)
+        except Exception as ex:  # noqa: BLE001
+            e["numeric_error"] = f"{type(ex).__name__}: {ex}"
+            traceback.print_exc()
+        # extra: torchvision b5 with eps patched post hoc
+        if lib == "torchvision" and name == "b5" and c.kind == "named":
+            for m in lm.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eps = 1e-5
+            e["numeric_eps_patched_1e-5"] = numeric(pm, lm, mp, family, lib, [64], seed)
+    # manifests
+    mdir = os.path.join(out_root, "tests", "data", "manifests", lib)
+    if c.kind == "named":
+        fn = f"{name}.json"
+    else:
+        fn = None  # decided by write_class_manifest (one class manifest per model/lib)
+    e["manifest"] = fn
+    e["_sd_shapes"] = zoo.manifest_rows(lsd)
+    if fn:
+        zoo.write_manifest(os.path.join(mdir, fn), lib_source(c), e["_sd_shapes"])
+    del lm, lsd
+    gc.collect()
+    return e
+
+
+def write_class_manifest(name, lib, entries, out_root):
+    """One class manifest (<name>.class.json) when no named builder matches (and for torchvision's
+    b5): the first class candidate whose structure matches, else the first class candidate."""
+    cls = [e for e in entries if e["kind"] == "class" and "build_error" not in e]
+    pick = next((e for e in cls if e["structure"]["structure_matches"]), cls[0] if cls else None)
+    named = [e for e in entries if e["kind"] == "named" and "build_error" not in e]
+    need_class = not named or not named[0]["structure"]["structure_matches"] or \
+        (name == "b5" and lib == "torchvision")
+    if pick is not None and need_class:
+        pick["manifest"] = f"{name}.class.json"
+        mdir = os.path.join(out_root, "tests", "data", "manifests", lib)
+        src = f"{lib} {TIMM_V if lib == 'timm' else TV_V} {pick['builder']}"
+        zoo.write_manifest(os.path.join(mdir, pick["manifest"]), src, pick["_sd_shapes"])
+
+
 # --------------------------------------------------------------------------
 # targets.json
 # --------------------------------------------------------------------------
 
 def summarize_target(name, lib, entries):
+    """targets.json's entry for one model and library: the best candidate (a matching named
+    builder, else a matching class), why the others are not it, and the alternatives."""
     family = family_of(name)
-
-    def lmax(e):
-        n = e.get("numeric", {}).get("64x64")
-        return n["logits"]["max_abs"] if n else None
-
-    def lrel(e):
-        n = e.get("numeric", {}).get("64x64")
-        return n["logits"]["max_rel"] if n else None
-
     ok = [e for e in entries if "build_error" not in e]
     named = [e for e in ok if e["kind"] == "named"]
-    cls = [e for e in ok if e["kind"] == "class"]
-    match = lambda e: e["structure"]["structure_matches"]  # noqa: E731
-    if named and match(named[0]):
-        best = named[0]
-    elif any(match(e) for e in cls):
-        best = next(e for e in cls if match(e))
-    else:
-        best = None
-    t = collections.OrderedDict()
-    notes = []
-    if best is None:
-        t["builder"], t["kind"], t["structure_matches"], t["logits_max_abs"] = None, "none", False, None
-        t["logits_max_rel"] = None
-        t["eps"] = None
-    else:
-        t["builder"], t["kind"] = best["builder"], best["kind"]
-        t["structure_matches"] = True
-        t["logits_max_abs"], t["logits_max_rel"] = lmax(best), lrel(best)
-        eps = best["facts"]["bn_eps"]
-        t["eps"] = eps[0] if len(eps) == 1 else eps
-        t["manifest"] = f"manifests/{lib}/{best['manifest']}" if best.get("manifest") else None
-        n = best.get("numeric", {})
-        stg = [v["max_abs"] for r in n.values() if isinstance(r, dict) and "stages" in r
-               for v in r["stages"].values() if v.get("max_abs") is not None]
-        t["stages_max_abs"] = max(stg) if stg else None
-        t["other_sizes"] = {k: v["logits"]["max_abs"] for k, v in n.items()
-                            if isinstance(v, dict) and "logits" in v and k != "64x64"}
-        if t["eps"] != 1e-5:
-            notes.append(f"BN eps {t['eps']} (momentum {best['facts']['bn_momentum']}) where pycls uses 1e-5: "
-                         "same tensors, different numbers.")
-        acts = best["facts"]["activations"]
-        if family == "effnet" and any("SiLU" in a for a in acts):
-            notes.append("nn.SiLU where pycls computes x*sigmoid(x) (stem, blocks, SE, head): not bit-exact, "
-                         "~1e-7 abs.")
-        st = best["structure"]
-        if not st.get("global_order_identical"):
-            notes.append("same tensors/shapes but state_dict order differs"
-                         + ("" if st.get("within_block_order_preserved") else
-                            " within blocks (e.g. shortcut proj/downsample listed first in pycls, last in "
-                            f"{lib})"))
+    best = best_candidate(ok)
+    t, notes = best_summary(best, lib, family)
     for e in ok:
-        if not match(e):
+        if not _match(e):
             sd = e.get("stage_diff_vs_pycls") or []
             notes.append(f"{e['kind']} {e['builder']} differs from pycls: " + ("; ".join(sd) if sd else
                          json.dumps({k: e['structure'][k] for k in ('n_pycls', 'n_lib', 'n_shape_mismatches')})))
-        elif e is not best and e.get("numeric") and lmax(e) and lmax(e) > 1e-5:
-            notes.append(f"{e['kind']} {e['builder']} has matching tensors but logits differ by {lmax(e):.3g} "
+        elif e is not best and e.get("numeric") and _lmax(e) and _lmax(e) > 1e-5:
+            notes.append(f"{e['kind']} {e['builder']} has matching tensors but logits differ by {_lmax(e):.3g} "
                          f"(BN eps {e['facts']['bn_eps']}).")
     if family == "effnet" and lib == "torchvision" and name == "b5":
         patched = next((e.get("numeric_eps_patched_1e-5") for e in named if e.get("numeric_eps_patched_1e-5")), None)
@@ -672,21 +659,89 @@ def summarize_target(name, lib, entries):
             notes.append("torchvision.models.efficientnet_b5(norm_layer=...) raises TypeError (multiple values for "
                          "'norm_layer'); setting every BatchNorm2d.eps = 1e-5 on efficientnet_b5(weights=None) after "
                          f"construction gives logits max abs {patched['64x64']['logits']['max_abs']:.3g}.")
-    t["alternatives"] = []
+    t["alternatives"] = alternatives(entries, ok, best, lib)
+    t["notes"] = " ".join(notes)
+    return t
+
+
+def _lmax(e):
+    n = e.get("numeric", {}).get("64x64")
+    return n["logits"]["max_abs"] if n else None
+
+
+def _lrel(e):
+    n = e.get("numeric", {}).get("64x64")
+    return n["logits"]["max_rel"] if n else None
+
+
+def _match(e):
+    return e["structure"]["structure_matches"]
+
+
+def best_candidate(ok):
+    """The first named builder if it matches, else the first matching class, else None."""
+    named = [e for e in ok if e["kind"] == "named"]
+    cls = [e for e in ok if e["kind"] == "class"]
+    if named and _match(named[0]):
+        return named[0]
+    if any(_match(e) for e in cls):
+        return next(e for e in cls if _match(e))
+    return None
+
+
+def best_summary(best, lib, family):
+    """The target's fields from the best candidate (or none), and the notes they call for."""
+    t = collections.OrderedDict()
+    notes = []
+    if best is None:
+        t["builder"], t["kind"], t["structure_matches"], t["logits_max_abs"] = None, "none", False, None
+        t["logits_max_rel"] = None
+        t["eps"] = None
+        return t, notes
+    t["builder"], t["kind"] = best["builder"], best["kind"]
+    t["structure_matches"] = True
+    t["logits_max_abs"], t["logits_max_rel"] = _lmax(best), _lrel(best)
+    eps = best["facts"]["bn_eps"]
+    t["eps"] = eps[0] if len(eps) == 1 else eps
+    t["manifest"] = f"manifests/{lib}/{best['manifest']}" if best.get("manifest") else None
+    n = best.get("numeric", {})
+    stg = [v["max_abs"] for r in n.values() if isinstance(r, dict) and "stages" in r
+           for v in r["stages"].values() if v.get("max_abs") is not None]
+    t["stages_max_abs"] = max(stg) if stg else None
+    t["other_sizes"] = {k: v["logits"]["max_abs"] for k, v in n.items()
+                        if isinstance(v, dict) and "logits" in v and k != "64x64"}
+    if t["eps"] != 1e-5:
+        notes.append(f"BN eps {t['eps']} (momentum {best['facts']['bn_momentum']}) where pycls uses 1e-5: "
+                     "same tensors, different numbers.")
+    acts = best["facts"]["activations"]
+    if family == "effnet" and any("SiLU" in a for a in acts):
+        notes.append("nn.SiLU where pycls computes x*sigmoid(x) (stem, blocks, SE, head): not bit-exact, "
+                     "~1e-7 abs.")
+    st = best["structure"]
+    if not st.get("global_order_identical"):
+        notes.append("same tensors/shapes but state_dict order differs"
+                     + ("" if st.get("within_block_order_preserved") else
+                        " within blocks (e.g. shortcut proj/downsample listed first in pycls, last in "
+                        f"{lib})"))
+    return t, notes
+
+
+def alternatives(entries, ok, best, lib):
+    """Every candidate but the best: the built ones with their results, then the failed builds."""
+    out = []
     for e in ok:
         if e is best:
             continue
-        t["alternatives"].append({"builder": e["builder"], "kind": e["kind"],
-                                  "structure_matches": match(e), "logits_max_abs": lmax(e),
-                                  "eps": e["facts"]["bn_eps"],
-                                  "manifest": f"manifests/{lib}/{e['manifest']}" if e.get("manifest") else None,
-                                  **({"stage_diff_vs_pycls": e["stage_diff_vs_pycls"]}
-                                     if e.get("stage_diff_vs_pycls") else {})})
+        out.append({"builder": e["builder"], "kind": e["kind"],
+                    "structure_matches": _match(e), "logits_max_abs": _lmax(e),
+                    "eps": e["facts"]["bn_eps"],
+                    "manifest": f"manifests/{lib}/{e['manifest']}" if e.get("manifest") else None,
+                    **({"stage_diff_vs_pycls": e["stage_diff_vs_pycls"]}
+                       if e.get("stage_diff_vs_pycls") else {})})
     for e in entries:
         if "build_error" in e:
-            t["alternatives"].append({"builder": e["builder"], "kind": e["kind"], "build_error": e["build_error"]})
-    t["notes"] = " ".join(notes)
-    return t
+            out.append({"builder": e["builder"], "kind": e["kind"], "build_error": e["build_error"]})
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -715,9 +770,35 @@ class NoDownload(Exception):
 
 
 def timm_file_loading_facts(tmpdir):
+    """What timm.create_model('efficientnet_b0', pretrained=True, pretrained_cfg_overlay=dict(
+    file=...)) loads from each checkpoint layout written into tmpdir, and what timm's
+    load_checkpoint picks; every download function is replaced by one that raises meanwhile."""
+    calls = []
+    saved = _block_downloads(calls)
+    results = collections.OrderedDict()
+    try:
+        torch.manual_seed(0)
+        ref = timm.create_model("efficientnet_b0", pretrained=False)
+        randomize(ref, 11)
+        sd = ref.state_dict()
+        ema = collections.OrderedDict((k, v + 1 if v.is_floating_point() else v) for k, v in sd.items())
+        other = collections.OrderedDict((k, v + 2 if v.is_floating_point() else v) for k, v in sd.items())
+        files = _write_checkpoint_layouts(tmpdir, sd, ema, other)
+        variants = {"sd": sd, "ema(+1)": ema, "other(+2)": other}
+        for fn in files:
+            results[fn] = _load_through_overlay(os.path.join(tmpdir, fn), variants, sd, calls)
+        results.update(_load_checkpoint_facts(tmpdir, variants, calls))
+    finally:
+        for (mod, a), f in saved.items():
+            setattr(mod, a, f)
+    return results
+
+
+def _block_downloads(calls):
+    """Replace timm's download functions by ones that record their name in ``calls`` and raise
+    NoDownload; returns the originals, {(module, name): function}, to put back."""
     import timm.models._builder as tb
     import timm.models._hub as th
-    calls = []
 
     def guard(fname):
         def f(*a, **k):
@@ -733,80 +814,81 @@ def timm_file_loading_facts(tmpdir):
             if hasattr(mod, a):
                 saved[(mod, a)] = getattr(mod, a)
                 setattr(mod, a, guard(f"{mod.__name__}.{a}"))
-    results = collections.OrderedDict()
+    return saved
+
+
+def _write_checkpoint_layouts(tmpdir, sd, ema, other):
+    """The checkpoint layouts, written into tmpdir: {file name: the state dict its weights are}."""
+    from safetensors.torch import save_file
+    files = collections.OrderedDict()
+    files["plain_state_dict.pth"] = sd
+    files["state_dict_key.pth"] = {"state_dict": sd}
+    files["state_dict_and_state_dict_ema.pth"] = {"state_dict": other, "state_dict_ema": ema}
+    files["model_ema_and_state_dict.pth"] = {"state_dict": other, "model_ema": ema}
+    files["model_key.pth"] = {"model": sd}
+    files["module_prefixed_plain.pth"] = collections.OrderedDict(("module." + k, v) for k, v in sd.items())
+    files["module_prefixed_in_state_dict.pth"] = {
+        "state_dict": collections.OrderedDict(("module." + k, v) for k, v in sd.items())}
+    files["pycls_style_model_state.pth"] = {"epoch": 1, "model_state": sd}
+    files["state_dict_with_meta.pth"] = {"state_dict": sd, "meta": {"arch": "b0", "layout": "timm"}}
+    files["plain_missing_num_batches_tracked.pth"] = collections.OrderedDict(
+        (k, v) for k, v in sd.items() if not k.endswith("num_batches_tracked"))
+    for fn, obj in files.items():
+        torch.save(obj, os.path.join(tmpdir, fn))
+    save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(tmpdir, "plain.safetensors"))
+    files["plain.safetensors"] = sd
+    save_file({"module." + k: v.contiguous() for k, v in sd.items()},
+              os.path.join(tmpdir, "module_prefixed.safetensors"))
+    files["module_prefixed.safetensors"] = sd
+    return files
+
+
+def _load_through_overlay(path, variants, sd, calls):
+    """Load one file through pretrained_cfg_overlay: did it load, and which variant's weights."""
+    r = collections.OrderedDict()
+    calls.clear()
     try:
-        torch.manual_seed(0)
-        ref = timm.create_model("efficientnet_b0", pretrained=False)
-        randomize(ref, 11)
-        sd = ref.state_dict()
-        ema = collections.OrderedDict((k, v + 1 if v.is_floating_point() else v) for k, v in sd.items())
-        other = collections.OrderedDict((k, v + 2 if v.is_floating_point() else v) for k, v in sd.items())
-        from safetensors.torch import save_file
-        files = collections.OrderedDict()
-        files["plain_state_dict.pth"] = sd
-        files["state_dict_key.pth"] = {"state_dict": sd}
-        files["state_dict_and_state_dict_ema.pth"] = {"state_dict": other, "state_dict_ema": ema}
-        files["model_ema_and_state_dict.pth"] = {"state_dict": other, "model_ema": ema}
-        files["model_key.pth"] = {"model": sd}
-        files["module_prefixed_plain.pth"] = collections.OrderedDict(("module." + k, v) for k, v in sd.items())
-        files["module_prefixed_in_state_dict.pth"] = {
-            "state_dict": collections.OrderedDict(("module." + k, v) for k, v in sd.items())}
-        files["pycls_style_model_state.pth"] = {"epoch": 1, "model_state": sd}
-        files["state_dict_with_meta.pth"] = {"state_dict": sd, "meta": {"arch": "b0", "layout": "timm"}}
-        files["plain_missing_num_batches_tracked.pth"] = collections.OrderedDict(
-            (k, v) for k, v in sd.items() if not k.endswith("num_batches_tracked"))
-        for fn, obj in files.items():
-            torch.save(obj, os.path.join(tmpdir, fn))
-        save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(tmpdir, "plain.safetensors"))
-        files["plain.safetensors"] = sd
-        save_file({"module." + k: v.contiguous() for k, v in sd.items()},
-                  os.path.join(tmpdir, "module_prefixed.safetensors"))
-        files["module_prefixed.safetensors"] = sd
-        variants = {"sd": sd, "ema(+1)": ema, "other(+2)": other}
-        for fn in files:
-            path = os.path.join(tmpdir, fn)
-            r = collections.OrderedDict()
-            calls.clear()
-            try:
-                m = timm.create_model("efficientnet_b0", pretrained=True, pretrained_cfg_overlay=dict(file=path))
-                msd = m.state_dict()
-                which = [vn for vn, v in variants.items()
-                         if all(torch.equal(msd[k], v[k]) for k in v if not k.endswith("num_batches_tracked"))]
-                r["num_batches_tracked_equal"] = all(torch.equal(msd[k], sd[k]) for k in sd
-                                                     if k.endswith("num_batches_tracked"))
-                r["loaded"] = True
-                r["weights_equal_to"] = which
-                r["pretrained_cfg_file"] = m.pretrained_cfg.get("file")
-            except Exception as ex:  # noqa: BLE001
-                r["loaded"] = False
-                r["error"] = f"{type(ex).__name__}: {str(ex)[:300]}"
-            r["download_functions_called"] = list(calls)
-            results[fn] = r
-        # the helper directly
-        from timm.models import load_checkpoint
-        m = timm.create_model("efficientnet_b0", pretrained=False)
-        load_checkpoint(m, os.path.join(tmpdir, "state_dict_and_state_dict_ema.pth"))
-        results["load_checkpoint(default use_ema=True) on state_dict+state_dict_ema"] = \
-            [vn for vn, v in variants.items() if all(torch.equal(m.state_dict()[k], v[k]) for k in v)]
-        load_checkpoint(m, os.path.join(tmpdir, "state_dict_and_state_dict_ema.pth"), use_ema=False)
-        results["load_checkpoint(use_ema=False) on state_dict+state_dict_ema"] = \
-            [vn for vn, v in variants.items() if all(torch.equal(m.state_dict()[k], v[k]) for k in v)]
-        # does pretrained=True without file try to download? (it must, and our guard stops it)
-        calls.clear()
-        try:
-            timm.create_model("efficientnet_b0", pretrained=True)
-            results["pretrained=True without file"] = {"loaded": True, "calls": list(calls)}
-        except Exception as ex:  # noqa: BLE001
-            results["pretrained=True without file"] = {"loaded": False, "error": f"{type(ex).__name__}: "
-                                                       f"{str(ex)[:200]}", "download_functions_called": list(calls)}
-        # the pretrained_cfg after overlay
-        m = timm.create_model("efficientnet_b0", pretrained=True,
-                              pretrained_cfg_overlay=dict(file=os.path.join(tmpdir, "plain_state_dict.pth")))
-        results["pretrained_cfg_after_overlay"] = {k: m.pretrained_cfg.get(k) for k in
-                                                   ("file", "hf_hub_id", "source", "tag", "mean", "std")}
-    finally:
-        for (mod, a), f in saved.items():
-            setattr(mod, a, f)
+        m = timm.create_model("efficientnet_b0", pretrained=True, pretrained_cfg_overlay=dict(file=path))
+        msd = m.state_dict()
+        which = [vn for vn, v in variants.items()
+                 if all(torch.equal(msd[k], v[k]) for k in v if not k.endswith("num_batches_tracked"))]
+        r["num_batches_tracked_equal"] = all(torch.equal(msd[k], sd[k]) for k in sd
+                                             if k.endswith("num_batches_tracked"))
+        r["loaded"] = True
+        r["weights_equal_to"] = which
+        r["pretrained_cfg_file"] = m.pretrained_cfg.get("file")
+    except Exception as ex:  # noqa: BLE001
+        r["loaded"] = False
+        r["error"] = f"{type(ex).__name__}: {str(ex)[:300]}"
+    r["download_functions_called"] = list(calls)
+    return r
+
+
+def _load_checkpoint_facts(tmpdir, variants, calls):
+    """timm.models.load_checkpoint with and without use_ema, pretrained=True without a file (it
+    must try to download), and the pretrained_cfg after an overlay."""
+    results = collections.OrderedDict()
+    from timm.models import load_checkpoint
+    m = timm.create_model("efficientnet_b0", pretrained=False)
+    load_checkpoint(m, os.path.join(tmpdir, "state_dict_and_state_dict_ema.pth"))
+    results["load_checkpoint(default use_ema=True) on state_dict+state_dict_ema"] = \
+        [vn for vn, v in variants.items() if all(torch.equal(m.state_dict()[k], v[k]) for k in v)]
+    load_checkpoint(m, os.path.join(tmpdir, "state_dict_and_state_dict_ema.pth"), use_ema=False)
+    results["load_checkpoint(use_ema=False) on state_dict+state_dict_ema"] = \
+        [vn for vn, v in variants.items() if all(torch.equal(m.state_dict()[k], v[k]) for k in v)]
+    # does pretrained=True without file try to download? (it must, and our guard stops it)
+    calls.clear()
+    try:
+        timm.create_model("efficientnet_b0", pretrained=True)
+        results["pretrained=True without file"] = {"loaded": True, "calls": list(calls)}
+    except Exception as ex:  # noqa: BLE001
+        results["pretrained=True without file"] = {"loaded": False, "error": f"{type(ex).__name__}: "
+                                                   f"{str(ex)[:200]}", "download_functions_called": list(calls)}
+    # the pretrained_cfg after overlay
+    m = timm.create_model("efficientnet_b0", pretrained=True,
+                          pretrained_cfg_overlay=dict(file=os.path.join(tmpdir, "plain_state_dict.pth")))
+    results["pretrained_cfg_after_overlay"] = {k: m.pretrained_cfg.get(k) for k in
+                                               ("file", "hf_hub_id", "source", "tag", "mean", "std")}
     return results
 
 
@@ -900,14 +982,7 @@ def activation_numerics():
 # --------------------------------------------------------------------------
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out-root", default=str(zoo.REPO_ROOT))
-    ap.add_argument("--details", default=os.path.join(tempfile.gettempdir(), "ckptconv-groundtruth-timm-torchvision.json"))
-    ap.add_argument("--only", nargs="*")
-    ap.add_argument("--no-facts", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-
+    args = parse_args()
     names = args.only or list(NAMES)
     details = {}
     if os.path.exists(args.details) and args.only:
@@ -917,31 +992,58 @@ def main():
                                     "timm": TIMM_V, "pycls": PYCLS_V, "python": sys.version.split()[0]})
     details.setdefault("models", {})
     for n in names:
-        print(f"== {n}", flush=True)
-        rec = process(n, args.out_root, args.seed)
-        details["models"][n] = rec
-        for lib in ("timm", "torchvision"):
-            for e in rec[lib]:
-                lg = e.get("numeric", {}).get("64x64", {}).get("logits", {})
-                print(f"   {lib:11s} {e['kind']:5s} match={e.get('structure', {}).get('structure_matches')} "
-                      f"abs={lg.get('max_abs')} rel={lg.get('max_rel')} {e['builder'][:90]}", flush=True)
-        with open(args.details, "w") as f:
-            json.dump(details, f, indent=1, default=str)
+        details["models"][n] = process_and_print(n, args.out_root, args.seed)
+        write_details(args.details, details)
     if not args.no_facts:
         print("== facts", flush=True)
-        facts = collections.OrderedDict()
-        facts["activation_numerics"] = activation_numerics()
-        facts["channel_order_check"] = channel_order_check(args.seed)
-        facts["timm_tv_regnet_variants"] = timm_tv_variant_facts()
-        facts["timm_pretrained_cfg"] = timm_pretrained_facts()
-        with tempfile.TemporaryDirectory() as td:
-            facts["timm_file_loading"] = timm_file_loading_facts(td)
-        facts["torchvision_effnet_eps"] = tv_effnet_eps_facts()
-        facts["torchvision_transforms"] = tv_transform_facts()
-        details["facts"] = facts
-        with open(args.details, "w") as f:
-            json.dump(details, f, indent=1, default=str)
-    # targets.json (from all models recorded so far)
+        details["facts"] = library_facts(args.seed)
+        write_details(args.details, details)
+    write_targets(details, args.out_root)
+
+
+def parse_args():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out-root", default=str(zoo.REPO_ROOT))
+    ap.add_argument("--details", default=os.path.join(tempfile.gettempdir(), "ckptconv-groundtruth-timm-torchvision.json"))
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--no-facts", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args()
+
+
+def process_and_print(n, out_root, seed):
+    """process() one model and print one line per candidate."""
+    print(f"== {n}", flush=True)
+    rec = process(n, out_root, seed)
+    for lib in ("timm", "torchvision"):
+        for e in rec[lib]:
+            lg = e.get("numeric", {}).get("64x64", {}).get("logits", {})
+            print(f"   {lib:11s} {e['kind']:5s} match={e.get('structure', {}).get('structure_matches')} "
+                  f"abs={lg.get('max_abs')} rel={lg.get('max_rel')} {e['builder'][:90]}", flush=True)
+    return rec
+
+
+def write_details(path, details):
+    with open(path, "w") as f:
+        json.dump(details, f, indent=1, default=str)
+
+
+def library_facts(seed):
+    """The facts that are not per model (kept in the details file only)."""
+    facts = collections.OrderedDict()
+    facts["activation_numerics"] = activation_numerics()
+    facts["channel_order_check"] = channel_order_check(seed)
+    facts["timm_tv_regnet_variants"] = timm_tv_variant_facts()
+    facts["timm_pretrained_cfg"] = timm_pretrained_facts()
+    with tempfile.TemporaryDirectory() as td:
+        facts["timm_file_loading"] = timm_file_loading_facts(td)
+    facts["torchvision_effnet_eps"] = tv_effnet_eps_facts()
+    facts["torchvision_transforms"] = tv_transform_facts()
+    return facts
+
+
+def write_targets(details, out_root):
+    """tests/data/targets.json, from every model recorded in details so far."""
     targets = collections.OrderedDict()
     targets["_about"] = {
         "generated_by": "tools/groundtruth/timm_torchvision.py",
@@ -955,7 +1057,7 @@ def main():
         if n not in details["models"]:
             continue
         targets[n] = {lib: summarize_target(n, lib, details["models"][n][lib]) for lib in ("timm", "torchvision")}
-    tp = os.path.join(args.out_root, "tests", "data", "targets.json")
+    tp = os.path.join(out_root, "tests", "data", "targets.json")
     with open(tp, "w") as f:
         json.dump(targets, f, indent=1)
         f.write("\n")

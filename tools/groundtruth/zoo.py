@@ -1,7 +1,7 @@
 """What the ground-truth scripts beside this file share: the pycls model zoo as data, the
 random-weights recipe and its input, and the key-manifest format.
 
-Plain Python (numpy is imported inside the two recipe functions), so each script's throwaway venv
+Plain Python (numpy is imported inside the two recipe functions), so each script's environment
 can import it. The scripts run as ``python tools/groundtruth/<script>.py``, which puts this folder
 first on ``sys.path``: ``import zoo`` finds this file, with no path set by hand.
 
