@@ -12,11 +12,11 @@ are from it).
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 from typing import Any
 
 from .errors import Refused
+from .serialize import markdown, markdown_code, shell, yaml
 from .tables.pipeline import crop_pct, needed
 from .version import __version__
 
@@ -66,8 +66,19 @@ def _key(c: Conversion, pycls_key: str) -> str:
     return entry.target.rsplit(".", 1)[0]
 
 
-def timm_config(c: Conversion) -> dict[str, Any]:
-    """config.json: what timm builds and the preprocessing pycls tested with (RGB weights)."""
+def stock_note(residual: float | None) -> str:
+    """Where timm users look (config.json's ``pretrained_cfg.notes``, the printed snippet): how far
+    timm's own transforms are from pycls's input, measured on ckptconv's photos."""
+    if residual is None:
+        return ""
+    return (f"timm's resolve_data_config + create_transform with this pretrained_cfg give inputs up to {residual:.3g} normalized "
+            "units from pycls's on ckptconv's photos (they antialias, resize uint8 pixels and round the crop offset half to even), "
+            "enough to change top-1: ckptconv.transforms.PyclsResizeCrop gives pycls's input")  # fmt: skip
+
+
+def timm_config(c: Conversion, residual: float | None = None) -> dict[str, Any]:
+    """config.json: what timm builds and the preprocessing pycls tested with (RGB weights), and
+    (``residual``) how far timm's own transforms are from it."""
     name, args = _created(c)
     v, classifier = c.variant, _key(c, "head.fc.weight")
     pre = needed(c.target.pipeline, c.colours.target, c.colours.stats)
@@ -78,16 +89,20 @@ def timm_config(c: Conversion) -> dict[str, Any]:
     }  # fmt: skip
     config = {"architecture": name, "num_classes": v.num_classes, "num_features": int(c.tensors[classifier + ".weight"].shape[1]), "global_pool": "avg"}
     args.pop("num_classes", None)  # config.json's num_classes says it
+    if residual is not None:
+        pretrained["notes"] = [stock_note(residual)]  # PretrainedCfg.notes: a tuple of strings timm keeps with the model
     return {**config, **({"model_args": args} if args else {}), "pretrained_cfg": pretrained}
 
 
-def usage(c: Conversion, folder: str) -> str:
+def usage(c: Conversion, folder: str, residual: float | None = None) -> str:
     """The Python that loads the folder and gives the model pycls's input (the printed config)."""
+    from .serialize import comment
     from .tables.render import torch_transform
 
     pre = needed(c.target.pipeline, c.colours.target, c.colours.stats)
-    return (f"# timm model folder for pycls {c.variant.title} weights converted by ckptconv {__version__}; they take RGB input.\n"
-            "# config.json names the model and its preprocessing; timm loads model.safetensors strictly.\n"
+    note = f"# {comment(stock_note(residual))}.\n" if residual is not None else ""
+    return (f"# timm model folder for pycls {comment(c.variant.title)} weights converted by ckptconv {__version__}; they take RGB input.\n"
+            "# config.json names the model and its preprocessing; timm loads model.safetensors strictly.\n" + note +
             "import timm\n"
             "from torchvision import transforms\n\n"
             f"model = timm.create_model({'local-dir:' + folder!r}, pretrained=True).eval()\n"
@@ -96,37 +111,41 @@ def usage(c: Conversion, folder: str) -> str:
 
 def _dataset(c: Conversion) -> str | None:
     """The Hub's id of the dataset pycls trained on (its cfg's TRAIN.DATASET), if known."""
-    cfg = c.checkpoint.cfg if isinstance(c.checkpoint.cfg, str) else ""
-    found = re.search(r"^TRAIN:\s*$(?:\n[ \t]+.*$)*?\n[ \t]+DATASET:\s*['\"]?(\w+)", cfg, re.MULTILINE)
-    return DATASETS.get(found.group(1).lower()) if found else None
+    from .errors import CkptError
+    from .tables.structure import read
+
+    try:
+        cfg = read(c.checkpoint.cfg, "the checkpoint's cfg")
+    except CkptError:  # the model came from --cfg or the tensors: the dataset is not known
+        return None
+    dataset = cfg["TRAIN"]["DATASET"] if cfg is not None else None
+    return DATASETS.get(dataset.lower()) if isinstance(dataset, str) else None
 
 
 def model_card(c: Conversion, config: dict[str, Any], report: Report | None, residual: float | None) -> str:
     """README.md: front matter the Hub reads, then where the weights came from, the preprocessing and
     what verification proved."""
     v, meta, dataset, license, pre = c.variant, c.meta, _dataset(c), c.request.license, config["pretrained_cfg"]
-    front = ["---", "library_name: timm", f"license: {license or 'unknown'}", "pipeline_tag: image-classification",
-             "tags:", "- image-classification", "- timm", "- pycls", "- ckptconv", *(["datasets:", f"- {dataset}"] if dataset else []), "---"]  # fmt: skip
+    front = ["---", "library_name: timm", f"license: {yaml(license or 'unknown')}", "pipeline_tag: image-classification",
+             "tags:", "- image-classification", "- timm", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(dataset)}"] if dataset else []), "---"]  # fmt: skip
     checks = report.to_dict()["checks"] if report is not None else []
-    proved = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {ch['name']}: {ch['detail']}" for ch in checks) or "- nothing: verification was skipped (--no-verify)"
-    timm_note = (f"timm's own `resolve_data_config` + `create_transform` with this `pretrained_cfg` give inputs up to {residual:.3g} "
-                 "normalized units from pycls's on ckptconv's photos (they antialias, resize uint8 and round the crop offset half "
-                 "to even); `ckptconv.transforms.PyclsResizeCrop` gives pycls's input.") if residual is not None else ""  # fmt: skip
+    proved = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {markdown(ch['name'])}: {markdown(ch['detail'])}" for ch in checks) or "- nothing: verification was skipped (--no-verify)"
+    timm_note = markdown(stock_note(residual)) + "." if residual is not None else ""
     return "\n".join(front) + f"""
-# {v.title} (pycls), for timm
+# {markdown(v.title)} (pycls), for timm
 
 Weights trained with [pycls](https://github.com/facebookresearch/pycls), converted for timm's
 `{config['architecture']}` by ckptconv {__version__}.
 
 ```python
-{usage(c, "PATH_TO_THIS_FOLDER")}# or timm.create_model('hf-hub:ORG/NAME', pretrained=True) once the folder is uploaded
+{usage(c, "PATH_TO_THIS_FOLDER", residual)}# or timm.create_model('hf-hub:ORG/NAME', pretrained=True) once the folder is uploaded
 ```
 
 ## Source
 
-- file: `{meta['source']}` ({meta['source_format']}), sha256 `{meta['source_sha256']}`
-- weight set: {meta['weights']}; epoch: {meta.get('epoch')}; model: {v.name} (from {c.arch_from})
-- command: `{command(c)}`
+- file: {markdown_code(meta['source'])} ({meta['source_format']}), sha256 `{meta['source_sha256']}`
+- weight set: {meta['weights']}; epoch: {meta.get('epoch')}; model: {markdown(v.name)} (from {markdown(c.arch_from)})
+- command: {markdown_code(command(c))}
 
 ## Preprocessing
 
@@ -142,11 +161,14 @@ config.json's `pretrained_cfg` states these sizes for timm's tools. {timm_note}
 
 
 def command(c: Conversion) -> str:
-    """The command line that makes this folder again (file names as given, options that matter)."""
+    """The command line that makes this folder again (file names as given, options that matter); a
+    batch's folder names the batch, whose report holds the rest."""
     r = c.request
-    parts = ["ckptconv", "convert", r.source.name, Path(r.output).name if r.output else "DIR", "--to", "timm", "--hub"]
+    if r.made_by == "batch":
+        return f"ckptconv batch ... --to timm --hub (this folder is its output for {shell(r.source.name)}; its --report names every option)"
+    parts = ["ckptconv", "convert", shell(r.source.name), shell(Path(r.output).name) if r.output else "DIR", "--to", "timm", "--hub"]
     parts += ["--license", r.license] if r.license else []
     parts += ["--arch", r.arch] if r.arch else []
     parts += ["--weights", r.weights] if r.weights != "best" else []
     parts += ["--dtype", r.dtype] if r.dtype != "keep" else []
-    return " ".join(parts)
+    return " ".join(parts)  # every value is a checked option (a licence, a model name, a choice)

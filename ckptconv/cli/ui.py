@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 import click
 
 from ..errors import CkptError
+from ..serialize import terminal
 
 
 class UI:
@@ -49,28 +50,34 @@ class UI:
         if not self.quiet:  # --quiet: nothing but errors; --json: nothing but the object
             self.err.print(f"[yellow]warning:[/yellow] {_escape(text)}")
 
+    def notice(self, text: str) -> None:
+        """A line that is always said (on stderr), --quiet or not: --json says it in its object."""
+        if not self.json_mode:
+            self.err.print(f"[cyan]note:[/cyan] {_escape(text)}")
+
     def error(self, text: str) -> None:
         self.err.print(f"[red]error:[/red] {_escape(text)}")
 
     def plain(self, text: str) -> None:
-        """Text that must reach stdout unstyled (config snippets meant for copying)."""
+        """Text that must reach stdout unstyled (config snippets meant for copying); control
+        characters escaped, line breaks kept."""
         if not self.quiet:
-            click.echo(text)
+            click.echo("\n".join(terminal(line) for line in text.split("\n")))
 
     def table(self, title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]], *, force: bool = False) -> None:
         if self.quiet and not force:
             return
         from rich.table import Table
 
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        table = Table(title=None if title is None else _escape(title), title_justify="left", show_edge=False, pad_edge=False)
         for col in columns:
-            table.add_column(col, overflow="fold")
+            table.add_column(_escape(col), overflow="fold")
         for row in rows:
             table.add_row(*(_escape(str(c)) for c in row))
         self.out.print(table)
 
     def json(self, obj: Any) -> None:
-        click.echo(json.dumps(obj, indent=2, default=str))
+        click.echo(json.dumps(obj, indent=2, default=str))  # ensure_ascii: every control character escaped
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
@@ -91,19 +98,11 @@ class UI:
         sys.exit(code)
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
-
-
-def printable(text: str) -> str:
-    """Control characters (newlines, terminal escapes) shown as escapes: a key or a file name from a
-    stranger's checkpoint can never forge a line in a CI log or restyle the terminal."""
-    return text.translate(_CONTROL)
-
-
 def _escape(text: str) -> str:
+    """Literal text for rich: control characters escaped (``serialize.terminal``), markup disarmed."""
     from rich.markup import escape
 
-    return escape(printable(text))
+    return escape(terminal(text))
 
 
 def human_bytes(n: int) -> str:

@@ -1,32 +1,46 @@
 """The ``meta`` a converted file carries: its fields, its str -> str form for safetensors, and reading
 it back from a file that may come from anyone.
 
-A meta read from a file is never walked as a whole: each known field is taken only with its type
-(an ``epoch`` is an int, ``settings`` a flat table of scalars), everything else is left behind, and
-each field of the wrong type is named as a problem (``verify`` reports it; a conversion ignores it).
+A meta read from a file is never walked as a whole: each known field is taken only with its type,
+and a string only when it passes the check of the option it mirrors (``prefix`` is a dotted module
+path as ``--prefix`` must be, ``arch`` and ``layout`` names, ``weights`` and ``channel_order``
+choices), so no value of a stranger's meta reaches a printed config, a card or a terminal unchecked.
+Everything else is left behind, and each field that fails is named as a problem (``verify``
+reports it; a conversion ignores it).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 from typing import Any
 
-from ..options import ORDERS, PADDINGS
+from ..options import NAME, ORDERS, PADDINGS, PREFIX
+from ..fields import describe
+from .dtypes import FLOATS
 
 MAX_TEXT = 1024
 MAX_CFG = 1 << 20  # characters of a pycls cfg dump
 META_KEY = "ckptconv"  # a plain state dict's meta: its _metadata[META_KEY]
-# field -> the type it must have; "scalars" is a flat table of str/int/float/bool/None values
-FIELDS: dict[str, str] = {
-    "ckptconv_version": "str", "source": "str", "source_sha256": "str", "source_format": "str",
-    "arch": "str", "layout": "str", "table": "str", "table_version": "int", "table_sha256": "str",
-    "weights": "str", "dtype": "str", "prefix": "str", "channel_order": "str", "epoch": "int", "settings": "scalars",
-    "options": "scalars", "model": "record", "assumed": "texts", "tensors_crc": "str",
+HEX64 = r"([0-9a-f]{64})?"  # a sha256 (empty: not known when the file was written)
+VERSION = r"[0-9][0-9a-z.+-]{0,31}"
+SETS = ("model", "ema", "state_dict", "state_dict_ema")  # the weight sets a file may hold (io/checkpoint.SET_KEYS)
+# field -> (type, the validation of the option or value it mirrors: a pattern or the choices).
+# "scalars" is a flat table of str/int/float/bool/None values; "record" a model's numbers.
+FIELDS: dict[str, tuple[str, str | tuple[str, ...] | None]] = {
+    "ckptconv_version": ("str", VERSION), "source": ("str", None), "source_sha256": ("str", HEX64),
+    "source_format": ("str", ("zip", "legacy", "safetensors")), "arch": ("str", NAME), "layout": ("str", NAME),
+    "table": ("str", NAME), "table_version": ("int", None), "table_sha256": ("str", HEX64), "weights": ("str", SETS),
+    "dtype": ("str", FLOATS), "prefix": ("str", f"({PREFIX})?"), "channel_order": ("str", ORDERS), "epoch": ("int", None),
+    "settings": ("scalars", None), "options": ("scalars", None), "model": ("record", None), "assumed": ("texts", None),
+    "tensors_crc": ("str", HEX64),
 }  # fmt: skip
 WANT = {"str": "a string (at most 1024 characters)", "int": "an integer", "scalars": "a flat table of values",
         "record": "a model's numbers ([variant] and one section of numbers)", "texts": "a list of strings"}  # fmt: skip
-JSON_FIELDS = tuple(k for k, kind in FIELDS.items() if kind != "str")  # JSON-encoded in safetensors
+RULE_WORDS = {NAME: "a name (a-z, 0-9, _ . -)", f"({PREFIX})?": "a dotted module path such as backbone, or nothing",
+              HEX64: "a sha256 in hex", VERSION: "a version number"}  # fmt: skip
+JSON_FIELDS = tuple(k for k, (kind, _) in FIELDS.items() if kind != "str")  # JSON-encoded in safetensors
 
 
 def encode_meta(meta: dict[str, Any]) -> dict[str, str]:
@@ -63,7 +77,7 @@ def _check(kind: str, value: Any) -> bool:
     if kind == "str":
         return isinstance(value, str) and len(value) <= MAX_TEXT
     if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1 << 31
     if kind == "texts":
         return isinstance(value, list) and len(value) <= 16 and all(isinstance(v, str) and len(v) <= MAX_TEXT for v in value)
     if kind == "record":  # {section: {field: number or list of numbers}}, two levels and small
@@ -118,12 +132,25 @@ def read_meta(raw: Any) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(raw, dict):
         return {}, [f"meta is a {type(raw).__name__}, not a table"]
     meta, problems = {}, []
-    for key, kind in FIELDS.items():
+    for key, (kind, rule) in FIELDS.items():
         if key not in raw or raw[key] is None:
             continue
         value = raw[key]
-        if _check(kind, value):
-            meta[key] = {k: dict(v) for k, v in value.items()} if kind == "record" else dict(value) if kind == "scalars" else value
-        else:
+        if not _check(kind, value):
             problems.append(f"meta field {key} is a {type(value).__name__}; expected {WANT[kind]}")
+        elif not _valid(value, rule):
+            problems.append(f"meta field {key} is {describe(value)}; expected {_wanted(rule)}")
+        else:
+            meta[key] = {k: dict(v) for k, v in value.items()} if kind == "record" else dict(value) if kind == "scalars" else value
     return meta, problems + _values(meta)
+
+
+def _valid(value: Any, rule: str | tuple[str, ...] | None) -> bool:
+    """A string field passes the check of the option it mirrors (a name, a dotted prefix, a choice)."""
+    if rule is None or not isinstance(value, str):
+        return True
+    return value in rule if isinstance(rule, tuple) else re.fullmatch(rule, value) is not None
+
+
+def _wanted(rule: str | tuple[str, ...]) -> str:
+    return f"one of {', '.join(rule)}" if isinstance(rule, tuple) else RULE_WORDS[rule]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CkptError, TableError
+from ..serialize import comment, python
 from ..version import __version__
 from .layout import Layout
 from .pipeline import Preprocess, crop_pct
@@ -122,12 +123,12 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
         return None
     widths = [variant.point_width(p) for p in layout.levels_for(variant).values()]
     out_indices = tuple(layout.config.get("out_indices", ()))
-    quoted = repr(os.path.abspath(checkpoint)) if checkpoint is not None else "'OUT'"
+    quoted = python(os.path.abspath(checkpoint)) if checkpoint is not None else "'OUT'"
     values = {
         **variant.config_values(),
         **_library_values(layout, variant, {f for _, f, _, _ in string.Formatter().parse(template) if f}),
-        "arch": variant.name, "title": variant.title, "version": __version__, "checkpoint": quoted,
-        "init_prefix": f", prefix='{prefix}'" if prefix else "", "prefix": prefix,
+        "arch": variant.name, "title": comment(variant.title), "version": __version__, "checkpoint": quoted,
+        "init_prefix": f", prefix={python(prefix)}" if prefix else "", "prefix": python(prefix),
         "out_indices": out_indices, "in_channels": [widths[i] for i in out_indices], "level_widths": widths,
         "num_classes": variant.num_classes, "channel_order": pre.feeds.upper(), "flip": pre.flip,
         "eps": _number(variant.eps), "stage_indices": tuple(range(variant.stages)), "last_stage": (variant.stages - 1,),
