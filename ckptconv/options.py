@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from .errors import UsageError
+from .io.paths import Planned
 
 Weights = Literal["best", "model", "ema"]  # best: as pycls's load_checkpoint picks (model, or EMA when its error is lower)
 Dtype = Literal["keep", "fp16", "bf16", "fp32"]
@@ -94,8 +95,10 @@ class Request:
     config_out: Path | None = None
     tables: tuple[Path, ...] = ()  # extra table directories, beside the built-in ones and $CKPTCONV_TABLES
     cfg: Path | None = None  # a pycls YAML stating the model (the run's config.yaml); None: the checkpoint's own cfg
+    cfg_is_run: bool = False  # cfg is the run's OUT_DIR/config.yaml that batch found beside the checkpoint, not one the user named
     hub: bool = False  # output is a timm model folder (config.json, model.safetensors, README.md): ckptconv/hub.py
     license: str | None = None  # the hub folder's model card licence (a Hub licence identifier)
+    made_by: str = "convert"  # the command whose output this is (convert, batch): a model card names it
 
     def check(self) -> None:
         """Refuse option values that cannot work, before anything is read."""
@@ -123,8 +126,10 @@ class Request:
         if self.license is not None and not re.fullmatch(LICENSE, self.license):
             raise UsageError(f"--license {self.license!r} is not a licence identifier", fix="use the Hub's form, e.g. mit, apache-2.0, cc-by-nc-4.0 or other")
 
-    def outputs(self) -> list[Path]:
-        return [p for p in (self.output, self.config_out) if p is not None]
+    def planned(self) -> list[Planned]:
+        """Every path the conversion will create: OUT (a folder with --hub) and --config-out."""
+        out = [Planned(self.output, "OUT", folder=self.hub)] if self.output is not None else []
+        return out + ([Planned(self.config_out, "--config-out")] if self.config_out is not None else [])
 
     def inputs(self) -> list[Path]:
         """Every file the run reads that the user named: no output may be one of them."""

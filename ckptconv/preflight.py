@@ -17,17 +17,18 @@ def check_request(request: Request, *, writes: bool) -> str | None:
     registry = registry_for(request.tables)
     for name in (request.layout, request.source_layout):
         registry.layouts_named(name)
+    if request.arch:
+        registry.variant(request.arch)
     fmt = None
     if writes:  # the command line first, then the file system
         if request.output is None:
             raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
         fmt = "hub" if request.hub else files.output_format(request.output)
     files.check_regular(request.source)
+    if writes:
+        files.check_outputs(request.planned(), request.inputs() + registry.table_files(), request.force)
     if writes and request.hub:
         from .io.folder import check_folder
 
-        check_folder(request.output, request.inputs() + registry.table_files(), request.force, request.config_out)
-        files.check_outputs([p for p in (request.config_out,) if p], request.inputs() + registry.table_files(), request.force)
-    elif writes:
-        files.check_outputs(request.outputs(), request.inputs() + registry.table_files(), request.force)
+        check_folder(request.output, request.force)
     return fmt

@@ -69,6 +69,19 @@ def _last_epochs(paths: list[Path]) -> list[Path]:
     return [p for p in paths if not EPOCH.fullmatch(p.name) or p in keep]
 
 
+def output_name(checkpoint: Path, root: Path, every_epoch: bool) -> Path:
+    """A file's output name under --out-dir, without extension: its path under ``root``; for a
+    pycls run's ``checkpoints/model_epoch_NNNN.pyth``, the run's (``run_01``, or the run folder's own
+    name when it is ``root``), and with ``every_epoch`` the epoch's (``run_01/epoch_0010``)."""
+    m = EPOCH.fullmatch(checkpoint.name)
+    if not (m and checkpoint.parent.name == "checkpoints"):
+        return checkpoint.relative_to(root).with_suffix("")
+    run = checkpoint.parent.parent
+    inside = run.resolve() != root.resolve() and root.resolve() in run.resolve().parents
+    name = run.relative_to(root) if inside else Path(run.resolve().name)  # root is the run, or its checkpoints folder
+    return name / f"epoch_{m.group(1)}" if every_epoch else name
+
+
 def _relative_name(text: str, where: str, path: Path) -> Path:
     """A manifest's output name: a relative path inside --out-dir, never absolute or climbing out."""
     name = Path(text)
@@ -128,10 +141,13 @@ def collect(sources: Iterable[str], out_dir: Path, *, every_epoch: bool = False)
         if path.suffix in MANIFEST_SUFFIXES and path.is_file():
             entries += read_manifest(path)
         elif path.is_dir():
+            if exclude is not None and (exclude == path.resolve() or exclude in path.resolve().parents):
+                raise UsageError(f"--out-dir {str(out_dir)!r} holds the input folder {text!r}: the outputs would be mixed with the sources "
+                                 "(and taken for sources on the next run)", fix="choose an --out-dir outside the input folder")  # fmt: skip
             found = _search(path, exclude, every_epoch)
             if not found:
                 raise UsageError(f"no *.pyth or *.pth files under {text!r}", fix="pass checkpoint files, a directory of them, or a manifest")
-            entries += [Entry(p, p.relative_to(path).with_suffix(""), run_cfg=run_config(p)) for p in found]
+            entries += [Entry(p, output_name(p, path, every_epoch), run_cfg=run_config(p)) for p in found]
         elif _is_glob(text):
             matched = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
             if not matched:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UsageError
-from ..io.files import atomic_write, check_report_output, check_writable_dir, same_file
+from ..io.files import atomic_write, check_replaceable_report, check_writable_dir
+from ..io.hashing import Hashed
+from ..io.paths import Planned, check_plan, where
 from ..options import PYCLS, Request
 from .inputs import Entry
 
@@ -27,7 +29,7 @@ class Job:
     request: Request
     publish: bool = False
     may_refuse: bool = False  # one cell of a run over several targets: a refusal is listed, not a failure
-    source_sha256: str | None = None  # read when the batch judged the job before its workers: not up to date
+    source_hash: Hashed | None = None  # read when the batch judged the job before its workers: not up to date
     surprise: str | None = None  # an unexpected error while judging it there: its outcome's note says it
 
     @property
@@ -121,27 +123,36 @@ def target_layouts(values: Iterable[str], registry) -> tuple[str, ...]:
 
 def _inside(output: Path, out_dir: Path) -> bool:
     """``output`` stays under ``out_dir`` once symlinks are resolved."""
-    root = out_dir.resolve()
-    return root == output.resolve() or root in output.resolve().parents
+    root = where(out_dir)
+    return root == where(output) or root in (str(p) for p in Path(where(output)).parents)
 
 
-def _check_paths(jobs: list[Job], out_dir: Path, others: list[Path]) -> None:
-    """Every output inside --out-dir, none an input (links resolved), no two the same: all named."""
-    inputs = [Path(j.source) for j in jobs] + [j.request.cfg for j in jobs if j.request.cfg] + others
+def _planned(jobs: list[Job]) -> list[Planned]:
+    """Every path the jobs create: each output (a folder with --hub) and its --configs file."""
+    out = []
+    for j in jobs:
+        out.append(Planned(Path(j.output), f"the output of {j.source} ({j.output})", folder=j.request.hub))
+        if j.request.config_out:
+            out.append(Planned(j.request.config_out, f"the config of {j.source} ({j.request.config_out})"))
+    return out
+
+
+def _check_paths(jobs: list[Job], out_dir: Path, others: list[Path], extra: list[Planned]) -> None:
+    """Every output inside --out-dir, no two the same (all named), and the whole plan (outputs,
+    configs, the report and the metafile) checked as one: no path meets another or an input."""
     by_output: dict[str, list[str]] = {}
-    for job, out in ((j, Path(o)) for j in jobs for o in [j.output, *([j.request.config_out] if j.request.config_out else [])]):
-        if not _inside(out, out_dir):
-            raise UsageError(f"{job.source} would write {out}, outside --out-dir (a symlink leads out)", fix="name another output")
-        hit = next((src for src in inputs if same_file(out, src)), None)
-        if hit is not None:
-            raise UsageError(f"{job.source} would write over the input {hit}", fix="ckptconv never writes over an input; choose another --out-dir or output name")
-        by_output.setdefault(os.path.normcase(str(out.resolve())), []).append(job.source)
+    for planned in _planned(jobs):
+        if not _inside(planned.path, out_dir):
+            raise UsageError(f"{planned.what} would be outside --out-dir (a symlink leads out)", fix="name another output")
+        by_output.setdefault(where(planned.path), []).append(planned.what.split(" (")[0].removeprefix("the output of ").removeprefix("the config of "))
     clashes = {out: srcs for out, srcs in by_output.items() if len(srcs) > 1}
     if clashes:
         listed = "; ".join(f"{out} <- {' and '.join(srcs)}" for out, srcs in list(clashes.items())[:5])
         more = f" (+{len(clashes) - 5} more)" if len(clashes) > 5 else ""
         raise UsageError(f"{len(clashes)} output(s) would be written by more than one input: {listed}{more}",
                          fix="give them other output names in a manifest (output = \"...\")")  # fmt: skip
+    inputs = [Path(j.source) for j in jobs] + [j.request.cfg for j in jobs if j.request.cfg] + others
+    check_plan(_planned(jobs) + extra, inputs)
 
 
 def _entry_request(base: Request, entry: Entry, output: Path, layout: str) -> Request:
@@ -154,16 +165,17 @@ def _entry_request(base: Request, entry: Entry, output: Path, layout: str) -> Re
             fix="a manifest cannot switch on --trust-pickle; pass it on the command line if you trust every file",
         )
     if base.cfg is None and "cfg" not in fields and entry.run_cfg is not None:
-        fields["cfg"] = entry.run_cfg  # the run's own config.yaml; --cfg on the command line wins
+        fields |= {"cfg": entry.run_cfg, "cfg_is_run": True}  # the run's own config.yaml; --cfg on the command line wins
     return replace(base, source=entry.source, output=output, layout=layout, **fields)
 
 
 def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[str, ...], fmt: str = "pth",
-         publish: bool = False, configs: bool = False, others: Iterable[Path] = ()) -> list[Job]:  # fmt: skip
+         publish: bool = False, configs: bool = False, others: Iterable[Path] = (), extra: Iterable[Planned] = ()) -> list[Job]:  # fmt: skip
     """One job per entry and target layout (a manifest's ``layout`` names its entry's only one),
     each ``base`` with the entry's fields. With several layouts each gets a folder under --out-dir
     and a refused pair is listed, not failed. Fails before anything is written when an output is
-    unsafe or shared. ``configs``: each output's config beside it, as <output without extension>.py."""
+    unsafe or shared. ``configs``: each output's config beside it, as <output without extension>.py.
+    ``others``: more inputs (manifests); ``extra``: more paths the run creates (the report, the metafile)."""
     if fmt not in FORMAT_EXT:
         raise UsageError(f"unknown --format {fmt!r}", fix="use pth or safetensors")
     _check_hub(base, layouts, publish)
@@ -180,7 +192,7 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
             if configs:
                 request = replace(request, config_out=config_path(output))
             jobs.append(Job(request, publish=publish, may_refuse=cell))
-    _check_paths(jobs, out_dir, list(others))
+    _check_paths(jobs, out_dir, list(others), list(extra))
     return jobs
 
 
@@ -200,13 +212,14 @@ def _check_hub(base: Request, layouts: tuple[str, ...], publish: bool) -> None:
     base.check()
 
 
-def check_report(report_path: Path, jobs: list[Job], others: list[Path], out_dir: Path, check=check_report_output) -> None:
-    """The report (or metafile: ``check``) may be neither an input nor an output of the batch;
-    inside an --out-dir the run will create, it is a new file there (the directory's parent must take it)."""
-    if not out_dir.exists() and report_path.parent.absolute() == out_dir.absolute():
+def check_report(report_path: Path, out_dir: Path, check=check_replaceable_report) -> None:
+    """The report (or metafile: ``check``) may replace only a file of its own kind (the plan has
+    checked it against every input and output); inside an --out-dir the run will create, it is a
+    new file there (the directory's parent must take it)."""
+    if not out_dir.exists() and where(report_path.parent) == where(out_dir):
         check_writable_dir(out_dir.parent if str(out_dir.parent) else Path("."), "the parent of --out-dir")
         return
-    check(report_path, [Path(j.source) for j in jobs] + [Path(j.output) for j in jobs] + others)
+    check(report_path)
 
 
 def write_report(report_path: Path, report: dict[str, Any]) -> None:

@@ -19,12 +19,15 @@ import errno
 import fcntl
 import os
 import secrets
+import shutil
 import stat
 import time
+import weakref
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import OutputError, UsageError
+from .paths import Planned, check_plan
 
 TMP_PREFIX = ".ckptconv-tmp-"
 FORMATS = {".pth": "pth", ".pt": "pth", ".pyth": "pth", ".safetensors": "safetensors"}
@@ -50,14 +53,40 @@ def check_regular(path: Path) -> os.stat_result:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise UsageError("no such file", path=str(path)) from None
+        raise UsageError("no such file", fix="check the path (a relative one is taken from the current directory)", path=str(path)) from None
     except OSError as e:
-        raise UsageError(f"cannot read ({e.strerror})", path=str(path)) from None
+        raise UsageError(f"cannot read ({e.strerror})", fix="check the file's permissions", path=str(path)) from None
     if stat.S_ISDIR(st.st_mode):
         raise UsageError("is a directory, not a checkpoint file", fix="pass the .pyth/.pth file inside it", path=str(path))
     if not stat.S_ISREG(st.st_mode):
         raise UsageError("is not a regular file (a FIFO, socket or device)", fix="pass a checkpoint file", path=str(path))
     return st
+
+
+class Opened:
+    """An input opened once: every later read goes through this very file, by ``reads`` (a name for
+    the open file itself, /proc/self/fd/N, that no rename of ``path`` can redirect, and that any
+    library can open whatever bytes ``path`` is spelt in), for as long as the object lives.
+    ``stamp`` says which file it is (``hashing.stamp``)."""
+
+    def __init__(self, path: Path):
+        check_regular(path)
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise UsageError(f"cannot read ({e.strerror})", path=str(path)) from None
+        weakref.finalize(self, os.close, self.fd)
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO since it was checked
+            raise UsageError("is not a regular file (a FIFO, socket or device)", fix="pass a checkpoint file", path=str(path))
+        self.path, self.stamp = path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        proc = Path(f"/proc/self/fd/{self.fd}")
+        self.reads = proc if proc.exists() else path  # (without /proc: by name, the stamp checked when it is used)
+
+    def unchanged(self) -> bool:
+        """The open file was not rewritten since it was opened (same size and time)."""
+        st = os.fstat(self.fd)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == self.stamp
 
 
 MAX_TEXT_FILE = 1 << 20  # a pycls cfg dump is a few KB
@@ -104,7 +133,8 @@ def make_out_dir(out_dir: Path, what: str = "--out-dir") -> None:
     check_writable_dir(out_dir, what)
 
 
-def _check_output(out: Path, force: bool) -> None:
+def check_output(out: Path, force: bool = True) -> None:
+    """The output's folder takes it, and it is no folder or device; an existing file only with ``force``."""
     check_writable_dir(out.parent if str(out.parent) else Path("."))
     try:
         st = os.stat(out)
@@ -118,30 +148,29 @@ def _check_output(out: Path, force: bool) -> None:
         raise UsageError("the output exists", fix="pass --force (the API: force=True) to replace it; the old file stays until the new one is complete", path=str(out))
 
 
-def check_outputs(outputs: list[Path], inputs: list[Path], force: bool) -> None:
-    """Refuse, before anything is read: an output that is an input or another output (links
-    resolved), that exists without ``force``, or whose directory is missing or read-only."""
-    for i, out in enumerate(outputs):
-        for src in inputs:
-            if same_file(out, src):
-                raise UsageError(
-                    f"the output is the input {str(src)!r} (same path, a symlink or a hard link to it)",
-                    fix="write to another file; ckptconv never overwrites its input, even with --force",
-                    path=str(out),
-                )
-        for other in outputs[:i]:
-            if same_file(out, other):
-                raise UsageError(f"{str(other)!r} and {str(out)!r} are the same file", fix="give each output its own name", path=str(out))
-        _check_output(out, force)
+def check_outputs(planned: list[Planned], inputs: list[Path], force: bool) -> None:
+    """Refuse, before anything is read: a plan whose paths meet (``paths.check_plan``: an output
+    that is an input or another output, links resolved), a file that exists without ``force``, or
+    whose directory is missing or read-only. (A folder's own rules are ``folder.check_folder``.)"""
+    check_plan(planned, inputs)
+    for p in planned:
+        if not p.folder:
+            check_output(p.path, force)
 
 
 MAX_REPORT_BYTES = 64 << 20
 
 
-def check_report_output(report: Path, inputs: list[Path]) -> None:
+def check_report_output(report: Path, inputs: list[Path], what: str = "--report") -> None:
     """A --report file may replace an earlier ckptconv report (a rerun in CI), never an input, and
     never another existing file: that would need the user's say."""
-    check_outputs([report], inputs, force=True)
+    check_plan([Planned(report, what)], inputs)
+    check_replaceable_report(report)
+
+
+def check_replaceable_report(report: Path) -> None:
+    """The report's folder takes it, and what is there already is a ckptconv report (or nothing)."""
+    check_output(report, force=True)
     if report.is_file() and not _is_report(report):
         raise UsageError("the report file exists and is not a ckptconv report", fix="remove it or name another --report file", path=str(report))
 
@@ -167,10 +196,7 @@ class TempFile:
         clean_stale_temps(directory)
         self.path = directory / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # a file system without locks: the age rule alone protects it
-            pass
+        lock(self.fd)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -183,24 +209,55 @@ class TempFile:
 
 
 def clean_stale_temps(directory: Path) -> list[Path]:
-    """Remove ckptconv temp files no process holds (older than a minute); return what was removed."""
+    """Remove ckptconv temp files and temp folders no process holds (older than a minute); return
+    what was removed. A live writer holds a lock on its temp file, or on its temp folder, until it
+    publishes or removes it."""
     removed = []
     for tmp in directory.glob(f"{TMP_PREFIX}*"):
         try:
-            if time.time() - tmp.lstat().st_mtime < STALE_AFTER or not stat.S_ISREG(tmp.lstat().st_mode):
+            st = tmp.lstat()
+            if time.time() - st.st_mtime < STALE_AFTER or not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
                 continue
-            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | (os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0))
         except OSError:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live writer: leave it
-            tmp.unlink()
+            shutil.rmtree(tmp) if stat.S_ISDIR(st.st_mode) else tmp.unlink()
             removed.append(tmp)
         except OSError:
             pass
         finally:
             os.close(fd)
     return removed
+
+
+def lock(fd: int) -> None:
+    """Hold ``fd``'s lock for as long as it is open (a file system without locks: the age rule alone
+    protects the temp)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass
+
+
+def io_error(e: OSError, what: str, path: Path) -> OutputError:
+    """An OSError while writing, as the one line a run ends with."""
+    why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    return OutputError(f"{what} failed: {why}; nothing was written", fix="free space or choose another output", path=str(path))
+
+
+def fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _publish(tmp: Path, path: Path, replace: bool) -> None:
@@ -246,8 +303,7 @@ class PendingWrite:
                 self.size = f.tell()
         except OSError as e:
             self.abort()
-            why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-            raise OutputError(f"writing failed: {why}; nothing was written", fix="free space or choose another output", path=str(self.path)) from None
+            raise io_error(e, "writing", self.path) from None
         return result
 
     def commit(self, *, replace: bool = True) -> int:
@@ -261,7 +317,7 @@ class PendingWrite:
         except OSError as e:
             raise OutputError(f"publishing failed: {e.strerror or e}; nothing was written", path=str(self.path)) from None
         self.temp.close()
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return self.size
 
     def abort(self) -> None:
@@ -297,17 +353,3 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, replace: bo
     with all_or_nothing(path) as (pending,):
         pending.write(write)
         return pending.commit(replace=replace)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-

@@ -1,8 +1,10 @@
 """A folder written whole: the timm model folder of ``convert --hub`` (see ``ckptconv/hub.py``).
 
-It is written into a temp folder beside DIR and renamed into place: a run that fails or is
-interrupted leaves DIR as it was. An existing DIR is replaced only with --force, and only when it
-holds nothing but the folder's own files (a folder this command wrote). torch-free.
+It is written into a locked temp folder beside DIR, every file fsynced, and renamed into place: a
+run that fails or is interrupted leaves DIR as it was, and a temp folder a killed run left is
+removed by the next run into that directory. An existing DIR is replaced only with --force, and
+only when it holds nothing but the folder's own files (a folder this command wrote), checked again
+as it is replaced. torch-free.
 """
 
 from __future__ import annotations
@@ -12,22 +14,19 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
-from ..errors import OutputError, UsageError
-from .files import TMP_PREFIX, check_writable_dir, same_file
+from ..errors import UsageError
+from .files import TMP_PREFIX, check_writable_dir, clean_stale_temps, fsync_dir, io_error, lock
 
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
 FILES = (CONFIG, WEIGHTS, CARD)
 
 
-def check_folder(folder: Path, inputs: list[Path], force: bool, beside: Path | None = None) -> None:
+def check_folder(folder: Path, force: bool) -> None:
     """Refuse, before anything is read: a folder name with a weights extension, an existing file,
-    an existing folder without --force or holding files this command does not write, another
-    output (``beside``: the config file) inside the folder."""
-    if beside is not None and os.path.abspath(beside.parent) == os.path.abspath(folder):
-        raise UsageError("the config file would be written inside the hub folder, which holds only its own three files",
-                         fix="write --config-out beside the folder", path=str(beside))  # fmt: skip
+    an existing folder without --force or holding files this command does not write. (What may not
+    be inside it, an input or another output, is the run's plan: ``paths.check_plan``.)"""
     if folder.suffix in (".pth", ".pt", ".pyth", ".safetensors"):
         raise UsageError(f"--hub writes a folder, and {folder.name!r} is a file name", fix=f"name the folder without the extension (e.g. {folder.with_suffix('').name})", path=str(folder))
     check_writable_dir(folder.parent if str(folder.parent) else Path("."))
@@ -36,48 +35,113 @@ def check_folder(folder: Path, inputs: list[Path], force: bool, beside: Path | N
     if folder.is_dir():
         if not force:
             raise UsageError("the output folder exists", fix="pass --force to replace it (the old folder stays until the new one is complete)", path=str(folder))
-        foreign = sorted(p.name for p in folder.iterdir() if p.name not in FILES or not p.is_file())
+        foreign = _foreign(folder)
         if foreign:
             raise UsageError(f"the folder holds files --hub does not write ({', '.join(foreign[:5])}): it is not a folder this command made",
                              fix="remove them or name another folder; --force replaces only a folder of config.json, model.safetensors and README.md",
                              path=str(folder))  # fmt: skip
-    for src in inputs:  # an input inside a folder --force would replace
-        if any(same_file(folder / name, src) for name in FILES) or same_file(folder, src):
-            raise UsageError(f"the output folder holds the input {str(src)!r}", fix="write the folder elsewhere; ckptconv never replaces an input", path=str(folder))
+
+
+def _foreign(folder: Path) -> list[str]:
+    """What the folder holds besides the hub folder's own regular files."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in FILES or p.is_symlink() or not p.is_file())
+
+
+class PendingFolder:
+    """A folder written whole, with the file writer's guarantees applied again: a temp folder beside
+    its final name, locked by this process for its whole life (``clean_stale_temps`` removes one
+    nobody holds), each file fsynced and the folder too, every OSError one ``OutputError`` line,
+    published by ``commit()`` only (symlink-aware, and never over files that appeared meanwhile)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.parent = folder.parent if str(folder.parent) else Path(".")
+        clean_stale_temps(self.parent)
+        self.temp = self.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{folder.name}"
+        try:
+            os.mkdir(self.temp)
+            self.fd = os.open(self.temp, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise io_error(e, "creating the folder", folder) from None
+        lock(self.fd)
+
+    def write(self, name: str, write: Callable[[BinaryIO], object]):
+        """Write ``name`` inside the folder through ``write(f)``, fsynced; signals wait until it ends."""
+        from ..signals import deferred
+
+        try:
+            with deferred(), open(self.temp / name, "xb") as f:
+                result = write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise io_error(e, "writing the folder", self.folder / name) from None
+        return result
+
+    def commit(self, *, replace: bool) -> None:
+        """Publish the folder under its name (see ``_publish``); the parent folder fsynced after."""
+        from ..signals import publishing
+
+        try:
+            os.fsync(self.fd)
+        except OSError as e:
+            raise io_error(e, "writing the folder", self.folder) from None
+        with publishing():
+            _publish(self.temp, self.folder, replace)
+        self.close()
+        fsync_dir(self.parent)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
+
+    def abort(self) -> None:
+        shutil.rmtree(self.temp, ignore_errors=True)
+        self.close()
 
 
 @contextlib.contextmanager
-def temp_folder(folder: Path) -> Iterator[Path]:
-    """A temp folder beside ``folder``, removed on any exception (Ctrl-C included) and made with
-    signals held, so none is left behind; renamed into place by ``publish_folder``."""
+def pending_folder(folder: Path) -> Iterator[PendingFolder]:
+    """A ``PendingFolder``, removed on any exception (Ctrl-C included); made with signals held, so a
+    signal while it is created is raised only once it is registered for removal: none is left."""
     from ..signals import deferred
 
-    temp = folder.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{folder.name}")
+    with deferred():
+        pending = PendingFolder(folder)
     try:
-        with deferred():
-            temp.mkdir()
-        yield temp
+        yield pending
     except BaseException:
-        with deferred():
-            shutil.rmtree(temp, ignore_errors=True)
+        with deferred():  # a second signal must not cut the clean-up short
+            pending.abort()
         raise
 
 
-def publish_folder(temp: Path, folder: Path, replace: bool) -> None:
-    """Rename the finished temp folder to ``folder``; an existing one (checked to be ours) is moved
-    aside first and removed after: DIR is always either the old folder or the new one, whole."""
-    from ..signals import publishing
-
-    with publishing():
-        old = None
-        if replace and folder.is_dir():
-            old = folder.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-old-{folder.name}")
-            os.rename(folder, old)
-        try:
-            os.rename(temp, folder)
-        except OSError as e:
-            if old is not None:
-                os.rename(old, folder)
-            raise OutputError(f"publishing the folder failed: {e.strerror or e}; nothing was written", path=str(folder)) from None
+def _publish(temp: Path, folder: Path, replace: bool) -> None:
+    """Rename the finished temp folder to ``folder``. What is there is first moved aside (a symlink
+    as the link itself: what it points at is not ours to remove) and checked again: if the folder
+    gained files meanwhile it is put back and nothing is replaced. DIR is always the old folder or
+    the new one, whole."""
+    old = _aside(folder) if replace and (folder.is_symlink() or folder.is_dir()) else None
+    if old is None and os.path.lexists(folder):
+        raise UsageError("the output appeared while converting (another run?)", fix="pass --force to replace it", path=str(folder))
+    try:
+        os.rename(temp, folder)
+    except OSError as e:
+        if old is not None:
+            os.rename(old, folder)
+        raise io_error(e, "publishing the folder", folder) from None
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        os.unlink(old) if old.is_symlink() else shutil.rmtree(old, ignore_errors=True)
+
+
+def _aside(folder: Path) -> Path:
+    """Move the existing output out of the way, checked once more to hold only the folder's own files."""
+    old = folder.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-old-{folder.name}")
+    os.rename(folder, old)
+    foreign = [] if old.is_symlink() else _foreign(old)
+    if foreign:
+        os.rename(old, folder)
+        raise UsageError(f"the folder gained files while converting ({', '.join(foreign[:5])}): nothing was replaced",
+                         fix="remove them or name another folder", path=str(folder))  # fmt: skip
+    return old
