@@ -30,7 +30,7 @@ WITHOUT = {
     "zip surgery (plain torch.save)": "import torch, ckptconv.io.writer as w; "
     "w.write_pth = lambda f, obj, sd, copies=None: (torch.save(obj, f), w.Written('torch.save', 0, len(sd)))[1]",
     "hashing while torch imports": "import ckptconv.io.hashing as h, concurrent.futures as cf; "
-    "h.start_sha256 = lambda p: (lambda fut: (fut.set_result(h.sha256_file(p)), fut)[1])(cf.Future())",
+    "h.start_hash = lambda p: (lambda fut: (fut.set_result(h.hash_file(p)), fut)[1])(cf.Future())",
     "exit without teardown": "import ckptconv.cli as c, sys; c.run = lambda: sys.exit(c.main(prog_name='ckptconv', standalone_mode=True))",
     "rare garbage collection": "import ckptconv.cli as c; c.collect_rarely = lambda: None",
 }

@@ -23,17 +23,18 @@ from . import signals
 from .errors import MappingError
 from .io import dtypes, files, hashing, writer
 from .io.checkpoint import Checkpoint, load, span_values, tensor_crc, written_records
-from .io.hashing import tensors_digest
+from .io.hashing import Hashed, tensors_digest
 from .io.meta import encode_meta, plain_state_dict
 from .options import PYCLS, Expectations, Request
 from .preflight import check_request
 from .tables import engine
 from .tables.engine import Plan
+from .tables.families import FAMILIES
 from .tables.layout import Layout
 from .tables.pipeline import configured, needed, source_order
 from .tables.registry import Registry, builtin_dir, builtin_layout_names, registry_for
 from .tables.render import render_config
-from .tables.resolve import Resolved, model_of, output_options, resolve
+from .tables.resolve import Identified, Resolved, model_of, output_options, resolve
 from .tables.variants import Variant
 from .verification import checks
 from .verification.report import Report
@@ -58,6 +59,8 @@ class Conversion:
     config: str | None
     colours: checks.Colours  # the order source and output take, and the preprocessing the output needs
     order_from: str  # what said the source's order
+    notes: tuple[str, ...] = ()  # what the run must say about how the model was found (which of two cfgs won)
+    source_hash: Hashed | None = None  # the source's sha256 (in the meta) and the stamp of the file hashed
 
     @property
     def target(self) -> Layout:
@@ -77,11 +80,11 @@ class Conversion:
         return defaults if any(defaults.get(k, need[k]) != need[k] for k in ("padding", "eps")) else {}
 
 
-def _resolve(sha: str | Future | None) -> str:
-    return sha.result() if isinstance(sha, Future) else (sha or "")
+def _resolve(hashed: Hashed | Future | None) -> Hashed | None:
+    return hashed.result() if isinstance(hashed, Future) else hashed
 
 
-def _variant(request: Request, ckpt: Checkpoint, sd: dict, registry: Registry) -> tuple[Variant, str, str]:
+def _identify(request: Request, ckpt: Checkpoint, sd: dict, registry: Registry) -> Identified:
     """The model the checkpoint holds: --arch, else its structure (--cfg or its own cfg, its meta, its tensors)."""
     shapes = {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
     return model_of(request, ckpt.cfg, shapes, ckpt.meta, registry)
@@ -133,7 +136,7 @@ def _check_statistics(ckpt: Checkpoint, plan: Plan, source: dict[str, torch.Tens
     for e in plan.mapped:
         if e.source.endswith(("running_var", "running_mean")):
             span = copies.spans.get(e.target)
-            values = source[e.source] if span is None else span_values(ckpt.path, span, source[e.source])
+            values = source[e.source] if span is None else span_values(ckpt.reads, span, source[e.source])
             problem = dtypes.statistics_problem(e.source, values)
             if problem:
                 raise MappingError(problem, fix="recompute them (pycls's precise BN) or convert another checkpoint")
@@ -143,10 +146,10 @@ def _copies(ckpt: Checkpoint, weight_set: str, plan: Plan, source: dict, tensors
     """The output tensors that are their source tensors, unchanged, with a known input record."""
     spans = ckpt.spans(weight_set)
     kept = [e for e in plan.mapped if e.source in spans and tensors[e.target] is source[e.source]]
-    return writer.Copies(ckpt.path, {e.target: spans[e.source] for e in kept}, {e.target: e.source for e in kept})
+    return writer.Copies(ckpt.reads, {e.target: spans[e.source] for e in kept}, {e.target: e.source for e in kept}, shown=ckpt.path)
 
 
-def prepare(request: Request, *, source_sha256: str | Future | None = None) -> Conversion:
+def prepare(request: Request, *, source_hash: Hashed | Future | None = None) -> Conversion:
     """Load, select, detect, plan, check and cast; write nothing. Raises a ``CkptError`` on any misfit."""
     registry = registry_for(request.tables)
     request.check()
@@ -154,9 +157,10 @@ def prepare(request: Request, *, source_sha256: str | Future | None = None) -> C
         registry.layouts_named(name)
     ckpt = load(request.source, trust_pickle=request.trust_pickle)
     weight_set, sd = ckpt.select(request.weights)
-    variant, arch_from, source_prefix = _variant(request, ckpt, sd, registry)
+    found = _identify(request, ckpt, sd, registry)
+    variant, arch_from = found.variant, found.how
     r = resolve(request, variant, registry)
-    plan = engine.plan(variant, r.target, r.source, target_prefix=r.prefix, source_prefix=source_prefix)
+    plan = engine.plan(variant, r.target, r.source, target_prefix=r.prefix, source_prefix=found.prefix)
     engine.check_source(plan, {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}, variants=registry.variants_of(variant.family))
     _check_absent(plan, request.allow_partial)
     if not plan.mapped:
@@ -168,11 +172,13 @@ def prepare(request: Request, *, source_sha256: str | Future | None = None) -> C
     copies = _copies(ckpt, weight_set, plan, sd, tensors)
     _check_statistics(ckpt, plan, sd, copies)
     ckpt.verify_tensors(weight_set, [e.source for e in plan.mapped if e.target not in copies.spans])
-    meta = build_meta(request, r, ckpt, _resolve(source_sha256), weight_set, dtype)
+    hashed = _resolve(source_hash)
+    meta = build_meta(request, r, ckpt, hashed.sha256 if hashed else "", weight_set, dtype)
     meta["tensors_crc"] = tensors_digest({k: copies.spans[k].crc if k in copies.spans else tensor_crc(t) for k, t in tensors.items()})  # what is written
     config = render_config(r.target, variant, request.output, r.prefix, needed(r.target.pipeline, colour.target, colour.stats))
     return Conversion(request=request, checkpoint=ckpt, weight_set=weight_set, variant=variant, arch_from=arch_from, plan=plan,
-                      dtype=dtype, source=sd, tensors=tensors, copies=copies, meta=meta, config=config, colours=colour, order_from=order_from)  # fmt: skip
+                      dtype=dtype, source=sd, tensors=tensors, copies=copies, meta=meta, config=config, colours=colour, order_from=order_from,
+                      notes=found.notes, source_hash=hashed)  # fmt: skip
 
 
 def build_meta(request: Request, r: Resolved, ckpt: Checkpoint, sha: str, weight_set: str, dtype: str) -> dict[str, Any]:
@@ -250,7 +256,7 @@ class Result:
 
 def warnings(c: Conversion) -> list[str]:
     """What a user of these weights must not overlook, one line each."""
-    out = []
+    out = list(c.notes)
     if defaults := c.library_defaults:
         settings = ", ".join(f"{k}={defaults[k]}" if k == "padding" else f"BN eps={defaults[k]:g}" for k in ("padding", "eps") if k in defaults)
         builder = c.variant.library(c.target.name)
@@ -275,7 +281,8 @@ def verify(conversion: Conversion, level: str | None = None, *, expect: Expectat
     if expect is not None:
         padding, eps = expect.padding or padding, expect.eps if expect.eps is not None else eps
         colours = replace(colours, pipeline=configured(conversion.target.pipeline, colours.pipeline, expect))
-    report = Report(str(conversion.request.output or ""), conversion.variant.name, plan.target_layout, padding, eps, conversion.request.input_size)
+    report = Report(str(conversion.request.output or ""), conversion.variant.name, plan.target_layout, padding, eps, conversion.request.input_size,
+                    paddable=FAMILIES[conversion.variant.family].paddable)  # fmt: skip
     case = checks.Case(plan, conversion.source, conversion.tensors, conversion.dtype, colours, frozenset(e.target for e in plan.absent))
     return checks.run(report, case, level or conversion.request.verify)
 
@@ -314,15 +321,15 @@ def _write(f, fmt: str, c: Conversion) -> writer.Written:
     return writer.write_pth(f, obj, c.tensors, c.copies)
 
 
-def checked(request: Request, *, source_sha256: str | Future | None = None) -> tuple[Conversion, Report | None]:
+def checked(request: Request, *, source_hash: Hashed | Future | None = None) -> tuple[Conversion, Report | None]:
     """``prepare``, then the checks the request asks for, raising ``VerificationError`` when one
     fails: a conversion ready to write or use in memory (the Python API, convert on load)."""
-    conversion = prepare(request, source_sha256=source_sha256)
+    conversion = prepare(request, source_hash=source_hash)
     if request.hub:  # a model timm cannot build from config.json is refused before the checks run
         from . import hub
 
         hub.timm_config(conversion)
-        conversion = replace(conversion, config=hub.usage(conversion, os.path.abspath(request.output)))
+        conversion = replace(conversion, config=hub.usage(conversion, os.path.abspath(request.output), _hub_residual(conversion)))
     report = verify(conversion) if request.verify != "none" else None
     if report is not None:
         report.raise_if_failed()
@@ -346,22 +353,31 @@ def _write_folder(c: Conversion, folder: Path, report: Report | None) -> tuple[w
     from . import hub
     from .io import folder as folder_io
 
-    config = hub.timm_config(c)
+    residual = _hub_residual(c)
+    config = hub.timm_config(c, residual)
     config_out = c.request.config_out if c.config else None
-    with folder_io.temp_folder(folder) as temp, files.all_or_nothing(config_out) as (snippet,):
-        with signals.deferred(), open(temp / folder_io.WEIGHTS, "wb") as f:
-            written = _write(f, "safetensors", c)
+    with folder_io.pending_folder(folder) as pending, files.all_or_nothing(config_out) as (snippet,):
+        written = pending.write(folder_io.WEIGHTS, lambda f: _write(f, "safetensors", c))
         if report is not None:
-            _read_back(c, temp / folder_io.WEIGHTS, report)
-        (temp / folder_io.CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (temp / folder_io.CARD).write_text(hub.model_card(c, config, report, _hub_residual(c)))
+            _read_back(c, pending.temp / folder_io.WEIGHTS, report)
+        pending.write(folder_io.CONFIG, lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
+        pending.write(folder_io.CARD, lambda f: f.write(hub.model_card(c, config, report, residual).encode()))
         if snippet is not None:
             snippet.write(lambda f: f.write(c.config.encode()))
+        _still_the_source(c)
         with signals.publishing():
-            folder_io.publish_folder(temp, folder, replace=c.request.force)
+            pending.commit(replace=c.request.force)
             if snippet is not None:
                 snippet.commit(replace=c.request.force)
     return written, sum((folder / name).stat().st_size for name in folder_io.FILES)
+
+
+def _still_the_source(c: Conversion) -> None:
+    """The file hashed is the file the tensors were read from, unchanged since: the sha256 in the
+    meta is the tensors' (every read went through that open file: ``Checkpoint.opened``)."""
+    opened = c.checkpoint.opened
+    if c.source_hash is not None and opened is not None and (c.source_hash.stamp != opened.stamp or not opened.unchanged()):
+        raise hashing.changed(c.request.source, "the source")
 
 
 def _write_outputs(c: Conversion, output: Path, fmt: str, report: Report | None) -> tuple[writer.Written, int]:
@@ -374,6 +390,7 @@ def _write_outputs(c: Conversion, output: Path, fmt: str, report: Report | None)
             _read_back(c, pending.tmp, report)
         if config is not None:
             config.write(lambda f: f.write(c.config.encode()))
+        _still_the_source(c)
         with signals.publishing():  # both published, or neither; then the run is done
             size = pending.commit(replace=c.request.force)
             if config is not None:
@@ -381,13 +398,13 @@ def _write_outputs(c: Conversion, output: Path, fmt: str, report: Report | None)
     return written, size
 
 
-def convert(request: Request, *, source_sha256: str | Future | None = None) -> Result:
+def convert(request: Request, *, source_hash: Hashed | Future | None = None) -> Result:
     """Convert ``request.source`` to ``request.output``. Raises a ``CkptError`` on any problem;
     nothing is left behind but the published outputs."""
     start = time.perf_counter()
     fmt = check_request(request, writes=True)
-    sha = source_sha256 if source_sha256 is not None else hashing.start_sha256(request.source)
-    conversion, report = checked(request, source_sha256=sha)
+    hashed = source_hash if source_hash is not None else hashing.start_hash(request.source)
+    conversion, report = checked(request, source_hash=hashed)
     write = _write_folder if fmt == "hub" else lambda c, out, r: _write_outputs(c, out, fmt, r)
     written, size = write(conversion, request.output, report)
     seconds = time.perf_counter() - start

@@ -68,5 +68,5 @@ def run(out_dir: Path, arch: str, layout: str, force: bool, tables: tuple[Path, 
     make_out_dir(out_dir)
     if not again:
         atomic_write(src, lambda f: f.write(data))
-    result = convert(Request(source=src, output=out, layout=layout, force=True, config_out=config, tables=tables), source_sha256=sha)
+    result = convert(Request(source=src, output=out, layout=layout, force=True, config_out=config, tables=tables))
     return Demo(src, result, config, again)

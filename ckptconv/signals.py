@@ -120,10 +120,24 @@ def describe(interrupt: KeyboardInterrupt) -> str:
 
 def install_worker() -> None:
     """In a batch worker: Ctrl-C goes to the parent alone (it stops the workers); SIGTERM from the
-    parent ends the job in hand cleanly (its temp file removed), or an idle worker silently."""
+    parent ends the job in hand cleanly (its temp file removed), or an idle worker silently. A
+    worker whose parent dies any other way gets SIGTERM too (Linux): no worker outlives its batch,
+    writing after the batch said it stopped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _handler)
     _state["worker"] = True
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGTERM): the kernel sends this process SIGTERM when its parent exits."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own stop is all there is
+        pass
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CkptError, NoLayout, Refused
+from ..io.hashing import Hashed
 from ..io.written import Written, read_written
 from .plan import Job, Outcome
 
@@ -98,25 +99,26 @@ def has_output(job: Job) -> bool:
     return bool(_published_candidates(output)) if job.publish else output.exists()
 
 
-def source_sha256(source: str) -> str | None:
-    """The source's sha256, None when it is no readable regular file (its worker says why)."""
+def source_hash(source: str) -> Hashed | None:
+    """The source's sha256 and stamp, None when it is no readable regular file (its worker says why)."""
     from ..io.files import check_regular
-    from ..io.hashing import sha256_file
+    from ..io.hashing import hash_file
 
     try:
         check_regular(Path(source))
-        return sha256_file(source)
+        return hash_file(source)
     except (CkptError, OSError):
         return None
 
 
-def current(job: Job, sha: str | None) -> Outcome | None:
+def current(job: Job, hashed: Hashed | None) -> Outcome | None:
     """Before any worker starts, torch-free: the job's outcome when its output is up to date
-    (``sha`` is its source's sha256, read only when an output exists), or when its source's index
+    (``hashed``: its source's sha256, read only when an output exists), or when its source's index
     alone shows the pair is refused. None: a worker converts it."""
     start = time.perf_counter()
-    if sha is None:
+    if hashed is None:
         return _refusal(job, start)
+    sha = hashed.sha256
     found = up_to_date(job, sha)
     if found is None:
         return None
@@ -144,8 +146,8 @@ def _refusal(job: Job, start: float) -> Outcome | None:
         if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and not k.startswith("module.") and isinstance(v, TensorRef) for k, v in sd.items()):
             return None
         shapes, registry = {k: (v.shape, v.dtype) for k, v in sd.items()}, registry_for(job.request.tables)
-        variant, _, _ = model_of(job.request, cfg_of(tree.get("cfg")), shapes, read_meta(tree.get("meta"))[0], registry)
-        resolve(job.request, variant, registry)
+        found = model_of(job.request, cfg_of(tree.get("cfg")), shapes, read_meta(tree.get("meta"))[0], registry)
+        resolve(job.request, found.variant, registry)
     except Refused as e:
         outcome = Outcome(job.source, job.output, "refused", layout=job.request.layout, may_refuse=job.may_refuse, source_bytes=Path(job.source).stat().st_size)
         _refuse(outcome, job, e)
@@ -227,19 +229,20 @@ def _make_parents(directory: Path) -> None:
 def _run(job: Job, outcome: Outcome) -> None:
     from ..convert import convert
     from ..io.files import TMP_PREFIX, check_regular
-    from ..io.hashing import sha256_file
+    from ..io.hashing import hash_file, sha256_file
 
     source = Path(job.source)
     check_regular(source)
-    sha = outcome.source_sha256 = job.source_sha256 or sha256_file(source)
-    if not job.request.force and not job.source_sha256 and (found := up_to_date(job, sha)) is not None:
-        return _already(outcome, job, found)  # (a job judged before the pool carries its sha256: not up to date)
+    hashed = job.source_hash or hash_file(source)
+    sha = outcome.source_sha256 = hashed.sha256
+    if not job.request.force and not job.source_hash and (found := up_to_date(job, sha)) is not None:
+        return _already(outcome, job, found)  # (a job judged before the pool carries its hash: not up to date)
     target = Path(job.output)
     _check_other_target(target, job.request.layout)
     _make_parents(target.parent)
     if job.publish:  # write under a temp name, then rename with the final file's hash
         target = target.parent / f"{TMP_PREFIX}{os.getpid()}-publish-{target.name}"
-    result = convert(replace(job.request, output=target), source_sha256=sha)
+    result = convert(replace(job.request, output=target), source_hash=hashed)
     final, out_sha = target, sha256_file(_weights_file(job, target))
     if job.publish:
         final = Path(job.output).with_name(f"{Path(job.output).stem}-{out_sha[:8]}{Path(job.output).suffix}")

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-from .job import current, has_output, run_job, source_sha256
+from .job import current, has_output, run_job, source_hash
 from .plan import Batch, Job, Outcome
 
 
@@ -79,25 +79,25 @@ def _judge(jobs: list[Job], workers: int, on_start, finish) -> list[tuple[int, J
     with ThreadPoolExecutor(max(1, workers)) as threads:
         existing = [not job.request.force and has_output(job) for job in jobs]
         sources = sorted({job.source for job, there in zip(jobs, existing) if there})
-        shas = dict(zip(sources, threads.map(source_sha256, sources)))  # each source read once
-        judged = list(threads.map(lambda job, there: _current(job, shas.get(job.source) if there else None), jobs, existing))
+        hashes = dict(zip(sources, threads.map(source_hash, sources)))  # each source read once
+        judged = list(threads.map(lambda job, there: _current(job, hashes.get(job.source) if there else None), jobs, existing))
     todo = []
     for i, (job, outcome, there) in enumerate(zip(jobs, judged, existing)):
-        sha = shas.get(job.source) if there else None
+        hashed = hashes.get(job.source) if there else None
         if outcome is None or isinstance(outcome, Job):
             job = outcome if isinstance(outcome, Job) else job
-            todo.append((i, replace(job, source_sha256=sha) if sha else job))
+            todo.append((i, replace(job, source_hash=hashed) if hashed else job))
         else:
             on_start and on_start(job)
             finish(i, outcome)
     return todo
 
 
-def _current(job: Job, sha: str | None) -> Outcome | Job:
+def _current(job: Job, hashed) -> Outcome | Job:
     """``current``; on anything unexpected, the job with the error recorded (``surprise``): its
     worker converts it or fails it alone, and its outcome's note names the error, never hidden."""
     try:
-        return current(job, sha)
+        return current(job, hashed)
     except Exception as e:  # noqa: BLE001 - one file's surprise must not end the batch before it starts
         return replace(job, surprise=f"the check before the workers failed ({type(e).__name__}: {e}); its worker judged it afresh")
 

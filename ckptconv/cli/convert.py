@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import UsageError
 from ..options import PYCLS
 from .options import conversion_options, hub_options, output_options, request_from
 from .ui import UI, human_bytes, human_params
@@ -14,15 +15,20 @@ from .ui import UI, human_bytes, human_params
 def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> None:
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
-        from ..io.hashing import start_sha256
+        from ..io.hashing import start_hash
 
         from ..preflight import check_request
 
+        if fields.get("layout") is None:
+            from ..tables.registry import registry_for
+
+            names = ", ".join(registry_for(ctx_obj.tables).layout_names)
+            raise UsageError("convert needs --to LAYOUT: the layout to write", fix=f"add --to with one of {names} (ckptconv mappings lists them)")
         dry_run = kw["dry_run"]
         request = request_from(kw, ctx_obj.tables, source=src, output=None if dry_run else out, config_out=kw["config_out"], **fields)
         check_request(request, writes=not dry_run)  # a usage error costs no torch import
         # hash the input on the other core while this one imports torch
-        sha = start_sha256(src) if not dry_run else None
+        hashed = start_hash(src) if not dry_run else None
         from ..signals import done, import_torch
 
         import_torch()
@@ -30,7 +36,7 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> Non
 
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the file asks for; this can run code stored in it")
-        result = Result(prepare(request)) if dry_run else convert(request, source_sha256=sha)
+        result = Result(prepare(request)) if dry_run else convert(request, source_hash=hashed)
         done()  # the output is published: a signal now changes nothing
         if ui.json_mode:
             ui.json(result.to_dict())
@@ -51,6 +57,7 @@ def show_plan(ui: UI, plan, *, force: bool = False) -> None:
 def summarize(ui: UI, result) -> None:
     from ..convert import warnings
     from ..tables.engine import group_keys
+    from ..tables.families import FAMILIES
 
     c, plan = result.conversion, result.conversion.plan
     ui.success(
@@ -72,7 +79,8 @@ def summarize(ui: UI, result) -> None:
     if c.config:
         needs = c.meta.get("settings", {})
         ui.info("")
-        ui.info(f"[bold]The config these weights need[/bold] (padding={needs.get('padding')}, BN eps={needs.get('eps'):g}, "
+        padding = f"padding={needs.get('padding')}, " if FAMILIES[c.variant.family].paddable else ""
+        ui.info(f"[bold]The config these weights need[/bold] ({padding}BN eps={needs.get('eps'):g}, "
                 f"{c.colours.target.upper()} input):", markup=True)  # fmt: skip
         ui.plain(c.config)
     for line in warnings(c):
@@ -105,7 +113,7 @@ def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
 @click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)  # omitted only with --dry-run
 @click.option("--from", "source_layout", default=PYCLS, show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm, torchvision; ckptconv mappings lists them).")
-@click.option("--to", "layout", required=True, help="Layout of OUT: a table name, or pycls.")
+@click.option("--to", "layout", default=None, help="Layout of OUT: a table name, or pycls (required).")
 @click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")
 @_common
 @hub_options

@@ -26,6 +26,7 @@ import torch
 
 from ..errors import FormatError, UnsafePickleError, UsageError
 from . import dtypes
+from .files import Opened
 from .formats import read_safetensors_header, sniff
 from .hashing import tensors_digest
 from .loaders import LOADERS
@@ -54,6 +55,12 @@ class Checkpoint:
     meta_problems: list[str] = field(default_factory=list)
     index: ZipIndex | None = None  # zip only
     refs: dict[str, dict[str, TensorRef]] = field(default_factory=dict)  # weight set -> key -> its record
+    opened: Opened | None = None  # the file every read went and goes through (None: made in memory)
+
+    @property
+    def reads(self) -> Path:
+        """The name of the very file this checkpoint was read from (``files.Opened``), for later reads."""
+        return self.opened.reads if self.opened is not None else self.path
 
     def select(self, weights: str) -> tuple[str, StateDict]:
         """Pick a weight set: ``best`` as pycls's load_checkpoint does, or force ``model`` / ``ema``."""
@@ -134,7 +141,7 @@ class Checkpoint:
         sd, refs = self.weight_sets[weight_set], self.refs.get(weight_set, {})
         known = {(sp.nbytes, sp.crc) for sp in self.index.records.values()}
         checked: set[str] = set()
-        with self.path.open("rb") as f:
+        with self.reads.open("rb") as f:
             buf = bytearray(CHUNK)
             for key in keys:
                 ref = refs.get(key)
@@ -210,12 +217,13 @@ def written_records(path: Path, loader: str) -> dict[str, tuple[tuple[int, ...],
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def _torch_load(path: Path, fmt: str, trust_pickle: bool) -> Any:
-    """torch.load, weights-only unless trusted; every failure becomes a FormatError naming the file."""
+def _torch_load(path: Path, fmt: str, trust_pickle: bool, reads: Path | None = None) -> Any:
+    """torch.load (of ``reads``, the open file), weights-only unless trusted; every failure becomes
+    a FormatError naming the file."""
     try:
         with warnings.catch_warnings():  # torch's asides on odd pickles would bury the one error line
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=fmt == "zip")
+            return torch.load(reads or path, map_location="cpu", weights_only=not trust_pickle, mmap=fmt == "zip")
     except Exception as e:  # noqa: BLE001 - the boundary with untrusted bytes: name what torch said
         text = str(e)
         found = _GLOBAL.search(text)
@@ -322,24 +330,28 @@ def _check_storages(sd: dict, refs: dict, index: ZipIndex, path: Path) -> None:
                               f"the file is crafted or corrupt", fix="download or copy it again", path=str(path))  # fmt: skip
 
 
-def _from_safetensors(path: Path) -> Checkpoint:
+def _from_safetensors(path: Path, opened: Opened) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    header = read_safetensors_header(path)
+    header = read_safetensors_header(path, opened.reads)
     try:
-        sd = load_file(str(path), device="cpu")
+        sd = load_file(str(opened.reads), device="cpu")
     except (SafetensorError, ValueError, OSError) as e:
         raise FormatError(f"truncated or corrupt safetensors file ({e})", fix="download or copy it again", path=str(path)) from None
     meta, problems = read_meta(decode_meta(header.get("__metadata__") or {}))
-    return Checkpoint(path, "safetensors", "safetensors", sorted(sd), {"state_dict": strip_module(sd, path)}, meta=meta, meta_problems=problems)
+    return Checkpoint(path, "safetensors", "safetensors", sorted(sd), {"state_dict": strip_module(sd, path)}, meta=meta, meta_problems=problems, opened=opened)
 
 
 def load(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
-    """Load a checkpoint safely: format from its magic bytes, weights-only, memory-mapped when zip."""
+    """Load a checkpoint safely: format from its magic bytes, weights-only, memory-mapped when zip;
+    every read, now and later, through the one file opened here (``files.Opened``)."""
     path = Path(path)
-    fmt = sniff(path)
+    opened = Opened(path)
+    fmt = sniff(path, opened.reads)
     if fmt == "safetensors":
-        return _from_safetensors(path)
-    index = read_index(path) if fmt == "zip" else None
-    return _from_pickle(path, fmt, _torch_load(path, fmt, trust_pickle), index)
+        return _from_safetensors(path, opened)
+    index = read_index(path, opened.reads) if fmt == "zip" else None
+    ckpt = _from_pickle(path, fmt, _torch_load(path, fmt, trust_pickle, opened.reads), index)
+    ckpt.opened = opened
+    return ckpt

@@ -18,11 +18,12 @@ LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 MAX_HEADER = 100 << 20  # bytes of a safetensors JSON header
 
 
-def sniff(path: Path) -> str:
-    """The serialization format from the first bytes: zip, legacy or safetensors; tar is refused."""
-    size = check_regular(path).st_size
+def sniff(path: Path, reads: Path | None = None) -> str:
+    """The serialization format from the first bytes: zip, legacy or safetensors; tar is refused.
+    ``reads``: the name to read it by (an ``Opened`` file's), ``path`` the one messages give."""
+    size = check_regular(reads or path).st_size
     try:
-        with path.open("rb") as f:
+        with (reads or path).open("rb") as f:
             head = f.read(512)
     except OSError as e:
         raise UsageError(f"cannot read ({e.strerror})", path=str(path)) from None
@@ -53,10 +54,10 @@ def sniff(path: Path) -> str:
     )
 
 
-def read_safetensors_header(path: Path) -> dict[str, Any]:
+def read_safetensors_header(path: Path, reads: Path | None = None) -> dict[str, Any]:
     """The JSON header of a safetensors file, read without touching tensor data, every entry checked."""
     try:
-        with path.open("rb") as f:
+        with (reads or path).open("rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
             if n > MAX_HEADER:
                 raise FormatError(f"the safetensors header claims {n} bytes (at most {MAX_HEADER})", path=str(path))

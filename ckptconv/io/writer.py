@@ -43,15 +43,16 @@ class Copies:
     """Output tensors whose bytes are an input record, unchanged: output key -> that record's span
     in ``path``, and the source key of each (to name a corrupt one)."""
 
-    path: Path
+    path: Path  # the name the input is read by (``Checkpoint.reads``)
     spans: dict[str, Span] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    shown: Path | None = None  # the input's name as the user gave it, for messages
 
     def corrupt(self, key: str) -> FormatError:
         return FormatError(
             f"tensor {self.names.get(key, key)}: its bytes fail the zip's CRC-32 check: the file is corrupt",
             fix="download or copy it again",
-            path=str(self.path),
+            path=str(self.shown or self.path),
         )
 
 

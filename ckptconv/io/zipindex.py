@@ -86,10 +86,11 @@ def _local_span(fd: int, info: zipfile.ZipInfo, name: str) -> Span:
     return Span(info.header_offset + 30 + name_len + extra_len, info.file_size, info.CRC)
 
 
-def read_index(path: Path) -> ZipIndex:
-    """Check the zip's structure and data.pkl's CRC, then index every record and tensor."""
+def read_index(path: Path, reads: Path | None = None) -> ZipIndex:
+    """Check the zip's structure and data.pkl's CRC, then index every record and tensor (read by
+    ``reads``, an ``Opened`` file's name, when given; ``path`` is the name messages give)."""
     try:
-        with zipfile.ZipFile(path) as zf, path.open("rb") as f:
+        with zipfile.ZipFile(reads or path) as zf, (reads or path).open("rb") as f:
             infos = zf.infolist()
             pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
             if len(pkl) != 1:

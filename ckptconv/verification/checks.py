@@ -209,12 +209,10 @@ def compare(report: Report, variant: Variant, s: Sides) -> None:
     """Run both references on the seeded input; record every level of the layout, bit for bit, and
     its drift from pycls's own arithmetic at full precision."""
     x = make_input(report.input_size)
-    target = reference(s.layout, variant, s.weights, report)
-    got = target.forward_levels(x)
-    _judge_finite(report, got)
+    got = reference(s.layout, variant, s.weights, report).forward_levels(x)  # each model freed once it has run:
+    _judge_finite(report, got)  # one model's upcast weights at a time (a bf16 RegNetY-32GF stays near twice its file)
     arith = models.arith_of(s.layout.reference, variant)
-    pycls = models.pycls_model(variant, fill_absent(variant, s.pycls), arith)  # with the model's own BN eps
-    want = pycls.forward_levels(x)
+    want = models.pycls_model(variant, fill_absent(variant, s.pycls), arith).forward_levels(x)  # with the model's own BN eps
     own = s.drift is not None or arith != models.PYCLS_ARITH
     exact = models.pycls_model(variant, fill_absent(variant, s.drift or s.pycls)).forward_levels(x) if own else None
     for name, point in s.layout.levels_for(variant).items():
@@ -227,20 +225,20 @@ def compare(report: Report, variant: Variant, s: Sides) -> None:
 
 
 def _drift_words(report: Report, arith, rounded: bool) -> str:
+    """How far the library's result is from pycls's own arithmetic at full precision: said once, and
+    only when it is not zero (the arithmetic itself is named where the levels are)."""
     worst = max((lv for lv in report.levels if lv.drift_rel is not None), key=lambda lv: lv.drift_rel, default=None)
-    if worst is None:
+    if worst is None or worst.drift_rel == 0:
         return ""
-    why = [arith.describe()] if arith != models.PYCLS_ARITH else []
-    why += ["weights rounded to the output dtype"] if rounded else []
-    return f"; drift from pycls's own arithmetic ({', '.join(why)}) up to {worst.drift_rel:.2g} relative at {worst.name}, reported, not judged"
+    why = " and weights rounded to the output dtype" if rounded and arith != models.PYCLS_ARITH else " (weights rounded to the output dtype)" if rounded else ""
+    return f"; drift from pycls's own arithmetic{why} up to {worst.drift_rel:.2g} relative at {worst.name}, reported, not judged"
 
 
 def _judge_levels(report: Report, layout: Layout, variant: Variant, arith, rounded: bool) -> None:
     bad = next((lv for lv in report.levels if not lv.ok), None)
     if bad is None:
         how = "bit for bit" + (f", pycls computed as {layout.library or layout.name} computes ({arith.describe()})" if arith != models.PYCLS_ARITH else "")
-        report.add("numeric", True, f"all {len(report.levels)} levels equal pycls's {how} (padding={report.padding}, eps={report.eps:g})"
-                   + _drift_words(report, arith, rounded))  # fmt: skip
+        report.add("numeric", True, f"all {len(report.levels)} levels equal pycls's {how} ({report.settings})" + _drift_words(report, arith, rounded))
         return
     need = layout.needs(variant)
     wrong = [f"padding={report.padding}"] if report.padding != need["padding"] else []
