@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 from .errors import CkptError
 
@@ -27,19 +27,26 @@ def describe(value: Any) -> str:
 class Fields:
     """One section (a dict) of an untrusted document, read with checks."""
 
-    def __init__(self, data: Any, where: str, error: type[CkptError], path: str | None = None):
-        self.where, self.error, self.path = where, error, path
+    def __init__(self, data: Any, where: str, error: type[CkptError], path: str | None = None, names: Callable[[str], str] | None = None):
+        """``names``: how a field is called where the document came from (a pycls cfg's ``BN.EPS``
+        for the model's ``[variant].eps``), so each message names what the user wrote."""
+        self.where, self.error, self.path, self.names = where, error, path, names
+        self.shown = names(where) if names and where else where
         if not isinstance(data, dict):
-            self.fail(f"{where} must be a table, not {type(data).__name__}")
+            self.fail(f"{self.shown} must be a table, not {type(data).__name__}")
         if len(data) > MAX_ITEMS:
-            self.fail(f"{where} has {len(data)} entries (at most {MAX_ITEMS})")
+            self.fail(f"{self.shown} has {len(data)} entries (at most {MAX_ITEMS})")
         self.data = data
 
     def fail(self, message: str, fix: str | None = None):
         raise self.error(message, fix=fix, path=self.path)
 
-    def at(self, key: str) -> str:
+    def _full(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
+
+    def at(self, key: str) -> str:
+        """A field's name as the user wrote it."""
+        return self.names(self._full(key)) if self.names else self._full(key)
 
     def has(self, key: str) -> bool:
         return key in self.data
@@ -47,13 +54,13 @@ class Fields:
     def only(self, allowed: tuple[str, ...] | set[str]) -> None:
         unknown = sorted(str(k) for k in self.data if k not in allowed)
         if unknown:
-            self.fail(f"{self.where} has unknown field(s) {unknown}", fix=f"use {', '.join(sorted(allowed))}")
+            self.fail(f"{self.shown} has unknown field(s) {unknown}", fix=f"use {', '.join(sorted(allowed))}")
 
     def _get(self, key: str, default: Any) -> Any:
         if key in self.data:
             return self.data[key]
         if default is _MISSING:
-            self.fail(f"{self.where or 'the file'} needs {key!r}")
+            self.fail(f"{self.shown or 'the file'} needs {self.at(key)!r}")
         return default
 
     def text(self, key: str, default: Any = _MISSING, *, choices=None, pattern: str | None = None) -> str:
@@ -88,17 +95,17 @@ class Fields:
 
     def ints(self, key: str, *, lo: int, hi: int, length: int | None = None) -> tuple[int, ...]:
         values = self.items(key, length=length)
-        sub = Fields({str(i): v for i, v in enumerate(values)}, self.at(key), self.error, self.path)
+        sub = Fields({str(i): v for i, v in enumerate(values)}, self._full(key), self.error, self.path, self.names)
         return tuple(sub.integer(str(i), lo=lo, hi=hi) for i in range(len(values)))
 
     def numbers(self, key: str, *, lo: float, hi: float, length: int | None = None) -> tuple[float, ...]:
         values = self.items(key, length=length)
-        sub = Fields({str(i): v for i, v in enumerate(values)}, self.at(key), self.error, self.path)
+        sub = Fields({str(i): v for i, v in enumerate(values)}, self._full(key), self.error, self.path, self.names)
         return tuple(sub.number(str(i), lo=lo, hi=hi) for i in range(len(values)))
 
     def section(self, key: str, default: Any = _MISSING) -> "Fields":
-        where = self.at(key) if self.where else f"[{key}]"  # a top-level section reads as TOML writes it
-        return Fields(self._get(key, default), where, self.error, self.path)
+        where = self._full(key) if self.where else f"[{key}]"  # a top-level section reads as TOML writes it
+        return Fields(self._get(key, default), where, self.error, self.path, self.names)
 
     def strings(self, key: str, default: Any = _MISSING) -> dict[str, str]:
         """A table of string -> string."""

@@ -124,8 +124,11 @@ def states(registry):
     cache = {}
 
     def get(arch: str, seed: int = 0):
+        import torch
+
         if (arch, seed) not in cache:
-            cache[arch, seed] = synthetic.random_state(registry.variant(arch), seed)
+            with torch.inference_mode(False):  # a test under inference_mode must not cache inference tensors for the rest
+                cache[arch, seed] = synthetic.random_state(registry.variant(arch), seed)
         return cache[arch, seed]
 
     return get

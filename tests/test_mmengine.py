@@ -158,6 +158,23 @@ def test_the_strict_initializer_refuses_a_model_built_with_other_settings(source
     assert all(bit_identical(v, before[k]) for k, v in module.state_dict().items())  # nothing was loaded
 
 
+def test_the_strict_initializers_advice_has_every_value_filled_in(sources, registry):
+    module = Backbone(_model(registry, "b0", padding="same"), init_cfg=_strict(sources["b0"][0], prefix="inner"))
+    with pytest.raises(ckptconv.VerificationError) as e:
+        module.init_weights()
+    assert "{eps}" not in str(e.value) and "norm_cfg=dict(eps=1e-05)" in str(e.value)
+
+
+@pytest.mark.parametrize("arch, activation", [("b0", torch.nn.ReLU), ("b0", torch.nn.Hardswish), ("regnetx_200mf", torch.nn.SiLU)])
+def test_the_strict_initializer_refuses_another_activation(sources, registry, arch, activation):
+    """mmdet's EfficientNet(act_cfg=dict(type='ReLU')) loads the same keys and computes other features."""
+    inner = _model(registry, arch)
+    inner.add_module("act", activation())  # as mmcv's ConvModule holds its act_cfg's module
+    module = Backbone(inner, init_cfg=_strict(sources[arch][0], prefix="inner"))
+    with pytest.raises(ckptconv.VerificationError, match=f"the model computes {activation.__name__} where pycls's"):
+        module.init_weights()
+
+
 def test_the_strict_initializer_refuses_keys_that_do_not_fit(sources, registry):
     src = sources["regnetx_200mf"][0]
     module = Backbone(_model(registry, "b0"), init_cfg=_strict(src, prefix="inner"))  # a RegNet's weights into an EfficientNet
@@ -500,3 +517,68 @@ def test_verify_config_computes_with_the_settings_the_config_builds_for_either_c
     checks = {c["name"]: c for c in report["checks"]}
     assert report["eps"] == 0.001 and not checks["config"]["ok"] and not checks["numeric"]["ok"], report
     assert "eps is 0.001; these weights need 1e-05" in checks["config"]["detail"]
+
+
+# --- every printed fragment, as a child of every stock config of its family the library ships -------
+
+STOCK = json.loads((Path(__file__).parent / "data" / "openmmlab" / "stock_configs.json").read_text())["configs"]
+# the model of each family a stock config is tried with (what its backbone type says it holds)
+STOCK_MODELS = {"EfficientNet": "b3", "RegNet": "regnetx_800mf", "ResNet": "resnet50", "mmpretrain.ResNet": "resnet50",
+                "ResNeXt": "resnext50_32x4d", "ResNet_CIFAR": "anynet_cifar_basic_r18_3stages"}  # fmt: skip
+STOCK_CASES = sorted(k for k, v in STOCK.items() if v["family"] and v["backbone_type"] in STOCK_MODELS)
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory, registry, states):
+    """The config ckptconv prints for a model and layout, with the file it goes with (cached)."""
+    d, cache = tmp_path_factory.mktemp("printed"), {}
+
+    def get(arch: str, layout: str):
+        if (arch, layout) not in cache:
+            if arch in registry.variants:
+                src = synthetic.save({"epoch": 1, "model_state": states(arch), "cfg": synthetic.cfg_yaml(registry.variant(arch))}, d / f"{arch}.pyth")
+            else:  # a design-space model pycls built (its own checkpoint)
+                src = Path(__file__).parent / "data" / "design_space" / "checkpoints" / f"{arch}.pyth"
+            converted = ckptconv.convert_checkpoint(src, layout, output=d / f"{arch}-{layout}.pth", verify="structure")
+            cache[arch, layout] = (converted, d / f"{arch}-{layout}.pth")
+        return cache[arch, layout]
+
+    return get
+
+
+def _stock_base(entry: dict) -> str:
+    """The stock config as mmengine resolved it, as a Python config file."""
+    lines = [f"model = {entry['model_repr']}"]
+    if entry.get("data_preprocessor"):
+        lines.append(f"data_preprocessor = {entry['data_preprocessor']!r}")
+    for loader in ("test_dataloader", "val_dataloader"):
+        if entry.get(f"{loader}.dataset.pipeline"):
+            lines.append(f"{loader} = dict(dataset=dict(type='ImageNet', pipeline={entry[f'{loader}.dataset.pipeline']!r}))")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name", STOCK_CASES)
+def test_every_printed_fragment_merges_as_a_child_of_each_stock_config_of_its_family(printed, registry, tmp_path, name):
+    """mmengine merges the fragment over the library's own config (a dict arch over a string one
+    needs _delete_), and what comes out holds every field the weights need: verify --config's check."""
+    from mmengine.config import Config
+
+    from ckptconv.openmmlab import config as mmconfig
+
+    entry = STOCK[name]
+    layout = "mmdet" if name.startswith("mmdet:") else "mmpretrain"
+    converted, weights = printed(STOCK_MODELS[entry["backbone_type"]], layout)
+    (tmp_path / "base.py").write_text(_stock_base(entry))
+    (tmp_path / "child.py").write_text("_base_ = ['./base.py']\n" + converted.config)
+    if isinstance(entry["model"].get("neck"), list):  # [FPN, DyHead]: a dict cannot merge over it, as the fragment says
+        assert "a config whose neck is a list" in converted.config
+        with pytest.raises(TypeError, match="neck=.* is a dict in the child config but is of type <class 'list'>"):
+            Config.fromfile(str(tmp_path / "child.py"))
+        return
+    cfg = Config.fromfile(str(tmp_path / "child.py")).to_dict()
+    from ckptconv.tables.detect import recorded_model
+
+    variant = recorded_model(converted.meta, registry)
+    table = registry.layout(layout, variant.family)
+    found = mmconfig.check(cfg, variant, table, converted.meta, registry.pycls_layout(variant.family).pipeline)
+    assert found.problems == [], found.problems

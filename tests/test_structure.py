@@ -80,18 +80,23 @@ def test_models_resnet_strides_the_1x1_by_default_and_says_so_without_its_cfg(re
 
 
 def test_flow_lists_and_dicts_read_like_block_lists():
-    flow = "MODEL:\n  TYPE: effnet\n  NUM_CLASSES: 10\nEN:\n  STEM_W: 8\n  DEPTHS: [1, 2]\n  WIDTHS: [8, 16]\n  EXP_RATIOS: [1, 4]\n  KERNELS: [3, 5]\n  STRIDES: [1, 2]\n  HEAD_W: 64\n"
-    as_dict = structure.parse_cfg(flow)
+    from ckptconv.io.pycls_cfg import read_cfg
+
+    flow = "MODEL:\n  TYPE: effnet\n  NUM_CLASSES: 10\nEN:\n  STEM_W: 8\n  DEPTHS: [1, 2]\n  WIDTHS: [8, 16]\n  EXP_RATIOS: [1.0, 4.0]\n  KERNELS: [3, 5]\n  STRIDES: [1, 2]\n  HEAD_W: 64\n"
+    as_dict = read_cfg(flow, "flow")
     assert as_dict["EN"]["DEPTHS"] == [1, 2]
     assert _rows(structure.from_cfg(flow)) == _rows(structure.from_cfg(as_dict))
 
 
 @pytest.mark.parametrize("cfg, words", [
-    ("MODEL:\n  TYPE: vit\n", "MODEL.TYPE: vit; pycls 0.1.1 builds anynet, regnet, resnet, effnet"),
+    ("MODEL:\n  TYPE: vit\n", "MODEL.TYPE: 'vit'; pycls 0.1.1 builds anynet, effnet, resnet, regnet (lower case)"),
     ("MODEL:\n  TYPE: resnet\n  DEPTH: 34\nTRAIN:\n  DATASET: imagenet\nRESNET:\n  TRANS_FUN: bottleneck_transform\n", "MODEL.DEPTH 34 is no ImageNet ResNet depth"),
     ("MODEL:\n  TYPE: resnet\n  DEPTH: 21\nTRAIN:\n  DATASET: cifar10\n", "MODEL.DEPTH 21 is no CIFAR ResNet depth (6n + 2)"),
     ("MODEL:\n  TYPE: regnet\nREGNET:\n  BLOCK_TYPE: vanilla_block\n", "RegNet builds only res_bottleneck_block"),
-    ("MODEL:\n  TYPE: effnet\n", "[en].depths is empty; a model has at least one stage"),
+    ("MODEL:\n  TYPE: effnet\n", "EN.DEPTHS is empty; a model has at least one stage"),
+    ("MODEL:\n  TYPE: anynet\nANYNET:\n  DEPTHS: [1]\n  WIDTHS: [8]\n  STRIDES: [2]\n  BOT_MULS: [1e-1]\n  GROUP_WS: [8]\n",
+     "ANYNET.BOT_MULS[0] is '1e-1'; expected a number"),  # pycls reads items of a YAML list as they are: a string
+    ("MODEL:\n  TYPE: resnet\n  DEPTH: 50\nRESNET:\n  TRANS_FUN: bottleneck_transform\n  NUM_GROUPS: null\n", "RESNET.NUM_GROUPS is None"),
 ])  # fmt: skip
 def test_a_cfg_pycls_could_not_build_is_one_line(cfg, words):
     with pytest.raises(FormatError) as e:

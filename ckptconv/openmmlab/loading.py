@@ -82,15 +82,37 @@ def _table(meta: dict[str, Any]) -> tuple[Layout, Variant]:
     return registry.layout(meta["layout"], variant.family), variant
 
 
-def check_modules(module: torch.nn.Module, table: Layout, need_eps: float) -> list[str]:
+def check_modules(module: torch.nn.Module, table: Layout, variant: Variant) -> list[str]:
     """Where the live model's convolutions or BatchNorms differ from what the weights need."""
+    need_eps, advice = variant.eps, table.needs(variant)["config"]
     problems: list[str] = []
     for name, m in module.named_modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.eps != need_eps:
             problems.append(f"{name or 'the model'} is a BatchNorm with eps {m.eps:g}; these weights need {need_eps:g} (norm_cfg=dict(eps={need_eps:g}))")
         elif isinstance(m, torch.nn.Conv2d) and _padding(m) != "symmetric":
-            problems.append(f"{name or 'the model'} pads {_padding(m)}; these weights need symmetric padding ({table.settings['config'] or 'nn.Conv2d'})")
+            problems.append(f"{name or 'the model'} pads {_padding(m)}; these weights need symmetric padding ({advice or 'nn.Conv2d'})")
     return problems
+
+
+# the activations pycls's networks compute, by family: EfficientNet's Swish (x * sigmoid(x); mmcv's
+# Swish, torch's SiLU) and its SE gate; every AnyNet's ReLU and SE gate. Anything else (an act_cfg
+# of ReLU in an EfficientNet, HSwish, GELU) computes other features from the same weights.
+ACTIVATIONS = {"effnet": ("Swish", "SiLU", "Sigmoid"), "anynet": ("ReLU", "Sigmoid")}
+_MMCV_ACTIVATIONS = ("Swish", "HSwish", "HSigmoid", "Clamp", "GELU", "Clip")
+
+
+def _activation(m: torch.nn.Module) -> bool:
+    return type(m).__module__.startswith("torch.nn.modules.activation") or type(m).__name__ in _MMCV_ACTIVATIONS
+
+
+def check_activations(module: torch.nn.Module, variant: Variant) -> list[str]:
+    """Where the live model's activations are not pycls's (``ACTIVATIONS``)."""
+    allowed = ACTIVATIONS["effnet" if variant.family == "effnet" else "anynet"]
+    found = sorted({type(m).__name__ for m in module.modules() if _activation(m)} - set(allowed))
+    if not found:
+        return []
+    need = "dict(type='Swish')" if variant.family == "effnet" else "dict(type='ReLU')"
+    return [f"the model computes {', '.join(found)} where pycls's {variant.title} computes {' and '.join(allowed[:-1])} (act_cfg={need})"]
 
 
 def check_strides(module: torch.nn.Module, table: Layout, variant: Variant) -> list[str]:
@@ -187,7 +209,7 @@ class CkptconvPretrained:
         state_dict, meta = weights_for(self.checkpoint, self.layout, self.channel_order)
         target = module.get_submodule(self.prefix.rstrip(".")) if self.prefix else module
         table, variant = _table(meta)
-        problems = check_modules(target, table, variant.eps) + check_strides(target, table, variant)
+        problems = check_modules(target, table, variant) + check_activations(target, variant) + check_strides(target, table, variant)
         preprocessor = getattr(module, "data_preprocessor", None)
         if preprocessor is not None:
             problems += check_preprocessor(preprocessor, table, meta.get("channel_order", "bgr"))

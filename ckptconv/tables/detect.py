@@ -99,10 +99,16 @@ def rank(shapes: Shapes, registry: Registry, layouts: list[Layout], extra: list[
     return sorted(found, key=lambda m: (m.misfits, m.missing))
 
 
-def _requested(name: str, exact: Match | None, shapes: Shapes, registry: Registry, layouts: list[Layout]) -> tuple[Variant, str, str]:
-    """``--arch``: it must agree with the tensors when they fit a variant exactly; a fine-tuned
+def _requested(name: str, exact: Match | None, shapes: Shapes, registry: Registry, layouts: list[Layout], stated: Variant | None) -> tuple[Variant, str, str]:
+    """``--arch``: it must agree with the tensors when they fit a variant exactly, and with the
+    model a cfg states (which alone says BN eps: the model then has the cfg's); a fine-tuned
     classifier (head.fc of another size) keeps the zoo model's name."""
     variant = structure.fit_classes(registry.variant(name), _classes(shapes))
+    if stated is not None:
+        named = structure.named(stated, list(registry.variants.values()))
+        if named.structure() != variant.structure():
+            raise UsageError(f"--arch {variant.name} disagrees with the cfg, which states {named.name}", fix=f"pass --arch {named.name}, or omit --arch")
+        variant = replaced(variant, eps=named.eps, title=named.title if named.eps != variant.eps else variant.title)
     if exact and exact.variant.structure() != variant.structure():
         raise UsageError(f"--arch {variant.name} disagrees with the tensors, which are {exact.variant.name}", fix=f"pass --arch {exact.variant.name} or omit --arch")
     if exact:
@@ -179,12 +185,13 @@ def _check_cfg_fits(stated: Variant, shapes: Shapes, registry: Registry) -> None
                            fix=f"pass --arch {fit.name} if the tensors are right") from None  # fmt: skip
 
 
-def pycls_structure(cfg: Any, shapes: Shapes, registry: Registry, meta: dict[str, Any] | None = None) -> tuple[Variant, str]:
+def pycls_structure(cfg: Any, shapes: Shapes, registry: Registry, meta: dict[str, Any] | None = None,
+                    where: str = "the checkpoint's cfg") -> tuple[Variant, str]:  # fmt: skip
     """The model a pycls state dict holds, and what said so: its cfg (the checkpoint's, or
-    ``--cfg``), a ckptconv meta, the zoo model its tensors are, else the tensors alone (what they
-    cannot tell is assumed and listed). A zoo structure goes by the zoo's name."""
+    ``--cfg``: ``where`` names it), a ckptconv meta, the zoo model its tensors are, else the tensors
+    alone (what they cannot tell is assumed and listed). A zoo structure goes by the zoo's name."""
     zoo = list(registry.variants.values())
-    stated = structure.from_cfg(cfg)
+    stated = structure.from_cfg(cfg, where)
     if stated is not None:
         stated = structure.named(stated, zoo)
         _check_cfg_fits(stated, shapes, registry)
@@ -199,19 +206,22 @@ def pycls_structure(cfg: Any, shapes: Shapes, registry: Registry, meta: dict[str
     return structure.named(structure.from_shapes(shapes), zoo), "shapes"
 
 
-def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Registry, layout: str, meta: dict[str, Any] | None = None) -> tuple[Variant, str, str]:
+def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Registry, layout: str, meta: dict[str, Any] | None = None,
+                 where: str = "the checkpoint's cfg") -> tuple[Variant, str, str]:  # fmt: skip
     """The model to convert, how it was found (--arch, cfg, meta, shapes) and the key prefix, for a
     state dict in ``layout``. ``--arch`` must agree with the tensors when they fit a zoo model
-    exactly; a pycls file's structure comes from its cfg, meta or tensors (``pycls_structure``); a
-    library layout's from a ckptconv meta, else the zoo model its keys are."""
+    exactly, and with the cfg's model; a pycls file's structure comes from its cfg (``where`` names
+    it), meta or tensors (``pycls_structure``); a library layout's from a ckptconv meta, else the
+    zoo model its keys are."""
     layouts, meta = registry.layouts_named(layout), meta or {}
     exact = exact_match(shapes, registry, layouts)
     if requested:
-        return _requested(requested, exact, shapes, registry, layouts)
+        stated = structure.from_cfg(cfg, where) if layout == PYCLS else None
+        return _requested(requested, exact, shapes, registry, layouts, stated)
     prefix = common_prefix(shapes) if not any(k.startswith("stem.") for k in shapes) else ""
     bare = {k[len(prefix) + 1 :] if prefix else k: v for k, v in shapes.items()}
     if layout == PYCLS and _pycls_like(bare):
-        variant, how = pycls_structure(cfg, bare, registry, meta)
+        variant, how = pycls_structure(cfg, bare, registry, meta, where)
         return variant, how, prefix
     if exact:
         return exact.variant, "meta" if meta.get("arch") == exact.variant.name else "shapes", exact.prefix

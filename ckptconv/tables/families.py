@@ -23,6 +23,7 @@ class Family:
     title: str
     points: tuple[str, ...]  # pycls feature points, in forward order (``s{n}``: every stage)
     references: dict[str, tuple[str, ...]] = field(default_factory=dict)  # reference name -> its levels
+    paddable: bool = False  # a library may pad its convolutions TF-"same" (mmcv's Conv2dAdaptivePadding): verify --padding applies
 
 
 _EFFNET_POINTS = ("stem", "s{n}", "head", "logits")  # after the stem, each stage, head conv+BN+SiLU, fc
@@ -44,6 +45,7 @@ FAMILIES: dict[str, Family] = {
             "timm": ("bn1", "blocks.{i}", "bn2", "logits"),
             "torchvision": ("features.{i}", "logits"),
         },
+        paddable=True,
     ),
     "regnet": Family(
         "regnet", "RegNet and AnyNet with the 3x3 stem and bottleneck blocks (pycls RegNet, AnyNet)", _ANYNET_POINTS,

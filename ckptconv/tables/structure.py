@@ -3,8 +3,9 @@ meta, or its tensors' shapes, and the name it goes by (a zoo model's, or a descr
 
 - ``from_cfg``: pycls 0.1.1's own meaning of every field its model builders read (``MODEL.TYPE``
   anynet / regnet / resnet / effnet, ``MODEL.DEPTH``, ``MODEL.NUM_CLASSES``, ``ANYNET.*``, ``REGNET.*``,
-  ``RESNET.*``, ``EN.*``, ``BN.EPS``, ``TRAIN.DATASET``, the image sizes), pycls's defaults for what a
-  partial cfg leaves out (tests/data/design_space/facts.json);
+  ``RESNET.*``, ``EN.*``, ``BN.EPS``, ``TRAIN.DATASET``, the image sizes) in a cfg read as pycls
+  reads it (``io/pycls_cfg``: its defaults for what a partial cfg leaves out); an error names the
+  cfg's own key;
 - ``from_shapes``: what the tensors tell (stages, depths, widths, groups, kernels, SE widths,
   classes), and what they cannot (strides, where the stride sits, a 3x3 stem's stride, BN eps),
   which is taken as pycls's zoo takes it and listed in ``Variant.assumed``;
@@ -19,84 +20,43 @@ import re
 from typing import Any
 
 from ..errors import FormatError, MappingError
+from ..fields import Fields, describe
+from ..io.pycls_cfg import model_types, read_cfg
 from .variants import Variant, parse_variant, replaced
 
-# pycls 0.1.1's defaults (pycls/core/config.py) for what its model builders read
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "MODEL": {"TYPE": "", "DEPTH": 0, "NUM_CLASSES": 10},
-    "RESNET": {"TRANS_FUN": "basic_transform", "NUM_GROUPS": 1, "WIDTH_PER_GROUP": 64, "STRIDE_1X1": True},
-    "ANYNET": {"STEM_TYPE": "simple_stem_in", "STEM_W": 32, "BLOCK_TYPE": "res_bottleneck_block", "DEPTHS": [], "WIDTHS": [],
-               "STRIDES": [], "BOT_MULS": [], "GROUP_WS": [], "SE_ON": False, "SE_R": 0.25},
-    "REGNET": {"STEM_TYPE": "simple_stem_in", "STEM_W": 32, "BLOCK_TYPE": "res_bottleneck_block", "STRIDE": 2, "SE_ON": False,
-               "SE_R": 0.25, "DEPTH": 10, "W0": 32, "WA": 5.0, "WM": 2.5, "GROUP_W": 16, "BOT_MUL": 1.0},
-    "EN": {"STEM_W": 32, "DEPTHS": [], "WIDTHS": [], "EXP_RATIOS": [], "SE_R": 0.25, "STRIDES": [], "KERNELS": [], "HEAD_W": 1280},
-    "BN": {"EPS": 1e-5},
-    "TRAIN": {"DATASET": "", "IM_SIZE": 224},
-    "TEST": {"DATASET": "", "IM_SIZE": 256},
-}  # fmt: skip
-MODEL_TYPES = ("anynet", "regnet", "resnet", "effnet")
 RESNET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # models/resnet.py's _IN_STAGE_DS
+# a model's numbers by the name a pycls cfg gives each (``[variant].eps`` is the cfg's BN.EPS)
+CFG_NAMES = {"[variant].num_classes": "MODEL.NUM_CLASSES", "[variant].eps": "BN.EPS", "[variant].im_size": "TRAIN.IM_SIZE",
+             "[variant].test_size": "TEST.IM_SIZE", "[en]": "EN", "[regnet]": "REGNET", "[anynet]": "ANYNET"}  # fmt: skip
 
 
-def _scalar(text: str) -> Any:
-    text = text.strip().strip("'\"")
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+def cfg_name(internal: str) -> str:
+    """The pycls cfg key a model's number comes from (``[anynet].bot_muls.1`` -> ``ANYNET.BOT_MULS[1]``)."""
+    if internal in CFG_NAMES:
+        return CFG_NAMES[internal]
+    section, _, rest = internal.partition(".")
+    key, _, index = rest.partition(".")
+    name = f"{CFG_NAMES.get(section, section)}.{key.upper()}" if key else CFG_NAMES.get(section, section)
+    return f"{name}[{index}]" if index else name
 
 
-def parse_cfg(cfg: Any) -> dict[str, dict[str, Any]]:
-    """Sections of a pycls cfg: a dict, or the YAML ``cfg.dump()`` writes (block or flow lists).
-    Only ``SECTION: / KEY: value`` lines are read; anything else is skipped."""
-    if isinstance(cfg, dict):
-        return {str(k): dict(v) for k, v in cfg.items() if isinstance(v, dict)}
-    if not isinstance(cfg, str):
-        return {}
-    sections: dict[str, dict[str, Any]] = {}
-    section = key = None
-    for line in cfg.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        text = line.strip()
-        if len(line) == len(line.lstrip()):
-            name, _, rest = text.partition(":")
-            section, key = (name, None) if not rest.strip() else (None, None)
-            if section is not None:
-                sections[section] = {}
-            continue
-        if section is None:
-            continue
-        if text.startswith("- ") and key is not None:
-            sections[section].setdefault(key, []).append(_scalar(text[2:]))
-            continue
-        m = re.match(r"([A-Za-z_][\w]*):\s*(.*)$", text)
-        if not m:
-            continue
-        key, value = m.group(1), m.group(2)
-        if value.startswith("[") and value.endswith("]"):
-            sections[section][key] = [_scalar(v) for v in value[1:-1].split(",") if v.strip()]
-        elif value:
-            sections[section][key] = _scalar(value)
-    return sections
+def read(cfg: Any, where: str) -> dict[str, Any] | None:
+    """A pycls cfg (YAML text, or a mapping) over pycls's defaults, as pycls reads it; None for none."""
+    return None if cfg is None else read_cfg(cfg, where)
 
 
-def _sections(cfg: Any) -> dict[str, dict[str, Any]]:
-    """The cfg's sections over pycls's defaults, as pycls merges a YAML onto its cfg."""
-    given = parse_cfg(cfg)
-    return {name: {**defaults, **given.get(name, {})} for name, defaults in DEFAULTS.items()}
+def model_type(c: dict[str, Any], where: str) -> str:
+    """The cfg's MODEL.TYPE ("" when blank or None: a model built in code, which says nothing)."""
+    kind = c["MODEL"]["TYPE"]
+    if kind is None or (isinstance(kind, str) and not kind):
+        return ""
+    if kind not in model_types():
+        raise FormatError(f"{where} says MODEL.TYPE: {describe(kind)}; pycls 0.1.1 builds {', '.join(model_types())} (lower case)",
+                          fix="convert a checkpoint of one of those models")  # fmt: skip
+    return kind
 
 
-def model_type(cfg: Any) -> str:
-    """The cfg's MODEL.TYPE, lower case ("" when blank or absent)."""
-    return str(parse_cfg(cfg).get("MODEL", {}).get("TYPE") or "").strip().lower()
-
-
-def _head(c: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+def _head(c: dict[str, Any], name: str) -> dict[str, Any]:
     return {"name": name, "num_classes": c["MODEL"]["NUM_CLASSES"], "eps": c["BN"]["EPS"],
             "im_size": c["TRAIN"]["IM_SIZE"], "test_size": c["TEST"]["IM_SIZE"]}  # fmt: skip
 
@@ -112,24 +72,28 @@ def _anynet_numbers(a: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _resnet_numbers(c: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _resnet_numbers(c: dict[str, Any]) -> dict[str, Any]:
     """models/resnet.py as an AnyNet: CIFAR (TRAIN.DATASET names cifar) or ImageNet, pycls's rules."""
-    depth, r = c["MODEL"]["DEPTH"], c["RESNET"]
+    depth, r = c["MODEL"]["DEPTH"], Fields(c["RESNET"], "RESNET", FormatError)
     cifar = "cifar" in str(c["TRAIN"]["DATASET"])
-    if r["TRANS_FUN"] != ("basic_transform" if cifar else "bottleneck_transform"):
-        raise FormatError(f"the cfg's RESNET.TRANS_FUN is {r['TRANS_FUN']} on {'CIFAR' if cifar else 'ImageNet'}; pycls's models/resnet.py builds "
+    trans = r.text("TRANS_FUN")
+    if trans != ("basic_transform" if cifar else "bottleneck_transform"):
+        raise FormatError(f"RESNET.TRANS_FUN is {trans} on {'CIFAR' if cifar else 'ImageNet'}; pycls's models/resnet.py builds "
                           f"{'basic_transform' if cifar else 'bottleneck_transform'} there only")  # fmt: skip
     if cifar:
-        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-            raise FormatError(f"the cfg's MODEL.DEPTH {depth!r} is no CIFAR ResNet depth (6n + 2); pycls cannot build it")
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 8 or (depth - 2) % 6:
+            raise FormatError(f"MODEL.DEPTH {depth!r} is no CIFAR ResNet depth (6n + 2); pycls cannot build it")
         d = (depth - 2) // 6
         return {"stem_type": "res_stem_cifar", "stem_w": 16, "block_type": "res_basic_block", "depths": [d] * 3, "widths": [16, 32, 64], "strides": [1, 2, 2]}
-    if depth not in RESNET_DEPTHS:
-        raise FormatError(f"the cfg's MODEL.DEPTH {depth!r} is no ImageNet ResNet depth of models/resnet.py (50, 101, 152)")
-    w_b = r["NUM_GROUPS"] * r["WIDTH_PER_GROUP"]
+    if depth not in RESNET_DEPTHS or isinstance(depth, bool):
+        raise FormatError(f"MODEL.DEPTH {depth!r} is no ImageNet ResNet depth of models/resnet.py (50, 101, 152)")
+    groups, per_group = r.integer("NUM_GROUPS", lo=1, hi=4096), r.integer("WIDTH_PER_GROUP", lo=1, hi=4096)
+    stride_1x1 = r.data["STRIDE_1X1"]
+    if not isinstance(stride_1x1, bool):
+        r.fail(f"RESNET.STRIDE_1X1 is {describe(stride_1x1)}; pycls's models/resnet.py needs True or False")
     return {"stem_type": "res_stem_in", "stem_w": 64, "block_type": "res_bottleneck_block", "depths": list(RESNET_DEPTHS[depth]),
-            "widths": [256, 512, 1024, 2048], "strides": [1, 2, 2, 2], "bot_muls": [w_b * 2**i / (256 * 2**i) for i in range(4)],
-            "group_ws": [r["WIDTH_PER_GROUP"] * 2**i for i in range(4)], "se_r": 0.0, "stride_1x1": r["STRIDE_1X1"] is True}  # fmt: skip
+            "widths": [256, 512, 1024, 2048], "strides": [1, 2, 2, 2], "bot_muls": [groups * per_group * 2**i / (256 * 2**i) for i in range(4)],
+            "group_ws": [per_group * 2**i for i in range(4)], "se_r": 0.0, "stride_1x1": stride_1x1}  # fmt: skip
 
 
 def _numbers(kind: str, c: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -139,7 +103,7 @@ def _numbers(kind: str, c: dict[str, dict[str, Any]]) -> tuple[str, dict[str, An
         r = c["REGNET"]
         numbers = _lower(r, ("DEPTH", "W0", "WA", "WM", "GROUP_W", "BOT_MUL", "SE_ON", "SE_R", "STEM_W", "STRIDE", "STEM_TYPE"))
         if r["BLOCK_TYPE"] != "res_bottleneck_block":
-            raise FormatError(f"the cfg's REGNET.BLOCK_TYPE is {r['BLOCK_TYPE']}; pycls 0.1.1's RegNet builds only res_bottleneck_block")
+            raise FormatError(f"REGNET.BLOCK_TYPE is {describe(r['BLOCK_TYPE'])}; pycls 0.1.1's RegNet builds only res_bottleneck_block")
         return "regnet", numbers
     if kind == "resnet":
         return "anynet", _resnet_numbers(c)
@@ -147,17 +111,39 @@ def _numbers(kind: str, c: dict[str, dict[str, Any]]) -> tuple[str, dict[str, An
 
 
 def from_cfg(cfg: Any, where: str = "the checkpoint's cfg") -> Variant | None:
-    """The model a pycls cfg describes (None for a blank MODEL.TYPE: pycls's default when a model
-    is built in code, which says nothing). Raises ``FormatError`` naming the field for a cfg pycls
-    itself could not build a model from."""
-    kind = model_type(cfg)
+    """The model a pycls cfg describes (YAML text or a mapping, read as pycls reads it; None for a
+    blank MODEL.TYPE: pycls's default when a model is built in code, which says nothing). Raises
+    ``FormatError`` naming the cfg's key for a cfg pycls itself could not read or build a model from."""
+    c = read(cfg, where)
+    kind = model_type(c, where) if c is not None else ""
     if not kind:
         return None
-    if kind not in MODEL_TYPES:
-        raise FormatError(f"{where} says MODEL.TYPE: {kind}; pycls 0.1.1 builds {', '.join(MODEL_TYPES)}", fix="convert a checkpoint of one of those models")
-    c = _sections(cfg)
-    section, numbers = _numbers(kind, c)
-    return parse_variant({"variant": _head(c, "custom"), section: numbers}, error=FormatError)
+    try:
+        section, numbers = _numbers(kind, c)
+        return parse_variant({"variant": _head(c, "custom"), section: numbers}, error=FormatError, names=cfg_name)
+    except FormatError as e:
+        raise FormatError(f"{where}: {e.message}", fix=e.fix or "pass the run's own config.yaml") from None
+
+
+# the keys that make a model of each MODEL.TYPE (a section, or one key), besides the common ones
+COMMON_KEYS = ("MODEL.TYPE", "MODEL.NUM_CLASSES", "BN.EPS", "TRAIN.IM_SIZE", "TEST.IM_SIZE")
+MODEL_KEYS = {"effnet": ("EN",), "regnet": ("REGNET",), "anynet": ("ANYNET",), "resnet": ("RESNET", "MODEL.DEPTH", "TRAIN.DATASET")}
+
+
+def _leaves(c: dict[str, Any], name: str) -> dict[str, Any]:
+    section, _, key = name.partition(".")
+    return {name: c[section][key]} if key else {f"{section}.{k}": v for k, v in c[section].items()}
+
+
+def disagreements(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Where two cfgs (read as pycls reads them) state another model: ``(key, a's value, b's)``
+    for each model-defining key that differs (MODEL.TYPE alone when the types differ)."""
+    if a["MODEL"]["TYPE"] != b["MODEL"]["TYPE"]:
+        return [("MODEL.TYPE", a["MODEL"]["TYPE"], b["MODEL"]["TYPE"])]
+    names = (*COMMON_KEYS, *MODEL_KEYS.get(a["MODEL"]["TYPE"], ()))
+    left = {k: v for name in names for k, v in _leaves(a, name).items()}
+    right = {k: v for name in names for k, v in _leaves(b, name).items()}
+    return [(k, left[k], right[k]) for k in left if left[k] != right[k]]
 
 
 STEM_WORDS = {"simple_stem_in": "", "res_stem_in": "resstem", "res_stem_cifar": "cifar"}

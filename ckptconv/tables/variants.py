@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import TableError
 from ..fields import Fields
@@ -543,11 +543,13 @@ def numbers_digest(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def parse_variant(data: dict[str, Any], path: str = "", digest: str = "", *, stem: str | None = None, error: type = TableError) -> Variant:
+def parse_variant(data: dict[str, Any], path: str = "", digest: str = "", *, stem: str | None = None, error: type = TableError,
+                  names: Callable[[str], str] | None = None) -> Variant:  # fmt: skip
     """A model from its numbers: ``[variant]`` and one of ``[en]``, ``[regnet]``, ``[anynet]`` (plus
     ``[libraries.*]`` in a variant file), every field checked for type and range. ``stem``: the
-    variant file's name, which must be the variant's."""
-    f = Fields(data, "", error, path or None)
+    variant file's name, which must be the variant's; ``names``: how the document names each field
+    (``Fields``: a pycls cfg's keys)."""
+    f = Fields(data, "", error, path or None, names)
     found = [s for s in _SECTIONS if s in data]
     if len(found) != 1:
         f.fail(f"the numbers need exactly one of [{'], ['.join(_SECTIONS)}]; found {found or 'none'}")

@@ -68,32 +68,32 @@ def _random_weights(variant: Variant, seed: int) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _yaml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 MODEL_TYPE = {"en": "effnet", "regnet": "regnet", "anynet": "anynet"}  # the cfg section of a model's numbers -> MODEL.TYPE
+SECTIONS = {"en": "EN", "regnet": "REGNET", "anynet": "ANYNET"}
+
+
+def _typed(value: Any, default: Any) -> Any:
+    """A model's number with the type pycls's default for its key has (1.0, not 1, for a float)."""
+    return float(value) if isinstance(default, float) else value
 
 
 def cfg_yaml(variant: Variant) -> str:
-    """The parts of pycls's ``cfg.dump()`` that describe the model, in its block-list YAML style."""
-    section = {"en": "EN", "regnet": "REGNET", "anynet": "ANYNET"}[variant.section]
-    lines = ["BN:", f"  EPS: {_yaml_value(variant.eps)}", f"{section}:"]
-    for key, value in sorted(variant.numbers().items()):
+    """The model's part of pycls's ``cfg.dump()``: its numbers under their keys, typed as pycls's
+    defaults are, written by PyYAML's ``safe_dump`` as pycls writes it (sorted keys, block lists)."""
+    import yaml
+
+    from ..io.pycls_cfg import facts
+
+    section = SECTIONS[variant.section]
+    defaults, numbers = facts()["defaults"][section], {}
+    for key, value in variant.numbers().items():
         if key == "se_r" and section == "ANYNET":
-            lines += [f"  SE_ON: {_yaml_value(bool(value))}", f"  SE_R: {_yaml_value(value or 0.25)}"]
-        elif key == "stride_1x1":
-            continue  # an AnyNet never strides the 1x1 (models/resnet.py's RESNET.STRIDE_1X1 does)
-        elif isinstance(value, list):
-            lines.append(f"  {key.upper()}:")
-            lines.extend(f"  - {_yaml_value(v)}" for v in value)
-        else:
-            lines.append(f"  {key.upper()}: {_yaml_value(value)}")
-    lines += ["MODEL:", f"  NUM_CLASSES: {variant.num_classes}", f"  TYPE: {MODEL_TYPE[variant.section]}"]
-    lines += ["TEST:", f"  IM_SIZE: {variant.test_size}", "TRAIN:", f"  IM_SIZE: {variant.im_size}", "NUM_GPUS: 8", "OUT_DIR: ."]
-    return "\n".join(lines) + "\n"
+            numbers |= {"SE_ON": bool(value), "SE_R": float(value or 0.25)}
+        elif key != "stride_1x1":  # an AnyNet never strides the 1x1 (models/resnet.py's RESNET.STRIDE_1X1 does)
+            numbers[key.upper()] = _typed(value, defaults[key.upper()])
+    cfg = {"BN": {"EPS": float(variant.eps)}, section: numbers, "MODEL": {"NUM_CLASSES": variant.num_classes, "TYPE": MODEL_TYPE[variant.section]},
+           "TEST": {"IM_SIZE": variant.test_size}, "TRAIN": {"IM_SIZE": variant.im_size}, "NUM_GPUS": 8, "OUT_DIR": "."}  # fmt: skip
+    return yaml.safe_dump(cfg)
 
 
 def optimizer_state(model_state: dict[str, torch.Tensor], seed: int = 1) -> dict[str, Any]:

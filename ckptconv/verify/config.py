@@ -15,6 +15,7 @@ from ..openmmlab import config as mmconfig
 from ..openmmlab.scheme import parse_scheme
 from ..options import Expectations, Request
 from ..tables import detect
+from ..tables.families import FAMILIES
 from ..tables.registry import registry_for
 from ..verification.report import Check, Report
 from .file import verify_file
@@ -47,9 +48,11 @@ def _loads_file(cfg: dict, path: Path | None) -> list[tuple[str, str]]:
     return []
 
 
-def _as_configured(opts: Expectations, found: mmconfig.Found) -> Expectations:
-    """The expectations with the settings the config builds."""
-    return replace(opts, padding=found.padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std, geometry=found.geometry)
+def _as_configured(opts: Expectations, found: mmconfig.Found, variant) -> Expectations:
+    """The expectations with the settings the config builds (its padding where the family has a
+    choice of padding: the config's conv_cfg is checked as a field either way)."""
+    padding = found.padding if FAMILIES[variant.family].paddable else None
+    return replace(opts, padding=padding, eps=found.eps, flip=found.flip, mean=found.mean, std=found.std, geometry=found.geometry)
 
 
 def verify_config(config: Path, path: Path | None, opts: Expectations) -> Report:
@@ -72,10 +75,10 @@ def verify_config(config: Path, path: Path | None, opts: Expectations) -> Report
     found = mmconfig.check(cfg, variant, table, meta, registry.pycls_layout(variant.family).pipeline)
     found.problems[:0] = _loads_file(cfg, path)
     if conversion is not None:
-        report = check_conversion(conversion, expect=_as_configured(opts, found))
+        report = check_conversion(conversion, expect=_as_configured(opts, found, variant))
         report.path = str(target)
     else:
-        report = verify_file(target, _as_configured(opts, found))
+        report = verify_file(target, _as_configured(opts, found, variant))
     fields = [Check("config", False, f"{config}: {where} {need}") for where, need in found.problems]
     report.checks[:0] = fields or [Check("config", True, f"{config}: {len(found.passed)} fields fit these weights")]
     return report

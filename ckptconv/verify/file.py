@@ -17,11 +17,14 @@ from pathlib import Path
 import torch
 
 from ..verification import checks
-from ..tables import detect, engine, pipeline as preprocess
+from ..tables import detect, engine, pipeline as preprocess, structure
+from ..tables.variants import replaced
 from ..io import dtypes
 from ..io.checkpoint import Checkpoint, load
-from ..io.hashing import start_sha256
+from ..io.hashing import start_hash
+from ..errors import UsageError
 from ..options import PYCLS, Expectations
+from ..tables.families import FAMILIES
 from ..tables.registry import Registry, registry_for
 from ..verification.report import Report
 
@@ -105,6 +108,14 @@ def _partial_ok(sd: dict, match: detect.Match, registry: Registry) -> frozenset[
     return frozenset()
 
 
+def _check_applies(opts: Expectations, match: detect.Match) -> None:
+    """An option the file's family has no use for is a usage error, never a pass it did not test."""
+    family = FAMILIES[match.variant.family]
+    if opts.padding is not None and not family.paddable:
+        raise UsageError(f"--padding applies to EfficientNets (mmcv's Conv2dAdaptivePadding), and this is {family.title}: "
+                         "every library pads its convolutions as pycls does", fix="leave out --padding")  # fmt: skip
+
+
 def _settings(match: detect.Match, ckpt: Checkpoint, opts: Expectations) -> tuple[str, float]:
     """The padding and BN eps under test: the options, else the meta's (when well-formed), else the table's."""
     recorded = ckpt.meta.get("settings") or {}
@@ -144,7 +155,7 @@ def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha
     src = load(opts.source, trust_pickle=opts.trust_pickle)
     recorded = ckpt.meta.get("source_sha256")
     if sha is not None and recorded:
-        actual = sha.result()
+        actual = sha.result().sha256
         report.add("provenance", actual == recorded, f"source sha256 matches the meta ({recorded[:12]})" if actual == recorded else
                    f"source sha256 {actual[:12]} differs from the {recorded[:12]} recorded in the meta: not the file this was converted from")  # fmt: skip
     chosen = opts.weights or (ckpt.meta["weights"] if ckpt.meta.get("weights") in ("model", "ema") else "best")
@@ -156,11 +167,27 @@ def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha
     if not src_match.exact or src_match.variant is not match.variant:
         report.add("source", False, f"the source is not a {match.variant.name} checkpoint in any known layout (closest: {src_match.layout_name} {src_match.variant.name})")
         return
-    plan = engine.plan(match.variant, match.layout, src_match.layout, target_prefix=match.prefix, source_prefix=src_match.prefix)
+    variant = _as_stated(report, ckpt.meta, match.variant, src, registry)
+    plan = engine.plan(variant, match.layout, src_match.layout, target_prefix=match.prefix, source_prefix=src_match.prefix)
     have = preprocess.source_order(src.meta, src_match.layout_name, src_match.layout.pipeline)[0]
     colours = _colours(report, ckpt, match, opts, registry, (have, src_match.layout))
     case = checks.Case(plan, source_sd, sd, dtype, colours, frozenset(e.target for e in plan.absent), independent=True)
     checks.run(report, case, "numeric")
+
+
+def _as_stated(report: Report, meta: dict, variant, src: Checkpoint, registry: Registry):
+    """The model as the source's own cfg states it (its BN eps, where its strides sit): what the
+    file's meta records must agree with it, and pycls's side of the checks computes with it."""
+    stated = structure.from_cfg(src.cfg, f"the source's cfg ({src.path})") if src.cfg is not None else None
+    if stated is None:
+        return variant
+    stated = structure.named(stated, list(registry.variants.values()))
+    recorded = (meta.get("settings") or {}).get("eps", variant.eps)
+    problems = [f"the meta records BN eps {recorded:g} but the source's cfg says BN.EPS {stated.eps:g}"] if recorded != stated.eps else []
+    problems += [f"the meta records the model {variant.name} but the source's cfg states {stated.name}"] if stated.structure() != variant.structure() else []
+    if problems:
+        report.add("provenance", False, f"{problems[0]}: the meta was changed, or the file was converted from another model; convert the source again")
+    return replaced(variant, eps=stated.eps) if stated.eps != variant.eps else variant
 
 
 def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report:
@@ -173,7 +200,7 @@ def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report
         registry.variant(opts.arch)
     if opts.layout:
         registry.layouts_named(opts.layout)
-    sha = start_sha256(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
+    sha = start_hash(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
     ckpt = load(path, trust_pickle=opts.trust_pickle)
     first, first_sd = ckpt.select("best")
     recorded = detect.recorded_model(ckpt.meta, registry)
@@ -182,7 +209,9 @@ def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report
     loaded, sd = ckpt.loaded_by(match.layout.loader)
     if loaded != first:
         match = identify(sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"), extra)
-    report = Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size))
+    _check_applies(opts, match)
+    report = Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size),
+                    paddable=FAMILIES[match.variant.family].paddable)  # fmt: skip
     _check_meta(report, ckpt, match, opts)
     _check_sets(report, ckpt, loaded, match, registry)
     floats = dtypes.floats_of(sd)
