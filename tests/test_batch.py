@@ -106,15 +106,25 @@ def test_a_rerun_with_nothing_to_do_never_imports_torch(cli, zoo, tmp_path, opti
 
 
 def test_two_inputs_on_one_output_fail_before_writing(cli, zoo, tmp_path):
-    a, b = tmp_path / "run1" / "checkpoints", tmp_path / "run2" / "checkpoints"
+    a, b = tmp_path / "one", tmp_path / "two"
     for d in (a, b):
         d.mkdir(parents=True)
-        shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", d / "model_epoch_0100.pyth")
+        shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", d / "model.pyth")
     out = tmp_path / "out"
-    result = cli("batch", a, b, "--out-dir", out)
+    result = cli("batch", a / "model.pyth", b / "model.pyth", "--out-dir", out)
     assert result.exit_code == 2
-    assert "1 output(s) would be written by more than one input" in result.stderr and "model_epoch_0100.pth" in result.stderr
+    assert "1 output(s) would be written by more than one input" in result.stderr and "model.pth" in result.stderr
     assert not out.exists()  # nothing is created before the plan is valid
+
+
+def test_runs_given_by_their_checkpoints_folders_are_named_by_run(cli, zoo, tmp_path):
+    """pycls's OUT_DIR/checkpoints folders of two runs, given as they are: outputs named by run."""
+    for run in ("run1", "run2"):
+        (tmp_path / run / "checkpoints").mkdir(parents=True)
+        shutil.copy(zoo / "EN-B0_dds_8gpu.pyth", tmp_path / run / "checkpoints" / "model_epoch_0100.pyth")
+    result = cli("batch", tmp_path / "run1" / "checkpoints", tmp_path / "run2", "--out-dir", tmp_path / "out", "--verify", "structure", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run1.pth", "run2.pth"]
 
 
 def test_manifest_names_outputs_and_options(cli, zoo, tmp_path):
@@ -370,8 +380,9 @@ DESIGN_SPACE = Path(__file__).parent / "data" / "design_space"
 def test_a_sweep_tree_converts_each_runs_last_epoch_and_reports_its_structure(cli, tmp_path):
     """pycls's trainer writes OUT_DIR/checkpoints/model_epoch_NNNN.pyth each epoch; a sweep is a tree
     of such runs. batch takes each run's last epoch (every epoch with --every-epoch), mirrors the
-    tree, and the report says what each model is: the zoo name, or a custom model's numbers (here
-    as pycls 0.1.1's cfg set them: tests/data/design_space/cases.json)."""
+    tree, naming each output by its run (and with --every-epoch by its epoch), and the report says what
+    each model is: the zoo name, or a custom model's numbers (here as pycls 0.1.1's cfg set them:
+    tests/data/design_space/cases.json)."""
     cases = json.loads((DESIGN_SPACE / "cases.json").read_text())["cases"]
     sweep = tmp_path / "sweep"
     for run, case in (("000", "regnety_small_nc10"), ("001", "effnet_narrow_nc10")):
@@ -382,13 +393,15 @@ def test_a_sweep_tree_converts_each_runs_last_epoch_and_reports_its_structure(cl
     result = cli("batch", sweep, "--out-dir", tmp_path / "out", "--to", "timm", "-j", "1", "--json")
     assert result.exit_code == 0, result.output
     files = {Path(f["output"]).relative_to(tmp_path / "out").as_posix(): f for f in json.loads(result.stdout)["files"]}
-    assert set(files) == {"000/checkpoints/model_epoch_0010.pth", "001/checkpoints/model_epoch_0010.pth"}
-    regnet = files["000/checkpoints/model_epoch_0010.pth"]["numbers"]
+    assert set(files) == {"000.pth", "001.pth"}
+    regnet = files["000.pth"]["numbers"]
     values = cases["regnety_small_nc10"]["values"]
     assert (regnet["depth"], regnet["w0"], regnet["wa"], regnet["wm"]) == (values["REGNET.DEPTH"], values["REGNET.W0"], values["REGNET.WA"], values["REGNET.WM"])
-    assert files["001/checkpoints/model_epoch_0010.pth"]["numbers"]["depths"] == cases["effnet_narrow_nc10"]["values"]["EN.DEPTHS"]
+    assert files["001.pth"]["numbers"]["depths"] == cases["effnet_narrow_nc10"]["values"]["EN.DEPTHS"]
     every = cli("batch", sweep, "--out-dir", tmp_path / "every", "--to", "timm", "--every-epoch", "--verify", "structure", "-j", "1", "--json")
-    assert every.exit_code == 0 and len(json.loads(every.stdout)["files"]) == 4, every.output
+    assert every.exit_code == 0, every.output
+    assert sorted(Path(f["output"]).relative_to(tmp_path / "every").as_posix() for f in json.loads(every.stdout)["files"]) == [
+        f"{run}/epoch_{epoch:04d}.pth" for run in ("000", "001") for epoch in (2, 10)]
     again = cli("batch", sweep, "--out-dir", tmp_path / "every", "--to", "timm", "--every-epoch", "--verify", "structure", "-j", "1", "--json")
     assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["up to date"] * 4  # custom models too: their meta records them
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..io.files import atomic_write, check_outputs
+from ..io.files import atomic_write
+from ..io.files import check_output as check_replaceable
 from .plan import Outcome
 
 LAYOUTS = ("mmdet", "mmdet-stages", "mmpretrain")  # the OpenMMLab targets: metafiles are theirs
@@ -25,9 +26,21 @@ def _relative(path: str, base: Path) -> str:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
 
 
-def _name(outcome: Outcome, out_dir: Path) -> str:
-    """A model's name: its output's path inside --out-dir, without the extension, '/' as '_'."""
-    return str(Path(_relative(outcome.output, out_dir)).with_suffix("")).replace(os.sep, "_")
+def model_name(output: str, out_dir: Path) -> str:
+    """A model's ``Name``: its output's path inside --out-dir, without the extension, '/' as '_'
+    (``run_01/epoch_0010.pth`` -> ``run_01_epoch_0010``)."""
+    return str(Path(_relative(output, out_dir)).with_suffix("")).replace(os.sep, "_")
+
+
+def check_names(outputs: list[str], out_dir: Path) -> None:
+    """No two outputs of a metafile may share a Name (``a/b.pth`` and ``a_b.pth`` would)."""
+    seen: dict[str, str] = {}
+    for output in outputs:
+        name = model_name(output, out_dir)
+        if name in seen:
+            raise UsageError(f"--metafile would name two models {name!r}: {seen[name]} and {output}",
+                             fix="give one of them another output name in a manifest")  # fmt: skip
+        seen[name] = output
 
 
 def metafile(outcomes: list[Outcome], out_dir: Path, at: Path) -> dict[str, Any]:
@@ -41,9 +54,9 @@ def metafile(outcomes: list[Outcome], out_dir: Path, at: Path) -> dict[str, Any]
         family = FAMILY_NAMES.get(o.family or "")
         if family and family not in collection["Metadata"]["Architecture"]:
             collection["Metadata"]["Architecture"].append(family)
-        metadata = {"Architecture": [family] if family else None, "Parameters": o.params, "Source": Path(o.source).name,
+        metadata = {"Architecture": [family] if family else None, "Parameters": o.params, "Source": o.source,
                     "Source sha256": o.source_sha256, "Source Model": o.model or o.arch, "Weight Set": o.weights}  # fmt: skip
-        model = {"Name": _name(o, out_dir), "In Collection": collection["Name"], "Metadata": {k: v for k, v in metadata.items() if v},
+        model = {"Name": model_name(o.output, out_dir), "In Collection": collection["Name"], "Metadata": {k: v for k, v in metadata.items() if v},
                  "Weights": _relative(o.output, at.parent)}  # fmt: skip
         config = Path(o.output).with_suffix(".py")
         if config.is_file():  # --configs wrote it
@@ -89,9 +102,10 @@ def check_targets(layouts: list[str]) -> None:
                          fix=f"add one of {', '.join(LAYOUTS)} to --to, or leave out --metafile")  # fmt: skip
 
 
-def check_output(path: Path, inputs: list[Path]) -> None:
-    """The metafile may replace an earlier one of ckptconv's, never an input or another file."""
-    check_outputs([path], inputs, force=True)
+def check_output(path: Path) -> None:
+    """The metafile may replace an earlier one of ckptconv's, never another file (the batch's plan
+    has checked it against every input and output)."""
+    check_replaceable(path)
     if path.is_file():
         with path.open("rb") as f:
             first = f.readline(200).decode("utf-8", "replace").rstrip("\n")

@@ -49,67 +49,51 @@ def batch_cmd(obj, sources, **kw) -> None:
     """
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
-        from ..batch import inputs
-        from ..batch import metafile as metafiles
-        from ..batch import plan as planning
-        from ..batch import shard as sharding
-        from ..io.files import make_out_dir
+        from ..batch.run import BatchRequest, prepare_batch
         from ..signals import done
 
         if kw["trust_pickle"]:
             ui.warning("--trust-pickle: unpickling whatever the files ask for; this can run code stored in them")
-        out_dir, report_path = kw["out_dir"], kw["report_path"]
-        layouts = planning.target_layouts(kw["targets"], obj.registry)
-        entries, manifests = inputs.collect(sources, out_dir, every_epoch=kw["every_epoch"]), inputs.manifests(sources)
-        base = request_from(kw, obj.tables, source=Path(), layout=layouts[0])
-        jobs = planning.plan(entries, out_dir, base, layouts=layouts, fmt=kw["fmt"], publish=kw["publish"], configs=kw["configs"], others=manifests)
-        if kw["metafile_path"]:
-            metafiles.check_targets([j.request.layout for j in jobs])  # the whole plan's: a share may hold none
-        shard = sharding.resolve(kw["shard"])
-        planned, jobs = len(jobs), sharding.share(jobs, shard, out_dir)  # the whole plan was checked: every share sees the same
-        if report_path:
-            planning.check_report(report_path, jobs, manifests, out_dir)
-        if kw["metafile_path"]:
-            planning.check_report(kw["metafile_path"], jobs, manifests, out_dir, check=metafiles.check_output)
-        make_out_dir(out_dir)  # only now: nothing is created before the plan is valid
-        result = _run(ui, jobs, kw["jobs"] or os.cpu_count() or 1)
-        report = result.report()
-        if shard is not None:
-            report["shard"] = {**shard.record(), "planned": planned}
-        if report_path:
-            planning.write_report(report_path, report)
-        if kw["metafile_path"]:
-            metafiles.write(kw["metafile_path"], metafiles.metafile(result.outcomes, out_dir, kw["metafile_path"]))
+        request = BatchRequest(sources=tuple(sources), out_dir=kw["out_dir"], base=request_from(kw, obj.tables, source=Path()), targets=kw["targets"],
+                               fmt=kw["fmt"], publish=kw["publish"], configs=kw["configs"], every_epoch=kw["every_epoch"],
+                               report=kw["report_path"], metafile=kw["metafile_path"], shard=kw["shard"])  # fmt: skip
+        prepared = prepare_batch(request)
+        if prepared.share is not None:
+            s = prepared.share
+            ui.notice(f"converting share {s.index + 1} of {s.count} ({len(prepared.jobs)} of the batch's {prepared.planned} pairs), as {s.given_by} says")
+        result, report = _run(ui, prepared, kw["jobs"] or os.cpu_count() or 1)
         done()  # every output and the report are published: a signal now changes nothing
-        ui.json(report) if ui.json_mode else _summary(ui, result, out_dir)
+        ui.json(report) if ui.json_mode else _summary(ui, result, request.out_dir)
         if not result.ok:
             raise SystemExit(1)
 
 
-def _run(ui: UI, jobs: list, workers: int):
-    """Run the jobs with progress; a signal ends the batch with the count of what was finished."""
+def _run(ui: UI, prepared, workers: int):
+    """Run the batch with progress; a signal ends it with the count of what was finished."""
     finished: list = []
     try:
-        return _run_with_progress(ui, jobs, workers, finished)
+        return _run_with_progress(ui, prepared, workers, finished)
     except KeyboardInterrupt as e:
-        raise Interrupted(e, [o for o in finished if o.ok], len(jobs)) from None
+        raise Interrupted(e, [o for o in finished if o.ok], len(prepared.jobs)) from None
 
 
-def _run_with_progress(ui: UI, plan: list, workers: int, finished: list):
-    """Run the batch, showing progress; ``finished`` collects the outcomes as they come."""
-    from ..batch import pool as batch
+def _run_with_progress(ui: UI, prepared, workers: int, finished: list):
+    """Run the batch (``run_batch``), showing progress; ``finished`` collects the outcomes as they come."""
+    from functools import partial
 
+    from ..batch.run import run_batch
+
+    plan, run = prepared.jobs, partial(run_batch, prepared, workers=workers)
     total_bytes = sum(Path(j.source).stat().st_size for j in plan if Path(j.source).is_file())
     if ui.quiet:
-        return batch.run(plan, workers=workers, on_done=lambda job, outcome: finished.append(outcome))
+        return run(on_done=lambda job, outcome: finished.append(outcome))
     if not sys.stdout.isatty():  # plain lines for logs and CI
 
-        def line(job, outcome):
+        def line(job, outcome):  # why a file failed or was refused is said once, in the lines that end the run
             finished.append(outcome)
-            reason = f": {outcome.error}" if outcome.error else ""
-            ui.info(f"[{len(finished)}/{len(plan)}] {outcome.status} {job.source} -> {outcome.output or '(nothing written)'} ({outcome.seconds:.2f} s){reason}")
+            ui.info(f"[{len(finished)}/{len(plan)}] {outcome.status} {job.source} -> {outcome.output or '(nothing written)'} ({outcome.seconds:.2f} s)")
 
-        return batch.run(plan, workers=workers, on_done=line)
+        return run(on_done=line)
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -137,7 +121,7 @@ def _run_with_progress(ui: UI, plan: list, workers: int, finished: list):
                 running.remove(Path(job.source).name)
             progress.update(task, advance=outcome.source_bytes, done=len(finished), now=", ".join(running))
 
-        return batch.run(plan, workers=workers, on_start=started, on_done=ended)
+        return run(on_start=started, on_done=ended)
 
 
 class Interrupted(KeyboardInterrupt):
