@@ -42,6 +42,44 @@ class Converted:
     output: Path | None = None
 
 
+# the command line's flags, and the keyword arguments that are the same option here
+_FLAGS = {"--to": "layout", "--from": "source_layout", "--no-verify": 'verify="none"', "--bgr-to-rgb": "flip", "--to-rgb": "flip",
+          "--transforms": "geometry", "--json": None, "--hub": "hub=True", "--force": "force=True", "--trust-pickle": "trust_pickle=True"}  # fmt: skip
+
+
+def _keyword(flag: str) -> str:
+    if flag in _FLAGS:
+        return _FLAGS[flag] or flag
+    name = flag[2:].replace("-", "_")
+    return name if name in _OPTION_NAMES else flag
+
+
+_OPTION_NAMES = frozenset(
+    "source_layout arch weights prefix dtype channel_order verify input_size config_out allow_partial tables cfg license "
+    "source layout padding eps flip mean std".split()
+)  # fmt: skip
+
+
+def _in_api_words(func):
+    """A ``CkptError`` raised through the API names its keyword arguments, not the command line's flags."""
+    import functools
+    import re
+
+    from .errors import CkptError
+
+    @functools.wraps(func)
+    def call(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except CkptError as e:
+            e.message, e.fix = (re.sub(r"--[a-z][a-z0-9-]*", lambda m: _keyword(m.group()), t) if t else t for t in (e.message, e.fix))
+            e.args = (str(e),)
+            raise
+
+    return call
+
+
+@_in_api_words
 def convert_checkpoint(source: str | Path, layout: str = "mmdet", *, output: str | Path | None = None, copy: bool = False, **options: Any) -> Converted:
     """Convert ``source`` (a pycls checkpoint, or a file in ``source_layout``) to ``layout``.
 
@@ -68,6 +106,7 @@ def convert_checkpoint(source: str | Path, layout: str = "mmdet", *, output: str
     return Converted(tensors, c.target.name, c.variant.name, c.config, c.meta, report, warnings(c), request.output)
 
 
+@_in_api_words
 def verify_checkpoint(path: str | Path, **expectations: Any) -> "Report":
     """Verify a converted file as ``ckptconv verify`` does. ``expectations`` are the fields of
     ``ckptconv.options.Expectations``: ``source``, ``arch``, ``layout``, ``weights``, ``padding``,
@@ -81,6 +120,7 @@ def verify_checkpoint(path: str | Path, **expectations: Any) -> "Report":
     return verify_file(path, build(Expectations, "verify_checkpoint", **expectations))
 
 
+@_in_api_words
 def inspect_checkpoint(path: str | Path, *, trust_pickle: bool = False, tables: tuple[str | Path, ...] = ()) -> dict[str, Any]:
     """What ``ckptconv inspect --json`` prints: format, weight sets, the layout and model each fits."""
     from .inspection import inspect_file

@@ -267,7 +267,8 @@ def test_json_prints_exactly_one_object(cli, built, tmp_path):
 def test_json_error_is_one_object_too(cli, tmp_path):
     result = cli("pycls2mmdet", tmp_path / "missing.pyth", tmp_path / "o.pth", "--json")
     assert result.exit_code == 2
-    assert json.loads(result.stdout) == {"ok": False, "error": f"{tmp_path / 'missing.pyth'}: no such file", "exit_code": 2}
+    error = f"{tmp_path / 'missing.pyth'}: no such file; check the path (a relative one is taken from the current directory)"
+    assert json.loads(result.stdout) == {"ok": False, "error": error, "exit_code": 2}
 
 
 def test_quiet_prints_nothing_on_success(cli, built, tmp_path):

@@ -86,7 +86,7 @@ def _show(ui: UI, report) -> None:
         (lv.name, lv.point, f"{lv.max_abs:.3g}", "-" if lv.drift_rel is None else f"{lv.drift_rel:.2g}", "ok" if lv.ok else "FAIL")
         for lv in report.levels
     ]
-    title = f"{report.path}: {report.layout} {report.arch}, padding={report.padding}, eps={report.eps:g}, input {report.input_size[0]}x{report.input_size[1]}"
+    title = f"{report.path}: {report.layout} {report.arch}, {report.settings}, input {report.input_size[0]}x{report.input_size[1]}"
     if rows:
         ui.table(title, ["level", "pycls point", "max abs", "drift (rel)", "result"], rows)
     else:

@@ -52,11 +52,13 @@ CONFIG_FIELDS = frozenset({
     "depth", "stage_blocks", "groups", "width_per_group", "regnet_arch", "stage_widths", "stage_group_widths", "se_ratio",  # AnyNet
 })  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_QUOTED_PLACEHOLDER = re.compile(r"""(['"])\{([A-Za-z_][A-Za-z0-9_]*)(![rsa])?\}\1""")
 SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "refuse", "levels", "config")
 # what a table may refuse a model for (see Variant.features)
 FEATURES = ("se", "stride_1x1", "stem:simple_stem_in", "stem:res_stem_in", "stem:res_stem_cifar",
             "block:vanilla_block", "block:res_basic_block", "block:res_bottleneck_block")  # fmt: skip
 MAX_INDEX = 64
+SIZES = ("pycls", "own")  # [pipeline] sizes: who decides the input's size (a detector resizes to its own scale)
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,9 @@ def _compile(pattern: str, names: dict[str, dict[str, str]], fail) -> re.Pattern
     """Turn a placeholder pattern into an anchored regex with one named group per placeholder."""
     parts, pos, seen = [], 0, set()
     for m in _PLACEHOLDER.finditer(pattern):
+        if m.start() == pos and pos > 0 and parts and pattern[pos - 1] == "}":
+            fail(f"two placeholders touch in {pattern!r}: where one ends and the next begins is ambiguous (and matching "
+                 "every key that way takes time quadratic in its length); put a literal between them, such as a dot")
         parts.append(re.escape(pattern[pos : m.start()]))
         name = m.group(1)
         if name in seen:
@@ -331,6 +336,10 @@ def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
         unknown = sorted(u for u in used if u not in CONFIG_FIELDS)
         if unknown:
             c.fail(f"[config].template uses unknown placeholder(s) {unknown}", fix=f"use {', '.join(sorted(CONFIG_FIELDS))}")
+        quoted = _QUOTED_PLACEHOLDER.search(template)
+        if quoted:
+            c.fail(f"[config].template quotes a value by hand ({quoted.group(0)}): a quote inside the value would end the string",
+                   fix=f"write {{{quoted.group(2)}!r}}: the value is then written as a Python literal")  # fmt: skip
         out["template"] = template
     if c.has("out_indices"):
         out["out_indices"] = c.ints("out_indices", lo=0, hi=MAX_INDEX)
@@ -361,7 +370,7 @@ def _check_fixed(f: Fields, stage_layer: tuple[int, ...], levels: dict[str, str]
 
 def _pipeline(f: Fields) -> Pipeline:
     p = f.section("pipeline", {})
-    p.only({"reads", "scale", "flip_flag", "order", "mean", "std", "stock"})
+    p.only({"reads", "scale", "flip_flag", "order", "mean", "std", "stock", "sizes"})
     stats = {}
     if p.has("mean") or p.has("std"):
         stats = {"mean": p.numbers("mean", lo=0.0, hi=1.0, length=3), "std": p.numbers("std", lo=1e-3, hi=1.0, length=3),
@@ -374,6 +383,7 @@ def _pipeline(f: Fields) -> Pipeline:
         scale=p.number("scale", 1.0, lo=1.0, hi=255.0),
         flip_flag=p.text("flip_flag", "", pattern=r"([a-z_]{1,32})?"),
         stock=geometry,
+        sizes=p.text("sizes", "pycls", choices=SIZES),
         **stats,
     )
 

@@ -48,6 +48,7 @@ class Pipeline:
     std: tuple[float, float, float] | None = None
     order: str = "rgb"  # the order of mean/std above
     stock: Geometry = PYCLS_GEOMETRY  # how the library's own transforms resize and crop
+    sizes: str = "pycls"  # pycls: the printed pipeline resizes and crops as pycls tests; own: a detector's, to its own scale
 
 
 @dataclass(frozen=True)

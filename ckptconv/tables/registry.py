@@ -8,6 +8,7 @@ Built-in tables ship inside the wheel as ``ckptconv/mappings`` and sit at the to
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 import tomllib
@@ -158,7 +159,7 @@ class Registry:
         """The table of layout ``name`` in every family that has one (a usage error if none does)."""
         found = [tables[name] for tables in self.layouts_by_family.values() if name in tables]
         if not found:
-            raise UsageError(f"unknown layout {name!r}", fix=f"use one of {', '.join(self.layout_names)} (see: ckptconv mappings)")
+            raise UsageError(f"unknown layout {name!r}{_did_you_mean(name, self.layout_names)}", fix=f"use one of {', '.join(self.layout_names)} (see: ckptconv mappings)")
         return found
 
     def variants_of(self, family: str) -> list[Variant]:
@@ -168,7 +169,15 @@ class Registry:
         try:
             return self.variants[name.lower()]
         except KeyError:
-            raise UsageError(f"unknown arch {name!r}", fix=f"use one of {', '.join(self.variants)} (see: ckptconv mappings)") from None
+            raise UsageError(f"unknown arch {name!r}{self._arch_hint(name)}", fix=f"use one of {', '.join(self.variants)} (see: ckptconv mappings)") from None
+
+    def _arch_hint(self, name: str) -> str:
+        """"did you mean b3" for a library's own name of a model (timm's efficientnet_b3), or a typo."""
+        by_library = {entry["name"].lower(): (v.name, library) for v in self.variants.values() for library, entry in v.libraries.items() if entry.get("name")}
+        if name.lower() in by_library:
+            arch, library = by_library[name.lower()]
+            return f" (did you mean {arch}? {library} calls it {name})"
+        return _did_you_mean(name.lower(), list(self.variants))
 
     def layout(self, name: str, family: str) -> Layout:
         """The table of layout ``name`` for ``family``; a usage error naming the family's layouts if it has none."""
@@ -193,6 +202,11 @@ class Registry:
     def pycls_layout(self, family: str) -> Layout:
         """The family's pycls table: the one every other maps from."""
         return self.layout(PYCLS, family)
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 _REGISTRIES: dict[tuple[str, tuple[str, ...]], Registry] = {}

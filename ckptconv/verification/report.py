@@ -44,6 +44,7 @@ class Report:
     pipeline: list[Level] = field(default_factory=list)  # the pipeline check: a photo, within a tolerance
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    paddable: bool = True  # padding is a setting of the model's family (EfficientNets): said where settings are
 
     def __post_init__(self) -> None:
         """TF "same" padding equals symmetric padding where a strided convolution meets an odd size:
@@ -53,6 +54,11 @@ class Report:
             self.notes.append(f"input {self.input_size[0]}x{self.input_size[1]} checked as {even[0]}x{even[1]}: "
                               "padding settings differ only at even sizes")  # fmt: skip
             self.input_size = even
+
+    @property
+    def settings(self) -> str:
+        """The settings under test, as they apply (padding: EfficientNets only)."""
+        return (f"padding={self.padding}, " if self.paddable else "") + f"eps={self.eps:g}"
 
     @property
     def ok(self) -> bool:

@@ -41,7 +41,8 @@ class Arith:
         return x.mean((2, 3), keepdim=True) if kind == "mean" else F.adaptive_avg_pool2d(x, 1)
 
     def describe(self) -> str:
-        parts = [("SiLU as F.silu" if self.silu == "silu" else "SiLU as x * sigmoid(x)")]
+        """What is computed otherwise than pycls computes it (pycls: x * sigmoid(x), adaptive pooling)."""
+        parts = ["SiLU as F.silu"] if self.silu == "silu" else []
         parts += [f"{w} pooling as x.mean" for w, k in (("SE", self.se_pool), ("head", self.head_pool)) if k == "mean"]
         return ", ".join(parts)
 
