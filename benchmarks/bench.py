@@ -92,6 +92,28 @@ def _build(directory: Path) -> None:
         torch.save(torch.load(files["b5"], weights_only=True), legacy, _use_new_zipfile_serialization=False)
 
 
+READ_SHARES = "import json, sys; files = [f for p in sys.argv[1:] for f in json.load(open(p))['files']]"
+
+
+def merge_reports(directory: Path, count: int, files: int) -> list[Path]:
+    """``count`` share reports of one batch of ``files`` converted files, as batch --shard writes them."""
+    import hashlib
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    plan = {"ckptconv_version": "0", "out_dir": str(directory), "targets": ["timm"], "options": {}, "jobs": files, "pairs_sha256": "0" * 64}
+    plan["id"] = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    paths = []
+    for k in range(count):
+        entries = [{"source": f"zoo/m{i}.pyth", "output": f"{directory}/m{i}.pth", "status": "converted", "arch": "b0", "layout": "timm",
+                    "params": 5_000_000, "bytes": 20_000_000, "seconds": 0.5, "verification": "numeric ok", "source_sha256": "a" * 64,
+                    "output_sha256": "b" * 64, "source_bytes": 60_000_000, "may_refuse": False} for i in range(k, files, count)]  # fmt: skip
+        path = directory / f"share-{k + 1}.json"
+        path.write_text(json.dumps({"ok": True, "files": entries, "plan": plan, "shard": {"index": k + 1, "count": count, "given_by": "--shard"}}))
+        paths.append(path)
+    return paths
+
+
 def median_pair(samples):
     walls, peaks = zip(*samples)
     return statistics.median(walls), statistics.median(peaks)
@@ -126,6 +148,10 @@ def run(args) -> None:
         add(label, "naive", NAIVE + [str(path), str(dst)])
         add(label, "ckptconv --verify structure", CKPTCONV + ["pycls2mmdet", str(path), str(dst), "--force", "-q", "--verify", "structure"])
         add(label, "ckptconv (numeric verify)", CKPTCONV + ["pycls2mmdet", str(path), str(dst), "--force", "-q"])
+    if "merge" in only:
+        shares = merge_reports(out / "merge", 4, 50_000)
+        add("report merge, 4 shares of 50,000 files", "naive: json.load of each share", [sys.executable, "-c", READ_SHARES, *map(str, shares)])
+        add("report merge, 4 shares of 50,000 files", "ckptconv report merge", CKPTCONV + ["report", "merge", *map(str, shares), "--out", str(out / "merged.json")])
     if "batch" in only:
         zoo = [files[a] for a in ("b0", "b1", "b2", "b3", "b4", "b5")]
         add("zoo b0-b5", "naive, one process per file", [NAIVE + [str(p), str(out / f"naive-{p.stem}.pth")] for p in zoo])
@@ -158,6 +184,7 @@ def run(args) -> None:
         ("b5 legacy", "ckptconv (numeric verify)"): "wall <= 1.25",
         ("zoo b0-b5", "ckptconv batch --verify structure"): "wall <= 0.40",
         ("zoo b0-b5 rerun", "ckptconv batch (every output up to date)"): "wall <= 0.25 (every byte is still read once)",
+        ("report merge, 4 shares of 50,000 files", "ckptconv report merge"): "wall <= 15 (linear: typing every field of every file; 61 s when it was quadratic)",
     }
     for case, contenders in cases.items():
         base = median_pair(samples[case, next(iter(contenders))])
@@ -192,7 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--dir", help="where to build the checkpoints (reused when present)")
-    parser.add_argument("--only", default="help,single,legacy,batch,verify,tricks")
+    parser.add_argument("--only", default="help,single,legacy,batch,merge,verify,tricks")
     parser.add_argument("--keep", action="store_true", help="keep the outputs")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -133,3 +133,15 @@ def test_merge_outputs_are_neither_a_share_nor_each_other(cli, tmp_path):
         result = cli("report", "merge", share, *args)
         assert result.exit_code == 2, result.output
         one_error_line(result)
+
+
+def test_two_metafile_entries_of_one_name_are_refused(cli, make_ckpt, tmp_path):
+    """A metafile names a model by its output's path, '/' as '_': a/b.pth and a_b.pth would be one."""
+    make_ckpt("b0", name="b0.pyth")
+    make_ckpt("b1", name="b1.pyth")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"checkpoints": [{"source": "b0.pyth", "output": "a/b.pth"}, {"source": "b1.pyth", "output": "a_b.pth"}]}))
+    before = listing(tmp_path)
+    result = cli("batch", manifest, "--out-dir", tmp_path / "out", "--metafile", tmp_path / "meta.yml", "--verify", "structure")
+    assert result.exit_code == 2 and "--metafile would name two models 'a_b'" in one_error_line(result)
+    assert listing(tmp_path) == before

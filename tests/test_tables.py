@@ -171,6 +171,9 @@ def _layout_table(rules: str, extra: str = "") -> str:
         ('{ name = "a", from = "x", to = "a", colour = "red" },', "unknown field"),
         ('{ name = "a", from = "x", to = "a" }, { name = "a", from = "y", to = "b" },', "unique"),
         ('{ name = "a", from = "s{stage}.b{block}", to = "a", where = { kernel = [1] } },', "can restrict only"),
+        # where one ends and the next begins is ambiguous, and matching a long key that way takes quadratic time
+        ('{ name = "a", from = "stem.{x}{y}", to = "a.{x}.{y}" },', "two placeholders touch"),
+        ('{ name = "a", from = "s{stage}{block}", to = "a" },', "two placeholders touch"),
     ],
 )
 def test_malformed_tables_are_refused_with_the_reason(tmp_path, rules, message):

@@ -215,3 +215,14 @@ def test_a_source_replaced_after_it_was_read_is_recorded_as_the_file_read(built,
     monkeypatch.setattr(conversion, "prepare", replaced_meanwhile)
     converted = convert_checkpoint(src, "timm", output=tmp_path / "o.pth", verify="structure")
     assert converted.meta["source_sha256"] == want != hashing.hash_file(src).sha256
+
+
+def test_a_file_name_that_is_not_utf8_reads_writes_and_verifies(cli, built, tmp_path):
+    """A name of bytes that are not UTF-8 (a surrogate escape in Python) was called corrupt."""
+    src = Path(os.fsdecode(bytes(tmp_path) + b"/EN-B0-\xff.pyth"))
+    out = Path(os.fsdecode(bytes(tmp_path) + b"/out-\xfe.pth"))
+    src.write_bytes(built.source("b0").read_bytes())
+    result = cli("convert", src, out, "--to", "timm", "--verify", "structure")
+    assert result.exit_code == 0, result.output
+    assert "\\udcff" in result.output  # shown escaped, never raw
+    assert cli("verify", out, "--source", src).exit_code == 0
