@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-# the writers' steps, as (module, function): each is one moment before it runs and one after
+# the writers' steps, as (module, function, after): each is a moment as it begins, and the
+# publishing ones (after=True) a moment as they end too (the outputs are then published)
 STEPS = [
-    ("ckptconv.io.files", "TempFile.__init__"), ("ckptconv.io.files.PendingWrite", "write"), ("ckptconv.convert", "_read_back"),
-    ("ckptconv.io.files.PendingWrite", "commit"), ("ckptconv.io.files", "_publish"), ("ckptconv.io.files", "fsync_dir"),
-    ("ckptconv.io.folder.PendingFolder", "write"), ("ckptconv.io.folder.PendingFolder", "commit"), ("ckptconv.io.folder", "_publish"),
+    ("ckptconv.io.files", "TempFile.__init__", False), ("ckptconv.io.files.PendingWrite", "write", False),
+    ("ckptconv.convert", "_read_back", False), ("ckptconv.io.files.PendingWrite", "commit", True), ("ckptconv.io.files", "fsync_dir", False),
+    ("ckptconv.io.folder.PendingFolder", "write", False), ("ckptconv.io.folder.PendingFolder", "commit", True),
 ]  # fmt: skip
 
 CHILD = r"""
@@ -37,21 +38,22 @@ def moment():
         open(marker, "w").close()
         os.kill(os.getpid() if who == "self" else os.getppid(), signal.SIGTERM)
 
-def wrap(real):
+def wrap(real, after):
     def step(*args, **kwargs):
         moment()
         result = real(*args, **kwargs)
-        moment()
+        if after:
+            moment()
         return result
     return step
 
 def patch_steps():
-    for where, name in STEPS:
+    for where, name, after in STEPS:
         owner_path, _, attr = (where + "." + name).rpartition(".")
         module_path, _, cls = owner_path.rpartition(".") if owner_path.split(".")[-1][:1].isupper() else (owner_path, "", "")
         owner = importlib.import_module(module_path)
         owner = getattr(owner, cls) if cls else owner
-        setattr(owner, attr, wrap(getattr(owner, attr)))
+        setattr(owner, attr, wrap(getattr(owner, attr), after))
 
 if who == "self":
     patch_steps()
@@ -89,57 +91,69 @@ def settle(root: Path) -> list[str]:
     return leftovers(root)
 
 
-def every_moment(tmp_path: Path, who: str, argv: list[str], check) -> int:
-    """Run ``argv`` once per moment, SIGTERM at that moment, until a run reaches none; ``check(code)``
-    after each. Returns the number of moments."""
+def one_moment(tmp_path: Path, k: int, who: str, prepare, check) -> bool:
+    """SIGTERM at moment ``k`` of a run in its own folder (``prepare(folder)`` gives its argv);
+    False when the run ended before reaching it (then it must have succeeded)."""
+    folder = tmp_path / f"moment-{k}"
+    folder.mkdir()
+    marker = folder / "signalled"
+    code, stderr = run_child(k, who, marker, prepare(folder), folder)
+    if not marker.exists():
+        assert code == 0, f"the run without a signal failed: {code}: {stderr}"
+        return False
+    assert code in (0, 143), (k, code, stderr[-2000:])
+    assert settle(folder) == [], (k, code, leftovers(folder))
+    check(folder, k, code)
+    return True
+
+
+def every_moment(tmp_path: Path, who: str, prepare, check, at_once: int = 2) -> int:
+    """SIGTERM at each moment of the run in turn, ``at_once`` moments side by side, until a run
+    reaches none; returns the number of moments."""
+    from concurrent.futures import ThreadPoolExecutor
+
     k = 1
-    while True:
-        marker = tmp_path / f"signalled-{k}"
-        code, stderr = run_child(k, who, marker, argv, tmp_path)
-        if not marker.exists():
-            assert code == 0, f"the run without a signal failed: {code}: {stderr}"
-            return k - 1
-        assert code in (0, 143), (k, code, stderr[-2000:])
-        assert settle(tmp_path) == [], (k, code, leftovers(tmp_path))
-        check(k, code)
-        k += 1
-        assert k < 200
+    with ThreadPoolExecutor(at_once) as pool:
+        while True:
+            reached = list(pool.map(lambda j: one_moment(tmp_path, j, who, prepare, check), range(k, k + at_once)))
+            if not all(reached):
+                return k - 1 + reached.index(False)
+            k += at_once
+            assert k < 200
 
 
-@pytest.mark.parametrize("hub", [False, True])
-def test_sigterm_at_every_moment_of_a_conversion_leaves_nothing_partial(tmp_path, built, hub):
-    src = tmp_path / "src.pyth"
-    src.write_bytes(built.source("regnetx_200mf").read_bytes())
-    out = tmp_path / ("hub" if hub else "out.pth")
-    argv = ["convert", str(src), str(out), "--to", "timm", "--verify", "structure", "--config-out", str(tmp_path / "snippet.py"), *(["--hub"] if hub else [])]
+def test_sigterm_at_every_moment_of_a_conversion_leaves_nothing_partial(tmp_path, built):
+    """A hub folder and its config file: the folder writer's moments and the file writer's."""
+    source = built.source("regnetx_200mf")
 
-    def check(k: int, code: int) -> None:
-        if code == 143:  # terminated: nothing published
-            assert not out.exists() and not (tmp_path / "snippet.py").exists(), k
-        else:  # published before the signal came: the run succeeded, whole
-            assert out.exists() and (tmp_path / "snippet.py").exists(), k
-            subprocess.run(["rm", "-rf", str(out), str(tmp_path / "snippet.py")], check=True)
+    def prepare(folder: Path) -> list[str]:
+        (folder / "src.pyth").write_bytes(source.read_bytes())
+        return ["convert", "src.pyth", "hub", "--to", "timm", "--hub", "--verify", "structure", "--config-out", "snippet.py"]
 
-    assert every_moment(tmp_path, "self", argv, check) >= 8
+    def check(folder: Path, k: int, code: int) -> None:
+        published = [(folder / "hub").exists(), (folder / "snippet.py").exists()]
+        assert published == ([False, False] if code == 143 else [True, True]), (k, code)  # both, or neither
+
+    assert every_moment(tmp_path, "self", prepare, check) >= 6
 
 
 def test_sigterm_to_a_batch_at_every_moment_of_its_workers_writes_leaves_nothing_partial(tmp_path, built):
-    zoo = tmp_path / "zoo"
-    zoo.mkdir()
-    for name in ("a", "b"):
-        (zoo / f"{name}.pyth").write_bytes(built.source("regnetx_200mf").read_bytes())
-    out, report = tmp_path / "out", tmp_path / "report.json"
-    argv = ["batch", str(zoo), "--out-dir", str(out), "--to", "timm", "--verify", "structure", "-j", "2", "--report", str(report)]
+    source = built.source("regnetx_200mf")
 
-    def check(k: int, code: int) -> None:
-        written = sorted(p.name for p in out.rglob("*.pth")) if out.exists() else []
+    def prepare(folder: Path) -> list[str]:
+        (folder / "zoo").mkdir()
+        for name in ("a", "b"):
+            (folder / "zoo" / f"{name}.pyth").write_bytes(source.read_bytes())
+        return ["batch", "zoo", "--out-dir", "out", "--to", "timm", "--verify", "structure", "-j", "2", "--report", "report.json"]
+
+    def check(folder: Path, k: int, code: int) -> None:
+        written = sorted(p.name for p in (folder / "out").rglob("*.pth")) if (folder / "out").exists() else []
         if code == 0:
-            assert json.loads(report.read_text())["ok"] and written == ["a.pth", "b.pth"], k
+            assert json.loads((folder / "report.json").read_text())["ok"] and written == ["a.pth", "b.pth"], k
         else:  # what was converted before the signal is complete, and no report claims anything
-            assert not report.exists() and set(written) <= {"a.pth", "b.pth"}, k
-        subprocess.run(["rm", "-rf", str(out), str(report)], check=True)
+            assert not (folder / "report.json").exists() and set(written) <= {"a.pth", "b.pth"}, k
 
-    assert every_moment(tmp_path, "parent", argv, check) >= 8
+    assert every_moment(tmp_path, "parent", prepare, check, at_once=1) >= 4
 
 
 def test_a_batch_killed_outright_leaves_no_worker_writing_and_no_temp(tmp_path, built):
