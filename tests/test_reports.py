@@ -13,13 +13,25 @@ import pytest
 SHARDS = ("--shard", "1/2"), ("--shard", "2/2")
 
 
-@pytest.fixture
-def sources(tmp_path, make_ckpt):
-    zoo = tmp_path / "zoo"
-    zoo.mkdir()
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, built):
+    zoo = tmp_path_factory.mktemp("zoo")
     for i, arch in enumerate(("b0", "regnetx_200mf", "regnety_200mf")):
-        make_ckpt(arch, name=f"m{i}.pyth", directory=zoo)
+        (zoo / f"m{i}.pyth").write_bytes(built.source(arch).read_bytes())
     return zoo
+
+
+@pytest.fixture(scope="module")
+def timm_shares(tmp_path_factory, sources):
+    """One batch to timm in two shares (read-only: a test that edits a report edits a copy)."""
+    from click.testing import CliRunner
+
+    from ckptconv.cli import main
+
+    def cli(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return shares(cli, sources, tmp_path_factory.mktemp("shares"), "a", "--to", "timm")
 
 
 def shares(cli, sources: Path, tmp_path: Path, tag: str, *more) -> list[Path]:
@@ -39,8 +51,8 @@ def one_error_line(result) -> str:
 
 
 @pytest.mark.parametrize("differ", [("--to", "timm"), ("--dtype", "fp16"), ("--weights", "model"), ("--out-dir", None)])
-def test_merge_refuses_shares_of_different_batches(cli, sources, tmp_path, differ):
-    first = shares(cli, sources, tmp_path, "a", "--to", "timm")[0]
+def test_merge_refuses_shares_of_different_batches(cli, sources, timm_shares, tmp_path, differ):
+    first = timm_shares[0]
     if differ[1] is None:  # the same options into another tree
         second = shares(cli, sources, tmp_path, "b", "--to", "timm")[1]
     else:
@@ -52,8 +64,8 @@ def test_merge_refuses_shares_of_different_batches(cli, sources, tmp_path, diffe
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_merge_of_one_batchs_shares_carries_its_plan(cli, sources, tmp_path):
-    reports = shares(cli, sources, tmp_path, "a", "--to", "timm")
+def test_merge_of_one_batchs_shares_carries_its_plan(cli, timm_shares, tmp_path):
+    reports = timm_shares
     plans = [json.loads(r.read_text())["plan"] for r in reports]
     assert plans[0] == plans[1] and plans[0]["targets"] == ["timm"] and plans[0]["jobs"] == 3
     assert cli("report", "merge", *reports, "--out", tmp_path / "merged.json").exit_code == 0
@@ -61,10 +73,10 @@ def test_merge_of_one_batchs_shares_carries_its_plan(cli, sources, tmp_path):
 
 
 @pytest.mark.parametrize("field, value", [("may_refuse", "no"), ("may_refuse", 0), ("status", "done"), ("output", 7), ("params", "12"), ("source", None)])
-def test_merge_types_every_field_it_reads(cli, sources, tmp_path, field, value):
-    reports = shares(cli, sources, tmp_path, "a", "--to", "timm")
-    data = json.loads(reports[0].read_text())
+def test_merge_types_every_field_it_reads(cli, timm_shares, tmp_path, field, value):
+    data = json.loads(timm_shares[0].read_text())
     data["files"][0][field] = value
+    reports = [tmp_path / "edited.json", timm_shares[1]]
     reports[0].write_text(json.dumps(data))
     result = cli("report", "merge", *reports, "--out", tmp_path / "merged.json")
     assert result.exit_code == 2 and field in one_error_line(result)
