@@ -196,3 +196,20 @@ def test_batch_metafile_is_the_shape_model_index_read_and_names_each_output_once
     only_timm = cli("batch", zoo, "--to", "timm", "--out-dir", tmp_path / "timm", "--metafile", tmp_path / "timm" / "m.yml")
     assert only_timm.exit_code == 2 and "--metafile lists MMDetection and mmpretrain outputs" in only_timm.stderr
     assert not (tmp_path / "timm").exists()  # refused before anything is made
+
+
+def test_a_sweeps_hub_folders_are_named_by_run_and_their_cards_say_how_they_were_made(cli, built, tmp_path):
+    """pycls's OUT_DIR/checkpoints/model_epoch_NNNN.pyth beside OUT_DIR/config.yaml: one folder per
+    run, and a card that says the model came from the run's config.yaml, made by batch."""
+    from ckptconv.verification import synthetic
+    from ckptconv.tables.registry import registry_for
+
+    for run in ("run_01", "run_02"):
+        (tmp_path / "sweep" / run / "checkpoints").mkdir(parents=True)
+        (tmp_path / "sweep" / run / "checkpoints" / "model_epoch_0010.pyth").write_bytes(built.source("regnetx_200mf", cfg=False).read_bytes())
+        (tmp_path / "sweep" / run / "config.yaml").write_text(synthetic.cfg_yaml(registry_for().variant("regnetx_200mf")))
+    result = cli("batch", tmp_path / "sweep", "--to", "timm", "--hub", "--out-dir", tmp_path / "out", "--verify", "structure", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run_01", "run_02"]
+    card = (tmp_path / "out" / "run_01" / "README.md").read_text()
+    assert "(from the run's config\\.yaml)" in card and "ckptconv batch" in card and "ckptconv convert" not in card

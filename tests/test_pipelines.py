@@ -266,3 +266,15 @@ def test_trained_looking_statistics_raise_no_false_alarm_and_wrong_settings_stil
                              (("--channel-order", "bgr"), "meta records channel order rgb but --channel-order bgr was asked")):  # fmt: skip
             failed = cli("verify", out, "--source", src, *wrong, "--json")
             assert failed.exit_code == 1 and words in json.loads(failed.stdout)["files"][0]["first_failure"], (layout, wrong, failed.stdout[-300:])
+
+
+def test_a_detectors_pipeline_check_claims_no_resize_the_config_does_not_do(cli, built, tmp_path):
+    """A detector resizes to its own scale (896, say): the check covers channel order, mean and std,
+    and says so; a classifier's printed pipeline resizes and crops as pycls tests, and says that."""
+    details = {}
+    for layout in ("mmdet", "mmpretrain"):
+        result = cli("convert", built.source("b0"), tmp_path / f"{layout}.pth", "--to", layout, "--json")
+        checks = json.loads(result.stdout)["verification"]["checks"]
+        details[layout] = next(c["detail"] for c in checks if c["name"] == "pipeline")
+    assert "a detector resizes to its own scale" in details["mmdet"] and "crop 224" not in details["mmdet"]
+    assert "(resize 256, crop 224)" in details["mmpretrain"]

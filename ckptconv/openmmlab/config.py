@@ -58,7 +58,8 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         return Config.fromfile(str(path)).to_dict()
     except Exception as e:  # noqa: BLE001 - any config error is the user's file: one line
-        raise UsageError(f"cannot read the config ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})", path=str(path)) from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""  # whole: mmengine's one line says the fix
+        raise UsageError(f"cannot read the config ({type(e).__name__}: {first})", path=str(path)) from None
 
 
 def config_files(path: Path) -> list[Path]:
