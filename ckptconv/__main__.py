@@ -15,14 +15,14 @@ def main() -> None:
     import os
     import sys
 
-    from .signals import deferred, describe, exit_code, install
+    from .signals import deferred, message, exit_code, install
 
     try:
         with deferred():  # click, rich and the commands: a signal waits until they are in place
             install(_held)
             from .cli import run
     except KeyboardInterrupt as e:
-        sys.stderr.write(f"error: {describe(e)}\n")
+        sys.stderr.write(f"error: {message(e)}\n")
         sys.stderr.flush()
         os._exit(exit_code(e))
     run()

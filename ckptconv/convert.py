@@ -260,7 +260,7 @@ def warnings(c: Conversion) -> list[str]:
     if defaults := c.library_defaults:
         settings = ", ".join(f"{k}={defaults[k]}" if k == "padding" else f"BN eps={defaults[k]:g}" for k in ("padding", "eps") if k in defaults)
         builder = c.variant.library(c.target.name)
-        who = builder["builder"] if "eps" in builder and builder.get("builder") else c.target.library or c.target.name
+        who = builder["builder"] if "eps" in builder and builder.get("builder") else c.target.loads_into
         out.append(f"{who}'s defaults ({settings}) compute different features from these weights: use the config printed with them (the API: Converted.config)")
     for what in c.variant.assumed:
         out.append(f"assumed {what}; pass --cfg with the run's config.yaml (or --arch) to state the model")
@@ -292,7 +292,7 @@ def _read_back(c: Conversion, written: Path, report: Report) -> None:
     every tensor of the conversion, with its shape and dtype, and its bytes' CRC-32 equal to the
     source record's (tensors copied file to file) or to the converted tensor's (cast, or the first
     conv reversed). Raises ``VerificationError`` before anything is published."""
-    found = written_records(written, c.target.loader)
+    found = written_records(written, c.target.library.loads, c.target.library.title)
     problem = None
     for key, t in c.tensors.items():
         span = c.copies.spans.get(key)

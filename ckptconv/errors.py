@@ -7,7 +7,6 @@ fix="pass --arch b1")`` renders as ``s5.b3.dwise.weight: shape ... (480, 1, 5, 5
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1  # conversion or verification failed
 EXIT_USAGE = 2  # the command line, a table or the file system is not usable as given
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)

@@ -60,7 +60,7 @@ class Fields:
         if key in self.data:
             return self.data[key]
         if default is _MISSING:
-            self.fail(f"{self.shown or 'the file'} needs {self.at(key)!r}")
+            self.fail(f"{self.shown or 'the file'} needs {key!r}")
         return default
 
     def text(self, key: str, default: Any = _MISSING, *, choices=None, pattern: str | None = None) -> str:

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Refused
 from .serialize import markdown, markdown_code, shell, yaml
 from .tables.pipeline import crop_pct, needed
 from .version import __version__
 
-# ``c`` below is a convert.Conversion and ``report`` a verification Report (not imported: convert
-# imports this module to write the folder), ``config`` what timm_config returns
-Conversion = Report = Any
+if TYPE_CHECKING:  # convert imports this module to write the folder: the types only, for readers
+    from .convert import Conversion
+    from .verification.report import Report
+
 
 DATASETS = {"imagenet": "imagenet-1k", "cifar10": "cifar10"}  # pycls's TRAIN.DATASET -> the Hub's dataset id
 

@@ -15,7 +15,7 @@ from .io import dtypes
 from .io.checkpoint import load
 from .io.formats import read_safetensors_header, sniff
 from .errors import CkptError
-from .io.loaders import LIBRARIES
+from .libraries import libraries
 from .options import PYCLS
 from .io.meta import decode_meta, read_meta
 from .tables.registry import Registry
@@ -84,11 +84,11 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
 def loaded_by(ckpt) -> dict[str, str]:
     """Which weight set each library's loader would take from the file (or why none)."""
     out = {}
-    for loader, library in LIBRARIES.items():
+    for lib in libraries().values():
         try:
-            out[library] = ckpt.loaded_by(loader)[0]
+            out[lib.title] = ckpt.loaded_by(lib.loads, lib.title)[0]
         except CkptError:
-            out[library] = f"the whole file as weights ({', '.join(ckpt.top_keys[:4])}): nothing it can use"
+            out[lib.title] = f"the whole file as weights ({', '.join(ckpt.top_keys[:4])}): nothing it can use"
     return out
 
 
@@ -127,7 +127,7 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
         meta, _ = read_meta(decode_meta(header.pop("__metadata__", None) or {}))
         shapes = {k: (tuple(v["shape"]), dtypes.FROM_SAFETENSORS[v["dtype"]]) for k, v in header.items()}
         out.update(kind="safetensors", top_level_keys=None, top_level=top_level_words("safetensors", list(shapes)), meta=meta, meta_words=meta_words(meta))
-        out["loaded_by"] = {library: "state_dict (the whole file)" for library in LIBRARIES.values()}
+        out["loaded_by"] = {lib.title: "state_dict (the whole file)" for lib in libraries().values()}
         out["weight_sets"] = {"state_dict": describe_set(shapes, registry, None, meta)}
         out["config"] = recorded_config(path, meta, registry)
         return out

@@ -110,7 +110,7 @@ def exit_code(interrupt: KeyboardInterrupt) -> int:
     return getattr(interrupt, "exit_code", EXIT_INTERRUPTED)
 
 
-def describe(interrupt: KeyboardInterrupt) -> str:
+def message(interrupt: KeyboardInterrupt) -> str:
     """The one line a run ends with when a signal stops it."""
     if getattr(interrupt, "message", None):
         return interrupt.message

@@ -1,4 +1,4 @@
-"""``tables.builders``: how each library builds a pycls model, or why it cannot.
+"""``ckptconv.libraries``: how each library builds a pycls model, or why it cannot.
 
 Expectations come from what the real libraries did, never from the code under test:
 - tests/data/design_space/targets.json: for 47 non-zoo models pycls 0.1.1 builds, per library the
@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from ckptconv.errors import Refused, UsageError
-from ckptconv.tables import builders, structure
+from ckptconv.errors import Refused, TableError
+from ckptconv.libraries import library as library_named
+from ckptconv.libraries.building import Built, build
+from ckptconv.tables import structure
 from ckptconv.tables.registry import registry_for
 from ckptconv.tables.variants import parse_variant, replaced
 
@@ -31,7 +33,6 @@ ZOO_TARGETS = json.loads((DATA / "targets.json").read_text())
 MM_TARGETS = json.loads((DATA / "openmmlab_targets.json").read_text())["models"]
 SIGNATURES = json.loads((DATA / "signatures.json").read_text())
 LIBRARIES = ("timm", "torchvision", "mmdet", "mmpretrain")
-KIND_OF_FAMILY = {"effnet": "efficientnet", "regnet": "regnet", "resnet": "resnet"}  # anynet: no library has it
 
 # Arguments that change no key and nothing the structure computes: BN eps and padding are the
 # caller's (norm_layer / norm_cfg, conv_cfg, from the layout's [settings]); out_indices the caller's;
@@ -125,7 +126,7 @@ def _dict_value(node: ast.Call) -> dict:
     return {k.arg: (_dict_value(k.value) if isinstance(k.value, ast.Call) else ast.literal_eval(k.value)) for k in node.keywords}
 
 
-def mm_text_meaning(library: str, built: builders.Built) -> dict:
+def mm_text_meaning(library: str, built: Built) -> dict:
     return mm_meaning(library, _dict_value(ast.parse(f"dict({built.text})", mode="eval").body))
 
 
@@ -138,14 +139,7 @@ def mm_gt_meaning(library: str, call: str) -> dict:
     return mm_meaning(library, _dict_value(node.args[0])["backbone"])
 
 
-def kinds(library: str, variant) -> list[str]:
-    """The kind a conversion to ``library`` asks for; for a family no library has, every kind."""
-    if variant.family in KIND_OF_FAMILY:
-        return [f"{library}-{KIND_OF_FAMILY[variant.family]}"]
-    return [k for k in builders.KINDS if k.startswith(f"{library}-")]
-
-
-def check_text(library: str, built: builders.Built, variant) -> None:
+def check_text(library: str, built: Built, variant) -> None:
     """What every text must be: the right kind, no eps, no out_indices, classes only in calls."""
     assert "out_indices" not in built.text and "eps" not in built.text
     if library in ("mmdet", "mmpretrain"):
@@ -157,9 +151,9 @@ def check_text(library: str, built: builders.Built, variant) -> None:
     assert built.name == (meaning["model_name"] if meaning["()"] == "timm.create_model" else "")
 
 
-def build_or_refusal(kind: str, variant):
+def build_or_refusal(library: str, variant):
     try:
-        return builders.build(kind, variant)
+        return build(library_named(library), variant)
     except Refused as e:
         assert e.fix and "\n" not in str(e), "a refusal is one line and names what to do instead"
         return e
@@ -186,17 +180,16 @@ def test_design_space_case(case, library):
     """build succeeds exactly where the real library built the model, with the same meaning, and
     refuses exactly where it could not."""
     variant, want = case_variant(case), CASE_TARGETS[case][library]
-    for kind in kinds(library, variant):
-        got = build_or_refusal(kind, variant)
-        if "cannot" in want:
-            assert isinstance(got, Refused), f"{kind} built {got} where {library} cannot: {want['cannot']}"
-            continue
-        assert isinstance(got, builders.Built), f"{kind} refused ({got}) where {library} built {want['call']}"
-        check_text(library, got, variant)
-        if library in ("mmdet", "mmpretrain"):
-            assert mm_text_meaning(library, got) == mm_gt_meaning(library, want["call"])
-        else:
-            assert call_meaning(got.text) == call_meaning(want["call"])
+    got = build_or_refusal(library, variant)
+    if "cannot" in want:
+        assert isinstance(got, Refused), f"{library} built {got} where it cannot: {want['cannot']}"
+        return
+    assert isinstance(got, Built), f"{library} refused ({got}) where it built {want['call']}"
+    check_text(library, got, variant)
+    if library in ("mmdet", "mmpretrain"):
+        assert mm_text_meaning(library, got) == mm_gt_meaning(library, want["call"])
+    else:
+        assert call_meaning(got.text) == call_meaning(want["call"])
 
 
 # --- the zoo: 36 models, and the same structures under no zoo name --------------------------------
@@ -215,7 +208,7 @@ def _zoo_expectation(name: str, library: str):
     return entry["structure_matches"], call_meaning(entry["builder"])
 
 
-def _meaning(library: str, built: builders.Built) -> dict:
+def _meaning(library: str, built: Built) -> dict:
     return mm_text_meaning(library, built) if library in ("mmdet", "mmpretrain") else call_meaning(built.text)
 
 
@@ -226,11 +219,11 @@ def test_zoo(name, library):
     where the library has no such model (RegNetY in mm: no SE)."""
     variant = registry_for().variants[name]
     expressible, meaning = _zoo_expectation(name, library)
-    got = build_or_refusal(f"{library}-{KIND_OF_FAMILY[variant.family]}", variant)
+    got = build_or_refusal(library, variant)
     if not expressible:
         assert isinstance(got, Refused)
         return
-    assert isinstance(got, builders.Built), got
+    assert isinstance(got, Built), got
     check_text(library, got, variant)
     assert _meaning(library, got) == meaning
     assert got.note == variant.library(library).get("note", "")
@@ -240,13 +233,13 @@ def test_zoo(name, library):
 @pytest.mark.parametrize("name", sorted(registry_for().variants))
 def test_zoo_fine_tuned_to_10_classes(name, library):
     variant = replaced(registry_for().variants[name], num_classes=10)
-    got = build_or_refusal(f"{library}-{KIND_OF_FAMILY[variant.family]}", variant)
+    got = build_or_refusal(library, variant)
     if isinstance(got, Refused):
         assert not _zoo_expectation(name, library)[0]
         return
     check_text(library, got, variant)  # calls: num_classes=10 at the top; mm dicts: no classes
     if library in ("mmdet", "mmpretrain"):
-        assert got == builders.build(f"{library}-{KIND_OF_FAMILY[variant.family]}", registry_for().variants[name])
+        assert got == build(library_named(library), registry_for().variants[name])
 
 
 def _gt_calls(name: str, library: str) -> list[tuple[str, bool]]:
@@ -265,12 +258,12 @@ def test_regnet_numbers_as_timm_and_torchvision_compute_them(name):
     elsewhere pycls's per-stage lists, as the GT's matching BlockParams call."""
     anonymous = replaced(registry_for().variants[name], zoo="", libraries={})
     timm_cfg = [c for c, ok in _gt_calls(name, "timm") if "RegNetCfg" in c and ok]
-    assert call_meaning(builders.build("timm-regnet", anonymous).text) == call_meaning(timm_cfg[0])
+    assert call_meaning(build(library_named("timm"), anonymous).text) == call_meaning(timm_cfg[0])
 
     calls = _gt_calls(name, "torchvision")
     from_init = [ok for c, ok in calls if "from_init_params" in c]
     want = next(c for c, ok in calls if ok and ("from_init_params" in c) == from_init[0] and "BlockParams" in c)
-    got = builders.build("torchvision-regnet", anonymous)
+    got = build(library_named("torchvision"), anonymous)
     assert call_meaning(got.text) == call_meaning(want)
     assert bool(got.note) == (not from_init[0])  # the note says from_init_params was not used
 
@@ -281,8 +274,8 @@ def test_mm_from_numbers_alone(name, library):
     """mm's RegNet and ResNet decisions hold without the variant file's builder."""
     anonymous = replaced(registry_for().variants[name], zoo="", libraries={})
     expressible, meaning = _zoo_expectation(name, library)
-    got = build_or_refusal(f"{library}-{KIND_OF_FAMILY[anonymous.family]}", anonymous)
-    assert isinstance(got, builders.Built) == expressible
+    got = build_or_refusal(library, anonymous)
+    assert isinstance(got, Built) == expressible
     if expressible:
         assert mm_text_meaning(library, got) == meaning
 
@@ -293,7 +286,7 @@ def test_resnets_and_effnets_from_numbers_alone(name, library):
     """timm's and torchvision's ResNet and EfficientNet rules reproduce the GT's builder from the
     numbers (a named builder where the library has one of this structure)."""
     anonymous = replaced(registry_for().variants[name], zoo="", libraries={})
-    got = builders.build(f"{library}-{KIND_OF_FAMILY[anonymous.family]}", anonymous)
+    got = build(library_named(library), anonymous)
     expressible, meaning = _zoo_expectation(name, library)
     assert expressible
     if anonymous.family == "resnet":
@@ -323,30 +316,32 @@ def test_regnet_widths_in_torch_float32(numbers):
     variant = parse_variant({"variant": {"name": "custom", "num_classes": 10}, "regnet": dict(depth=depth, w0=w0, wa=wa, wm=wm, group_w=8)})
     assert len(stages) == len(variant.depths) == 4
     same = (stages, [widths.count(w) for w in stages]) == (list(variant.widths), list(variant.depths))
-    assert isinstance(build_or_refusal("timm-regnet", variant), builders.Built) == same
-    assert ("from_init_params" in builders.build("torchvision-regnet", variant).text) == same
+    assert isinstance(build_or_refusal("timm", variant), Built) == same
+    assert ("from_init_params" in build(library_named("torchvision"), variant).text) == same
     assert same == ((w0, wm) != (120, 2.1))  # the data exercise both branches: the four 120 x 2.1 models differ
 
 
 # --- the interface ------------------------------------------------------------------------------
 
 
-def test_kinds():
-    assert set(builders.KINDS) == {f"{lib}-{arch}" for lib in LIBRARIES for arch in ("efficientnet", "regnet", "resnet")}
-    with pytest.raises(UsageError):
-        builders.build("keras-resnet", registry_for().variants["resnet50"])
+def test_an_unknown_library_names_the_known_ones():
+    with pytest.raises(TableError) as e:
+        library_named("keras")
+    assert all(name in e.value.fix for name in LIBRARIES)
 
 
-def test_a_kind_of_another_family_is_refused_naming_the_right_one():
+def test_a_library_without_the_family_is_refused_naming_the_ones_with_it():
+    """pycls's own layout builds nothing through a library: asked to, it names the libraries that
+    build the model (the GT built resnet50 in all four)."""
     with pytest.raises(Refused) as e:
-        builders.build("mmdet-efficientnet", registry_for().variants["resnet50"])
-    assert "mmdet (ResNet)" in e.value.fix
+        build(library_named("pycls"), registry_for().variants["resnet50"])
+    assert all(f"{lib} (" in e.value.fix for lib in LIBRARIES)
 
 
 def test_refusals_name_the_targets_that_can():
     """regnetx_stride1: the design-space GT built it in torchvision, mmdet and mmpretrain, not timm."""
     with pytest.raises(Refused) as e:
-        builders.build("timm-regnet", case_variant("regnetx_stride1"))
+        build(library_named("timm"), case_variant("regnetx_stride1"))
     built = [lib for lib in LIBRARIES if "call" in CASE_TARGETS["regnetx_stride1"][lib]]
     assert built == ["torchvision", "mmdet", "mmpretrain"]
     assert all(f"{lib} (" in e.value.fix for lib in built)

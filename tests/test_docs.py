@@ -11,7 +11,6 @@ import shlex
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]

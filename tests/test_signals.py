@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 # the writers' steps, as (module, function, after): each is a moment as it begins, and the
 # publishing ones (after=True) a moment as they end too (the outputs are then published)

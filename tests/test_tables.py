@@ -147,6 +147,7 @@ def _layout_table(rules: str, extra: str = "") -> str:
     [layout]
     name = "t"
     version = 1
+    library = "mmdet"
     reference = "mmdet"
     {extra}
     [index]

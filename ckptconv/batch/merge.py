@@ -19,6 +19,7 @@ from ..fields import Fields
 from ..io.files import MAX_REPORT_BYTES, atomic_write, check_regular, check_report_output
 from ..io.meta import HEX64
 from ..io.paths import Planned, check_plan
+from ..tables.registry import registry_for
 from .plan import STATUSES, Outcome, fine
 
 MAX_FILES = 10_000_000
@@ -119,4 +120,5 @@ def write(out: Path, merged: dict[str, Any], metafile: Path | None = None) -> No
     atomic_write(out, lambda f: f.write(json.dumps(merged, indent=2).encode()))
     if metafile is not None:
         outcomes = [Outcome(**f) for f in merged["files"]]
-        metafiles.write(metafile, metafiles.metafile(outcomes, Path(merged["plan"]["out_dir"]), metafile))
+        layouts = metafiles.openmmlab_layouts(registry_for())  # (tables of --tables dirs are the batch's, and not in its plan)
+        metafiles.write(metafile, metafiles.metafile(outcomes, Path(merged["plan"]["out_dir"]), metafile, layouts))

@@ -18,7 +18,6 @@ from ..io.files import atomic_write
 from ..io.files import check_output as check_replaceable
 from .plan import Outcome
 
-LAYOUTS = ("mmdet", "mmdet-stages", "mmpretrain")  # the OpenMMLab targets: metafiles are theirs
 FAMILY_NAMES = {"effnet": "EfficientNet", "regnet": "RegNet", "resnet": "ResNet"}
 
 
@@ -43,12 +42,17 @@ def check_names(outputs: list[str], out_dir: Path) -> None:
         seen[name] = output
 
 
-def metafile(outcomes: list[Outcome], out_dir: Path, at: Path) -> dict[str, Any]:
-    """The metafile of the converted (or up-to-date) OpenMMLab outputs, paths relative to the
-    folder of ``at`` (the metafile)."""
+def openmmlab_layouts(registry) -> tuple[str, ...]:
+    """The layouts of OpenMMLab libraries (``Library.openmmlab``): a metafile lists their outputs."""
+    return tuple(sorted({t.name for t in registry.all_layouts() if t.library.openmmlab}))
+
+
+def metafile(outcomes: list[Outcome], out_dir: Path, at: Path, layouts: tuple[str, ...]) -> dict[str, Any]:
+    """The metafile of the converted (or up-to-date) outputs of ``layouts`` (OpenMMLab's), paths
+    relative to the folder of ``at`` (the metafile)."""
     models, collections = [], {}
     for o in outcomes:
-        if o.status not in ("converted", "up to date") or o.layout not in LAYOUTS or not o.output:
+        if o.status not in ("converted", "up to date") or o.layout not in layouts or not o.output:
             continue
         collection = collections.setdefault(o.layout, {"Name": f"pycls-{o.layout}", "Metadata": {"Architecture": []}})
         family = FAMILY_NAMES.get(o.family or "")
@@ -95,11 +99,11 @@ def _scalar(value: Any) -> str:
 MARK = "# OpenMMLab metafile written by ckptconv batch --metafile"
 
 
-def check_targets(layouts: list[str]) -> None:
+def check_targets(layouts: list[str], openmmlab: tuple[str, ...]) -> None:
     """A metafile lists OpenMMLab outputs: a batch with none of them would write an empty one."""
-    if not any(layout in LAYOUTS for layout in layouts):
+    if not any(layout in openmmlab for layout in layouts):
         raise UsageError(f"--metafile lists MMDetection and mmpretrain outputs, and this batch writes {', '.join(sorted(set(layouts)))} only",
-                         fix=f"add one of {', '.join(LAYOUTS)} to --to, or leave out --metafile")  # fmt: skip
+                         fix=f"add one of {', '.join(openmmlab)} to --to, or leave out --metafile")  # fmt: skip
 
 
 def check_output(path: Path) -> None:

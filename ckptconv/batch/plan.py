@@ -4,7 +4,6 @@ written (inside --out-dir, never an input, never shared), and the report of what
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path

@@ -21,6 +21,7 @@ from ..errors import UsageError
 from ..io.files import make_out_dir
 from ..io.paths import Planned
 from ..options import Request
+from ..tables.registry import registry_for
 from ..version import __version__
 from . import inputs, metafile, plan, shard
 from .plan import Batch, Job, Outcome
@@ -59,8 +60,6 @@ class Prepared:
 def prepare_batch(request: BatchRequest) -> Prepared:
     """Everything before the first write: inputs, the plan (checked whole, report and metafile
     included), this job's share. Raises ``UsageError`` for a batch that cannot run."""
-    from ..tables.registry import registry_for
-
     registry = registry_for(request.base.tables)
     layouts = plan.target_layouts(request.targets, registry)
     entries, manifests = inputs.collect(request.sources, request.out_dir, every_epoch=request.every_epoch), inputs.manifests(request.sources)
@@ -86,8 +85,9 @@ def _replace(base: Request, **changes: Any) -> Request:
 def _check_outputs_of_share(request: BatchRequest, jobs: list[Job], share: shard.Shard | None) -> None:
     if request.metafile is None:
         return
-    metafile.check_targets([j.request.layout for j in jobs])  # the whole plan's: a share may hold none
-    metafile.check_names([j.output for j in jobs if j.request.layout in metafile.LAYOUTS and not j.publish], request.out_dir)
+    openmmlab = metafile.openmmlab_layouts(registry_for(request.base.tables))
+    metafile.check_targets([j.request.layout for j in jobs], openmmlab)  # the whole plan's: a share may hold none
+    metafile.check_names([j.output for j in jobs if j.request.layout in openmmlab and not j.publish], request.out_dir)
     if share is not None:
         raise UsageError(f"--metafile lists every output of the batch, and this job converts share {share.index + 1} of {share.count} ({share.given_by})",
                          fix="leave --metafile out of the shares, and write it with the merged report: ckptconv report merge REPORT... --out FILE --metafile META")  # fmt: skip
@@ -138,5 +138,6 @@ def run_batch(prepared: Prepared, *, workers: int, on_start: Callable[[Job], Non
         _check_report_share(request.report, prepared.identity, prepared.share)  # another share may have written it meanwhile
         plan.write_report(request.report, report)
     if request.metafile:
-        metafile.write(request.metafile, metafile.metafile(batch.outcomes, request.out_dir, request.metafile))
+        layouts = metafile.openmmlab_layouts(registry_for(request.base.tables))
+        metafile.write(request.metafile, metafile.metafile(batch.outcomes, request.out_dir, request.metafile, layouts))
     return batch, report

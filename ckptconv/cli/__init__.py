@@ -85,7 +85,7 @@ def run() -> None:
     import os
     import sys
 
-    from ..signals import describe, exit_code
+    from ..signals import message, exit_code
 
     try:
         collect_rarely()
@@ -95,7 +95,7 @@ def run() -> None:
         code = e.exit_code
     except (click.Abort, KeyboardInterrupt) as e:
         interrupt = e if isinstance(e, KeyboardInterrupt) else e.__cause__ or KeyboardInterrupt()
-        print(f"error: {describe(interrupt)}", file=sys.stderr)
+        print(f"error: {message(interrupt)}", file=sys.stderr)
         code = exit_code(interrupt)
     except SystemExit as e:
         if isinstance(e.code, str):

@@ -119,6 +119,3 @@ def expectations_from(kw: dict[str, Any], tables: tuple[Path, ...]) -> Expectati
     values["input_size"] = tuple(values["input_size"])
     return Expectations(**values, geometry=TRANSFORMS[kw["transforms"]], tables=tables)
 
-
-def existing_path(**kwargs):
-    return click.Path(exists=False, path_type=Path, **kwargs)

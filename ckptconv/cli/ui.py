@@ -87,9 +87,9 @@ class UI:
         except CkptError as e:
             self._fail(str(e), e.exit_code)
         except KeyboardInterrupt as e:
-            from ..signals import describe, exit_code
+            from ..signals import message, exit_code
 
-            self._fail(describe(e), exit_code(e))
+            self._fail(message(e), exit_code(e))
 
     def _fail(self, message: str, code: int) -> None:
         if self.json_mode:

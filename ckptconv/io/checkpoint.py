@@ -29,7 +29,6 @@ from . import dtypes
 from .files import Opened
 from .formats import read_safetensors_header, sniff
 from .hashing import tensors_digest
-from .loaders import LOADERS
 from .meta import cfg_of, decode_meta, plain_meta, read_meta
 from .zipindex import Span, TensorRef, ZipIndex, read_index
 
@@ -88,9 +87,10 @@ class Checkpoint:
             )
         return weights, sets[weights]
 
-    def loaded_by(self, loader: str) -> tuple[str, StateDict]:
-        """The weight set a library's loader takes from this file (see ``LOADERS``)."""
-        for name in LOADERS[loader]:
+    def loaded_by(self, loads: tuple[str, ...], loader: str) -> tuple[str, StateDict]:
+        """The weight set a library's loader takes from this file: the first of ``loads`` it holds
+        ("best": pycls's pick), else the whole file (``Library.loads``; ``loader`` names it)."""
+        for name in loads:
             if name == "best" and self.kind == "pycls":
                 return self.select("best")
             if name in self.weight_sets:
@@ -191,8 +191,8 @@ def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:
     return crc
 
 
-def written_records(path: Path, loader: str) -> dict[str, tuple[tuple[int, ...], str, int]]:
-    """Each tensor of the weight set ``loader`` takes from a file just written: its shape, dtype
+def written_records(path: Path, loads: tuple[str, ...], loader: str) -> dict[str, tuple[tuple[int, ...], str, int]]:
+    """Each tensor of the weight set a loader (``loads``) takes from a file just written: its shape, dtype
     and the CRC-32 of its bytes where the file's own index (zip central directory and data.pkl;
     safetensors header) puts them, read through a small buffer: nothing is mapped or kept."""
     buf = bytearray(CHUNK)
@@ -203,7 +203,7 @@ def written_records(path: Path, loader: str) -> dict[str, tuple[tuple[int, ...],
         with path.open("rb") as f:
             return {k: (shape, dtype, file_crc(f.fileno(), Span(start + a, b - a, 0), buf, str(path))) for k, (shape, dtype, (a, b)) in entries.items()}
     ckpt = load(path)
-    name, sd = ckpt.loaded_by(loader)
+    name, sd = ckpt.loaded_by(loads, loader)
     refs, out = ckpt.refs.get(name, {}), {}
     with path.open("rb") as f:
         for key, t in sd.items():

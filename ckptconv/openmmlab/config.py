@@ -264,7 +264,7 @@ def class_parameters() -> dict[str, dict[str, list[str]]]:
 def check_keys(part: Any, where: str, table: Layout, found: Found) -> None:
     """Every key of a backbone or neck dict must be a parameter its class takes, or mmengine cannot
     build the model (an EfficientNet fragment merged into a ResNet backbone keeps its depth)."""
-    library = table.builder.partition("-")[0]
+    library = table.library.name
     params = class_parameters().get(library, {}).get(str(part.get("type"))) if isinstance(part, dict) else None
     if params is None:
         return

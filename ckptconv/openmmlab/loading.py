@@ -33,6 +33,7 @@ from mmengine.runner import CheckpointLoader
 
 from ..convert import checked
 from ..io.checkpoint import load
+from ..libraries import library
 from ..errors import UsageError, VerificationError
 from .scheme import parse_scheme, schemes
 from .transforms import PyclsResizeCrop
@@ -68,7 +69,7 @@ def weights_for(checkpoint: str, layout: str | None = None, channel_order: str |
         if made and made != PYCLS:  # converted already: read it as mmengine does
             if layout and layout != made:
                 raise UsageError(f"{path} holds the {made} layout, not {layout}", fix=f"pass layout='{made}' or convert it again")
-            return ckpt.loaded_by("mmengine")[1], ckpt.meta
+            return ckpt.loaded_by(library("mmdet").loads, "mmengine")[1], ckpt.meta  # mmdet's and mmpretrain's loader: mmengine's
     converted, _ = checked(Request(source=Path(path), layout=scheme_layout or layout or DEFAULT_LAYOUT, channel_order=scheme_order or channel_order))
     return converted.tensors, converted.meta
 

@@ -1,6 +1,6 @@
 """The ``pycls-<layout>[-bgr]://`` checkpoint names of ``ckptconv.mmengine``, torch- and mmengine-free.
 
-Every layout whose library loads through mmengine (``[layout] loader = "mmengine"``: mmdet,
+Every layout of an OpenMMLab library (``ckptconv/libraries``: mmdet, mmpretrain; the layouts mmdet,
 mmdet-stages, mmpretrain, and any such table added) has a scheme; the ``-bgr`` schemes keep
 pycls's BGR order, the others write RGB, as the CLI does. mmengine matches scheme prefixes as
 regular expressions anchored at the start of the name, longest string first only where one is a
@@ -24,7 +24,7 @@ def scheme(layout: str, order: str = "rgb") -> str:
 
 def schemes(registry) -> list[tuple[str, str, str]]:
     """(scheme, layout, channel order) for every layout mmengine loads."""
-    names = sorted({t.name for t in registry.all_layouts() if t.loader == "mmengine"})
+    names = sorted({t.name for t in registry.all_layouts() if t.library.openmmlab})
     return [(scheme(name, order), name, order) for name in names if re.fullmatch(NAME_IN_SCHEME, name) for order in ORDERS]
 
 

@@ -1,4 +1,5 @@
-"""The model families, and the reference models each can be verified with. torch-free.
+"""The model families. torch-free. (The reference models each can be verified with are their
+libraries': ``ckptconv/libraries``.)
 
 A family is a kind of pycls network whose models differ only in numbers, so one set of tables
 (``mappings/<family>/layouts``) maps them all: EfficientNet (pycls's EffNet); RegNet (an AnyNet with
@@ -14,7 +15,7 @@ Points (pycls's feature points) and reference levels may hold ``{n}`` (stage n, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -22,54 +23,18 @@ class Family:
     name: str
     title: str
     points: tuple[str, ...]  # pycls feature points, in forward order (``s{n}``: every stage)
-    references: dict[str, tuple[str, ...]] = field(default_factory=dict)  # reference name -> its levels
     paddable: bool = False  # a library may pad its convolutions TF-"same" (mmcv's Conv2dAdaptivePadding): verify --padding applies
 
 
 _EFFNET_POINTS = ("stem", "s{n}", "head", "logits")  # after the stem, each stage, head conv+BN+SiLU, fc
 _ANYNET_POINTS = ("stem", "s{n}", "logits")  # after the stem, each stage, the fc
-_RESNET_LIKE = {  # mmdet/mmpretrain RegNet, ResNet, ResNeXt; timm's and torchvision's ResNet (resnet only)
-    "mmdet-resnet": ("stem", "layer{n}"),
-    "mmpretrain-resnet": ("backbone.stem", "backbone.layer{n}", "logits"),
-    "resnet": ("stem", "layer{n}", "logits"),
-}
 
 FAMILIES: dict[str, Family] = {
-    "effnet": Family(
-        "effnet", "EfficientNet (pycls EffNet)", _EFFNET_POINTS,
-        {
-            "pycls": _EFFNET_POINTS,
-            "mmdet": ("layers.{i}",),
-            "mmdet-stages": ("conv1", "layer{n}"),
-            "mmpretrain": ("backbone.layers.{i}", "logits"),
-            "timm": ("bn1", "blocks.{i}", "bn2", "logits"),
-            "torchvision": ("features.{i}", "logits"),
-        },
-        paddable=True,
-    ),
-    "regnet": Family(
-        "regnet", "RegNet and AnyNet with the 3x3 stem and bottleneck blocks (pycls RegNet, AnyNet)", _ANYNET_POINTS,
-        {
-            "pycls": _ANYNET_POINTS,
-            "mmdet-resnet": _RESNET_LIKE["mmdet-resnet"],
-            "mmpretrain-resnet": _RESNET_LIKE["mmpretrain-resnet"],
-            "timm-regnet": ("stem", "s{n}", "logits"),
-            "torchvision-regnet": ("stem", "trunk_output.block{n}", "logits"),
-        },
-    ),
-    "resnet": Family(
-        "resnet", "ResNet and ResNeXt (pycls AnyNet with the ResNet or CIFAR stem, and models/resnet.py)", _ANYNET_POINTS,
-        {"pycls": _ANYNET_POINTS, **_RESNET_LIKE},
-    ),
-    "anynet": Family(
-        "anynet", "other AnyNets (vanilla blocks, or basic blocks behind the 3x3 stem): pycls only", _ANYNET_POINTS,
-        {"pycls": _ANYNET_POINTS},
-    ),
-}  # fmt: skip
-
-
-def family(name: str) -> Family:
-    return FAMILIES[name]
+    "effnet": Family("effnet", "EfficientNet (pycls EffNet)", _EFFNET_POINTS, paddable=True),
+    "regnet": Family("regnet", "RegNet and AnyNet with the 3x3 stem and bottleneck blocks (pycls RegNet, AnyNet)", _ANYNET_POINTS),
+    "resnet": Family("resnet", "ResNet and ResNeXt (pycls AnyNet with the ResNet or CIFAR stem, and models/resnet.py)", _ANYNET_POINTS),
+    "anynet": Family("anynet", "other AnyNets (vanilla blocks, or basic blocks behind the 3x3 stem): pycls only", _ANYNET_POINTS),
+}
 
 
 def expand(pattern: str, stages: int) -> list[str]:

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Refused, TableError
-from ..io.loaders import LOADERS
+from ..libraries import Library, library
 from ..fields import Fields
 from .families import FAMILIES, Family
 from ..options import NAME, ORDERS, PADDINGS, PREFIX
 from ..options import GEOMETRY, Geometry
-from .builders import ARCHES, KINDS, Built, build
+from ..libraries.building import Built, build
 from .pipeline import Pipeline
 
 INT_PLACEHOLDERS = ("stage", "block")
@@ -100,10 +100,10 @@ class Layout:
     name: str
     version: int
     summary: str
-    library: str
+    library: Library  # ckptconv/libraries: its loader, reference models, builders
+    model_class: str  # the library class the layout loads into, in words (the table's ``class``)
     reference: str
     container: str
-    loader: str  # how the library picks a weight set from a file (see LOADERS)
     prefix: str
     settings: dict[str, Any]
     library_defaults: dict[str, Any]
@@ -117,9 +117,13 @@ class Layout:
     pipeline: Pipeline = Pipeline("rgb", 1.0, "")
     refuse: tuple["Refusal", ...] = ()
     stage_offset: int = 0
-    builder: str = ""  # a builders.KINDS entry: how the library builds a model from its numbers
     path: str = ""
     digest: str = ""  # sha256 of the table file: outputs record it, so batch knows a changed table
+
+    @property
+    def loads_into(self) -> str:
+        """The library and class, in words: "timm (efficientnet_bN)"."""
+        return self.model_class or self.library.title
 
     @property
     def table_id(self) -> str:
@@ -146,7 +150,7 @@ class Layout:
     def built(self, variant) -> Built | None:
         """How the layout's library builds ``variant`` through its public API (None for a layout
         without a library builder, pycls's own); raises Refused when its classes cannot."""
-        return build(self.builder, variant) if self.builder else None
+        return build(self.library, variant) if self.library.builders else None
 
     def needs(self, variant) -> dict[str, Any]:
         """What the weights of ``variant`` need in this layout's library: the table's padding, the
@@ -170,9 +174,6 @@ class Layout:
         pattern = self.config.get("out_level")
         return indexed_levels(pattern, self.levels_for(variant)) if pattern else {}
 
-    def fingerprint(self) -> dict[str, Any]:
-        """What identifies the table an output was made with (name, version, content)."""
-        return {"name": self.name, "version": self.version, "sha256": self.digest}
 
 
 def _compile(pattern: str, names: dict[str, dict[str, str]], fail) -> re.Pattern[str]:
@@ -293,9 +294,9 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(name == p or re.fullmatch(as_regex(p), name.replace("{n}", "0").replace("{i}", "0").replace("{h}", "0")) for p in patterns)
 
 
-def _levels(f: Fields, family: Family, reference: str) -> dict[str, str]:
+def _levels(f: Fields, family: Family, reference: str, lib: Library) -> dict[str, str]:
     levels = f.strings("levels", {})
-    known = family.references[reference]
+    known = lib.references[family.name][reference].levels
     for level, point in levels.items():
         if not _matches(level, known):
             f.fail(f"[levels] {level!r} is not an output of the {reference} reference", fix=f"use {', '.join(known)}")
@@ -401,50 +402,36 @@ def _index(f: Fields) -> tuple[tuple[int, ...], int, int, bool]:
     return layers, index.integer("stage_offset", 0, lo=-1, hi=64), index.integer("first_block", 0, lo=0, hi=64), True
 
 
-def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str = "effnet") -> Layout:
-    """Validate a parsed layout TOML of ``family`` and compile its rules; every problem is a ``TableError``."""
-    fam = FAMILIES[family]
-    f = Fields(data, "", TableError, str(path))
-    f.only(SECTIONS)
+def _head(f: Fields, path: Path, family: str) -> dict[str, Any]:
+    """``[layout]``: the name (its file's), the library (``ckptconv/libraries``) and which of its
+    reference models verifies the layout, how the file holds the weights, the default prefix."""
     head = f.section("layout")
-    head.only({"name", "version", "summary", "library", "reference", "container", "loader", "prefix", "builder"})
+    head.only({"name", "version", "summary", "library", "class", "reference", "container", "prefix"})
     name = head.text("name", pattern=NAME)
     if path.stem != name:
         f.fail(f"layout {name!r} must live in {name}.toml")
-    reference = head.text("reference", choices=tuple(fam.references))
-    builder = head.text("builder", "", choices=("", *KINDS))
-    if builder and ARCHES[builder.partition("-")[2]] != family:
-        f.fail(f"[layout] builder {builder!r} builds {ARCHES[builder.partition('-')[2]]} models, not {family}")
+    lib = library(head.text("library", pattern=NAME), f"{path}: [layout] library")
+    reference = head.text("reference", choices=tuple(lib.references.get(family, {})))
+    return dict(name=name, version=head.integer("version", lo=1, hi=1_000_000), summary=head.text("summary", ""), library=lib,
+                model_class=head.text("class", ""), reference=reference, container=head.text("container", "state_dict", choices=CONTAINERS),
+                prefix=head.text("prefix", "", pattern=f"({PREFIX})?"))  # fmt: skip
+
+
+def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str = "effnet") -> Layout:
+    """Validate a parsed layout TOML of ``family`` and compile its rules; every problem is a ``TableError``."""
+    f = Fields(data, "", TableError, str(path))
+    f.only(SECTIONS)
+    head = _head(f, path, family)
     stage_layer, stage_offset, first_block, has_index = _index(f)
     names = _names(f)
-    levels = _levels(f, fam, reference)
+    levels = _levels(f, FAMILIES[family], head["reference"], head["library"])
     config = _config(f, levels)
     _check_fixed(f, stage_layer, levels, config)
     return Layout(
-        name=name,
-        version=head.integer("version", lo=1, hi=1_000_000),
-        summary=head.text("summary", ""),
-        library=head.text("library", ""),
-        reference=reference,
-        container=head.text("container", "state_dict", choices=CONTAINERS),
-        loader=head.text("loader", "mmengine", choices=LOADERS),
-        prefix=head.text("prefix", "", pattern=f"({PREFIX})?"),
-        builder=builder,
-        settings=_settings(f),
-        library_defaults=_library_defaults(f),
-        stage_layer=stage_layer,
-        stage_offset=stage_offset,
-        first_block=first_block,
-        names=names,
-        rules=_rules(f, names, has_index),
-        levels=levels,
-        config=config,
-        family=family,
-        pipeline=_pipeline(f),
-        refuse=_refuse(f),
-        path=str(path),
-        digest=digest,
-    )
+        **head, settings=_settings(f), library_defaults=_library_defaults(f), stage_layer=stage_layer, stage_offset=stage_offset,
+        first_block=first_block, names=names, rules=_rules(f, names, has_index), levels=levels, config=config, family=family,
+        pipeline=_pipeline(f), refuse=_refuse(f), path=str(path), digest=digest,
+    )  # fmt: skip
 
 
 def file_digest(raw: bytes) -> str:

@@ -20,13 +20,13 @@ from .variants import Variant
 def _input_note(layout: Layout, pre: Preprocess) -> str:
     if not pre.flip or layout.pipeline.flip_flag:
         return ""
-    return (f"# These weights take {pre.feeds.upper()} input and {layout.library or layout.name} feeds "
+    return (f"# These weights take {pre.feeds.upper()} input and {layout.loads_into} feeds "
             f"{layout.pipeline.reads.upper()}: reverse the channels after the transforms (x = x.flip(0)),\n"
             "# or convert again with --channel-order rgb (the default).\n")  # fmt: skip
 
 
 def _load_note(layout: Layout, checkpoint: Path | None) -> str:
-    if checkpoint is None or checkpoint.suffix != ".safetensors" or layout.loader != "mmengine":
+    if checkpoint is None or checkpoint.suffix != ".safetensors" or not layout.library.openmmlab:
         return ""
     return ("# mmengine reads a .safetensors checkpoint through torch.load from torch 2.13 on (with the\n"
             "# safetensors package installed); with an older torch, convert to .pth instead.\n")  # fmt: skip
@@ -66,7 +66,7 @@ def _load_weights(checkpoint: str, path: Path | None) -> str:
 
 def _library_values(layout: Layout, variant: Variant, used: set[str]) -> dict[str, str]:
     """``builder``, ``library_name`` and ``builder_note``: how the layout's library builds the model
-    (its builder kind, from the model's numbers), else the variant's ``[libraries.<layout>]``."""
+    (``ckptconv/libraries/<library>.py``, from the model's numbers), else the variant's ``[libraries.<layout>]``."""
     built = layout.built(variant)
     if built is not None:
         text = built.text
@@ -77,7 +77,7 @@ def _library_values(layout: Layout, variant: Variant, used: set[str]) -> dict[st
     for key, placeholder in (("builder", "builder"), ("name", "library_name")):
         if placeholder in used and not entry.get(key):
             raise TableError(f"the {layout.name} table's config needs the model's {key}, which {variant.name} has none of",
-                             fix=f"name a builder kind in the table's [layout] builder, or add [libraries.{layout.name}] {key} to {variant.path or variant.name + '.toml'}")  # fmt: skip
+                             fix=f"give the table's library a builder of {variant.family} models (ckptconv/libraries/), or add [libraries.{layout.name}] {key} to {variant.path or variant.name + '.toml'}")  # fmt: skip
         out[placeholder] = entry.get(key, "")
     out["builder_note"] = f"# {entry['note']}\n" if entry.get("note") else ""
     return out

@@ -237,7 +237,7 @@ def _drift_words(report: Report, arith, rounded: bool) -> str:
 def _judge_levels(report: Report, layout: Layout, variant: Variant, arith, rounded: bool) -> None:
     bad = next((lv for lv in report.levels if not lv.ok), None)
     if bad is None:
-        how = "bit for bit" + (f", pycls computed as {layout.library or layout.name} computes ({arith.describe()})" if arith != models.PYCLS_ARITH else "")
+        how = "bit for bit" + (f", pycls computed as {layout.loads_into} computes ({arith.describe()})" if arith != models.PYCLS_ARITH else "")
         report.add("numeric", True, f"all {len(report.levels)} levels equal pycls's {how} ({report.settings})" + _drift_words(report, arith, rounded))
         return
     need = layout.needs(variant)

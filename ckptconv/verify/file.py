@@ -94,7 +94,7 @@ def _check_sets(report: Report, ckpt: Checkpoint, loaded: str, match: detect.Mat
         if differ:
             more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
             report.add("weight sets", False, f"weight sets {loaded} and {name} disagree ({engine.group_keys(differ[:4])}{more}): "
-                       f"{match.layout.library or match.layout_name} loads {loaded}; keep one set, or make them equal")  # fmt: skip
+                       f"{match.layout.library.title} loads {loaded}; keep one set, or make them equal")  # fmt: skip
             return
     report.add("weight sets", True, f"{', '.join(ckpt.weight_sets)} hold the same weights; {match.layout_name} loads {loaded}")
 
@@ -206,7 +206,7 @@ def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report
     recorded = detect.recorded_model(ckpt.meta, registry)
     extra = [recorded] if recorded is not None else []
     match = identify(first_sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"), extra)
-    loaded, sd = ckpt.loaded_by(match.layout.loader)
+    loaded, sd = ckpt.loaded_by(match.layout.library.loads, match.layout.library.title)
     if loaded != first:
         match = identify(sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"), extra)
     _check_applies(opts, match)

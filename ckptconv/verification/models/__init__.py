@@ -11,34 +11,17 @@ import torch
 from torch import nn
 
 from ...errors import TableError
+from ...libraries import references
 from ...tables.variants import Variant
-from .anynet import MMDetResNet, MMPretrainResNet, PyclsAnyNet, ResNet, TimmRegNet, TorchvisionRegNet
 from .ops import PYCLS_ARITH, Arith, Build
-from .mm import MMDetEfficientNet, MMDetStagesEfficientNet, MMPretrainClassifier
-from .pycls import EffNet
-from .timm import TimmEfficientNet
-from .torchvision import TorchvisionEfficientNet
-
-REFERENCES: dict[str, dict[str, type[nn.Module]]] = {  # family -> reference name (a table's) -> model
-    "effnet": {
-        "pycls": EffNet,
-        "mmdet": MMDetEfficientNet,
-        "mmdet-stages": MMDetStagesEfficientNet,
-        "mmpretrain": MMPretrainClassifier,
-        "timm": TimmEfficientNet,
-        "torchvision": TorchvisionEfficientNet,
-    },
-    "regnet": {"pycls": PyclsAnyNet, "mmdet-resnet": MMDetResNet, "mmpretrain-resnet": MMPretrainResNet, "timm-regnet": TimmRegNet, "torchvision-regnet": TorchvisionRegNet},
-    "resnet": {"pycls": PyclsAnyNet, "mmdet-resnet": MMDetResNet, "mmpretrain-resnet": MMPretrainResNet, "resnet": ResNet},
-    "anynet": {"pycls": PyclsAnyNet},
-}
 
 
 def reference_class(reference: str, variant: Variant) -> type[nn.Module]:
-    known = REFERENCES.get(variant.family, {})
+    """The reference model a table names for ``variant``'s family (its library's: ``ckptconv/libraries``)."""
+    known = references(variant.family)
     if reference not in known:
         raise TableError(f"no reference model {reference!r} for {variant.family}", fix=f"use one of {', '.join(known)}")
-    return known[reference]
+    return known[reference].load()
 
 
 def arith_of(reference: str, variant: Variant) -> Arith:
