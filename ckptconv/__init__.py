@@ -4,8 +4,8 @@ torchvision, and prove the converted weights compute what pycls computed.
 Importing the package is cheap: the API module is imported on first use (the command line's signal
 handlers are in place a few milliseconds after the interpreter starts), and torch only when a
 function that handles tensors runs.
-The API (see ``ckptconv.api``): ``convert_checkpoint``, ``verify_checkpoint``, ``inspect_checkpoint``,
-``supported``; every failure is a ``CkptError``.
+The API (see ``ckptconv.api``): ``convert_checkpoint``, ``convert_batch``, ``verify_checkpoint``,
+``inspect_checkpoint``, ``supported``; every failure is a ``CkptError``.
 """
 
 from .version import __version__
@@ -22,12 +22,12 @@ from .errors import (
 )
 
 __all__ = [
-    "__version__", "Converted", "convert_checkpoint", "verify_checkpoint", "inspect_checkpoint", "supported",
+    "__version__", "Converted", "Batched", "convert_checkpoint", "convert_batch", "verify_checkpoint", "inspect_checkpoint", "supported",
     "CkptError", "UsageError", "Refused", "TableError", "FormatError", "UnsafePickleError", "MappingError",
     "VerificationError", "OutputError",
 ]  # fmt: skip
 
-_API = ("Converted", "convert_checkpoint", "verify_checkpoint", "inspect_checkpoint", "supported")
+_API = ("Converted", "Batched", "convert_checkpoint", "convert_batch", "verify_checkpoint", "inspect_checkpoint", "supported")
 
 
 def __getattr__(name: str):

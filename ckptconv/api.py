@@ -9,6 +9,7 @@
     ckptconv.convert_checkpoint("RegNetY-800MF_dds_8gpu.pyth", "timm", output="regnety.pth")
     report = ckptconv.verify_checkpoint("regnety.pth")                    # report.ok, report.first_failure
     ckptconv.inspect_checkpoint("RegNetY-800MF_dds_8gpu.pyth")           # what the file holds
+    batch = ckptconv.convert_batch(["zoo/"], "out", layouts=["mmdet", "timm"])  # batch.ok, batch.report
 
 Every failure is a ``ckptconv.CkptError`` (``UsageError``, ``Refused``, ``FormatError``,
 ``MappingError``, ``VerificationError``, ...): the one-line message the CLI prints, with ``.fix``.
@@ -104,6 +105,42 @@ def convert_checkpoint(source: str | Path, layout: str = "mmdet", *, output: str
         c, report = checked(request)
     tensors = {k: v.clone() for k, v in c.tensors.items()} if copy else c.tensors
     return Converted(tensors, c.target.name, c.variant.name, c.config, c.meta, report, warnings(c), request.output)
+
+
+@dataclass(frozen=True)
+class Batched:
+    """A batch's result: ``report`` is what ``ckptconv batch --report`` writes (every file's status,
+    output and sha256s, the summary and the plan's identity); ``ok`` is its verdict."""
+
+    ok: bool
+    report: dict[str, Any]
+
+
+@_in_api_words
+def convert_batch(sources: list[str | Path] | tuple[str | Path, ...], out_dir: str | Path, *, layouts: tuple[str, ...] | list[str] = (),
+                  fmt: str = "pth", publish: bool = False, configs: bool = False, every_epoch: bool = False, report: str | Path | None = None,
+                  metafile: str | Path | None = None, shard: str | None = None, jobs: int | None = None, **options: Any) -> Batched:  # fmt: skip
+    """Convert every checkpoint in ``sources`` (files, directories, globs, manifests) under
+    ``out_dir``, as ``ckptconv batch`` does: the whole plan is checked before anything is written,
+    ``jobs`` workers convert (default: the machine's cores), each output is published whole.
+    ``layouts`` are the ``--to`` values (default mmdet; ``"all"``); ``options`` the conversion's
+    (see ``convert_checkpoint``). A file that fails is in the report; a ``CkptError`` is raised
+    only when the batch cannot run (``UsageError``: two inputs writing one output, ...)."""
+    import os
+
+    from .batch.run import BatchRequest, prepare_batch, run_batch
+    from .options import Request, build
+
+    base = build(Request, "convert_batch", **options, source=".")
+    request = BatchRequest(sources=tuple(str(s) for s in sources), out_dir=Path(out_dir), base=base, targets=tuple(layouts), fmt=fmt,
+                           publish=publish, configs=configs, every_epoch=every_epoch, report=_path(report), metafile=_path(metafile),
+                           shard=shard)  # fmt: skip
+    batch, written = run_batch(prepare_batch(request), workers=jobs or os.cpu_count() or 1)
+    return Batched(batch.ok, written)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 @_in_api_words

@@ -603,3 +603,24 @@ def test_configs_asked_on_a_rerun_are_written_for_up_to_date_outputs(cli, zoo, t
         written = (tmp_path / "a" / layout / "EN-B0_dds_8gpu.py").read_text()
         fresh = (tmp_path / "b" / layout / "EN-B0_dds_8gpu.py").read_text()
         assert written == fresh.replace(str(tmp_path / "b"), str(tmp_path / "a")), layout
+
+
+def test_the_api_batch_is_the_commands_batch(cli, zoo, tmp_path):
+    """``ckptconv.convert_batch`` runs what ``ckptconv batch`` runs: the same files, statuses and
+    outputs (bytes) in its report; a batch that cannot run raises in the API's words, writing nothing."""
+    import ckptconv
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for arch in ("b0", "b3"):
+        shutil.copy(zoo / f"EN-{arch.upper()}_dds_8gpu.pyth", good)
+    by_api = ckptconv.convert_batch([good], tmp_path / "api", layouts=["mmdet", "timm"], jobs=1, verify="structure")
+    by_cli = cli("batch", good, "--out-dir", tmp_path / "cli", "--to", "mmdet,timm", "--jobs", "1", "--verify", "structure", "--json")
+    assert by_api.ok and by_cli.exit_code == 0
+    api_files, cli_files = by_api.report["files"], json.loads(by_cli.stdout)["files"]
+    assert [(f["source"], f["status"]) for f in api_files] == [(f["source"], f["status"]) for f in cli_files]
+    assert [f["output_sha256"] for f in api_files] == [f["output_sha256"] for f in cli_files]
+    assert [Path(f["output"]).relative_to(tmp_path / "api") for f in api_files] == [Path(f["output"]).relative_to(tmp_path / "cli") for f in cli_files]
+    with pytest.raises(ckptconv.UsageError) as e:
+        ckptconv.convert_batch([good], tmp_path / "never", layouts=["keras"])
+    assert "--to" not in str(e.value) and not (tmp_path / "never").exists()
