@@ -26,7 +26,7 @@ from .io.checkpoint import Checkpoint, load, span_values, tensor_crc, written_re
 from .io.hashing import Hashed, tensors_digest
 from .io.meta import encode_meta, plain_state_dict
 from .options import PYCLS, Expectations, Request
-from .preflight import check_request
+from .preflight import Ready, ready
 from .tables import engine
 from .tables.engine import Plan
 from .tables.families import FAMILIES
@@ -149,12 +149,10 @@ def _copies(ckpt: Checkpoint, weight_set: str, plan: Plan, source: dict, tensors
     return writer.Copies(ckpt.reads, {e.target: spans[e.source] for e in kept}, {e.target: e.source for e in kept}, shown=ckpt.path)
 
 
-def prepare(request: Request, *, source_hash: Hashed | Future | None = None) -> Conversion:
+def prepare(request: Request | Ready, *, source_hash: Hashed | Future | None = None) -> Conversion:
     """Load, select, detect, plan, check and cast; write nothing. Raises a ``CkptError`` on any misfit."""
+    request = ready(request, writes=False).request  # an unusable option or unknown name fails before anything is read
     registry = registry_for(request.tables)
-    request.check()
-    for name in (request.layout, request.source_layout):  # an unknown name fails before anything is read
-        registry.layouts_named(name)
     ckpt = load(request.source, trust_pickle=request.trust_pickle)
     weight_set, sd = ckpt.select(request.weights)
     found = _identify(request, ckpt, sd, registry)
@@ -321,10 +319,11 @@ def _write(f, fmt: str, c: Conversion) -> writer.Written:
     return writer.write_pth(f, obj, c.tensors, c.copies)
 
 
-def checked(request: Request, *, source_hash: Hashed | Future | None = None) -> tuple[Conversion, Report | None]:
+def checked(request: Request | Ready, *, source_hash: Hashed | Future | None = None) -> tuple[Conversion, Report | None]:
     """``prepare``, then the checks the request asks for, raising ``VerificationError`` when one
     fails: a conversion ready to write or use in memory (the Python API, convert on load)."""
     conversion = prepare(request, source_hash=source_hash)
+    request = conversion.request
     if request.hub:  # a model timm cannot build from config.json is refused before the checks run
         from . import hub
 
@@ -398,13 +397,14 @@ def _write_outputs(c: Conversion, output: Path, fmt: str, report: Report | None)
     return written, size
 
 
-def convert(request: Request, *, source_hash: Hashed | Future | None = None) -> Result:
+def convert(request: Request | Ready, *, source_hash: Hashed | Future | None = None) -> Result:
     """Convert ``request.source`` to ``request.output``. Raises a ``CkptError`` on any problem;
     nothing is left behind but the published outputs."""
     start = time.perf_counter()
-    fmt = check_request(request, writes=True)
+    checked_once = ready(request, writes=True)
+    request, fmt = checked_once.request, checked_once.format
     hashed = source_hash if source_hash is not None else hashing.start_hash(request.source)
-    conversion, report = checked(request, source_hash=hashed)
+    conversion, report = checked(checked_once, source_hash=hashed)
     write = _write_folder if fmt == "hub" else lambda c, out, r: _write_outputs(c, out, fmt, r)
     written, size = write(conversion, request.output, report)
     seconds = time.perf_counter() - start

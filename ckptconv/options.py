@@ -156,6 +156,9 @@ class Expectations:
     trust_pickle: bool = False
     tables: tuple[Path, ...] = ()
 
+    def __post_init__(self) -> None:
+        self.check()  # an Expectations is usable, or is not made
+
     def check(self) -> None:
         if self.weights is not None:
             choice(self.weights, WEIGHTS, "--weights")

@@ -1,14 +1,33 @@
 """What a conversion request must satisfy before anything is read or torch is imported: usable
 option values, known layouts, a regular input file, outputs that are neither inputs nor (without
---force) existing files. The CLI runs it first, so a usage error costs milliseconds; ``convert``
-runs it again for API callers. torch-free."""
+--force) existing files. Checking gives a ``Ready`` value, which ``prepare``, ``checked`` and
+``convert`` take as it is (a plain ``Request`` they check first): a request is checked once, and
+before torch is imported, so a usage error costs milliseconds. torch-free."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import UsageError
 from .io import files
-from .options import Request
+from .options import Expectations, Request
 from .tables.registry import registry_for
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A request checked whole: option values, tables, the input file and (``format`` set) the outputs."""
+
+    request: Request
+    format: str | None = None  # what it writes (pth, safetensors, hub); None: checked for a run in memory or a dry run
+
+
+def ready(request: Request | Ready, *, writes: bool) -> Ready:
+    """``request`` checked (once: a ``Ready`` checked for as much is returned as it is)."""
+    if isinstance(request, Ready) and (request.format is not None or not writes):
+        return request
+    request = request.request if isinstance(request, Ready) else request
+    return Ready(request, check_request(request, writes=writes))
 
 
 def check_request(request: Request, *, writes: bool) -> str | None:
@@ -32,3 +51,13 @@ def check_request(request: Request, *, writes: bool) -> str | None:
 
         check_folder(request.output, request.force)
     return fmt
+
+
+def check_expectations(opts: Expectations) -> None:
+    """The model and layout ``verify`` is asked to expect exist in the tables (the option values
+    checked themselves when ``opts`` was made)."""
+    registry = registry_for(opts.tables)
+    if opts.arch:
+        registry.variant(opts.arch)
+    if opts.layout:
+        registry.layouts_named(opts.layout)

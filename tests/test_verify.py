@@ -187,3 +187,28 @@ def test_verify_a_pycls_file_written_back(cli, converted, tmp_path):
     result = cli("convert", out, back, "--from", "mmdet", "--to", "pycls", "--allow-partial")
     assert result.exit_code == 0, result.output
     assert cli("verify", back, "--source", out).exit_code == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    ((), "verify needs something to verify"),
+    (("--arch", "b9", "X.pth"), "unknown arch 'b9'"),
+    (("--layout", "keras", "X.pth"), "unknown layout 'keras'"),
+    (("--eps", "2", "X.pth"), "--eps 2.0 is not a BatchNorm eps"),
+    (("missing.pth",), "no such file"),
+    (("--source", "X.pth", "X.pth", "X.pth"), "--source goes with exactly one file"),
+    (("--config", "c.py", "X.pth", "X.pth"), "--config goes with at most one FILE"),
+])  # fmt: skip
+def test_a_verify_usage_error_is_one_json_object_before_torch_loads(tmp_path, args, words):
+    """Exit 2, one JSON object on stdout naming the error (as README promises for --json), and no
+    torch import: a typo in CI costs milliseconds."""
+    import subprocess
+    import sys
+
+    (tmp_path / "X.pth").write_bytes(b"not read")
+    code = ("import sys, json\nfrom ckptconv.cli import main\n"
+            f"try:\n    main(['verify', '--json', *{list(args)!r}])\nexcept SystemExit as e:\n    print(json.dumps([e.code, 'torch' in sys.modules]))")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    *printed, last = run.stdout.strip().splitlines()
+    assert json.loads(last) == [2, False], run.stderr
+    shown = json.loads("\n".join(printed))
+    assert shown["ok"] is False and shown["exit_code"] == 2 and words in shown["error"], shown

@@ -17,7 +17,7 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> Non
     with ui.guard():
         from ..io.hashing import start_hash
 
-        from ..preflight import check_request
+        from ..preflight import ready
 
         if fields.get("layout") is None:
             from ..tables.registry import registry_for
@@ -26,7 +26,7 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> Non
             raise UsageError("convert needs --to LAYOUT: the layout to write", fix=f"add --to with one of {names} (ckptconv mappings lists them)")
         dry_run = kw["dry_run"]
         request = request_from(kw, ctx_obj.tables, source=src, output=None if dry_run else out, config_out=kw["config_out"], **fields)
-        check_request(request, writes=not dry_run)  # a usage error costs no torch import
+        request = ready(request, writes=not dry_run)  # checked once, before torch: a usage error costs milliseconds
         # hash the input on the other core while this one imports torch
         hashed = start_hash(src) if not dry_run else None
         from ..signals import done, import_torch

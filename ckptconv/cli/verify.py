@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..verify.many import planned
 from .options import expectations_from, verify_options
 from .ui import UI, _escape
 
@@ -30,46 +31,56 @@ def verify_cmd(obj, targets, config, report_path, **kw) -> None:
     """
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
+        opts = expectations_from(kw, obj.tables)  # every usage error before torch loads, in --json's object too
+        _check_usage(config, list(targets))
+        found = planned(list(targets), opts, report_path) if config is None else []
         from ..signals import done, import_torch
 
         import_torch()
         from ..verify.many import verify_all
 
-        opts = expectations_from(kw, obj.tables)
         show = None if ui.quiet else (lambda report: _show(ui, report))
         if config is not None:
             summary = _with_config(config, list(targets), opts, report_path, show)
-        elif not targets:
-            raise click.UsageError("give FILE, DIR or REPORT.json to verify (or --config CFG)")
         else:
-            summary = verify_all(list(targets), opts, report_path=report_path, on_report=show)
+            summary = verify_all(found, opts, report_path=report_path, on_report=show)
         done()  # the report is written: a signal now changes nothing
-        results = summary.results
-        if ui.json_mode:
-            ui.json(summary.to_dict())
-        else:
-            if len(results) > 1 and not ui.quiet:
-                ui.table("summary", ["file", "arch", "layout", "result"],
-                         [(r["path"], r.get("arch", "?"), r.get("layout", "?"), "pass" if r["ok"] else "FAIL") for r in results])  # fmt: skip
-            for r in results:
-                if not r["ok"]:
-                    ui.error(f"{r['path']}: {r['first_failure']}")
-            if summary.ok and not ui.quiet:
-                ui.success(f"{len(results)} file(s) verified")
+        _render(ui, summary)
         if not summary.ok:
             raise SystemExit(1)
 
 
+def _check_usage(config: Path | None, targets: list[Path]) -> None:
+    from ..errors import UsageError
+
+    if config is None and not targets:
+        raise UsageError("verify needs something to verify", fix="give FILE, DIR or REPORT.json (or --config CFG)")
+    if config is not None and (len(targets) > 1 or (targets and targets[0].is_dir())):
+        raise UsageError("--config goes with at most one FILE: the weights that config loads", fix="verify the other files in a run of their own")
+
+
+def _render(ui: UI, summary) -> None:
+    results = summary.results
+    if ui.json_mode:
+        ui.json(summary.to_dict())
+        return
+    if len(results) > 1 and not ui.quiet:
+        ui.table("summary", ["file", "arch", "layout", "result"],
+                 [(r["path"], r.get("arch", "?"), r.get("layout", "?"), "pass" if r["ok"] else "FAIL") for r in results])  # fmt: skip
+    for r in results:
+        if not r["ok"]:
+            ui.error(f"{r['path']}: {r['first_failure']}")
+    if summary.ok and not ui.quiet:
+        ui.success(f"{len(results)} file(s) verified")
+
+
 def _with_config(config: Path, targets: list[Path], opts, report_path, show):
     """``--config CFG [FILE]``: one config, the weights it loads (or FILE)."""
-    from ..errors import UsageError
     from ..verify.config import verify_config
     from ..io.files import check_report_output
     from ..openmmlab.config import config_files
     from ..verify.many import Summary, write_summary
 
-    if len(targets) > 1 or (targets and targets[0].is_dir()):
-        raise UsageError("--config goes with at most one FILE: the weights that config loads")
     inputs = [*config_files(config), *targets]
     if report_path is not None:
         check_report_output(report_path, inputs)

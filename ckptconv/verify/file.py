@@ -24,6 +24,7 @@ from ..io.checkpoint import Checkpoint, load
 from ..io.hashing import start_hash
 from ..errors import UsageError
 from ..options import PYCLS, Expectations
+from ..preflight import check_expectations
 from ..tables.families import FAMILIES
 from ..tables.registry import Registry, registry_for
 from ..verification.report import Report
@@ -190,16 +191,18 @@ def _as_stated(report: Report, meta: dict, variant, src: Checkpoint, registry: R
     return replaced(variant, eps=stated.eps) if stated.eps != variant.eps else variant
 
 
-def verify_file(path: str | Path, opts: Expectations = Expectations()) -> Report:
+def verify_file(path: str | Path, opts: Expectations | None = None) -> Report:
     """Verify a converted file. A failed check is in the report; ``CkptError`` is raised only when
     a file cannot be read or an option is unusable."""
+    opts = opts or Expectations()
+    check_expectations(opts)
+    return verify_checked(path, opts)
+
+
+def verify_checked(path: str | Path, opts: Expectations) -> Report:
+    """``verify_file`` for expectations already checked (``preflight.check_expectations``)."""
     start = time.perf_counter()
     registry = registry_for(opts.tables)
-    opts.check()
-    if opts.arch:
-        registry.variant(opts.arch)
-    if opts.layout:
-        registry.layouts_named(opts.layout)
     sha = start_hash(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
     ckpt = load(path, trust_pickle=opts.trust_pickle)
     first, first_sd = ckpt.select("best")

@@ -1,5 +1,6 @@
 """Verifying many converted files: files, directories searched recursively, and batch reports
-(which name each file's source); one summary, and the ``--report`` JSON."""
+(which name each file's source); one summary, and the ``--report`` JSON. ``planned`` is
+torch-free: every usage error is found before a check imports torch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from ..fields import Fields
 from ..io.files import atomic_write, check_regular, check_report_output
 from ..io.folder import WEIGHTS
 from ..options import Expectations
-from .file import verify_file
 
 OUTPUT_SUFFIXES = (".pth", ".pt", ".safetensors")
 Target = tuple[Path, Path | None]  # a file to verify and the source it was converted from, if known
@@ -70,19 +70,30 @@ class Summary:
         return {"ok": self.ok, "files": self.results, "passed": passed, "failed": len(self.results) - passed}
 
 
-def verify_all(targets: list[Path], opts: Expectations, *, report_path: Path | None = None, on_report=None) -> Summary:
-    """Verify every file (a bad one is a failed result, never the end of the run) and write the
-    report, which may be neither a verified file nor a source."""
+def planned(targets: list[Path], opts: Expectations, report_path: Path | None = None) -> list[Target]:
+    """The files to verify, checked with the options and the report's path: every usage error,
+    before anything is verified. torch-free."""
+    from ..preflight import check_expectations
+
+    check_expectations(opts)
     found = collect(targets)
     if opts.source is not None and len(found) != 1:
         raise UsageError("--source goes with exactly one file to verify", fix="verify a batch through its --report JSON, which names each source")
     if report_path is not None:
         inputs = [*targets, *(p for p, _ in found), *(s for _, s in found if s), *([opts.source] if opts.source else [])]
         check_report_output(report_path, inputs)
+    return found
+
+
+def verify_all(found: list[Target], opts: Expectations, *, report_path: Path | None = None, on_report=None) -> Summary:
+    """Verify every ``planned`` file (a bad one is a failed result, never the end of the run) and
+    write the report, which may be neither a verified file nor a source."""
+    from .file import verify_checked
+
     results = []
     for path, src in found:
         try:
-            report = verify_file(path, replace_source(opts, src))
+            report = verify_checked(path, replace_source(opts, src))
             results.append(report.to_dict())
             on_report and on_report(report)
         except UsageError:
