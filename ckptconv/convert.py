@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from . import signals
 from .errors import MappingError
 from .io import dtypes, files, hashing, writer
-from .io.checkpoint import Checkpoint, load, span_values, tensor_crc, written_records
+from .io.checkpoint import Checkpoint, load, span_values, written_records
 from .io.hashing import Hashed, tensors_digest
 from .io.meta import encode_meta, plain_state_dict
 from .options import PYCLS, Expectations, Request
@@ -86,7 +85,7 @@ def _resolve(hashed: Hashed | Future | None) -> Hashed | None:
 
 def _identify(request: Request, ckpt: Checkpoint, sd: dict, registry: Registry) -> Identified:
     """The model the checkpoint holds: --arch, else its structure (--cfg or its own cfg, its meta, its tensors)."""
-    shapes = {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
+    shapes = dtypes.shapes_of(sd)
     return model_of(request, ckpt.cfg, shapes, ckpt.meta, registry)
 
 
@@ -159,7 +158,7 @@ def prepare(request: Request | Ready, *, source_hash: Hashed | Future | None = N
     variant, arch_from = found.variant, found.how
     r = resolve(request, variant, registry)
     plan = engine.plan(variant, r.target, r.source, target_prefix=r.prefix, source_prefix=found.prefix)
-    engine.check_source(plan, {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}, variants=registry.variants_of(variant.family))
+    engine.check_source(plan, dtypes.shapes_of(sd), variants=registry.variants_of(variant.family))
     _check_absent(plan, request.allow_partial)
     if not plan.mapped:
         raise MappingError(f"the {r.target.name} table maps none of the {variant.name} keys: the output would hold no weights",
@@ -167,12 +166,12 @@ def prepare(request: Request | Ready, *, source_hash: Hashed | Future | None = N
     dtype = dtypes.choose(request.dtype, dtypes.floats_of(sd))
     colour, order_from = colours(ckpt, plan, r.channel_order, registry)
     tensors = _output_tensors(plan, sd, dtype, colour.flips)
-    copies = _copies(ckpt, weight_set, plan, sd, tensors)
+    copies = _copies(ckpt, weight_set, plan, sd, tensors).with_crcs(tensors)  # each tensor's CRC-32, once
     _check_statistics(ckpt, plan, sd, copies)
     ckpt.verify_tensors(weight_set, [e.source for e in plan.mapped if e.target not in copies.spans])
     hashed = _resolve(source_hash)
     meta = build_meta(request, r, ckpt, hashed.sha256 if hashed else "", weight_set, dtype)
-    meta["tensors_crc"] = tensors_digest({k: copies.spans[k].crc if k in copies.spans else tensor_crc(t) for k, t in tensors.items()})  # what is written
+    meta["tensors_crc"] = tensors_digest(copies.crcs)  # what is written
     config = render_config(r.target, variant, request.output, r.prefix, needed(r.target.pipeline, colour.target, colour.stats))
     return Conversion(request=request, checkpoint=ckpt, weight_set=weight_set, variant=variant, arch_from=arch_from, plan=plan,
                       dtype=dtype, source=sd, tensors=tensors, copies=copies, meta=meta, config=config, colours=colour, order_from=order_from,
@@ -293,8 +292,7 @@ def _read_back(c: Conversion, written: Path, report: Report) -> None:
     found = written_records(written, c.target.library.loads, c.target.library.title)
     problem = None
     for key, t in c.tensors.items():
-        span = c.copies.spans.get(key)
-        want = (tuple(t.shape), dtypes.name(t.dtype), span.crc if span is not None else zlib.crc32(writer.tensor_bytes(t)))
+        want = (tuple(t.shape), dtypes.name(t.dtype), c.copies.crcs[key])
         if found.get(key) != want:
             problem = f"{key} is not in the written file as converted" + ("" if key in found else " (missing)")
             break

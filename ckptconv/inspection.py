@@ -140,7 +140,7 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
         out["best"] = ckpt.select("best")[0]
     sets = {}
     for name, sd in ckpt.weight_sets.items():
-        shapes = {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
+        shapes = dtypes.shapes_of(sd)
         sets[name] = describe_set(shapes, registry, ckpt.cfg, ckpt.meta)
     out["weight_sets"] = sets
     out["config"] = recorded_config(path, ckpt.meta, registry)

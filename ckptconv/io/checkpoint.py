@@ -30,6 +30,7 @@ from .files import Opened
 from .formats import read_safetensors_header, sniff
 from .hashing import tensors_digest
 from .meta import cfg_of, decode_meta, plain_meta, read_meta
+from .spans import read_span, tensor_crc
 from .zipindex import Span, TensorRef, ZipIndex, read_index
 
 TRUST_FIX = "if you trust the file's author, pass --trust-pickle (this runs code stored in the file)"
@@ -150,7 +151,7 @@ class Checkpoint:
                         continue
                     checked.add(ref.record)
                     span = self.index.records[ref.record]
-                    ok = file_crc(f.fileno(), span, buf, str(self.path)) == span.crc
+                    ok = read_span(f.fileno(), span, buf, str(self.path)) == span.crc
                 else:
                     storage = sd[key].untyped_storage()
                     data = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
@@ -173,24 +174,6 @@ def span_values(path: Path, span: Span, like: torch.Tensor) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=like.dtype).view(like.shape)
 
 
-def tensor_crc(t: torch.Tensor) -> int:
-    """CRC-32 of a tensor's bytes, as a zip record of it holds them."""
-    return zlib.crc32(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
-
-
-def file_crc(fd: int, span: Span, buf: bytearray, name: str = "") -> int:
-    """CRC-32 of a file span, read through ``buf`` (the page cache serves it; nothing stays mapped)."""
-    crc, pos, end = 0, span.offset, span.offset + span.nbytes
-    view = memoryview(buf)
-    while pos < end:
-        n = os.preadv(fd, [view[: min(len(view), end - pos)]], pos)
-        if n <= 0:
-            raise FormatError("truncated zip checkpoint: a record ends past the end of the file", path=name)
-        crc = zlib.crc32(view[:n], crc)
-        pos += n
-    return crc
-
-
 def written_records(path: Path, loads: tuple[str, ...], loader: str) -> dict[str, tuple[tuple[int, ...], str, int]]:
     """Each tensor of the weight set a loader (``loads``) takes from a file just written: its shape, dtype
     and the CRC-32 of its bytes where the file's own index (zip central directory and data.pkl;
@@ -201,7 +184,7 @@ def written_records(path: Path, loads: tuple[str, ...], loader: str) -> dict[str
         start = 8 + int.from_bytes(path.open("rb").read(8), "little")
         entries = {k: (tuple(v["shape"]), dtypes.FROM_SAFETENSORS[v["dtype"]], v["data_offsets"]) for k, v in header.items() if k != "__metadata__"}
         with path.open("rb") as f:
-            return {k: (shape, dtype, file_crc(f.fileno(), Span(start + a, b - a, 0), buf, str(path))) for k, (shape, dtype, (a, b)) in entries.items()}
+            return {k: (shape, dtype, read_span(f.fileno(), Span(start + a, b - a, 0), buf, str(path))) for k, (shape, dtype, (a, b)) in entries.items()}
     ckpt = load(path)
     name, sd = ckpt.loaded_by(loads, loader)
     refs, out = ckpt.refs.get(name, {}), {}
@@ -209,7 +192,7 @@ def written_records(path: Path, loads: tuple[str, ...], loader: str) -> dict[str
         for key, t in sd.items():
             ref = refs.get(key)
             span = ckpt.index.records.get(ref.record) if ckpt.index is not None and ref is not None else None
-            crc = file_crc(f.fileno(), span, buf, str(path)) if span is not None and ref.whole_storage_contiguous else -1
+            crc = read_span(f.fileno(), span, buf, str(path)) if span is not None and ref.whole_storage_contiguous else -1
             out[key] = (tuple(t.shape), dtypes.name(t.dtype), crc if span is not None and crc == span.crc else -1)
     return out
 

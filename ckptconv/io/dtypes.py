@@ -33,6 +33,11 @@ def name(dtype: "torch.dtype") -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def shapes_of(state_dict: dict[str, "torch.Tensor"]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """key -> (shape, dtype name): what detection and the tables match a state dict by."""
+    return {k: (tuple(v.shape), name(v.dtype)) for k, v in state_dict.items()}
+
+
 def itemsize(dtype_name: str) -> int:
     return TABLE[dtype_name][1] if dtype_name in TABLE else 4
 

@@ -14,13 +14,14 @@ import struct
 import sys
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 from . import dtypes
+from .spans import read_span, tensor_bytes, tensor_crc
 from ..errors import FormatError, OutputError
 from .zipindex import Span
 
@@ -47,6 +48,11 @@ class Copies:
     spans: dict[str, Span] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     shown: Path | None = None  # the input's name as the user gave it, for messages
+    crcs: dict[str, int] = field(default_factory=dict)  # every output tensor's CRC-32, computed once (``with_crcs``)
+
+    def with_crcs(self, tensors: dict[str, torch.Tensor]) -> "Copies":
+        """These copies, knowing the CRC-32 of every output tensor: a copied one's is its record's."""
+        return replace(self, crcs={k: self.spans[k].crc if k in self.spans else tensor_crc(t) for k, t in tensors.items()})
 
     def corrupt(self, key: str) -> FormatError:
         return FormatError(
@@ -68,30 +74,10 @@ class Written:
         return {"method": self.method, "copied_from_input": self.copied, "from_memory": self.from_memory}
 
 
-def _copy_checked(src_fd: int, span: Span, dst_fd: int, dst_off: int, buf: bytearray) -> bool:
-    """Copy a source span to ``dst_off`` through ``buf``, checking its CRC-32 on the way: one read,
-    one write, nothing left resident. False when the bytes do not match the CRC (a corrupt source)."""
-    view = memoryview(buf)
-    crc, pos, end = 0, span.offset, span.offset + span.nbytes
-    while pos < end:
-        n = os.preadv(src_fd, [view[: min(len(view), end - pos)]], pos)
-        if n <= 0:
-            raise FormatError("truncated zip checkpoint: a record ends past the end of the file")
-        crc = zlib.crc32(view[:n], crc)
-        _pwrite_all(dst_fd, view[:n], dst_off + pos - span.offset)
-        pos += n
-    return crc == span.crc
-
-
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while len(data):
         k = os.pwrite(fd, data, offset)
         data, offset = data[k:], offset + k
-
-
-def tensor_bytes(t: torch.Tensor) -> memoryview:
-    """The tensor's bytes in memory, as the machine holds them (contiguous tensors: no copy)."""
-    return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().data
 
 
 def _put(dst_fd: int, offset: int, key: str, t: torch.Tensor, src_fd: int | None, copies: Copies | None, done: Written, buf: bytearray) -> int:
@@ -99,14 +85,14 @@ def _put(dst_fd: int, offset: int, key: str, t: torch.Tensor, src_fd: int | None
     checked) when ``copies`` names it, else from memory."""
     span = copies.spans.get(key) if copies is not None and src_fd is not None else None
     if span is not None:
-        if not _copy_checked(src_fd, span, dst_fd, offset, buf):
+        if read_span(src_fd, span, buf, str(copies.shown or copies.path), lambda chunk, at: _pwrite_all(dst_fd, chunk, offset + at)) != span.crc:
             raise copies.corrupt(key)
         done.copied += 1
         return span.crc
     data = tensor_bytes(t)
     _pwrite_all(dst_fd, data, offset)
     done.from_memory += 1
-    return zlib.crc32(data)
+    return copies.crcs[key] if copies is not None and key in copies.crcs else zlib.crc32(data)
 
 
 def _storages_in_order(sd: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:

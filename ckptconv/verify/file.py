@@ -30,10 +30,6 @@ from ..tables.registry import Registry, registry_for
 from ..verification.report import Report
 
 
-def _shapes(sd: dict[str, torch.Tensor]) -> detect.Shapes:
-    return {k: (tuple(v.shape), dtypes.name(v.dtype)) for k, v in sd.items()}
-
-
 def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None, prefer: str | None = None, extra: list = ()) -> detect.Match:
     """Best (layout, variant, prefix) match for a state dict, in the named layout or any.
 
@@ -44,7 +40,7 @@ def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None,
     """
     layouts = registry.layouts_named(layout) if layout else registry.all_layouts()
     extra = list(extra)
-    ranked = list(detect.exact_matches(_shapes(sd), registry, layouts, extra)) or detect.rank(_shapes(sd), registry, layouts, extra)
+    ranked = list(detect.exact_matches(dtypes.shapes_of(sd), registry, layouts, extra)) or detect.rank(dtypes.shapes_of(sd), registry, layouts, extra)
     ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
     if ranked[0].exact or not arch:
         return ranked[0]
