@@ -215,3 +215,61 @@ def test_every_option_of_every_command_is_in_the_command_reference():
                 if names and not any(f"`{o}" in text for o in names):
                     missing.append(f"ckptconv {name} {names[0]}")
     assert missing == []
+
+
+def _documented_sections(heading: str) -> dict[str, set[str] | None]:
+    """docs/tables.md's table after ``heading``: section -> its keys column (None: any key)."""
+    text = (REPO / "docs/tables.md").read_text()
+    rows = text[text.index(heading) :].split("\n\n")[1].splitlines()[2:]
+    out = {}
+    for row in rows:
+        section, keys = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        out[section.strip("`")] = None if keys == "any" else set(re.findall(r"`([a-z_0-9]+)`", keys))
+    return out
+
+
+def _doc_name(where: str) -> str:
+    """A parser's place as tables.md names the section: rules[3] -> rules, [[refuse]] 2 -> [[refuse]],
+    [pipeline].stock -> [pipeline.stock], [libraries].timm -> [libraries.<library>]."""
+    where = re.sub(r"\[\d+\]$| \d+$", "", where)
+    where = re.sub(r"^\[libraries\]\..*", "[libraries.<library>]", where)
+    return re.sub(r"^\[([a-z_]+)\]\.([a-z_]+)$", r"[\1.\2]", where)
+
+
+def _accepted_keys(parse, files) -> dict[str, set[str]]:
+    """The keys the parser declares per section (``Fields.only``) while it reads ``files``."""
+    import tomllib
+
+    from ckptconv.fields import Fields
+
+    seen: dict[str, set[str]] = {}
+    real = Fields.only
+
+    def only(self, allowed):
+        seen.setdefault(_doc_name(self.where), set()).update(allowed)
+        return real(self, allowed)
+
+    Fields.only = only
+    try:
+        for path in files:
+            parse(tomllib.loads(path.read_text()), path)
+    finally:
+        Fields.only = real
+    return seen
+
+
+def test_tables_md_documents_exactly_the_sections_and_keys_the_parser_accepts():
+    """Docs that no test reads drift: tables.md once documented a [verify] section and an eps
+    under [settings] that the parser refuses. Its keys columns are held to the keys the parser
+    takes while reading every built-in table and variant file, and its sections to those."""
+    from ckptconv.tables.layout import parse_layout
+    from ckptconv.tables.variants import parse_variant
+
+    mappings = REPO / "mappings"
+    layouts = _accepted_keys(lambda data, p: parse_layout(data, p, "", p.parts[-3]), sorted(mappings.glob("*/layouts/*.toml")))
+    variants = _accepted_keys(lambda data, p: parse_variant(data, str(p)), sorted(mappings.glob("*/variants/*.toml")))
+    for heading, accepted in (("A layout table's sections", layouts), ("A variant file's sections:", variants)):
+        documented = _documented_sections(heading)
+        assert {re.match(r"\[+([a-z_]+)", s).group(1) for s in documented} == accepted.pop(""), heading  # the file's sections
+        assert {s: k for s, k in documented.items() if k is not None} == accepted, heading
+        assert not {s for s, k in documented.items() if k is None} & set(accepted), heading  # free-form: any key
