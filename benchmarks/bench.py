@@ -71,8 +71,8 @@ def build(directory: Path) -> dict[str, Path]:
 
 
 def _build(directory: Path) -> None:
-    from ckptconv.verification import synthetic
     from ckptconv.tables.registry import registry_for
+    from ckptconv.verification import synthetic
 
     registry = registry_for()
     zoo = directory / "zoo"
@@ -107,7 +107,7 @@ def merge_reports(directory: Path, count: int, files: int) -> list[Path]:
     for k in range(count):
         entries = [{"source": f"zoo/m{i}.pyth", "output": f"{directory}/m{i}.pth", "status": "converted", "arch": "b0", "layout": "timm",
                     "params": 5_000_000, "bytes": 20_000_000, "seconds": 0.5, "verification": "numeric ok", "source_sha256": "a" * 64,
-                    "output_sha256": "b" * 64, "source_bytes": 60_000_000, "may_refuse": False} for i in range(k, files, count)]  # fmt: skip
+                    "output_sha256": "b" * 64, "source_bytes": 60_000_000, "may_refuse": False} for i in range(k, files, count)]
         path = directory / f"share-{k + 1}.json"
         path.write_text(json.dumps({"ok": True, "files": entries, "plan": plan, "shard": {"index": k + 1, "count": count, "given_by": "--shard"}}))
         paths.append(path)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 def write_zoo(directory: Path, optimizer: bool) -> int:
     """One pycls training checkpoint per zoo model; returns their total bytes."""
-    from ckptconv.verification import synthetic
     from ckptconv.tables.registry import Registry
+    from ckptconv.verification import synthetic
 
     total = 0
     for variant in Registry().variants.values():
@@ -76,7 +76,7 @@ def main() -> int:
     try:
         source_bytes = write_zoo(zoo, args.optimizer)
         command = [sys.executable, "-m", "ckptconv", "batch", str(zoo), "--to", "all", "--out-dir", str(out),
-                   "--report", str(work / "report.json"), "--quiet"] + (["--jobs", str(args.jobs)] if args.jobs else [])  # fmt: skip
+                   "--report", str(work / "report.json"), "--quiet"] + (["--jobs", str(args.jobs)] if args.jobs else [])
         start = time.perf_counter()
         code = subprocess.run(command).returncode
         show(json.loads((work / "report.json").read_text()), time.perf_counter() - start, source_bytes)

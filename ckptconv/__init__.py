@@ -8,7 +8,6 @@ The API (see ``ckptconv.api``): ``convert_checkpoint``, ``convert_batch``, ``ver
 ``inspect_checkpoint``, ``supported``; every failure is a ``CkptError``.
 """
 
-from .version import __version__
 from .errors import (
     CkptError,
     FormatError,
@@ -20,12 +19,13 @@ from .errors import (
     UsageError,
     VerificationError,
 )
+from .version import __version__
 
 __all__ = [
     "__version__", "Converted", "Batched", "convert_checkpoint", "convert_batch", "verify_checkpoint", "inspect_checkpoint", "supported",
     "CkptError", "UsageError", "Refused", "TableError", "FormatError", "UnsafePickleError", "MappingError",
     "VerificationError", "OutputError",
-]  # fmt: skip
+]
 
 _API = ("Converted", "Batched", "convert_checkpoint", "convert_batch", "verify_checkpoint", "inspect_checkpoint", "supported")
 

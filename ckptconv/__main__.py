@@ -15,7 +15,7 @@ def main() -> None:
     import os
     import sys
 
-    from .signals import deferred, message, exit_code, install
+    from .signals import deferred, exit_code, install, message
 
     try:
         with deferred():  # click, rich and the commands: a signal waits until they are in place

@@ -33,19 +33,19 @@ class Converted:
     """A conversion's result: the state dict as the target library loads it (in memory, or as
     written to ``output``), the config it needs, and what was checked."""
 
-    state_dict: dict[str, "torch.Tensor"]
+    state_dict: dict[str, torch.Tensor]
     layout: str
     arch: str
     config: str | None  # the config fragment or snippet the target needs (None: the layout has none)
     meta: dict[str, Any]  # what a written file records: source sha256, table, channel order, settings
-    report: "Report | None"  # the verification (None when verify="none")
+    report: Report | None  # the verification (None when verify="none")
     warnings: list[str] = field(default_factory=list)
     output: Path | None = None
 
 
 # the command line's flags, and the keyword arguments that are the same option here
 _FLAGS = {"--to": "layout", "--from": "source_layout", "--no-verify": 'verify="none"', "--bgr-to-rgb": "flip", "--to-rgb": "flip",
-          "--transforms": "geometry", "--json": None, "--hub": "hub=True", "--force": "force=True", "--trust-pickle": "trust_pickle=True"}  # fmt: skip
+          "--transforms": "geometry", "--json": None, "--hub": "hub=True", "--force": "force=True", "--trust-pickle": "trust_pickle=True"}
 
 
 def _keyword(flag: str) -> str:
@@ -58,7 +58,7 @@ def _keyword(flag: str) -> str:
 _OPTION_NAMES = frozenset(
     "source_layout arch weights prefix dtype channel_order verify input_size config_out allow_partial tables cfg license "
     "source layout padding eps flip mean std".split()
-)  # fmt: skip
+)
 
 
 def _in_api_words(func):
@@ -119,7 +119,7 @@ class Batched:
 @_in_api_words
 def convert_batch(sources: list[str | Path] | tuple[str | Path, ...], out_dir: str | Path, *, layouts: tuple[str, ...] | list[str] = (),
                   fmt: str = "pth", publish: bool = False, configs: bool = False, every_epoch: bool = False, report: str | Path | None = None,
-                  metafile: str | Path | None = None, shard: str | None = None, jobs: int | None = None, **options: Any) -> Batched:  # fmt: skip
+                  metafile: str | Path | None = None, shard: str | None = None, jobs: int | None = None, **options: Any) -> Batched:
     """Convert every checkpoint in ``sources`` (files, directories, globs, manifests) under
     ``out_dir``, as ``ckptconv batch`` does: the whole plan is checked before anything is written,
     ``jobs`` workers convert (default: the machine's cores), each output is published whole.
@@ -134,7 +134,7 @@ def convert_batch(sources: list[str | Path] | tuple[str | Path, ...], out_dir: s
     base = build(Request, "convert_batch", **options, source=".")
     request = BatchRequest(sources=tuple(str(s) for s in sources), out_dir=Path(out_dir), base=base, targets=tuple(layouts), fmt=fmt,
                            publish=publish, configs=configs, every_epoch=every_epoch, report=_path(report), metafile=_path(metafile),
-                           shard=shard)  # fmt: skip
+                           shard=shard)
     batch, written = run_batch(prepare_batch(request), workers=jobs or os.cpu_count() or 1)
     return Batched(batch.ok, written)
 
@@ -144,7 +144,7 @@ def _path(value: str | Path | None) -> Path | None:
 
 
 @_in_api_words
-def verify_checkpoint(path: str | Path, **expectations: Any) -> "Report":
+def verify_checkpoint(path: str | Path, **expectations: Any) -> Report:
     """Verify a converted file as ``ckptconv verify`` does. ``expectations`` are the fields of
     ``ckptconv.options.Expectations``: ``source``, ``arch``, ``layout``, ``weights``, ``padding``,
     ``eps``, ``channel_order``, ``flip``, ``mean``, ``std``, ``input_size``, ``trust_pickle``,

@@ -162,7 +162,7 @@ def prepare(request: Request | Ready, *, source_hash: Hashed | Future | None = N
     _check_absent(plan, request.allow_partial)
     if not plan.mapped:
         raise MappingError(f"the {r.target.name} table maps none of the {variant.name} keys: the output would hold no weights",
-                           fix=f"check the table's rules ({r.target.path or r.target.name})")  # fmt: skip
+                           fix=f"check the table's rules ({r.target.path or r.target.name})")
     dtype = dtypes.choose(request.dtype, dtypes.floats_of(sd))
     colour, order_from = colours(ckpt, plan, r.channel_order, registry)
     tensors = _output_tensors(plan, sd, dtype, colour.flips)
@@ -175,7 +175,7 @@ def prepare(request: Request | Ready, *, source_hash: Hashed | Future | None = N
     config = render_config(r.target, variant, request.output, r.prefix, needed(r.target.pipeline, colour.target, colour.stats))
     return Conversion(request=request, checkpoint=ckpt, weight_set=weight_set, variant=variant, arch_from=arch_from, plan=plan,
                       dtype=dtype, source=sd, tensors=tensors, copies=copies, meta=meta, config=config, colours=colour, order_from=order_from,
-                      notes=found.notes, source_hash=hashed)  # fmt: skip
+                      notes=found.notes, source_hash=hashed)
 
 
 def build_meta(request: Request, r: Resolved, ckpt: Checkpoint, sha: str, weight_set: str, dtype: str) -> dict[str, Any]:
@@ -279,7 +279,7 @@ def verify(conversion: Conversion, level: str | None = None, *, expect: Expectat
         padding, eps = expect.padding or padding, expect.eps if expect.eps is not None else eps
         colours = replace(colours, pipeline=configured(conversion.target.pipeline, colours.pipeline, expect))
     report = Report(str(conversion.request.output or ""), conversion.variant.name, plan.target_layout, padding, eps, conversion.request.input_size,
-                    paddable=FAMILIES[conversion.variant.family].paddable)  # fmt: skip
+                    paddable=FAMILIES[conversion.variant.family].paddable)
     case = checks.Case(plan, conversion.source, conversion.tensors, conversion.dtype, colours, frozenset(e.target for e in plan.absent))
     return checks.run(report, case, level or conversion.request.verify)
 
@@ -300,7 +300,7 @@ def _read_back(c: Conversion, written: Path, report: Report) -> None:
         problem = f"the written file holds {len(found)} tensors, not {len(c.tensors)}"
     copied = sum(k in c.copies.spans for k in c.tensors)
     report.add("tensors", problem is None, problem or f"the written file holds all {len(c.tensors)} tensors as converted, read back "
-               f"({copied} copied from the source, checked against its CRC-32s)")  # fmt: skip
+               f"({copied} copied from the source, checked against its CRC-32s)")
     report.raise_if_failed()
 
 

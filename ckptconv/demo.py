@@ -14,14 +14,14 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from .verification import synthetic
-from .io.checkpoint import load
 from .convert import Result, convert
-from .options import Request
 from .errors import CkptError, UsageError
+from .io.checkpoint import load
 from .io.files import atomic_write, make_out_dir
+from .options import Request
 from .tables.registry import registry_for
 from .tables.variants import Variant
+from .verification import synthetic
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import CkptError
 
@@ -103,7 +104,7 @@ class Fields:
         sub = Fields({str(i): v for i, v in enumerate(values)}, self._full(key), self.error, self.path, self.names)
         return tuple(sub.number(str(i), lo=lo, hi=hi) for i in range(len(values)))
 
-    def section(self, key: str, default: Any = _MISSING) -> "Fields":
+    def section(self, key: str, default: Any = _MISSING) -> Fields:
         where = self._full(key) if self.where else f"[{key}]"  # a top-level section reads as TOML writes it
         return Fields(self._get(key, default), where, self.error, self.path, self.names)
 

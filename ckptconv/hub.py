@@ -74,7 +74,7 @@ def stock_note(residual: float | None) -> str:
         return ""
     return (f"timm's resolve_data_config + create_transform with this pretrained_cfg give inputs up to {residual:.3g} normalized "
             "units from pycls's on ckptconv's photos (they antialias, resize uint8 pixels and round the crop offset half to even), "
-            "enough to change top-1: ckptconv.transforms.PyclsResizeCrop gives pycls's input")  # fmt: skip
+            "enough to change top-1: ckptconv.transforms.PyclsResizeCrop gives pycls's input")
 
 
 def timm_config(c: Conversion, residual: float | None = None) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def timm_config(c: Conversion, residual: float | None = None) -> dict[str, Any]:
         "input_size": [3, v.im_size, v.im_size], "interpolation": "bilinear", "crop_pct": crop_pct(v.im_size, v.test_size),
         "crop_mode": "center", "mean": [round(m, 4) for m in pre.mean], "std": [round(s, 4) for s in pre.std],
         "num_classes": v.num_classes, "first_conv": _key(c, "stem.conv.weight"), "classifier": classifier,
-    }  # fmt: skip
+    }
     config = {"architecture": name, "num_classes": v.num_classes, "num_features": int(c.tensors[classifier + ".weight"].shape[1]), "global_pool": "avg"}
     args.pop("num_classes", None)  # config.json's num_classes says it
     if residual is not None:
@@ -107,7 +107,7 @@ def usage(c: Conversion, folder: str, residual: float | None = None) -> str:
             "import timm\n"
             "from torchvision import transforms\n\n"
             f"model = timm.create_model({'local-dir:' + folder!r}, pretrained=True).eval()\n"
-            + torch_transform(c.variant, pre))  # fmt: skip
+            + torch_transform(c.variant, pre))
 
 
 def _dataset(c: Conversion) -> str | None:
@@ -128,7 +128,7 @@ def model_card(c: Conversion, config: dict[str, Any], report: Report | None, res
     what verification proved."""
     v, meta, dataset, license, pre = c.variant, c.meta, _dataset(c), c.request.license, config["pretrained_cfg"]
     front = ["---", "library_name: timm", f"license: {yaml(license or 'unknown')}", "pipeline_tag: image-classification",
-             "tags:", "- image-classification", "- timm", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(dataset)}"] if dataset else []), "---"]  # fmt: skip
+             "tags:", "- image-classification", "- timm", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(dataset)}"] if dataset else []), "---"]
     checks = report.to_dict()["checks"] if report is not None else []
     proved = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {markdown(ch['name'])}: {markdown(ch['detail'])}" for ch in checks) or "- nothing: verification was skipped (--no-verify)"
     timm_note = markdown(stock_note(residual)) + "." if residual is not None else ""

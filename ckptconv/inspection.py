@@ -10,14 +10,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .tables import detect, engine
+from .errors import CkptError
 from .io import dtypes
 from .io.checkpoint import load
 from .io.formats import read_safetensors_header, sniff
-from .errors import CkptError
+from .io.meta import decode_meta, read_meta
 from .libraries import libraries
 from .options import PYCLS
-from .io.meta import decode_meta, read_meta
+from .tables import detect, engine
 from .tables.registry import Registry
 from .tables.render import recorded_config
 
@@ -68,14 +68,14 @@ def describe_set(shapes: dict[str, tuple[tuple[int, ...], str]], registry: Regis
     if best is None:
         closest = ranked[0]
         info.update(fit=fit_words(closest), layout=None, arch=None, closest=f"{closest.layout_name} {closest.variant.name}",
-                    misfits={"missing": closest.missing, "unexpected": closest.unexpected, "wrong_shape": closest.wrong_shape})  # fmt: skip
+                    misfits={"missing": closest.missing, "unexpected": closest.unexpected, "wrong_shape": closest.wrong_shape})
         partial = [m for m in ranked if m.layout_name == PYCLS and not m.unexpected and not m.wrong_shape and m.missing]
         if partial:
             info["note"] = f"a partial pycls {partial[0].variant.name} file ({partial[0].missing} keys absent)"
         return info
     twins = [m.layout_name for m in ranked[1:] if m.exact and m.variant is best.variant and m.prefix == best.prefix]
     info.update(fit=fit_words(best, twins), layout=best.layout_name, arch=best.variant.name, prefix=best.prefix, detected_from=via,
-                model=best.variant.title, assumed=list(best.variant.assumed))  # fmt: skip
+                model=best.variant.title, assumed=list(best.variant.assumed))
     if twins:  # timm's and torchvision's ResNet keys are the same: both load the file
         info["also_fits"] = twins
     return info
@@ -98,7 +98,7 @@ def meta_words(meta: dict) -> str:
         return ""
     what = f"{meta.get('arch', '?')} in the {meta.get('layout', '?')} layout (table version {meta.get('table_version', '?')})"
     how = ", ".join(f"{v} {k}" for k, v in (("weights", meta.get("weights")), ("input", str(meta.get("channel_order", "")).upper()),
-                                                ("dtype", meta.get("dtype"))) if v)  # fmt: skip
+                                                ("dtype", meta.get("dtype"))) if v)
     source = f"from {meta.get('source', '?')} (sha256 {str(meta.get('source_sha256', ''))[:12]}...)" if meta.get("source_sha256") else ""
     return " ".join(part for part in (what, f"[{how}]" if how else "", source, f"by ckptconv {meta.get('ckptconv_version', '?')}") if part)
 
@@ -108,7 +108,7 @@ def fit_words(best, twins: list[str] = ()) -> str:
         names = " or ".join([best.layout_name, *twins])
         return f"{names} {best.variant.name}" + (f", prefix {best.prefix!r}" if best.prefix else "")
     return (f"no exact fit: closest is {best.layout_name} {best.variant.name} ({best.missing} keys missing, "
-            f"{best.unexpected} unexpected, {best.wrong_shape} of the wrong shape)")  # fmt: skip
+            f"{best.unexpected} unexpected, {best.wrong_shape} of the wrong shape)")
 
 
 def top_level_words(kind: str, top_keys: list[str]) -> str:
@@ -134,7 +134,7 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
     ckpt = load(path, trust_pickle=trust_pickle)
     out["loaded_by"] = loaded_by(ckpt)
     out.update(kind=ckpt.kind, top_level_keys=ckpt.top_keys, top_level=top_level_words(ckpt.kind, ckpt.top_keys),
-               meta=ckpt.meta, meta_words=meta_words(ckpt.meta), epoch=ckpt.epoch, has_cfg=ckpt.cfg is not None)  # fmt: skip
+               meta=ckpt.meta, meta_words=meta_words(ckpt.meta), epoch=ckpt.epoch, has_cfg=ckpt.cfg is not None)
     if ckpt.kind == "pycls":
         out["errors"] = ckpt.errors
         out["best"] = ckpt.select("best")[0]

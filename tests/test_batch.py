@@ -422,7 +422,7 @@ def test_the_readme_batch_form_works_on_a_first_run(cli, zoo, tmp_path, monkeypa
     (("convert", "SRC", "o.pth", "--to", "timn"), "unknown layout 'timn'"),
     (("convert", "SRC", "o.ckpt", "--to", "timm"), ".ckpt"),
     (("convert", "SRC", "SRC", "--to", "timm"), "the output is the input"),
-])  # fmt: skip
+])
 def test_a_usage_error_is_found_before_torch_is_imported(zoo, tmp_path, args, words):
     """A typo costs milliseconds, not the seconds torch's import takes on a loaded machine."""
     import subprocess
@@ -465,7 +465,7 @@ def test_shares_are_disjoint_cover_the_plan_and_stay_when_inputs_are_added():
     (None, {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4"}, (0, 4, "SLURM_ARRAY_TASK_ID")),
     (None, {"JOB_COMPLETION_INDEX": "2", "CKPTCONV_SHARD_COUNT": "3"}, (2, 3, "JOB_COMPLETION_INDEX")),
     (None, {"JOB_COMPLETION_INDEX": "2"}, None),  # Kubernetes sets no count: without one, no shard
-])  # fmt: skip
+])
 def test_the_share_comes_from_shard_or_the_arrays_variables(text, environ, want):
     from ckptconv.batch.shard import resolve
 

@@ -61,7 +61,7 @@ CALL_DEFAULTS = {
     "timm.models.resnet.ResNet": {"num_classes": 1000, "cardinality": 1, "base_width": 64, "stem_width": 64, "channels": [64, 128, 256, 512]},
     # EfficientNet(block_args, num_classes=1000, num_features=1280, ..., stem_size=32, fix_stem=False, ..., round_chs_fn=round_channels, act_layer=None, ..., se_layer=None)
     "timm.models.efficientnet.EfficientNet": {"num_classes": 1000, "num_features": 1280, "stem_size": 32, "fix_stem": False,
-                                              "round_chs_fn": "round_channels", "act_layer": None, "se_layer": None},  # fmt: skip
+                                              "round_chs_fn": "round_channels", "act_layer": None, "se_layer": None},
     "torchvision.models.RegNet": {"num_classes": 1000, "stem_width": 32},
     "torchvision.models.regnet.BlockParams": {"se_ratio": None},  # BlockParams(depths, widths, group_widths, bottleneck_multipliers, strides, se_ratio=None)
     "torchvision.models.regnet.BlockParams.from_init_params": {"bottleneck_multiplier": 1.0, "se_ratio": None},

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ckptconv.verification import models, photo
 from ckptconv.tables.pipeline import needed
 from ckptconv.transforms import resize_crop
+from ckptconv.verification import models, photo
 
 from .conftest import LAYOUTS, close
 
 # the fixture's pycls feature points (pycls_point0 ... 6) and where the logits are
 FIXTURE_POINTS = {"stem": "pycls_point0", "s1": "pycls_point1", "s2": "pycls_point2", "s3": "pycls_point3",
-                  "s5": "pycls_point4", "s7": "pycls_point5", "head": "pycls_point6", "logits": "pycls_logits"}  # fmt: skip
+                  "s5": "pycls_point4", "s7": "pycls_point5", "head": "pycls_point6", "logits": "pycls_logits"}
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from ckptconv.verification import models
 from ckptconv.io.meta import decode_meta
+from ckptconv.verification import models
 
 from .conftest import ARCHS, LAYOUTS, close
 

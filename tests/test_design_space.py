@@ -128,7 +128,7 @@ def test_a_fine_tuned_b3_goes_to_mmdetection_in_one_command(cli, tmp_path):
     case = CASES["effnet_b3_nc10"]
     gen = torch.Generator().manual_seed(0)
     state = {}
-    for key, shape, dtype in case["manifest"]:
+    for key, shape, _ in case["manifest"]:
         if key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(9, dtype=torch.int64)
         elif key.endswith("running_var"):

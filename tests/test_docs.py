@@ -48,7 +48,7 @@ COVERED = {
     ("docs/development.md", "pip install torch==2.13.0 && pip install . && ckptconv demo"): "test_first_hour.py::test_the_readme_quickstart_runs_as_written_twice",
     ("docs/development.md", "pip install torch==2.13.0 && pip install '.[test]' && python -m pytest -q"): INSTALL,
     ("docs/tables.md", "[mapping]"): "test_docs.py::test_the_table_excerpt_is_the_table",
-}  # fmt: skip
+}
 
 
 def blocks() -> list[tuple[str, str, str]]:

@@ -15,7 +15,7 @@ from ckptconv.verification import synthetic
 
 # one checkpoint of each kind: RegNetX, RegNetY (SE), ResNet (7x7 stem, max pool), EfficientNet
 MINI_ZOO = {"regnetx_200mf": "RegNetX-200MF_dds_8gpu", "regnety_200mf": "RegNetY-200MF_dds_8gpu",
-            "resnet50": "R-50-1x64d_dds_8gpu", "b0": "EN-B0_dds_8gpu"}  # fmt: skip
+            "resnet50": "R-50-1x64d_dds_8gpu", "b0": "EN-B0_dds_8gpu"}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_a_layout_of_another_family_is_refused_naming_the_family_layouts(cli, mi
 # and max pool once (its tables share their key rules with RegNet's: test_zoo holds each to its
 # manifest), and torchvision's EfficientNet
 FAMILY_TARGETS = [("regnetx_200mf", "mmdet"), ("regnetx_200mf", "mmpretrain"), ("regnetx_200mf", "timm"), ("regnetx_200mf", "torchvision"),
-                  ("regnety_200mf", "timm"), ("regnety_200mf", "torchvision"), ("resnet50", "mmpretrain"), ("b0", "torchvision")]  # fmt: skip
+                  ("regnety_200mf", "timm"), ("regnety_200mf", "torchvision"), ("resnet50", "mmpretrain"), ("b0", "torchvision")]
 
 
 @pytest.mark.parametrize("arch, layout", FAMILY_TARGETS)
@@ -149,7 +149,7 @@ def test_torchvision_b0_config_needs_no_eps_reset(cli, mini_zoo, tmp_path):
     ("regnety_200mf", "timm", "'regnety_002'"),
     ("regnety_200mf", "torchvision", "BlockParams.from_init_params(depth=13, w_0=24, w_a=36.44, w_m=2.49, group_width=8, bottleneck_multiplier=1.0, se_ratio=0.25)"),
     ("resnet50", "torchvision", "torchvision.models.resnet50()"),
-])  # fmt: skip
+])
 def test_each_target_gets_the_builder_its_weights_need(cli, mini_zoo, tmp_path, arch, layout, expect):
     result = cli("convert", mini_zoo / f"{MINI_ZOO[arch]}.pyth", "--to", layout, "--dry-run", "--json")
     assert result.exit_code == 0, result.output
@@ -201,7 +201,7 @@ def test_demo_runs_for_any_model_and_names_its_files_as_the_zoo_does(cli, tmp_pa
     result = cli("demo", "--out-dir", tmp_path / "demo", "--arch", "regnetx_200mf", "--layout", "torchvision")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
-        "RegNetX-200MF_demo.pyth", "RegNetX-200MF_demo_torchvision.pth", "RegNetX-200MF_demo_torchvision_config.py"]  # fmt: skip
+        "RegNetX-200MF_demo.pyth", "RegNetX-200MF_demo_torchvision.pth", "RegNetX-200MF_demo_torchvision_config.py"]
     assert "--padding same" not in result.output  # torchvision's RegNet has no defaults to warn about
 
 
@@ -217,7 +217,7 @@ def test_a_legacy_zoo_rerun_judges_its_refusals_without_torch(cli, mini_zoo, tmp
     statuses = {(Path(f["source"]).stem, f["layout"]): f["status"] for f in json.loads(first.stdout)["files"]}
     assert statuses == {("RegNetY-200MF_dds_8gpu", "mmdet"): "refused", ("RegNetY-200MF_dds_8gpu", "mmdet-stages"): "skipped",
                         ("RegNetY-200MF_dds_8gpu", "timm"): "converted", ("R-50-1x64d_dds_8gpu", "mmdet"): "converted",
-                        ("R-50-1x64d_dds_8gpu", "mmdet-stages"): "skipped", ("R-50-1x64d_dds_8gpu", "timm"): "converted"}  # fmt: skip
+                        ("R-50-1x64d_dds_8gpu", "mmdet-stages"): "skipped", ("R-50-1x64d_dds_8gpu", "timm"): "converted"}
     rerun = _without_torch(["batch", str(zoo), "--to", "mmdet,mmdet-stages,timm", "--out-dir", str(out), "--verify", "structure", "--json"], tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     again = {(Path(f["source"]).stem, f["layout"]): f["status"] for f in json.loads(rerun.stdout)["files"]}

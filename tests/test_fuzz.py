@@ -14,9 +14,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ckptconv.io.checkpoint import Checkpoint, load
 from ckptconv.convert import Request, convert
 from ckptconv.errors import CkptError
+from ckptconv.io.checkpoint import Checkpoint, load
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 

@@ -21,7 +21,7 @@ TIMM = json.loads((DATA / "hub" / "timm.json").read_text())
 CASES = TIMM["cases"]
 # pycls's test sizes (TEST.IM_SIZE, TRAIN.IM_SIZE) of each case's model: facts of its zoo configs
 SIZES = {"b0": (256, 224), "b3": (342, 300), "b0_nc10": (256, 224), "regnetx_200mf": (256, 224),
-         "regnety_200mf": (256, 224), "resnet50": (256, 224), "regnety_small_nc10": (256, 224)}  # fmt: skip
+         "regnety_200mf": (256, 224), "resnet50": (256, 224), "regnety_small_nc10": (256, 224)}
 PYCLS_FILES = {"regnety_small_nc10": DATA / "design_space" / "checkpoints" / "regnety_small_nc10.pyth"}
 FILES = ["README.md", "config.json", "model.safetensors"]
 
@@ -86,7 +86,7 @@ def test_the_card_says_where_the_weights_came_from_and_what_was_proved(cli, tmp_
     (("--to", "timm", "--hub", "--channel-order", "bgr"), "a hub folder holds RGB weights"),
     (("--to", "timm", "--hub", "--prefix", "backbone"), "--prefix would hide them"),
     (("--to", "timm", "--hub", "--config-out", "FOLDER/snippet.py"), "--config-out (FOLDER/snippet.py) would be written inside the folder"),
-])  # fmt: skip
+])
 def test_a_hub_request_that_cannot_work_is_refused_before_anything_is_read(cli, built, tmp_path, args, words):
     result = cli("convert", built.source(), tmp_path / "folder", *(a.replace("FOLDER", str(tmp_path / "folder")) for a in args))
     assert result.exit_code == 2 and words.replace("FOLDER", str(tmp_path / "folder")) in result.stderr and result.stderr.count("\n") == 1
@@ -201,8 +201,8 @@ def test_batch_metafile_is_the_shape_model_index_read_and_names_each_output_once
 def test_a_sweeps_hub_folders_are_named_by_run_and_their_cards_say_how_they_were_made(cli, built, tmp_path):
     """pycls's OUT_DIR/checkpoints/model_epoch_NNNN.pyth beside OUT_DIR/config.yaml: one folder per
     run, and a card that says the model came from the run's config.yaml, made by batch."""
-    from ckptconv.verification import synthetic
     from ckptconv.tables.registry import registry_for
+    from ckptconv.verification import synthetic
 
     for run in ("run_01", "run_02"):
         (tmp_path / "sweep" / run / "checkpoints").mkdir(parents=True)

@@ -62,7 +62,7 @@ def test_non_editable_install_finds_the_tables_and_converts(wheel, tmp_path, mak
     run = subprocess.run(
         [sys.executable, "-m", "ckptconv", "pycls2mmdet", str(src), str(work / "o.pth"), "--json"],
         cwd=work, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["verification"]["ok"]
 

@@ -34,7 +34,7 @@ class ToyNet(nn.Module):
 
 
 TOY = Library(name="toy", title="Toy", loads=("state_dict",),
-              references={"effnet": {"toy": Reference(f"{__name__}:ToyNet", ("stem", "s{n}", "head", "logits"))}})  # fmt: skip
+              references={"effnet": {"toy": Reference(f"{__name__}:ToyNet", ("stem", "s{n}", "head", "logits"))}})
 
 TABLE = """
 [layout]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import gc
 import json
-import shutil
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -187,7 +187,7 @@ def test_on_a_detector_the_initializer_checks_the_data_preprocessor(sources, reg
     """RGB weights (the default) need bgr_to_rgb=True and pycls's mean and std in RGB order."""
     src, written, _ = sources["regnetx_200mf"]
     det = Detector(_model(registry, "regnetx_200mf"), flip, [123.675, 116.28, 103.53], [58.395, 57.12, 57.375],
-                   init_cfg=_strict(src, prefix="backbone"))  # fmt: skip
+                   init_cfg=_strict(src, prefix="backbone"))
     if ok:
         det.init_weights()
         want = _file_weights(written)
@@ -253,7 +253,7 @@ WRONG = [  # (edit to the printed fragment, the field named)
     ("in_channels=[24, 56, 152, 368]", "in_channels=None", "model.neck.in_channels is None; these weights need [24, 56, 152, 368]"),
     ("out_indices=(0, 1, 2, 3)", "out_indices='abc'", "model.backbone.out_indices is 'abc'"),
     ("checkpoint=", "prefix=3, checkpoint=", "model.backbone.init_cfg.prefix is 3; these weights need no prefix"),
-]  # fmt: skip
+]
 
 
 def test_verify_config_passes_the_printed_fragment_over_a_base(cli, sources, tmp_path):
@@ -291,7 +291,7 @@ EFFNET_UNSET_BASE = f"model = {dict(EFFNET_MODEL, backbone={k: v for k, v in EFF
     ("out_indices=(3, 4, 5, 6),", "model.backbone.out_indices is (3, 4, 5, 6)"),
     ("out_indices=(6,),", "model.backbone.out_indices is (6,)"),
     ("", "model.backbone.out_indices (not set: the library's default) is (6,)"),
-], ids=["3456", "6", "unset"])  # fmt: skip
+], ids=["3456", "6", "unset"])
 def test_verify_config_refuses_out_indices_beyond_the_layers_the_weights_hold(cli, sources, tmp_path, line, named):
     """MMDetection's EfficientNet builds layers 0 ... max(out_indices); its default (6,) builds
     layers.6, which a detector's weights do not hold: mmengine would leave it random, with a log line."""
@@ -384,12 +384,12 @@ def test_verify_config_names_the_stock_resize_and_crop(cli, classifier, tmp_path
     (report,) = json.loads(result.stdout)["files"]
     failed = [c["detail"] for c in report["checks"] if not c["ok"]]
     assert any("test_dataloader.dataset.pipeline[1] is ResizeEdge: its resize computes the long side as int(R * long / short)" in d
-               and "it resizes uint8 pixels" in d for d in failed)  # fmt: skip
+               and "it resizes uint8 pixels" in d for d in failed)
     assert any("test_dataloader.dataset.pipeline[2] is CenterCrop: its centre crop rounds the offset half to even" in d for d in failed)
     assert any(d.startswith("astronaut_crop.png through the pipeline as configured differs") for d in failed)
     floats = tmp_path / "floats.py"
     floats.write_text(config.read_text() + STOCK_TEST_PIPELINE.replace("dict(type='LoadImageFromFile')", "dict(type='LoadImageFromFile', to_float32=True)")
-                      .replace("scale=256", "scale=288"))  # fmt: skip
+                      .replace("scale=256", "scale=288"))
     failed = [c["detail"] for c in json.loads(cli("verify", "--config", floats, "--json").stdout)["files"][0]["checks"] if not c["ok"]]
     assert any("test_dataloader.dataset.pipeline[1].scale is 288; pycls tests this model at 256" in d for d in failed)
     assert not any("uint8" in d for d in failed)  # loaded as float32, ResizeEdge resizes float32
@@ -524,7 +524,7 @@ def test_verify_config_computes_with_the_settings_the_config_builds_for_either_c
 STOCK = json.loads((Path(__file__).parent / "data" / "openmmlab" / "stock_configs.json").read_text())["configs"]
 # the model of each family a stock config is tried with (what its backbone type says it holds)
 STOCK_MODELS = {"EfficientNet": "b3", "RegNet": "regnetx_800mf", "ResNet": "resnet50", "mmpretrain.ResNet": "resnet50",
-                "ResNeXt": "resnext50_32x4d", "ResNet_CIFAR": "anynet_cifar_basic_r18_3stages"}  # fmt: skip
+                "ResNeXt": "resnext50_32x4d", "ResNet_CIFAR": "anynet_cifar_basic_r18_3stages"}
 STOCK_CASES = sorted(k for k, v in STOCK.items() if v["family"] and v["backbone_type"] in STOCK_MODELS)
 
 

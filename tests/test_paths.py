@@ -93,7 +93,7 @@ def zoo(tmp_path, make_ckpt):
 
 @pytest.mark.parametrize("out_dir_exists", [False, True])
 @pytest.mark.parametrize("first, second", [("--report", "output"), ("--metafile", "output"), ("--report", "--metafile"),
-                                           ("--report", "config"), ("--metafile", "config")])  # fmt: skip
+                                           ("--report", "config"), ("--metafile", "config")])
 def test_a_batch_path_that_meets_another_is_refused_before_anything_is_made(cli, zoo, tmp_path, out_dir_exists, first, second):
     out = tmp_path / "out"
     if out_dir_exists:

@@ -158,18 +158,18 @@ def test_the_stock_transforms_fail_by_what_the_real_library_gave(registry, lib):
 
 def test_a_stock_pipeline_fails_naming_each_step(registry):
     report = _check(registry, "torchvision", "effnet", dataclasses.replace(needed(registry.layout("torchvision", "effnet").pipeline, "rgb",
-                    registry.pycls_layout("effnet").pipeline), geometry=STOCK["torchvision"]), (256, 224))  # fmt: skip
+                    registry.pycls_layout("effnet").pipeline), geometry=STOCK["torchvision"]), (256, 224))
     assert not report.ok
     failure = report.first_failure
     assert failure.startswith("astronaut_crop.png through the pipeline as configured differs from pycls's input by up to 4")
     for step in ("int(R * long / short)", "antialiases", "uint8", "rounds the offset half to even", "PyclsResizeCrop(resize=256, crop=224)"):
         assert step in failure
     crop_only = _check(registry, "timm", "effnet", dataclasses.replace(needed(registry.layout("timm", "effnet").pipeline, "rgb",
-                       registry.pycls_layout("effnet").pipeline), geometry=Geometry(crop="round")), (256, 224))  # fmt: skip
+                       registry.pycls_layout("effnet").pipeline), geometry=Geometry(crop="round")), (256, 224))
     shifted = {lv.name for lv in crop_only.pipeline if not lv.ok}
     assert shifted == {"coffee_portrait.png", "astronaut_crop.png", "rocket_strip.png"}  # chelsea's offset is even: no shift
     squash = _check(registry, "timm", "effnet", dataclasses.replace(needed(registry.layout("timm", "effnet").pipeline, "rgb",
-                    registry.pycls_layout("effnet").pipeline), geometry=Geometry(size="squash")), (522, 456))  # fmt: skip
+                    registry.pycls_layout("effnet").pipeline), geometry=Geometry(size="squash")), (522, 456))
     assert "squashes the image to R x R" in squash.first_failure
 
 
@@ -263,7 +263,7 @@ def test_trained_looking_statistics_raise_no_false_alarm_and_wrong_settings_stil
         for wrong, words in ((("--padding", "same"), "padding=same"), (("--eps", "1e-3"), "eps=0.001"),
                              (("--mean", "0.406", "0.456", "0.485"), "mean=[0.406, 0.456, 0.485]"),
                              (("--transforms", "stock"), "rounds the offset half to even"),
-                             (("--channel-order", "bgr"), "meta records channel order rgb but --channel-order bgr was asked")):  # fmt: skip
+                             (("--channel-order", "bgr"), "meta records channel order rgb but --channel-order bgr was asked")):
             failed = cli("verify", out, "--source", src, *wrong, "--json")
             assert failed.exit_code == 1 and words in json.loads(failed.stdout)["files"][0]["first_failure"], (layout, wrong, failed.stdout[-300:])
 

@@ -103,8 +103,8 @@ def test_the_eps_pycls_reads_is_the_eps_converted(cli, tmp_path, name, how):
 
 
 def test_the_printed_config_sets_the_eps_the_cfg_states(cli, built, tmp_path):
-    from ckptconv.verification import synthetic
     from ckptconv.tables.registry import registry_for
+    from ckptconv.verification import synthetic
 
     cfg = tmp_path / "config.yaml"
     cfg.write_text(_eps_yaml(synthetic.cfg_yaml(registry_for().variant("regnetx_200mf")), "1.0e-03").replace("BN:\n  EPS: 1.0e-03", "BN: {EPS: 1e-3}"))
@@ -137,7 +137,7 @@ def test_a_cfg_pycls_cannot_read_is_one_line_never_dropped(cli, built, tmp_path,
     ("model = dict(type='RetinaNet')\n", "is not a YAML file"),  # an mmdet config given as --cfg: pycls would run it
     ("MODEL:\n  TYPE: regnet\nBN: {EPS: 1e-3\n", "is not YAML pycls can read"),  # truncated
     ("MODEL:\n  TYPE: ''\n", "states no model"),
-])  # fmt: skip
+])
 def test_a_cfg_that_cannot_state_the_model_is_an_error(cli, built, tmp_path, text, words):
     cfg = tmp_path / ("config.py" if text.startswith("model =") else "config.yaml")
     cfg.write_text(text)
@@ -160,8 +160,8 @@ def _eps_yaml(base: str, eps: str) -> str:
 
 
 def test_a_named_cfg_that_disagrees_with_the_checkpoints_wins_and_says_so(cli, built, tmp_path):
-    from ckptconv.verification import synthetic
     from ckptconv.tables.registry import registry_for
+    from ckptconv.verification import synthetic
 
     own = synthetic.cfg_yaml(registry_for().variant("regnetx_200mf"))
     cfg = tmp_path / "config.yaml"
@@ -173,8 +173,8 @@ def test_a_named_cfg_that_disagrees_with_the_checkpoints_wins_and_says_so(cli, b
 
 
 def test_a_runs_config_yaml_that_disagrees_with_the_checkpoint_fails_its_job(cli, built, tmp_path):
-    from ckptconv.verification import synthetic
     from ckptconv.tables.registry import registry_for
+    from ckptconv.verification import synthetic
 
     run = tmp_path / "sweep" / "run_01"
     (run / "checkpoints").mkdir(parents=True)
@@ -188,8 +188,8 @@ def test_a_runs_config_yaml_that_disagrees_with_the_checkpoint_fails_its_job(cli
 
 
 def test_arch_and_a_cfg_that_states_another_eps_convert_at_the_cfgs_eps(cli, states, tmp_path):
-    from ckptconv.verification import synthetic
     from ckptconv.tables.registry import registry_for
+    from ckptconv.verification import synthetic
 
     src = tmp_path / "b0.pyth"
     torch.save({"model_state": states("b0"), "cfg": _eps_yaml(synthetic.cfg_yaml(registry_for().variant("b0")), "1.0e-03")}, src)

@@ -10,7 +10,6 @@ import torch
 from ckptconv.verification import models
 
 
-
 def bits_equal(a: dict, b: dict) -> bool:
     return list(a) == list(b) and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
 

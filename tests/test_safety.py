@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 
+from ckptconv.errors import FormatError, UnsafePickleError
 from ckptconv.io import files, writer
 from ckptconv.io.checkpoint import load
-from ckptconv.errors import FormatError, UnsafePickleError
 
 CANARY_CODE = "open({path!r}, 'w').write('pwned')"
 
@@ -338,7 +338,7 @@ def test_ctrl_c_during_the_write_leaves_nothing(cli, make_ckpt, tmp_path, monkey
     [(signal.SIGINT, 130, "error: interrupted; nothing partial was written and no output was replaced"),
      (signal.SIGTERM, 143, "error: terminated (SIGTERM); nothing partial was written and no output was replaced")],
     ids=["SIGINT", "SIGTERM"],
-)  # fmt: skip
+)
 def test_a_signal_mid_write_exits_with_its_code_and_leaves_nothing(make_ckpt, tmp_path, signum, code, line):
     """Ctrl-C, or the SIGTERM that timeout, CI cancellation and docker stop send, while the output is
     being written: held until the write ends (torch would turn it into another error mid-write),
@@ -420,7 +420,7 @@ def test_temp_files_locked_by_a_live_writer_are_left_alone_whatever_their_pid(tm
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)", str(live)],
         stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert files.clean_stale_temps(tmp_path) == []
@@ -521,9 +521,8 @@ def test_a_file_written_wrong_is_caught_when_read_back_and_never_published(cli, 
 
 def test_config_out_never_replaces_a_table_the_run_reads(cli, tmp_path):
     """A table directory's files are inputs of the run: not even --force writes over one."""
-    from ckptconv.tables.registry import builtin_dir
+    from ckptconv.tables.registry import Registry, builtin_dir
     from ckptconv.verification import synthetic
-    from ckptconv.tables.registry import Registry
 
     tables = tmp_path / "tables" / "effnet" / "layouts"
     tables.mkdir(parents=True)

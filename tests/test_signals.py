@@ -16,14 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-
 # the writers' steps, as (module, function, after): each is a moment as it begins, and the
 # publishing ones (after=True) a moment as they end too (the outputs are then published)
 STEPS = [
     ("ckptconv.io.files", "TempFile.__init__", False), ("ckptconv.io.files.PendingWrite", "write", False),
     ("ckptconv.convert", "_read_back", False), ("ckptconv.io.files.PendingWrite", "commit", True), ("ckptconv.io.files", "fsync_dir", False),
     ("ckptconv.io.folder.PendingFolder", "write", False), ("ckptconv.io.folder.PendingFolder", "commit", True),
-]  # fmt: skip
+]
 
 CHILD = r"""
 import importlib, os, signal, sys
@@ -74,7 +73,7 @@ def run_child(target: int, who: str, marker: Path, argv: list[str], cwd: Path) -
     script = f"STEPS = {STEPS!r}\n" + CHILD
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run([sys.executable, "-c", script, str(target), who, str(marker), *argv], cwd=cwd, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)  # fmt: skip
+                          capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stderr
 
 

@@ -138,11 +138,11 @@ def test_an_up_to_date_outputs_config_comes_from_its_checked_meta(cli, make_ckpt
 
 
 def test_a_quoted_placeholder_in_a_table_template_is_refused(tmp_path):
+    import tomllib
+
     from ckptconv.errors import TableError
     from ckptconv.tables.layout import parse_layout
     from ckptconv.tables.registry import builtin_dir
-
-    import tomllib
 
     data = tomllib.loads((builtin_dir() / "effnet" / "layouts" / "mmdet.toml").read_text())
     data["config"]["template"] = data["config"]["template"].replace("arch={arch!r}", "arch='{arch}'")

@@ -97,7 +97,7 @@ def test_flow_lists_and_dicts_read_like_block_lists():
     ("MODEL:\n  TYPE: anynet\nANYNET:\n  DEPTHS: [1]\n  WIDTHS: [8]\n  STRIDES: [2]\n  BOT_MULS: [1e-1]\n  GROUP_WS: [8]\n",
      "ANYNET.BOT_MULS[0] is '1e-1'; expected a number"),  # pycls reads items of a YAML list as they are: a string
     ("MODEL:\n  TYPE: resnet\n  DEPTH: 50\nRESNET:\n  TRANS_FUN: bottleneck_transform\n  NUM_GROUPS: null\n", "RESNET.NUM_GROUPS is None"),
-])  # fmt: skip
+])
 def test_a_cfg_pycls_could_not_build_is_one_line(cfg, words):
     with pytest.raises(FormatError) as e:
         structure.from_cfg(cfg)

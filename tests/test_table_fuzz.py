@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ckptconv.tables import engine
 from ckptconv.errors import TableError
-from ckptconv.tables.registry import Registry, builtin_dir
+from ckptconv.tables import engine
 from ckptconv.tables.layout import parse_layout
+from ckptconv.tables.registry import Registry, builtin_dir
 from ckptconv.tables.variants import parse_variant
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -28,7 +28,7 @@ odd_values = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(10**12), max_value=10**12), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12), st.just("{nope}"), st.just("s9"), st.just("abc"), st.lists(st.integers(-3, 10**6), max_size=9),
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=3), st.just(10**6), st.just(math.inf),
-)  # fmt: skip
+)
 
 
 def _paths(node, prefix=()):
@@ -154,4 +154,4 @@ def test_a_table_bigger_than_a_table_is_refused(tmp_path):
     (tmp_path / "effnet" / "layouts").mkdir(parents=True)
     (tmp_path / "effnet" / "layouts" / "huge.toml").write_text("x = 1\n" + "#" * (2 << 20))
     with pytest.raises(TableError, match="a table is at most"):
-        Registry((tmp_path,)).layouts_by_family
+        _ = Registry((tmp_path,)).layouts_by_family

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from ckptconv.tables import engine
 from ckptconv.errors import MappingError, TableError, UsageError
+from ckptconv.tables import engine
 from ckptconv.tables.registry import Registry, builtin_dir
 
 from .conftest import ARCHS, LAYOUTS
@@ -180,7 +180,7 @@ def _layout_table(rules: str, extra: str = "") -> str:
 def test_malformed_tables_are_refused_with_the_reason(tmp_path, rules, message):
     tables = _tables_dir(tmp_path, layouts=[("t.toml", _layout_table(rules))])
     with pytest.raises(TableError, match=message.replace("{", r"\{").replace("}", r"\}").replace("(", r"\(")):
-        Registry((tables,)).layouts_by_family
+        _ = Registry((tables,)).layouts_by_family
 
 
 def test_an_out_level_that_names_no_level_is_refused(tmp_path):
@@ -189,7 +189,7 @@ def test_an_out_level_that_names_no_level_is_refused(tmp_path):
     assert 'out_level   = "layers.{i}"' in text
     tables = _tables_dir(tmp_path, layouts=[("mmdet2.toml", text.replace('name      = "mmdet"', 'name      = "mmdet2"').replace('"layers.{i}"', '"stage{i}"'))])
     with pytest.raises(TableError, match=r"\[config\]\.out_level 'stage\{i\}' names no level of \[levels\]"):
-        Registry((tables,)).layouts_by_family
+        _ = Registry((tables,)).layouts_by_family
 
 
 def test_table_leaving_a_key_unmatched_names_it(tmp_path, registry):

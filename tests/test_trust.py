@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import os
+import shutil
 import signal
 import stat
 import struct
@@ -59,9 +59,8 @@ def big_endian_copy(src: Path, dst: Path) -> Path:
     byteorder "big" (torch swaps it back on load)."""
     index = read_index(src)
     dtypes = {}
-    for part, node in (("model_state", index.tree["model_state"]),):
-        for ref in node.values():
-            dtypes[ref.record] = ref.dtype
+    for ref in index.tree["model_state"].values():
+        dtypes[ref.record] = ref.dtype
 
     def swap(name: str, data: bytes):
         if name.endswith("/byteorder"):
@@ -440,9 +439,9 @@ def test_ctrl_c_at_any_moment_never_replaces_the_output(built, tmp_path, moment)
 def test_a_signal_as_a_temp_file_is_created_leaves_no_temp_file(built, tmp_path, monkeypatch, nth):
     """The moment between creating a temp file (the output's, the config's) and registering it for
     removal: a signal there is held until it is registered, then removes it like any other."""
-    from ckptconv.io import files
     from ckptconv import signals
     from ckptconv.api import convert_checkpoint
+    from ckptconv.io import files
 
     created, create = [], files.TempFile.__init__
 
@@ -503,7 +502,7 @@ def test_statistics_no_training_writes_are_refused_naming_the_key(cli, built, tm
 @pytest.mark.parametrize("field, value, words", [
     ("eps", "abc", "meta settings.eps is 'abc'"), ("eps", -1.0, "meta settings.eps is -1.0"),
     ("padding", "reflect", "meta settings.padding is 'reflect'"),
-])  # fmt: skip
+])
 def test_a_meta_setting_without_meaning_is_named_by_verify(cli, built, tmp_path, field, value, words):
     obj = torch.load(built.output("b0", "mmdet"), weights_only=True)
     obj["meta"]["settings"][field] = value

@@ -197,7 +197,7 @@ def test_verify_a_pycls_file_written_back(cli, converted, tmp_path):
     (("missing.pth",), "no such file"),
     (("--source", "X.pth", "X.pth", "X.pth"), "--source goes with exactly one file"),
     (("--config", "c.py", "X.pth", "X.pth"), "--config goes with at most one FILE"),
-])  # fmt: skip
+])
 def test_a_verify_usage_error_is_one_json_object_before_torch_loads(tmp_path, args, words):
     """Exit 2, one JSON object on stdout naming the error (as README promises for --json), and no
     torch import: a typo in CI costs milliseconds."""
@@ -206,7 +206,7 @@ def test_a_verify_usage_error_is_one_json_object_before_torch_loads(tmp_path, ar
 
     (tmp_path / "X.pth").write_bytes(b"not read")
     code = ("import sys, json\nfrom ckptconv.cli import main\n"
-            f"try:\n    main(['verify', '--json', *{list(args)!r}])\nexcept SystemExit as e:\n    print(json.dumps([e.code, 'torch' in sys.modules]))")  # fmt: skip
+            f"try:\n    main(['verify', '--json', *{list(args)!r}])\nexcept SystemExit as e:\n    print(json.dumps([e.code, 'torch' in sys.modules]))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     *printed, last = run.stdout.strip().splitlines()
     assert json.loads(last) == [2, False], run.stderr

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from ckptconv.verification import checks, models
 from ckptconv import convert
 from ckptconv.tables import engine
 from ckptconv.tables.resolve import resolve
+from ckptconv.verification import checks, models
 
 from .conftest import close
 
@@ -50,7 +50,7 @@ def _pairs() -> list[tuple[str, str]]:
 
 MM_TARGETS = json.loads((DATA / "openmmlab_targets.json").read_text())["models"]
 CANNOT = sorted((arch, library) for arch, libraries in MM_TARGETS.items() for library, entry in libraries.items()
-                if isinstance(entry, dict) and entry.get("structure_matches") is False)  # fmt: skip
+                if isinstance(entry, dict) and entry.get("structure_matches") is False)
 
 
 @pytest.mark.parametrize("arch, layout", CANNOT)

@@ -7,9 +7,10 @@ import glob
 import json
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import UsageError
 from ..fields import Fields
@@ -143,7 +144,7 @@ def collect(sources: Iterable[str], out_dir: Path, *, every_epoch: bool = False)
         elif path.is_dir():
             if exclude is not None and (exclude == path.resolve() or exclude in path.resolve().parents):
                 raise UsageError(f"--out-dir {str(out_dir)!r} holds the input folder {text!r}: the outputs would be mixed with the sources "
-                                 "(and taken for sources on the next run)", fix="choose an --out-dir outside the input folder")  # fmt: skip
+                                 "(and taken for sources on the next run)", fix="choose an --out-dir outside the input folder")
             found = _search(path, exclude, every_epoch)
             if not found:
                 raise UsageError(f"no *.pyth or *.pth files under {text!r}", fix="pass checkpoint files, a directory of them, or a manifest")

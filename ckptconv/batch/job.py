@@ -213,7 +213,7 @@ def _check_other_target(output: Path, layout: str) -> None:
     if held and held != layout:
         raise UsageError(f"the output holds {held} weights (its meta), not {layout}; it is never replaced by another target's",
                          fix=f"write the {layout} outputs to another --out-dir, or pass every target at once (--to {held},{layout}: a folder each)",
-                         path=str(output))  # fmt: skip
+                         path=str(output))
 
 
 def _make_parents(directory: Path) -> None:

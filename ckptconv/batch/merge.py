@@ -39,7 +39,7 @@ def _read(path: Path) -> dict[str, Any]:
     shard, plan = f.section("shard"), f.section("plan")
     files = [_entry(entry, i, path) for i, entry in enumerate(f.items("files", max_items=MAX_FILES))]
     return {"index": shard.integer("index", lo=1, hi=100_000), "count": shard.integer("count", lo=1, hi=100_000),
-            "plan": plan.data, "plan_id": plan.text("id", pattern=HEX64), "files": files, "path": path}  # fmt: skip
+            "plan": plan.data, "plan_id": plan.text("id", pattern=HEX64), "files": files, "path": path}
 
 
 def _entry(raw: Any, i: int, path: Path) -> Outcome:
@@ -53,7 +53,7 @@ def _entry(raw: Any, i: int, path: Path) -> Outcome:
     numbers = e.section("numbers").data if e.data.get("numbers") is not None else None
     return Outcome(source=e.text("source"), status=e.text("status", choices=STATUSES), may_refuse=may_refuse, numbers=numbers,
                    params=e.integer("params", 0, lo=0, hi=1 << 50), bytes=e.integer("bytes", 0, lo=0, hi=1 << 60),
-                   seconds=e.number("seconds", 0.0, lo=0.0, hi=1e9), source_bytes=e.integer("source_bytes", 0, lo=0, hi=1 << 60), **texts)  # fmt: skip
+                   seconds=e.number("seconds", 0.0, lo=0.0, hi=1e9), source_bytes=e.integer("source_bytes", 0, lo=0, hi=1 << 60), **texts)
 
 
 def _one_plan(read: list[dict[str, Any]]) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def _one_plan(read: list[dict[str, Any]]) -> dict[str, Any]:
         if r["plan_id"] != first["plan_id"]:
             differ = sorted(k for k in set(first["plan"]) | set(r["plan"]) if k != "id" and first["plan"].get(k) != r["plan"].get(k))
             raise UsageError(f"{first['path']} and {r['path']} are reports of different batches (they differ in {', '.join(differ) or 'their plan'})",
-                             fix="merge the reports of one sharded run: the same sources, --out-dir, --to and options")  # fmt: skip
+                             fix="merge the reports of one sharded run: the same sources, --out-dir, --to and options")
     if len({r["count"] for r in read}) != 1:
         raise UsageError(f"the reports split the batch into {sorted({r['count'] for r in read})} shares", fix="merge the reports of one sharded run")
     return first["plan"]
@@ -100,7 +100,7 @@ def merge(reports: list[Path]) -> dict[str, Any]:
     counts = Counter(f.status for f in files)
     return {"ok": not problems, "problems": problems, "files": [vars(f) for f in files], "plan": plan,
             "summary": {**{s: counts.get(s, 0) for s in STATUSES}, "total": len(files)},
-            "shards": {"count": count, "merged": sorted({r["index"] for r in read}), "reports": [str(p) for p in reports]}}  # fmt: skip
+            "shards": {"count": count, "merged": sorted({r["index"] for r in read}), "reports": [str(p) for p in reports]}}
 
 
 def check_outputs(out: Path, metafile: Path | None, reports: list[Path]) -> None:

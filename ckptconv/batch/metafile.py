@@ -38,7 +38,7 @@ def check_names(outputs: list[str], out_dir: Path) -> None:
         name = model_name(output, out_dir)
         if name in seen:
             raise UsageError(f"--metafile would name two models {name!r}: {seen[name]} and {output}",
-                             fix="give one of them another output name in a manifest")  # fmt: skip
+                             fix="give one of them another output name in a manifest")
         seen[name] = output
 
 
@@ -59,9 +59,9 @@ def metafile(outcomes: list[Outcome], out_dir: Path, at: Path, layouts: tuple[st
         if family and family not in collection["Metadata"]["Architecture"]:
             collection["Metadata"]["Architecture"].append(family)
         metadata = {"Architecture": [family] if family else None, "Parameters": o.params, "Source": o.source,
-                    "Source sha256": o.source_sha256, "Source Model": o.model or o.arch, "Weight Set": o.weights}  # fmt: skip
+                    "Source sha256": o.source_sha256, "Source Model": o.model or o.arch, "Weight Set": o.weights}
         model = {"Name": model_name(o.output, out_dir), "In Collection": collection["Name"], "Metadata": {k: v for k, v in metadata.items() if v},
-                 "Weights": _relative(o.output, at.parent)}  # fmt: skip
+                 "Weights": _relative(o.output, at.parent)}
         config = Path(o.output).with_suffix(".py")
         if config.is_file():  # --configs wrote it
             model["Config"] = _relative(str(config), at.parent)
@@ -103,7 +103,7 @@ def check_targets(layouts: list[str], openmmlab: tuple[str, ...]) -> None:
     """A metafile lists OpenMMLab outputs: a batch with none of them would write an empty one."""
     if not any(layout in openmmlab for layout in layouts):
         raise UsageError(f"--metafile lists MMDetection and mmpretrain outputs, and this batch writes {', '.join(sorted(set(layouts)))} only",
-                         fix=f"add one of {', '.join(openmmlab)} to --to, or leave out --metafile")  # fmt: skip
+                         fix=f"add one of {', '.join(openmmlab)} to --to, or leave out --metafile")
 
 
 def check_output(path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import UsageError
 from ..io.files import atomic_write, check_replaceable_report, check_writable_dir
@@ -149,7 +150,7 @@ def _check_paths(jobs: list[Job], out_dir: Path, others: list[Path], extra: list
         listed = "; ".join(f"{out} <- {' and '.join(srcs)}" for out, srcs in list(clashes.items())[:5])
         more = f" (+{len(clashes) - 5} more)" if len(clashes) > 5 else ""
         raise UsageError(f"{len(clashes)} output(s) would be written by more than one input: {listed}{more}",
-                         fix="give them other output names in a manifest (output = \"...\")")  # fmt: skip
+                         fix="give them other output names in a manifest (output = \"...\")")
     inputs = [Path(j.source) for j in jobs] + [j.request.cfg for j in jobs if j.request.cfg] + others
     check_plan(_planned(jobs) + extra, inputs)
 
@@ -169,7 +170,7 @@ def _entry_request(base: Request, entry: Entry, output: Path, layout: str) -> Re
 
 
 def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[str, ...], fmt: str = "pth",
-         publish: bool = False, configs: bool = False, others: Iterable[Path] = (), extra: Iterable[Planned] = ()) -> list[Job]:  # fmt: skip
+         publish: bool = False, configs: bool = False, others: Iterable[Path] = (), extra: Iterable[Planned] = ()) -> list[Job]:
     """One job per entry and target layout (a manifest's ``layout`` names its entry's only one),
     each ``base`` with the entry's fields. With several layouts each gets a folder under --out-dir
     and a refused pair is listed, not failed. Fails before anything is written when an output is

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from .job import current, has_output, run_job, source_hash
 from .plan import Batch, Job, Outcome
@@ -64,7 +65,7 @@ def run(
             crashed, _ = _pool_pass([(i, job)], 1, job_fn, on_start, finish)
             if crashed:
                 finish(i, Outcome(job.source, job.output, "failed", layout=job.request.layout,
-                                  error=f"{job.source}: the worker process died while converting this file (a crash or the OOM killer)"))  # fmt: skip
+                                  error=f"{job.source}: the worker process died while converting this file (a crash or the OOM killer)"))
     batch.outcomes = [results[i] for i in range(len(jobs))]
     batch.seconds = time.perf_counter() - start
     return batch

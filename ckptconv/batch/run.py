@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import UsageError
 from ..io.files import make_out_dir
@@ -66,7 +67,7 @@ def prepare_batch(request: BatchRequest) -> Prepared:
     extra = [Planned(path, what) for path, what in ((request.report, "--report"), (request.metafile, "--metafile")) if path]
     base = _replace(request.base, layout=layouts[0], made_by="batch")
     jobs = plan.plan(entries, request.out_dir, base, layouts=layouts, fmt=request.fmt, publish=request.publish, configs=request.configs,
-                     others=manifests + registry.table_files(), extra=extra)  # fmt: skip
+                     others=manifests + registry.table_files(), extra=extra)
     share = shard.resolve(request.shard, request.environ)
     _check_outputs_of_share(request, jobs, share)
     identity = plan_identity(request, jobs, layouts)
@@ -90,7 +91,7 @@ def _check_outputs_of_share(request: BatchRequest, jobs: list[Job], share: shard
     metafile.check_names([j.output for j in jobs if j.request.layout in openmmlab and not j.publish], request.out_dir)
     if share is not None:
         raise UsageError(f"--metafile lists every output of the batch, and this job converts share {share.index + 1} of {share.count} ({share.given_by})",
-                         fix="leave --metafile out of the shares, and write it with the merged report: ckptconv report merge REPORT... --out FILE --metafile META")  # fmt: skip
+                         fix="leave --metafile out of the shares, and write it with the merged report: ckptconv report merge REPORT... --out FILE --metafile META")
     plan.check_report(request.metafile, request.out_dir, check=metafile.check_output)
 
 
@@ -101,7 +102,7 @@ def plan_identity(request: BatchRequest, jobs: list[Job], layouts: tuple[str, ..
     options |= {"format": request.fmt, "publish": request.publish, "configs": request.configs, "every_epoch": request.every_epoch}
     pairs = hashlib.sha256("".join(f"{os.path.abspath(j.source)}\t{os.path.abspath(j.output)}\n" for j in jobs).encode("utf-8", "surrogateescape"))
     record = {"ckptconv_version": __version__, "out_dir": os.path.abspath(request.out_dir), "targets": list(layouts),
-              "options": json.loads(json.dumps(options, default=str)), "jobs": len(jobs), "pairs_sha256": pairs.hexdigest()}  # fmt: skip
+              "options": json.loads(json.dumps(options, default=str)), "jobs": len(jobs), "pairs_sha256": pairs.hexdigest()}
     return {**record, "id": hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()}
 
 
@@ -119,11 +120,11 @@ def _check_report_share(path: Path, identity: dict[str, Any], share: shard.Shard
     if not (same_plan and isinstance(theirs, dict) and theirs.get("index") == share.index + 1):
         raise UsageError(f"the report file holds {'share ' + str(theirs.get('index')) if isinstance(theirs, dict) else 'the report'} of "
                          f"{'this' if same_plan else 'another'} batch, and this job converts share {share.index + 1} of {share.count}",
-                         fix="give each share its own --report file, e.g. report-$SLURM_ARRAY_TASK_ID.json", path=str(path))  # fmt: skip
+                         fix="give each share its own --report file, e.g. report-$SLURM_ARRAY_TASK_ID.json", path=str(path))
 
 
 def run_batch(prepared: Prepared, *, workers: int, on_start: Callable[[Job], None] | None = None,
-              on_done: Callable[[Job, Outcome], None] | None = None) -> tuple[Batch, dict[str, Any]]:  # fmt: skip
+              on_done: Callable[[Job, Outcome], None] | None = None) -> tuple[Batch, dict[str, Any]]:
     """Make --out-dir, convert the share's jobs, write the report and the metafile; the batch and
     its report (as written)."""
     from . import pool

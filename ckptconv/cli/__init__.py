@@ -85,7 +85,7 @@ def run() -> None:
     import os
     import sys
 
-    from ..signals import message, exit_code
+    from ..signals import exit_code, message
 
     try:
         collect_rarely()

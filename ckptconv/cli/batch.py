@@ -56,7 +56,7 @@ def batch_cmd(obj, sources, **kw) -> None:
             ui.warning("--trust-pickle: unpickling whatever the files ask for; this can run code stored in them")
         request = BatchRequest(sources=tuple(sources), out_dir=kw["out_dir"], base=request_from(kw, obj.tables, source=Path()), targets=kw["targets"],
                                fmt=kw["fmt"], publish=kw["publish"], configs=kw["configs"], every_epoch=kw["every_epoch"],
-                               report=kw["report_path"], metafile=kw["metafile_path"], shard=kw["shard"])  # fmt: skip
+                               report=kw["report_path"], metafile=kw["metafile_path"], shard=kw["shard"])
         prepared = prepare_batch(request)
         if prepared.share is not None:
             s = prepared.share
@@ -108,7 +108,7 @@ def _run_with_progress(ui: UI, prepared, workers: int, finished: list):
         TextColumn("{task.fields[done]}/{task.fields[n]} files"), BarColumn(), DownloadColumn(),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[now]}"),
         console=ui.out,
-    ) as progress:  # fmt: skip
+    ) as progress:
         task = progress.add_task("batch", total=total_bytes or 1, done=0, n=len(plan), now="")
 
         def started(job):

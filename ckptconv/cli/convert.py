@@ -16,7 +16,6 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> Non
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
         from ..io.hashing import start_hash
-
         from ..preflight import ready
 
         if fields.get("layout") is None:
@@ -81,7 +80,7 @@ def summarize(ui: UI, result) -> None:
         ui.info("")
         padding = f"padding={needs.get('padding')}, " if FAMILIES[c.variant.family].paddable else ""
         ui.info(f"[bold]The config these weights need[/bold] ({padding}BN eps={needs.get('eps'):g}, "
-                f"{c.colours.target.upper()} input):", markup=True)  # fmt: skip
+                f"{c.colours.target.upper()} input):", markup=True)
         ui.plain(c.config)
     for line in warnings(c):
         ui.warning(line)

@@ -26,14 +26,14 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
             {"family": lay.family, "layout": lay.name, "version": lay.version, "reference": lay.reference, "container": lay.container,
              "rules": len(lay.rules), "summary": lay.summary, "refuses": [r.when for r in lay.refuse], "path": lay.path}
             for lay in registry.all_layouts()
-        ]  # fmt: skip
+        ]
         variants = [{"arch": v.name, "family": v.family, "title": v.title, "config": v.config, "im_size": v.im_size, "path": v.path,
-                     "targets": registry.targets(v)} for v in _by_size(registry.variants.values())]  # fmt: skip
+                     "targets": registry.targets(v)} for v in _by_size(registry.variants.values())]
         if json_mode:
             ui.json({"families": {f.name: f.title for f in FAMILIES.values()}, "layouts": layouts, "variants": variants})
             return
         ui.table("layouts, by family (pycls is each family's own layout: every table maps from it)", ["family", "layout", "version", "summary"],
-                 [(t["family"], t["layout"], t["version"], t["summary"]) for t in layouts], force=True)  # fmt: skip
+                 [(t["family"], t["layout"], t["version"], t["summary"]) for t in layouts], force=True)
         for family in FAMILIES.values():
             names = [n for n in registry.layouts_by_family[family.name] if n != PYCLS]
             rows = [(v["arch"], v["title"], *(v["targets"][n] for n in names)) for v in variants if v["family"] == family.name]
@@ -65,7 +65,7 @@ def show(obj, layout: str, arch: str, json_mode: bool) -> None:
             ui.json({
                 "layout": table.name, "version": table.version, "arch": variant.name,
                 "entries": [{"source": e.source, "target": e.target, "rule": e.rule, "reason": e.reason, "shape": list(e.shape)} for e in p.entries],
-            })  # fmt: skip
+            })
             return
         rows = [(e.source, e.target or f"(dropped: {e.reason})", e.rule, "x".join(map(str, e.shape)) or "scalar") for e in p.entries]
         others = ", ".join(v.name for v in registry.variants_of(variant.family))

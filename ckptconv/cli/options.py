@@ -29,9 +29,9 @@ def input_size_option(f):
 
 
 _ARCH_HELP = ("Model (b0 ... b5, regnetx_200mf ... regnety_32gf, resnet50 ...: ckptconv mappings lists them). "
-              "Default: from the checkpoint's cfg, else its tensor shapes.")  # fmt: skip
+              "Default: from the checkpoint's cfg, else its tensor shapes.")
 _ORDER_HELP = ("Colour order the written weights take. rgb (default; bgr for --to pycls): the stem's input channels reversed, "
-               "so a library's stock RGB pipeline computes what pycls computed from BGR images. bgr: as pycls trained them.")  # fmt: skip
+               "so a library's stock RGB pipeline computes what pycls computed from BGR images. bgr: as pycls trained them.")
 _CONVERSION = [
     click.option("--arch", metavar="ARCH", help=_ARCH_HELP),
     click.option("--cfg", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
@@ -49,12 +49,12 @@ _CONVERSION = [
     input_size_option,
     click.option("--force", is_flag=True, help="Replace an existing output (atomically: the old file stays until the new one is complete)."),
     click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the file asks for. Only for files from people you trust."),
-]  # fmt: skip
+]
 _HUB = [
     click.option("--hub", is_flag=True, help="With --to timm: OUT is a folder timm loads with create_model('local-dir:OUT', pretrained=True) "
                                              "and the Hugging Face Hub serves as it is: config.json, model.safetensors, README.md (a model card)."),
     click.option("--license", metavar="ID", default=None, help="The licence of the weights, for the hub folder's model card (mit, apache-2.0, other ...)."),
-]  # fmt: skip
+]
 
 
 def hub_options(f):
@@ -102,7 +102,7 @@ _VERIFY = [
                       "(the library's own Resize/ResizeEdge and CenterCrop, which give other inputs)."),
     input_size_option,
     click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the files ask for."),
-]  # fmt: skip
+]
 EXPECTATIONS = ("source", "arch", "layout", "weights", "padding", "eps", "channel_order", "flip", "mean", "std", "input_size", "trust_pickle")
 TRANSFORMS = {"printed": None, "stock": "stock"}  # --transforms -> Expectations.geometry
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from functools import cached_property
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import click
 
@@ -87,7 +88,7 @@ class UI:
         except CkptError as e:
             self._fail(str(e), e.exit_code)
         except KeyboardInterrupt as e:
-            from ..signals import message, exit_code
+            from ..signals import exit_code, message
 
             self._fail(message(e), exit_code(e))
 

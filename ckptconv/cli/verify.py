@@ -66,7 +66,7 @@ def _render(ui: UI, summary) -> None:
         return
     if len(results) > 1 and not ui.quiet:
         ui.table("summary", ["file", "arch", "layout", "result"],
-                 [(r["path"], r.get("arch", "?"), r.get("layout", "?"), "pass" if r["ok"] else "FAIL") for r in results])  # fmt: skip
+                 [(r["path"], r.get("arch", "?"), r.get("layout", "?"), "pass" if r["ok"] else "FAIL") for r in results])
     for r in results:
         if not r["ok"]:
             ui.error(f"{r['path']}: {r['first_failure']}")
@@ -76,9 +76,9 @@ def _render(ui: UI, summary) -> None:
 
 def _with_config(config: Path, targets: list[Path], opts, report_path, show):
     """``--config CFG [FILE]``: one config, the weights it loads (or FILE)."""
-    from ..verify.config import verify_config
     from ..io.files import check_report_output
     from ..openmmlab.config import config_files
+    from ..verify.config import verify_config
     from ..verify.many import Summary, write_summary
 
     inputs = [*config_files(config), *targets]

@@ -298,7 +298,7 @@ def _from_pickle(path: Path, fmt: str, obj: Any, index: ZipIndex | None) -> Chec
     return Checkpoint(
         path, fmt, kind, [str(k) for k in obj], sets, errors, cfg_of(obj.get("cfg")),
         epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None, meta, problems, index, refs,
-    )  # fmt: skip
+    )
 
 
 def _check_storages(sd: dict, refs: dict, index: ZipIndex, path: Path) -> None:
@@ -310,7 +310,7 @@ def _check_storages(sd: dict, refs: dict, index: ZipIndex, path: Path) -> None:
         span = index.records.get(ref.record) if ref is not None else None
         if isinstance(t, torch.Tensor) and span is not None and t.untyped_storage().nbytes() != span.nbytes:
             raise FormatError(f"tensor {key}: its storage claims {t.untyped_storage().nbytes()} bytes but its record holds {span.nbytes}: "
-                              f"the file is crafted or corrupt", fix="download or copy it again", path=str(path))  # fmt: skip
+                              f"the file is crafted or corrupt", fix="download or copy it again", path=str(path))
 
 
 def _from_safetensors(path: Path, opened: Opened) -> Checkpoint:

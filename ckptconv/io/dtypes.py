@@ -22,18 +22,18 @@ TABLE = {
     "float64": ("F64", 8), "float32": ("F32", 4), "float16": ("F16", 2), "bfloat16": ("BF16", 2),
     "int64": ("I64", 8), "int32": ("I32", 4), "int16": ("I16", 2), "int8": ("I8", 1),
     "uint8": ("U8", 1), "bool": ("BOOL", 1),
-}  # fmt: skip
+}
 FLOATS = ("float64", "float32", "float16", "bfloat16")  # what a converted weight may be
 FROM_SAFETENSORS = {code: name for name, (code, _) in TABLE.items()}
 FP16_MAX = 65504.0
 
 
-def name(dtype: "torch.dtype") -> str:
+def name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``float32``."""
     return str(dtype).removeprefix("torch.")
 
 
-def shapes_of(state_dict: dict[str, "torch.Tensor"]) -> dict[str, tuple[tuple[int, ...], str]]:
+def shapes_of(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], str]]:
     """key -> (shape, dtype name): what detection and the tables match a state dict by."""
     return {k: (tuple(v.shape), name(v.dtype)) for k, v in state_dict.items()}
 
@@ -42,12 +42,12 @@ def itemsize(dtype_name: str) -> int:
     return TABLE[dtype_name][1] if dtype_name in TABLE else 4
 
 
-def safetensors_code(dtype: "torch.dtype") -> str | None:
+def safetensors_code(dtype: torch.dtype) -> str | None:
     entry = TABLE.get(name(dtype))
     return entry[0] if entry else None
 
 
-def to_torch(dtype_name: str) -> "torch.dtype":
+def to_torch(dtype_name: str) -> torch.dtype:
     import torch
 
     return getattr(torch, dtype_name)
@@ -67,11 +67,11 @@ def choose(requested: str, floats: set[str]) -> str:
     return dtype
 
 
-def floats_of(state_dict: dict[str, "torch.Tensor"]) -> set[str]:
+def floats_of(state_dict: dict[str, torch.Tensor]) -> set[str]:
     return {name(t.dtype) for t in state_dict.values() if t.is_floating_point()}
 
 
-def statistics_problem(key: str, tensor: "torch.Tensor") -> str | None:
+def statistics_problem(key: str, tensor: torch.Tensor) -> str | None:
     """What is wrong with a BatchNorm statistic, if anything: a running_mean or running_var that is
     not finite, or a negative running_var, computes garbage with no error anywhere."""
     import torch
@@ -84,13 +84,13 @@ def statistics_problem(key: str, tensor: "torch.Tensor") -> str | None:
     return None
 
 
-def cast(tensor: "torch.Tensor", dtype_name: str) -> "torch.Tensor":
+def cast(tensor: torch.Tensor, dtype_name: str) -> torch.Tensor:
     """The tensor the output holds for a source tensor: floating tensors cast, integers untouched."""
     target = to_torch(dtype_name)
     return tensor.to(target) if tensor.is_floating_point() and tensor.dtype != target else tensor
 
 
-def check_cast(key: str, tensor: "torch.Tensor", dtype_name: str) -> None:
+def check_cast(key: str, tensor: torch.Tensor, dtype_name: str) -> None:
     """Refuse a cast that would change a value beyond rounding: overflow to Inf, or NaN/Inf in the source."""
     import torch
 

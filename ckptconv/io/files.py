@@ -23,8 +23,9 @@ import shutil
 import stat
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from ..errors import OutputError, UsageError
 from .paths import Planned, check_plan

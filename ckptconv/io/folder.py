@@ -13,8 +13,9 @@ import contextlib
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from ..errors import UsageError
 from .files import TMP_PREFIX, check_writable_dir, clean_stale_temps, fsync_dir, io_error, lock
@@ -39,7 +40,7 @@ def check_folder(folder: Path, force: bool) -> None:
         if foreign:
             raise UsageError(f"the folder holds files --hub does not write ({', '.join(foreign[:5])}): it is not a folder this command made",
                              fix="remove them or name another folder; --force replaces only a folder of config.json, model.safetensors and README.md",
-                             path=str(folder))  # fmt: skip
+                             path=str(folder))
 
 
 def _foreign(folder: Path) -> list[str]:
@@ -143,5 +144,5 @@ def _aside(folder: Path) -> Path:
     if foreign:
         os.rename(old, folder)
         raise UsageError(f"the folder gained files while converting ({', '.join(foreign[:5])}): nothing was replaced",
-                         fix="remove them or name another folder", path=str(folder))  # fmt: skip
+                         fix="remove them or name another folder", path=str(folder))
     return old

@@ -49,7 +49,7 @@ def stamp(st: os.stat_result) -> Stamp:
 
 def changed(path: str | Path, what: str) -> FormatError:
     return FormatError(f"{what} changed while ckptconv read it (it was replaced or rewritten): the sha256 recorded would not be "
-                       "the one of the tensors converted; nothing was written", fix="convert it again once it stays put", path=str(path))  # fmt: skip
+                       "the one of the tensors converted; nothing was written", fix="convert it again once it stays put", path=str(path))
 
 
 def hash_file(path: str | Path, chunk: int = CHUNK) -> Hashed:

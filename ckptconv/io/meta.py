@@ -16,8 +16,8 @@ import re
 from collections import OrderedDict
 from typing import Any
 
-from ..options import NAME, ORDERS, PADDINGS, PREFIX
 from ..fields import describe
+from ..options import NAME, ORDERS, PADDINGS, PREFIX
 from .dtypes import FLOATS
 
 MAX_TEXT = 1024
@@ -35,11 +35,11 @@ FIELDS: dict[str, tuple[str, str | tuple[str, ...] | None]] = {
     "dtype": ("str", FLOATS), "prefix": ("str", f"({PREFIX})?"), "channel_order": ("str", ORDERS), "epoch": ("int", None),
     "settings": ("scalars", None), "options": ("scalars", None), "model": ("record", None), "assumed": ("texts", None),
     "tensors_crc": ("str", HEX64),
-}  # fmt: skip
+}
 WANT = {"str": "a string (at most 1024 characters)", "int": "an integer", "scalars": "a flat table of values",
-        "record": "a model's numbers ([variant] and one section of numbers)", "texts": "a list of strings"}  # fmt: skip
+        "record": "a model's numbers ([variant] and one section of numbers)", "texts": "a list of strings"}
 RULE_WORDS = {NAME: "a name (a-z, 0-9, _ . -)", f"({PREFIX})?": "a dotted module path such as backbone, or nothing",
-              HEX64: "a sha256 in hex", VERSION: "a version number"}  # fmt: skip
+              HEX64: "a sha256 in hex", VERSION: "a version number"}
 JSON_FIELDS = tuple(k for k, (kind, _) in FIELDS.items() if kind != "str")  # JSON-encoded in safetensors
 
 
@@ -83,7 +83,7 @@ def _check(kind: str, value: Any) -> bool:
     if kind == "record":  # {section: {field: number or list of numbers}}, two levels and small
         return isinstance(value, dict) and len(value) <= 4 and all(
             isinstance(k, str) and isinstance(v, dict) and len(v) <= 32 and all(isinstance(f, str) and _numbers(x) for f, x in v.items())
-            for k, v in value.items())  # fmt: skip
+            for k, v in value.items())
     return isinstance(value, dict) and len(value) <= 64 and all(isinstance(k, str) and _scalar(v) for k, v in value.items())
 
 

@@ -14,9 +14,9 @@ is one key of a set, and containment is a walk up each path's parents.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import UsageError
 
@@ -68,7 +68,7 @@ def check_plan(planned: Iterable[Planned], inputs: Iterable[Path]) -> None:
         outer = next((folders[a] for a in _ancestors(key) if a in folders), None)
         if outer is not None:
             raise UsageError(f"{_label(p)} would be written inside the folder {_label(outer)}, which is published whole and holds only its own files",
-                             fix=f"write {p.what} beside the folder")  # fmt: skip
+                             fix=f"write {p.what} beside the folder")
     _check_inputs(by_key, folders, list(inputs))
 
 
@@ -79,7 +79,7 @@ def _check_inputs(by_key: dict[str, Planned], folders: dict[str, Planned], input
         hit = by_key.get(key) or (identities.get(ident) if ident is not None else None)
         if hit is not None:
             raise UsageError(f"the output is the input {str(src)!r} (same path, a symlink or a hard link to it)",
-                             fix="write to another file; ckptconv never overwrites its input, even with --force", path=str(hit.path))  # fmt: skip
+                             fix="write to another file; ckptconv never overwrites its input, even with --force", path=str(hit.path))
         outer = next((folders[a] for a in _ancestors(key) if a in folders), None)
         if outer is not None:
             raise UsageError(f"the output folder holds the input {str(src)!r}", fix="write the folder elsewhere; ckptconv never replaces an input", path=str(outer.path))

@@ -115,7 +115,7 @@ def _coerce(value: Any, default: Any, full: str, where: str) -> Any:
         return list(value)
     want = {"float": "a float (with a dot: 1.0e-05)", "int": "an integer", "bool": "True or False", "str": "text", "list": "a list"}
     raise FormatError(f"{where}: {full} is {describe(value)} ({type(value).__name__}), and pycls's {full} is {want.get(type(default).__name__, type(default).__name__)}"
-                      f" (its default: {describe(default)})", fix="write it as pycls's own config.yaml does")  # fmt: skip
+                      f" (its default: {describe(default)})", fix="write it as pycls's own config.yaml does")
 
 
 def read_cfg_file(path: Path, what: str) -> Cfg:
@@ -124,7 +124,7 @@ def read_cfg_file(path: Path, what: str) -> Cfg:
 
     if path.suffix.lower() not in YAML_SUFFIXES:
         raise FormatError(f"{what} {path} is not a YAML file: pycls opens .yaml and .yml cfgs (a .py one it would run as Python)",
-                          fix="pass the run's config.yaml")  # fmt: skip
+                          fix="pass the run's config.yaml")
     return read_cfg(read_text(path, what), f"{what} {path}")
 
 

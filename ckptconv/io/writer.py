@@ -20,9 +20,9 @@ from typing import Any, BinaryIO
 
 import torch
 
+from ..errors import FormatError, OutputError
 from . import dtypes
 from .spans import read_span, tensor_bytes, tensor_crc
-from ..errors import FormatError, OutputError
 from .zipindex import Span
 
 COPY_CHUNK = 4 << 20
@@ -50,7 +50,7 @@ class Copies:
     shown: Path | None = None  # the input's name as the user gave it, for messages
     crcs: dict[str, int] = field(default_factory=dict)  # every output tensor's CRC-32, computed once (``with_crcs``)
 
-    def with_crcs(self, tensors: dict[str, torch.Tensor]) -> "Copies":
+    def with_crcs(self, tensors: dict[str, torch.Tensor]) -> Copies:
         """These copies, knowing the CRC-32 of every output tensor: a copied one's is its record's."""
         return replace(self, crcs={k: self.spans[k].crc if k in self.spans else tensor_crc(t) for k, t in tensors.items()})
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 
 from ..tables.variants import AnyNet, EffNet
-from .building import Built, Cannot, body, call, first_blocks, common_groups, no_se, per_stage, resnet_common, stride_on_1x1, zoo_or
-
+from .building import Built, Cannot, body, call, common_groups, first_blocks, no_se, per_stage, resnet_common, stride_on_1x1, zoo_or
 
 MM_EFFNETS = ("b0", "b1", "b2", "b3", "b4", "b5")  # pycls's zoo EfficientNets = mm's arch_settings of these names
 
@@ -17,7 +16,7 @@ def _mm_efficientnet(library: str, v: EffNet) -> Built:
         return Built(body("EfficientNet", arch=v.zoo), "dict")
     raise Cannot(f"{library}'s EfficientNet builds only its arch_settings (b0..b8, es/em/el) scaled from one fixed layer table; "
                   f"this model is none of pycls's {MM_EFFNETS[0]}..{MM_EFFNETS[-1]} (arch takes those names only, no per-stage lists; "
-                  f"a variant file that is one of its archs says so in [libraries.{library}] builder)")  # fmt: skip
+                  f"a variant file that is one of its archs says so in [libraries.{library}] builder)")
 
 
 def _mm_regnet(library: str, v: AnyNet) -> Built:
@@ -37,7 +36,7 @@ def _mm_regnet(library: str, v: AnyNet) -> Built:
         mid = w if groups == 1 else math.floor(w * (gw / w)) * groups
         if (mid, groups) != (b.w_b, b.groups):
             raise Cannot(f"stage {b.stage}: pycls's bottleneck is {b.w_b} wide in {b.groups} group(s); {library}'s RegNet builds {mid} in {groups}"
-                          + (" (one group: mid = planes = w, bot_mul ignored)" if groups == 1 else ""))  # fmt: skip
+                          + (" (one group: mid = planes = w, bot_mul ignored)" if groups == 1 else ""))
     arch = call("dict", w0=r["w0"], wa=r["wa"], wm=r["wm"], group_w=r["group_w"], depth=r["depth"], bot_mul=r["bot_mul"])
     kwargs: dict[str, object] = {"stem_channels": v.stem_w} if v.stem_w != 32 else {}
     if n != 4 or r["stride"] != 2:  # both must have num_stages entries
@@ -46,7 +45,7 @@ def _mm_regnet(library: str, v: AnyNet) -> Built:
 
 
 MM_DEPTHS = {"res_basic_block": ((18, (2, 2, 2, 2)), (34, (3, 4, 6, 3))),
-             "res_bottleneck_block": ((50, (3, 4, 6, 3)), (101, (3, 4, 23, 3)), (152, (3, 8, 36, 3)))}  # arch_settings  # fmt: skip
+             "res_bottleneck_block": ((50, (3, 4, 6, 3)), (101, (3, 4, 23, 3)), (152, (3, 8, 36, 3)))}  # arch_settings
 
 
 def _mm_resnet(library: str, v: AnyNet) -> Built:
@@ -61,7 +60,7 @@ def _mm_resnet(library: str, v: AnyNet) -> Built:
     depth = next((d for d, ds in MM_DEPTHS[v.block_type] if list(ds[:n]) == list(v.depths)), None)
     if depth is None:
         raise Cannot(f"depths {list(v.depths)}: {library}'s ResNet takes depth in (18, 34, 50, 101, 152) and builds arch_settings[depth] blocks "
-                      f"per stage (num_stages keeps the first stages): none gives these")  # fmt: skip
+                      f"per stage (num_stages keeps the first stages): none gives these")
     groups, w_bs, ws = common_groups(v), [b.w_b for b in first_blocks(v)], list(v.widths)
     if groups is None:
         raise Cannot(f"groups {[b.groups for b in first_blocks(v)]}: {library}'s ResNeXt has one groups for every stage")
@@ -82,7 +81,7 @@ def _mm_resnet(library: str, v: AnyNet) -> Built:
         mid = [math.floor(p * (per_group / base)) * groups for p in planes] if library == "mmdet" else [groups * per_group * p // base for p in planes]
         if mid != w_bs or cls != "ResNet":
             raise Cannot(f"w_b {w_bs} in {groups} groups: {library}'s ResNeXt builds {mid}" if cls == "ResNet" else
-                          f"{groups} groups: {library}'s ResNet_CIFAR has no grouped bottleneck")  # fmt: skip
+                          f"{groups} groups: {library}'s ResNet_CIFAR has no grouped bottleneck")
         cls = "ResNeXt"
         kwargs = {"groups": groups, ("base_width" if library == "mmdet" else "width_per_group"): per_group}
     if library == "mmdet" and (v.stem_w != 64 or base != 64):  # mmdet's stem_channels defaults to base_channels

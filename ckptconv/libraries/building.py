@@ -28,8 +28,9 @@ from __future__ import annotations
 import ast
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..errors import Refused, UsageError
 from ..tables.variants import AnyNet, Variant
@@ -78,7 +79,7 @@ def anynet_reason(library: str, v: Variant) -> str:
     if v.block_type == "vanilla_block":
         return f"pycls's vanilla_block has no residual connection; every {library} ResNet/RegNet block adds a shortcut"
     return (f"{v.stem_type} with {v.block_type}: {library}'s basic-block ResNet has the 7x7/2 + max-pool stem, "
-            f"its RegNet bottleneck blocks only")  # fmt: skip
+            f"its RegNet bottleneck blocks only")
 
 
 class Code(str):
@@ -208,12 +209,12 @@ def stride_on_1x1(v: AnyNet) -> bool:
 
 def per_stage(library: str, how: str) -> Cannot:
     return Cannot(f"AnyNet per-stage numbers: {library}'s RegNet {how} derives stage depths and widths from (depth, w0, wa, wm) only; "
-                   f"it has no per-stage depth/width/stride/group lists")  # fmt: skip
+                   f"it has no per-stage depth/width/stride/group lists")
 
 
 def no_se(library: str) -> Cannot:
     return Cannot(f"SE: {library}'s RegNet and ResNet have no squeeze-and-excitation after the 3x3 (its ResNet plugins and SEResNet put "
-                   f"attention elsewhere)")  # fmt: skip
+                   f"attention elsewhere)")
 
 
 # (block, depths, groups, width per group) -> the named builder: the library's ResNet class with them
@@ -224,11 +225,11 @@ TIMM_RESNETS = {
     ("res_bottleneck_block", (3, 4, 23, 3), 32, 4): "resnext101_32x4d", ("res_bottleneck_block", (3, 4, 23, 3), 32, 8): "resnext101_32x8d",
     ("res_bottleneck_block", (3, 4, 23, 3), 64, 4): "resnext101_64x4d", ("res_bottleneck_block", (3, 4, 6, 3), 1, 128): "wide_resnet50_2",
     ("res_bottleneck_block", (3, 4, 23, 3), 1, 128): "wide_resnet101_2",
-}  # fmt: skip
+}
 
 
 CIFAR_STEM = ("res_stem_cifar (3x3 stride-1 conv, no max-pool) has no {library} counterpart: its ResNet stem is a 7x7/2 conv + max-pool "
-              "(or a deep stem), its RegNet stem a 3x3/2 conv")  # fmt: skip
+              "(or a deep stem), its RegNet stem a 3x3/2 conv")
 
 
 def common_groups(v: AnyNet) -> int | None:
@@ -256,7 +257,7 @@ def resnet_common(library: str, v: AnyNet, se_words: str = "") -> None:
         raise Cannot(CIFAR_STEM.format(library=library))
 
 
-def build(lib: "Library", v: Variant) -> Built:
+def build(lib: Library, v: Variant) -> Built:
     """How ``lib`` builds this model through its public API, from its numbers; raises
     Refused(what cannot be expressed and why, fix=the nearest alternative: another target, or a
     setting) when it cannot."""
@@ -266,7 +267,7 @@ def build(lib: "Library", v: Variant) -> Built:
         raise Refused(str(e), fix=alternatives(lib, v)) from None
 
 
-def _build(lib: "Library", v: Variant) -> Built:
+def _build(lib: Library, v: Variant) -> Built:
     if v.family == "anynet":
         raise Cannot(anynet_reason(lib.name, v))
     if v.family not in lib.builders:
@@ -274,7 +275,7 @@ def _build(lib: "Library", v: Variant) -> Built:
     return lib.builders[v.family](v)
 
 
-def alternatives(lib: "Library", v: Variant) -> str:
+def alternatives(lib: Library, v: Variant) -> str:
     """The targets that do build the model (the fix a refusal names)."""
     from . import libraries
 

@@ -17,5 +17,5 @@ LIBRARY = Library(
                    "mmdet-stages": Reference(f"{M}.mm:MMDetStagesEfficientNet", ("conv1", "layer{n}"))},  # efficientnet2mmdet.py's names
         "regnet": {"mmdet-resnet": RESNET},
         "resnet": {"mmdet-resnet": RESNET},
-    },  # fmt: skip
+    },
 )

@@ -5,8 +5,23 @@ import math
 from ..tables.variants import AnyNet, EffNet
 from . import Library, Reference
 from .building import (
-    TIMM_RESNETS, Built, Cannot, Code, call, classes, created, first_blocks, fitting_base_width, float32_stages, common_groups, make_divisible, num, per_stage,
-    pycls_stages, resnet_common, stride_on_1x1,
+    TIMM_RESNETS,
+    Built,
+    Cannot,
+    Code,
+    call,
+    classes,
+    common_groups,
+    created,
+    first_blocks,
+    fitting_base_width,
+    float32_stages,
+    make_divisible,
+    num,
+    per_stage,
+    pycls_stages,
+    resnet_common,
+    stride_on_1x1,
 )
 
 M = "ckptconv.verification.models"
@@ -62,7 +77,7 @@ def _timm_efficientnet(library: str, v: EffNet) -> Built:
         kwargs["se_layer"] = call("functools.partial", Code("timm.models.efficientnet.SqueezeExcite"), rd_round_fn=Code("int"))
     text = call("timm.models.efficientnet.EfficientNet", block_args=call("timm.models.efficientnet.decode_arch_def", stages),
                  num_classes=v.num_classes, stem_size=v.stem_w, fix_stem=True, num_features=v.head_w, round_chs_fn=Code("int"),
-                 act_layer=Code("torch.nn.SiLU"), **kwargs)  # fmt: skip
+                 act_layer=Code("torch.nn.SiLU"), **kwargs)
     return Built(text, "call")
 
 
@@ -108,7 +123,7 @@ def _timm_resnet(library: str, v: AnyNet) -> Built:
         base_width = fitting_base_width([b.w_b for b in first_blocks(v)], channels, groups)
         if base_width is None:
             problems.append(f"bottleneck widths {[b.w_b for b in first_blocks(v)]}: timm's Bottleneck makes floor(planes * base_width / 64) * cardinality "
-                            f"with one base_width for every stage")  # fmt: skip
+                            f"with one base_width for every stage")
     if problems:
         raise Cannot("; ".join(problems))
     name = TIMM_RESNETS.get((v.block_type, tuple(v.depths), groups, base_width)) if channels == (64, 128, 256, 512) else None

@@ -4,8 +4,21 @@
 from ..tables.variants import AnyNet, EffNet
 from . import Library, Reference
 from .building import (
-    TIMM_RESNETS, Built, Cannot, Code, call, classes, first_blocks, float32_stages, common_groups, make_divisible, num, pycls_stages,
-    resnet_common, stride_on_1x1, zoo_or,
+    TIMM_RESNETS,
+    Built,
+    Cannot,
+    Code,
+    call,
+    classes,
+    common_groups,
+    first_blocks,
+    float32_stages,
+    make_divisible,
+    num,
+    pycls_stages,
+    resnet_common,
+    stride_on_1x1,
+    zoo_or,
 )
 
 M = "ckptconv.verification.models"
@@ -56,7 +69,7 @@ def _torchvision_regnet(library: str, v: AnyNet) -> Built:
         why = "always strides 2" if r["stride"] != 2 else f"makes other stages (depths, widths, group widths {derived})"
         note = f"torchvision.models.regnet.BlockParams.from_init_params() of these numbers {why}: built from pycls's per-stage numbers instead"
     block_params = call("torchvision.models.regnet.BlockParams", depths=list(v.depths), widths=list(v.widths), group_widths=list(v.group_ws),
-                         bottleneck_multipliers=[float(m) for m in v.bot_muls], strides=list(v.strides), **se)  # fmt: skip
+                         bottleneck_multipliers=[float(m) for m in v.bot_muls], strides=list(v.strides), **se)
     return Built(call("torchvision.models.RegNet", block_params, num_classes=v.num_classes, **stem), "call", note=note)
 
 
@@ -106,5 +119,5 @@ LIBRARY = Library(
         "resnet": {"resnet": Reference(f"{M}.anynet:ResNet", ("stem", "layer{n}", "logits"))},
     },
     builders={"effnet": zoo_or("torchvision", _torchvision_efficientnet), "regnet": zoo_or("torchvision", _torchvision_regnet),
-              "resnet": zoo_or("torchvision", _torchvision_resnet)},  # fmt: skip
+              "resnet": zoo_or("torchvision", _torchvision_resnet)},
 )

@@ -28,10 +28,10 @@ from typing import Any
 
 from ..errors import UsageError
 from ..options import PYCLS_GEOMETRY, Geometry
-from . import eval_pipeline
-from ..tables.pipeline import Preprocess, mismatches, needed
 from ..tables.layout import Layout
+from ..tables.pipeline import Preprocess, mismatches, needed
 from ..tables.variants import Variant
+from . import eval_pipeline
 
 
 @dataclass
@@ -271,7 +271,7 @@ def check_keys(part: Any, where: str, table: Layout, found: Found) -> None:
     unknown = sorted(str(k) for k in part if k != "type" and k not in params)
     if unknown:
         found.problems.append((where, f"has {', '.join(unknown)}, which {library}'s {part['type']} does not take: {library} cannot build it "
-                                      f"(merged into another model's dict? save the fragment as a child config, _base_ first, as its comment says)"))  # fmt: skip
+                                      f"(merged into another model's dict? save the fragment as a child config, _base_ first, as its comment says)"))
     else:
         found.passed.append(f"{where} keys")
 

@@ -50,7 +50,7 @@ def _size(steps: Steps, where: str, have: Any, want: int) -> None:
 def _off(steps: Steps, where: str, kind: str, g: Geometry, variant: Variant) -> None:
     """A library step that resizes or crops otherwise than pycls: named with what it does."""
     steps.problems.append((where, f"is {kind}: {'; '.join(steps_off(g))}; pycls's resize and crop are "
-                                  f"dict(type='PyclsResizeCrop', resize={variant.test_size}, crop={variant.im_size})"))  # fmt: skip
+                                  f"dict(type='PyclsResizeCrop', resize={variant.test_size}, crop={variant.im_size})"))
 
 
 def _step(steps: Steps, step: dict, where: str, variant: Variant) -> None:
@@ -76,7 +76,7 @@ def _step(steps: Steps, step: dict, where: str, variant: Variant) -> None:
         _size(steps, f"{where}.crop_size", _int(step, "crop_size"), variant.im_size)
     elif kind not in PASSIVE:
         steps.problems.append((where, f"is {describe(kind)}, a step ckptconv cannot judge; pycls's test pipeline is LoadImageFromFile, "
-                                      f"PyclsResizeCrop(resize={variant.test_size}, crop={variant.im_size}), PackInputs"))  # fmt: skip
+                                      f"PyclsResizeCrop(resize={variant.test_size}, crop={variant.im_size}), PackInputs"))
 
 
 def read(cfg: dict[str, Any], variant: Variant) -> Steps | None:

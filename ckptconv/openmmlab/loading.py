@@ -32,18 +32,18 @@ from mmengine.registry import TRANSFORMS, WEIGHT_INITIALIZERS
 from mmengine.runner import CheckpointLoader
 
 from ..convert import checked
+from ..errors import UsageError, VerificationError
 from ..io.checkpoint import load
 from ..libraries import library
-from ..errors import UsageError, VerificationError
+from ..options import DEFAULT_LAYOUT, PYCLS, Request
+from ..tables import detect, engine
+from ..tables.layout import Layout
+from ..tables.pipeline import mismatches, needed
+from ..tables.registry import registry_for
+from ..tables.variants import Variant
 from .scheme import parse_scheme, schemes
 from .transforms import PyclsResizeCrop
-from ..tables.pipeline import mismatches, needed
-from ..options import DEFAULT_LAYOUT, PYCLS, Request
-from ..tables import detect
-from ..tables.registry import registry_for
-from ..tables import engine
-from ..tables.layout import Layout
-from ..tables.variants import Variant
+
 
 def _loader(prefix: str, layout: str, order: str):
     def load_from_pycls(filename: str, map_location=None) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def check_strides(module: torch.nn.Module, table: Layout, variant: Variant) -> l
             need = want.get(e.pycls.removesuffix(".weight"), 1)
             if isinstance(conv, torch.nn.Conv2d) and conv.stride[0] != need:
                 problems.append(f"{name} strides {conv.stride[0]} where pycls's {e.pycls.removesuffix('.weight')} strides {need}"
-                                + (f" (style={_style(variant)!r})" if variant.family == "resnet" else ""))  # fmt: skip
+                                + (f" (style={_style(variant)!r})" if variant.family == "resnet" else ""))
     return problems
 
 
@@ -180,11 +180,11 @@ def load_strictly(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], 
     if missing or unexpected:
         first = (missing or unexpected)[0]
         raise VerificationError(f"{what} does not fit the model: {len(missing)} missing and {len(unexpected)} unexpected keys (first: {first})",
-                                fix="check the backbone's type and arch against the config ckptconv prints, and init_cfg's prefix")  # fmt: skip
+                                fix="check the backbone's type and arch against the config ckptconv prints, and init_cfg's prefix")
     wrong = [k for k, v in module.state_dict().items() if tuple(v.shape) != tuple(state_dict[k].shape)]
     if wrong:
         raise VerificationError(f"{what} does not fit the model: {wrong[0]} is {tuple(state_dict[wrong[0]].shape)} in the weights, "
-                                f"{tuple(module.state_dict()[wrong[0]].shape)} in the model", fix="check the backbone's arch")  # fmt: skip
+                                f"{tuple(module.state_dict()[wrong[0]].shape)} in the model", fix="check the backbone's arch")
     module.load_state_dict(state_dict, strict=True)
 
 

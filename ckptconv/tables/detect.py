@@ -3,16 +3,15 @@ the zoo model and layout its keys fit (files of a library's layout, ``inspect``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from . import engine
 from ..errors import MappingError, UsageError
-
-from . import structure
 from ..options import PYCLS
-from .registry import Registry
+from . import engine, structure
 from .layout import Layout
+from .registry import Registry
 from .variants import Variant, parse_variant, replaced
 
 Shapes = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
@@ -182,11 +181,11 @@ def _check_cfg_fits(stated: Variant, shapes: Shapes, registry: Registry) -> None
         if fit is None:
             raise
         raise MappingError(f"the checkpoint's cfg says {stated.name} but its tensors are {fit.name} ({e.message})",
-                           fix=f"pass --arch {fit.name} if the tensors are right") from None  # fmt: skip
+                           fix=f"pass --arch {fit.name} if the tensors are right") from None
 
 
 def pycls_structure(cfg: Any, shapes: Shapes, registry: Registry, meta: dict[str, Any] | None = None,
-                    where: str = "the checkpoint's cfg") -> tuple[Variant, str]:  # fmt: skip
+                    where: str = "the checkpoint's cfg") -> tuple[Variant, str]:
     """The model a pycls state dict holds, and what said so: its cfg (the checkpoint's, or
     ``--cfg``: ``where`` names it), a ckptconv meta, the zoo model its tensors are, else the tensors
     alone (what they cannot tell is assumed and listed). A zoo structure goes by the zoo's name."""
@@ -207,7 +206,7 @@ def pycls_structure(cfg: Any, shapes: Shapes, registry: Registry, meta: dict[str
 
 
 def resolve_arch(requested: str | None, cfg: Any, shapes: Shapes, registry: Registry, layout: str, meta: dict[str, Any] | None = None,
-                 where: str = "the checkpoint's cfg") -> tuple[Variant, str, str]:  # fmt: skip
+                 where: str = "the checkpoint's cfg") -> tuple[Variant, str, str]:
     """The model to convert, how it was found (--arch, cfg, meta, shapes) and the key prefix, for a
     state dict in ``layout``. ``--arch`` must agree with the tensors when they fit a zoo model
     exactly, and with the cfg's model; a pycls file's structure comes from its cfg (``where`` names

@@ -17,7 +17,6 @@ from .layout import Layout, Rule
 from .variants import KeySpec, Variant
 
 
-
 @dataclass(frozen=True)
 class Entry:
     """What happens to one pycls key: mapped from ``source`` to ``target``, or dropped by ``rule``."""

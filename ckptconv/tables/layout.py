@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Refused, TableError
-from ..libraries import Library, library
 from ..fields import Fields
-from .families import FAMILIES, Family
-from ..options import NAME, ORDERS, PADDINGS, PREFIX
-from ..options import GEOMETRY, Geometry
+from ..libraries import Library, library
 from ..libraries.building import Built, build
+from ..options import GEOMETRY, NAME, ORDERS, PADDINGS, PREFIX, Geometry
+from .families import FAMILIES, Family
 from .pipeline import Pipeline
 
 INT_PLACEHOLDERS = ("stage", "block")
@@ -50,13 +49,13 @@ CONFIG_FIELDS = frozenset({
     "torch_transform", "mm_test_pipeline",  # the test-time preprocessing that gives pycls's input
     "head_w",  # EfficientNet
     "depth", "stage_blocks", "groups", "width_per_group", "regnet_arch", "stage_widths", "stage_group_widths", "se_ratio",  # AnyNet
-})  # fmt: skip
+})
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _QUOTED_PLACEHOLDER = re.compile(r"""(['"])\{([A-Za-z_][A-Za-z0-9_]*)(![rsa])?\}\1""")
 SECTIONS = ("layout", "settings", "library_defaults", "pipeline", "index", "names", "mapping", "refuse", "levels", "config")
 # what a table may refuse a model for (see Variant.features)
 FEATURES = ("se", "stride_1x1", "stem:simple_stem_in", "stem:res_stem_in", "stem:res_stem_cifar",
-            "block:vanilla_block", "block:res_basic_block", "block:res_bottleneck_block")  # fmt: skip
+            "block:vanilla_block", "block:res_basic_block", "block:res_bottleneck_block")
 MAX_INDEX = 64
 SIZES = ("pycls", "own")  # [pipeline] sizes: who decides the input's size (a detector resizes to its own scale)
 
@@ -115,7 +114,7 @@ class Layout:
     config: dict[str, Any]
     family: str = "effnet"
     pipeline: Pipeline = Pipeline("rgb", 1.0, "")
-    refuse: tuple["Refusal", ...] = ()
+    refuse: tuple[Refusal, ...] = ()
     stage_offset: int = 0
     path: str = ""
     digest: str = ""  # sha256 of the table file: outputs record it, so batch knows a changed table
@@ -129,7 +128,7 @@ class Layout:
     def table_id(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def refusal(self, variant) -> "Refusal | None":
+    def refusal(self, variant) -> Refusal | None:
         """Why this layout cannot hold ``variant``, if it cannot (e.g. no SE in MMDetection's RegNet)."""
         found = next((r for r in self.refuse if r.when in variant.features), None)
         if found is None and self.stage_layer and len(self.stage_layer) != variant.stages:
@@ -340,7 +339,7 @@ def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
         quoted = _QUOTED_PLACEHOLDER.search(template)
         if quoted:
             c.fail(f"[config].template quotes a value by hand ({quoted.group(0)}): a quote inside the value would end the string",
-                   fix=f"write {{{quoted.group(2)}!r}}: the value is then written as a Python literal")  # fmt: skip
+                   fix=f"write {{{quoted.group(2)}!r}}: the value is then written as a Python literal")
         out["template"] = template
     if c.has("out_indices"):
         out["out_indices"] = c.ints("out_indices", lo=0, hi=MAX_INDEX)
@@ -375,7 +374,7 @@ def _pipeline(f: Fields) -> Pipeline:
     stats = {}
     if p.has("mean") or p.has("std"):
         stats = {"mean": p.numbers("mean", lo=0.0, hi=1.0, length=3), "std": p.numbers("std", lo=1e-3, hi=1.0, length=3),
-                 "order": p.text("order", choices=ORDERS)}  # fmt: skip
+                 "order": p.text("order", choices=ORDERS)}
     stock = p.section("stock", {})
     stock.only(set(GEOMETRY))
     geometry = Geometry(**{step: stock.text(step, choices[0], choices=choices) for step, choices in GEOMETRY.items()})
@@ -414,7 +413,7 @@ def _head(f: Fields, path: Path, family: str) -> dict[str, Any]:
     reference = head.text("reference", choices=tuple(lib.references.get(family, {})))
     return dict(name=name, version=head.integer("version", lo=1, hi=1_000_000), summary=head.text("summary", ""), library=lib,
                 model_class=head.text("class", ""), reference=reference, container=head.text("container", "state_dict", choices=CONTAINERS),
-                prefix=head.text("prefix", "", pattern=f"({PREFIX})?"))  # fmt: skip
+                prefix=head.text("prefix", "", pattern=f"({PREFIX})?"))
 
 
 def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str = "effnet") -> Layout:
@@ -431,7 +430,7 @@ def parse_layout(data: dict[str, Any], path: Path, digest: str = "", family: str
         **head, settings=_settings(f), library_defaults=_library_defaults(f), stage_layer=stage_layer, stage_offset=stage_offset,
         first_block=first_block, names=names, rules=_rules(f, names, has_index), levels=levels, config=config, family=family,
         pipeline=_pipeline(f), refuse=_refuse(f), path=str(path), digest=digest,
-    )  # fmt: skip
+    )
 
 
 def file_digest(raw: bytes) -> str:

@@ -96,7 +96,7 @@ class Registry:
     _layouts: dict[str, dict[str, Layout]] | None = field(default=None, repr=False)  # family -> name -> table
 
     @classmethod
-    def from_env(cls, extra: tuple[str | Path, ...] = ()) -> "Registry":
+    def from_env(cls, extra: tuple[str | Path, ...] = ()) -> Registry:
         env = tuple(p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p)
         dirs = tuple(Path(p) for p in (*env, *extra))
         for d in dirs:

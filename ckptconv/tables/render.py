@@ -22,14 +22,14 @@ def _input_note(layout: Layout, pre: Preprocess) -> str:
         return ""
     return (f"# These weights take {pre.feeds.upper()} input and {layout.loads_into} feeds "
             f"{layout.pipeline.reads.upper()}: reverse the channels after the transforms (x = x.flip(0)),\n"
-            "# or convert again with --channel-order rgb (the default).\n")  # fmt: skip
+            "# or convert again with --channel-order rgb (the default).\n")
 
 
 def _load_note(layout: Layout, checkpoint: Path | None) -> str:
     if checkpoint is None or checkpoint.suffix != ".safetensors" or not layout.library.openmmlab:
         return ""
     return ("# mmengine reads a .safetensors checkpoint through torch.load from torch 2.13 on (with the\n"
-            "# safetensors package installed); with an older torch, convert to .pth instead.\n")  # fmt: skip
+            "# safetensors package installed); with an older torch, convert to .pth instead.\n")
 
 
 def _built_eps(layout: Layout, variant: Variant) -> float | None:
@@ -49,7 +49,7 @@ def _eps_note(layout: Layout, variant: Variant) -> str:
         return ""
     return (f"# {variant.library(layout.name).get('builder') or layout.name} builds its BatchNorms with eps {built:g} and "
             f"these weights need {need:g}:\n# without this loop the features differ (ckptconv verify --eps {built:g} shows by how much).\n"
-            f"for m in model.modules():\n    if isinstance(m, torch.nn.BatchNorm2d):\n        m.eps = {need!r}\n")  # fmt: skip
+            f"for m in model.modules():\n    if isinstance(m, torch.nn.BatchNorm2d):\n        m.eps = {need!r}\n")
 
 
 def _number(x: float) -> str:
@@ -77,7 +77,7 @@ def _library_values(layout: Layout, variant: Variant, used: set[str]) -> dict[st
     for key, placeholder in (("builder", "builder"), ("name", "library_name")):
         if placeholder in used and not entry.get(key):
             raise TableError(f"the {layout.name} table's config needs the model's {key}, which {variant.name} has none of",
-                             fix=f"give the table's library a builder of {variant.family} models (ckptconv/libraries/), or add [libraries.{layout.name}] {key} to {variant.path or variant.name + '.toml'}")  # fmt: skip
+                             fix=f"give the table's library a builder of {variant.family} models (ckptconv/libraries/), or add [libraries.{layout.name}] {key} to {variant.path or variant.name + '.toml'}")
         out[placeholder] = entry.get(key, "")
     out["builder_note"] = f"# {entry['note']}\n" if entry.get("note") else ""
     return out
@@ -95,7 +95,7 @@ def torch_transform(variant: Variant, pre: Preprocess) -> str:
             "    transforms.PILToTensor(),  # uint8, RGB as PIL decodes the file\n"
             f"    PyclsResizeCrop(resize={r}, crop={c}),  # pycls's resize (cv2's bilinear, no antialiasing) and centre crop, then /255\n"
             f"    transforms.Normalize(mean={pre.config()['mean']}, std={pre.config()['std']}),  # pycls's mean and std, in the order the weights take\n"
-            "])\n")  # fmt: skip
+            "])\n")
 
 
 def _mm_test_pipeline(variant: Variant) -> str:
@@ -112,7 +112,7 @@ def _mm_test_pipeline(variant: Variant) -> str:
             "]\n"
             "# These merge over your full config: its dataset type, data_root and ann_file stay yours.\n"
             "val_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n"
-            "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")  # fmt: skip
+            "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
 
 
 def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, prefix: str, pre: Preprocess) -> str | None:
@@ -137,7 +137,7 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
         "input_note": _input_note(layout, pre), "load_note": _load_note(layout, checkpoint),
         "eps_note": _eps_note(layout, variant), "load_weights": _load_weights(quoted, checkpoint),
         "torch_transform": torch_transform(variant, pre), "mm_test_pipeline": _mm_test_pipeline(variant),
-    }  # fmt: skip
+    }
     return template.format(**values).strip() + "\n"
 
 

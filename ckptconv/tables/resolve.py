@@ -72,7 +72,7 @@ def _cfg(request: Request, own: Any) -> tuple[Any, str, tuple[str, ...]]:
     differ = _against_own(given, own, what)
     if differ and request.cfg_is_run:
         raise MappingError(f"{what} {request.cfg} and the checkpoint's own cfg state other models ({differ}): one of them is not this checkpoint's",
-                           fix="pass --cfg FILE (or a manifest's cfg) to say which one states the model")  # fmt: skip
+                           fix="pass --cfg FILE (or a manifest's cfg) to say which one states the model")
     notes = (f"{what} and the checkpoint's own cfg state other models ({differ}): {what} wins, as you named it",) if differ else ()
     return given, f"{what} {request.cfg}", notes
 
@@ -108,4 +108,4 @@ def output_options(request: Request, r: Resolved) -> dict[str, Any]:
         "from": r.source.name, "layout": r.target.name, "arch": r.variant.name, "weights": request.weights,
         "prefix": r.prefix, "dtype": request.dtype, "ckptconv_version": __version__, "channel_order": r.channel_order,
         "table_sha256": r.target.digest, "source_table_sha256": r.source.digest, "variant_sha256": r.variant.digest, **hub,
-    }  # fmt: skip
+    }

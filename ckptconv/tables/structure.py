@@ -27,7 +27,7 @@ from .variants import Variant, parse_variant, replaced
 RESNET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # models/resnet.py's _IN_STAGE_DS
 # a model's numbers by the name a pycls cfg gives each (``[variant].eps`` is the cfg's BN.EPS)
 CFG_NAMES = {"[variant].num_classes": "MODEL.NUM_CLASSES", "[variant].eps": "BN.EPS", "[variant].im_size": "TRAIN.IM_SIZE",
-             "[variant].test_size": "TEST.IM_SIZE", "[en]": "EN", "[regnet]": "REGNET", "[anynet]": "ANYNET"}  # fmt: skip
+             "[variant].test_size": "TEST.IM_SIZE", "[en]": "EN", "[regnet]": "REGNET", "[anynet]": "ANYNET"}
 
 
 def cfg_name(internal: str) -> str:
@@ -52,13 +52,13 @@ def model_type(c: dict[str, Any], where: str) -> str:
         return ""
     if kind not in model_types():
         raise FormatError(f"{where} says MODEL.TYPE: {describe(kind)}; pycls 0.1.1 builds {', '.join(model_types())} (lower case)",
-                          fix="convert a checkpoint of one of those models")  # fmt: skip
+                          fix="convert a checkpoint of one of those models")
     return kind
 
 
 def _head(c: dict[str, Any], name: str) -> dict[str, Any]:
     return {"name": name, "num_classes": c["MODEL"]["NUM_CLASSES"], "eps": c["BN"]["EPS"],
-            "im_size": c["TRAIN"]["IM_SIZE"], "test_size": c["TEST"]["IM_SIZE"]}  # fmt: skip
+            "im_size": c["TRAIN"]["IM_SIZE"], "test_size": c["TEST"]["IM_SIZE"]}
 
 
 def _lower(section: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def _resnet_numbers(c: dict[str, Any]) -> dict[str, Any]:
     trans = r.text("TRANS_FUN")
     if trans != ("basic_transform" if cifar else "bottleneck_transform"):
         raise FormatError(f"RESNET.TRANS_FUN is {trans} on {'CIFAR' if cifar else 'ImageNet'}; pycls's models/resnet.py builds "
-                          f"{'basic_transform' if cifar else 'bottleneck_transform'} there only")  # fmt: skip
+                          f"{'basic_transform' if cifar else 'bottleneck_transform'} there only")
     if cifar:
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 8 or (depth - 2) % 6:
             raise FormatError(f"MODEL.DEPTH {depth!r} is no CIFAR ResNet depth (6n + 2); pycls cannot build it")
@@ -93,7 +93,7 @@ def _resnet_numbers(c: dict[str, Any]) -> dict[str, Any]:
         r.fail(f"RESNET.STRIDE_1X1 is {describe(stride_1x1)}; pycls's models/resnet.py needs True or False")
     return {"stem_type": "res_stem_in", "stem_w": 64, "block_type": "res_bottleneck_block", "depths": list(RESNET_DEPTHS[depth]),
             "widths": [256, 512, 1024, 2048], "strides": [1, 2, 2, 2], "bot_muls": [groups * per_group * 2**i / (256 * 2**i) for i in range(4)],
-            "group_ws": [per_group * 2**i for i in range(4)], "se_r": 0.0, "stride_1x1": stride_1x1}  # fmt: skip
+            "group_ws": [per_group * 2**i for i in range(4)], "se_r": 0.0, "stride_1x1": stride_1x1}
 
 
 def _numbers(kind: str, c: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -210,7 +210,7 @@ def check_cfg_fits(variant: Variant, shapes: dict) -> None:
     if differ:
         k = differ[0]
         raise MappingError(f"{k}: shape {tuple(shapes[k][0])} but the model the cfg describes has {want[k]}",
-                           fix="the cfg is not this checkpoint's; pass --cfg with the run's config.yaml, or --arch")  # fmt: skip
+                           fix="the cfg is not this checkpoint's; pass --cfg with the run's config.yaml, or --arch")
 
 
 # --- from the tensors -----------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def _effnet_from_shapes(shapes: Shapes, stages: dict[int, list[int]]) -> tuple[d
         w_in = w_out
     strides = [1, 2, 2, 2, 1, 2, 1] if len(stages) == 7 else [1] + [2] * (len(stages) - 1)
     numbers = {"stem_w": stem_w, "depths": [len(b) for b in stages.values()], "widths": widths, "exp_ratios": exp, "kernels": kernels,
-               "strides": strides, "se_r": _ratio(se, lambda w, r: int(w * r)), "head_w": _shape(shapes, "head.conv.weight")[0]}  # fmt: skip
+               "strides": strides, "se_r": _ratio(se, lambda w, r: int(w * r)), "head_w": _shape(shapes, "head.conv.weight")[0]}
     return numbers, [f"strides {strides} (the tensors do not show them; pycls's zoo EfficientNets stride so)"]
 
 
@@ -299,9 +299,9 @@ def _anynet_from_shapes(shapes: Shapes, stages: dict[int, list[int]]) -> tuple[d
     if block == "res_bottleneck_block":
         w_b = [_shape(shapes, f"s{s}.b1.f.a.weight")[0] for s in stages]
         se = [(i, _shape(shapes, f"s{s}.b{b}.f.se.f_ex.0.weight")[0]) for s, blocks in stages.items() for i, b in ((widths[s - 2] if s > 1 else conv[0], 1),)
-              if f"s{s}.b1.f.se.f_ex.0.weight" in shapes]  # fmt: skip
+              if f"s{s}.b1.f.se.f_ex.0.weight" in shapes]
         numbers |= {"bot_muls": [b / w for b, w in zip(w_b, widths)], "group_ws": [_shape(shapes, f"s{s}.b1.f.b.weight")[1] for s in stages],
-                    "se_r": _ratio(se, lambda w, r: int(round(w * r))) if se else 0.0, "stride_1x1": False}  # fmt: skip
+                    "se_r": _ratio(se, lambda w, r: int(round(w * r))) if se else 0.0, "stride_1x1": False}
         if stem == "res_stem_in" and any(strides):
             assumed.append("the stride on the 3x3, as pycls's AnyNet (models/resnet.py strides the first 1x1 by default, RESNET.STRIDE_1X1)")
     return numbers, assumed

@@ -18,14 +18,15 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import TableError
 from ..fields import Fields
-from .families import FAMILIES, expand
 from ..options import NAME
+from .families import FAMILIES, expand
 
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 STEMS = ("simple_stem_in", "res_stem_in", "res_stem_cifar")  # 3x3/2; 7x7/2 + max pool; 3x3/1
@@ -125,7 +126,7 @@ class Variant:
     def record(self) -> dict[str, Any]:
         """The model as a ckptconv meta records it (read back with ``parse_variant``)."""
         return {"variant": {"name": self.name, "title": self.title, **self.head(), **({"zoo": self.zoo} if self.zoo else {})},
-                self.section: self.numbers()}  # fmt: skip
+                self.section: self.numbers()}
 
     def structure(self) -> str:
         """What decides the network's convolutions (its numbers, not its classes or eps): equal for a
@@ -233,7 +234,7 @@ class EffNet(Variant):
 
     def numbers(self) -> dict[str, Any]:
         return {"stem_w": self.stem_w, "depths": list(self.depths), "widths": list(self.widths), "exp_ratios": list(self.exp_ratios),
-                "kernels": list(self.kernels), "strides": list(self.strides), "se_r": self.se_r, "head_w": self.head_w}  # fmt: skip
+                "kernels": list(self.kernels), "strides": list(self.strides), "se_r": self.se_r, "head_w": self.head_w}
 
     def config_values(self) -> dict[str, Any]:
         return {"head_w": self.head_w}
@@ -353,7 +354,7 @@ class AnyNet(Variant):
         if self.regnet is not None:
             return dict(self.regnet)
         out = {"stem_type": self.stem_type, "stem_w": self.stem_w, "block_type": self.block_type, "depths": list(self.depths),
-               "widths": list(self.widths), "strides": list(self.strides)}  # fmt: skip
+               "widths": list(self.widths), "strides": list(self.strides)}
         if self.block_type == "res_bottleneck_block":
             out |= {"bot_muls": list(self.bot_muls), "group_ws": list(self.group_ws), "se_r": self.se_r, "stride_1x1": self.stride_1x1}
         return out
@@ -451,7 +452,7 @@ def _head(f: Fields, path: str, stem: str | None) -> dict[str, Any]:
         name=name, title=head.text("title", name), config=head.text("config", ""), im_size=head.integer("im_size", 224, lo=8, hi=4096),
         test_size=head.integer("test_size", 256, lo=8, hi=4096), num_classes=head.integer("num_classes", 1000, lo=1, hi=100_000),
         eps=head.number("eps", 1e-5, lo=1e-12, hi=0.1), zoo=head.text("zoo", "", pattern=f"({NAME})?"), libraries=_libraries(f), path=path,
-    )  # fmt: skip
+    )
 
 
 def _libraries(f: Fields) -> dict[str, dict[str, Any]]:
@@ -487,12 +488,12 @@ def _effnet(f: Fields, common: dict[str, Any]) -> EffNet:
     en = f.section("en")
     en.only({"stem_w", "depths", "widths", "exp_ratios", "kernels", "strides", "se_r", "head_w"})
     lists = _stage_lists(en, ("depths", "widths", "exp_ratios", "kernels", "strides"), {
-        "depths": (int, 1, 64), "widths": (int, 1, 8192), "exp_ratios": (float, 1.0, 16.0), "kernels": (int, 1, 15), "strides": (int, 1, 2)})  # fmt: skip
+        "depths": (int, 1, 64), "widths": (int, 1, 8192), "exp_ratios": (float, 1.0, 16.0), "kernels": (int, 1, 15), "strides": (int, 1, 2)})
     return EffNet(
         **common, stem_w=en.integer("stem_w", lo=1, hi=4096), en_depths=lists["depths"], en_widths=lists["widths"],
         exp_ratios=lists["exp_ratios"], kernels=lists["kernels"], strides=lists["strides"],
         se_r=en.number("se_r", 0.25, lo=0.01, hi=1.0), head_w=en.integer("head_w", lo=1, hi=16384),
-    )  # fmt: skip
+    )
 
 
 def _regnet(f: Fields, common: dict[str, Any]) -> AnyNet:
@@ -501,7 +502,7 @@ def _regnet(f: Fields, common: dict[str, Any]) -> AnyNet:
     numbers = dict(
         depth=r.integer("depth", lo=1, hi=128), w0=r.integer("w0", lo=8, hi=4096), wa=r.number("wa", lo=0.0, hi=4096.0),
         wm=r.number("wm", lo=1.01, hi=16.0), group_w=r.integer("group_w", lo=1, hi=4096), bot_mul=r.number("bot_mul", 1.0, lo=0.01, hi=8.0),
-    )  # fmt: skip
+    )
     depths, widths, groups = regnet_stages(**numbers)
     if len(depths) > MAX_STAGES:
         r.fail(f"[regnet] numbers make {len(depths)} stages (at most {MAX_STAGES})")
@@ -513,7 +514,7 @@ def _regnet(f: Fields, common: dict[str, Any]) -> AnyNet:
     return AnyNet(
         **common, stem_type=stem_type, stem_w=stem_w, stage_depths=tuple(depths), stage_widths=tuple(widths), strides=(stride,) * n,
         bot_muls=(numbers["bot_mul"],) * n, group_ws=tuple(groups), se_r=se_r if se_on else 0.0, regnet=recorded,
-    )  # fmt: skip
+    )
 
 
 def _anynet(f: Fields, common: dict[str, Any]) -> AnyNet:
@@ -523,7 +524,7 @@ def _anynet(f: Fields, common: dict[str, Any]) -> AnyNet:
     bottleneck = block == "res_bottleneck_block"
     names = ("depths", "widths", "strides") + (("bot_muls", "group_ws") if bottleneck else ())
     lists = _stage_lists(a, names, {"depths": (int, 1, 256), "widths": (int, 1, 8192), "strides": (int, 1, 2),
-                                    "bot_muls": (float, 0.01, 8.0), "group_ws": (int, 1, 8192)})  # fmt: skip
+                                    "bot_muls": (float, 0.01, 8.0), "group_ws": (int, 1, 8192)})
     if not bottleneck:
         a.only({"stem_type", "stem_w", "block_type", "depths", "widths", "strides"})  # pycls asserts bm, gw and se_r are None
     n = len(lists["depths"])
@@ -532,7 +533,7 @@ def _anynet(f: Fields, common: dict[str, Any]) -> AnyNet:
         stage_depths=lists["depths"], stage_widths=lists["widths"], strides=lists["strides"],
         bot_muls=lists.get("bot_muls", (1.0,) * n), group_ws=lists.get("group_ws", lists["widths"]),
         se_r=a.number("se_r", 0.0, lo=0.0, hi=1.0) if bottleneck else 0.0, stride_1x1=bottleneck and a.data.get("stride_1x1", False) is True,
-    )  # fmt: skip
+    )
 
 
 _SECTIONS = {"en": _effnet, "regnet": _regnet, "anynet": _anynet}
@@ -544,7 +545,7 @@ def numbers_digest(record: dict[str, Any]) -> str:
 
 
 def parse_variant(data: dict[str, Any], path: str = "", digest: str = "", *, stem: str | None = None, error: type = TableError,
-                  names: Callable[[str], str] | None = None) -> Variant:  # fmt: skip
+                  names: Callable[[str], str] | None = None) -> Variant:
     """A model from its numbers: ``[variant]`` and one of ``[en]``, ``[regnet]``, ``[anynet]`` (plus
     ``[libraries.*]`` in a variant file), every field checked for type and range. ``stem``: the
     variant file's name, which must be the variant's; ``names``: how the document names each field

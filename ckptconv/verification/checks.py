@@ -25,14 +25,14 @@ from dataclasses import dataclass
 import torch
 
 from ..io import dtypes
-from ..tables import engine
-from . import models
 from ..options import PYCLS
+from ..tables import engine
 from ..tables.engine import Plan
-from ..tables.pipeline import INPUT_CONV, Pipeline, Preprocess
-from .report import Level, Report
 from ..tables.layout import Layout
+from ..tables.pipeline import INPUT_CONV, Pipeline, Preprocess
 from ..tables.variants import Variant
+from . import models
+from .report import Level, Report
 
 INPUT_SEED = 0
 

@@ -109,7 +109,7 @@ def _judge(report: Report, pipeline: Pipeline, pre: Preprocess, need: Preprocess
     if worst.ok:
         through = (f"resized and cropped as pycls tests them (a detector resizes to its own scale), through the {order} data preprocessor as "
                    "configured (its channel order, mean and std)" if pipeline.sizes == "own" else
-                   f"through the {order} pipeline as configured (resize {sizes[0]}, crop {sizes[1]})")  # fmt: skip
+                   f"through the {order} pipeline as configured (resize {sizes[0]}, crop {sizes[1]})")
         report.add("pipeline", True, f"{len(report.pipeline)} real photos {through} give pycls's input within {TOLERANCE:g} ({worst.max_abs:.2g} at most)")
         return
     detail = f"{worst.name} through the pipeline as configured differs from pycls's input by up to {worst.max_abs:.3g} (normalized units)"

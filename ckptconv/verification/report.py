@@ -52,7 +52,7 @@ class Report:
         even = tuple(s + s % 2 for s in self.input_size)
         if even != tuple(self.input_size):
             self.notes.append(f"input {self.input_size[0]}x{self.input_size[1]} checked as {even[0]}x{even[1]}: "
-                              "padding settings differ only at even sizes")  # fmt: skip
+                              "padding settings differ only at even sizes")
             self.input_size = even
 
     @property

@@ -92,7 +92,7 @@ def cfg_yaml(variant: Variant) -> str:
         elif key != "stride_1x1":  # an AnyNet never strides the 1x1 (models/resnet.py's RESNET.STRIDE_1X1 does)
             numbers[key.upper()] = _typed(value, defaults[key.upper()])
     cfg = {"BN": {"EPS": float(variant.eps)}, section: numbers, "MODEL": {"NUM_CLASSES": variant.num_classes, "TYPE": MODEL_TYPE[variant.section]},
-           "TEST": {"IM_SIZE": variant.test_size}, "TRAIN": {"IM_SIZE": variant.im_size}, "NUM_GPUS": 8, "OUT_DIR": "."}  # fmt: skip
+           "TEST": {"IM_SIZE": variant.test_size}, "TRAIN": {"IM_SIZE": variant.im_size}, "NUM_GPUS": 8, "OUT_DIR": "."}
     return yaml.safe_dump(cfg)
 
 

@@ -16,17 +16,18 @@ from pathlib import Path
 
 import torch
 
-from ..verification import checks
-from ..tables import detect, engine, pipeline as preprocess, structure
-from ..tables.variants import replaced
+from ..errors import UsageError
 from ..io import dtypes
 from ..io.checkpoint import Checkpoint, load
 from ..io.hashing import start_hash
-from ..errors import UsageError
 from ..options import PYCLS, Expectations
 from ..preflight import check_expectations
+from ..tables import detect, engine, structure
+from ..tables import pipeline as preprocess
 from ..tables.families import FAMILIES
 from ..tables.registry import Registry, registry_for
+from ..tables.variants import replaced
+from ..verification import checks
 from ..verification.report import Report
 
 
@@ -65,7 +66,7 @@ def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Exp
         problems.append(f"meta records arch {meta['arch']} but --arch {arch} was asked")
     if opts.channel_order and meta.get("channel_order") and meta["channel_order"] != opts.channel_order:
         problems.append(f"meta records channel order {meta['channel_order']} but --channel-order {opts.channel_order} was asked: "
-                        f"the file says what its weights take")  # fmt: skip
+                        f"the file says what its weights take")
     if meta or problems:
         report.add("identity", not problems, problems[0] if problems else f"meta agrees with the tensors ({match.variant.name}, {match.layout_name})")
 
@@ -91,7 +92,7 @@ def _check_sets(report: Report, ckpt: Checkpoint, loaded: str, match: detect.Mat
         if differ:
             more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
             report.add("weight sets", False, f"weight sets {loaded} and {name} disagree ({engine.group_keys(differ[:4])}{more}): "
-                       f"{match.layout.library.title} loads {loaded}; keep one set, or make them equal")  # fmt: skip
+                       f"{match.layout.library.title} loads {loaded}; keep one set, or make them equal")
             return
     report.add("weight sets", True, f"{', '.join(ckpt.weight_sets)} hold the same weights; {match.layout_name} loads {loaded}")
 
@@ -110,7 +111,7 @@ def _check_applies(opts: Expectations, match: detect.Match) -> None:
     family = FAMILIES[match.variant.family]
     if opts.padding is not None and not family.paddable:
         raise UsageError(f"--padding applies to EfficientNets (mmcv's Conv2dAdaptivePadding), and this is {family.title}: "
-                         "every library pads its convolutions as pycls does", fix="leave out --padding")  # fmt: skip
+                         "every library pads its convolutions as pycls does", fix="leave out --padding")
 
 
 def _settings(match: detect.Match, ckpt: Checkpoint, opts: Expectations) -> tuple[str, float]:
@@ -154,7 +155,7 @@ def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha
     if sha is not None and recorded:
         actual = sha.result().sha256
         report.add("provenance", actual == recorded, f"source sha256 matches the meta ({recorded[:12]})" if actual == recorded else
-                   f"source sha256 {actual[:12]} differs from the {recorded[:12]} recorded in the meta: not the file this was converted from")  # fmt: skip
+                   f"source sha256 {actual[:12]} differs from the {recorded[:12]} recorded in the meta: not the file this was converted from")
     chosen = opts.weights or (ckpt.meta["weights"] if ckpt.meta.get("weights") in ("model", "ema") else "best")
     if src.kind == "pycls" and chosen in ("model", "ema") and chosen not in src.weight_sets:
         report.add("provenance", False, f"the file was converted from the {chosen} weights, but {opts.source} has no {chosen}_state")
@@ -210,7 +211,7 @@ def verify_checked(path: str | Path, opts: Expectations) -> Report:
         match = identify(sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"), extra)
     _check_applies(opts, match)
     report = Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size),
-                    paddable=FAMILIES[match.variant.family].paddable)  # fmt: skip
+                    paddable=FAMILIES[match.variant.family].paddable)
     _check_meta(report, ckpt, match, opts)
     _check_sets(report, ckpt, loaded, match, registry)
     floats = dtypes.floats_of(sd)

@@ -106,7 +106,7 @@ def verify_all(found: list[Target], opts: Expectations, *, report_path: Path | N
     return summary
 
 
-def write_summary(report_path: Path, summary: "Summary", inputs: list[Path]) -> None:
+def write_summary(report_path: Path, summary: Summary, inputs: list[Path]) -> None:
     """The JSON report: never over one of ``inputs``."""
     import json
 

@@ -372,10 +372,10 @@ def pycls_prepare(case: dict):
     """Build the case's pycls model and give it weights as PROCEDURE says.
     Returns (model in eval mode, optimizer, cfg)."""
     import numpy as np
-    import torch
-    import zoo
     import pycls.core.builders as builders
     import pycls.core.optimizer as optim
+    import torch
+    import zoo
 
     cfg = pycls_set_cfg(case)
     torch.manual_seed(0)

@@ -51,25 +51,23 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import cases  # noqa: E402  (this folder is sys.path[0] when run as a script)
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-import timm  # noqa: E402
-import timm.models.efficientnet  # noqa: E402,F401
-import timm.models.regnet  # noqa: E402,F401
-import timm.models.resnet  # noqa: E402,F401
-import torchvision.models.efficientnet  # noqa: E402,F401
-import torchvision.models.regnet  # noqa: E402,F401
-import torchvision.models.resnet  # noqa: E402,F401
-
 import pycls.core.builders as pycls_builders  # noqa: E402
 import pycls.core.checkpoint as pycls_checkpoint  # noqa: E402
 import pycls.core.config as pycls_config  # noqa: E402
 import pycls.core.net as pycls_net  # noqa: E402
-from pycls.core.config import cfg as pycls_cfg  # noqa: E402
-
-import cases  # noqa: E402  (this folder is sys.path[0] when run as a script)
+import timm  # noqa: E402
+import timm.models.efficientnet  # noqa: E402,F401
+import timm.models.regnet  # noqa: E402,F401
+import timm.models.resnet  # noqa: E402,F401
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+import torchvision.models.efficientnet  # noqa: E402,F401
+import torchvision.models.regnet  # noqa: E402,F401
+import torchvision.models.resnet  # noqa: E402,F401
 import zoo  # noqa: E402
+from pycls.core.config import cfg as pycls_cfg  # noqa: E402
 
 torch.set_num_threads(2)
 

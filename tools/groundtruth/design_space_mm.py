@@ -52,21 +52,19 @@ stubs.stub_mmcv_ext()
 stubs.stub_torchvision()
 stubs.hide_multimodal_from_mmpretrain()
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
+import cases  # noqa: E402  (this folder is sys.path[0] when run as a script)
 import mmcv  # noqa: E402
 import mmdet  # noqa: E402
 import mmdet.models  # noqa: E402,F401
 import mmengine  # noqa: E402
 import mmpretrain  # noqa: E402
 import mmpretrain.models  # noqa: E402,F401
-from mmengine.config import Config  # noqa: E402
-from mmdet.registry import MODELS as MMDET_MODELS  # noqa: E402
-from mmpretrain.registry import MODELS as MMPRE_MODELS  # noqa: E402
-
-import cases  # noqa: E402  (this folder is sys.path[0] when run as a script)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import zoo  # noqa: E402
+from mmdet.registry import MODELS as MMDET_MODELS  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmpretrain.registry import MODELS as MMPRE_MODELS  # noqa: E402
 
 torch.set_num_threads(2)
 logging.getLogger("mmengine").setLevel(logging.ERROR)

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 CASES = {  # case -> (zoo variant, number of classes: a fine-tuned head when not 1000)
     "b0": ("b0", 1000), "b3": ("b3", 1000), "b0_nc10": ("b0", 10),
     "regnetx_200mf": ("regnetx_200mf", 1000), "regnety_200mf": ("regnety_200mf", 1000), "resnet50": ("resnet50", 1000),
-}  # fmt: skip
+}
 # checkpoints pycls 0.1.1's own save_checkpoint wrote (tests/data/design_space/checkpoints): a custom
 # RegNetY with a 10-class head, whose cfg dump says TRAIN.DATASET imagenet
 PYCLS_FILES = {"regnety_small_nc10": ROOT / "tests" / "data" / "design_space" / "checkpoints" / "regnety_small_nc10.pyth"}
@@ -101,7 +101,7 @@ def case(name: str, src: Path, work: Path) -> dict:
     size = printed["meta"]["model"]["variant"].get("im_size", 224)
     config = (folder / "config.json").read_text()
     out = {"config_json": config, "config_json_sha256": hashlib.sha256(config.encode()).hexdigest(),
-           "files": sorted(p.name for p in folder.iterdir()), "card_front_matter": _front_matter((folder / "README.md").read_text())}  # fmt: skip
+           "files": sorted(p.name for p in folder.iterdir()), "card_front_matter": _front_matter((folder / "README.md").read_text())}
     try:
         model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     except Exception as e:  # noqa: BLE001 - recorded: the test fails on it
@@ -117,7 +117,7 @@ def case(name: str, src: Path, work: Path) -> dict:
     jsonable = lambda d: {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(d.items())}  # noqa: E731
     return {**out, "loaded": True, "architecture": model.pretrained_cfg.get("architecture"), "num_classes": model.num_classes,
             "max_abs_logits_vs_pth": diff, "data_config": jsonable(data), "data_config_test_size": jsonable(data_test),
-            "transform_resize": resize}  # fmt: skip
+            "transform_resize": resize}
 
 
 def main(argv=None) -> None:

@@ -42,9 +42,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     import modelindex
     import yaml
+    from mmengine.config import Config
+
     from ckptconv.tables.registry import Registry
     from ckptconv.verification import synthetic
-    from mmengine.config import Config
 
     with tempfile.TemporaryDirectory(prefix="ckptconv-metafile-") as tmp:
         zoo, out = Path(tmp) / "zoo", Path(tmp) / "out"
@@ -52,7 +53,7 @@ def main(argv=None) -> None:
         for arch in ARCHS:
             synthetic.save(synthetic.pycls_checkpoint(Registry().variant(arch)), zoo / f"{arch}.pyth")
         argv = [sys.executable, "-m", "ckptconv", "batch", str(zoo), "--to", "mmdet,mmpretrain,timm", "--out-dir", str(out),
-                "--configs", "--metafile", str(out / "metafile.yml"), "--verify", "structure", "-q"]  # fmt: skip
+                "--configs", "--metafile", str(out / "metafile.yml"), "--verify", "structure", "-q"]
         subprocess.run(argv, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         index = modelindex.load(str(out / "metafile.yml"))
         raw = yaml.safe_load((out / "metafile.yml").read_text())
@@ -62,7 +63,7 @@ def main(argv=None) -> None:
             "checked": [e["type"] for e in index.collect_check_errors()],  # every part model-index checked ...
             "check_errors": [f"{e['type']}: {sorted(e['errors'])}" for e in index.collect_check_errors() if e["errors"]],  # ... and what failed
             "models": {m.name: {"in_collection": m.in_collection, "metadata_keys": sorted(raw_m["Metadata"]), "keys": sorted(raw_m)}
-                       for m, raw_m in zip(index.models, raw["Models"])},  # fmt: skip
+                       for m, raw_m in zip(index.models, raw["Models"])},
             "collections": sorted(c.name for c in index.collections),
             "configs_read_by_mmengine": configs,
         }

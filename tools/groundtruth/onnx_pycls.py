@@ -108,10 +108,9 @@ import pycls.core.builders as builders  # noqa: E402
 import pycls.datasets.imagenet as pycls_imagenet  # noqa: E402
 import pycls.datasets.transforms as pycls_transforms  # noqa: E402
 import pycls.models.regnet as pycls_regnet  # noqa: E402
-from pycls.core.config import cfg, reset_cfg  # noqa: E402
-from PIL import Image  # noqa: E402
-
 import zoo  # noqa: E402  tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0]
+from PIL import Image  # noqa: E402
+from pycls.core.config import cfg, reset_cfg  # noqa: E402
 
 ROOT = zoo.REPO_ROOT
 OUT = ROOT / "tests/data/onnx"

@@ -65,15 +65,16 @@ stubs.stub_mmcv_ext()
 stubs.stub_torchvision()
 stubs.hide_multimodal_from_mmpretrain()
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
 import mmcv  # noqa: E402
 import mmdet  # noqa: E402
 import mmdet.models  # noqa: E402,F401
 import mmengine  # noqa: E402
 import mmpretrain  # noqa: E402
 import mmpretrain.models  # noqa: E402,F401
+import numpy as np  # noqa: E402
+import pycls.core.builders as pycls_builders  # noqa: E402
+import torch  # noqa: E402
+import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
 from mmdet.models.backbones import EfficientNet as MMDetEfficientNet  # noqa: E402
 from mmdet.models.backbones import RegNet as MMDetRegNet  # noqa: E402
 from mmdet.models.backbones import ResNet as MMDetResNet  # noqa: E402
@@ -84,12 +85,8 @@ from mmpretrain.models.backbones import RegNet as MMPreRegNet  # noqa: E402
 from mmpretrain.models.backbones import ResNet as MMPreResNet  # noqa: E402
 from mmpretrain.models.backbones import ResNeXt as MMPreResNeXt  # noqa: E402
 from mmpretrain.registry import MODELS as MMPRE_MODELS  # noqa: E402
-
-import pycls.core.builders as pycls_builders  # noqa: E402
 from pycls.core.config import cfg as pycls_cfg  # noqa: E402
 from pycls.core.config import reset_cfg as pycls_reset_cfg  # noqa: E402
-
-import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
 
 VERSIONS = {
     "mmdet": mmdet.__version__, "mmpretrain": mmpretrain.__version__,

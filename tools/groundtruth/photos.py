@@ -88,12 +88,33 @@ stubs.stub_mmcv_ext()
 stubs.hide_multimodal_from_mmpretrain()
 
 import cv2  # noqa: E402
+import mmcv  # noqa: E402
+import mmcv.image.geometric as mmcv_geometric  # noqa: E402
+import mmcv.transforms  # noqa: E402
+import mmcv.transforms.loading as mmcv_loading  # noqa: E402
+import mmcv.transforms.processing as mmcv_processing  # noqa: E402
+import mmdet  # noqa: E402
+import mmdet.datasets.transforms  # noqa: E402,F401
+import mmdet.models  # noqa: E402,F401
+import mmengine.model.base_model.data_preprocessor as mmengine_preprocessor  # noqa: E402
+import mmpretrain  # noqa: E402
+import mmpretrain.datasets  # noqa: E402,F401  (registers mmpretrain's and mmcv's transforms)
+import mmpretrain.datasets.transforms.processing as mmpretrain_processing  # noqa: E402
+import mmpretrain.models  # noqa: E402,F401
+import mmpretrain.models.utils.data_preprocessor as mmpretrain_preprocessor  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 import PIL.features  # noqa: E402
-from PIL import Image  # noqa: E402
+import pycls.datasets.imagenet as pycls_imagenet  # noqa: E402
+import pycls.datasets.transforms as pycls_transforms  # noqa: E402
 import skimage  # noqa: E402
 import skimage.data  # noqa: E402
+import timm  # noqa: E402
+import timm.data  # noqa: E402
+import timm.data.config as timm_config  # noqa: E402
+import timm.data.transforms as timm_transforms  # noqa: E402
+import timm.data.transforms_factory as timm_factory  # noqa: E402
+import timm.models.efficientnet as timm_efficientnet  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
@@ -101,39 +122,15 @@ import torchvision.transforms as T1  # noqa: E402
 import torchvision.transforms.functional as TF1  # noqa: E402
 import torchvision.transforms.v2 as T2  # noqa: E402
 import torchvision.transforms.v2.functional as TF2  # noqa: E402
-import timm  # noqa: E402
-import timm.data  # noqa: E402
-import timm.data.transforms as timm_transforms  # noqa: E402
-import timm.data.transforms_factory as timm_factory  # noqa: E402
-import timm.data.config as timm_config  # noqa: E402
-import timm.models.efficientnet as timm_efficientnet  # noqa: E402
-
-import mmcv  # noqa: E402
-import mmcv.image.geometric as mmcv_geometric  # noqa: E402
-import mmcv.transforms  # noqa: E402
-import mmcv.transforms.loading as mmcv_loading  # noqa: E402
-import mmcv.transforms.processing as mmcv_processing  # noqa: E402
+import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
 from mmcv.transforms import BaseTransform  # noqa: E402
-import mmengine.model.base_model.data_preprocessor as mmengine_preprocessor  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-import mmpretrain  # noqa: E402
-import mmpretrain.datasets  # noqa: E402,F401  (registers mmpretrain's and mmcv's transforms)
-import mmpretrain.models  # noqa: E402,F401
-import mmpretrain.datasets.transforms.processing as mmpretrain_processing  # noqa: E402
-import mmpretrain.models.utils.data_preprocessor as mmpretrain_preprocessor  # noqa: E402
-from mmpretrain.registry import MODELS as MMPRE_MODELS  # noqa: E402
-from mmpretrain.registry import TRANSFORMS as MMPRE_TRANSFORMS  # noqa: E402
-import mmdet  # noqa: E402
-import mmdet.models  # noqa: E402,F401
-import mmdet.datasets.transforms  # noqa: E402,F401
 from mmdet.registry import MODELS as MMDET_MODELS  # noqa: E402
 from mmdet.registry import TRANSFORMS as MMDET_TRANSFORMS  # noqa: E402
-
-import pycls.datasets.imagenet as pycls_imagenet  # noqa: E402
-import pycls.datasets.transforms as pycls_transforms  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmpretrain.registry import MODELS as MMPRE_MODELS  # noqa: E402
+from mmpretrain.registry import TRANSFORMS as MMPRE_TRANSFORMS  # noqa: E402
+from PIL import Image  # noqa: E402
 from pycls.core.config import cfg as pycls_cfg  # noqa: E402
-
-import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message="Anti-alias option is always applied for PIL Image input")
@@ -1300,7 +1297,7 @@ def summarize(per_photo: dict) -> dict:
             if r["max"] == 0.0:
                 r["worst"] = None
     for group in ("candidates", "candidates_where_floor_rule_agrees"):
-        for name, r in rows[group].items():
+        for r in rows[group].values():
             r["within_1e-4"] = r["max"] <= TOL
     return rows
 
@@ -1493,6 +1490,7 @@ def mmpretrain_get_model(cfg) -> tuple[str, object | None]:
     copies the top-level data_preprocessor into the model. ('ok', its data preprocessor) or (the
     exception, verbatim, with mmpretrain's line that raised, None)."""
     import traceback
+
     import mmpretrain.apis
     try:
         model = mmpretrain.apis.get_model(copy_config(cfg), pretrained=False)

@@ -104,28 +104,26 @@ import stubs  # noqa: E402  (tools/groundtruth/stubs.py: this folder is sys.path
 stubs.stub_mmcv_ext()
 stubs.hide_multimodal_from_mmpretrain()
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402,F401
-import timm  # noqa: E402,F401
-import mmengine  # noqa: E402
-import mmengine.runner  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.registry import DefaultScope  # noqa: E402
-import mmpretrain  # noqa: E402
-import mmpretrain.models  # noqa: E402,F401
-from mmpretrain.registry import MODELS as MMPRE_MODELS  # noqa: E402
+import cases  # noqa: E402  (this folder is sys.path[0] when run as a script)
 import mmdet  # noqa: E402
 import mmdet.models  # noqa: E402,F401
-from mmdet.registry import MODELS as MMDET_MODELS  # noqa: E402
-
+import mmengine  # noqa: E402
+import mmengine.runner  # noqa: E402
+import mmpretrain  # noqa: E402
+import mmpretrain.models  # noqa: E402,F401
+import numpy as np  # noqa: E402
 import pycls.core.builders as pycls_builders  # noqa: E402
 import pycls.core.checkpoint as pycls_checkpoint  # noqa: E402
 import pycls.core.optimizer as pycls_optimizer  # noqa: E402
-
-import cases  # noqa: E402  (this folder is sys.path[0] when run as a script)
+import timm  # noqa: E402,F401
+import torch  # noqa: E402
+import torchvision  # noqa: E402,F401
 import zoo  # noqa: E402
+from mmdet.registry import MODELS as MMDET_MODELS  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
+from mmpretrain.registry import MODELS as MMPRE_MODELS  # noqa: E402
 
 torch.set_num_threads(1)
 

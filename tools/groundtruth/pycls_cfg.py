@@ -72,14 +72,12 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import yaml
-import yacs.config
-
 import pycls.core.builders as builders
 import pycls.core.checkpoint as checkpoint
 import pycls.core.config as config
 import pycls.models.model_zoo as model_zoo
-
+import yacs.config
+import yaml
 import zoo  # tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0]
 
 ROOT = Path(__file__).resolve().parents[2]

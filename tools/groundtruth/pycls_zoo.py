@@ -54,14 +54,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-
 import pycls.core.builders as builders
 import pycls.core.net as net
 import pycls.models.regnet as pycls_regnet
-from pycls.core.config import cfg, reset_cfg
-
+import torch
 import zoo  # tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0]
+from pycls.core.config import cfg, reset_cfg
 
 PYCLS_VERSION = zoo.PYCLS_VERSION
 

@@ -61,15 +61,13 @@ stubs.stub_mmcv_ext()
 stubs.stub_torchvision()
 stubs.hide_multimodal_from_mmpretrain()
 
-import torch  # noqa: E402
-
+import cases  # noqa: E402  (write_json: the suite's JSON layout)
 import mmcv  # noqa: E402
 import mmdet  # noqa: E402
 import mmengine  # noqa: E402
 import mmpretrain  # noqa: E402
+import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
-
-import cases  # noqa: E402  (write_json: the suite's JSON layout)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUT_SUB = Path("tests/data/openmmlab")

@@ -46,17 +46,16 @@ import traceback
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torchvision  # noqa: E402
+import pycls.core.builders as pycls_builders  # noqa: E402
 import timm  # noqa: E402
 import timm.models.regnet  # noqa: E402
 import timm.models.resnet  # noqa: E402
-import pycls.core.builders as pycls_builders  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torchvision  # noqa: E402
+import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
 from pycls.core.config import cfg as pycls_cfg  # noqa: E402
 from pycls.core.config import reset_cfg as pycls_reset_cfg  # noqa: E402
-
-import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
 
 torch.set_num_threads(2)
 
@@ -467,7 +466,7 @@ def module_facts(model):
 @torch.no_grad()
 def randomize(model, seed):
     g = torch.Generator().manual_seed(seed)
-    for name, m in model.named_modules():
+    for m in model.modules():
         if isinstance(m, nn.Conv2d):
             fan_in = m.weight[0].numel()
             m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / fan_in))
@@ -520,12 +519,12 @@ def numeric(pm, lm, mp, family, lib, sizes, seed=0):
         g = torch.Generator().manual_seed(seed + 1)
         x = torch.randn(2, 3, hw, hw, generator=g)
         yp, op = run_with_hooks(pm, x, [p for p, _ in pairs])
-        yl, ol = run_with_hooks(lm, x, [l for _, l in pairs])
+        yl, ol = run_with_hooks(lm, x, [lib for _, lib in pairs])
         r = {"input": [2, 3, hw, hw], "logits": cmp(yp, yl), "stages": {}}
-        for p, l in pairs:
-            if p in op and l in ol:
-                c = cmp(op[p], ol[l])
-                r["stages"][f"{p}->{l}"] = {k: c.get(k) for k in ("max_abs", "max_rel", "shape_mismatch") if k in c}
+        for p, lib in pairs:
+            if p in op and lib in ol:
+                c = cmp(op[p], ol[lib])
+                r["stages"][f"{p}->{lib}"] = {k: c.get(k) for k in ("max_abs", "max_rel", "shape_mismatch") if k in c}
         out[f"{hw}x{hw}"] = r
     return out
 

@@ -86,10 +86,6 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-from PIL import Image  # noqa: E402
-
 import pycls.core.builders as builders  # noqa: E402
 import pycls.core.config as pycls_config  # noqa: E402
 import pycls.datasets.imagenet as pycls_imagenet  # noqa: E402
@@ -97,15 +93,14 @@ import pycls.models.anynet as pycls_anynet  # noqa: E402
 import pycls.models.effnet as pycls_effnet  # noqa: E402
 import pycls.models.regnet as pycls_regnet  # noqa: E402
 import pycls.models.resnet as pycls_resnet  # noqa: E402
-from pycls.core.config import cfg, reset_cfg  # noqa: E402
-
 import timm  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 import transformers  # noqa: E402
 import transformers.configuration_utils as tf_configuration_utils  # noqa: E402
 import transformers.conversion_mapping as tf_conversion_mapping  # noqa: E402
 import transformers.image_processing_backends as tf_backends  # noqa: E402
 import transformers.image_transforms as tf_image_transforms  # noqa: E402
-import transformers.utils.generic as tf_generic  # noqa: E402
 import transformers.models.auto.auto_factory as tf_auto_factory  # noqa: E402
 import transformers.models.auto.image_processing_auto as tf_auto_ip  # noqa: E402
 import transformers.models.auto.modeling_auto as tf_auto_modeling  # noqa: E402
@@ -119,17 +114,29 @@ import transformers.models.resnet.modeling_resnet as tf_resnet  # noqa: E402
 import transformers.models.timm_wrapper.configuration_timm_wrapper as tf_timm_cfg  # noqa: E402
 import transformers.models.timm_wrapper.image_processing_timm_wrapper as tf_timm_ip  # noqa: E402
 import transformers.models.timm_wrapper.modeling_timm_wrapper as tf_timm  # noqa: E402
+import transformers.utils.generic as tf_generic  # noqa: E402
+import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
+from PIL import Image  # noqa: E402
+from pycls.core.config import cfg, reset_cfg  # noqa: E402
+from safetensors import safe_open  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 from transformers import (  # noqa: E402
-    AutoBackbone, AutoConfig, AutoImageProcessor, AutoModelForImageClassification, ConvNextImageProcessor,
-    ConvNextImageProcessorPil, EfficientNetConfig, EfficientNetForImageClassification, RegNetConfig,
-    RegNetForImageClassification, ResNetBackbone, ResNetConfig, ResNetForImageClassification,
+    AutoBackbone,
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    ConvNextImageProcessor,
+    ConvNextImageProcessorPil,
+    EfficientNetConfig,
+    EfficientNetForImageClassification,
+    RegNetConfig,
+    RegNetForImageClassification,
+    ResNetBackbone,
+    ResNetConfig,
+    ResNetForImageClassification,
     TimmWrapperForImageClassification,
 )
 from transformers.image_utils import PILImageResampling  # noqa: E402
-from safetensors import safe_open  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
-
-import zoo  # noqa: E402  (tools/groundtruth/zoo.py: run as a script, this folder is sys.path[0])
 
 torch.set_num_threads(1)
 transformers.utils.logging.set_verbosity_error()
@@ -451,7 +458,7 @@ def compare_structure(pycls_model: nn.Module, tf_model: nn.Module, max_report: i
     if len(a) != len(b):
         mismatches.append({"what": "number of leaf modules", "pycls": len(a), "transformers": len(b)})
     pairs = []
-    for (pn, pm, pd), (tn, tm, td) in zip(a, b):
+    for (pn, _, pd), (tn, _, td) in zip(a, b):
         if pd["type"] != td["type"]:
             mismatches.append({"pycls": pn, "transformers": tn, "field": "type", "pycls_value": pd["type"],
                                "transformers_value": td["type"]})

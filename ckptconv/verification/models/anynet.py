@@ -197,7 +197,7 @@ class PyclsBlock(nn.Module):
             return Parts(self.kind, self.a, self.a_bn, self.b, self.b_bn)
         f = self.f
         return Parts(self.kind, f.a, f.a_bn, f.b, f.b_bn, getattr(f, "c", None), getattr(f, "c_bn", None), getattr(f, "se", None),
-                     getattr(self, "proj", None), getattr(self, "bn", None))  # fmt: skip
+                     getattr(self, "proj", None), getattr(self, "bn", None))
 
 
 class PyclsAnyNet(_Model):
@@ -328,7 +328,7 @@ class TimmRegNetBlock(nn.Module):
         ds = getattr(self, "downsample", None)
         shortcut = (ds.conv, ds.bn) if ds is not None else (None, None)
         return Parts("res_bottleneck_block", self.conv1.conv, self.conv1.bn, self.conv2.conv, self.conv2.bn, self.conv3.conv,
-                     self.conv3.bn, getattr(self, "se", None), *shortcut)  # fmt: skip
+                     self.conv3.bn, getattr(self, "se", None), *shortcut)
 
 
 class TimmRegNet(PyclsAnyNet):
