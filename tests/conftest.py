@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 import shutil
@@ -98,6 +99,41 @@ def registry():
     from ckptconv.tables.registry import Registry
 
     return Registry()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def only_error_line(result) -> str:
+    """The one line a failed command prints (stderr: ``error: what; how to fix``)."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def refused(cli, tmp_path):
+    """Run a conversion that must fail: the exit code, one error line holding every needle,
+    nothing written beside the output, the input untouched; returns the line."""
+
+    def check(src: Path, code: int, *needles: str, args=(), out: Path | None = None) -> str:
+        before = digest(src) if src.is_file() else None
+        out = out or tmp_path / "out" / "o.pth"
+        out.parent.mkdir(exist_ok=True)
+        listing = sorted(p.name for p in out.parent.iterdir())
+        result = cli("pycls2mmdet", src, out, *args)
+        assert result.exit_code == code, result.output
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("warning:")]  # --trust-pickle warns
+        assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+        line = lines[0]
+        assert all(needle in line for needle in needles), line
+        assert sorted(p.name for p in out.parent.iterdir()) == listing
+        if before:
+            assert digest(src) == before
+        return line
+
+    return check
 
 
 @pytest.fixture

@@ -43,10 +43,6 @@ def test_the_printed_preprocessing_is_what_gave_pycls_input_in_the_real_library(
     assert len(results) == len(PRINTED["photos"]) and max(results) <= PRINTED["tolerance"] == 1e-4
 
 
-def test_no_printed_line_raised_in_the_real_libraries():
-    assert PRINTED["errors"] == {} and all(s["within_1e-4"] for s in PRINTED["summary"].values())
-
-
 RUNS = [(case, library) for case, libraries in MODELS["cases"].items() for library, run in libraries.items() if "config_sha256" in run]
 CASES = json.loads((DATA / "design_space" / "cases.json").read_text())["cases"]
 

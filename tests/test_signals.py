@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+import torch
+
+from ckptconv.io import files, writer
 
 # the writers' steps, as (module, function, after): each is a moment as it begins, and the
 # publishing ones (after=True) a moment as they end too (the outputs are then published)
@@ -198,3 +204,241 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"  # not a zombie
+
+
+def _start(args: list, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ckptconv", *map(str, args)], stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+MOMENTS = {
+    "holding": lambda proc, tmp: _holds_signals(proc.pid),  # the first line of ckptconv: click not yet imported
+    "torch importing": lambda proc, tmp: _importing_torch(proc.pid),
+    "writing": lambda proc, tmp: any(p.name.startswith(".ckptconv-tmp-") for p in tmp.iterdir()),
+}
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended early: {proc.stderr.read() if proc.stderr else ''}")
+        if time.monotonic() > end:
+            proc.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+SIGTERM_RACE = """
+import os, sys, time
+from pathlib import Path
+from ckptconv import signals
+from ckptconv.batch import plan, pool
+from ckptconv.options import Request
+
+marks = Path(sys.argv[1])
+
+def job_fn(job):
+    with signals.job():  # as run_job marks a worker busy
+        if job.source == "fast":
+            return plan.Outcome(job.source, None, "converted")
+        (marks / "slow-started").touch()
+        try:
+            time.sleep(60)
+        except signals.Terminated:
+            time.sleep(1)  # the job's clean-up; a second SIGTERM (the parent's) may come meanwhile
+            raise
+
+if __name__ == "__main__":
+    signals.install()
+    jobs = [plan.Job(Request(source=Path(name), output=Path(name + ".pth"))) for name in ("fast", "slow")]
+    try:
+        pool.run(jobs, workers=2, job_fn=job_fn, on_done=lambda job, o: (marks / "fast-done").touch())
+    except KeyboardInterrupt as e:
+        sys.exit(signals.exit_code(e))
+"""
+
+
+def _holds_signals(pid: int) -> bool:
+    """ckptconv's first line has run: the process catches SIGTERM (Python alone catches only SIGINT)."""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _importing_torch(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "libtorch" in f.read()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="the moments are read from /proc (Linux)")
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_ctrl_c_at_any_moment_never_replaces_the_output(built, tmp_path, moment):
+    """A signal from ckptconv's first line on ends the run with one line and exit 130: while click
+    imports, while torch imports (held until the import ends, never lost), while the temp file is
+    written. Each moment is seen from outside (/proc, the temp file), so no delay has to guess it."""
+    out = tmp_path / "o.pth"
+    out.write_bytes(b"precious")
+    proc = _start(["pycls2mmdet", built.source(), out, "--force", "--verify", "structure"])
+    reached, deadline = MOMENTS[moment], time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if reached(proc, tmp_path):
+                break
+        except (OSError, StopIteration):  # /proc of a process that is starting or ending
+            pass
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:  # it finished first: then it must have published a whole output
+        assert moment == "writing" and torch.load(out, weights_only=True)["meta"]["arch"] == "b0"
+        return
+    assert proc.returncode == 130, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == ["error: interrupted; nothing partial was written and no output was replaced"]
+    assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["o.pth"]
+
+
+@pytest.mark.parametrize("nth", [1, 2])
+def test_a_signal_as_a_temp_file_is_created_leaves_no_temp_file(built, tmp_path, monkeypatch, nth):
+    """The moment between creating a temp file (the output's, the config's) and registering it for
+    removal: a signal there is held until it is registered, then removes it like any other."""
+    from ckptconv import signals
+    from ckptconv.api import convert_checkpoint
+
+    created, create = [], files.TempFile.__init__
+
+    def create_then_signal(self, path):
+        create(self, path)
+        created.append(self.path)
+        if len(created) == nth:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(files.TempFile, "__init__", create_then_signal)
+    monkeypatch.setattr(signals, "_state", {**signals._state, "depth": 0, "pending": None, "dropping": False})
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            convert_checkpoint(built.source(), output=tmp_path / "o.pth", config_out=tmp_path / "o.py", verify="none")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert len(created) >= nth and not any(p.exists() for p in created)
+    assert not (tmp_path / "o.pth").exists() and not (tmp_path / "o.py").exists()
+
+
+def test_ctrl_c_to_a_batch_process_group_prints_one_line(built, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"m{i}.pyth").write_bytes(built.source("b3").read_bytes())
+    out = tmp_path / "out"
+    proc = _start(["batch", src, "--out-dir", out, "--jobs", "2", "--input-size", "640", "640"], start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".ckptconv-tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process of the group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.count("error:") == 1
+    assert not list(out.glob(".ckptconv-tmp-*"))
+
+
+# 18 -----------------------------------------------------------------------------------------------
+def test_ctrl_c_during_the_write_leaves_nothing(cli, make_ckpt, tmp_path, monkeypatch):
+    src, out = make_ckpt("b0"), tmp_path / "o.pth"
+
+    def interrupted(f, *args):
+        f.write(b"x" * 4096)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "write_pth", interrupted)
+    result = cli("pycls2mmdet", src, out)
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["EN-B0_test.pyth"]
+
+
+@pytest.mark.parametrize(
+    "signum, code, line",
+    [(signal.SIGINT, 130, "error: interrupted; nothing partial was written and no output was replaced"),
+     (signal.SIGTERM, 143, "error: terminated (SIGTERM); nothing partial was written and no output was replaced")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_mid_write_exits_with_its_code_and_leaves_nothing(make_ckpt, tmp_path, signum, code, line):
+    """Ctrl-C, or the SIGTERM that timeout, CI cancellation and docker stop send, while the output is
+    being written: held until the write ends (torch would turn it into another error mid-write),
+    then the run ends with one line, the temp file removed, the old output intact."""
+    src, out, ready = make_ckpt("b0"), tmp_path / "o.pth", tmp_path / "ready"
+    out.write_bytes(b"previous output")
+    script = f"""
+import sys, time
+import ckptconv.io.writer as w
+real = w.write_pth
+def slow(f, *args):
+    f.write(b"x" * 4096); f.flush()
+    open({str(ready)!r}, "w").close()
+    time.sleep(1)
+    return real(f, *args)
+w.write_pth = slow
+sys.argv = ["ckptconv", "pycls2mmdet", {str(src)!r}, {str(out)!r}, "--force", "--verify", "structure"]
+from ckptconv.__main__ import main
+main()
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    _wait_for(ready, proc)
+    assert list(tmp_path.glob(".ckptconv-tmp-*"))  # it is mid-write
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [line]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["EN-B0_test.pyth", "o.pth", "ready"]
+    assert out.read_bytes() == b"previous output"
+
+
+# 19 -----------------------------------------------------------------------------------------------
+def test_killed_process_leaves_old_output_and_a_temp_the_next_run_removes(cli, make_ckpt, tmp_path):
+    src, out, ready = make_ckpt("b0"), tmp_path / "o.pth", tmp_path / "ready"
+    out.write_bytes(b"previous output")
+    script = f"""
+import time
+import ckptconv.io.writer as w
+def hang(f, *args):
+    f.write(b"x" * 4096); f.flush()
+    open({str(ready)!r}, "w").close()
+    time.sleep(60)
+w.write_pth = hang
+from ckptconv.cli import main
+main(["pycls2mmdet", {str(src)!r}, {str(out)!r}, "--force"], prog_name="ckptconv")
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    _wait_for(ready, proc)
+    proc.kill()
+    proc.wait()
+    leftovers = list(tmp_path.glob(".ckptconv-tmp-*"))
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(f".ckptconv-tmp-{proc.pid}-")
+    assert out.read_bytes() == b"previous output"
+    assert cli("pycls2mmdet", src, tmp_path / "next.pth").exit_code == 0
+    assert leftovers[0].exists()  # a minute old at most: it could be one being created right now
+    os.utime(leftovers[0], (time.time() - 120, time.time() - 120))
+    assert cli("pycls2mmdet", src, tmp_path / "third.pth").exit_code == 0
+    assert not list(tmp_path.glob(".ckptconv-tmp-*"))  # no process holds its lock: removed
+
+
+def test_sigterm_to_a_batch_with_an_idle_worker_ends_it(tmp_path):
+    """SIGTERM to the whole group (docker stop, CI cancellation) while one worker is idle: it dies
+    waiting on the job queue, holding that queue's lock. The busy worker, its job ended by the
+    same signal, must not go back to that queue (it would wait forever, and so would the parent)."""
+    script = tmp_path / "race.py"
+    script.write_text(SIGTERM_RACE)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ((tmp_path / "fast-done").exists() and (tmp_path / "slow-started").exists()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # the idle worker is now blocked on the job queue
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("the batch never ended after SIGTERM") from None
+    assert proc.returncode == 143, err

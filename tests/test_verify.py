@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+
+from ckptconv.io.zipindex import read_index
+
+from .conftest import only_error_line
 
 
 @pytest.fixture
@@ -212,3 +219,120 @@ def test_a_verify_usage_error_is_one_json_object_before_torch_loads(tmp_path, ar
     assert json.loads(last) == [2, False], run.stderr
     shown = json.loads("\n".join(printed))
     assert shown["ok"] is False and shown["exit_code"] == 2 and words in shown["error"], shown
+
+
+
+
+def big_endian_copy(src: Path, dst: Path) -> Path:
+    """The checkpoint as torch.save writes it on a big-endian machine: every value byte-swapped and
+    byteorder "big" (torch swaps it back on load)."""
+    index = read_index(src)
+    dtypes = {}
+    for ref in index.tree["model_state"].values():
+        dtypes[ref.record] = ref.dtype
+
+    def swap(name: str, data: bytes):
+        if name.endswith("/byteorder"):
+            return b"big"
+        if name in dtypes:
+            return np.frombuffer(data, dtype=np.dtype(dtypes[name]).newbyteorder("<")).byteswap().tobytes()
+        return None
+
+    return rewrite_zip(src, dst, swap)
+
+
+def _two_sets(path: Path, first: dict, second: dict, names=("state_dict", "state_dict_ema")) -> Path:
+    torch.save({names[0]: first, names[1]: second}, path)
+    return path
+
+
+def rewrite_zip(src: Path, dst: Path, change) -> Path:
+    """Copy a torch zip record by record, letting ``change(name, data) -> data | None`` rewrite each
+    (None: keep); records stay uncompressed unless ``change`` returns (data, compress_type)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            new = change(info.filename, data)
+            kind = zipfile.ZIP_STORED
+            if isinstance(new, tuple):
+                new, kind = new
+            zout.writestr(zipfile.ZipInfo(info.filename), new if new is not None else data, compress_type=kind)
+    return dst
+
+
+def test_a_big_endian_checkpoint_converts_to_the_right_values(cli, built, states, tmp_path):
+    """Copying its records raw would write byte-swapped garbage and still pass an in-memory check."""
+    src = big_endian_copy(built.source(), tmp_path / "big.pyth")
+    assert torch.equal(torch.load(src, weights_only=True)["model_state"]["stem.conv.weight"], states("b0")["stem.conv.weight"])
+    out = tmp_path / "o.pth"
+    result = cli("pycls2mmdet", src, out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["write"]["copied_from_input"] == 0  # nothing raw from a swapped file
+    sd = torch.load(out, weights_only=True)["state_dict"]
+    assert torch.equal(sd["layers.0.conv.weight"], states("b0")["stem.conv.weight"].flip(1))  # RGB
+    assert torch.equal(sd["layers.5.4.linear_conv.conv.weight"], states("b0")["s7.b1.lin_proj.weight"])
+    assert cli("verify", out, "--source", src).exit_code == 0
+
+
+def test_verify_checks_the_set_the_library_loads_and_refuses_sets_that_disagree(cli, built, tmp_path):
+    timm = torch.load(built.output("b0", "timm"), weights_only=True)["state_dict"]
+    other = {k: v.clone() for k, v in timm.items()}
+    other["blocks.2.1.conv_dw.weight"] += 1.0
+    agree = _two_sets(tmp_path / "agree.pth", timm, dict(timm))
+    assert cli("verify", agree).exit_code == 0
+    differ = _two_sets(tmp_path / "differ.pth", timm, other)
+    line = only_error_line(cli("verify", differ))
+    assert "weight sets state_dict_ema and state_dict disagree (blocks.2.1.conv_dw.weight)" in line  # timm loads the EMA set
+    info = json.loads(cli("inspect", differ, "--json").stdout)
+    assert info["loaded_by"]["timm"] == "state_dict_ema" and info["loaded_by"]["MMDetection"] == info["loaded_by"]["mmpretrain"] == "state_dict"
+
+
+def test_a_pycls_set_beside_a_converted_set_must_agree_with_it(cli, built, states, tmp_path):
+    mmdet = torch.load(built.output("b0", "mmdet"), weights_only=True)["state_dict"]
+    mixed = tmp_path / "mixed.pth"
+    torch.save({"state_dict": mmdet, "model_state": states("b0", 1000)}, mixed)  # another model's weights
+    line = only_error_line(cli("verify", mixed, "--layout", "mmdet"))
+    assert "weight sets state_dict and model disagree" in line and "mmengine" not in line.split(":")[0]
+
+
+def test_odd_input_sizes_cannot_hide_a_padding_mistake(cli, built):
+    """TF "same" padding equals symmetric padding where every strided conv meets an odd size."""
+    result = cli("verify", built.output("b0", "mmdet"), "--padding", "same", "--input-size", "33", "47", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)["files"][0]
+    assert report["input_size"] == [34, 48] and "padding settings differ only at even sizes" in report["notes"][0]
+
+
+def test_verify_against_a_source_without_the_recorded_set_is_a_failed_provenance(cli, built, make_ckpt, tmp_path):
+    out = tmp_path / "ema.pth"
+    assert cli("pycls2mmdet", built.source("b0", ema=True), out, "--weights", "ema", "--verify", "structure").exit_code == 0
+    result = cli("verify", out, "--source", make_ckpt(), "--json")
+    assert result.exit_code == 1  # a failed check, not a usage error
+    failed = [c["detail"] for c in json.loads(result.stdout)["files"][0]["checks"] if not c["ok"]]
+    assert any("was converted from the ema weights" in d and "has no ema_state" in d for d in failed)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("eps", "abc", "meta settings.eps is 'abc'"), ("eps", -1.0, "meta settings.eps is -1.0"),
+    ("padding", "reflect", "meta settings.padding is 'reflect'"),
+])
+def test_a_meta_setting_without_meaning_is_named_by_verify(cli, built, tmp_path, field, value, words):
+    obj = torch.load(built.output("b0", "mmdet"), weights_only=True)
+    obj["meta"]["settings"][field] = value
+    torch.save(obj, tmp_path / "odd_meta.pth")
+    result = cli("verify", tmp_path / "odd_meta.pth", "--json")
+    assert result.exit_code == 1 and words in json.loads(result.stdout)["files"][0]["first_failure"], result.stdout[-400:]
+
+
+def test_a_channel_order_that_contradicts_the_meta_fails_verify(cli, built):
+    """The file says what its weights take: asking verify for the other order is an error, not a
+    quiet check of a pipeline built for weights the file does not hold."""
+    out = built.output("b0", "timm")
+    result = cli("verify", out, "--channel-order", "bgr", "--json")
+    assert result.exit_code == 1
+    assert "meta records channel order rgb but --channel-order bgr was asked" in json.loads(result.stdout)["files"][0]["first_failure"]
+
+
+def test_verify_with_a_directory_as_source_is_a_usage_error_not_a_hang(cli, built, tmp_path):
+    result = cli("verify", built.output("b0", "mmdet"), "--source", tmp_path)
+    assert result.exit_code == 2 and "is a directory" in result.output
