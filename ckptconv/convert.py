@@ -24,17 +24,17 @@ from .io import dtypes, files, hashing, writer
 from .io.checkpoint import Checkpoint, load, span_values, written_records
 from .io.hashing import Hashed, tensors_digest
 from .io.meta import encode_meta, plain_state_dict
+from .model.families import FAMILIES
+from .model.variants import Variant
 from .options import PYCLS, Expectations, Request
 from .preflight import Ready, ready
 from .tables import engine
 from .tables.engine import Plan
-from .tables.families import FAMILIES
 from .tables.layout import Layout
 from .tables.pipeline import configured, needed, source_order
 from .tables.registry import Registry, builtin_dir, builtin_layout_names, registry_for
 from .tables.render import render_config
 from .tables.resolve import Identified, Resolved, model_of, output_options, resolve
-from .tables.variants import Variant
 from .verification import checks
 from .verification.report import Report
 from .version import __version__

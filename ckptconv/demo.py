@@ -18,9 +18,9 @@ from .convert import Result, convert
 from .errors import CkptError, UsageError
 from .io.checkpoint import load
 from .io.files import atomic_write, make_out_dir
+from .model.variants import Variant
 from .options import Request
 from .tables.registry import registry_for
-from .tables.variants import Variant
 from .verification import synthetic
 
 

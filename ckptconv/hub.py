@@ -113,7 +113,7 @@ def usage(c: Conversion, folder: str, residual: float | None = None) -> str:
 def _dataset(c: Conversion) -> str | None:
     """The Hub's id of the dataset pycls trained on (its cfg's TRAIN.DATASET), if known."""
     from .errors import CkptError
-    from .tables.structure import read
+    from .model.structure import read
 
     try:
         cfg = read(c.checkpoint.cfg, "the checkpoint's cfg")

@@ -22,9 +22,9 @@ import pytest
 from ckptconv.errors import Refused, TableError
 from ckptconv.libraries import library as library_named
 from ckptconv.libraries.building import Built, build
-from ckptconv.tables import structure
+from ckptconv.model import structure
+from ckptconv.model.variants import parse_variant, replaced
 from ckptconv.tables.registry import registry_for
-from ckptconv.tables.variants import parse_variant, replaced
 
 DATA = Path(__file__).parent / "data"
 CASES = json.loads((DATA / "design_space" / "cases.json").read_text())["cases"]

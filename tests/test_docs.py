@@ -262,8 +262,8 @@ def test_tables_md_documents_exactly_the_sections_and_keys_the_parser_accepts():
     """Docs that no test reads drift: tables.md once documented a [verify] section and an eps
     under [settings] that the parser refuses. Its keys columns are held to the keys the parser
     takes while reading every built-in table and variant file, and its sections to those."""
+    from ckptconv.model.variants import parse_variant
     from ckptconv.tables.layout import parse_layout
-    from ckptconv.tables.variants import parse_variant
 
     mappings = REPO / "mappings"
     layouts = _accepted_keys(lambda data, p: parse_layout(data, p, "", p.parts[-3]), sorted(mappings.glob("*/layouts/*.toml")))

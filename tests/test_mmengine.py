@@ -427,7 +427,7 @@ def test_verify_config_never_writes_its_report_over_a_file_the_run_reads(cli, so
 def test_the_strict_initializer_refuses_a_model_that_strides_another_conv(sources, registry):
     """mm's ResNet/RegNet with style='caffe' strides the first 1x1: the same keys and shapes as the
     weights (whose pycls model strides the 3x3), other features. Refused, naming the conv and style."""
-    from ckptconv.tables.variants import replaced
+    from ckptconv.model.variants import replaced
 
     src = sources["regnetx_200mf"][0]
     caffe = replaced(registry.variant("regnetx_200mf"), stride_1x1=True)

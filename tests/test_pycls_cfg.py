@@ -73,7 +73,7 @@ BUILDABLE = [n for n, c in CASES.items() if c["result"]["ok"] and c["result"].ge
 
 def _regnet_source(tmp_path: Path, truth: dict, cfg: str | None) -> Path:
     """A pycls checkpoint of the model pycls built from the case (its REGNET numbers)."""
-    from ckptconv.tables import structure
+    from ckptconv.model import structure
     from ckptconv.verification import synthetic
 
     numbers = {k.split(".")[1]: v for k, v in truth["values"].items() if k.startswith("REGNET.")}

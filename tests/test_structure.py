@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ckptconv.errors import FormatError, MappingError
-from ckptconv.tables import detect, structure
+from ckptconv.model import structure
+from ckptconv.tables import detect
 
 DATA = Path(__file__).parent / "data"
 CASES = json.loads((DATA / "design_space" / "cases.json").read_text())["cases"]

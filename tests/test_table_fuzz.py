@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ckptconv.errors import TableError
+from ckptconv.model.variants import parse_variant
 from ckptconv.tables import engine
 from ckptconv.tables.layout import parse_layout
 from ckptconv.tables.registry import Registry, builtin_dir
-from ckptconv.tables.variants import parse_variant
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 LAYOUT_FILES = sorted((builtin_dir() / "effnet" / "layouts").glob("*.toml"))

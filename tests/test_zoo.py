@@ -177,7 +177,8 @@ def test_torchvision_efficientnet_is_pycls_computed_with_f_silu(registry, states
 def test_the_zoo_yaml_and_the_tensors_each_tell_the_model(registry, arch):
     """The lines of the model's pycls YAML (zoo.json: cfg_from_yaml, as pycls's configs/ have them)
     name the zoo model; its recorded pycls manifest's shapes alone name it too."""
-    from ckptconv.tables import detect, structure
+    from ckptconv.model import structure
+    from ckptconv.tables import detect
 
     merged: dict = {}
     for k, v in ZOO[arch]["cfg_from_yaml"].items():

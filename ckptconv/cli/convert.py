@@ -55,8 +55,8 @@ def show_plan(ui: UI, plan, *, force: bool = False) -> None:
 
 def summarize(ui: UI, result) -> None:
     from ..convert import warnings
+    from ..model.families import FAMILIES
     from ..tables.engine import group_keys
-    from ..tables.families import FAMILIES
 
     c, plan = result.conversion, result.conversion.plan
     ui.success(

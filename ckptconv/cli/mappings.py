@@ -19,7 +19,7 @@ def mappings(ctx: click.Context, json_mode: bool) -> None:
         return
     ui = UI(json_mode=json_mode)
     with ui.guard():
-        from ..tables.families import FAMILIES
+        from ..model.families import FAMILIES
 
         registry = ctx.obj.registry
         layouts = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..tables.variants import AnyNet, EffNet
+from ..model.variants import AnyNet, EffNet
 from .building import Built, Cannot, body, call, common_groups, first_blocks, no_se, per_stage, resnet_common, stride_on_1x1, zoo_or
 
 MM_EFFNETS = ("b0", "b1", "b2", "b3", "b4", "b5")  # pycls's zoo EfficientNets = mm's arch_settings of these names

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import Refused, UsageError
-from ..tables.variants import AnyNet, Variant
+from ..model.variants import AnyNet, Variant
 
 if TYPE_CHECKING:
     from . import Library

@@ -2,7 +2,7 @@
 
 import math
 
-from ..tables.variants import AnyNet, EffNet
+from ..model.variants import AnyNet, EffNet
 from . import Library, Reference
 from .building import (
     TIMM_RESNETS,

@@ -1,7 +1,7 @@
 """torchvision: efficientnet_bN, regnet_x_*/regnet_y_* (RegNet(BlockParams) for other numbers), resnet*/resnext*."""
 
 
-from ..tables.variants import AnyNet, EffNet
+from ..model.variants import AnyNet, EffNet
 from . import Library, Reference
 from .building import (
     TIMM_RESNETS,

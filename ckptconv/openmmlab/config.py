@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..model.variants import Variant
 from ..options import PYCLS_GEOMETRY, Geometry
 from ..tables.layout import Layout
 from ..tables.pipeline import Preprocess, mismatches, needed
-from ..tables.variants import Variant
 from . import eval_pipeline
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fields import describe
+from ..model.variants import Variant
 from ..options import Geometry
 from ..tables.pipeline import steps_off
-from ..tables.variants import Variant
 
 PASSIVE = frozenset({"PackInputs", "PackClsInputs", "Collect", "ToTensor", "ImageToTensor"})  # no pixel changes
 

@@ -35,12 +35,12 @@ from ..convert import checked
 from ..errors import UsageError, VerificationError
 from ..io.checkpoint import load
 from ..libraries import library
+from ..model.variants import Variant
 from ..options import DEFAULT_LAYOUT, PYCLS, Request
 from ..tables import detect, engine
 from ..tables.layout import Layout
 from ..tables.pipeline import mismatches, needed
 from ..tables.registry import registry_for
-from ..tables.variants import Variant
 from .scheme import parse_scheme, schemes
 from .transforms import PyclsResizeCrop
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MappingError, UsageError
+from ..model import structure
+from ..model.variants import Variant, parse_variant, replaced
 from ..options import PYCLS
-from . import engine, structure
+from . import engine
 from .layout import Layout
 from .registry import Registry
-from .variants import Variant, parse_variant, replaced
 
 Shapes = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
 

@@ -12,9 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..errors import MappingError, TableError
+from ..model.variants import KeySpec, Variant
 from ..options import PYCLS
 from .layout import Layout, Rule
-from .variants import KeySpec, Variant
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from ..errors import Refused, TableError
 from ..fields import Fields
 from ..libraries import Library, library
 from ..libraries.building import Built, build
+from ..model.families import FAMILIES, Family
 from ..options import GEOMETRY, NAME, ORDERS, PADDINGS, PREFIX, Geometry
-from .families import FAMILIES, Family
 from .pipeline import Pipeline
 
 INT_PLACEHOLDERS = ("stage", "block")

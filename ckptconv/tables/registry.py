@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NoLayout, TableError, UsageError
+from ..model.families import FAMILIES
+from ..model.variants import Variant, parse_variant
 from ..options import PYCLS
-from .families import FAMILIES
 from .layout import Layout, file_digest, parse_layout
-from .variants import Variant, parse_variant
 
 ENV_VAR = "CKPTCONV_TABLES"
 

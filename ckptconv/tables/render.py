@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CkptError, TableError
+from ..model.variants import Variant
 from ..serialize import comment, python
 from ..version import __version__
 from .layout import Layout
 from .pipeline import Preprocess, crop_pct
-from .variants import Variant
 
 
 def _input_note(layout: Layout, pre: Preprocess) -> str:

@@ -9,14 +9,14 @@ from typing import Any
 
 from ..errors import FormatError, MappingError, UsageError
 from ..io.pycls_cfg import read_cfg_file
+from ..model import structure
+from ..model.variants import Variant
 from ..options import PYCLS, Request
 from ..version import __version__
-from . import structure
 from .detect import Shapes, resolve_arch
 from .layout import Layout
 from .pipeline import default_order
 from .registry import Registry
-from .variants import Variant
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import torch
 
 from ..io import dtypes
+from ..model.variants import Variant
 from ..options import PYCLS
 from ..tables import engine
 from ..tables.engine import Plan
 from ..tables.layout import Layout
 from ..tables.pipeline import INPUT_CONV, Pipeline, Preprocess
-from ..tables.variants import Variant
 from . import models
 from .report import Level, Report
 

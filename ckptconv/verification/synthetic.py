@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..tables.variants import Variant
+from ..model.variants import Variant
 
 
 def random_state(variant: Variant, seed: int = 0) -> dict[str, torch.Tensor]:

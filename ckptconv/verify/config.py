@@ -11,11 +11,11 @@ from ..convert import verify as check_conversion
 from ..errors import UsageError
 from ..io.checkpoint import load
 from ..io.files import same_file
+from ..model.families import FAMILIES
 from ..openmmlab import config as mmconfig
 from ..openmmlab.scheme import parse_scheme
 from ..options import Expectations, Request
 from ..tables import detect
-from ..tables.families import FAMILIES
 from ..tables.registry import registry_for
 from ..verification.report import Check, Report
 from .file import verify_file

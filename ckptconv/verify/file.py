@@ -20,13 +20,14 @@ from ..errors import UsageError
 from ..io import dtypes
 from ..io.checkpoint import Checkpoint, load
 from ..io.hashing import start_hash
+from ..model import structure
+from ..model.families import FAMILIES
+from ..model.variants import replaced
 from ..options import PYCLS, Expectations
 from ..preflight import check_expectations
-from ..tables import detect, engine, structure
+from ..tables import detect, engine
 from ..tables import pipeline as preprocess
-from ..tables.families import FAMILIES
 from ..tables.registry import Registry, registry_for
-from ..tables.variants import replaced
 from ..verification import checks
 from ..verification.report import Report
 

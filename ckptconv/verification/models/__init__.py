@@ -12,7 +12,7 @@ from torch import nn
 
 from ...errors import TableError
 from ...libraries import references
-from ...tables.variants import Variant
+from ...model.variants import Variant
 from .ops import PYCLS_ARITH, Arith, Build
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import TableError
-from ...tables.variants import AnyNet, Bottleneck
+from ...model.variants import AnyNet, Bottleneck
 from .ops import Arith, Build, Conv2d, Linear, batch_norm, conv_norm
 
 TIMM_REGNET_ARITH = Arith(se_pool="mean")

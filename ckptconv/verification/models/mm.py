@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...tables.variants import Block, Variant
+from ...model.variants import Block, Variant
 from .ops import Act, Build, Linear, bn, conv
 
 # pycls stages held by each mmdet/mmpretrain layer 1..5 (layer 0 is the stem, layer 6 the head conv).

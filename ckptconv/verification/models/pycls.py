@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...tables.variants import Block, Variant
+from ...model.variants import Block, Variant
 from .ops import Act, Build, Linear, bn, conv
 
 

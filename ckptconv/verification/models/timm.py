@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...tables.variants import Block, Variant
+from ...model.variants import Block, Variant
 from .ops import Arith, Build, Conv2d, Linear, conv
 
 TIMM_ARITH = Arith(silu="silu", se_pool="mean", head_pool="mean")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...tables.variants import Block, Variant
+from ...model.variants import Block, Variant
 from .ops import Arith, Build, Linear, bn, conv
 
 TORCHVISION_ARITH = Arith(silu="silu")

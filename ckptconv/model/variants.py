@@ -1,5 +1,5 @@
 """Models as numbers: a zoo model's variant file (``mappings/<family>/variants/*.toml``), or the
-numbers any pycls checkpoint was built from (its cfg, its meta, its shapes: ``tables/structure.py``).
+numbers any pycls checkpoint was built from (its cfg, its meta, its shapes: ``model/structure.py``).
 
 Everything structural follows from a variant's numbers: its blocks, its pycls state-dict keys and
 shapes (``pycls_keys``), its family and the channel width at every feature point. Two kinds:
