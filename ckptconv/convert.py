@@ -26,7 +26,7 @@ from .io.hashing import Hashed, tensors_digest
 from .io.meta import encode_meta, plain_state_dict
 from .model.families import FAMILIES
 from .model.variants import Variant
-from .options import PYCLS, Expectations, Request
+from .options import ONNX, PYCLS, Expectations, Request
 from .preflight import Ready, ready
 from .tables import engine
 from .tables.engine import Plan
@@ -60,10 +60,16 @@ class Conversion:
     order_from: str  # what said the source's order
     notes: tuple[str, ...] = ()  # what the run must say about how the model was found (which of two cfgs won)
     source_hash: Hashed | None = None  # the source's sha256 (in the meta) and the stamp of the file hashed
+    graph: bytes | None = None  # --to onnx: the stamped graph, exported by ``checked`` (the meta is its provenance)
 
     @property
     def target(self) -> Layout:
         return self.plan.target
+
+    @property
+    def layout(self) -> str:
+        """What is written: the target table's name, or onnx."""
+        return ONNX if self.request.layout == ONNX else self.plan.target_layout
 
     @property
     def params(self) -> int:
@@ -149,8 +155,20 @@ def _copies(ckpt: Checkpoint, weight_set: str, plan: Plan, source: dict, tensors
 
 
 def prepare(request: Request | Ready, *, source_hash: Hashed | Future | None = None) -> Conversion:
-    """Load, select, detect, plan, check and cast; write nothing. Raises a ``CkptError`` on any misfit."""
+    """Load, select, detect, plan, check and cast; write nothing. Raises a ``CkptError`` on any misfit.
+    --to onnx: the conversion to pycls's keys and BGR weights the graph is exported from."""
     request = ready(request, writes=False).request  # an unusable option or unknown name fails before anything is read
+    if request.layout != ONNX:
+        return _prepare(request, source_hash)
+    from .onnx import as_pycls, graph_meta
+    from .onnx.target import provenance_of, snippet
+
+    c = _prepare(as_pycls(request), source_hash)
+    c = replace(c, request=request, meta=graph_meta(c.meta, request), colours=replace(c.colours, target=request.channel_order or "rgb"))
+    return replace(c, config=snippet(provenance_of(c), request.output, c.variant, request.levels))
+
+
+def _prepare(request: Request, source_hash: Hashed | Future | None) -> Conversion:
     registry = registry_for(request.tables)
     ckpt = load(request.source, trust_pickle=request.trust_pickle)
     weight_set, sd = ckpt.select(request.weights)
@@ -229,7 +247,7 @@ class Result:
             "arch": c.variant.name,
             "arch_from": c.arch_from,
             "from": plan.source_layout,
-            "layout": plan.target_layout,
+            "layout": c.layout,
             "table": plan.target.table_id,
             "weights": c.weight_set,
             "dtype": c.dtype,
@@ -242,13 +260,24 @@ class Result:
             "seconds": round(self.seconds, 4),
             "channel_order": c.colours.target,
             "source_channel_order": {"order": c.colours.source, "from": c.order_from},
-            "preprocessing": needed(c.target.pipeline, c.colours.target, c.colours.stats).config(),
+            "preprocessing": _preprocessing(c),
             "verification": self.report.to_dict() if self.report else None,
             "write": self.written.to_dict() if self.output else None,
             "config": c.config,
             "warnings": warnings(c),
             "meta": c.meta,
         }
+
+
+def _preprocessing(c: Conversion) -> dict[str, Any]:
+    """What the output's input needs: the pipeline's config, or what an ONNX graph records it takes."""
+    if c.layout != ONNX:
+        return needed(c.target.pipeline, c.colours.target, c.colours.stats).config()
+    from .onnx.target import provenance_of
+
+    p = provenance_of(c)
+    keys = ("input", "channel_order", "resize", "crop") + (("mean", "std") if p["input"] == "tensor" else ())
+    return {k: list(p[k]) if isinstance(p[k], tuple) else p[k] for k in keys} | {"inside_the_graph": p["input"] == "image"}
 
 
 def warnings(c: Conversion) -> list[str]:
@@ -322,6 +351,11 @@ def checked(request: Request | Ready, *, source_hash: Hashed | Future | None = N
     fails: a conversion ready to write or use in memory (the Python API, convert on load)."""
     conversion = prepare(request, source_hash=source_hash)
     request = conversion.request
+    if request.layout == ONNX:
+        from .onnx.target import check_graph, export
+
+        conversion = replace(conversion, graph=export(conversion))
+        return conversion, check_graph(conversion) if request.verify != "none" else None
     if request.hub:  # a model timm cannot build from config.json is refused before the checks run
         from . import hub
 
@@ -369,6 +403,26 @@ def _write_folder(c: Conversion, folder: Path, report: Report | None) -> tuple[w
     return written, sum((folder / name).stat().st_size for name in folder_io.FILES)
 
 
+def _write_graph(c: Conversion, output: Path, report: Report | None) -> tuple[writer.Written, int]:
+    """The graph ``checked`` exported (and ran, when verifying) written to a temp file, read back
+    byte for byte, and published with the snippet (--config-out), both or neither."""
+    config_out = c.request.config_out
+    with files.all_or_nothing(output, config_out) as (pending, config):
+        pending.write(lambda f: f.write(c.graph))
+        if report is not None:
+            same = pending.tmp.read_bytes() == c.graph
+            report.add("graph file", same, "the written file holds the graph checked, byte for byte" if same else "the written file is not the graph checked")
+            report.raise_if_failed()
+        if config is not None:
+            config.write(lambda f: f.write(c.config.encode()))
+        _still_the_source(c)
+        with signals.publishing():
+            size = pending.commit(replace=c.request.force)
+            if config is not None:
+                config.commit(replace=c.request.force)
+    return writer.Written(method="onnx"), size
+
+
 def _still_the_source(c: Conversion) -> None:
     """The file hashed is the file the tensors were read from, unchanged since: the sha256 in the
     meta is the tensors' (every read went through that open file: ``Checkpoint.opened``)."""
@@ -403,7 +457,7 @@ def convert(request: Request | Ready, *, source_hash: Hashed | Future | None = N
     request, fmt = checked_once.request, checked_once.format
     hashed = source_hash if source_hash is not None else hashing.start_hash(request.source)
     conversion, report = checked(checked_once, source_hash=hashed)
-    write = _write_folder if fmt == "hub" else lambda c, out, r: _write_outputs(c, out, fmt, r)
+    write = {"hub": _write_folder, "onnx": _write_graph}.get(fmt) or (lambda c, out, r: _write_outputs(c, out, fmt, r))
     written, size = write(conversion, request.output, report)
     seconds = time.perf_counter() - start
     return Result(conversion, output=request.output, format=fmt, bytes=size, seconds=seconds, report=report, written=written)

@@ -13,6 +13,7 @@ from typing import Any
 from .errors import CkptError
 from .io import dtypes
 from .io.checkpoint import load
+from .io.files import is_graph
 from .io.formats import read_safetensors_header, sniff
 from .io.meta import decode_meta, read_meta
 from .libraries import libraries
@@ -120,6 +121,12 @@ def top_level_words(kind: str, top_keys: list[str]) -> str:
 
 def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = False) -> dict[str, Any]:
     path = Path(path)
+    if is_graph(path):
+        from .onnx.graph_files import inspect_graph
+        from .preflight import require_onnx
+
+        require_onnx("reading an ONNX graph")
+        return inspect_graph(path)
     fmt = sniff(path)
     out: dict[str, Any] = {"path": str(path), "format": fmt, "file_bytes": path.stat().st_size}
     if fmt == "safetensors":

@@ -21,6 +21,7 @@ ChannelOrder = Literal["rgb", "bgr"]
 Verification = Literal["numeric", "structure", "none"]
 Padding = Literal["symmetric", "same"]  # pycls's (k-1)//2 on every side, or TensorFlow's "same" (mmcv Conv2dAdaptivePadding)
 Format = Literal["pth", "safetensors"]
+OnnxInput = Literal["image", "tensor"]  # a photo's uint8 pixels (pycls's preprocessing inside the graph), or pycls's normalized tensor
 
 WEIGHTS: tuple[str, ...] = get_args(Weights)
 DTYPES: tuple[str, ...] = get_args(Dtype)
@@ -28,8 +29,10 @@ ORDERS: tuple[str, ...] = get_args(ChannelOrder)
 VERIFICATIONS: tuple[str, ...] = get_args(Verification)
 PADDINGS: tuple[str, ...] = get_args(Padding)
 FORMATS: tuple[str, ...] = get_args(Format)
+ONNX_INPUTS: tuple[str, ...] = get_args(OnnxInput)
 
 PYCLS = "pycls"  # the hub layout: every table maps from pycls's keys
+ONNX = "onnx"  # not a table: pycls's own function as an ONNX graph (ckptconv/onnx/), exported from pycls's keys
 DEFAULT_LAYOUT = "mmdet"
 DEFAULT_INPUT = (64, 96)  # the numeric check's input: small, so B5 verifies in a fraction of a second
 MAX_INPUT = 640  # per side: B5's own resolution is 456; beyond this a check only costs memory
@@ -99,6 +102,8 @@ class Request:
     hub: bool = False  # output is a timm model folder (config.json, model.safetensors, README.md): ckptconv/hub.py
     license: str | None = None  # the hub folder's model card licence (a Hub licence identifier)
     made_by: str = "convert"  # the command whose output this is (convert, batch): a model card names it
+    onnx_input: OnnxInput | None = None  # --to onnx: what the graph takes; None: image
+    levels: bool = False  # --to onnx: the stage outputs (stem, s1 ... sN) as outputs too, after the logits
 
     def check(self) -> None:
         """Refuse option values that cannot work, before anything is read."""
@@ -111,6 +116,7 @@ class Request:
         if self.prefix and not re.fullmatch(PREFIX, self.prefix):
             raise UsageError(f"--prefix {self.prefix!r} is not a dotted module path", fix="use e.g. backbone or model.backbone (no empty segments)")
         self._check_hub()
+        self._check_onnx()
 
     def _check_hub(self) -> None:
         if self.license is not None and not self.hub:
@@ -125,6 +131,18 @@ class Request:
             raise UsageError("timm loads a hub folder's tensors by their own names: --prefix would hide them", fix="leave --prefix out with --hub")
         if self.license is not None and not re.fullmatch(LICENSE, self.license):
             raise UsageError(f"--license {self.license!r} is not a licence identifier", fix="use the Hub's form, e.g. mit, apache-2.0, cc-by-nc-4.0 or other")
+
+    def _check_onnx(self) -> None:
+        if self.layout != ONNX:
+            if self.onnx_input is not None or self.levels:
+                raise UsageError(f"--onnx-input and --levels shape an ONNX graph, and --to is {self.layout}", fix="pass --to onnx, or leave them out")
+            return
+        if self.onnx_input is not None:
+            choice(self.onnx_input, ONNX_INPUTS, "--onnx-input")
+        if self.dtype in ("fp16", "bf16"):
+            raise UsageError(f"--dtype {self.dtype}: ckptconv's ONNX graphs compute in float32", fix="leave --dtype out with --to onnx")
+        if self.prefix:
+            raise UsageError("an ONNX graph has no state dict keys: --prefix does not apply", fix="leave --prefix out with --to onnx")
 
     def planned(self) -> list[Planned]:
         """Every path the conversion will create: OUT (a folder with --hub) and --config-out."""

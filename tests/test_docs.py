@@ -48,6 +48,11 @@ COVERED = {
     ("docs/development.md", "pip install torch==2.13.0 && pip install . && ckptconv demo"): "test_first_hour.py::test_the_readme_quickstart_runs_as_written_twice",
     ("docs/development.md", "pip install torch==2.13.0 && pip install '.[test]' && python -m pytest -q"): INSTALL,
     ("docs/tables.md", "[mapping]"): "test_docs.py::test_the_table_excerpt_is_the_table",
+    ("docs/onnx.md", "pip install 'ckptconv[onnx]'   # onnx, onnxscript (torch's exporter needs it), onnxruntime"): INSTALL,
+    ("docs/onnx.md", "# b0 as one ONNX graph (opset 19), pycls's logits from onnxruntime."):
+        "test_onnx.py::test_the_docs_snippet_is_what_convert_prints_and_runs",
+    ("docs/onnx.md", "ckptconv verify model.onnx --source IN.pyth   # provenance + the same runs in onnxruntime"):
+        "test_onnx.py::test_verify_and_inspect_read_a_graph_and_catch_what_is_wrong",
 }
 
 

@@ -35,14 +35,18 @@ def _recorded(job: Job, meta: dict[str, Any]):
 
 def _expected_options(job: Job, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What an output converted now would record as its options (None: it cannot be known)."""
+    from ..onnx import as_pycls, graph_options
+    from ..options import ONNX
     from ..tables.registry import registry_for
     from ..tables.resolve import output_options, resolve
 
-    variant = _recorded(job, meta)
+    variant, graph = _recorded(job, meta), job.request.layout == ONNX
+    request = as_pycls(job.request) if graph else job.request
     try:
-        return None if variant is None else output_options(job.request, resolve(job.request, variant, registry_for(job.request.tables)))
+        options = None if variant is None else output_options(request, resolve(request, variant, registry_for(job.request.tables)))
     except CkptError:
         return None
+    return {**options, **graph_options(job.request)} if graph and options is not None else options
 
 
 def up_to_date(job: Job, sha: str) -> tuple[Path, Written] | None:
@@ -136,6 +140,8 @@ def _refusal(job: Job, start: float) -> Outcome | None:
     from ..io.formats import sniff
     from ..io.meta import cfg_of, read_meta
     from ..io.zipindex import TensorRef, legacy_tree, read_index
+    from ..onnx import as_pycls
+    from ..options import ONNX
     from ..tables.registry import registry_for
     from ..tables.resolve import model_of, resolve
 
@@ -146,8 +152,9 @@ def _refusal(job: Job, start: float) -> Outcome | None:
         if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and not k.startswith("module.") and isinstance(v, TensorRef) for k, v in sd.items()):
             return None
         shapes, registry = {k: (v.shape, v.dtype) for k, v in sd.items()}, registry_for(job.request.tables)
-        found = model_of(job.request, cfg_of(tree.get("cfg")), shapes, read_meta(tree.get("meta"))[0], registry)
-        resolve(job.request, found.variant, registry)
+        request = as_pycls(job.request) if job.request.layout == ONNX else job.request  # a graph: pycls's own keys
+        found = model_of(request, cfg_of(tree.get("cfg")), shapes, read_meta(tree.get("meta"))[0], registry)
+        resolve(request, found.variant, registry)
     except Refused as e:
         outcome = Outcome(job.source, job.output, "refused", layout=job.request.layout, may_refuse=job.may_refuse, source_bytes=Path(job.source).stat().st_size)
         _refuse(outcome, job, e)

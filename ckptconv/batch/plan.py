@@ -14,10 +14,11 @@ from ..errors import UsageError
 from ..io.files import atomic_write, check_replaceable_report, check_writable_dir
 from ..io.hashing import Hashed
 from ..io.paths import Planned, check_plan, where
-from ..options import PYCLS, Request
+from ..options import ONNX, PYCLS, Request
 from .inputs import Entry
 
 FORMAT_EXT = {"pth": ".pth", "safetensors": ".safetensors"}
+GRAPH_EXT = ".onnx"  # --to onnx writes graphs, whatever --format says
 _HINT = re.compile(r"EN-(B\d+)", re.IGNORECASE)
 
 
@@ -106,14 +107,20 @@ class Batch:
 
 
 def target_layouts(values: Iterable[str], registry) -> tuple[str, ...]:
-    """``--to`` values: names, comma-separated lists, or ``all`` (every layout but pycls); each
-    checked, none twice, in the order given. None given: mmdet."""
+    """``--to`` values: names, comma-separated lists, or ``all`` (every layout but pycls, and onnx
+    when its extra is installed); each checked, none twice, in the order given. None given: mmdet."""
+    from ..onnx import missing_packages
+    from ..preflight import require_onnx
+
     names: list[str] = []
+    every = [n for n in registry.layout_names if n != PYCLS] + ([] if missing_packages() else [ONNX])
     for value in values or ("mmdet",):
         for name in filter(None, (part.strip() for part in value.split(","))):
-            found = [n for n in registry.layout_names if n != PYCLS] if name == "all" else [name]
-            for layout in found:
-                registry.layouts_named(layout)  # an unknown name is a usage error now, before anything runs
+            for layout in every if name == "all" else [name]:
+                if layout == ONNX:
+                    require_onnx()
+                else:
+                    registry.layouts_named(layout)  # an unknown name is a usage error now, before anything runs
                 if layout not in names:
                     names.append(layout)
     if not names:
@@ -166,7 +173,8 @@ def _entry_request(base: Request, entry: Entry, output: Path, layout: str) -> Re
         )
     if base.cfg is None and "cfg" not in fields and entry.run_cfg is not None:
         fields |= {"cfg": entry.run_cfg, "cfg_is_run": True}  # the run's own config.yaml; --cfg on the command line wins
-    return replace(base, source=entry.source, output=output, layout=layout, **fields)
+    graph = {} if layout == ONNX else {"onnx_input": None, "levels": False}  # the graph's options shape only the onnx cells
+    return replace(base, source=entry.source, output=output, layout=layout, **fields, **graph)
 
 
 def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[str, ...], fmt: str = "pth",
@@ -179,13 +187,16 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
     if fmt not in FORMAT_EXT:
         raise UsageError(f"unknown --format {fmt!r}", fix="use pth or safetensors")
     _check_hub(base, layouts, publish)
+    if (base.onnx_input is not None or base.levels) and ONNX not in layouts:
+        raise UsageError(f"--onnx-input and --levels shape an ONNX graph, and --to names {', '.join(layouts)}", fix="add --to onnx, or leave them out")
     if configs and publish:
         raise UsageError("--configs writes each config with its output's path, which --publish knows only once it is written", fix="leave out --configs or --publish")
     matrix, ext = len(layouts) > 1, "" if base.hub else FORMAT_EXT[fmt]  # a hub output is a folder
     jobs = []
     for entry in entries:
-        name = entry.name if entry.named else entry.name.with_name(entry.name.name + ext)
         for layout in (entry.fields["layout"],) if "layout" in entry.fields else layouts:
+            suffix = GRAPH_EXT if layout == ONNX else ext
+            name = entry.name if entry.named else entry.name.with_name(entry.name.name + suffix)
             cell = matrix and "layout" not in entry.fields
             output = out_dir / layout / name if cell else out_dir / name
             request = _entry_request(base, entry, output, layout)
@@ -198,7 +209,8 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
 
 def config_path(output: Path) -> Path:
     """Where --configs writes an output's config: beside it, named as it is, ending in .py."""
-    return output.with_name(output.name[: -len(output.suffix)] + ".py") if output.suffix in FORMAT_EXT.values() else output.with_name(output.name + ".py")
+    known = (*FORMAT_EXT.values(), GRAPH_EXT)
+    return output.with_name(output.name[: -len(output.suffix)] + ".py") if output.suffix in known else output.with_name(output.name + ".py")
 
 
 def _check_hub(base: Request, layouts: tuple[str, ...], publish: bool) -> None:

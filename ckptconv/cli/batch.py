@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import conversion_options, hub_options, request_from
+from .options import conversion_options, hub_options, onnx_options, request_from
 from .ui import UI, human_bytes
 
 
@@ -17,7 +17,7 @@ from .ui import UI, human_bytes
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the outputs (created if missing).")
 @click.option("--to", "--layout", "targets", multiple=True, metavar="LAYOUT[,LAYOUT...]",
               help="Target layout(s) for every file a manifest does not say otherwise for: repeat it, separate with commas, "
-                   "or say all (every layout but pycls). Several targets write OUT_DIR/<layout>/... and list the pairs "
+                   "or say all (every layout but pycls, and onnx when ckptconv[onnx] is installed). Several targets write OUT_DIR/<layout>/... and list the pairs "
                    "that cannot exist (e.g. RegNetY to mmdet) as refused, with the reason.  [default: mmdet]")
 @click.option("--shard", metavar="K/N", default=None,
               help="Convert only the K-th of N shares of the planned (input, target) pairs, as one job of an array "
@@ -36,6 +36,7 @@ from .ui import UI, human_bytes
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")
 @conversion_options
 @hub_options
+@onnx_options
 @click.pass_obj
 def batch_cmd(obj, sources, **kw) -> None:
     """Convert every checkpoint in SRC: files, directories (searched for *.pyth, *.pth and *.pt; a pycls

@@ -8,7 +8,7 @@ import click
 
 from ..errors import UsageError
 from ..options import PYCLS
-from .options import conversion_options, hub_options, output_options, request_from
+from .options import conversion_options, hub_options, onnx_options, output_options, request_from
 from .ui import UI, human_bytes, human_params
 
 
@@ -60,7 +60,7 @@ def summarize(ui: UI, result) -> None:
 
     c, plan = result.conversion, result.conversion.plan
     ui.success(
-        f"{c.request.source} -> {result.output}  [{plan.source_layout} -> {plan.target_layout}, "
+        f"{c.request.source} -> {result.output}  [{plan.source_layout} -> {c.layout}, "
         f"{c.variant.name} (from {c.arch_from}), {c.weight_set} weights, {c.dtype}]"
     )
     dropped = plan.dropped
@@ -75,7 +75,12 @@ def summarize(ui: UI, result) -> None:
             ui.info(f"  verified {check.name}: {check.detail}")
         for note in result.report.notes:
             ui.info(f"  note: {note}")
-    if c.config:
+    if c.config and c.layout == "onnx":
+        what = "a photo's pixels" if c.meta["options"]["input"] == "image" else "pycls's normalized tensor"
+        ui.info("")
+        ui.info(f"[bold]How to run the graph[/bold] (it takes {what}, {c.colours.target.upper()}):", markup=True)
+        ui.plain(c.config)
+    elif c.config:
         needs = c.meta.get("settings", {})
         ui.info("")
         padding = f"padding={needs.get('padding')}, " if FAMILIES[c.variant.family].paddable else ""
@@ -116,11 +121,13 @@ def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
 @click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")
 @_common
 @hub_options
+@onnx_options
 @click.pass_obj
 def convert_cmd(obj, src: Path, out: Path | None, source_layout: str, layout: str, allow_partial: bool, **kw) -> None:
     """Convert IN from one layout to another; pycls is the hub (pycls -> X, X -> pycls).
 
-    OUT ends in .pth or .safetensors (it may be left out only with --dry-run).
+    OUT ends in .pth or .safetensors (it may be left out only with --dry-run); with --to onnx, in
+    .onnx: one ONNX graph of pycls's model, checked in onnxruntime (needs ckptconv[onnx]).
     """
     run_convert(obj, src, out, kw, layout=layout, source_layout=source_layout, allow_partial=allow_partial)
 

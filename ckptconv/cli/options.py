@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from ..options import DEFAULT_INPUT, DTYPES, ORDERS, PADDINGS, VERIFICATIONS, WEIGHTS, Expectations, Request
+from ..options import DEFAULT_INPUT, DTYPES, ONNX_INPUTS, ORDERS, PADDINGS, VERIFICATIONS, WEIGHTS, Expectations, Request
 
-REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force", "hub", "license")
+REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force", "hub", "license", "onnx_input", "levels")
 
 
 def input_size_option(f):
@@ -55,6 +55,22 @@ _HUB = [
                                              "and the Hugging Face Hub serves as it is: config.json, model.safetensors, README.md (a model card)."),
     click.option("--license", metavar="ID", default=None, help="The licence of the weights, for the hub folder's model card (mit, apache-2.0, other ...)."),
 ]
+
+
+_ONNX = [
+    click.option("--onnx-input", type=click.Choice(ONNX_INPUTS), default=None,
+                 help="With --to onnx: image (default): the graph takes a photo's uint8 H x W x 3 pixels of any size, in the --channel-order "
+                      "they come in (rgb as PIL decodes, bgr as cv2.imread), and does pycls's resize, crop and normalization itself; "
+                      "tensor: it takes pycls's normalized float32 N x 3 x H x W input, in --channel-order."),
+    click.option("--levels", is_flag=True, help="With --to onnx: the stage outputs (stem, s1 ... sN: what a detector's neck takes) as outputs too."),
+]
+
+
+def onnx_options(f):
+    """--onnx-input --levels (convert and batch)."""
+    for decorator in reversed(_ONNX):
+        f = decorator(f)
+    return f
 
 
 def hub_options(f):

@@ -31,8 +31,13 @@ from ..errors import OutputError, UsageError
 from .paths import Planned, check_plan
 
 TMP_PREFIX = ".ckptconv-tmp-"
-FORMATS = {".pth": "pth", ".pt": "pth", ".pyth": "pth", ".safetensors": "safetensors"}
+FORMATS = {".pth": "pth", ".pt": "pth", ".pyth": "pth", ".safetensors": "safetensors", ".onnx": "onnx"}
 STALE_AFTER = 60.0  # seconds: a temp file this young may be one being created right now
+
+
+def is_graph(path: Path) -> bool:
+    """An ONNX graph, by its name: inspect and verify read it with the onnx extra, never as a checkpoint."""
+    return Path(path).suffix.lower() == ".onnx"
 
 
 def output_format(path: Path) -> str:
@@ -43,7 +48,7 @@ def output_format(path: Path) -> str:
     if fmt is None:
         raise UsageError(
             f"cannot tell the output format from the extension {path.suffix or '(none)'!r}",
-            fix="name the output .pth (torch; .pt and pycls's .pyth too) or .safetensors",
+            fix="name the output .pth (torch; .pt and pycls's .pyth too), .safetensors, or .onnx with --to onnx",
             path=str(path),
         )
     return fmt

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CkptError
 from . import dtypes
+from .files import is_graph
 from .formats import read_safetensors_header, sniff
 from .hashing import CHUNK, tensors_digest
 from .meta import decode_meta, plain_meta, read_meta
@@ -38,6 +39,8 @@ class Written:
 def read_written(path: Path) -> Written | None:
     """The output at ``path`` as ckptconv wrote it, or None when it is not one ckptconv can judge
     (unreadable, another format, more than one weight set, no meta)."""
+    if is_graph(path):
+        return _graph(path)
     try:
         found = _safetensors(path) if sniff(path) == "safetensors" else _zip(path)
     except (CkptError, OSError):
@@ -48,6 +51,23 @@ def read_written(path: Path) -> Written | None:
     sha, crcs = _one_pass(path, spans)
     intact = all(crcs.get(k) == crc for k, crc in stored.items()) and tensors_digest(crcs) == meta.get("tensors_crc")
     return Written(meta, sha, intact, params)
+
+
+def _graph(path: Path) -> Written | None:
+    """An ONNX graph ckptconv wrote (the onnx extra reads it; no torch): its meta, and intact when
+    its graph is the one its ``graph_sha256`` names (``onnx/provenance.py``)."""
+    try:
+        from ..onnx.graph_files import read_graph
+        from ..onnx.provenance import load, read_graph_meta, read_provenance
+
+        data = read_graph(path)
+        model = load(data)
+        read_provenance(model)  # refuses a graph changed since it was stamped
+        meta, problems = read_graph_meta(model)
+    except (CkptError, OSError, ImportError):
+        return None
+    params = sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type in (1, 10, 11, 16))  # float, float16, double, bfloat16
+    return Written(meta, hashlib.sha256(data).hexdigest(), not problems, params) if meta else None
 
 
 def _zip(path: Path) -> tuple[dict, dict[str, Span], dict[str, int], int] | None:

@@ -19,6 +19,7 @@ import torch
 from ..errors import UsageError
 from ..io import dtypes
 from ..io.checkpoint import Checkpoint, load
+from ..io.files import is_graph
 from ..io.hashing import start_hash
 from ..model import structure
 from ..model.families import FAMILIES
@@ -199,6 +200,10 @@ def verify_file(path: str | Path, opts: Expectations | None = None) -> Report:
 
 def verify_checked(path: str | Path, opts: Expectations) -> Report:
     """``verify_file`` for expectations already checked (``preflight.check_expectations``)."""
+    if is_graph(path):
+        from ..onnx.graph_files import verify_graph
+
+        return verify_graph(Path(path), opts)
     start = time.perf_counter()
     registry = registry_for(opts.tables)
     sha = start_hash(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads

@@ -1,0 +1,238 @@
+"""Running a ckptconv ONNX graph in onnxruntime and holding it to ckptconv's pycls reference.
+
+- A tensor graph: seeded tensors (batch 1 and 4 at TRAIN.IM_SIZE, batch 2 at an odd, non-square
+  size) at every output it has (``logits``, and ``stem``, ``s1`` … ``sN`` when exported), against the
+  reference model's ``forward_levels`` on the same tensor in BGR order.
+- An image graph: photos (the shipped ones by default) as uint8 pixels in the order the graph
+  records, against pycls's own pipeline (``ckptconv.transforms``: cv2's float32 bilinear resize,
+  the ceil crop, /255, BGR mean and std) and the reference model on that input. Where it fails, the
+  check names the first step that is wrong, from the graph's own intermediate values (``front.TAPS``,
+  added as outputs of the checked copy only): the resize size, its interpolation (antialiasing, a
+  uint8 resize), the crop offset, the channel order, the mean and std, or else the network.
+
+onnxruntime runs on the CPU with ``THREADS`` intra-op threads: the ground truth found 1 and 2
+threads bit-identical, and a fixed count keeps a check repeatable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper
+
+from ..errors import VerificationError
+from ..model.variants import Variant
+from ..tables.pipeline import Pipeline, Preprocess
+from ..transforms import crop_offsets, pycls_size, resize_crop, resize_linear
+from ..verification.checks import make_input
+from ..verification.models import pycls_model
+from ..verification.photo import photos
+from ..verification.report import Check, Level
+from . import LOGITS
+from .deploy import image_preprocess
+from .front import CROPPED, NORMALIZED, RESIZED, TAPS
+from .provenance import load, read_provenance
+
+THREADS = 1
+# tests/data/onnx/README.md, "Recommended tolerance" (drift.json summary.recommended), measured with
+# pycls 0.1.1 and onnxruntime 1.32 on 7 models x 7 images: a correct graph stays within 4.7e-5 of
+# pycls's logits relative to the largest |logit| (ORT's Resize on a x3.4 downscale; the tensor graph
+# alone 2.6e-5), while the nearest wrong preprocessing, a uint8 resize, is 7.7e-4 off (every other
+# wrong setting at least 0.0096). Its input, in normalized units: 2.0e-4 correct, 0.013 wrong.
+LOGITS_TOLERANCE = 2e-4  # relative to max |pycls's output|, per image or per batch (also each stage output)
+INPUT_TOLERANCE = 1e-3  # normalized units
+Image = tuple[str, torch.Tensor]  # (name, 3 x H x W uint8 RGB), as verification.photo.photos() gives them
+
+
+@dataclass
+class GraphCheck:
+    """What a graph check found: each output compared (``Level``) and the verdict (``Check``)."""
+
+    levels: list[Level] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failure(self) -> str | None:
+        return next((c.detail for c in self.checks if not c.ok), None)
+
+
+def session(data: bytes | onnx.ModelProto, taps: tuple[str, ...] = ()) -> ort.InferenceSession:
+    """An onnxruntime CPU session of the graph, with the values ``taps`` names as outputs too."""
+    model = load(data)
+    if taps:
+        made = {o for node in model.graph.node for o in node.output}
+        absent = [t for t in taps if t not in made]
+        if absent:
+            raise VerificationError(f"the graph computes no {', '.join(absent)}: its preprocessing is not the one ckptconv builds",
+                                    fix="convert the source again with ckptconv convert IN model.onnx --to onnx")
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        model.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in taps)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = THREADS, 1, 3
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types; its message says what it refused
+        raise VerificationError(f"onnxruntime cannot load the graph: {str(e).strip()[:300]}", fix="convert the source again") from e
+
+
+def outputs(sess: ort.InferenceSession, feed: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of the session on its one input."""
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: feed})))
+
+
+def _level(case: str, point: str, got: np.ndarray, want: torch.Tensor, tolerance: float, relative: bool = True) -> Level:
+    want = want.detach().numpy()
+    if got.shape != want.shape or not np.isfinite(got).all():
+        return Level(case, point, float("inf"), float("inf"), tolerance, False)
+    d = float(np.abs(got.astype(np.float64) - want).max())
+    rel = d / max(float(np.abs(want).max()), 1e-12)
+    return Level(case, point, d, rel, tolerance, (rel if relative else d) <= tolerance)
+
+
+def _in_order(x: torch.Tensor, order: str) -> np.ndarray:
+    """A BGR N x 3 x H x W tensor as a graph taking ``order`` is fed."""
+    return (x if order == "bgr" else x.flip(1)).contiguous().numpy()
+
+
+def tensor_cases(variant: Variant) -> list[tuple[int, int, int]]:
+    """(batch, height, width) of the seeded tensors: 1 and 4 at TRAIN.IM_SIZE, 2 at an odd, non-square size."""
+    c = variant.im_size
+    return [(1, c, c), (4, c, c), (2, c + 7, c + 41)]
+
+
+def _tensor_failure(sess: ort.InferenceSession, order: str, x: torch.Tensor, want: dict, bad: Level) -> str:
+    """Which output differs first, in forward order, and whether the graph takes the other channel order."""
+    detail = f"{bad.name}: {bad.point} differs from pycls's by {bad.max_rel:.3g} relative to its largest value (tolerance {LOGITS_TOLERANCE:g})"
+    detail += f"; the difference starts at {bad.point}" if bad.point != LOGITS else ""
+    other = "rgb" if order == "bgr" else "bgr"
+    if _level(bad.name, LOGITS, outputs(sess, _in_order(x, other))[LOGITS], want[LOGITS], LOGITS_TOLERANCE).ok:
+        detail += f": the graph takes {other.upper()} input, not {order.upper()} as its metadata_props say"
+    return detail
+
+
+@torch.inference_mode()
+def check_tensor_graph(data: bytes | onnx.ModelProto, variant: Variant, state_dict: dict[str, torch.Tensor]) -> GraphCheck:
+    """A tensor graph against pycls's model (``state_dict``: pycls keys, BGR weights) on seeded
+    tensors, at every output, each within ``LOGITS_TOLERANCE`` relative to its largest value."""
+    order, sess = read_provenance(data)["channel_order"], session(data)
+    reference, result = pycls_model(variant, state_dict), GraphCheck()
+    for batch, h, w in tensor_cases(variant):
+        x = make_input((h, w), batch)
+        got, want = outputs(sess, _in_order(x, order)), reference.forward_levels(x)
+        unknown = [n for n in got if n not in want] + [LOGITS] * (LOGITS not in got)
+        if unknown:
+            result.checks.append(Check("onnx tensor graph", False, f"the graph's outputs are not pycls's model's: {', '.join(unknown)}"))
+            return result
+        names = [n for n in got if n != LOGITS] + [LOGITS]  # forward order: a difference shows where it starts
+        levels = [_level(f"batch {batch} at {h}x{w}", n, got[n], want[n], LOGITS_TOLERANCE) for n in names]
+        result.levels += levels
+        bad = next((lv for lv in levels if not lv.ok), None)
+        if bad is not None:
+            result.checks.append(Check("onnx tensor graph", False, _tensor_failure(sess, order, x, want, bad)))
+            return result
+    worst = max(lv.max_rel for lv in result.levels)
+    points = ", ".join(dict.fromkeys(lv.point for lv in result.levels))
+    result.checks.append(Check("onnx tensor graph", True, f"{len(tensor_cases(variant))} seeded tensors (batch 1, 4 and 2) at {points}: "
+                               f"within {LOGITS_TOLERANCE:g} of pycls's, relative to each output's largest value ({worst:.2g} at most)"))
+    return result
+
+
+def _normalized(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    """(x - mean) / std per channel, in float32 as pycls's ``color_norm``."""
+    return (x - torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)) / torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+
+def pycls_input(bgr: torch.Tensor, resize: int, crop: int, pre: Preprocess) -> torch.Tensor:
+    """pycls's test input for a 3 x H x W uint8 BGR image: ``ckptconv.transforms``' resize and crop
+    (cv2's float32 bilinear, the ceil crop), /255, then ``pre``'s mean and std: 1 x 3 x crop x crop."""
+    return _normalized(resize_crop(bgr, resize, crop) / 255.0, pre.mean, pre.std)[None]
+
+
+def _crop_at(cropped: torch.Tensor, resized: torch.Tensor, near: tuple[int, int], reach: int = 4) -> str:
+    """Where in the resized image the graph's crop was taken, searched near pycls's offset."""
+    crop, (h, w) = cropped.shape[-1], resized.shape[-2:]
+    for y in range(max(0, near[0] - reach), min(h - crop, near[0] + reach) + 1):
+        for x in range(max(0, near[1] - reach), min(w - crop, near[1] + reach) + 1):
+            if torch.equal(cropped, resized[:, y : y + crop, x : x + crop]):
+                return f"({y}, {x})"
+    return f"no window within {reach} pixels of pycls's"
+
+
+def _geometry_step(got: dict, image: torch.Tensor, resize: int, crop: int, std: tuple) -> str | None:
+    """The first wrong geometric step (resize size, interpolation, crop offset), from the graph's own
+    resized and cropped image; ``image`` is 3 x H x W float32 in the pixels' order, 0..255."""
+    (h, w), size = image.shape[-2:], pycls_size(image.shape[-2], image.shape[-1], resize)
+    resized = torch.from_numpy(got[RESIZED][0])
+    if tuple(resized.shape[-2:]) != size:
+        return (f"resize size: the graph resizes {h}x{w} to {resized.shape[-2]}x{resized.shape[-1]}; pycls to {size[0]}x{size[1]} (the short side "
+                f"to {resize}, the long side floor((long / short) * {resize}), no resize where the short side is {resize})")
+    want = resize_linear(image, size) if size != (h, w) else image
+    off = (resized - want).abs().max().item() / (255 * min(std))
+    if off > INPUT_TOLERANCE:
+        uint8 = torch.equal(resized, resized.round()) and not torch.equal(want, want.round())
+        how = "it resizes uint8 pixels (pycls resizes float32)" if uint8 else "antialiasing or another interpolation (pycls: bilinear, half-pixel centres, no antialiasing)"
+        return f"resize interpolation: the resized image differs from pycls's by {off:.3g} normalized units: {how}"
+    y, x = crop_offsets(*size, crop)
+    cropped = torch.from_numpy(got[CROPPED][0])
+    if cropped.shape != (3, crop, crop) or not torch.equal(cropped, resized[:, y : y + crop, x : x + crop]):
+        found = _crop_at(cropped, resized, (y, x)) if cropped.shape == (3, crop, crop) else f"a {tuple(cropped.shape[-2:])} window"
+        return f"crop offset: the graph crops {crop}x{crop} at (y, x) = {found}; pycls at ceil((L - C) / 2) = ({y}, {x})"
+    return None
+
+
+def _colour_step(got: dict, pixels: str, pre: Preprocess) -> str | None:
+    """The first wrong colour step (channel order, mean and std), from the graph's own crop."""
+    x, have = torch.from_numpy(got[CROPPED][0]) / 255.0, torch.from_numpy(got[NORMALIZED][0])
+    bgr, rgb = (pre.mean, pre.std), (pre.mean[::-1], pre.std[::-1])
+    flip = "reverses" if not pre.flip else "does not reverse"
+    order = f"channel order: the graph {flip} {pixels.upper()} pixels, so the network gets RGB; pycls's network takes BGR"
+    stats = f"mean and std: the graph normalizes with mean {list(rgb[0])}, std {list(rgb[1])} (RGB order); pycls's are {list(bgr[0])}, {list(bgr[1])} (BGR)"
+    for flipped, (mean, std), words in ((pre.flip, bgr, None), (not pre.flip, bgr, order), (pre.flip, rgb, stats), (not pre.flip, rgb, f"{order}; and {stats}")):
+        if (_normalized(x.flip(0) if flipped else x, mean, std) - have).abs().max().item() <= INPUT_TOLERANCE:
+            return words
+    return f"normalization: the network's input is not (x / 255 - mean) / std with pycls's BGR mean {list(pre.mean)} and std {list(pre.std)}"
+
+
+def _image_failure(got: dict, rgb: torch.Tensor, pixels: str, variant: Variant, pre: Preprocess, levels: list[Level]) -> str:
+    """The first step of the image graph that is wrong, in words."""
+    image = (rgb if pixels == "rgb" else rgb.flip(0)).to(torch.float32)
+    step = _geometry_step(got, image, variant.test_size, variant.im_size, pre.std) or _colour_step(got, pixels, pre)
+    if step is None and not levels[0].ok:
+        step = f"preprocessing: the network's input differs from pycls's by {levels[0].max_abs:.3g} normalized units"
+    logits = levels[1]
+    return (step or "network: on pycls's own input") + f"; logits {logits.max_rel:.3g} off relative to the largest (tolerance {LOGITS_TOLERANCE:g})"
+
+
+@torch.inference_mode()
+def check_image_graph(data: bytes | onnx.ModelProto, variant: Variant, state_dict: dict[str, torch.Tensor], stats: Pipeline,
+                      images: Iterable[Image] | None = None) -> GraphCheck:
+    """An image graph on photos (``images``: (name, 3 x H x W uint8 RGB); the shipped photos by
+    default) fed as pixels in the order it records, against pycls's pipeline and model: the network's
+    input within ``INPUT_TOLERANCE``, the logits within ``LOGITS_TOLERANCE``; a failure names the step."""
+    pixels, sess = read_provenance(data)["channel_order"], session(data, TAPS)
+    reference, result = pycls_model(variant, state_dict), GraphCheck()
+    pre, pycls = image_preprocess(pixels, stats), image_preprocess("bgr", stats)
+    for name, rgb in images if images is not None else photos():
+        got = outputs(sess, (rgb if pixels == "rgb" else rgb.flip(0)).permute(1, 2, 0).contiguous().numpy())
+        want = pycls_input(rgb.flip(0), variant.test_size, variant.im_size, pycls)
+        levels = [_level(name, "input", got[NORMALIZED], want, INPUT_TOLERANCE, relative=False),
+                  _level(name, LOGITS, got[LOGITS], reference.forward_levels(want)[LOGITS], LOGITS_TOLERANCE)]
+        result.levels += levels
+        if not all(lv.ok for lv in levels):
+            result.checks.append(Check("onnx image graph", False, f"{name}: {_image_failure(got, rgb, pixels, variant, pre, levels)}"))
+            return result
+    inputs, logits = result.levels[0::2], result.levels[1::2]
+    result.checks.append(Check("onnx image graph", True, f"{len(logits)} photos as {pixels.upper()} pixels give pycls's input within {INPUT_TOLERANCE:g} "
+                               f"normalized units ({max(lv.max_abs for lv in inputs):.2g} at most) and its logits within {LOGITS_TOLERANCE:g} "
+                               f"relative ({max(lv.max_rel for lv in logits):.2g} at most)"))
+    return result
