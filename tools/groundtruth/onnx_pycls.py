@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Ground truth for ``ckptconv convert IN model.onnx --to onnx``: what pycls 0.1.1 itself computes,
-on tensors and on photos, for seven models, and how far onnxruntime runs a torch.onnx export of the
+on tensors and on photos, for eight models, and how far onnxruntime runs a torch.onnx export of the
 real pycls model from it (and how far a wrong preprocessing would be).
 
 Ground truth for the suite (not part of the ckptconv package). It writes ``tests/data/onnx/``,
@@ -24,6 +24,9 @@ Models, each built by pycls 0.1.1's own config and builder exactly as ``pycls_zo
 - ``regnet_custom``: MODEL.TYPE regnet, REGNET.DEPTH 8, W0 24, WA 12.0, WM 2.2, GROUP_W 8, SE_ON True,
   MODEL.NUM_CLASSES 100, TRAIN.IM_SIZE 160, TEST.IM_SIZE 184 (3 stages [1, 4, 3] x [24, 56, 120]:
   checked here to be no zoo structure)
+- ``resnext50``: pycls's zoo ResNeXt-50 32x4d (X-50-32x4d, ``resnext50_32x4d`` in ckptconv and
+  zoo.py: an AnyNet of res_bottleneck_block, BOT_MULS 0.5, 32 groups per stage through
+  ANYNET.GROUP_WS [4, 8, 16, 32]; zoo.py's values), treated as ``resnet50``
 
 Weights: ``zoo.recipe_state`` of the state_dict's shapes (``np.random.default_rng(0)``, the recipe
 written out in ``pycls_zoo.py``'s docstring) EXCEPT the BatchNorm statistics, which are MEASURED
@@ -65,12 +68,16 @@ Environment: the gt environment, ``tools/groundtruth/requirements/gt.txt`` (+ ``
 ``tools/groundtruth/README.md`` says how to make it): Python 3.11.7, torch 2.14.1 (PyPI's +cu130
 build, run on the CPU), torchvision 0.29.1, pycls 0.1.1 (--no-deps) with yacs 0.1.8, iopath and
 simplejson, onnx 1.23.2, onnxscript 0.7.2, onnxruntime 1.32.0, numpy 2.4.6, opencv-python-headless
-5.0.0.93. The committed files were made in the gt environment, built before gt.txt was written: there
-mmcv-lite's dependency opencv-python 5.1.0.95 had been installed after opencv-python-headless and
-its files won the shared ``cv2/`` folder (``cv2.__version__`` 5.1.0, IPP on; drift.json and
-models.json record both). It makes no difference here: cv2.resize of 5.0.0.93 and 5.1.0.95 gave
-identical float32 and uint8 results for all 14 (photo, size) cases (checked in a separate venv with
-headless 5.0.0.93 alone), and pycls's 256/224 inputs of the shipped photos are bit-identical to
+5.0.0.93. The committed files were last made (when resnext50 was added) in a gt environment as
+gt.txt makes it: opencv-python-headless 5.0.0.93 alone (``cv2.__version__`` 5.0.0, IPP 2026.0.0;
+drift.json and models.json record it under ``versions``). The first seven models had been made in
+an environment built before gt.txt was written, where mmcv-lite's dependency opencv-python 5.1.0.95
+had been installed after opencv-python-headless and its files won the shared ``cv2/`` folder
+(``cv2.__version__`` 5.1.0, IPP 2026.1.0). It makes no difference here: rerun under headless 5.0.0.93
+alone, every npz file of those seven models, inputs.npz and photos.json came out byte-identical,
+and their entries in models.json and drift.json identical (only ``versions`` changed); cv2.resize
+of 5.0.0.93 and 5.1.0.95 had given identical float32 and uint8 results for all 14 (photo, size)
+cases; and pycls's 256/224 inputs of the shipped photos are bit-identical to
 tests/data/pipelines/pycls_reference.npz (checked on every run: photos.json
 ``equals_pipelines_reference``). CPU only, no network, nothing downloaded; torch runs with 1 thread.
 
@@ -158,7 +165,13 @@ def _model_values() -> dict:
                                resnet_1x1),
         "regnety_200mf_ft10": ("(f) RegNetY-200MF fine-tuned to 10 classes", ft10),
         "regnet_custom": ("(g) a RegNet of its own numbers (no zoo structure)", custom),
+        "resnext50": ("(h) ResNeXt-50 32x4d, pycls zoo X-50-32x4d (AnyNet, groups via "
+                      "ANYNET.GROUP_WS)", zoo.yaml_values("resnext50_32x4d")),
     }
+
+
+# The zoo name (zoo.json, tests/data/manifests/pycls) of a model whose file stem is not it.
+ZOO_NAMES = {"resnext50": "resnext50_32x4d"}
 
 
 MODELS = _model_values()
@@ -783,7 +796,8 @@ def main() -> int:
                    "zoo_manifests_with_the_same_keys_and_shapes":
                        [n for n, r in manifests.items() if r == rows],
                    "state_keys": rows}
-            zoo_name = mname if mname in zoo_json else None
+            zoo_name = ZOO_NAMES.get(mname, mname)
+            zoo_name = zoo_name if zoo_name in zoo_json else None
             if zoo_name and "numeric" in zoo_json[zoo_name]:
                 rec["recipe_sha256_equals_zoo_json"] = (
                     zoo_json[zoo_name]["numeric"]["weights_sha256"] == rec["recipe_sha256"])
