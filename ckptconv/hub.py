@@ -20,8 +20,8 @@ from .serialize import markdown, markdown_code, shell, yaml
 from .tables.pipeline import crop_pct, needed
 from .version import __version__
 
-if TYPE_CHECKING:  # convert imports this module to write the folder: the types only, for readers
-    from .convert import Conversion
+if TYPE_CHECKING:  # the types only, for readers: a Conversion holds torch tensors
+    from .conversion import Conversion
     from .verification.report import Report
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,13 +26,16 @@ from .network import level_names
 from .provenance import read_graph_meta, read_provenance
 from .run import check_image_graph, check_tensor_graph
 
+if TYPE_CHECKING:  # the type only, for readers
+    from ..conversion import Conversion
+
 
 def deploy_of(request: Request) -> Deploy:
     """What graph a request asks for: its input, the order of that input, the stage outputs."""
     return Deploy(input=request.onnx_input or "image", channel_order=request.channel_order or "rgb", levels=request.levels)
 
 
-def provenance_of(c) -> dict[str, Any]:
+def provenance_of(c: Conversion) -> dict[str, Any]:
     """The provenance a conversion's graph carries (``c``: a ``Conversion`` to ONNX)."""
     sha = c.source_hash.sha256 if c.source_hash else ""
     return asdict(provenance(c.variant, deploy_of(c.request), pycls_stats(c.variant), c.weight_set, sha))
@@ -42,7 +45,7 @@ def _floats(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
 
 
-def export(c) -> bytes:
+def export(c: Conversion) -> bytes:
     """The conversion's weights (pycls keys, BGR) as the serialized graph its request asks for,
     stamped with its provenance and ckptconv's meta."""
     sha = c.source_hash.sha256 if c.source_hash else ""
@@ -50,7 +53,7 @@ def export(c) -> bytes:
     return serialize(model)
 
 
-def check_graph(c) -> Report:
+def check_graph(c: Conversion) -> Report:
     """The exported graph (``c.graph``) checked: its provenance and meta read back as stamped, and
     with ``--verify numeric`` its numbers (``check_numerics``). Raises ``VerificationError`` on a failure."""
     report = Report(str(c.request.output or ""), c.variant.name, ONNX, "symmetric", c.variant.eps, c.request.input_size, paddable=False)
@@ -63,7 +66,7 @@ def check_graph(c) -> Report:
     return report
 
 
-def check_numerics(report: Report, data: bytes, c) -> None:
+def check_numerics(report: Report, data: bytes, c: Conversion) -> None:
     """The graph in onnxruntime against pycls's reference on ``c``'s weights: seeded tensors at
     every output, or, for an image graph, the shipped photos through pycls's own pipeline."""
     state, image = _floats(c.tensors), read_provenance(data)["input"] == "image"
