@@ -46,7 +46,7 @@ MODELS = json.loads((DATA / "models.json").read_text())["models"]
 PHOTO_DATA = json.loads((DATA / "photos.json").read_text())
 DRIFT = json.loads((DATA / "drift.json").read_text())["models"]
 LOGITS_REL, INPUT_ABS = 2e-4, 1e-3  # README, "Recommended tolerance"
-TESTED = ("b0", "regnetx_200mf", "resnet50", "resnet50_stride1x1", "regnety_200mf_ft10", "regnet_custom")
+TESTED = ("b0", "regnetx_200mf", "resnet50", "resnet50_stride1x1", "resnext50", "regnety_200mf_ft10", "regnet_custom")
 
 
 # --- the ground truth's weights, images and outputs ---------------------------------------------
