@@ -1,11 +1,12 @@
 """ckptconv against a naive converter, side by side in the same run: medians and ratios.
 
-    python benchmarks/bench.py [--reps 5] [--dir DIR] [--only help,single,legacy,batch,verify,tricks]
+    python benchmarks/bench.py [--reps 5] [--dir DIR] [--only help,single,legacy,batch,verify,tricks,onnx]
 
 Builds pycls training checkpoints (with SGD momentum buffers, as pycls's trainer saves them) for
 B0, B3, B5 and the whole B0-B5 zoo (about 680 MB), then times whole processes, alternating the
 order of the contenders on every repetition. Peak memory is each process's own max RSS (wait4).
-The naive converter is benchmarks/naive.py: full torch.load, key renames, torch.save, no checks.
+The naive converter is benchmarks/naive.py: full torch.load, key renames, torch.save, no checks; to
+ONNX, benchmarks/naive_onnx.py: full torch.load, the model, torch.onnx.export, no checks.
 Goals (from the issues) are printed beside each ratio; nothing here asserts.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 NAIVE = [sys.executable, str(HERE / "naive.py")]
+NAIVE_ONNX = [sys.executable, str(HERE / "naive_onnx.py")]
 CKPTCONV = [sys.executable, "-m", "ckptconv"]
 # Each process trick switched off, one at a time, by patching it in a child process (the code has
 # no switch for them): a trick stays only where these rows show it pays on the B5 case.
@@ -161,6 +163,9 @@ def run(args) -> None:
         add("zoo b0-b5 rerun", "ckptconv batch --force (converts again)", CKPTCONV + rerun + ["--force"])
         add("zoo b0-b5 rerun", "ckptconv batch (every output up to date)", CKPTCONV + rerun)
 
+    if "onnx" in only:
+        add_onnx(add, files, out)
+
     samples: dict[tuple[str, str], list] = {}
     for rep in range(args.reps + 1):  # repetition 0 warms the page cache and is not counted
         for case, contenders in cases.items():
@@ -185,6 +190,8 @@ def run(args) -> None:
         ("zoo b0-b5", "ckptconv batch --verify structure"): "wall <= 0.40",
         ("zoo b0-b5 rerun", "ckptconv batch (every output up to date)"): "wall <= 0.25 (every byte is still read once)",
         ("report merge, 4 shares of 50,000 files", "ckptconv report merge"): "wall <= 15 (linear: typing every field of every file; 61 s when it was quadratic)",
+        ("b0 to onnx", "ckptconv --to onnx --verify structure"): "wall <= 1.0 (the export is the same work)",
+        ("zoo b0-b5 to onnx", "ckptconv batch --to onnx --verify structure"): "wall <= 0.75 (two workers; torch imported once each)",
     }
     for case, contenders in cases.items():
         base = median_pair(samples[case, next(iter(contenders))])
@@ -195,6 +202,20 @@ def run(args) -> None:
         verify_timing(files["b5"], out, args.reps)
     if not args.keep:  # the checkpoints too when the folder is the temp one made here
         shutil.rmtree(out if args.dir else work, ignore_errors=True)
+
+
+def add_onnx(add, files: dict[str, Path], out: Path) -> None:
+    """B0 alone and the B0-B5 zoo to ONNX graphs: the naive route (one process per file) against
+    ckptconv, checked by onnxruntime (numeric) or not (structure)."""
+    one, graph = files["b0"], str(out / "b0.onnx")
+    add("b0 to onnx", "naive: torch.load, the model, torch.onnx.export", NAIVE_ONNX + ["b0", str(one), str(out / "naive-b0.onnx")])
+    add("b0 to onnx", "ckptconv --to onnx --verify structure", CKPTCONV + ["convert", str(one), graph, "--to", "onnx", "--force", "-q", "--verify", "structure"])
+    add("b0 to onnx", "ckptconv --to onnx (checked in onnxruntime)", CKPTCONV + ["convert", str(one), graph, "--to", "onnx", "--force", "-q"])
+    zoo = {a: files[a] for a in ("b0", "b1", "b2", "b3", "b4", "b5")}
+    add("zoo b0-b5 to onnx", "naive, one process per file", [NAIVE_ONNX + [a, str(p), str(out / f"naive-{a}.onnx")] for a, p in zoo.items()])
+    for label, extra in (("--verify structure", ["--verify", "structure"]), ("(checked in onnxruntime)", [])):
+        add("zoo b0-b5 to onnx", f"ckptconv batch --to onnx {label}".strip(),
+            CKPTCONV + ["batch", str(files["b0"].parent), "--to", "onnx", "--out-dir", str(out / "onnx"), "--force", "-q", *extra])
 
 
 def verify_timing(src: Path, out: Path, reps: int) -> None:
