@@ -48,7 +48,7 @@ GEOMETRY = {
     "size": ("pycls", "library", "squash"),  # the long side floor((long / short) * R) in double; int(R * long / short); R x R
     "resampler": ("cv2", "antialias"),  # bilinear without antialiasing (cv2.resize INTER_LINEAR); PIL's antialiased bilinear
     "pixels": ("float32", "uint8"),  # what is resized: float32 pixels (pycls), or uint8 ones rounded back (PIL, mmcv's default load)
-    "crop": ("ceil", "round"),  # the centre crop at ceil((L - C) / 2), or at round-half-even (torchvision, timm, mmcv)
+    "crop": ("ceil", "round", "floor"),  # the centre crop at ceil((L - C) / 2), at round-half-even (torchvision, timm, mmcv), or at int((L - C) / 2) (transformers)
 }
 
 
