@@ -131,7 +131,7 @@ def _planned(jobs: list[Job]) -> list[Planned]:
     """Every path the jobs create: each output (a folder with --hub) and its --configs file."""
     out = []
     for j in jobs:
-        out.append(Planned(Path(j.output), f"the output of {j.source} ({j.output})", folder=j.request.hub))
+        out.append(Planned(Path(j.output), f"the output of {j.source} ({j.output})", folder=j.request.folder))
         if j.request.config_out:
             out.append(Planned(j.request.config_out, f"the config of {j.source} ({j.request.config_out})"))
     return out
@@ -181,11 +181,12 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
     _check_hub(base, layouts, publish)
     if configs and publish:
         raise UsageError("--configs writes each config with its output's path, which --publish knows only once it is written", fix="leave out --configs or --publish")
-    matrix, ext = len(layouts) > 1, "" if base.hub else FORMAT_EXT[fmt]  # a hub output is a folder
+    matrix = len(layouts) > 1
     jobs = []
     for entry in entries:
-        name = entry.name if entry.named else entry.name.with_name(entry.name.name + ext)
         for layout in (entry.fields["layout"],) if "layout" in entry.fields else layouts:
+            ext = "" if replace(base, layout=layout).folder else FORMAT_EXT[fmt]  # a model folder has no extension
+            name = entry.name if entry.named else entry.name.with_name(entry.name.name + ext)
             cell = matrix and "layout" not in entry.fields
             output = out_dir / layout / name if cell else out_dir / name
             request = _entry_request(base, entry, output, layout)
@@ -202,14 +203,17 @@ def config_path(output: Path) -> Path:
 
 
 def _check_hub(base: Request, layouts: tuple[str, ...], publish: bool) -> None:
-    """--hub makes one timm folder per model: one target, named by the model, not by a hash."""
-    if not base.hub:
-        return
-    if layouts != ("timm",):
-        raise UsageError(f"--hub writes timm model folders, and --to names {', '.join(layouts)}", fix="pass --to timm alone with --hub")
-    if publish:
-        raise UsageError("--publish names files by their hash; a hub folder is named by its model", fix="leave --publish out with --hub")
-    base.check()
+    """--hub makes one timm or transformers folder per model and target, named by the model, not by a
+    hash; a transformers target is always a folder."""
+    folders = [layout for layout in layouts if replace(base, layout=layout).folder]
+    if base.hub and len(folders) != len(layouts):
+        others = ", ".join(layout for layout in layouts if layout not in folders)
+        raise UsageError(f"--hub writes timm and transformers model folders, and --to names {others}", fix="pass --to timm and/or transformers with --hub")
+    if publish and folders:
+        raise UsageError(f"--publish names files by their hash; a model folder ({', '.join(folders)}) is named by its model",
+                         fix="leave --publish out, or convert the folder targets in another run")
+    for layout in folders:
+        replace(base, layout=layout).check()
 
 
 def check_report(report_path: Path, out_dir: Path, check=check_replaceable_report) -> None:
