@@ -14,7 +14,7 @@ from ..errors import UsageError
 from ..io.files import atomic_write, check_replaceable_report, check_writable_dir
 from ..io.hashing import Hashed
 from ..io.paths import Planned, check_plan, where
-from ..options import PYCLS, Request
+from ..options import HUB_LAYOUTS, PYCLS, Request
 from .inputs import Entry
 
 FORMAT_EXT = {"pth": ".pth", "safetensors": ".safetensors"}
@@ -205,10 +205,10 @@ def config_path(output: Path) -> Path:
 def _check_hub(base: Request, layouts: tuple[str, ...], publish: bool) -> None:
     """--hub makes one timm or transformers folder per model and target, named by the model, not by a
     hash; a transformers target is always a folder."""
+    others = [layout for layout in layouts if layout not in HUB_LAYOUTS]
+    if base.hub and others:
+        raise UsageError(f"--hub writes timm and transformers model folders, and --to names {', '.join(others)}", fix="pass --to timm and/or transformers with --hub")
     folders = [layout for layout in layouts if replace(base, layout=layout).folder]
-    if base.hub and len(folders) != len(layouts):
-        others = ", ".join(layout for layout in layouts if layout not in folders)
-        raise UsageError(f"--hub writes timm and transformers model folders, and --to names {others}", fix="pass --to timm and/or transformers with --hub")
     if publish and folders:
         raise UsageError(f"--publish names files by their hash; a model folder ({', '.join(folders)}) is named by its model",
                          fix="leave --publish out, or convert the folder targets in another run")

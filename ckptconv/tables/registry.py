@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import NoLayout, TableError, UsageError
+from ..errors import NoLayout, Refused, TableError, UsageError
 from ..model.families import FAMILIES
 from ..model.variants import Variant, parse_variant
 from ..options import PYCLS
@@ -191,12 +191,17 @@ class Registry:
         return tables[name]
 
     def targets(self, variant: Variant) -> dict[str, str]:
-        """Each layout of the variant's family but pycls: ``"yes"``, or ``"refused: <feature>"``."""
+        """Each layout of the variant's family but pycls: ``"yes"``, or ``"refused: <feature>"`` (a
+        table's refusal), or ``"refused: <what>"`` (what the library's class cannot build: ``groups 32 (s1)``)."""
         out = {}
         for name, table in self.layouts_by_family[variant.family].items():
             if name != PYCLS:
                 refusal = table.refusal(variant)
                 out[name] = "yes" if refusal is None else f"refused: {refusal.when}"
+                try:
+                    table.built(variant) if refusal is None else None
+                except Refused as e:
+                    out[name] = f"refused: {e.message.split(':')[0]}"
         return out
 
     def pycls_layout(self, family: str) -> Layout:
