@@ -325,7 +325,8 @@ def checked(request: Request | Ready, *, source_hash: Hashed | Future | None = N
     if request.folder:  # a model the library cannot build from config.json is refused before the checks run
         folder = folder_kind(conversion)
         folder.check(conversion)
-        conversion = replace(conversion, config=folder.usage(conversion, os.path.abspath(request.output), _hub_residual(conversion)))
+        where = os.path.abspath(request.output) if request.output is not None else "DIR"  # in memory: where the folder would be
+        conversion = replace(conversion, config=folder.usage(conversion, where, _hub_residual(conversion)))
     report = verify(conversion) if request.verify != "none" else None
     if report is not None:
         report.raise_if_failed()

@@ -85,7 +85,7 @@ def resnet_fields(v: AnyNet) -> dict[str, Any]:
     first = _common(v, "ResNetConfig")
     fields = {"embedding_size": v.stem_w, "hidden_sizes": list(v.widths), "depths": list(v.depths), "layer_type": "bottleneck" if bottleneck else "basic",
               "hidden_act": "relu", "downsample_in_first_stage": first}
-    return fields | ({"downsample_in_bottleneck": v.stride_1x1} if bottleneck else {})
+    return fields | {"downsample_in_bottleneck": bottleneck and v.stride_1x1}  # a basic layer has no 1x1: False, the field's default
 
 
 # family -> (model class, config class, model_type, fields)
@@ -113,4 +113,8 @@ LIBRARY = Library(
         "resnet": {"transformers-resnet": Reference(f"{M}:TransformersResNet", ("hidden_states.0", "hidden_states.{n}", "logits"))},
     },
     builders={"regnet": _builder("regnet"), "resnet": _builder("resnet")},
+    lacks={"effnet": "EfficientNetConfig has no stem-padding field; its stem always pads (0, 1, 0, 1) as TensorFlow's 'same' does, "
+                     "where pycls pads 1 on every side, so pycls's EfficientNet computes other features in it",
+           "anynet": "RegNetConfig's stem is always a 3x3 stride-2 conv and ResNetConfig's a 7x7 with a max pool, and neither has a block "
+                     "without a residual (pycls's vanilla_block)"},
 )

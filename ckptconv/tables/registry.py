@@ -184,8 +184,10 @@ class Registry:
         self.layouts_named(name)
         tables = self.layouts_by_family.get(family, {})
         if name not in tables:
+            others = self.layouts_named(name)
+            why = next((t.library.lacks[family] for t in others if family in t.library.lacks), "")  # what the library's class lacks, if it says
             raise NoLayout(
-                f"{FAMILIES[family].title} has no {name} layout (it is a layout of {', '.join(t.family for t in self.layouts_named(name))} only)",
+                f"{FAMILIES[family].title} has no {name} layout (it is a layout of {', '.join(t.family for t in others)} only)" + (f": {why}" if why else ""),
                 fix=f"use one of its layouts: {', '.join(tables)} (see: ckptconv mappings)",
             )
         return tables[name]
