@@ -37,16 +37,16 @@ def check_folder(folder: Path, force: bool) -> None:
     an existing folder without --force or holding files this command does not write. (What may not
     be inside it, an input or another output, is the run's plan: ``paths.check_plan``.)"""
     if folder.suffix in (".pth", ".pt", ".pyth", ".safetensors"):
-        raise UsageError(f"--hub writes a folder, and {folder.name!r} is a file name", fix=f"name the folder without the extension (e.g. {folder.with_suffix('').name})", path=str(folder))
+        raise UsageError(f"OUT is a model folder (--hub, --to transformers), and {folder.name!r} is a file name", fix=f"name the folder without the extension (e.g. {folder.with_suffix('').name})", path=str(folder))
     check_writable_dir(folder.parent if str(folder.parent) else Path("."))
     if folder.exists() and not folder.is_dir():
-        raise UsageError("the output exists and is not a folder; --hub writes a folder", fix="name another folder", path=str(folder))
+        raise UsageError("the output exists and is not a folder; a model folder (--hub, --to transformers) is written", fix="name another folder", path=str(folder))
     if folder.is_dir():
         if not force:
             raise UsageError("the output folder exists", fix="pass --force to replace it (the old folder stays until the new one is complete)", path=str(folder))
         foreign = _foreign(folder)
         if foreign:
-            raise UsageError(f"the folder holds files --hub does not write ({', '.join(foreign[:5])}): it is not a folder this command made",
+            raise UsageError(f"the folder holds files ckptconv does not write ({', '.join(foreign[:5])}): it is not a folder this command made",
                              fix=f"remove them or name another folder; --force replaces only a folder of {', '.join(sorted(OURS))}",
                              path=str(folder))
 
