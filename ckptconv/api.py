@@ -88,7 +88,7 @@ def convert_checkpoint(source: str | Path, layout: str = "mmdet", *, output: str
     ``source_layout``, ``arch``, ``weights``, ``prefix``, ``dtype``, ``channel_order``, ``verify``
     (numeric, structure or none), ``input_size``, ``config_out``, ``force``, ``allow_partial``,
     ``trust_pickle``, ``tables``, ``cfg``, ``hub`` and ``license`` (``output`` is then the timm
-    folder: ckptconv.hub). Without ``output`` nothing is written: the state dict is returned
+    folder: ckptconv.hub). ``layout="transformers"`` always writes a folder (ckptconv.hub_transformers). Without ``output`` nothing is written: the state dict is returned
     (its tensors may share memory with the memory-mapped source, so a source truncated while they
     are in use kills the process with SIGBUS; ``copy=True`` returns tensors of their own). With it, the file (and
     ``config_out``) is written atomically, as ``ckptconv convert`` does. Verification runs first

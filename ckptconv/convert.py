@@ -310,11 +310,11 @@ def checked(request: Request | Ready, *, source_hash: Hashed | Future | None = N
 
         conversion = replace(conversion, graph=export(conversion))
         return conversion, check_graph(conversion) if request.verify != "none" else None
-    if request.hub:  # a model timm cannot build from config.json is refused before the checks run
-        from . import hub
-
-        hub.timm_config(conversion)
-        conversion = replace(conversion, config=hub.usage(conversion, os.path.abspath(request.output), _hub_residual(conversion)))
+    if request.folder:  # a model the library cannot build from config.json is refused before the checks run
+        folder = folder_kind(conversion)
+        folder.check(conversion)
+        where = os.path.abspath(request.output) if request.output is not None else "DIR"  # in memory: where the folder would be
+        conversion = replace(conversion, config=folder.usage(conversion, where, _hub_residual(conversion)))
     report = verify(conversion) if request.verify != "none" else None
     if report is not None:
         report.raise_if_failed()
@@ -330,23 +330,40 @@ def _hub_residual(c: Conversion) -> float | None:
     return stock_residual(c.target.pipeline, c.colours.target, c.colours.stats, (c.variant.test_size, c.variant.im_size))
 
 
-def _write_folder(c: Conversion, folder: Path, report: Report | None) -> tuple[writer.Written, int]:
-    """The timm folder (ckptconv/hub.py): model.safetensors written and read back, config.json and
-    the model card, in a temp folder renamed into place whole (with the config file, if asked)."""
+def folder_kind(c: Conversion):
+    """The module that says what the model folder of ``c``'s library holds: ``ckptconv/hub.py``
+    (timm) or ``ckptconv/hub_transformers.py``; each gives ``check``, ``usage`` and ``files``."""
+    if c.target.library.name == "transformers":
+        from . import hub_transformers
+
+        return hub_transformers
+    from . import hub
+
+    return hub
+
+
+def _encoded(content: dict[str, Any] | str) -> bytes:
+    """A folder file's bytes: a JSON object through json.dumps, the card as it is."""
     import json
 
-    from . import hub
+    return (json.dumps(content, indent=2) + "\n").encode() if isinstance(content, dict) else content.encode()
+
+
+def _write_folder(c: Conversion, folder: Path, report: Report | None) -> tuple[writer.Written, int]:
+    """The model folder (timm: ckptconv/hub.py; transformers: ckptconv/hub_transformers.py):
+    model.safetensors written and read back, then the library's JSON files and the model card, in a
+    temp folder renamed into place whole (with the config file, if asked)."""
     from .io import folder as folder_io
 
     residual = _hub_residual(c)
-    config = hub.timm_config(c, residual)
     config_out = c.request.config_out if c.config else None
     with folder_io.pending_folder(folder) as pending, files.all_or_nothing(config_out) as (snippet,):
         written = pending.write(folder_io.WEIGHTS, lambda f: _write(f, "safetensors", c))
         if report is not None:
             _read_back(c, pending.temp / folder_io.WEIGHTS, report)
-        pending.write(folder_io.CONFIG, lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
-        pending.write(folder_io.CARD, lambda f: f.write(hub.model_card(c, config, report, residual).encode()))
+        for name, content in folder_kind(c).files(c, report, residual).items():  # the card says what the read-back proved
+            data = _encoded(content)
+            pending.write(name, lambda f, data=data: f.write(data))
         if snippet is not None:
             snippet.write(lambda f: f.write(c.config.encode()))
         _still_the_source(c)
@@ -354,7 +371,7 @@ def _write_folder(c: Conversion, folder: Path, report: Report | None) -> tuple[w
             pending.commit(replace=c.request.force)
             if snippet is not None:
                 snippet.commit(replace=c.request.force)
-    return written, sum((folder / name).stat().st_size for name in folder_io.FILES)
+    return written, sum((folder / name).stat().st_size for name in folder_io.files_of(c.target.name))
 
 
 def _write_graph(c: Conversion, output: Path, report: Report | None) -> tuple[writer.Written, int]:

@@ -110,7 +110,7 @@ def usage(c: Conversion, folder: str, residual: float | None = None) -> str:
             + torch_transform(c.variant, pre))
 
 
-def _dataset(c: Conversion) -> str | None:
+def dataset(c: Conversion) -> str | None:
     """The Hub's id of the dataset pycls trained on (its cfg's TRAIN.DATASET), if known."""
     from .errors import CkptError
     from .model.structure import read
@@ -126,9 +126,9 @@ def _dataset(c: Conversion) -> str | None:
 def model_card(c: Conversion, config: dict[str, Any], report: Report | None, residual: float | None) -> str:
     """README.md: front matter the Hub reads, then where the weights came from, the preprocessing and
     what verification proved."""
-    v, meta, dataset, license, pre = c.variant, c.meta, _dataset(c), c.request.license, config["pretrained_cfg"]
+    v, meta, data, license, pre = c.variant, c.meta, dataset(c), c.request.license, config["pretrained_cfg"]
     front = ["---", "library_name: timm", f"license: {yaml(license or 'unknown')}", "pipeline_tag: image-classification",
-             "tags:", "- image-classification", "- timm", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(dataset)}"] if dataset else []), "---"]
+             "tags:", "- image-classification", "- timm", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(data)}"] if data else []), "---"]
     checks = report.to_dict()["checks"] if report is not None else []
     proved = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {markdown(ch['name'])}: {markdown(ch['detail'])}" for ch in checks) or "- nothing: verification was skipped (--no-verify)"
     timm_note = markdown(stock_note(residual)) + "." if residual is not None else ""
@@ -161,13 +161,27 @@ config.json's `pretrained_cfg` states these sizes for timm's tools. {timm_note}
 """
 
 
+def check(c: Conversion) -> None:
+    """Refused when timm cannot build the model from config.json (before the checks run)."""
+    timm_config(c)
+
+
+def files(c: Conversion, report: Report | None, residual: float | None) -> dict[str, dict[str, Any] | str]:
+    """The folder's files besides model.safetensors: name -> a JSON object or the card's text."""
+    from .io.folder import CARD, CONFIG
+
+    config = timm_config(c, residual)
+    return {CONFIG: config, CARD: model_card(c, config, report, residual)}
+
+
 def command(c: Conversion) -> str:
     """The command line that makes this folder again (file names as given, options that matter); a
     batch's folder names the batch, whose report holds the rest."""
     r = c.request
+    to = ["--to", r.layout, *(["--hub"] if r.hub else [])]  # a layout name and a flag: checked values
     if r.made_by == "batch":
-        return f"ckptconv batch ... --to timm --hub (this folder is its output for {shell(r.source.name)}; its --report names every option)"
-    parts = ["ckptconv", "convert", shell(r.source.name), shell(Path(r.output).name) if r.output else "DIR", "--to", "timm", "--hub"]
+        return f"ckptconv batch ... {' '.join(to)} (this folder is its output for {shell(r.source.name)}; its --report names every option)"
+    parts = ["ckptconv", "convert", shell(r.source.name), shell(Path(r.output).name) if r.output else "DIR", *to]
     parts += ["--license", r.license] if r.license else []
     parts += ["--arch", r.arch] if r.arch else []
     parts += ["--weights", r.weights] if r.weights != "best" else []

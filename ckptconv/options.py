@@ -39,6 +39,8 @@ MAX_INPUT = 640  # per side: B5's own resolution is 456; beyond this a check onl
 NAME = r"[a-z0-9][a-z0-9_.-]{0,63}"  # layout and variant names
 PREFIX = r"([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_][A-Za-z0-9_]*)*"  # a dotted module path
 LICENSE = r"[a-z0-9][a-z0-9.+-]{0,63}"  # a Hugging Face licence identifier: mit, apache-2.0, cc-by-nc-4.0, other
+HUB_LAYOUTS = ("timm", "transformers")  # the layouts --hub writes a model folder of
+FOLDER_LAYOUTS = ("transformers",)  # the layouts written only as a model folder (from_pretrained loads a folder), --hub or not
 
 
 def choice(value: Any, choices: tuple[str, ...], option: str) -> None:
@@ -51,7 +53,7 @@ GEOMETRY = {
     "size": ("pycls", "library", "squash"),  # the long side floor((long / short) * R) in double; int(R * long / short); R x R
     "resampler": ("cv2", "antialias"),  # bilinear without antialiasing (cv2.resize INTER_LINEAR); PIL's antialiased bilinear
     "pixels": ("float32", "uint8"),  # what is resized: float32 pixels (pycls), or uint8 ones rounded back (PIL, mmcv's default load)
-    "crop": ("ceil", "round"),  # the centre crop at ceil((L - C) / 2), or at round-half-even (torchvision, timm, mmcv)
+    "crop": ("ceil", "round", "floor"),  # the centre crop at ceil((L - C) / 2), at round-half-even (torchvision, timm, mmcv), or at int((L - C) / 2) (transformers)
 }
 
 
@@ -99,7 +101,7 @@ class Request:
     tables: tuple[Path, ...] = ()  # extra table directories, beside the built-in ones and $CKPTCONV_TABLES
     cfg: Path | None = None  # a pycls YAML stating the model (the run's config.yaml); None: the checkpoint's own cfg
     cfg_is_run: bool = False  # cfg is the run's OUT_DIR/config.yaml that batch found beside the checkpoint, not one the user named
-    hub: bool = False  # output is a timm model folder (config.json, model.safetensors, README.md): ckptconv/hub.py
+    hub: bool = False  # output is a model folder (timm: ckptconv/hub.py; transformers, always: ckptconv/hub_transformers.py)
     license: str | None = None  # the hub folder's model card licence (a Hub licence identifier)
     made_by: str = "convert"  # the command whose output this is (convert, batch): a model card names it
     onnx_input: OnnxInput | None = None  # --to onnx: what the graph takes; None: image
@@ -118,17 +120,23 @@ class Request:
         self._check_hub()
         self._check_onnx()
 
+    @property
+    def folder(self) -> bool:
+        """The output is a model folder: --hub, or a layout that is only ever a folder (transformers)."""
+        return self.hub or self.layout in FOLDER_LAYOUTS
+
     def _check_hub(self) -> None:
-        if self.license is not None and not self.hub:
+        if self.license is not None and not self.folder:
             raise UsageError("--license goes into the model card of a hub folder", fix="pass --hub too, or leave --license out")
-        if not self.hub:
+        if not self.folder:
             return
-        if self.layout != "timm":
-            raise UsageError(f"--hub writes the folder timm loads with local-dir: or hf-hub:, not {self.layout}", fix="pass --to timm with --hub")
+        if self.layout not in HUB_LAYOUTS:
+            raise UsageError(f"--hub writes the folder timm or transformers loads, not {self.layout}", fix="pass --to timm or --to transformers with --hub")
+        who = "timm" if self.layout == "timm" else "transformers"
         if self.channel_order == "bgr":
-            raise UsageError("timm's pipeline feeds RGB: a hub folder holds RGB weights", fix="leave --channel-order out with --hub")
+            raise UsageError(f"{who}'s pipeline feeds RGB: a model folder holds RGB weights", fix="leave --channel-order out (a folder's weights take RGB)")
         if self.prefix:
-            raise UsageError("timm loads a hub folder's tensors by their own names: --prefix would hide them", fix="leave --prefix out with --hub")
+            raise UsageError(f"{who} loads a model folder's tensors by their own names: --prefix would hide them", fix="leave --prefix out")
         if self.license is not None and not re.fullmatch(LICENSE, self.license):
             raise UsageError(f"--license {self.license!r} is not a licence identifier", fix="use the Hub's form, e.g. mit, apache-2.0, cc-by-nc-4.0 or other")
 
@@ -145,8 +153,8 @@ class Request:
             raise UsageError("an ONNX graph has no state dict keys: --prefix does not apply", fix="leave --prefix out with --to onnx")
 
     def planned(self) -> list[Planned]:
-        """Every path the conversion will create: OUT (a folder with --hub) and --config-out."""
-        out = [Planned(self.output, "OUT", folder=self.hub)] if self.output is not None else []
+        """Every path the conversion will create: OUT (a folder with --hub or --to transformers) and --config-out."""
+        out = [Planned(self.output, "OUT", folder=self.folder)] if self.output is not None else []
         return out + ([Planned(self.config_out, "--config-out")] if self.config_out is not None else [])
 
     def inputs(self) -> list[Path]:

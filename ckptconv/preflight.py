@@ -44,12 +44,12 @@ def check_request(request: Request, *, writes: bool) -> str | None:
     if writes:  # the command line first, then the file system
         if request.output is None:
             raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
-        fmt = "hub" if request.hub else files.output_format(request.output)
+        fmt = "hub" if request.folder else files.output_format(request.output)
         _check_graph_output(fmt, request)
     files.check_regular(request.source)
     if writes:
         files.check_outputs(request.planned(), request.inputs() + registry.table_files(), request.force)
-    if writes and request.hub:
+    if writes and request.folder:
         from .io.folder import check_folder
 
         check_folder(request.output, request.force)

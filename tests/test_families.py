@@ -38,20 +38,21 @@ def test_one_batch_converts_every_model_to_every_target_and_lists_each_refusal(c
     names = {v: k for k, v in MINI_ZOO.items()}
     status = lambda want: {(names[s], layout) for (s, layout), f in cells.items() if f["status"] == want}  # noqa: E731
     assert status("refused") == {("regnety_200mf", "mmdet"), ("regnety_200mf", "mmpretrain")}  # no SE in OpenMMLab's RegNet
-    # mmdet-stages is a layout of EfficientNet only: for the others it is no cell of the matrix
-    assert status("skipped") == {("regnetx_200mf", "mmdet-stages"), ("regnety_200mf", "mmdet-stages"), ("resnet50", "mmdet-stages")}
+    # mmdet-stages is a layout of EfficientNet only, transformers of RegNet and ResNet only: for the others no cell of the matrix
+    assert status("skipped") == {("regnetx_200mf", "mmdet-stages"), ("regnety_200mf", "mmdet-stages"), ("resnet50", "mmdet-stages"), ("b0", "transformers")}
     for (source, layout), f in cells.items():
+        output = out / layout / (source if layout == "transformers" else f"{source}.{'onnx' if layout == 'onnx' else 'pth'}")  # transformers: a model folder
         if f["status"] in ("refused", "skipped"):
-            assert ("squeeze-and-excitation" if f["status"] == "refused" else "has no mmdet-stages layout") in f["error"]
-            assert f["output"] is None and not (out / layout / f"{source}.pth").exists()
+            assert ("squeeze-and-excitation" if f["status"] == "refused" else f"has no {layout} layout") in f["error"]
+            assert f["output"] is None and not output.exists()
         else:
             assert f["status"] == "converted" and f["verification"] == "structure ok", f
-            assert (out / layout / f"{source}.{'onnx' if layout == 'onnx' else 'pth'}").is_file()
-    # all: the five tables' layouts, and onnx (the extra is installed here, as in CI): every model has an ONNX graph
-    assert len(cells) == len(MINI_ZOO) * 6 and sum(f["status"] == "converted" for f in files) == 19
+            assert (output / "model.safetensors" if layout == "transformers" else output).is_file()
+    # all: the six tables' layouts, and onnx (the extra is installed here, as in CI): every model has an ONNX graph
+    assert len(cells) == len(MINI_ZOO) * 7 and sum(f["status"] == "converted" for f in files) == 22
     assert {s for (s, layout), f in cells.items() if layout == "onnx" and f["status"] == "converted"} == set(MINI_ZOO.values())
     shown = result.stderr + result.output
-    assert "2 refused, 3 skipped (no such layout for the model)" in shown and "mmdet-stages/RegNet" not in shown
+    assert "2 refused, 4 skipped (no such layout for the model)" in shown and "mmdet-stages/RegNet" not in shown
     again = cli("verify", report)  # every output, as its library loads it, against its meta and source, numerically
     assert again.exit_code == 0, again.output
     rerun = _without_torch(["batch", str(mini_zoo), "--out-dir", str(out), "--to", "all", "--json"], tmp_path)
@@ -169,7 +170,7 @@ def test_every_pair_renders_a_config_that_is_valid_python(registry):
     for variant in registry.variants.values():
         stats = registry.pycls_layout(variant.family).pipeline
         for name, table in registry.layouts_by_family[variant.family].items():
-            if name == "pycls" or table.refusal(variant):
+            if name == "pycls" or table.refusal(variant) or name == "transformers":  # a model folder: its snippet is tested in test_transformers.py
                 continue
             config = convert.render_config(table, variant, None, "", needed(table.pipeline, "rgb", stats))
             compile(config, f"{variant.name}-{name}.py", "exec")
@@ -192,8 +193,8 @@ def test_mappings_lists_families_models_and_targets(cli):
     assert set(data["families"]) == {"effnet", "regnet", "resnet", "anynet"}  # anynet: the models only pycls holds
     targets = {v["arch"]: v["targets"] for v in data["variants"]}
     assert len(targets) == 36
-    assert targets["regnety_200mf"] == {"mmdet": "refused: se", "mmpretrain": "refused: se", "timm": "yes", "torchvision": "yes"}
-    assert targets["resnext152_32x4d"] == {"mmdet": "yes", "mmpretrain": "yes", "timm": "yes", "torchvision": "yes"}
+    assert targets["regnety_200mf"] == {"mmdet": "refused: se", "mmpretrain": "refused: se", "timm": "yes", "torchvision": "yes", "transformers": "yes"}
+    assert targets["resnext152_32x4d"] == {"mmdet": "yes", "mmpretrain": "yes", "timm": "yes", "torchvision": "yes", "transformers": "refused: groups 32 (s1)"}
     assert set(targets["b3"]) == {"mmdet", "mmdet-stages", "mmpretrain", "timm", "torchvision"}
     text = cli("mappings").output
     assert "RegNet and AnyNet with the 3x3 stem" in text and "refused: se" in text

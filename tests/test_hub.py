@@ -80,10 +80,10 @@ def test_the_card_says_where_the_weights_came_from_and_what_was_proved(cli, tmp_
 
 
 @pytest.mark.parametrize("args, words", [
-    (("--to", "mmdet", "--hub"), "--hub writes the folder timm loads"),
+    (("--to", "mmdet", "--hub"), "--hub writes the folder timm or transformers loads"),
     (("--to", "timm", "--license", "mit"), "--license goes into the model card of a hub folder"),
     (("--to", "timm", "--hub", "--license", "MIT License"), "is not a licence identifier"),
-    (("--to", "timm", "--hub", "--channel-order", "bgr"), "a hub folder holds RGB weights"),
+    (("--to", "timm", "--hub", "--channel-order", "bgr"), "a model folder holds RGB weights"),
     (("--to", "timm", "--hub", "--prefix", "backbone"), "--prefix would hide them"),
     (("--to", "timm", "--hub", "--config-out", "FOLDER/snippet.py"), "--config-out (FOLDER/snippet.py) would be written inside the folder"),
 ])
@@ -157,7 +157,7 @@ def test_batch_hub_makes_a_folder_per_model_reruns_as_up_to_date_and_verifies_fr
     assert licensed.exit_code == 1  # another card: not up to date, and not replaced without --force
     assert cli("verify", report).exit_code == 0
     mixed = cli("batch", zoo, "--to", "timm,mmdet", "--hub", "--out-dir", tmp_path / "mixed")
-    assert mixed.exit_code == 2 and "pass --to timm alone with --hub" in mixed.stderr
+    assert mixed.exit_code == 2 and "pass --to timm and/or transformers with --hub" in mixed.stderr
 
 
 METAFILE = json.loads((DATA / "hub" / "metafile.json").read_text())  # what model-index 0.1.11 read (tools/groundtruth/metafile_modelindex.py)

@@ -450,7 +450,7 @@ def test_verify_and_inspect_read_a_graph_and_catch_what_is_wrong(cli, custom_pyt
     (("--to", "onnx", "--dtype", "fp16"), "ONNX graphs compute in float32"),
     (("--to", "onnx", "--prefix", "backbone"), "--prefix does not apply"),
     (("--to", "timm", "--levels"), "--onnx-input and --levels shape an ONNX graph"),
-    (("--to", "onnx", "--hub"), "--hub writes the folder timm loads"),
+    (("--to", "onnx", "--hub"), "--hub writes the folder timm or transformers loads, not onnx"),
 ])
 def test_options_that_cannot_make_a_graph_are_refused_before_anything_is_read(cli, tmp_path, args, words):
     out = tmp_path / "m.onnx"
@@ -470,7 +470,7 @@ def test_without_the_extra_onnx_exits_2_naming_it_before_reading(cli, tmp_path, 
         assert result.exit_code == 2 and "pip install 'ckptconv[onnx]'" in result.stderr and "onnxruntime" in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
     every = cli("batch", custom_pyth, "--out-dir", tmp_path / "out", "--to", "all", "--verify", "structure", "--json")
-    assert {f["layout"] for f in json.loads(every.stdout)["files"]} == {"mmdet", "mmdet-stages", "mmpretrain", "timm", "torchvision"}
+    assert {f["layout"] for f in json.loads(every.stdout)["files"]} == {"mmdet", "mmdet-stages", "mmpretrain", "timm", "torchvision", "transformers"}
 
 
 def test_the_docs_snippet_is_what_convert_prints_and_runs(cli, tmp_path, states, registry):

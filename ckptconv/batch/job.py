@@ -68,18 +68,18 @@ def _weights_file(job: Job, output: Path) -> Path:
     """The file that holds the output's tensors: the output itself, or a hub folder's model.safetensors."""
     from ..io.folder import WEIGHTS
 
-    return output / WEIGHTS if job.request.hub else output
+    return output / WEIGHTS if job.request.folder else output
 
 
 def _whole(job: Job, output: Path) -> bool:
-    """A hub folder holds its three files and nothing else (and its --configs file: the folder's
+    """A model folder holds its own files and nothing else (and its --configs file: the folder's
     usage, which only a conversion writes)."""
-    from ..io.folder import FILES
+    from ..io.folder import files_of
 
-    if not job.request.hub:
+    if not job.request.folder:
         return True
     config = job.request.config_out
-    return sorted(p.name for p in output.iterdir()) == sorted(FILES) and (config is None or config.is_file())
+    return sorted(p.name for p in output.iterdir()) == sorted(files_of(job.request.layout)) and (config is None or config.is_file())
 
 
 def _config_beside(job: Job, output: Path, meta: dict[str, Any]) -> None:
@@ -90,7 +90,7 @@ def _config_beside(job: Job, output: Path, meta: dict[str, Any]) -> None:
     from ..tables.render import recorded_config
 
     config = job.request.config_out
-    if config is None or config.is_file() or job.request.hub:
+    if config is None or config.is_file() or job.request.folder:
         return
     text = recorded_config(output, meta, registry_for(job.request.tables))
     if text is not None:

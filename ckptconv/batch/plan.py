@@ -14,7 +14,7 @@ from ..errors import UsageError
 from ..io.files import atomic_write, check_replaceable_report, check_writable_dir
 from ..io.hashing import Hashed
 from ..io.paths import Planned, check_plan, where
-from ..options import ONNX, PYCLS, Request
+from ..options import HUB_LAYOUTS, ONNX, PYCLS, Request
 from .inputs import Entry
 
 FORMAT_EXT = {"pth": ".pth", "safetensors": ".safetensors"}
@@ -138,7 +138,7 @@ def _planned(jobs: list[Job]) -> list[Planned]:
     """Every path the jobs create: each output (a folder with --hub) and its --configs file."""
     out = []
     for j in jobs:
-        out.append(Planned(Path(j.output), f"the output of {j.source} ({j.output})", folder=j.request.hub))
+        out.append(Planned(Path(j.output), f"the output of {j.source} ({j.output})", folder=j.request.folder))
         if j.request.config_out:
             out.append(Planned(j.request.config_out, f"the config of {j.source} ({j.request.config_out})"))
     return out
@@ -191,12 +191,12 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
         raise UsageError(f"--onnx-input and --levels shape an ONNX graph, and --to names {', '.join(layouts)}", fix="add --to onnx, or leave them out")
     if configs and publish:
         raise UsageError("--configs writes each config with its output's path, which --publish knows only once it is written", fix="leave out --configs or --publish")
-    matrix, ext = len(layouts) > 1, "" if base.hub else FORMAT_EXT[fmt]  # a hub output is a folder
+    matrix = len(layouts) > 1
     jobs = []
     for entry in entries:
         for layout in (entry.fields["layout"],) if "layout" in entry.fields else layouts:
-            suffix = GRAPH_EXT if layout == ONNX else ext
-            name = entry.name if entry.named else entry.name.with_name(entry.name.name + suffix)
+            ext = GRAPH_EXT if layout == ONNX else "" if replace(base, layout=layout).folder else FORMAT_EXT[fmt]  # a model folder has no extension
+            name = entry.name if entry.named else entry.name.with_name(entry.name.name + ext)
             cell = matrix and "layout" not in entry.fields
             output = out_dir / layout / name if cell else out_dir / name
             request = _entry_request(base, entry, output, layout)
@@ -214,14 +214,17 @@ def config_path(output: Path) -> Path:
 
 
 def _check_hub(base: Request, layouts: tuple[str, ...], publish: bool) -> None:
-    """--hub makes one timm folder per model: one target, named by the model, not by a hash."""
-    if not base.hub:
-        return
-    if layouts != ("timm",):
-        raise UsageError(f"--hub writes timm model folders, and --to names {', '.join(layouts)}", fix="pass --to timm alone with --hub")
-    if publish:
-        raise UsageError("--publish names files by their hash; a hub folder is named by its model", fix="leave --publish out with --hub")
-    base.check()
+    """--hub makes one timm or transformers folder per model and target, named by the model, not by a
+    hash; a transformers target is always a folder."""
+    others = [layout for layout in layouts if layout not in HUB_LAYOUTS]
+    if base.hub and others:
+        raise UsageError(f"--hub writes timm and transformers model folders, and --to names {', '.join(others)}", fix="pass --to timm and/or transformers with --hub")
+    folders = [layout for layout in layouts if replace(base, layout=layout).folder]
+    if publish and folders:
+        raise UsageError(f"--publish names files by their hash; a model folder ({', '.join(folders)}) is named by its model",
+                         fix="leave --publish out, or convert the folder targets in another run")
+    for layout in folders:
+        replace(base, layout=layout).check()
 
 
 def check_report(report_path: Path, out_dir: Path, check=check_replaceable_report) -> None:

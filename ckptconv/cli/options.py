@@ -52,7 +52,8 @@ _CONVERSION = [
 ]
 _HUB = [
     click.option("--hub", is_flag=True, help="With --to timm: OUT is a folder timm loads with create_model('local-dir:OUT', pretrained=True) "
-                                             "and the Hugging Face Hub serves as it is: config.json, model.safetensors, README.md (a model card)."),
+                                             "and the Hugging Face Hub serves as it is: config.json, model.safetensors, README.md (a model card). "
+                                             "--to transformers always writes a folder (AutoModelForImageClassification.from_pretrained)."),
     click.option("--license", metavar="ID", default=None, help="The licence of the weights, for the hub folder's model card (mit, apache-2.0, other ...)."),
 ]
 

@@ -1,4 +1,5 @@
-"""A folder written whole: the timm model folder of ``convert --hub`` (see ``ckptconv/hub.py``).
+"""A folder written whole: the timm model folder of ``convert --hub`` (see ``ckptconv/hub.py``) and
+the transformers one of ``--to transformers`` (``ckptconv/hub_transformers.py``).
 
 It is written into a locked temp folder beside DIR, every file fsynced, and renamed into place: a
 run that fails or is interrupted leaves DIR as it was, and a temp folder a killed run left is
@@ -20,8 +21,15 @@ from typing import BinaryIO
 from ..errors import UsageError
 from .files import TMP_PREFIX, check_writable_dir, clean_stale_temps, fsync_dir, io_error, lock
 
-CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
-FILES = (CONFIG, WEIGHTS, CARD)
+CONFIG, WEIGHTS, CARD, PREPROCESSOR = "config.json", "model.safetensors", "README.md", "preprocessor_config.json"
+FILES = (CONFIG, WEIGHTS, CARD)  # timm's folder
+LAYOUT_FILES = {"transformers": (CONFIG, WEIGHTS, PREPROCESSOR, CARD)}  # AutoImageProcessor needs preprocessor_config.json
+OURS = frozenset(FILES).union(*LAYOUT_FILES.values())  # what a folder ckptconv made may hold (--force replaces only such a folder)
+
+
+def files_of(layout: str) -> tuple[str, ...]:
+    """The files of the model folder of ``layout``."""
+    return LAYOUT_FILES.get(layout, FILES)
 
 
 def check_folder(folder: Path, force: bool) -> None:
@@ -29,23 +37,23 @@ def check_folder(folder: Path, force: bool) -> None:
     an existing folder without --force or holding files this command does not write. (What may not
     be inside it, an input or another output, is the run's plan: ``paths.check_plan``.)"""
     if folder.suffix in (".pth", ".pt", ".pyth", ".safetensors"):
-        raise UsageError(f"--hub writes a folder, and {folder.name!r} is a file name", fix=f"name the folder without the extension (e.g. {folder.with_suffix('').name})", path=str(folder))
+        raise UsageError(f"OUT is a model folder (--hub, --to transformers), and {folder.name!r} is a file name", fix=f"name the folder without the extension (e.g. {folder.with_suffix('').name})", path=str(folder))
     check_writable_dir(folder.parent if str(folder.parent) else Path("."))
     if folder.exists() and not folder.is_dir():
-        raise UsageError("the output exists and is not a folder; --hub writes a folder", fix="name another folder", path=str(folder))
+        raise UsageError("the output exists and is not a folder; a model folder (--hub, --to transformers) is written", fix="name another folder", path=str(folder))
     if folder.is_dir():
         if not force:
             raise UsageError("the output folder exists", fix="pass --force to replace it (the old folder stays until the new one is complete)", path=str(folder))
         foreign = _foreign(folder)
         if foreign:
-            raise UsageError(f"the folder holds files --hub does not write ({', '.join(foreign[:5])}): it is not a folder this command made",
-                             fix="remove them or name another folder; --force replaces only a folder of config.json, model.safetensors and README.md",
+            raise UsageError(f"the folder holds files ckptconv does not write ({', '.join(foreign[:5])}): it is not a folder this command made",
+                             fix=f"remove them or name another folder; --force replaces only a folder of {', '.join(sorted(OURS))}",
                              path=str(folder))
 
 
 def _foreign(folder: Path) -> list[str]:
     """What the folder holds besides the hub folder's own regular files."""
-    return sorted(p.name for p in folder.iterdir() if p.name not in FILES or p.is_symlink() or not p.is_file())
+    return sorted(p.name for p in folder.iterdir() if p.name not in OURS or p.is_symlink() or not p.is_file())
 
 
 class PendingFolder:

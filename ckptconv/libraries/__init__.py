@@ -45,6 +45,7 @@ class Library:
     builders: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # family -> Variant -> Built (raises Cannot)
     snippets: Mapping[str, Callable[..., str]] = field(default_factory=dict)  # config template placeholder -> (variant, preprocess) -> text
     openmmlab: bool = False
+    lacks: Mapping[str, str] = field(default_factory=dict)  # family -> why the library has no table of it (the field its class lacks)
 
 
 _EXTRA: dict[str, Library] = {}

@@ -62,7 +62,7 @@ def match_key(layout: Layout, variant: Variant, key: str) -> tuple[Rule, str | N
     """The first rule matching ``key`` and the key it maps to (None for a drop); None if no rule."""
     for rule in layout.rules:
         captures = rule.match(key)
-        if captures is not None and (rule.expand is None or _expands(variant, captures) == rule.expand):
+        if captures is not None and (rule.expand is None or _expands(variant, captures) == rule.expand) and (rule.se is None or _has_se(variant) == rule.se):
             return rule, (None if rule.drop is not None else apply_rule(layout, variant, rule, captures))
     return None
 
@@ -71,6 +71,10 @@ def _expands(variant: Variant, captures: dict[str, str]) -> bool:
     """Whether pycls block s{stage}.b{block} has its 1x1 expansion (EfficientNet)."""
     stage, block = int(captures["stage"]), int(captures["block"])
     return any(b.stage == stage and b.block == block and getattr(b, "has_expand", False) for b in variant.blocks)
+
+
+def _has_se(variant: Variant) -> bool:
+    return "se" in variant.features
 
 
 def content_key(item: Layout | Variant) -> object:

@@ -13,8 +13,10 @@ In ``to`` three more values exist, computed from ``[index]`` and the model's dep
 numbers blocks from ``first_block`` within a layer, continuing across the stages that share it
 (mmdet's ``layers.4`` holds s4 then s5); ``{head_layer}`` is the layer after the last stage's.
 ``[levels]`` may name every stage at once: ``"layer{n}" = "s{n}"`` (``{i}`` is n - 1).
-A rule may restrict captured integers with ``where = { stage = [1] }``, and an EfficientNet block
-rule to blocks with or without their 1x1 expansion: ``where = { expand = false }``. The rules live in
+A rule may restrict captured integers with ``where = { stage = [1] }``, an EfficientNet block
+rule to blocks with or without their 1x1 expansion (``where = { expand = false }``), and any rule to
+models with or without squeeze-and-excitation (``where = { se = true }``: transformers numbers a
+RegNetY block's last conv one further than a RegNetX's). The rules live in
 ``[mapping] rules = [...]``, one inline table per line, so a reviewer reads them as a column.
 
 Every section is checked here, so a typo is one ``TableError`` naming the file, the field and the
@@ -71,6 +73,7 @@ class Rule:
     where: dict[str, frozenset[int]]
     regex: re.Pattern[str]
     expand: bool | None = None  # only blocks that have (True) or lack (False) pycls's exp conv
+    se: bool | None = None  # only models with (True) or without (False) squeeze-and-excitation
 
     def match(self, key: str) -> dict[str, str] | None:
         m = self.regex.fullmatch(key)
@@ -232,18 +235,18 @@ def _parse_rule(raw: Any, i: int, names: dict[str, dict[str, str]], has_index: b
     if target is not None:
         _check_target(target, captured, has_index, fail)
     where = f.section("where", {})
-    restrict, expand = {}, None
+    restrict, flags = {}, {}
     for ph in where.data:
-        if ph == "expand" and {"stage", "block"} <= captured:
+        if ph == "se" or (ph == "expand" and {"stage", "block"} <= captured):
             if not isinstance(where.data[ph], bool):
-                fail(f"'where' expand is {where.data[ph]!r}; expected true or false")
-            expand = where.data[ph]
+                fail(f"'where' {ph} is {where.data[ph]!r}; expected true or false")
+            flags[ph] = where.data[ph]
         elif ph not in INT_PLACEHOLDERS or ph not in captured:
-            fail(f"'where' can restrict only captured {{stage}} or {{block}}, or expand, not {ph!r}")
+            fail(f"'where' can restrict only captured {{stage}} or {{block}}, expand or se, not {ph!r}")
         else:
             restrict[ph] = frozenset(where.ints(ph, lo=0, hi=10_000))
     drop = f.text("drop") if f.has("drop") else None
-    return Rule(name, source, target, drop, restrict, regex, expand)
+    return Rule(name, source, target, drop, restrict, regex, flags.get("expand"), flags.get("se"))
 
 
 def _names(f: Fields) -> dict[str, dict[str, str]]:

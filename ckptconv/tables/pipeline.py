@@ -29,6 +29,7 @@ STEP_WORDS = {
     ("resampler", "antialias"): "its resize antialiases (pycls: cv2's bilinear, none)",
     ("pixels", "uint8"): "it resizes uint8 pixels (pycls resizes float32: LoadImageFromFile(to_float32=True))",
     ("crop", "round"): "its centre crop rounds the offset half to even (pycls: ceil((L - C) / 2))",
+    ("crop", "floor"): "its centre crop floors the offset, int((L - C) / 2) (pycls: ceil((L - C) / 2))",
 }
 
 

@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import NoLayout, TableError, UsageError
+from ..errors import NoLayout, Refused, TableError, UsageError
 from ..model.families import FAMILIES
 from ..model.variants import Variant, parse_variant
 from ..options import PYCLS
@@ -184,19 +184,26 @@ class Registry:
         self.layouts_named(name)
         tables = self.layouts_by_family.get(family, {})
         if name not in tables:
+            others = self.layouts_named(name)
+            why = next((t.library.lacks[family] for t in others if family in t.library.lacks), "")  # what the library's class lacks, if it says
             raise NoLayout(
-                f"{FAMILIES[family].title} has no {name} layout (it is a layout of {', '.join(t.family for t in self.layouts_named(name))} only)",
+                f"{FAMILIES[family].title} has no {name} layout (it is a layout of {', '.join(t.family for t in others)} only)" + (f": {why}" if why else ""),
                 fix=f"use one of its layouts: {', '.join(tables)} (see: ckptconv mappings)",
             )
         return tables[name]
 
     def targets(self, variant: Variant) -> dict[str, str]:
-        """Each layout of the variant's family but pycls: ``"yes"``, or ``"refused: <feature>"``."""
+        """Each layout of the variant's family but pycls: ``"yes"``, or ``"refused: <feature>"`` (a
+        table's refusal), or ``"refused: <what>"`` (what the library's class cannot build: ``groups 32 (s1)``)."""
         out = {}
         for name, table in self.layouts_by_family[variant.family].items():
             if name != PYCLS:
                 refusal = table.refusal(variant)
                 out[name] = "yes" if refusal is None else f"refused: {refusal.when}"
+                try:
+                    table.built(variant) if refusal is None else None
+                except Refused as e:
+                    out[name] = f"refused: {e.message.split(':')[0]}"
         return out
 
     def pycls_layout(self, family: str) -> Layout:

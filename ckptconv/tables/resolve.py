@@ -103,7 +103,7 @@ def resolve(request: Request, variant: Variant, registry: Registry) -> Resolved:
 def output_options(request: Request, r: Resolved) -> dict[str, Any]:
     """Everything that decides an output's bytes besides the source itself: batch compares it with
     an existing output's meta to know whether it is up to date."""
-    hub = {"hub": True, "license": request.license} if request.hub else {}  # a hub folder's card says the licence
+    hub = {"hub": True, "license": request.license} if request.folder else {}  # a model folder's card says the licence
     return {
         "from": r.source.name, "layout": r.target.name, "arch": r.variant.name, "weights": request.weights,
         "prefix": r.prefix, "dtype": request.dtype, "ckptconv_version": __version__, "channel_order": r.channel_order,

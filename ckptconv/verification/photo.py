@@ -54,7 +54,10 @@ def _size(h: int, w: int, g: Geometry, resize: int) -> tuple[int, int]:
 
 
 def _offsets(h: int, w: int, g: Geometry, crop: int) -> tuple[int, int]:
-    return crop_offsets(h, w, crop) if g.crop == "ceil" else (int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0)))
+    if g.crop == "ceil":
+        return crop_offsets(h, w, crop)
+    offset = (lambda d: int(d / 2.0)) if g.crop == "floor" else (lambda d: int(round(d / 2.0)))
+    return offset(h - crop), offset(w - crop)
 
 
 def geometric(image: torch.Tensor, g: Geometry, resize: int, crop: int) -> torch.Tensor:

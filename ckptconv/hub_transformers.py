@@ -1,0 +1,130 @@
+"""A transformers model folder: what ``AutoModelForImageClassification.from_pretrained(DIR)`` loads
+strictly, and what the Hugging Face Hub serves once the folder is uploaded as it is.
+
+The folder holds exactly four files, written and published whole by ``io/folder.py`` as the timm
+folder is (``ckptconv/hub.py``): ``config.json`` (RegNetConfig's or ResNetConfig's numbers, the
+classes, as ``save_pretrained`` writes them), ``model.safetensors`` (every ``state_dict()`` key,
+``num_batches_tracked`` included, with ckptconv's meta), ``preprocessor_config.json`` (the
+ConvNextImageProcessor settings closest to pycls's test-time input, which AutoImageProcessor
+needs) and ``README.md`` (a model card: where the weights came from, what verification proved, and
+how far the processor is from pycls's input on ckptconv's photos).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .hub import command, dataset
+from .libraries.transformers import CLASSES
+from .serialize import comment, markdown, markdown_code, python, yaml
+from .tables.pipeline import crop_pct, needed
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .convert import Conversion
+    from .verification.report import Report
+
+PROCESSOR = "ConvNextImageProcessor"  # AutoImageProcessor's class for model_type regnet and resnet
+BILINEAR = 2  # PIL.Image.BILINEAR: the resample the processor config names
+
+
+def config_json(c: Conversion) -> dict[str, Any]:
+    """config.json: the model class, its config's numbers, the dtype and the classes (transformers'
+    default names, LABEL_i, as save_pretrained writes them), keys sorted as save_pretrained sorts them."""
+    v = c.variant
+    model, _, model_type, fields = CLASSES[v.family]
+    labels = {str(i): f"LABEL_{i}" for i in range(v.num_classes)}
+    out: dict[str, Any] = {"architectures": [model], **fields(v), "dtype": c.dtype, "id2label": labels,
+                           "label2id": {name: int(i) for i, name in labels.items()}, "model_type": model_type, "num_channels": 3}
+    if model_type == "resnet":  # ResNetConfig is also a backbone config: save_pretrained writes its stages
+        out |= {"out_features": [f"stage{v.stages}"], "out_indices": [v.stages], "stage_names": ["stem", *(f"stage{n}" for n in range(1, v.stages + 1))]}
+    return dict(sorted(out.items()))
+
+
+def preprocessor_json(c: Conversion) -> dict[str, Any]:
+    """preprocessor_config.json: ConvNextImageProcessor resizing the short side to
+    int(crop / crop_pct) = pycls's TEST.IM_SIZE, cropping TRAIN.IM_SIZE, /255, pycls's mean and std
+    in RGB order (the weights take RGB). It antialiases, resizes uint8 and floors the crop offset:
+    the model card says how far that is from pycls's input."""
+    v, pre = c.variant, needed(c.target.pipeline, c.colours.target, c.colours.stats)
+    return {"crop_pct": crop_pct(v.im_size, v.test_size), "do_normalize": True, "do_rescale": True, "do_resize": True,
+            "image_mean": [round(m, 4) for m in pre.mean], "image_processor_type": PROCESSOR, "image_std": [round(s, 4) for s in pre.std],
+            "resample": BILINEAR, "rescale_factor": 1 / 255, "size": {"shortest_edge": v.im_size}}
+
+
+def processor_note(residual: float | None) -> str:
+    """How far the processor is from pycls's input, measured on ckptconv's photos."""
+    if residual is None:
+        return ""
+    return (f"AutoImageProcessor ({PROCESSOR}) with this preprocessor_config.json gives inputs up to {residual:.3g} normalized units "
+            "from pycls's on ckptconv's photos (it antialiases, resizes uint8 pixels and floors the crop offset), enough to change "
+            "top-1: ckptconv.transforms.PyclsResizeCrop gives pycls's input")
+
+
+def usage(c: Conversion, folder: str, residual: float | None = None) -> str:
+    """The Python that loads the folder and gives the model pycls's exact input (the printed config)."""
+    from .tables.render import torch_transform
+
+    pre = needed(c.target.pipeline, c.colours.target, c.colours.stats)
+    note = f"# {comment(processor_note(residual))}.\n" if residual is not None else ""
+    model = CLASSES[c.variant.family][0]
+    return (f"# transformers model folder for pycls {comment(c.variant.title)} weights converted by ckptconv {__version__}; they take RGB input.\n"
+            f"# config.json builds {model}; from_pretrained loads model.safetensors with no missing or unexpected key.\n" + note +
+            "import torch\n"
+            "from PIL import Image\n"
+            "from torchvision import transforms\n"
+            "from transformers import AutoModelForImageClassification\n\n"
+            f"model = AutoModelForImageClassification.from_pretrained({python(folder)}).eval()\n"
+            + torch_transform(c.variant, pre) +
+            "# with torch.no_grad(): logits = model(pixel_values=preprocess(Image.open(path).convert('RGB'))[None]).logits\n")
+
+
+def model_card(c: Conversion, config: dict[str, Any], report: Report | None, residual: float | None) -> str:
+    """README.md: front matter the Hub reads, then where the weights came from, the preprocessing and
+    what verification proved."""
+    v, meta, data, license = c.variant, c.meta, dataset(c), c.request.license
+    pre = preprocessor_json(c)
+    front = ["---", "library_name: transformers", f"license: {yaml(license or 'unknown')}", "pipeline_tag: image-classification",
+             "tags:", "- image-classification", "- transformers", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(data)}"] if data else []), "---"]
+    checks = report.to_dict()["checks"] if report is not None else []
+    proved = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {markdown(ch['name'])}: {markdown(ch['detail'])}" for ch in checks) or "- nothing: verification was skipped (--no-verify)"
+    note = markdown(processor_note(residual)) + "." if residual is not None else ""
+    return "\n".join(front) + f"""
+# {markdown(v.title)} (pycls), for transformers
+
+Weights trained with [pycls](https://github.com/facebookresearch/pycls), converted for transformers'
+`{config['architectures'][0]}` (`{config['model_type']}`) by ckptconv {__version__}.
+
+```python
+{usage(c, "PATH_TO_THIS_FOLDER", residual)}# or from_pretrained('ORG/NAME') once the folder is uploaded
+```
+
+## Source
+
+- file: {markdown_code(meta['source'])} ({meta['source_format']}), sha256 `{meta['source_sha256']}`
+- weight set: {meta['weights']}; epoch: {meta.get('epoch')}; model: {markdown(v.name)} (from {markdown(c.arch_from)})
+- command: {markdown_code(command(c))}
+
+## Preprocessing
+
+pycls tests at: the short side resized to {v.test_size} (OpenCV bilinear on float32, no antialiasing), a
+centre crop of {v.im_size} at offset ceil((L - {v.im_size}) / 2), /255, mean {pre['image_mean']} and std {pre['image_std']}
+in RGB order (the weights take RGB: the stem's input channels were reversed from pycls's BGR).
+preprocessor_config.json states the closest {PROCESSOR} settings. {note}
+
+## What verification proved
+
+{proved}
+"""
+
+
+def check(c: Conversion) -> None:
+    """Nothing more to refuse: the table's library refused what RegNetConfig/ResNetConfig cannot hold."""
+
+
+def files(c: Conversion, report: Report | None, residual: float | None) -> dict[str, dict[str, Any] | str]:
+    """The folder's files besides model.safetensors: name -> a JSON object or the card's text."""
+    from .io.folder import CARD, CONFIG, PREPROCESSOR
+
+    config = config_json(c)
+    return {CONFIG: config, PREPROCESSOR: preprocessor_json(c), CARD: model_card(c, config, report, residual)}
