@@ -99,6 +99,24 @@ def rank(shapes: Shapes, registry: Registry, layouts: list[Layout], extra: list[
     return sorted(found, key=lambda m: (m.misfits, m.missing))
 
 
+def identify(shapes: Shapes, registry: Registry, *, layout: str | None = None, arch: str | None = None, prefer: str | None = None,
+             extra: list[Variant] = ()) -> Match:
+    """The (layout, model, prefix) a file's tensors hold, in the named layout or any: what ``verify``
+    and ``inspect`` take a file for (a source to convert: ``resolve_arch``, which a request steers).
+
+    The tensors decide: an exact fit wins even when ``arch`` names another model (the caller
+    reports the disagreement); among equal fits (mmdet with prefix 'backbone' is also a layout
+    whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
+    closest candidate of ``arch``. ``extra``: models beside the zoo's (the custom model a meta records).
+    """
+    layouts = registry.layouts_named(layout) if layout else registry.all_layouts()
+    ranked = list(exact_matches(shapes, registry, layouts, list(extra))) or rank(shapes, registry, layouts, list(extra))
+    ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
+    if ranked[0].exact or not arch:
+        return ranked[0]
+    return next(m for m in ranked if m.variant.name == arch)
+
+
 def _requested(name: str, exact: Match | None, shapes: Shapes, registry: Registry, layouts: list[Layout], stated: Variant | None) -> tuple[Variant, str, str]:
     """``--arch``: it must agree with the tensors when they fit a variant exactly, and with the
     model a cfg states (which alone says BN eps: the model then has the cfg's); a fine-tuned

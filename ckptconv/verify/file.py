@@ -33,23 +33,6 @@ from ..verification import checks
 from ..verification.report import Report
 
 
-def identify(sd: dict, registry: Registry, layout: str | None, arch: str | None, prefer: str | None = None, extra: list = ()) -> detect.Match:
-    """Best (layout, variant, prefix) match for a state dict, in the named layout or any.
-
-    The tensors decide: an exact fit wins even when ``arch`` names another variant (the caller
-    reports the disagreement); among equal fits (mmdet with prefix 'backbone' is also a layout
-    whose own keys start with 'backbone.'), the ``prefer``-red layout; without an exact fit, the
-    closest candidate of ``arch``. ``extra``: models beside the zoo's (the custom model a meta records).
-    """
-    layouts = registry.layouts_named(layout) if layout else registry.all_layouts()
-    extra = list(extra)
-    ranked = list(detect.exact_matches(dtypes.shapes_of(sd), registry, layouts, extra)) or detect.rank(dtypes.shapes_of(sd), registry, layouts, extra)
-    ranked.sort(key=lambda m: (m.misfits, m.layout_name != prefer))
-    if ranked[0].exact or not arch:
-        return ranked[0]
-    return next(m for m in ranked if m.variant.name == arch)
-
-
 def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Expectations) -> None:
     """The tensors, the meta and the options must tell the same arch and layout."""
     meta, arch, layout = ckpt.meta, opts.arch, opts.layout
@@ -88,7 +71,7 @@ def _check_sets(report: Report, ckpt: Checkpoint, loaded: str, match: detect.Mat
     for name, sd in ckpt.weight_sets.items():
         if name == loaded:
             continue
-        other = identify(sd, registry, None, None)
+        other = detect.identify(dtypes.shapes_of(sd), registry)
         got = _by_pycls_key(sd, registry, other) if other.exact and other.variant is match.variant else {}
         differ = sorted(key for p, (key, t) in want.items() if p not in got or not checks.bit_identical(got[p][1], t))
         if differ:
@@ -163,7 +146,7 @@ def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha
         report.add("provenance", False, f"the file was converted from the {chosen} weights, but {opts.source} has no {chosen}_state")
         return
     _, source_sd = src.select(chosen if src.kind == "pycls" else "best")
-    src_match = identify(source_sd, registry, None, match.variant.name, extra=[match.variant])
+    src_match = detect.identify(dtypes.shapes_of(source_sd), registry, arch=match.variant.name, extra=[match.variant])
     if not src_match.exact or src_match.variant is not match.variant:
         report.add("source", False, f"the source is not a {match.variant.name} checkpoint in any known layout (closest: {src_match.layout_name} {src_match.variant.name})")
         return
@@ -211,10 +194,10 @@ def verify_checked(path: str | Path, opts: Expectations) -> Report:
     first, first_sd = ckpt.select("best")
     recorded = detect.recorded_model(ckpt.meta, registry)
     extra = [recorded] if recorded is not None else []
-    match = identify(first_sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"), extra)
+    match = detect.identify(dtypes.shapes_of(first_sd), registry, layout=opts.layout, arch=opts.arch, prefer=ckpt.meta.get("layout"), extra=extra)
     loaded, sd = ckpt.loaded_by(match.layout.library.loads, match.layout.library.title)
     if loaded != first:
-        match = identify(sd, registry, opts.layout, opts.arch, ckpt.meta.get("layout"), extra)
+        match = detect.identify(dtypes.shapes_of(sd), registry, layout=opts.layout, arch=opts.arch, prefer=ckpt.meta.get("layout"), extra=extra)
     _check_applies(opts, match)
     report = Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size),
                     paddable=FAMILIES[match.variant.family].paddable)
