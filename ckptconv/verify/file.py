@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -56,23 +57,29 @@ def _check_meta(report: Report, ckpt: Checkpoint, match: detect.Match, opts: Exp
         report.add("identity", not problems, problems[0] if problems else f"meta agrees with the tensors ({match.variant.name}, {match.layout_name})")
 
 
-def _by_pycls_key(sd: dict, registry: Registry, match: detect.Match) -> dict[str, tuple[str, torch.Tensor]]:
+def _back(match: detect.Match, registry: Registry) -> engine.Plan:
+    """The file's keys mapped back to pycls's (``match``: what the file is taken for)."""
+    return engine.plan(match.variant, match.layout, registry.pycls_layout(match.variant.family), target_prefix=match.prefix)
+
+
+def _by_pycls_key(sd: dict, back: engine.Plan) -> dict[str, tuple[str, torch.Tensor]]:
     """pycls key -> (the key in this file, its tensor)."""
-    plan = engine.plan(match.variant, match.layout, registry.pycls_layout(match.variant.family), target_prefix=match.prefix)
-    return {e.pycls: (e.target, sd[e.target]) for e in plan.mapped if e.target in sd}
+    return {e.pycls: (e.target, sd[e.target]) for e in back.mapped if e.target in sd}
 
 
-def _check_sets(report: Report, ckpt: Checkpoint, loaded: str, match: detect.Match, registry: Registry) -> None:
+def _check_sets(report: Report, ckpt: Checkpoint, found: Found, registry: Registry) -> None:
     """Every other weight set of the layout must hold what the loaded one holds (a pycls file's
     model and EMA sets are meant to differ: pycls itself picks one)."""
+    match, loaded = found.match, found.loaded
     if match.layout_name == PYCLS or len(ckpt.weight_sets) < 2:
         return
-    want = _by_pycls_key(ckpt.weight_sets[loaded], registry, match)
+    want = _by_pycls_key(found.sd, found.back)
     for name, sd in ckpt.weight_sets.items():
         if name == loaded:
             continue
         other = detect.identify(dtypes.shapes_of(sd), registry)
-        got = _by_pycls_key(sd, registry, other) if other.exact and other.variant is match.variant else {}
+        same = (other.layout, other.prefix) == (match.layout, match.prefix)
+        got = _by_pycls_key(sd, found.back if same else _back(other, registry)) if other.exact and other.variant is match.variant else {}
         differ = sorted(key for p, (key, t) in want.items() if p not in got or not checks.bit_identical(got[p][1], t))
         if differ:
             more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
@@ -126,15 +133,16 @@ def _colours(report, ckpt: Checkpoint, match: detect.Match, opts: Expectations, 
     return checks.Colours(have, order, preprocess.configured(side.pipeline, need, opts), stats)
 
 
-def _against_itself(report, sd, match, ckpt, opts, registry, dtype) -> None:
+def _against_itself(report, found: Found, ckpt, opts, registry) -> None:
     """Without the source: the file's weights mapped back to pycls are the pycls side."""
-    plan = engine.plan(match.variant, match.layout, registry.pycls_layout(match.variant.family), target_prefix=match.prefix)
+    plan, sd, match = found.back, found.sd, found.match
     source = {e.source: sd[e.target] for e in plan.mapped if e.target in sd}
     colours = _colours(report, ckpt, match, opts, registry)
-    checks.run(report, checks.Case(plan, source, sd, dtype, colours, _partial_ok(sd, match, registry)), "numeric")
+    checks.run(report, checks.Case(plan, source, sd, found.dtype, colours, _partial_ok(sd, match, registry)), "numeric")
 
 
-def _against_source(report, sd, match, ckpt: Checkpoint, opts: Expectations, sha: Future | None, registry, dtype) -> None:
+def _against_source(report, found: Found, ckpt: Checkpoint, opts: Expectations, sha: Future | None, registry) -> None:
+    sd, match, dtype = found.sd, found.match, found.dtype
     src = load(opts.source, trust_pickle=opts.trust_pickle)
     recorded = ckpt.meta.get("source_sha256")
     if sha is not None and recorded:
@@ -173,6 +181,33 @@ def _as_stated(report: Report, meta: dict, variant, src: Checkpoint, registry: R
     return replaced(variant, eps=stated.eps) if stated.eps != variant.eps else variant
 
 
+@dataclass(frozen=True)
+class Found:
+    """What a verified file is taken for, decided once and carried through every check: the match
+    (layout, model, prefix), the weight set its library loads and its tensors, their dtype, and the
+    plan back to pycls's keys (every check without the source runs it)."""
+
+    match: detect.Match
+    loaded: str
+    sd: dict
+    dtype: str
+    back: engine.Plan
+
+
+def _found(ckpt: Checkpoint, opts: Expectations, registry: Registry) -> Found:
+    """The file's model and layout, from the set its library loads (identified again when that is
+    not the set the file's best guess was made from)."""
+    first, first_sd = ckpt.select("best")
+    recorded = detect.recorded_model(ckpt.meta, registry)
+    ask = {"layout": opts.layout, "arch": opts.arch, "prefer": ckpt.meta.get("layout"), "extra": [recorded] if recorded is not None else []}
+    match = detect.identify(dtypes.shapes_of(first_sd), registry, **ask)
+    loaded, sd = ckpt.loaded_by(match.layout.library.loads, match.layout.library.title)
+    if loaded != first:
+        match = detect.identify(dtypes.shapes_of(sd), registry, **ask)
+    floats = dtypes.floats_of(sd)
+    return Found(match, loaded, sd, floats.pop() if len(floats) == 1 else "float32", _back(match, registry))
+
+
 def verify_file(path: str | Path, opts: Expectations | None = None) -> Report:
     """Verify a converted file. A failed check is in the report; ``CkptError`` is raised only when
     a file cannot be read or an option is unusable."""
@@ -191,23 +226,16 @@ def verify_checked(path: str | Path, opts: Expectations) -> Report:
     registry = registry_for(opts.tables)
     sha = start_hash(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
     ckpt = load(path, trust_pickle=opts.trust_pickle)
-    first, first_sd = ckpt.select("best")
-    recorded = detect.recorded_model(ckpt.meta, registry)
-    extra = [recorded] if recorded is not None else []
-    match = detect.identify(dtypes.shapes_of(first_sd), registry, layout=opts.layout, arch=opts.arch, prefer=ckpt.meta.get("layout"), extra=extra)
-    loaded, sd = ckpt.loaded_by(match.layout.library.loads, match.layout.library.title)
-    if loaded != first:
-        match = detect.identify(dtypes.shapes_of(sd), registry, layout=opts.layout, arch=opts.arch, prefer=ckpt.meta.get("layout"), extra=extra)
+    found = _found(ckpt, opts, registry)
+    match = found.match
     _check_applies(opts, match)
     report = Report(str(path), match.variant.name, match.layout_name, *_settings(match, ckpt, opts), tuple(opts.input_size),
                     paddable=FAMILIES[match.variant.family].paddable)
     _check_meta(report, ckpt, match, opts)
-    _check_sets(report, ckpt, loaded, match, registry)
-    floats = dtypes.floats_of(sd)
-    dtype = floats.pop() if len(floats) == 1 else "float32"
+    _check_sets(report, ckpt, found, registry)
     if opts.source is None:
-        _against_itself(report, sd, match, ckpt, opts, registry, dtype)
+        _against_itself(report, found, ckpt, opts, registry)
     else:
-        _against_source(report, sd, match, ckpt, opts, sha, registry, dtype)
+        _against_source(report, found, ckpt, opts, sha, registry)
     report.seconds = time.perf_counter() - start
     return report
