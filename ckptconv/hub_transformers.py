@@ -21,7 +21,7 @@ from .tables.pipeline import crop_pct, needed
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .convert import Conversion
+    from .conversion import Conversion
     from .verification.report import Report
 
 PROCESSOR = "ConvNextImageProcessor"  # AutoImageProcessor's class for model_type regnet and resnet
