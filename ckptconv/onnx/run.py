@@ -46,6 +46,7 @@ THREADS = 1
 # wrong setting at least 0.0096). Its input, in normalized units: 2.0e-4 correct, 0.013 wrong.
 LOGITS_TOLERANCE = 2e-4  # relative to max |pycls's output|, per image or per batch (also each stage output)
 INPUT_TOLERANCE = 1e-3  # normalized units
+SLACK = 4.0  # where pycls's float32 strays from float64 beyond the tolerance: the graph may stray this many times as far
 Image = tuple[str, torch.Tensor]  # (name, 3 x H x W uint8 RGB), as verification.photo.photos() gives them
 
 
@@ -99,6 +100,48 @@ def _level(case: str, point: str, got: np.ndarray, want: torch.Tensor, tolerance
     return Level(case, point, d, rel, tolerance, (rel if relative else d) <= tolerance)
 
 
+class Reference:
+    """pycls's model on the checked weights, as pycls computes it (float32), and, asked only where a
+    graph differs, in float64: how far float32 arithmetic itself strays on these weights. Trained
+    weights (and weights with measured BN statistics) stray by about 1e-6; random BN statistics
+    can make activations grow to 1e7, where any float32 implementation, pycls's own included, is
+    far from the exact values."""
+
+    def __init__(self, variant: Variant, state_dict: dict[str, torch.Tensor]):
+        self.variant, self.state, self.model, self._exact = variant, state_dict, pycls_model(variant, state_dict), None
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.forward_levels(x)
+
+    def exact(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._exact is None:
+            wide = {k: v.double() if v.is_floating_point() else v for k, v in self.state.items()}
+            self._exact = pycls_model(self.variant, wide).double()
+        return self._exact.forward_levels(x.double())
+
+
+def _rejudged(levels: list[Level], got: dict, want: dict, exact: dict) -> tuple[list[Level], float]:
+    """Levels outside the tolerance, judged again against the exact (float64) values where float32
+    itself strays: within ``SLACK`` times pycls's own float32 error, or the tolerance if that is
+    larger. Returns the levels and pycls's largest own error (0: it does not stray beyond the tolerance)."""
+    own = {lv.point: _level(lv.name, lv.point, want[lv.point].numpy(), exact[lv.point], 0.0).max_rel for lv in levels}
+    if max(own.values()) <= LOGITS_TOLERANCE:
+        return levels, 0.0
+    again = [_level(lv.name, lv.point, got[lv.point], exact[lv.point], max(LOGITS_TOLERANCE, SLACK * own[lv.point])) for lv in levels]
+    for lv in again:
+        lv.drift_rel = own[lv.point]
+    return again, max(own.values())
+
+
+def _within(worst: float, worst_own: float) -> str:
+    """What a pass proved: within the tolerance of pycls's float32 values, or, where pycls's own
+    float32 arithmetic strays (``worst_own``: its error), within ``SLACK`` times that of the exact ones."""
+    if not worst_own:
+        return f"within {LOGITS_TOLERANCE:g} of pycls's, relative to the largest value ({worst:.2g} at most)"
+    return (f"within {worst:.2g} of the exact (float64) values, relative to the largest, where pycls's own float32 arithmetic is {worst_own:.2g} "
+            f"off them on these weights (its activations grow large: random BN statistics?): within {SLACK:g}x that, which proves nothing finer")
+
+
 def _in_order(x: torch.Tensor, order: str) -> np.ndarray:
     """A BGR N x 3 x H x W tensor as a graph taking ``order`` is fed."""
     return (x if order == "bgr" else x.flip(1)).contiguous().numpy()
@@ -123,18 +166,22 @@ def _tensor_failure(sess: ort.InferenceSession, order: str, x: torch.Tensor, wan
 @torch.inference_mode()
 def check_tensor_graph(data: bytes | onnx.ModelProto, variant: Variant, state_dict: dict[str, torch.Tensor]) -> GraphCheck:
     """A tensor graph against pycls's model (``state_dict``: pycls keys, BGR weights) on seeded
-    tensors, at every output, each within ``LOGITS_TOLERANCE`` relative to its largest value."""
+    tensors, at every output, each within ``LOGITS_TOLERANCE`` relative to its largest value (or
+    ``SLACK`` times pycls's own float32 error, where that is larger: ``Reference``)."""
     order, sess = read_provenance(data)["channel_order"], session(data)
-    reference, result = pycls_model(variant, state_dict), GraphCheck()
+    reference, result, worst_own = Reference(variant, state_dict), GraphCheck(), 0.0
     for batch, h, w in tensor_cases(variant):
         x = make_input((h, w), batch)
-        got, want = outputs(sess, _in_order(x, order)), reference.forward_levels(x)
+        got, want = outputs(sess, _in_order(x, order)), reference(x)
         unknown = [n for n in got if n not in want] + [LOGITS] * (LOGITS not in got)
         if unknown:
             result.checks.append(Check("onnx tensor graph", False, f"the graph's outputs are not pycls's model's: {', '.join(unknown)}"))
             return result
         names = [n for n in got if n != LOGITS] + [LOGITS]  # forward order: a difference shows where it starts
         levels = [_level(f"batch {batch} at {h}x{w}", n, got[n], want[n], LOGITS_TOLERANCE) for n in names]
+        if not all(lv.ok for lv in levels):
+            levels, own = _rejudged(levels, got, want, reference.exact(x))
+            worst_own = max(worst_own, own)
         result.levels += levels
         bad = next((lv for lv in levels if not lv.ok), None)
         if bad is not None:
@@ -142,8 +189,8 @@ def check_tensor_graph(data: bytes | onnx.ModelProto, variant: Variant, state_di
             return result
     worst = max(lv.max_rel for lv in result.levels)
     points = ", ".join(dict.fromkeys(lv.point for lv in result.levels))
-    result.checks.append(Check("onnx tensor graph", True, f"{len(tensor_cases(variant))} seeded tensors (batch 1, 4 and 2) at {points}: "
-                               f"within {LOGITS_TOLERANCE:g} of pycls's, relative to each output's largest value ({worst:.2g} at most)"))
+    result.checks.append(Check("onnx tensor graph", True, f"{len(tensor_cases(variant))} seeded tensors (batch 1, 4 and 2) at {points}, each output "
+                               + _within(worst, worst_own)))
     return result
 
 
@@ -217,22 +264,29 @@ def _image_failure(got: dict, rgb: torch.Tensor, pixels: str, variant: Variant, 
 def check_image_graph(data: bytes | onnx.ModelProto, variant: Variant, state_dict: dict[str, torch.Tensor], stats: Pipeline,
                       images: Iterable[Image] | None = None) -> GraphCheck:
     """An image graph on photos (``images``: (name, 3 x H x W uint8 RGB); the shipped photos by
-    default) fed as pixels in the order it records, against pycls's pipeline and model: the network's
-    input within ``INPUT_TOLERANCE``, the logits within ``LOGITS_TOLERANCE``; a failure names the step."""
+    default) fed as pixels in the order it records, against pycls's pipeline and model, one half at
+    a time: the input the graph makes within ``INPUT_TOLERANCE`` of pycls's (every wrong
+    preprocessing the ground truth tried is at least 13x that off), and the graph's logits within
+    ``LOGITS_TOLERANCE`` of pycls's model on that same input (or ``SLACK`` times pycls's own float32
+    error, where that is larger), so a model that amplifies its input's last digits is no false
+    alarm. A failure names the step."""
     pixels, sess = read_provenance(data)["channel_order"], session(data, TAPS)
-    reference, result = pycls_model(variant, state_dict), GraphCheck()
+    reference, result, worst_own = Reference(variant, state_dict), GraphCheck(), 0.0
     pre, pycls = image_preprocess(pixels, stats), image_preprocess("bgr", stats)
     for name, rgb in images if images is not None else photos():
         got = outputs(sess, (rgb if pixels == "rgb" else rgb.flip(0)).permute(1, 2, 0).contiguous().numpy())
-        want = pycls_input(rgb.flip(0), variant.test_size, variant.im_size, pycls)
-        levels = [_level(name, "input", got[NORMALIZED], want, INPUT_TOLERANCE, relative=False),
-                  _level(name, LOGITS, got[LOGITS], reference.forward_levels(want)[LOGITS], LOGITS_TOLERANCE)]
+        x, fed = pycls_input(rgb.flip(0), variant.test_size, variant.im_size, pycls), torch.from_numpy(got[NORMALIZED])
+        want = reference(fed)  # the network judged alone, on the input the graph made: the input is judged against pycls's
+        levels = [_level(name, "input", got[NORMALIZED], x, INPUT_TOLERANCE, relative=False), _level(name, LOGITS, got[LOGITS], want[LOGITS], LOGITS_TOLERANCE)]
+        if levels[0].ok and not levels[1].ok:  # the preprocessing is pycls's: is the network's difference float32's own?
+            (levels[1],), own = _rejudged(levels[1:], got, want, reference.exact(fed))
+            worst_own = max(worst_own, own)
         result.levels += levels
         if not all(lv.ok for lv in levels):
             result.checks.append(Check("onnx image graph", False, f"{name}: {_image_failure(got, rgb, pixels, variant, pre, levels)}"))
             return result
     inputs, logits = result.levels[0::2], result.levels[1::2]
     result.checks.append(Check("onnx image graph", True, f"{len(logits)} photos as {pixels.upper()} pixels give pycls's input within {INPUT_TOLERANCE:g} "
-                               f"normalized units ({max(lv.max_abs for lv in inputs):.2g} at most) and its logits within {LOGITS_TOLERANCE:g} "
-                               f"relative ({max(lv.max_rel for lv in logits):.2g} at most)"))
+                               f"normalized units ({max(lv.max_abs for lv in inputs):.2g} at most), and on it the graph's network gives logits "
+                               + _within(max(lv.max_rel for lv in logits), worst_own)))
     return result
