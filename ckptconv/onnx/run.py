@@ -46,7 +46,11 @@ THREADS = 1
 # wrong setting at least 0.0096). Its input, in normalized units: 2.0e-4 correct, 0.013 wrong.
 LOGITS_TOLERANCE = 2e-4  # relative to max |pycls's output|, per image or per batch (also each stage output)
 INPUT_TOLERANCE = 1e-3  # normalized units
-SLACK = 4.0  # where pycls's float32 strays from float64 beyond the tolerance: the graph may stray this many times as far
+# Where float32 itself carries these weights' outputs far (random BN statistics), a correct graph may
+# stray this many times as far as one rounding of the weights moves pycls's own outputs: measured on
+# the B1-B5 of benchmarks/ (onnxruntime up to 27x); trained weights move by about 1e-7, so they are
+# judged at LOGITS_TOLERANCE all the same.
+SLACK = 100.0
 Image = tuple[str, torch.Tensor]  # (name, 3 x H x W uint8 RGB), as verification.photo.photos() gives them
 
 
@@ -108,7 +112,8 @@ class Reference:
     far from the exact values."""
 
     def __init__(self, variant: Variant, state_dict: dict[str, torch.Tensor]):
-        self.variant, self.state, self.model, self._exact = variant, state_dict, pycls_model(variant, state_dict), None
+        self.variant, self.state, self.model = variant, state_dict, pycls_model(variant, state_dict)
+        self._exact = self._rounded = None
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.forward_levels(x)
@@ -119,18 +124,29 @@ class Reference:
             self._exact = pycls_model(self.variant, wide).double()
         return self._exact.forward_levels(x.double())
 
+    def rounded_otherwise(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """pycls's float32 model with every weight moved by one rounding (a relative 2^-24, signs
+        seeded), as another float32 implementation rounds (onnxruntime folds each BatchNorm into
+        its convolution): how far float32 itself may carry a correct graph on these weights."""
+        if self._rounded is None:
+            g = torch.Generator().manual_seed(0)
+            moved = {k: v * (1 + 2.0**-24 * (torch.randint(0, 2, v.shape, generator=g) * 2 - 1)) if v.is_floating_point() else v for k, v in self.state.items()}
+            self._rounded = pycls_model(self.variant, moved)
+        return self._rounded.forward_levels(x)
 
-def _rejudged(levels: list[Level], got: dict, want: dict, exact: dict) -> tuple[list[Level], float]:
-    """Levels outside the tolerance, judged again against the exact (float64) values where float32
-    itself strays: within ``SLACK`` times pycls's own float32 error, or the tolerance if that is
-    larger. Returns the levels and pycls's largest own error (0: it does not stray beyond the tolerance)."""
-    own = {lv.point: _level(lv.name, lv.point, want[lv.point].numpy(), exact[lv.point], 0.0).max_rel for lv in levels}
-    if max(own.values()) <= LOGITS_TOLERANCE:
-        return levels, 0.0
+
+def _rejudged(levels: list[Level], got: dict, want: dict, reference: Reference, x: torch.Tensor) -> tuple[list[Level], float]:
+    """Levels outside the tolerance, judged again against the exact (float64) values: within ``SLACK``
+    times float32's own error there (pycls's model as it rounds, or rounded otherwise), or the
+    tolerance if that is larger. Returns the levels and that error where it widened the tolerance
+    (0 where it did not)."""
+    exact, rounded = reference.exact(x), reference.rounded_otherwise(x)
+    own = {lv.point: max(_level(lv.name, lv.point, w[lv.point].numpy(), exact[lv.point], 0.0).max_rel for w in (want, rounded)) for lv in levels}
     again = [_level(lv.name, lv.point, got[lv.point], exact[lv.point], max(LOGITS_TOLERANCE, SLACK * own[lv.point])) for lv in levels]
     for lv in again:
         lv.drift_rel = own[lv.point]
-    return again, max(own.values())
+    worst = max(own.values())
+    return again, worst if SLACK * worst > LOGITS_TOLERANCE else 0.0
 
 
 def _within(worst: float, worst_own: float) -> str:
@@ -138,8 +154,8 @@ def _within(worst: float, worst_own: float) -> str:
     float32 arithmetic strays (``worst_own``: its error), within ``SLACK`` times that of the exact ones."""
     if not worst_own:
         return f"within {LOGITS_TOLERANCE:g} of pycls's, relative to the largest value ({worst:.2g} at most)"
-    return (f"within {worst:.2g} of the exact (float64) values, relative to the largest, where pycls's own float32 arithmetic is {worst_own:.2g} "
-            f"off them on these weights (its activations grow large: random BN statistics?): within {SLACK:g}x that, which proves nothing finer")
+    return (f"within {worst:.2g} of the exact (float64) values, relative to the largest, where float32 itself moves pycls's own outputs by up to "
+            f"{worst_own:.2g} on these weights (its activations grow large: random BN statistics?): judged within {SLACK:g}x that, which proves nothing finer")
 
 
 def _in_order(x: torch.Tensor, order: str) -> np.ndarray:
@@ -180,7 +196,7 @@ def check_tensor_graph(data: bytes | onnx.ModelProto, variant: Variant, state_di
         names = [n for n in got if n != LOGITS] + [LOGITS]  # forward order: a difference shows where it starts
         levels = [_level(f"batch {batch} at {h}x{w}", n, got[n], want[n], LOGITS_TOLERANCE) for n in names]
         if not all(lv.ok for lv in levels):
-            levels, own = _rejudged(levels, got, want, reference.exact(x))
+            levels, own = _rejudged(levels, got, want, reference, x)
             worst_own = max(worst_own, own)
         result.levels += levels
         bad = next((lv for lv in levels if not lv.ok), None)
@@ -279,7 +295,7 @@ def check_image_graph(data: bytes | onnx.ModelProto, variant: Variant, state_dic
         want = reference(fed)  # the network judged alone, on the input the graph made: the input is judged against pycls's
         levels = [_level(name, "input", got[NORMALIZED], x, INPUT_TOLERANCE, relative=False), _level(name, LOGITS, got[LOGITS], want[LOGITS], LOGITS_TOLERANCE)]
         if levels[0].ok and not levels[1].ok:  # the preprocessing is pycls's: is the network's difference float32's own?
-            (levels[1],), own = _rejudged(levels[1:], got, want, reference.exact(fed))
+            (levels[1],), own = _rejudged(levels[1:], got, want, reference, fed)
             worst_own = max(worst_own, own)
         result.levels += levels
         if not all(lv.ok for lv in levels):
