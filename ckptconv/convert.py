@@ -289,7 +289,8 @@ def _read_back(c: Conversion, written: Path, report: Report) -> None:
 
 def _write(f, fmt: str, c: Conversion) -> writer.Written:
     if fmt == "safetensors":
-        return writer.write_safetensors(f, c.tensors, encode_meta(c.meta), c.copies)
+        # "format": "pt" as torch's own safetensors writers put it: transformers 4.x refuses a file with metadata but no format
+        return writer.write_safetensors(f, c.tensors, {**encode_meta(c.meta), "format": "pt"}, c.copies)
     container = c.target.container
     if container == "state_dict":
         obj: Any = {"state_dict": c.tensors, "meta": c.meta}

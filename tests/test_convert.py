@@ -335,6 +335,7 @@ def test_safetensors_metadata_is_all_strings_and_decodes_to_the_meta(cli, built,
     with safe_open(str(out_st), "pt") as f:
         raw = f.metadata()
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items())
+    assert raw.pop("format") == "pt"  # as torch's own safetensors writers say it (transformers 4.x requires it)
     assert decode_meta(raw) == {k: v for k, v in load_output(out_pth)[1].items() if v is not None}
 
 
