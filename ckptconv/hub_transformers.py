@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .errors import UsageError
 from .hub import command, dataset
+from .io.labels import read_labels
 from .libraries.transformers import CLASSES
 from .serialize import comment, markdown, markdown_code, python, yaml
 from .tables.pipeline import crop_pct, needed
@@ -28,12 +30,24 @@ PROCESSOR = "ConvNextImageProcessor"  # AutoImageProcessor's class for model_typ
 BILINEAR = 2  # PIL.Image.BILINEAR: the resample the processor config names
 
 
+def class_names(c: Conversion) -> tuple[str, ...]:
+    """The model's class names: --labels FILE's, one per class, else transformers' defaults (LABEL_i)."""
+    classes = c.variant.num_classes
+    if c.request.labels is None:
+        return tuple(f"LABEL_{i}" for i in range(classes))
+    names = read_labels(c.request.labels)
+    if len(names) != classes:
+        raise UsageError(f"--labels names {len(names)} classes and {c.variant.name} has {classes}", fix="give one name per class of this checkpoint, in class order",
+                         path=str(c.request.labels))
+    return names
+
+
 def config_json(c: Conversion) -> dict[str, Any]:
-    """config.json: the model class, its config's numbers, the dtype and the classes (transformers'
-    default names, LABEL_i, as save_pretrained writes them), keys sorted as save_pretrained sorts them."""
+    """config.json: the model class, its config's numbers, the dtype and the classes (--labels's names,
+    else transformers' defaults, LABEL_i, as save_pretrained writes them), keys sorted as save_pretrained sorts them."""
     v = c.variant
     model, _, model_type, fields = CLASSES[v.family]
-    labels = {str(i): f"LABEL_{i}" for i in range(v.num_classes)}
+    labels = {str(i): name for i, name in enumerate(class_names(c))}
     out: dict[str, Any] = {"architectures": [model], **fields(v), "dtype": c.dtype, "id2label": labels,
                            "label2id": {name: int(i) for i, name in labels.items()}, "model_type": model_type, "num_channels": 3}
     if model_type == "resnet":  # ResNetConfig is also a backbone config: save_pretrained writes its stages
@@ -119,7 +133,9 @@ preprocessor_config.json states the closest {PROCESSOR} settings. {note}
 
 
 def check(c: Conversion) -> None:
-    """Nothing more to refuse: the table's library refused what RegNetConfig/ResNetConfig cannot hold."""
+    """Before anything is written: --labels names one class per class (the table's library refused
+    what RegNetConfig/ResNetConfig cannot hold)."""
+    class_names(c)
 
 
 def files(c: Conversion, report: Report | None, residual: float | None) -> dict[str, dict[str, Any] | str]:

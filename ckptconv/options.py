@@ -103,6 +103,7 @@ class Request:
     cfg_is_run: bool = False  # cfg is the run's OUT_DIR/config.yaml that batch found beside the checkpoint, not one the user named
     hub: bool = False  # output is a model folder (timm: ckptconv/hub.py; transformers, always: ckptconv/hub_transformers.py)
     license: str | None = None  # the hub folder's model card licence (a Hub licence identifier)
+    labels: Path | None = None  # --to transformers: a file of class names, one per line (config.json's id2label); None: LABEL_i
     made_by: str = "convert"  # the command whose output this is (convert, batch): a model card names it
     onnx_input: OnnxInput | None = None  # --to onnx: what the graph takes; None: image
     levels: bool = False  # --to onnx: the stage outputs (stem, s1 ... sN) as outputs too, after the logits
@@ -119,6 +120,8 @@ class Request:
             raise UsageError(f"--prefix {self.prefix!r} is not a dotted module path", fix="use e.g. backbone or model.backbone (no empty segments)")
         self._check_hub()
         self._check_onnx()
+        if self.labels is not None and self.layout != "transformers":
+            raise UsageError(f"--labels names the classes in a transformers config.json, and --to is {self.layout}", fix="pass --to transformers, or leave --labels out")
 
     @property
     def folder(self) -> bool:
@@ -159,7 +162,7 @@ class Request:
 
     def inputs(self) -> list[Path]:
         """Every file the run reads that the user named: no output may be one of them."""
-        return [p for p in (self.source, self.cfg) if p is not None]
+        return [p for p in (self.source, self.cfg, self.labels) if p is not None]
 
 
 @dataclass(frozen=True, kw_only=True)

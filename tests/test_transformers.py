@@ -242,3 +242,57 @@ def _eps_cfg(tmp_path: Path) -> Path:
     path = tmp_path / "eps.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def test_labels_name_the_classes_transformers_loads(cli, transformers, tmp_path):
+    """--labels FILE: config.json's id2label and label2id, as transformers reads them back; a batch
+    rerun with other names is not up to date."""
+    source = pycls_checkpoint("regnety_200mf_nc10", tmp_path / "y.pyth")
+    names = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray", "stingray", "cock", "hen", "ostrich ü"]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(names) + "\n", encoding="utf-8")
+    result = cli("convert", source, tmp_path / "folder", "--to", "transformers", "--labels", labels, "--verify", "structure")
+    assert result.exit_code == 0, result.output
+    config = transformers.AutoConfig.from_pretrained(tmp_path / "folder")
+    assert [config.id2label[i] for i in range(10)] == names and config.label2id["ostrich ü"] == 9
+    out = tmp_path / "out"
+    assert cli("batch", source, "--out-dir", out, "--to", "transformers", "--labels", labels, "--verify", "structure").exit_code == 0
+    labels.write_text("\n".join(reversed(names)) + "\n", encoding="utf-8")
+    again = cli("batch", source, "--out-dir", out, "--to", "transformers", "--labels", labels, "--json")
+    assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["failed"] and "pass --force" in again.stdout
+
+
+@pytest.mark.parametrize("text, words", [
+    ("a\nb\n", "--labels names 2 classes and"),
+    ("a\n\nc\n" + "x\n" * 7, "--labels line 2 is blank"),
+    ("a\nb\na\n" + "".join(f"n{i}\n" for i in range(7)), "--labels line 3 names 'a' again (line 1)"),
+    ("a\x1b[31m\n" + "".join(f"n{i}\n" for i in range(9)), "--labels line 1 holds a control character"),
+    ("y" * 300 + "\n" + "".join(f"n{i}\n" for i in range(9)), "--labels line 1 is 300 characters long"),
+    (b"\xff\xfe\n", "--labels is not UTF-8 text"),
+])
+def test_labels_that_are_not_one_name_per_class_are_refused_before_anything_is_written(cli, tmp_path, text, words):
+    source = pycls_checkpoint("regnety_200mf_nc10", tmp_path / "y.pyth")
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(text if isinstance(text, bytes) else text.encode())
+    result = cli("convert", source, tmp_path / "folder", "--to", "transformers", "--labels", labels)
+    assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "y.pyth"]
+
+
+def test_labels_go_with_transformers_only(cli, tmp_path):
+    source = pycls_checkpoint("regnety_200mf_nc10", tmp_path / "y.pyth")
+    (tmp_path / "labels.txt").write_text("a\n")
+    result = cli("convert", source, tmp_path / "o.pth", "--to", "timm", "--labels", tmp_path / "labels.txt")
+    assert result.exit_code == 2 and "--labels names the classes in a transformers config.json" in result.stderr
+
+
+def test_a_batch_gives_labels_to_its_transformers_cells_only(cli, tmp_path):
+    source = pycls_checkpoint("regnety_200mf_nc10", tmp_path / "y.pyth")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"class {i}\n" for i in range(10)))
+    out = tmp_path / "out"
+    result = cli("batch", source, "--out-dir", out, "--to", "transformers,timm", "--labels", labels, "--verify", "structure", "--json")
+    assert result.exit_code == 0 and {f["status"] for f in json.loads(result.stdout)["files"]} == {"converted"}, result.output
+    assert json.loads((out / "transformers" / "y" / "config.json").read_text())["id2label"]["3"] == "class 3"
+    alone = cli("batch", source, "--out-dir", tmp_path / "o2", "--to", "timm", "--labels", labels)
+    assert alone.exit_code == 2 and "add --to transformers" in alone.stderr and not (tmp_path / "o2").exists()

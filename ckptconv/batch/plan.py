@@ -158,7 +158,7 @@ def _check_paths(jobs: list[Job], out_dir: Path, others: list[Path], extra: list
         more = f" (+{len(clashes) - 5} more)" if len(clashes) > 5 else ""
         raise UsageError(f"{len(clashes)} output(s) would be written by more than one input: {listed}{more}",
                          fix="give them other output names in a manifest (output = \"...\")")
-    inputs = [Path(j.source) for j in jobs] + [j.request.cfg for j in jobs if j.request.cfg] + others
+    inputs = [p for j in jobs for p in j.request.inputs()] + others  # sources, cfgs, --labels: never an output
     check_plan(_planned(jobs) + extra, inputs)
 
 
@@ -174,6 +174,7 @@ def _entry_request(base: Request, entry: Entry, output: Path, layout: str) -> Re
     if base.cfg is None and "cfg" not in fields and entry.run_cfg is not None:
         fields |= {"cfg": entry.run_cfg, "cfg_is_run": True}  # the run's own config.yaml; --cfg on the command line wins
     graph = {} if layout == ONNX else {"onnx_input": None, "levels": False}  # the graph's options shape only the onnx cells
+    graph |= {} if layout == "transformers" else {"labels": None}  # and --labels only the transformers cells
     return replace(base, source=entry.source, output=output, layout=layout, **fields, **graph)
 
 
@@ -189,6 +190,8 @@ def plan(entries: list[Entry], out_dir: Path, base: Request, *, layouts: tuple[s
     _check_hub(base, layouts, publish)
     if (base.onnx_input is not None or base.levels) and ONNX not in layouts:
         raise UsageError(f"--onnx-input and --levels shape an ONNX graph, and --to names {', '.join(layouts)}", fix="add --to onnx, or leave them out")
+    if base.labels is not None and "transformers" not in layouts:
+        raise UsageError(f"--labels names the classes in a transformers config.json, and --to names {', '.join(layouts)}", fix="add --to transformers, or leave --labels out")
     if configs and publish:
         raise UsageError("--configs writes each config with its output's path, which --publish knows only once it is written", fix="leave out --configs or --publish")
     matrix = len(layouts) > 1

@@ -13,7 +13,7 @@ import click
 
 from ..options import DEFAULT_INPUT, DTYPES, ONNX_INPUTS, ORDERS, PADDINGS, VERIFICATIONS, WEIGHTS, Expectations, Request
 
-REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force", "hub", "license", "onnx_input", "levels")
+REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force", "hub", "license", "labels", "onnx_input", "levels")
 
 
 def input_size_option(f):
@@ -55,6 +55,8 @@ _HUB = [
                                              "and the Hugging Face Hub serves as it is: config.json, model.safetensors, README.md (a model card). "
                                              "--to transformers always writes a folder (AutoModelForImageClassification.from_pretrained)."),
     click.option("--license", metavar="ID", default=None, help="The licence of the weights, for the hub folder's model card (mit, apache-2.0, other ...)."),
+    click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", default=None,
+                 help="With --to transformers: the class names, one per line in class order, for config.json's id2label (default: LABEL_0 ...)."),
 ]
 
 

@@ -95,20 +95,20 @@ class Opened:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == self.stamp
 
 
-MAX_TEXT_FILE = 1 << 20  # a pycls cfg dump is a few KB
+MAX_TEXT_FILE = 1 << 20  # a pycls cfg dump is a few KB; ImageNet-21k's class names about 500 KB
 
 
 def read_text(path: Path, what: str) -> str:
-    """A small UTF-8 text file the user named (a cfg): a usage error, never a traceback or a hang."""
+    """A small UTF-8 text file the user named (a cfg, class names): a usage error, never a traceback or a hang."""
     check_regular(path)
     try:
         if path.stat().st_size > MAX_TEXT_FILE:
-            raise UsageError(f"{what} {path} is {path.stat().st_size} bytes; a pycls cfg is at most {MAX_TEXT_FILE}", path=str(path))
+            raise UsageError(f"{what} {path} is {path.stat().st_size} bytes; ckptconv reads at most {MAX_TEXT_FILE} of such a text", path=str(path))
         return path.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"cannot read {what} ({e.strerror})", path=str(path)) from None
     except UnicodeDecodeError:
-        raise UsageError(f"{what} is not UTF-8 text", fix="pass the run's config.yaml", path=str(path)) from None
+        raise UsageError(f"{what} is not UTF-8 text", fix="save it as UTF-8 text", path=str(path)) from None
 
 
 def same_file(a: Path, b: Path) -> bool:

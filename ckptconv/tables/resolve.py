@@ -104,6 +104,10 @@ def output_options(request: Request, r: Resolved) -> dict[str, Any]:
     """Everything that decides an output's bytes besides the source itself: batch compares it with
     an existing output's meta to know whether it is up to date."""
     hub = {"hub": True, "license": request.license} if request.folder else {}  # a model folder's card says the licence
+    if request.labels is not None:  # config.json's id2label: other names, another folder
+        from ..io.labels import labels_sha256, read_labels
+
+        hub["labels_sha256"] = labels_sha256(read_labels(request.labels))
     return {
         "from": r.source.name, "layout": r.target.name, "arch": r.variant.name, "weights": request.weights,
         "prefix": r.prefix, "dtype": request.dtype, "ckptconv_version": __version__, "channel_order": r.channel_order,
