@@ -110,35 +110,52 @@ def _pool_pass(items, workers, job_fn, on_start, finish) -> tuple[list, list]:
     """
     import multiprocessing
     import sys
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     # fork is fast and safe while this process has not started torch's thread pools (the CLI never
     # imports torch here); a library caller that has must spawn fresh workers
     method = "fork" if "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    queue = list(items)
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, True)) as pool:
-        pending: dict[Any, tuple[int, Job]] = {}
-        try:
-            while queue or pending:
-                while queue and len(pending) < workers:
-                    i, job = queue.pop(0)
-                    on_start and on_start(job)
-                    pending[pool.submit(job_fn, job)] = (i, job)
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    i, job = pending.pop(future)
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        return [(i, job), *pending.values()], queue
-                    finish(i, outcome)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):  # stop the jobs in hand:
-                process.terminate()  # SIGTERM; each worker removes its temp file and exits quietly
-            raise
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, True))
+    try:
+        left = _drive(pool, list(items), workers, job_fn, on_start, finish, BrokenProcessPool)
+    except BaseException:  # Ctrl-C, SIGTERM: stop the jobs in hand, never wait on the pool's own threads
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+    return left
+
+
+def _drive(pool, queue, workers, job_fn, on_start, finish, broken) -> tuple[list, list]:
+    """Submit ``queue`` to ``pool``, ``workers`` at a time, until done or until a worker dies."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending: dict[Any, tuple[int, Job]] = {}
+    while queue or pending:
+        while queue and len(pending) < workers:
+            i, job = queue.pop(0)
+            on_start and on_start(job)
+            pending[pool.submit(job_fn, job)] = (i, job)
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            i, job = pending.pop(future)
+            try:
+                outcome = future.result()
+            except broken:
+                return [(i, job), *pending.values()], queue
+            finish(i, outcome)
     return [], []
+
+
+def _stop(pool) -> None:
+    """End a pool at once: queued jobs cancelled, each worker sent SIGTERM (it removes its temp file
+    and exits quietly) and reaped. The pool's shutdown(wait=True) is not waited on: its manager
+    thread can wait forever on workers that ended while it was handing them work."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
