@@ -123,14 +123,41 @@ def dataset(c: Conversion) -> str | None:
     return DATASETS.get(dataset.lower()) if isinstance(dataset, str) else None
 
 
+def front_matter(c: Conversion, library: str) -> list[str]:
+    """A model card's YAML front matter, as the Hub reads it, every value through the YAML serializer."""
+    data, license = dataset(c), c.request.license
+    return ["---", f"library_name: {library}", f"license: {yaml(license or 'unknown')}", "pipeline_tag: image-classification",
+            "tags:", "- image-classification", f"- {library}", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(data)}"] if data else []), "---"]
+
+
+def source_and_preprocessing(c: Conversion, mean, std) -> str:
+    """A model card's Source section and the start of its Preprocessing section (``mean``, ``std``: RGB order)."""
+    v, meta = c.variant, c.meta
+    return f"""## Source
+
+- file: {markdown_code(meta['source'])} ({meta['source_format']}), sha256 `{meta['source_sha256']}`
+- weight set: {meta['weights']}; epoch: {meta.get('epoch')}; model: {markdown(v.name)} (from {markdown(c.arch_from)})
+- command: {markdown_code(command(c))}
+
+## Preprocessing
+
+pycls tests at: the short side resized to {v.test_size} (OpenCV bilinear on float32, no antialiasing), a
+centre crop of {v.im_size} at offset ceil((L - {v.im_size}) / 2), /255, mean {mean} and std {std}
+in RGB order (the weights take RGB: the stem's input channels were reversed from pycls's BGR)."""
+
+
+def proved(report: Report | None) -> str:
+    """A model card's last section: every check the conversion ran, in Markdown."""
+    checks = report.to_dict()["checks"] if report is not None else []
+    lines = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {markdown(ch['name'])}: {markdown(ch['detail'])}" for ch in checks)
+    return "## What verification proved\n\n" + (lines or "- nothing: verification was skipped (--no-verify)")
+
+
 def model_card(c: Conversion, config: dict[str, Any], report: Report | None, residual: float | None) -> str:
     """README.md: front matter the Hub reads, then where the weights came from, the preprocessing and
     what verification proved."""
-    v, meta, data, license, pre = c.variant, c.meta, dataset(c), c.request.license, config["pretrained_cfg"]
-    front = ["---", "library_name: timm", f"license: {yaml(license or 'unknown')}", "pipeline_tag: image-classification",
-             "tags:", "- image-classification", "- timm", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(data)}"] if data else []), "---"]
-    checks = report.to_dict()["checks"] if report is not None else []
-    proved = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {markdown(ch['name'])}: {markdown(ch['detail'])}" for ch in checks) or "- nothing: verification was skipped (--no-verify)"
+    v, pre = c.variant, config["pretrained_cfg"]
+    front = front_matter(c, "timm")
     timm_note = markdown(stock_note(residual)) + "." if residual is not None else ""
     return "\n".join(front) + f"""
 # {markdown(v.title)} (pycls), for timm
@@ -142,22 +169,10 @@ Weights trained with [pycls](https://github.com/facebookresearch/pycls), convert
 {usage(c, "PATH_TO_THIS_FOLDER", residual)}# or timm.create_model('hf-hub:ORG/NAME', pretrained=True) once the folder is uploaded
 ```
 
-## Source
-
-- file: {markdown_code(meta['source'])} ({meta['source_format']}), sha256 `{meta['source_sha256']}`
-- weight set: {meta['weights']}; epoch: {meta.get('epoch')}; model: {markdown(v.name)} (from {markdown(c.arch_from)})
-- command: {markdown_code(command(c))}
-
-## Preprocessing
-
-pycls tests at: the short side resized to {v.test_size} (OpenCV bilinear on float32, no antialiasing), a
-centre crop of {v.im_size} at offset ceil((L - {v.im_size}) / 2), /255, mean {pre['mean']} and std {pre['std']}
-in RGB order (the weights take RGB: the stem's input channels were reversed from pycls's BGR).
+{source_and_preprocessing(c, pre['mean'], pre['std'])}
 config.json's `pretrained_cfg` states these sizes for timm's tools. {timm_note}
 
-## What verification proved
-
-{proved}
+{proved(report)}
 """
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .hub import command, dataset
+from .hub import front_matter, proved, source_and_preprocessing
 from .io.labels import read_labels
 from .libraries.transformers import CLASSES
-from .serialize import comment, markdown, markdown_code, python, yaml
+from .serialize import comment, markdown, python
 from .tables.pipeline import crop_pct, needed
 from .version import __version__
 
@@ -96,12 +96,8 @@ def usage(c: Conversion, folder: str, residual: float | None = None) -> str:
 def model_card(c: Conversion, config: dict[str, Any], report: Report | None, residual: float | None) -> str:
     """README.md: front matter the Hub reads, then where the weights came from, the preprocessing and
     what verification proved."""
-    v, meta, data, license = c.variant, c.meta, dataset(c), c.request.license
-    pre = preprocessor_json(c)
-    front = ["---", "library_name: transformers", f"license: {yaml(license or 'unknown')}", "pipeline_tag: image-classification",
-             "tags:", "- image-classification", "- transformers", "- pycls", "- ckptconv", *(["datasets:", f"- {yaml(data)}"] if data else []), "---"]
-    checks = report.to_dict()["checks"] if report is not None else []
-    proved = "\n".join(f"- {'ok' if ch['ok'] else 'FAILED'} {markdown(ch['name'])}: {markdown(ch['detail'])}" for ch in checks) or "- nothing: verification was skipped (--no-verify)"
+    v, pre = c.variant, preprocessor_json(c)
+    front = front_matter(c, "transformers")
     note = markdown(processor_note(residual)) + "." if residual is not None else ""
     return "\n".join(front) + f"""
 # {markdown(v.title)} (pycls), for transformers
@@ -113,22 +109,10 @@ Weights trained with [pycls](https://github.com/facebookresearch/pycls), convert
 {usage(c, "PATH_TO_THIS_FOLDER", residual)}# or from_pretrained('ORG/NAME') once the folder is uploaded
 ```
 
-## Source
-
-- file: {markdown_code(meta['source'])} ({meta['source_format']}), sha256 `{meta['source_sha256']}`
-- weight set: {meta['weights']}; epoch: {meta.get('epoch')}; model: {markdown(v.name)} (from {markdown(c.arch_from)})
-- command: {markdown_code(command(c))}
-
-## Preprocessing
-
-pycls tests at: the short side resized to {v.test_size} (OpenCV bilinear on float32, no antialiasing), a
-centre crop of {v.im_size} at offset ceil((L - {v.im_size}) / 2), /255, mean {pre['image_mean']} and std {pre['image_std']}
-in RGB order (the weights take RGB: the stem's input channels were reversed from pycls's BGR).
+{source_and_preprocessing(c, pre['image_mean'], pre['image_std'])}
 preprocessor_config.json states the closest {PROCESSOR} settings. {note}
 
-## What verification proved
-
-{proved}
+{proved(report)}
 """
 
 

@@ -33,9 +33,9 @@ def _numel(shape) -> int:
 def _model(shapes, registry: Registry, cfg: Any, meta: dict) -> tuple[detect.Match | None, str, list]:
     """The model and layout a weight set holds: the structure a pycls file's cfg, meta or tensors
     give, else the zoo model and layout its keys fit; and what said so."""
-    best = detect.identify(shapes, registry, prefer=meta.get("layout") if isinstance(meta.get("layout"), str) else None)
     ranked = detect.rank(shapes, registry, registry.all_layouts())  # the near misses a file is said to be close to
-    if best.exact:
+    if ranked[0].exact:  # which exact fit: the rule verify applies too (the layout a ckptconv meta names among equal ones)
+        best = detect.identify(shapes, registry, prefer=meta.get("layout") if isinstance(meta.get("layout"), str) else None)
         stated = _stated(cfg, shapes, registry, meta, best.variant)
         return best, ("cfg and shapes" if stated.startswith(" and cfg") else "shapes") + stated.removeprefix(" and cfg"), ranked
     try:

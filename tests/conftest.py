@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,30 @@ def _remove_session_dirs(tmp_path_factory):
     which empties only each test's own: remove the run's whole temp tree when it ends (the disk is shared)."""
     yield
     shutil.rmtree(tmp_path_factory.getbasetemp(), ignore_errors=True)
+
+
+def rewrite_zip(src: Path, dst: Path, change) -> Path:
+    """Copy a torch zip record by record, letting ``change(name, data) -> data | None`` rewrite each
+    (None: keep); records stay uncompressed unless ``change`` returns (data, compress_type)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            new = change(info.filename, data)
+            kind = zipfile.ZIP_STORED
+            if isinstance(new, tuple):
+                new, kind = new
+            zout.writestr(zipfile.ZipInfo(info.filename), new if new is not None else data, compress_type=kind)
+    return dst
+
+
+def groundtruth_recipe(shapes: dict[str, tuple[int, ...]]) -> dict:
+    """The ground truth's random weights over pycls's keys in state_dict order: its own
+    ``zoo.recipe_state`` (tools/groundtruth/zoo.py, numpy, seed 0), so a test rebuilds them exactly."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tools" / "groundtruth"))
+    try:
+        from zoo import recipe_state
+    finally:
+        sys.path.pop(0)
+    return recipe_state(shapes)

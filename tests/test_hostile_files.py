@@ -25,21 +25,7 @@ import torch
 from ckptconv.errors import FormatError, UnsafePickleError
 from ckptconv.io.checkpoint import load
 
-from .conftest import only_error_line
-
-
-def rewrite_zip(src: Path, dst: Path, change) -> Path:
-    """Copy a torch zip record by record, letting ``change(name, data) -> data | None`` rewrite each
-    (None: keep); records stay uncompressed unless ``change`` returns (data, compress_type)."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            new = change(info.filename, data)
-            kind = zipfile.ZIP_STORED
-            if isinstance(new, tuple):
-                new, kind = new
-            zout.writestr(zipfile.ZipInfo(info.filename), new if new is not None else data, compress_type=kind)
-    return dst
+from .conftest import only_error_line, rewrite_zip
 
 
 class Canary:

@@ -40,6 +40,8 @@ from ckptconv.onnx import deploy, front, network, provenance, run  # noqa: E402
 from ckptconv.options import Geometry  # noqa: E402
 from ckptconv.tables.registry import registry_for  # noqa: E402
 
+from .conftest import groundtruth_recipe  # noqa: E402
+
 DATA = Path(__file__).parent / "data" / "onnx"
 PHOTOS = Path(__file__).parents[1] / "ckptconv" / "data" / "photos"
 MODELS = json.loads((DATA / "models.json").read_text())["models"]
@@ -53,14 +55,9 @@ TESTED = ("b0", "regnetx_200mf", "regnety_200mf", "resnet50", "resnet50_stride1x
 
 
 def recipe(rows: list, seed: int) -> dict[str, np.ndarray]:
-    """The ground truth's weight recipe (tools/groundtruth/zoo.py, seed 0) over pycls's state_dict rows, in order."""
+    """The ground truth's weight recipe (seed 0) over pycls's state_dict rows, in order."""
     assert seed == 0, "zoo.recipe_state draws with seed 0"
-    sys.path.insert(0, str(Path(__file__).parents[1] / "tools" / "groundtruth"))
-    try:
-        from zoo import recipe_state
-    finally:
-        sys.path.pop(0)
-    return recipe_state({key: tuple(shape) for key, shape, _ in rows})
+    return groundtruth_recipe({key: tuple(shape) for key, shape, _ in rows})
 
 
 def weights(name: str) -> tuple[str, dict[str, torch.Tensor]]:

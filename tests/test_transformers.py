@@ -10,7 +10,6 @@ real classes', the logits pycls's.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from ckptconv.errors import NoLayout, Refused
 from ckptconv.model import structure
 from ckptconv.tables import engine
 from ckptconv.verification import synthetic
+
+from .conftest import groundtruth_recipe
 
 GT = Path(__file__).parent / "data" / "transformers"
 FACTS = json.loads((GT / "facts.json").read_text())
@@ -38,24 +39,7 @@ def manifest(name: str) -> dict:
 
 def recipe(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """The README's weights: zoo.recipe_state (numpy, seed 0) over pycls's keys in state_dict order."""
-    rng, out = np.random.default_rng(0), {}
-    for key, shape in shapes.items():
-        leaf = key.rpartition(".")[2]
-        if leaf == "num_batches_tracked":
-            out[key] = torch.tensor(0)
-            continue
-        if leaf == "running_mean":
-            a = 0.2 * rng.standard_normal(shape)
-        elif leaf == "running_var":
-            a = rng.uniform(0.5, 1.5, shape)
-        elif leaf == "weight" and len(shape) == 1:
-            a = 1.0 + 0.1 * rng.standard_normal(shape)
-        elif leaf == "bias":
-            a = 0.05 * rng.standard_normal(shape)
-        else:
-            a = rng.standard_normal(shape) * math.sqrt(1.0 / math.prod(shape[1:]))
-        out[key] = torch.from_numpy(np.asarray(a).astype(np.float32))
-    return out
+    return {k: torch.from_numpy(a) for k, a in groundtruth_recipe(shapes).items()}
 
 
 def nested(dotted: dict) -> dict:

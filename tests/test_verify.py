@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 
 from ckptconv.io.zipindex import read_index
 
-from .conftest import only_error_line
+from .conftest import only_error_line, rewrite_zip
 
 
 @pytest.fixture
@@ -244,20 +243,6 @@ def big_endian_copy(src: Path, dst: Path) -> Path:
 def _two_sets(path: Path, first: dict, second: dict, names=("state_dict", "state_dict_ema")) -> Path:
     torch.save({names[0]: first, names[1]: second}, path)
     return path
-
-
-def rewrite_zip(src: Path, dst: Path, change) -> Path:
-    """Copy a torch zip record by record, letting ``change(name, data) -> data | None`` rewrite each
-    (None: keep); records stay uncompressed unless ``change`` returns (data, compress_type)."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            new = change(info.filename, data)
-            kind = zipfile.ZIP_STORED
-            if isinstance(new, tuple):
-                new, kind = new
-            zout.writestr(zipfile.ZipInfo(info.filename), new if new is not None else data, compress_type=kind)
-    return dst
 
 
 def test_a_big_endian_checkpoint_converts_to_the_right_values(cli, built, states, tmp_path):

@@ -85,11 +85,11 @@ def verify_graph(path: Path, opts: Expectations) -> Report:
     start = time.perf_counter()
     require_onnx("verifying an ONNX graph")
     _check_options(opts)
-    data = read_graph(Path(path))
-    read = read_provenance(data)
+    model = load(read_graph(Path(path)))
+    read = read_provenance(model)
     c = prepare(_request(opts, read), source_hash=start_hash(Path(opts.source)))
     report = Report(str(path), c.variant.name, ONNX, "symmetric", c.variant.eps, tuple(opts.input_size), paddable=False)
     _provenance(report, read, provenance_of(c), opts)
-    check_numerics(report, data, c)
+    check_numerics(report, model, c, read["input"])
     report.seconds = time.perf_counter() - start
     return report
