@@ -28,9 +28,9 @@ from onnx import TensorProto, helper
 from ..errors import VerificationError
 from ..model.variants import Variant
 from ..tables.pipeline import Pipeline, Preprocess
-from ..transforms import crop_offsets, pycls_size, resize_crop, resize_linear
+from ..transforms import crop_offsets, pycls_size, resize_linear
 from ..verification.checks import make_input
-from ..verification.models import pycls_model
+from ..verification.halves import INPUT_TOLERANCE, LOGITS_TOLERANCE, Reference, level, normalized, pycls_input, rejudged, within
 from ..verification.photo import photos
 from ..verification.report import Check, Level
 from . import LOGITS
@@ -39,18 +39,6 @@ from .front import CROPPED, NORMALIZED, RESIZED, TAPS
 from .provenance import load, read_provenance
 
 THREADS = 1
-# tests/data/onnx/README.md, "Recommended tolerance" (drift.json summary.recommended), measured with
-# pycls 0.1.1 and onnxruntime 1.32 on 7 models x 7 images: a correct graph stays within 4.7e-5 of
-# pycls's logits relative to the largest |logit| (ORT's Resize on a x3.4 downscale; the tensor graph
-# alone 2.6e-5), while the nearest wrong preprocessing, a uint8 resize, is 7.7e-4 off (every other
-# wrong setting at least 0.0096). Its input, in normalized units: 2.0e-4 correct, 0.013 wrong.
-LOGITS_TOLERANCE = 2e-4  # relative to max |pycls's output|, per image or per batch (also each stage output)
-INPUT_TOLERANCE = 1e-3  # normalized units
-# Where float32 itself carries these weights' outputs far (random BN statistics), a correct graph may
-# stray this many times as far as one rounding of the weights moves pycls's own outputs: measured on
-# the B1-B5 of benchmarks/ (onnxruntime up to 27x); trained weights move by about 1e-7, so they are
-# judged at LOGITS_TOLERANCE all the same.
-SLACK = 100.0
 Image = tuple[str, torch.Tensor]  # (name, 3 x H x W uint8 RGB), as verification.photo.photos() gives them
 
 
@@ -95,69 +83,6 @@ def outputs(sess: ort.InferenceSession, feed: np.ndarray) -> dict[str, np.ndarra
     return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: feed})))
 
 
-def _level(case: str, point: str, got: np.ndarray, want: torch.Tensor, tolerance: float, relative: bool = True) -> Level:
-    want = want.detach().numpy()
-    if got.shape != want.shape or not np.isfinite(got).all():
-        return Level(case, point, float("inf"), float("inf"), tolerance, False)
-    d = float(np.abs(got.astype(np.float64) - want).max())
-    rel = d / max(float(np.abs(want).max()), 1e-12)
-    return Level(case, point, d, rel, tolerance, (rel if relative else d) <= tolerance)
-
-
-class Reference:
-    """pycls's model on the checked weights, as pycls computes it (float32), and, asked only where a
-    graph differs, in float64: how far float32 arithmetic itself strays on these weights. Trained
-    weights (and weights with measured BN statistics) stray by about 1e-6; random BN statistics
-    can make activations grow to 1e7, where any float32 implementation, pycls's own included, is
-    far from the exact values."""
-
-    def __init__(self, variant: Variant, state_dict: dict[str, torch.Tensor]):
-        self.variant, self.state, self.model = variant, state_dict, pycls_model(variant, state_dict)
-        self._exact = self._rounded = None
-
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model.forward_levels(x)
-
-    def exact(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self._exact is None:
-            wide = {k: v.double() if v.is_floating_point() else v for k, v in self.state.items()}
-            self._exact = pycls_model(self.variant, wide).double()
-        return self._exact.forward_levels(x.double())
-
-    def rounded_otherwise(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """pycls's float32 model with every weight moved by one rounding (a relative 2^-24, signs
-        seeded), as another float32 implementation rounds (onnxruntime folds each BatchNorm into
-        its convolution): how far float32 itself may carry a correct graph on these weights."""
-        if self._rounded is None:
-            g = torch.Generator().manual_seed(0)
-            moved = {k: v * (1 + 2.0**-24 * (torch.randint(0, 2, v.shape, generator=g) * 2 - 1)) if v.is_floating_point() else v for k, v in self.state.items()}
-            self._rounded = pycls_model(self.variant, moved)
-        return self._rounded.forward_levels(x)
-
-
-def _rejudged(levels: list[Level], got: dict, want: dict, reference: Reference, x: torch.Tensor) -> tuple[list[Level], float]:
-    """Levels outside the tolerance, judged again against the exact (float64) values: within ``SLACK``
-    times float32's own error there (pycls's model as it rounds, or rounded otherwise), or the
-    tolerance if that is larger. Returns the levels and that error where it widened the tolerance
-    (0 where it did not)."""
-    exact, rounded = reference.exact(x), reference.rounded_otherwise(x)
-    own = {lv.point: max(_level(lv.name, lv.point, w[lv.point].numpy(), exact[lv.point], 0.0).max_rel for w in (want, rounded)) for lv in levels}
-    again = [_level(lv.name, lv.point, got[lv.point], exact[lv.point], max(LOGITS_TOLERANCE, SLACK * own[lv.point])) for lv in levels]
-    for lv in again:
-        lv.drift_rel = own[lv.point]
-    worst = max(own.values())
-    return again, worst if SLACK * worst > LOGITS_TOLERANCE else 0.0
-
-
-def _within(worst: float, worst_own: float) -> str:
-    """What a pass proved: within the tolerance of pycls's float32 values, or, where pycls's own
-    float32 arithmetic strays (``worst_own``: its error), within ``SLACK`` times that of the exact ones."""
-    if not worst_own:
-        return f"within {LOGITS_TOLERANCE:g} of pycls's, relative to the largest value ({worst:.2g} at most)"
-    return (f"within {worst:.2g} of the exact (float64) values, relative to the largest, where float32 itself moves pycls's own outputs by up to "
-            f"{worst_own:.2g} on these weights (its activations grow large: random BN statistics?): judged within {SLACK:g}x that, which proves nothing finer")
-
-
 def _in_order(x: torch.Tensor, order: str) -> np.ndarray:
     """A BGR N x 3 x H x W tensor as a graph taking ``order`` is fed."""
     return (x if order == "bgr" else x.flip(1)).contiguous().numpy()
@@ -174,7 +99,7 @@ def _tensor_failure(sess: ort.InferenceSession, order: str, x: torch.Tensor, wan
     detail = f"{bad.name}: {bad.point} differs from pycls's by {bad.max_rel:.3g} relative to its largest value (tolerance {LOGITS_TOLERANCE:g})"
     detail += f"; the difference starts at {bad.point}" if bad.point != LOGITS else ""
     other = "rgb" if order == "bgr" else "bgr"
-    if _level(bad.name, LOGITS, outputs(sess, _in_order(x, other))[LOGITS], want[LOGITS], LOGITS_TOLERANCE).ok:
+    if level(bad.name, LOGITS, outputs(sess, _in_order(x, other))[LOGITS], want[LOGITS], LOGITS_TOLERANCE).ok:
         detail += f": the graph takes {other.upper()} input, not {order.upper()} as its metadata_props say"
     return detail
 
@@ -194,9 +119,9 @@ def check_tensor_graph(data: bytes | onnx.ModelProto, variant: Variant, state_di
             result.checks.append(Check("onnx tensor graph", False, f"the graph's outputs are not pycls's model's: {', '.join(unknown)}"))
             return result
         names = [n for n in got if n != LOGITS] + [LOGITS]  # forward order: a difference shows where it starts
-        levels = [_level(f"batch {batch} at {h}x{w}", n, got[n], want[n], LOGITS_TOLERANCE) for n in names]
+        levels = [level(f"batch {batch} at {h}x{w}", n, got[n], want[n], LOGITS_TOLERANCE) for n in names]
         if not all(lv.ok for lv in levels):
-            levels, own = _rejudged(levels, got, want, reference, x)
+            levels, own = rejudged(levels, got, want, reference, x)
             worst_own = max(worst_own, own)
         result.levels += levels
         bad = next((lv for lv in levels if not lv.ok), None)
@@ -206,19 +131,8 @@ def check_tensor_graph(data: bytes | onnx.ModelProto, variant: Variant, state_di
     worst = max(lv.max_rel for lv in result.levels)
     points = ", ".join(dict.fromkeys(lv.point for lv in result.levels))
     result.checks.append(Check("onnx tensor graph", True, f"{len(tensor_cases(variant))} seeded tensors (batch 1, 4 and 2) at {points}, each output "
-                               + _within(worst, worst_own)))
+                               + within(worst, worst_own)))
     return result
-
-
-def _normalized(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
-    """(x - mean) / std per channel, in float32 as pycls's ``color_norm``."""
-    return (x - torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)) / torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-
-
-def pycls_input(bgr: torch.Tensor, resize: int, crop: int, pre: Preprocess) -> torch.Tensor:
-    """pycls's test input for a 3 x H x W uint8 BGR image: ``ckptconv.transforms``' resize and crop
-    (cv2's float32 bilinear, the ceil crop), /255, then ``pre``'s mean and std: 1 x 3 x crop x crop."""
-    return _normalized(resize_crop(bgr, resize, crop) / 255.0, pre.mean, pre.std)[None]
 
 
 def _crop_at(cropped: torch.Tensor, resized: torch.Tensor, near: tuple[int, int], reach: int = 4) -> str:
@@ -261,7 +175,7 @@ def _colour_step(got: dict, pixels: str, pre: Preprocess) -> str | None:
     order = f"channel order: the graph {flip} {pixels.upper()} pixels, so the network gets RGB; pycls's network takes BGR"
     stats = f"mean and std: the graph normalizes with mean {list(rgb[0])}, std {list(rgb[1])} (RGB order); pycls's are {list(bgr[0])}, {list(bgr[1])} (BGR)"
     for flipped, (mean, std), words in ((pre.flip, bgr, None), (not pre.flip, bgr, order), (pre.flip, rgb, stats), (not pre.flip, rgb, f"{order}; and {stats}")):
-        if (_normalized(x.flip(0) if flipped else x, mean, std) - have).abs().max().item() <= INPUT_TOLERANCE:
+        if (normalized(x.flip(0) if flipped else x, mean, std) - have).abs().max().item() <= INPUT_TOLERANCE:
             return words
     return f"normalization: the network's input is not (x / 255 - mean) / std with pycls's BGR mean {list(pre.mean)} and std {list(pre.std)}"
 
@@ -293,9 +207,9 @@ def check_image_graph(data: bytes | onnx.ModelProto, variant: Variant, state_dic
         got = outputs(sess, (rgb if pixels == "rgb" else rgb.flip(0)).permute(1, 2, 0).contiguous().numpy())
         x, fed = pycls_input(rgb.flip(0), variant.test_size, variant.im_size, pycls), torch.from_numpy(got[NORMALIZED])
         want = reference(fed)  # the network judged alone, on the input the graph made: the input is judged against pycls's
-        levels = [_level(name, "input", got[NORMALIZED], x, INPUT_TOLERANCE, relative=False), _level(name, LOGITS, got[LOGITS], want[LOGITS], LOGITS_TOLERANCE)]
+        levels = [level(name, "input", got[NORMALIZED], x, INPUT_TOLERANCE, relative=False), level(name, LOGITS, got[LOGITS], want[LOGITS], LOGITS_TOLERANCE)]
         if levels[0].ok and not levels[1].ok:  # the preprocessing is pycls's: is the network's difference float32's own?
-            (levels[1],), own = _rejudged(levels[1:], got, want, reference, fed)
+            (levels[1],), own = rejudged(levels[1:], got, want, reference, fed)
             worst_own = max(worst_own, own)
         result.levels += levels
         if not all(lv.ok for lv in levels):
@@ -304,5 +218,5 @@ def check_image_graph(data: bytes | onnx.ModelProto, variant: Variant, state_dic
     inputs, logits = result.levels[0::2], result.levels[1::2]
     result.checks.append(Check("onnx image graph", True, f"{len(logits)} photos as {pixels.upper()} pixels give pycls's input within {INPUT_TOLERANCE:g} "
                                f"normalized units ({max(lv.max_abs for lv in inputs):.2g} at most), and on it the graph's network gives logits "
-                               + _within(max(lv.max_rel for lv in logits), worst_own)))
+                               + within(max(lv.max_rel for lv in logits), worst_own)))
     return result
