@@ -148,9 +148,11 @@ def verify_checkpoint(path: str | Path, **expectations: Any) -> Report:
     """Verify a converted file as ``ckptconv verify`` does. ``expectations`` are the fields of
     ``ckptconv.options.Expectations``: ``source``, ``arch``, ``layout``, ``weights``, ``padding``,
     ``eps``, ``channel_order``, ``flip``, ``mean``, ``std``, ``input_size``, ``trust_pickle``,
-    ``tables``. Failed checks are in the report (``report.ok``, ``report.first_failure``,
-    ``report.to_dict()``); a ``CkptError`` is raised only when the file cannot be read or an
-    argument is unusable."""
+    ``tables``, and ``in_library`` (with ``images``, ``labels``, ``config``: the file run in its
+    library as installed here). Failed checks are in the report (``report.ok``,
+    ``report.first_failure``, ``report.to_dict()``; ``report.status`` is "not checked" where an
+    in-library check could not run); a ``CkptError`` is raised only when the file cannot be read or
+    an argument is unusable."""
     from .options import Expectations, build
     from .verify.file import verify_file
 

@@ -171,7 +171,7 @@ def build_meta(request: Request, r: Resolved, ckpt: Checkpoint, sha: str, weight
         "options": output_options(request, r),
         "model": r.variant.record(),  # the numbers it was built from: read back by verify and the way back to pycls
         "assumed": list(r.variant.assumed),
-    }
+    } | ({"source_errors": dict(ckpt.errors)} if ckpt.errors else {})  # pycls's test_err / ema_err: verify --in-library shows them beside its accuracy
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 EXIT_FAILURE = 1  # conversion or verification failed
 EXIT_USAGE = 2  # the command line, a table or the file system is not usable as given
+EXIT_UNCHECKED = 3  # nothing failed, but a check asked for could not run (verify --in-library: the library is not installed)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 

@@ -184,6 +184,10 @@ class Expectations:
     input_size: tuple[int, int] = DEFAULT_INPUT
     trust_pickle: bool = False
     tables: tuple[Path, ...] = ()
+    in_library: bool = False  # also load the file in its library as installed here (ckptconv.inlibrary)
+    images: Path | None = None  # with in_library: the user's images in place of the shipped photos
+    labels: Path | None = None  # with images in class folders: the class names, in class order
+    config: Path | None = None  # with in_library: the user's own config or loading code in place of the printed one
 
     def __post_init__(self) -> None:
         self.check()  # an Expectations is usable, or is not made
@@ -198,6 +202,10 @@ class Expectations:
         if self.eps is not None and not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             raise UsageError(f"--eps {self.eps!r} is not a BatchNorm eps", fix="use a small positive number like 1e-5")
         check_input_size(self.input_size)
+        if not self.in_library and (self.images is not None or self.config is not None):
+            raise UsageError(f"{'--images' if self.images is not None else 'a loading config'} goes with --in-library", fix="add --in-library")
+        if self.labels is not None and self.images is None:
+            raise UsageError("--labels names the classes of --images DIR", fix="add --images DIR (one sub-folder per class)")
         if not (self.geometry is None or self.geometry == "stock" or isinstance(self.geometry, Geometry)):
             raise UsageError(f"unknown --transforms {self.geometry!r}", fix="use printed or stock")
         for name, values in (("--mean", self.mean), ("--std", self.std)):

@@ -121,8 +121,15 @@ _VERIFY = [
                       "(the library's own Resize/ResizeEdge and CenterCrop, which give other inputs)."),
     input_size_option,
     click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the files ask for."),
+    click.option("--in-library", is_flag=True, help="Also load each file in the library installed here, as its users do (the code or config ckptconv prints, "
+                 "or --config), and hold what it computes on photos to pycls's pipeline and model. A library not installed: 'not checked', exit 3."),
+    click.option("--images", type=click.Path(path_type=Path), metavar="DIR",
+                 help="With --in-library: your images (a folder, or one sub-folder per class) in place of the shipped photos."),
+    click.option("--labels", type=click.Path(path_type=Path), metavar="FILE",
+                 help="With --images in class folders: the class names, one per line in class order (default: the folder names, sorted)."),
 ]
-EXPECTATIONS = ("source", "arch", "layout", "weights", "padding", "eps", "channel_order", "flip", "mean", "std", "input_size", "trust_pickle")
+EXPECTATIONS = ("source", "arch", "layout", "weights", "padding", "eps", "channel_order", "flip", "mean", "std", "input_size", "trust_pickle",
+                "in_library", "images", "labels")
 TRANSFORMS = {"printed": None, "stock": "stock"}  # --transforms -> Expectations.geometry
 
 

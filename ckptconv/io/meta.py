@@ -34,7 +34,7 @@ FIELDS: dict[str, tuple[str, str | tuple[str, ...] | None]] = {
     "table": ("str", NAME), "table_version": ("int", None), "table_sha256": ("str", HEX64), "weights": ("str", SETS),
     "dtype": ("str", FLOATS), "prefix": ("str", f"({PREFIX})?"), "channel_order": ("str", ORDERS), "epoch": ("int", None),
     "settings": ("scalars", None), "options": ("scalars", None), "model": ("record", None), "assumed": ("texts", None),
-    "tensors_crc": ("str", HEX64),
+    "tensors_crc": ("str", HEX64), "source_errors": ("scalars", None),
 }
 WANT = {"str": "a string (at most 1024 characters)", "int": "an integer", "scalars": "a flat table of values",
         "record": "a model's numbers ([variant] and one section of numbers)", "texts": "a list of strings"}

@@ -46,6 +46,8 @@ class Library:
     snippets: Mapping[str, Callable[..., str]] = field(default_factory=dict)  # config template placeholder -> (variant, preprocess) -> text
     openmmlab: bool = False
     lacks: Mapping[str, str] = field(default_factory=dict)  # family -> why the library has no table of it (the field its class lacks)
+    package: str = ""  # the distribution ``verify --in-library`` looks for (default: ``name``)
+    runner: str = ""  # ``module:function`` loading a file as the library's users do (``ckptconv.inlibrary``); "": no in-library check
 
 
 _EXTRA: dict[str, Library] = {}

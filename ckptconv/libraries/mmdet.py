@@ -18,4 +18,5 @@ LIBRARY = Library(
         "regnet": {"mmdet-resnet": RESNET},
         "resnet": {"mmdet-resnet": RESNET},
     },
+    runner="ckptconv.inlibrary.openmmlab:mmdet",
 )

@@ -17,4 +17,5 @@ LIBRARY = Library(
         "regnet": {"mmpretrain-resnet": RESNET},
         "resnet": {"mmpretrain-resnet": RESNET},
     },
+    runner="ckptconv.inlibrary.openmmlab:mmpretrain",
 )

@@ -147,4 +147,5 @@ LIBRARY = Library(
         "resnet": {"resnet": Reference(f"{M}.anynet:ResNet", ("stem", "layer{n}", "logits"))},
     },
     builders={"effnet": _builder(_timm_efficientnet), "regnet": _builder(_timm_regnet), "resnet": _builder(_timm_resnet)},
+    runner="ckptconv.inlibrary.torchlike:timm",
 )

@@ -120,4 +120,5 @@ LIBRARY = Library(
     },
     builders={"effnet": zoo_or("torchvision", _torchvision_efficientnet), "regnet": zoo_or("torchvision", _torchvision_regnet),
               "resnet": zoo_or("torchvision", _torchvision_resnet)},
+    runner="ckptconv.inlibrary.torchlike:torchvision",
 )

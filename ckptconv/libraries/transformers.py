@@ -117,4 +117,5 @@ LIBRARY = Library(
                      "where pycls pads 1 on every side, so pycls's EfficientNet computes other features in it",
            "anynet": "RegNetConfig's stem is always a 3x3 stride-2 conv and ResNetConfig's a 7x7 with a max pool, and neither has a block "
                      "without a residual (pycls's vanilla_block)"},
+    runner="ckptconv.inlibrary.torchlike:transformers",
 )

@@ -11,6 +11,7 @@ graph in onnxruntime against ckptconv's pycls reference, as ``convert --to onnx`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,9 @@ def _provenance(report: Report, read: dict[str, Any], want: dict[str, Any], opts
                    f"(its metadata_props); feed {read['channel_order'].upper()} or convert again with --channel-order {opts.channel_order}")
 
 
-def verify_graph(path: Path, opts: Expectations) -> Report:
-    """``verify FILE.onnx --source IN``: provenance, then the graph in onnxruntime against pycls's reference."""
+def verify_graph(path: Path, opts: Expectations, then: Callable[..., None] | None = None) -> Report:
+    """``verify FILE.onnx --source IN``: provenance, then the graph in onnxruntime against pycls's
+    reference; then ``then(report, model, provenance, conversion)`` (``verify --in-library``)."""
     from ..convert import prepare
     from ..io.hashing import start_hash
     from ..preflight import require_onnx
@@ -91,5 +93,8 @@ def verify_graph(path: Path, opts: Expectations) -> Report:
     report = Report(str(path), c.variant.name, ONNX, "symmetric", c.variant.eps, tuple(opts.input_size), paddable=False)
     _provenance(report, read, provenance_of(c), opts)
     check_numerics(report, model, c, read["input"])
+    if then is not None:
+        then(report, model, read, c)
     report.seconds = time.perf_counter() - start
     return report
+

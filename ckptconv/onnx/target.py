@@ -42,7 +42,7 @@ def provenance_of(c: Conversion) -> dict[str, Any]:
     return asdict(provenance(c.variant, deploy_of(c.request), pycls_stats(c.variant), c.weight_set, sha))
 
 
-def _floats(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def floats(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
 
 
@@ -50,7 +50,7 @@ def export(c: Conversion) -> bytes:
     """The conversion's weights (pycls keys, BGR) as the serialized graph its request asks for,
     stamped with its provenance and ckptconv's meta."""
     sha = c.source_hash.sha256 if c.source_hash else ""
-    model = to_onnx(c.variant, _floats(c.tensors), deploy_of(c.request), weights=c.weight_set, source_sha256=sha, meta=c.meta)
+    model = to_onnx(c.variant, floats(c.tensors), deploy_of(c.request), weights=c.weight_set, source_sha256=sha, meta=c.meta)
     return serialize(model)
 
 
@@ -72,7 +72,7 @@ def check_numerics(report: Report, model: onnx.ModelProto, c: Conversion, takes:
     """The graph (``takes``: its input, as its provenance says) in onnxruntime against pycls's reference
     on ``c``'s weights: seeded tensors at every output, or, for an image graph, the shipped photos
     through pycls's own pipeline."""
-    state = _floats(c.tensors)
+    state = floats(c.tensors)
     graph = check_image_graph(model, c.variant, state, pycls_stats(c.variant)) if takes == "image" else check_tensor_graph(model, c.variant, state)
     report.checks.extend(graph.checks)
     report.levels.extend(graph.levels)

@@ -328,7 +328,7 @@ def indexed_levels(pattern: str, levels: dict[str, str]) -> dict[int, str]:
 
 def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
     c = f.section("config", {})
-    c.only({"template", "out_indices", "out_level", "default_out_indices"})
+    c.only({"template", "out_indices", "out_level", "default_out_indices", "base"})
     out: dict[str, Any] = {}
     if c.has("template"):
         template = c.text("template")
@@ -346,6 +346,8 @@ def _config(f: Fields, levels: dict[str, str]) -> dict[str, Any]:
         out["template"] = template
     if c.has("out_indices"):
         out["out_indices"] = c.ints("out_indices", lo=0, hi=MAX_INDEX)
+    if c.has("base"):  # the stock config (under the library's .mim/configs) the printed fragment is written to be a child of
+        out["base"] = c.text("base", pattern=r"[a-z0-9_]+/[A-Za-z0-9_.-]+\.py")
     if c.has("default_out_indices"):  # what the library's backbone builds when a config gives none
         out["default_out_indices"] = c.ints("default_out_indices", lo=0, hi=MAX_INDEX)
     if c.has("out_level"):  # the level out_indices[i] selects in a library's config: "layers.{i}", "layer{n}" (n = i + 1)

@@ -45,6 +45,8 @@ class Report:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     paddable: bool = True  # padding is a setting of the model's family (EfficientNets): said where settings are
+    not_checked: list[str] = field(default_factory=list)  # checks asked for that could not run (a library not installed): never a pass
+    in_library: dict[str, Any] | None = None  # what ``verify --in-library`` measured (ckptconv.inlibrary.verdict)
 
     def __post_init__(self) -> None:
         """TF "same" padding equals symmetric padding where a strided convolution meets an odd size:
@@ -63,6 +65,11 @@ class Report:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+    @property
+    def status(self) -> str:
+        """pass, FAIL, or "not checked": nothing failed, but a check asked for could not run."""
+        return "FAIL" if not self.ok else "not checked" if self.not_checked else "pass"
 
     @property
     def first_failure(self) -> str | None:
@@ -91,5 +98,7 @@ class Report:
             "pipeline": [lv.__dict__ for lv in self.pipeline],
             "first_failure": self.first_failure,
             "notes": self.notes,
+            **({"not_checked": self.not_checked} if self.not_checked else {}),
+            **({"in_library": self.in_library} if self.in_library is not None else {}),
             "seconds": round(self.seconds, 4),
         }

@@ -219,9 +219,12 @@ def verify_file(path: str | Path, opts: Expectations | None = None) -> Report:
 def verify_checked(path: str | Path, opts: Expectations) -> Report:
     """``verify_file`` for expectations already checked (``preflight.check_expectations``)."""
     if is_graph(path):
+        from functools import partial
+
+        from ..inlibrary.graph import check_graph
         from ..onnx.graph_files import verify_graph
 
-        return verify_graph(Path(path), opts)
+        return verify_graph(Path(path), opts, partial(check_graph, opts=opts, path=Path(path)) if opts.in_library else None)
     start = time.perf_counter()
     registry = registry_for(opts.tables)
     sha = start_hash(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
@@ -237,5 +240,35 @@ def verify_checked(path: str | Path, opts: Expectations) -> Report:
         _against_itself(report, found, ckpt, opts, registry)
     else:
         _against_source(report, found, ckpt, opts, sha, registry)
+    if opts.in_library:
+        _in_library(report, Path(path), found, ckpt, opts, registry)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _in_library(report: Report, path: Path, found: Found, ckpt: Checkpoint, opts: Expectations, registry: Registry) -> None:
+    """``--in-library``: the file in its library as installed here, on photos (``ckptconv.inlibrary``);
+    only a file that passed every check above (else the library would be judged on weights known bad)."""
+    from ..inlibrary import check_target
+    from ..inlibrary.images import image_set
+    from ..inlibrary.proof import Side
+    from ..inlibrary.target import target_of
+
+    if not report.ok:
+        report.not_checked.append("in-library: not run: the file failed the checks above")
+        return
+    match = found.match
+    takes = opts.channel_order or preprocess.source_order(ckpt.meta, match.layout_name, match.layout.pipeline)[0]
+    stats = registry.pycls_layout(match.variant.family).pipeline
+    state = checks.fill_absent(match.variant, {e.pycls: found.sd[e.target] for e in found.back.mapped if e.target in found.sd})
+    side = Side(match.variant, {k: dtypes.cast(v, "float32") for k, v in state.items()}, takes, stats)
+    target = target_of(path, match.variant, match.layout, match.prefix, takes, stats, opts.config)
+    check_target(report, target, side, image_set(opts.images, opts.labels), recorded_error(ckpt.meta))
+
+
+def recorded_error(meta: dict) -> dict | None:
+    """The top-1 error pycls recorded in the source for the weight set converted (test_err: model, ema_err: ema), from the meta."""
+    name = {"model": "test_err", "ema": "ema_err"}.get(meta.get("weights"))
+    value = (meta.get("source_errors") or {}).get(name) if name else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100
+    return {"weights": meta["weights"], "field": name, "top1_err": float(value)} if ok else None

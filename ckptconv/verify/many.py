@@ -65,9 +65,14 @@ class Summary:
     def ok(self) -> bool:
         return all(r["ok"] for r in self.results)
 
+    @property
+    def not_checked(self) -> int:
+        """Files that failed nothing, but where a check asked for could not run."""
+        return sum(1 for r in self.results if r["ok"] and r.get("not_checked"))
+
     def to_dict(self) -> dict:
         passed = sum(r["ok"] for r in self.results)
-        return {"ok": self.ok, "files": self.results, "passed": passed, "failed": len(self.results) - passed}
+        return {"ok": self.ok, "files": self.results, "passed": passed, "failed": len(self.results) - passed, "not_checked": self.not_checked}
 
 
 def planned(targets: list[Path], opts: Expectations, report_path: Path | None = None) -> list[Target]:
@@ -76,6 +81,10 @@ def planned(targets: list[Path], opts: Expectations, report_path: Path | None = 
     from ..preflight import check_expectations
 
     check_expectations(opts)
+    if opts.in_library and opts.images is not None:
+        from ..inlibrary.images import image_set
+
+        image_set(opts.images, opts.labels)  # a folder without images, a class not in --labels: before anything runs
     found = collect(targets)
     if opts.source is not None and len(found) != 1:
         raise UsageError("--source goes with exactly one file to verify", fix="verify a batch through its --report JSON, which names each source")
