@@ -269,3 +269,23 @@ def groundtruth_recipe(shapes: dict[str, tuple[int, ...]]) -> dict:
     finally:
         sys.path.pop(0)
     return recipe_state(shapes)
+
+
+ONNX_DATA = REPO / "tests" / "data" / "onnx"
+
+
+def groundtruth_weights(name: str) -> tuple[str, dict]:
+    """(pycls's cfg dump, the final weights) of a model of tests/data/onnx (tools/groundtruth/onnx_pycls.py):
+    the recipe over pycls's own state_dict rows with the measured BatchNorm statistics in place,
+    checked against the ground truth's ``state_sha256``."""
+    import numpy as np
+    import torch
+
+    info = json.loads((ONNX_DATA / "models.json").read_text())["models"][name]
+    with np.load(ONNX_DATA / f"{name}.weights.npz", allow_pickle=False) as z:
+        stats, cfg = {k: z[k] for k in z.files if not k.startswith("__")}, str(z["__cfg__"])
+        assert int(z["__recipe_seed__"]) == 0, "zoo.recipe_state draws with seed 0"
+        state = {**groundtruth_recipe({key: tuple(shape) for key, shape, _ in info["state_keys"]}), **stats}
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in state.values())).hexdigest()
+    assert digest == info["state_sha256"], f"{name}: the rebuilt weights are not the ground truth's"
+    return cfg, {k: torch.from_numpy(v) for k, v in state.items()}

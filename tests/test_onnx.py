@@ -40,7 +40,7 @@ from ckptconv.onnx import deploy, front, network, provenance, run  # noqa: E402
 from ckptconv.options import Geometry  # noqa: E402
 from ckptconv.tables.registry import registry_for  # noqa: E402
 
-from .conftest import groundtruth_recipe  # noqa: E402
+from .conftest import groundtruth_weights  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "onnx"
 PHOTOS = Path(__file__).parents[1] / "ckptconv" / "data" / "photos"
@@ -54,21 +54,9 @@ TESTED = ("b0", "regnetx_200mf", "regnety_200mf", "resnet50", "resnet50_stride1x
 # --- the ground truth's weights, images and outputs ---------------------------------------------
 
 
-def recipe(rows: list, seed: int) -> dict[str, np.ndarray]:
-    """The ground truth's weight recipe (seed 0) over pycls's state_dict rows, in order."""
-    assert seed == 0, "zoo.recipe_state draws with seed 0"
-    return groundtruth_recipe({key: tuple(shape) for key, shape, _ in rows})
-
-
 def weights(name: str) -> tuple[str, dict[str, torch.Tensor]]:
     """(pycls's cfg dump, the final weights): the recipe with the measured statistics in place."""
-    info = MODELS[name]
-    with np.load(DATA / f"{name}.weights.npz", allow_pickle=False) as z:
-        stats, cfg = {k: z[k] for k in z.files if not k.startswith("__")}, str(z["__cfg__"])
-        state = {**recipe(info["state_keys"], int(z["__recipe_seed__"])), **stats}
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in state.values())).hexdigest()
-    assert digest == info["state_sha256"], f"{name}: the rebuilt weights are not the ground truth's"
-    return cfg, {k: torch.from_numpy(v) for k, v in state.items()}
+    return groundtruth_weights(name)
 
 
 def bgr_image(name: str) -> np.ndarray:
