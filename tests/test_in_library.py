@@ -269,3 +269,46 @@ def test_wrong_loading_code_configs_and_channel_orders_fail_with_the_step_named(
         assert done.returncode == 1, (name, done.stdout, done.stderr)
         line = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
         assert len(line) == 1 and words in line[0] and str(tmp_path / name) in line[0], (name, line)
+
+
+def test_image_sets_flat_and_by_class(tmp_path):
+    from ckptconv.inlibrary.images import image_set
+
+    (tmp_path / "flat").mkdir()
+    for name in ("b.png", "a.JPG", "notes.txt"):
+        (tmp_path / "flat" / name).write_bytes(b"x")
+    flat = image_set(tmp_path / "flat")
+    assert [(i.name, i.label) for i in flat] == [("a.JPG", None), ("b.png", None)] and not flat.labelled
+    for cls, name in (("n02", "x.png"), ("n01", "y.png"), ("n01", "z.jpeg")):
+        (tmp_path / "tree" / cls).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tree" / cls / name).write_bytes(b"x")
+    tree = image_set(tmp_path / "tree")  # class i: the i-th folder name, sorted, as pycls's ImageNet numbers them
+    assert [(i.name, i.label) for i in tree] == [("n01/y.png", 0), ("n01/z.jpeg", 0), ("n02/x.png", 1)] and tree.classes == ("n01", "n02")
+    (tmp_path / "labels.txt").write_text("n02\nother\nn01\n")
+    named = image_set(tmp_path / "tree", tmp_path / "labels.txt")
+    assert [(i.name, i.label) for i in named] == [("n01/y.png", 2), ("n01/z.jpeg", 2), ("n02/x.png", 0)]
+
+
+def test_a_version_measured_to_compute_otherwise_fails_naming_it(cli, gt, tmp_path, monkeypatch):
+    """What the version table says of a version is the verdict, before anything runs in it."""
+    convert(cli, gt("regnetx_200mf"), tmp_path / "rx.pth", "timm")
+    monkeypatch.setattr("ckptconv.inlibrary.installed", lambda package: "0.0.1")
+    monkeypatch.setattr("ckptconv.inlibrary._measured", lambda: {"timm": {"0.0.1": "builds another RegNet"}})
+    result = cli("verify", tmp_path / "rx.pth", "--in-library")
+    assert result.exit_code == 1
+    assert "timm 0.0.1 computes otherwise than pycls on these files (measured: builds another RegNet); docs/versions.md" in only_error_line(result)
+
+
+def test_a_failure_in_a_version_outside_the_table_says_so():
+    from ckptconv.inlibrary.images import shipped
+    from ckptconv.inlibrary.proof import Seen, Tally
+    from ckptconv.inlibrary.verdict import judge
+    from ckptconv.verification.report import Report
+
+    class Lib:
+        library, version, how = "timm", "9.9.9", "as printed"
+
+    report = Report("f.pth", "b0", "timm", "symmetric", 1e-5, (64, 96))
+    tally = Tally([Seen("chelsea.png", 0.0, 0.5, 0.5, False, False, None, "model: ...")])
+    judge(report, Lib(), tally, shipped(), "cv2", unmeasured=True)
+    assert not report.ok and report.first_failure.endswith("(timm 9.9.9 is not among the versions the ground truth measured: docs/versions.md)")
