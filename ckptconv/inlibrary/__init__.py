@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
 from functools import lru_cache
@@ -62,7 +63,8 @@ def _load(runner_path: str, target: Target) -> Runner:
 def run_in_library(report: Report, runner: Callable[[], Runner], package: str, side: Side, images: ImageSet, recorded: dict | None = None) -> Tally | None:
     """Load with ``runner`` (in ``package``) and prove every image; the verdict goes into ``report``.
     What the library prints (mmengine logs to stdout) goes to stderr: stdout is ckptconv's (--json: one object)."""
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the library's own (deprecations, mmcv-lite's missing ops): a verdict is what it computes
         return _run(report, runner, package, side, images, recorded)
 
 

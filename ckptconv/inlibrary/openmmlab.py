@@ -44,7 +44,10 @@ def _stock(target: Target) -> Path | None:
 
 def _config(target: Target):
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
 
+    if not MMLogger.check_instance_created("ckptconv-in-library"):  # the current logger: init_weights' hundreds of INFO lines stay unsaid
+        MMLogger.get_instance("ckptconv-in-library", log_level="WARNING")
     stock = _stock(target)
     if target.config is not None:
         cfg = Config.fromfile(str(target.config))
@@ -67,7 +70,7 @@ def _drop_delete(node: Any) -> None:
 
 
 def _how(target: Target, what: str) -> str:
-    return f"{what} of {'your config ' + str(target.config) if target.config is not None else 'the config ckptconv prints for it'}"
+    return f"{what}, from {'your config ' + str(target.config) if target.config is not None else 'the config ckptconv prints for it'}"
 
 
 def _bgr_loaded(pipeline, path: Path) -> torch.Tensor:
@@ -151,13 +154,13 @@ def mmdet(target: Target) -> Backbone:
     if target.config is not None or _stock(target) is not None:
         detector = MODELS.build(cfg.model)
         detector.init_weights()
-        base = "" if target.config is not None else f" (the fragment over {target.layout.config['base']})"
-        backbone, preprocessor, what = detector.backbone, detector.data_preprocessor, f"the detector{base}: MODELS.build(model), init_weights()"
+        base = "" if target.config is not None else f" pasted over {target.layout.config['base']}"
+        backbone, preprocessor, what = detector.backbone, detector.data_preprocessor, f"MODELS.build(model), init_weights(): the detector{base}"
     else:
         backbone = MODELS.build(cfg.model.backbone)
         backbone.init_weights()
         preprocessor = MODELS.build(dict(type="DetDataPreprocessor", **cfg.model.get("data_preprocessor", {})))
-        what = "the backbone: MODELS.build(model.backbone), init_weights()"
+        what = "MODELS.build(model.backbone), init_weights(): the backbone"
     pipeline = cfg.get("test_pipeline") or cfg.get("test_dataloader", {}).get("dataset", {}).get("pipeline") or [dict(type="LoadImageFromFile")]
     sizes = (target.variant.test_size, target.variant.im_size)
     backbone.eval()  # mmdet's ResNet.train() returns nothing: eval() is called for its effect

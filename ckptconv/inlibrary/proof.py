@@ -88,6 +88,7 @@ class Seen:
 @dataclass
 class Tally:
     images: list[Seen] = field(default_factory=list)
+    points: tuple[str, ...] = ()  # what the library's outputs are, as pycls names them ("logits"; a detector's stages)
     widened: float = 0.0  # pycls's own float32 error where it widened the network half's tolerance
 
     @property
@@ -112,6 +113,7 @@ def _network(name: str, ran: Ran, reference: Reference, tally: Tally) -> tuple[f
     want = reference(x)
     got = {p: v.detach().numpy() for p, v in ran.outputs.items()}
     levels = [level(name, p, got[p], want[p], LOGITS_TOLERANCE) for p in ran.outputs]
+    tally.points = tuple(ran.outputs)
     if not all(lv.ok for lv in levels):
         levels, own = rejudged(levels, got, want, reference, x)
         tally.widened = max(tally.widened, own)

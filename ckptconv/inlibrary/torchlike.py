@@ -55,7 +55,7 @@ def _built(target: Target, library: str, text: str, where: str) -> Snippet:
 
     space = _namespace(text, where)
     model = space["model"].eval()
-    how = f"{where}, as printed" if target.config is None else f"your loading code {where}"
+    how = where if target.config is None else f"your loading code {where}"
     return Snippet(library, version(library), how, model, space["preprocess"], target.flip and target.config is None)
 
 

@@ -30,7 +30,7 @@ def record(runner: Runner, tally: Tally, images: ImageSet, decoded_by: str, unme
     with_logits = [s for s in seen if s.top1 is not None]
     worst = sorted(seen, key=lambda s: -(s.logits_rel if s.logits_rel is not None else s.network_rel))[:WORST]
     return {
-        "library": runner.library, "version": runner.version, "version_measured": not unmeasured, "loaded": runner.how,
+        "library": runner.library, "version": runner.version, "version_measured": not unmeasured, "loaded": runner.how, "outputs": list(tally.points),
         "images": len(seen), "from": images.where, "pycls_decoder": decoded_by,
         "tolerance": {"input": INPUT_TOLERANCE, "outputs": LOGITS_TOLERANCE},
         "passed": sum(s.ok for s in seen),
@@ -47,7 +47,7 @@ def record(runner: Runner, tally: Tally, images: ImageSet, decoded_by: str, unme
 
 def _passed(rec: dict[str, Any], tally: Tally) -> str:
     words = (f"{rec['library']} {rec['version']} ({rec['loaded']}): {rec['images']} images ({rec['from']}) give pycls's input within "
-             f"{INPUT_TOLERANCE:g} normalized units, and on it outputs within {LOGITS_TOLERANCE:g} of pycls's model")
+             f"{INPUT_TOLERANCE:g} normalized units, and on it {', '.join(tally.points)} within {LOGITS_TOLERANCE:g} of pycls's model")
     if tally.widened:
         words += f" (or {SLACK:g}x pycls's own float32 error, {tally.widened:.2g}, where larger)"
     if rec["top1_agree"] is not None:
