@@ -270,6 +270,7 @@ def judge(entry: dict, layout: str) -> None:
     if "refused" in entry:  # a pair ckptconv refuses by design (REFUSED): nothing to judge
         entry["problems"], entry["ok"] = problems, True
         return
+    entry["builds"] = "class" in entry or "photo" in entry  # a model built (an ONNX session ran)
     if "error" in entry:
         problems.append(entry["error"])
     strict = entry.get("strict")
