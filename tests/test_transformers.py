@@ -280,3 +280,22 @@ def test_a_batch_gives_labels_to_its_transformers_cells_only(cli, tmp_path):
     assert json.loads((out / "transformers" / "y" / "config.json").read_text())["id2label"]["3"] == "class 3"
     alone = cli("batch", source, "--out-dir", tmp_path / "o2", "--to", "timm", "--labels", labels)
     assert alone.exit_code == 2 and "add --to transformers" in alone.stderr and not (tmp_path / "o2").exists()
+
+
+def test_a_resnet_folder_loads_as_a_backbone_with_the_classifiers_features(cli, transformers, tmp_path):
+    """ResNetBackbone (what AutoBackbone builds for ResNetConfig) takes the folder: every weight but
+    the classifier's, and stage for stage the features the classifier (held to pycls's logits above)
+    computes. transformers has no RegNet backbone class."""
+    name = next(n for n in MODELS if n.startswith("resnet50"))
+    source, folder = pycls_checkpoint(name, tmp_path / f"{name}.pyth"), tmp_path / name
+    assert cli("convert", source, folder, "--to", "transformers").exit_code == 0
+    stages = ["stage1", "stage2", "stage3", "stage4"]
+    backbone, info = transformers.ResNetBackbone.from_pretrained(folder, out_features=stages, output_loading_info=True)
+    assert not info["missing_keys"] and sorted(info["unexpected_keys"]) == ["classifier.1.bias", "classifier.1.weight"]
+    classifier = transformers.AutoModelForImageClassification.from_pretrained(folder).eval()
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((1, 3, 96, 96)).astype(np.float32))
+    with torch.no_grad():
+        features = backbone.eval()(pixel_values=x).feature_maps
+        hidden = classifier(pixel_values=x, output_hidden_states=True).hidden_states
+    assert len(features) == 4 and all(torch.equal(f, h) for f, h in zip(features, hidden[1:]))
+    assert not hasattr(transformers, "RegNetBackbone")
