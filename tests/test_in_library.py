@@ -72,9 +72,9 @@ def labelled(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def convert(cli, src: Path, out: Path, to: str) -> str:
+def convert(cli, src: Path, out: Path, to: str, *args) -> str:
     """Convert and return the printed code or config."""
-    result = cli("convert", src, out, "--to", to, "--json")
+    result = cli("convert", src, out, "--to", to, "--json", *args)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout).get("config") or ""
 
@@ -217,9 +217,12 @@ def test_every_library_loads_its_file_as_printed_and_computes_pycls_on_a_labelle
     files = {to: tmp_path / (f"rx.{to}" + ("" if to == "transformers" else ".pth")) for to in ("timm", "torchvision", "mmdet", "mmpretrain", "transformers")}
     for to, out in files.items():
         convert(cli, gt("regnetx_200mf"), out, to)
-    done = libraries("verify", *files.values(), "--in-library", "--images", images, "--labels", labels, "--json")
+    bgr = tmp_path / "rx.timm-bgr.pth"  # weights that take BGR: the printed transform reverses PIL's RGB before Normalize
+    convert(cli, gt("regnetx_200mf"), bgr, "timm", "--channel-order", "bgr")
+    done = libraries("verify", *files.values(), bgr, "--in-library", "--images", images, "--labels", labels, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
-    results = {r["layout"]: r for r in json.loads(done.stdout)["files"]}
+    results = {r["layout"]: r for r in json.loads(done.stdout)["files"] if r["path"] != str(bgr)}
+    assert next(r for r in json.loads(done.stdout)["files"] if r["path"] == str(bgr))["in_library"]["passed"] == len(SHIPPED)
     for to in files:
         got = results[to]["in_library"]
         assert (got["library"], got["version"], got["passed"]) == (to, libraries.versions[to], len(SHIPPED)), got

@@ -51,7 +51,7 @@ def test_the_shipped_table_is_what_the_measurements_derive_to():
     shipped = json.loads(RUNTIME.read_text())
     assert set(shipped["libraries"]) == {"timm", "torchvision", "mmdet", "mmpretrain", "transformers", "onnxruntime"}
     for library, versions in shipped["libraries"].items():
-        assert versions == {v: row["verdict"] for v, row in MEASURED["libraries"][library].items()}
+        assert versions == {v: row["verdict"] for v, row in MEASURED["libraries"][library].items() if row["status"] != "not measured"}
 
 
 def _gt_pins() -> dict[str, str]:

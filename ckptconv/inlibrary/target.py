@@ -18,8 +18,7 @@ class Target:
     prefix: str
     takes: str  # the channel order the weights take
     printed: str  # the code (or config fragment) ckptconv prints for the file
-    transform: str  # the printed torchvision transform that gives pycls's input
-    flip: bool  # the printed pipeline reverses the channels after its transforms
+    transform: str  # the printed torchvision transform that gives pycls's input (in the order the weights take)
     config: Path | None = None  # the user's own loading code or config, in place of the printed one
 
     @property
@@ -34,5 +33,4 @@ def target_of(path: Path, variant: Variant, layout: Layout, prefix: str, takes: 
 
     pre = needed(layout.pipeline, takes, stats)
     printed = render_config(layout, variant, path.resolve(), prefix, pre) or ""
-    flip = pre.flip and not layout.pipeline.flip_flag
-    return Target(path, variant, layout, prefix, takes, printed, torch_transform(variant, pre), flip, config)
+    return Target(path, variant, layout, prefix, takes, printed, torch_transform(variant, pre), config)

@@ -37,14 +37,12 @@ class Snippet:
     how: str
     model: Any
     preprocess: Any
-    flip: bool = False  # the printed code says to reverse the channels after preprocess (x.flip(0))
 
     def run(self, path: Path) -> Ran:
         from PIL import Image
 
         with Image.open(path) as im:
             x = self.preprocess(im.convert("RGB"))
-        x = x.flip(0) if self.flip else x
         out = self.model(x[None].to(torch.float32))
         logits = getattr(out, "logits", out)  # transformers' ImageClassifierOutput
         return Ran(pil_decode(path), x.to(torch.float32), {LOGITS: logits.float()})
@@ -56,7 +54,7 @@ def _built(target: Target, library: str, text: str, where: str) -> Snippet:
     space = _namespace(text, where)
     model = space["model"].eval()
     how = where if target.config is None else f"your loading code {where}"
-    return Snippet(library, version(library), how, model, space["preprocess"], target.flip and target.config is None)
+    return Snippet(library, version(library), how, model, space["preprocess"])
 
 
 def _hub_folder(target: Target) -> Path | None:
@@ -68,8 +66,26 @@ def _hub_folder(target: Target) -> Path | None:
         return None
 
 
+LOCAL_DIR = (1, 0, 16)  # the first timm whose create_model takes 'local-dir:' (docs/versions.md, measured)
+
+
+def _release(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split("+")[0].split("."):
+        digits = "".join(ch for ch in part if ch.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
 def timm(target: Target) -> Snippet:
+    from importlib.metadata import version
+
     folder = _hub_folder(target) if target.config is None else None
+    if folder is not None and _release(version("timm")) < LOCAL_DIR:
+        raise UsageError(f"timm {version('timm')} cannot load a model folder: create_model('local-dir:...') came in timm 1.0.16",
+                         fix="upgrade timm, or load the folder's model.safetensors with the code convert prints without --hub")
     if folder is not None:
         text = (f"import timm\nfrom torchvision import transforms\nmodel = timm.create_model({python('local-dir:' + str(folder.resolve()))}, pretrained=True)\n"
                 + target.transform)

@@ -21,7 +21,7 @@ def _input_note(layout: Layout, pre: Preprocess) -> str:
     if not pre.flip or layout.pipeline.flip_flag:
         return ""
     return (f"# These weights take {pre.feeds.upper()} input and {layout.loads_into} feeds "
-            f"{layout.pipeline.reads.upper()}: reverse the channels after the transforms (x = x.flip(0)),\n"
+            f"{layout.pipeline.reads.upper()}: the transform above reverses the channels before Normalize,\n"
             "# or convert again with --channel-order rgb (the default).\n")
 
 
@@ -87,6 +87,8 @@ def torch_transform(variant: Variant, pre: Preprocess) -> str:
     """The torchvision transform that gives pycls's input (timm's snippets use it too: no timm
     transform resizes without antialiasing or crops at pycls's offset)."""
     r, c = variant.test_size, variant.im_size
+    flip = (f"    transforms.Lambda(lambda x: x.flip(0)),  # RGB to {pre.feeds.upper()}, the order these weights take (before Normalize: its mean and std are in that order)\n"
+            if pre.flip else "")
     return (f"# pycls tests {variant.name} at: the short side resized to {r}, then a centre crop of {c}, on float32 pixels.\n"
             "# torchvision's Resize antialiases and its CenterCrop rounds the offset half to even (and timm's transforms\n"
             "# do the same): PyclsResizeCrop (pip install ckptconv) resizes and crops as pycls does, so the input is pycls's.\n"
@@ -94,6 +96,7 @@ def torch_transform(variant: Variant, pre: Preprocess) -> str:
             "preprocess = transforms.Compose([\n"
             "    transforms.PILToTensor(),  # uint8, RGB as PIL decodes the file\n"
             f"    PyclsResizeCrop(resize={r}, crop={c}),  # pycls's resize (cv2's bilinear, no antialiasing) and centre crop, then /255\n"
+            + flip +
             f"    transforms.Normalize(mean={pre.config()['mean']}, std={pre.config()['std']}),  # pycls's mean and std, in the order the weights take\n"
             "])\n")
 
