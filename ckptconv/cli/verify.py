@@ -12,12 +12,12 @@ import click
 
 from ..errors import EXIT_UNCHECKED
 from ..verify.many import planned
-from .options import expectations_from, verify_options
+from .options import LOCATION, expectations_from, verify_options
 from .ui import UI, _escape
 
 
 @click.command("verify")
-@click.argument("targets", nargs=-1, metavar="FILE|DIR|REPORT.json...", type=click.Path(path_type=Path))
+@click.argument("targets", nargs=-1, metavar="FILE|DIR|REPORT.json...", type=LOCATION)
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
               help="An MMDetection or mmpretrain config (read with mmengine, _base_ included; it is Python and runs when read, "
                    "as in mmengine): check its fields against the weights it loads (or FILE), then verify them with the settings it builds.")
