@@ -64,9 +64,12 @@ def verify_cmd(obj, targets, config, report_path, **kw) -> None:
 
 def _check_usage(config: Path | None, targets: list[Path], in_library: bool) -> None:
     from ..errors import UsageError
+    from ..io.store import is_url
 
     if config is None and not targets:
         raise UsageError("verify needs something to verify", fix="give FILE, DIR or REPORT.json (or --config CFG)")
+    if config is not None and any(is_url(t) for t in targets):
+        raise UsageError("--config checks the weights of a local FILE", fix="copy the object locally and verify that file with --config")
     if config is not None and (len(targets) > 1 or (targets and targets[0].is_dir())):
         raise UsageError("--config goes with at most one FILE: the weights that config loads", fix="verify the other files in a run of their own")
     if config is not None and in_library and not targets:

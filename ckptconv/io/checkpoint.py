@@ -331,6 +331,8 @@ def _from_safetensors(path: Path, opened: Opened) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if getattr(opened, "ranged", False):  # load_file reads every tensor now: an object's whole
+        opened.fetch_all()
     header = read_safetensors_header(path, opened.reads)
     try:
         sd = load_file(str(opened.reads), device="cpu")

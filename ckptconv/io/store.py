@@ -144,14 +144,14 @@ def stamp_of(found: dict) -> tuple:
     return found.get("size"), found.get("ETag") or found.get("etag"), str(found.get("LastModified") or found.get("mtime") or found.get("created"))
 
 
-def check_source(url: Url) -> dict:
-    """The object exists and is a file: its info."""
-    _, _, found = info(url)
+def check_source(url: Url) -> tuple[Any, str, dict]:
+    """The object exists and is a file: (file system, path, its info)."""
+    fs, path, found = info(url)
     if found is None:
         raise UsageError("no such object", fix="check the URL (bucket and key)", path=str(url))
     if found.get("type") != "file":
         raise UsageError("is a directory (a prefix), not a checkpoint object", fix="give the URL of the .pyth/.pth object", path=str(url))
-    return found
+    return fs, path, found
 
 
 def check_outputs(planned: list, inputs: list, force: bool) -> None:
@@ -221,8 +221,8 @@ class RemoteFile:
     def __init__(self, url: Url):
         import weakref
 
-        found = check_source(url)
-        self.path, self.fs, self.key = url, *filesystem(url)
+        self.fs, self.key, found = check_source(url)
+        self.path = url
         self.size, self.stamp = int(found["size"]), stamp_of(found)
         self.fd, self.reads = unnamed_temp()
         weakref.finalize(self, os.close, self.fd)
