@@ -25,6 +25,7 @@ from .io import dtypes, files, hashing, writer
 from .io.checkpoint import Checkpoint, load, span_values, written_records
 from .io.hashing import Hashed, tensors_digest
 from .io.meta import encode_meta, plain_state_dict
+from .io.store import is_url
 from .model.families import FAMILIES
 from .options import ONNX, PYCLS, Expectations, Request
 from .preflight import Ready, ready
@@ -126,6 +127,7 @@ def _prepare(request: Request, source_hash: Hashed | Future | None) -> Conversio
     registry = registry_for(request.tables)
     ckpt = load(request.source, trust_pickle=request.trust_pickle)
     weight_set, sd = ckpt.select(request.weights)
+    ckpt.fetch(weight_set)  # an object on a store: this set's records, and no other
     found = _identify(request, ckpt, sd, registry)
     variant, arch_from = found.variant, found.how
     r = resolve(request, variant, registry)
@@ -217,10 +219,16 @@ class Result:
             "preprocessing": _preprocessing(c),
             "verification": self.report.to_dict() if self.report else None,
             "write": self.written.to_dict() if self.output else None,
+            "source_read": _source_read(c.checkpoint),
             "config": c.config,
             "warnings": warnings(c),
             "meta": c.meta,
         }
+
+
+def _source_read(ckpt: Checkpoint) -> dict[str, int] | None:
+    """What was read of a source on object storage (bytes, the object's size, requests); None for a local file."""
+    return ckpt.opened.read_stats() if getattr(ckpt.opened, "ranged", False) else None
 
 
 def _preprocessing(c: Conversion) -> dict[str, Any]:
@@ -399,7 +407,7 @@ def _still_the_source(c: Conversion) -> None:
     """The file hashed is the file the tensors were read from, unchanged since: the sha256 in the
     meta is the tensors' (every read went through that open file: ``Checkpoint.opened``)."""
     opened = c.checkpoint.opened
-    if c.source_hash is not None and opened is not None and (c.source_hash.stamp != opened.stamp or not opened.unchanged()):
+    if opened is not None and ((c.source_hash is not None and c.source_hash.stamp != opened.stamp) or not opened.unchanged()):
         raise hashing.changed(c.request.source, "the source")
 
 
@@ -427,7 +435,7 @@ def convert(request: Request | Ready, *, source_hash: Hashed | Future | None = N
     start = time.perf_counter()
     checked_once = ready(request, writes=True)
     request, fmt = checked_once.request, checked_once.format
-    hashed = source_hash if source_hash is not None else hashing.start_hash(request.source)
+    hashed = source_hash if source_hash is not None or is_url(request.source) else hashing.start_hash(request.source)  # an object is not read whole
     conversion, report = checked(checked_once, source_hash=hashed)
     write = {"hub": _write_folder, "onnx": _write_graph}.get(fmt) or (lambda c, out, r: _write_outputs(c, out, fmt, r))
     written, size = write(conversion, request.output, report)

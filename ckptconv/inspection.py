@@ -13,9 +13,11 @@ from typing import Any
 from .errors import CkptError
 from .io import dtypes
 from .io.checkpoint import load
-from .io.files import is_graph
+from .io.files import is_graph, local_graph
 from .io.formats import read_safetensors_header, sniff
 from .io.meta import decode_meta, read_meta
+from .io.ranged import open_remote
+from .io.store import Url, is_url, location
 from .libraries import libraries
 from .options import PYCLS
 from .tables import detect, engine
@@ -119,18 +121,23 @@ def top_level_words(kind: str, top_keys: list[str]) -> str:
     return ", ".join(top_keys)
 
 
-def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = False) -> dict[str, Any]:
-    path = Path(path)
+def inspect_file(path: str | Path | Url, registry: Registry, *, trust_pickle: bool = False) -> dict[str, Any]:
+    path = location(path)
     if is_graph(path):
+        local_graph(path)
         from .onnx.graph_files import inspect_graph
         from .preflight import require_onnx
 
         require_onnx("reading an ONNX graph")
         return inspect_graph(path)
-    fmt = sniff(path)
-    out: dict[str, Any] = {"path": str(path), "format": fmt, "file_bytes": path.stat().st_size}
+    opened = open_remote(path) if is_url(path) else None  # an object: its head and index, read by range
+    reads = opened.reads if opened is not None else None
+    fmt = sniff(path, reads)
+    out: dict[str, Any] = {"path": str(path), "format": fmt, "file_bytes": opened.size if opened is not None else path.stat().st_size}
+    if opened is not None:
+        out["read"] = opened.read_stats()
     if fmt == "safetensors":
-        header = read_safetensors_header(path)
+        header = read_safetensors_header(path, reads)
         meta, _ = read_meta(decode_meta(header.pop("__metadata__", None) or {}))
         shapes = {k: (tuple(v["shape"]), dtypes.FROM_SAFETENSORS[v["dtype"]]) for k, v in header.items()}
         out.update(kind="safetensors", top_level_keys=None, top_level=top_level_words("safetensors", list(shapes)), meta=meta, meta_words=meta_words(meta))
@@ -138,7 +145,7 @@ def inspect_file(path: str | Path, registry: Registry, *, trust_pickle: bool = F
         out["weight_sets"] = {"state_dict": describe_set(shapes, registry, None, meta)}
         out["config"] = recorded_config(path, meta, registry)
         return out
-    ckpt = load(path, trust_pickle=trust_pickle)
+    ckpt = load(path, trust_pickle=trust_pickle, opened=opened)
     out["loaded_by"] = loaded_by(ckpt)
     out.update(kind=ckpt.kind, top_level_keys=ckpt.top_keys, top_level=top_level_words(ckpt.kind, ckpt.top_keys),
                meta=ckpt.meta, meta_words=meta_words(ckpt.meta), epoch=ckpt.epoch, has_cfg=ckpt.cfg is not None)

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from .errors import UsageError
 from .io.paths import Planned
+from .io.store import is_url, location
 
 Weights = Literal["best", "model", "ema"]  # best: as pycls's load_checkpoint picks (model, or EMA when its error is lower)
 Dtype = Literal["keep", "fp16", "bf16", "fp32"]
@@ -46,6 +47,14 @@ FOLDER_LAYOUTS = ("transformers",)  # the layouts written only as a model folder
 def choice(value: Any, choices: tuple[str, ...], option: str) -> None:
     if value not in choices:
         raise UsageError(f"unknown {option} {value!r}", fix=f"use one of {', '.join(choices)}")
+
+
+def local_only(*named: tuple[str, Any]) -> None:
+    """Options read from local files only, as yet: a URL there is a usage error (docs/storage.md)."""
+    for option, value in named:
+        if is_url(value):
+            raise UsageError(f"{option} {value}: this option reads local files only (object storage reaches IN, OUT and --config-out of convert, "
+                             "and FILE of verify and inspect)", fix="copy the file locally and pass its path")
 
 
 # each step of a pipeline's geometry: pycls's way first, then the others a library may take
@@ -120,6 +129,7 @@ class Request:
             raise UsageError(f"--prefix {self.prefix!r} is not a dotted module path", fix="use e.g. backbone or model.backbone (no empty segments)")
         self._check_hub()
         self._check_onnx()
+        local_only(("--cfg", self.cfg), ("--labels", self.labels))
         if self.labels is not None and self.layout != "transformers":
             raise UsageError(f"--labels names the classes in a transformers config.json, and --to is {self.layout}", fix="pass --to transformers, or leave --labels out")
 
@@ -193,6 +203,7 @@ class Expectations:
         self.check()  # an Expectations is usable, or is not made
 
     def check(self) -> None:
+        local_only(("--source", self.source), ("--images", self.images), ("--labels", self.labels), ("a loading config", self.config))
         if self.weights is not None:
             choice(self.weights, WEIGHTS, "--weights")
         if self.padding is not None:
@@ -224,7 +235,7 @@ def build(cls: type, where: str, **values: Any):
         raise UsageError(f"{where} needs a source: the path of the checkpoint to convert, not {values.get('source')!r}")
     for name in ("source", "output", "config_out", "cfg"):
         if values.get(name) is not None and not isinstance(values[name], Path):
-            values[name] = Path(values[name])
+            values[name] = location(values[name])  # a URL stays a URL
     for name, each in (("tables", Path), ("input_size", int)):
         if name in values:
             values[name] = tuple(each(v) for v in values[name])

@@ -46,7 +46,7 @@ def check_request(request: Request, *, writes: bool) -> str | None:
             raise UsageError("no output file given", fix="pass OUT, or --dry-run to only print the plan")
         fmt = "hub" if request.folder else files.output_format(request.output)
         _check_graph_output(fmt, request)
-    files.check_regular(request.source)
+    files.check_input(request.source)
     if writes:
         files.check_outputs(request.planned(), request.inputs() + registry.table_files(), request.force)
     if writes and request.folder:

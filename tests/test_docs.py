@@ -49,6 +49,7 @@ COVERED = {
     ("docs/development.md", "pip install torch==2.13.0 && pip install '.[test]' && python -m pytest -q"): INSTALL,
     ("docs/tables.md", "[mapping]"): "test_docs.py::test_the_table_excerpt_is_the_table",
     ("docs/onnx.md", "pip install 'ckptconv[onnx]'   # onnx, onnxscript (torch's exporter needs it), onnxruntime"): INSTALL,
+    ("docs/storage.md", "pip install 'ckptconv[s3]'   # fsspec and s3fs"): INSTALL,
     ("docs/onnx.md", "# b0 as one ONNX graph (opset 19), pycls's logits from onnxruntime."):
         "test_onnx.py::test_the_docs_snippet_is_what_convert_prints_and_runs",
     ("docs/onnx.md", "ckptconv verify model.onnx --source IN.pyth   # provenance + the same runs in onnxruntime"):

@@ -8,7 +8,7 @@ import click
 
 from ..errors import UsageError
 from ..options import PYCLS
-from .options import conversion_options, hub_options, onnx_options, output_options, request_from
+from .options import LOCATION, conversion_options, hub_options, onnx_options, output_options, request_from
 from .ui import UI, human_bytes, human_params
 
 
@@ -16,6 +16,7 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> Non
     ui = UI(json_mode=kw["json_mode"], quiet=kw["quiet"])
     with ui.guard():
         from ..io.hashing import start_hash
+        from ..io.store import is_url
         from ..preflight import ready
 
         if fields.get("layout") is None:
@@ -27,7 +28,7 @@ def run_convert(ctx_obj, src: Path, out: Path | None, kw: dict, **fields) -> Non
         request = request_from(kw, ctx_obj.tables, source=src, output=None if dry_run else out, config_out=kw["config_out"], **fields)
         request = ready(request, writes=not dry_run)  # checked once, before torch: a usage error costs milliseconds
         # hash the input on the other core while this one imports torch
-        hashed = start_hash(src) if not dry_run else None
+        hashed = start_hash(src) if not dry_run and not is_url(src) else None  # an object is read by range, never whole
         from ..signals import done, import_torch
 
         import_torch()
@@ -92,14 +93,14 @@ def summarize(ui: UI, result) -> None:
 
 
 def _common(f):
-    f = click.option("--config-out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="Also write the config fragment to FILE.")(f)
+    f = click.option("--config-out", type=LOCATION, metavar="FILE", help="Also write the config fragment to FILE.")(f)
     f = click.option("--dry-run", is_flag=True, help="Print the mapping plan (every key, every drop and its rule) and write nothing.")(f)
     return output_options(conversion_options(f))
 
 
 @click.command("pycls2mmdet")
-@click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
-@click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)  # omitted only with --dry-run
+@click.argument("src", metavar="IN", type=LOCATION)
+@click.argument("out", metavar="OUT", type=LOCATION, required=False)  # omitted only with --dry-run
 @click.option("--layout", default="mmdet", show_default=True, help="Target layout: mmdet (MMDetection 3.x's EfficientNet, RegNet, ResNet, ResNeXt) or mmdet-stages (EfficientNet only, as efficientnet2mmdet.py names it).")
 @_common
 @click.pass_obj
@@ -114,8 +115,8 @@ def pycls2mmdet(obj, src: Path, out: Path | None, layout: str, **kw) -> None:
 
 
 @click.command("convert")
-@click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=True))
-@click.argument("out", metavar="OUT", type=click.Path(path_type=Path), required=False)  # omitted only with --dry-run
+@click.argument("src", metavar="IN", type=LOCATION)
+@click.argument("out", metavar="OUT", type=LOCATION, required=False)  # omitted only with --dry-run
 @click.option("--from", "source_layout", default=PYCLS, show_default=True, help="Layout of IN: pycls or a table (mmdet, mmdet-stages, mmpretrain, timm, torchvision; ckptconv mappings lists them).")
 @click.option("--to", "layout", default=None, help="Layout of OUT: a table name, or pycls (required).")
 @click.option("--allow-partial", is_flag=True, help="Converting to pycls: write the file even when IN lacks keys pycls has (e.g. head.fc from mmdet).")

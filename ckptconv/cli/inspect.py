@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
+from .options import LOCATION
 from .ui import UI, human_bytes, human_params
 
 
 @click.command("inspect")
-@click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
+@click.argument("path", metavar="FILE", type=LOCATION)
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--trust-pickle", is_flag=True, help="DANGEROUS: unpickle any object the file asks for.")
 @click.pass_obj

@@ -13,6 +13,21 @@ import click
 
 from ..options import DEFAULT_INPUT, DTYPES, ONNX_INPUTS, ORDERS, PADDINGS, VERIFICATIONS, WEIGHTS, Expectations, Request
 
+
+class Location(click.ParamType):
+    """A local path, or a URL of a file system fsspec resolves (``s3://bucket/key``): ``io.store.location``.
+    A URL stays a URL (click.Path would make ``s3://b/k`` the local ``s3:/b/k``)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from ..io.store import location
+
+        return location(value)
+
+
+LOCATION = Location()
+
 REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force", "hub", "license", "labels", "onnx_input", "levels")
 
 
@@ -34,7 +49,7 @@ _ORDER_HELP = ("Colour order the written weights take. rgb (default; bgr for --t
                "so a library's stock RGB pipeline computes what pycls computed from BGR images. bgr: as pycls trained them.")
 _CONVERSION = [
     click.option("--arch", metavar="ARCH", help=_ARCH_HELP),
-    click.option("--cfg", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    click.option("--cfg", type=LOCATION, metavar="FILE",
                  help="A pycls YAML stating the model (the run's config.yaml): for checkpoints saved without their cfg, "
                       "or to state what the tensors cannot show (strides, where the stride sits, BN eps)."),
     click.option("--weights", type=click.Choice(WEIGHTS), default="best", show_default=True,
@@ -55,7 +70,7 @@ _HUB = [
                                              "and the Hugging Face Hub serves as it is: config.json, model.safetensors, README.md (a model card). "
                                              "--to transformers always writes a folder (AutoModelForImageClassification.from_pretrained)."),
     click.option("--license", metavar="ID", default=None, help="The licence of the weights, for the hub folder's model card (mit, apache-2.0, other ...)."),
-    click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", default=None,
+    click.option("--labels", type=LOCATION, metavar="FILE", default=None,
                  help="With --to transformers: the class names, one per line in class order, for config.json's id2label (default: LABEL_0 ...)."),
 ]
 
@@ -105,7 +120,7 @@ def request_from(kw: dict[str, Any], tables: tuple[Path, ...], **fields: Any) ->
 
 
 _VERIFY = [
-    click.option("--source", type=click.Path(path_type=Path), help="The pycls checkpoint FILE was converted from: adds bit identity, numerics against it, and its sha256."),
+    click.option("--source", type=LOCATION, help="The pycls checkpoint FILE was converted from: adds bit identity, numerics against it, and its sha256."),
     click.option("--arch", metavar="ARCH", help="Expected model; default: the file's meta, else its shapes."),
     click.option("--layout", help="Expected layout; default: the file's meta, else its keys."),
     click.option("--weights", type=click.Choice(WEIGHTS), default=None, help="Source weight set to compare with; default: the one the meta records."),

@@ -12,12 +12,12 @@ import click
 
 from ..errors import EXIT_UNCHECKED
 from ..verify.many import planned
-from .options import expectations_from, verify_options
+from .options import LOCATION, expectations_from, verify_options
 from .ui import UI, _escape
 
 
 @click.command("verify")
-@click.argument("targets", nargs=-1, metavar="FILE|DIR|REPORT.json...", type=click.Path(path_type=Path))
+@click.argument("targets", nargs=-1, metavar="FILE|DIR|REPORT.json...", type=LOCATION)
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
               help="An MMDetection or mmpretrain config (read with mmengine, _base_ included; it is Python and runs when read, "
                    "as in mmengine): check its fields against the weights it loads (or FILE), then verify them with the settings it builds.")
@@ -64,9 +64,12 @@ def verify_cmd(obj, targets, config, report_path, **kw) -> None:
 
 def _check_usage(config: Path | None, targets: list[Path], in_library: bool) -> None:
     from ..errors import UsageError
+    from ..io.store import is_url
 
     if config is None and not targets:
         raise UsageError("verify needs something to verify", fix="give FILE, DIR or REPORT.json (or --config CFG)")
+    if config is not None and any(is_url(t) for t in targets):
+        raise UsageError("--config checks the weights of a local FILE", fix="copy the object locally and verify that file with --config")
     if config is not None and (len(targets) > 1 or (targets and targets[0].is_dir())):
         raise UsageError("--config goes with at most one FILE: the weights that config loads", fix="verify the other files in a run of their own")
     if config is not None and in_library and not targets:

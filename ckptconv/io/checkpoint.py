@@ -31,6 +31,7 @@ from .formats import read_safetensors_header, sniff
 from .hashing import tensors_digest
 from .meta import cfg_of, decode_meta, plain_meta, read_meta
 from .spans import read_span, tensor_crc
+from .store import RemoteFile, Url, location
 from .zipindex import Span, TensorRef, ZipIndex, read_index
 
 TRUST_FIX = "if you trust the file's author, pass --trust-pickle (this runs code stored in the file)"
@@ -103,6 +104,19 @@ class Checkpoint:
             fix=f"convert it again: the {loader} layout is written as a bare state dict",
             path=str(self.path),
         )
+
+    def fetch(self, *names: str) -> None:
+        """Bring in the bytes of these weight sets where the input is an object read by range
+        (``ranged``): their records alone, or the whole object when a tensor's record is unknown.
+        A local file holds every byte already."""
+        if not getattr(self.opened, "ranged", False):
+            return
+        spans = [self.index.records.get(ref.record) if self.index is not None and (ref := self.refs.get(name, {}).get(key)) else None
+                 for name in names for key in self.weight_sets[name]]
+        if all(spans):
+            self.opened.fetch([(s.offset, s.offset + s.nbytes) for s in spans])
+        else:
+            self.opened.fetch_all()
 
     def spans(self, weight_set: str) -> dict[str, Span]:
         """The record of every tensor of ``weight_set`` whose file bytes are exactly its value, so they
@@ -317,6 +331,8 @@ def _from_safetensors(path: Path, opened: Opened) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if getattr(opened, "ranged", False):  # load_file reads every tensor now: an object's whole
+        opened.fetch_all()
     header = read_safetensors_header(path, opened.reads)
     try:
         sd = load_file(str(opened.reads), device="cpu")
@@ -326,15 +342,29 @@ def _from_safetensors(path: Path, opened: Opened) -> Checkpoint:
     return Checkpoint(path, "safetensors", "safetensors", sorted(sd), {"state_dict": strip_module(sd, path)}, meta=meta, meta_problems=problems, opened=opened)
 
 
-def load(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
+def _open(path: Path | Url, opened: Opened | RemoteFile | None) -> Opened | RemoteFile:
+    """The input opened once: a local file, or an object read by range (``ranged``)."""
+    if opened is not None:
+        return opened
+    if isinstance(path, Url):
+        from .ranged import open_remote
+
+        return open_remote(path)
+    return Opened(path)
+
+
+def load(path: str | Path | Url, *, trust_pickle: bool = False, opened: Opened | RemoteFile | None = None) -> Checkpoint:
     """Load a checkpoint safely: format from its magic bytes, weights-only, memory-mapped when zip;
-    every read, now and later, through the one file opened here (``files.Opened``)."""
-    path = Path(path)
-    opened = Opened(path)
+    every read, now and later, through the one file opened here (``files.Opened``; a URL's object:
+    ``store.RemoteFile``, whose weight sets are fetched by ``Checkpoint.fetch``)."""
+    path = location(path)
+    opened = _open(path, opened)
     fmt = sniff(path, opened.reads)
     if fmt == "safetensors":
         return _from_safetensors(path, opened)
     index = read_index(path, opened.reads) if fmt == "zip" else None
+    if index is not None and getattr(opened, "ranged", False):  # a number pickled as a tensor (test_err) is read now
+        opened.fetch([(s.offset, s.offset + s.nbytes) for s in index.top_level()])
     ckpt = _from_pickle(path, fmt, _torch_load(path, fmt, trust_pickle, opened.reads), index)
     ckpt.opened = opened
     return ckpt

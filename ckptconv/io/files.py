@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import OutputError, UsageError
+from . import store
 from .paths import Planned, check_plan
+from .store import is_url
 
 TMP_PREFIX = ".ckptconv-tmp-"
 FORMATS = {".pth": "pth", ".pt": "pth", ".pyth": "pth", ".safetensors": "safetensors", ".onnx": "onnx"}
@@ -37,12 +39,18 @@ STALE_AFTER = 60.0  # seconds: a temp file this young may be one being created r
 
 def is_graph(path: Path) -> bool:
     """An ONNX graph, by its name: inspect and verify read it with the onnx extra, never as a checkpoint."""
-    return Path(path).suffix.lower() == ".onnx"
+    return (path.suffix if is_url(path) else Path(path).suffix).lower() == ".onnx"
+
+
+def local_graph(path: Path | store.Url) -> None:
+    """An ONNX graph is read from a local file only, as yet (docs/storage.md)."""
+    if is_url(path):
+        raise UsageError("an ONNX graph is read from a local file only, as yet", fix="copy the object locally and pass its path", path=str(path))
 
 
 def output_format(path: Path) -> str:
     """``pth`` or ``safetensors`` from the extension; anything else is a usage error."""
-    if path.is_dir():
+    if not is_url(path) and path.is_dir():
         raise UsageError("the output is a directory", fix="give a file name ending in .pth or .safetensors", path=str(path))
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -52,6 +60,11 @@ def output_format(path: Path) -> str:
             path=str(path),
         )
     return fmt
+
+
+def check_input(path: Path | store.Url) -> None:
+    """An input the user named is a regular file, or an object on a store (``store.check_source``)."""
+    store.check_source(path) if is_url(path) else check_regular(path)
 
 
 def check_regular(path: Path) -> os.stat_result:
@@ -158,7 +171,11 @@ def check_outputs(planned: list[Planned], inputs: list[Path], force: bool) -> No
     """Refuse, before anything is read: a plan whose paths meet (``paths.check_plan``: an output
     that is an input or another output, links resolved), a file that exists without ``force``, or
     whose directory is missing or read-only. (A folder's own rules are ``folder.check_folder``.)"""
-    check_plan(planned, inputs)
+    remote = [p for p in planned if is_url(p.path)]
+    if remote:  # a URL is no local path: its own checks (``store``), the local ones for the rest
+        store.check_outputs(remote, inputs, force)
+    check_plan([p for p in planned if not is_url(p.path)], [i for i in inputs if not is_url(i)])
+    planned = [p for p in planned if not is_url(p.path)]
     for p in planned:
         if not p.folder:
             check_output(p.path, force)
@@ -170,7 +187,7 @@ MAX_REPORT_BYTES = 64 << 20
 def check_report_output(report: Path, inputs: list[Path], what: str = "--report") -> None:
     """A --report file may replace an earlier ckptconv report (a rerun in CI), never an input, and
     never another existing file: that would need the user's say."""
-    check_plan([Planned(report, what)], inputs)
+    check_plan([Planned(report, what)], [i for i in inputs if not is_url(i)])  # a local report is never an object on a store
     check_replaceable_report(report)
 
 
@@ -341,7 +358,7 @@ def all_or_nothing(*paths: Path | None) -> Iterator[list[PendingWrite | None]]:
     try:
         with deferred():
             for path in paths:
-                pending.append(None if path is None else PendingWrite(path))
+                pending.append(None if path is None else store.PendingUpload(path) if is_url(path) else PendingWrite(path))
         yield pending
     except BaseException:
         with deferred():  # a second signal must not cut the clean-up short

@@ -64,6 +64,11 @@ class ZipIndex:
     byteorder: str
     tree: Any  # data.pkl's object graph with TensorRef leaves; None when it could not be read inertly
 
+    def top_level(self) -> list[Span]:
+        """The records of tensors at the top level of the pickled object (a number saved as a tensor)."""
+        node = self.tree if isinstance(self.tree, dict) else {}
+        return [self.records[v.record] for v in node.values() if isinstance(v, TensorRef) and v.record in self.records]
+
     def refs(self, path: tuple[str, ...]) -> dict[str, TensorRef]:
         """The TensorRefs of the state dict at ``path`` in the pickled object ({} if unknown)."""
         node = self.tree

@@ -18,6 +18,7 @@ import onnx
 import torch
 
 from ..io.meta import read_meta
+from ..io.store import is_url
 from ..options import ONNX, Request
 from ..serialize import python
 from ..verification.report import Report
@@ -84,7 +85,7 @@ def outputs(variant, levels: bool) -> list[str]:
 
 def snippet(meta: dict[str, Any], output: Path | None, variant, levels: bool) -> str:
     """Python that runs the graph on a photo file with onnxruntime, as its provenance says to feed it."""
-    path = python(str(output.resolve()) if output is not None else "OUT")
+    path = python("OUT" if output is None else str(output) if is_url(output) else str(output.resolve()))
     head = (f"# {variant.name} as one ONNX graph (opset {OPSET}), pycls's logits from onnxruntime.\n"
             "# pip install onnxruntime" + (" opencv-python-headless" if meta["input"] == "image" and meta["channel_order"] == "bgr" else " pillow")
             + ("" if meta["input"] == "image" else " ckptconv") + "\n")

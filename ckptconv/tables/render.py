@@ -3,13 +3,13 @@ MMDetection or mmpretrain config pastes, or the timm / torchvision snippet. torc
 
 from __future__ import annotations
 
-import os
 import re
 import string
 from pathlib import Path
 from typing import Any
 
 from ..errors import CkptError, TableError
+from ..io.store import shown
 from ..model.variants import Variant
 from ..serialize import comment, python
 from ..version import __version__
@@ -126,7 +126,7 @@ def render_config(layout: Layout, variant: Variant, checkpoint: Path | None, pre
         return None
     widths = [variant.point_width(p) for p in layout.levels_for(variant).values()]
     out_indices = tuple(layout.config.get("out_indices", ()))
-    quoted = python(os.path.abspath(checkpoint)) if checkpoint is not None else "'OUT'"
+    quoted = python(shown(checkpoint)) if checkpoint is not None else "'OUT'"
     values = {
         **variant.config_values(),
         **_library_values(layout, variant, {f for _, f, _, _ in string.Formatter().parse(template) if f}),

@@ -20,7 +20,7 @@ import torch
 from ..errors import UsageError
 from ..io import dtypes
 from ..io.checkpoint import Checkpoint, load
-from ..io.files import is_graph
+from ..io.files import is_graph, local_graph
 from ..io.hashing import start_hash
 from ..model import structure
 from ..model.families import FAMILIES
@@ -221,6 +221,7 @@ def verify_checked(path: str | Path, opts: Expectations) -> Report:
     if is_graph(path):
         from functools import partial
 
+        local_graph(path)
         from ..inlibrary.graph import check_graph
         from ..onnx.graph_files import verify_graph
 
@@ -229,6 +230,7 @@ def verify_checked(path: str | Path, opts: Expectations) -> Report:
     registry = registry_for(opts.tables)
     sha = start_hash(opts.source) if opts.source is not None and Path(opts.source).is_file() else None  # overlaps the loads
     ckpt = load(path, trust_pickle=opts.trust_pickle)
+    ckpt.fetch(*ckpt.weight_sets)  # an object on a store: every weight set is checked, so all are read
     found = _found(ckpt, opts, registry)
     match = found.match
     _check_applies(opts, match)

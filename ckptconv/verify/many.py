@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ..errors import CkptError, UsageError
 from ..fields import Fields
-from ..io.files import atomic_write, check_regular, check_report_output
+from ..io.files import atomic_write, check_input, check_regular, check_report_output
 from ..io.folder import WEIGHTS
+from ..io.store import is_url
 from ..options import Expectations
 
 OUTPUT_SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -42,7 +43,10 @@ def collect(targets: list[Path]) -> list[Target]:
     """(file, source or None) for every file, directory (searched recursively) or batch report given."""
     found: list[Target] = []
     for target in targets:
-        if target.is_dir():
+        if is_url(target):  # an object: one file (a prefix or a report on a store is not read yet)
+            check_input(target)
+            found.append((target, None))
+        elif target.is_dir():
             files = sorted(p for p in target.rglob("*") if p.suffix in OUTPUT_SUFFIXES and p.is_file() and not p.name.startswith("."))
             if not files:
                 raise UsageError(f"no .pth or .safetensors files under {str(target)!r}", fix="pass files or a directory of converted checkpoints")
@@ -86,6 +90,8 @@ def planned(targets: list[Path], opts: Expectations, report_path: Path | None = 
 
         image_set(opts.images, opts.labels)  # a folder without images, a class not in --labels: before anything runs
     found = collect(targets)
+    if opts.in_library and any(is_url(p) for p, _ in found):
+        raise UsageError("--in-library loads a file by its local path in its library", fix="copy the object locally and verify that file")
     if opts.source is not None and len(found) != 1:
         raise UsageError("--source goes with exactly one file to verify", fix="verify a batch through its --report JSON, which names each source")
     if report_path is not None:
