@@ -232,3 +232,18 @@ def test_a_safetensors_object_verifies_and_inspects(cli, built, s3):
     inspected = cli("inspect", url, "--json")
     info = json.loads(inspected.stdout)
     assert inspected.exit_code == 0 and info["format"] == "safetensors" and info["read"]["bytes"] < local.stat().st_size // 16
+
+
+@pytest.mark.parametrize("args", [
+    ["batch", "s3://bucket/zoo", "--out-dir", "OUT"],
+    ["batch", "SRC", "--out-dir", "s3://bucket/out"],
+    ["batch", "SRC", "--out-dir", "OUT", "--report", "s3://bucket/report.json"],
+    ["report", "merge", "s3://bucket/report-1.json", "--out", "OUT/merged.json"],
+    ["--tables", "s3://bucket/tables", "mappings"],
+])
+def test_a_url_where_only_local_paths_are_taken_yet_exits_2_never_read_as_a_local_path(cli, tmp_path, args):
+    (tmp_path / "src").mkdir()
+    listing = sorted(p.name for p in tmp_path.rglob("*"))
+    result = cli(*[{"OUT": tmp_path / "out", "SRC": tmp_path / "src"}.get(a, a) for a in args])
+    assert result.exit_code == 2 and "s3:// URLs are not taken here yet" in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == listing

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..version import __version__
+from .options import LocalPath
 
 
 class Context:
@@ -35,7 +36,7 @@ class Context:
     "--tables",
     "tables",
     multiple=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=LocalPath(file_okay=False, path_type=Path),
     metavar="DIR",
     help="Extra tables directory (variants/*.toml, layouts/*.toml); repeatable. Also $CKPTCONV_TABLES.",
 )

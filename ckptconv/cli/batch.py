@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from .options import conversion_options, hub_options, onnx_options, request_from
+from .options import LocalPath, conversion_options, hub_options, onnx_options, request_from
 from .ui import UI, human_bytes
 
 
 @click.command("batch")
-@click.argument("sources", nargs=-1, required=True, metavar="SRC...")
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the outputs (created if missing).")
+@click.argument("sources", nargs=-1, required=True, metavar="SRC...", type=LocalPath())
+@click.option("--out-dir", required=True, type=LocalPath(file_okay=False, path_type=Path), help="Directory for the outputs (created if missing).")
 @click.option("--to", "--layout", "targets", multiple=True, metavar="LAYOUT[,LAYOUT...]",
               help="Target layout(s) for every file a manifest does not say otherwise for: repeat it, separate with commas, "
                    "or say all (every layout but pycls, and onnx when ckptconv[onnx] is installed). Several targets write OUT_DIR/<layout>/... and list the pairs "
@@ -27,10 +27,10 @@ from .ui import UI, human_bytes
               help="In a pycls output or sweep tree, convert every checkpoints/model_epoch_NNNN.pyth, not only each run's last.")
 @click.option("--format", "fmt", type=click.Choice(["pth", "safetensors"]), default="pth", show_default=True, help="Output format.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel workers. Default: the machine's cores.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the summary as JSON (with sha256 of every input and output) to FILE.")
+@click.option("--report", "report_path", type=LocalPath(dir_okay=False, path_type=Path), help="Write the summary as JSON (with sha256 of every input and output) to FILE.")
 @click.option("--publish", is_flag=True, help="Name outputs <stem>-<sha256[:8]>.<ext> after the final file's hash, as publish_model does.")
 @click.option("--configs", "--config-out", "configs", is_flag=True, help="Write each output's config beside it, as <name>.py (the fragment or snippet convert prints).")
-@click.option("--metafile", "metafile_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+@click.option("--metafile", "metafile_path", type=LocalPath(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write OpenMMLab's metafile (Collections, Models) of the MMDetection and mmpretrain outputs to FILE.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the failures.")

@@ -28,6 +28,18 @@ class Location(click.ParamType):
 
 LOCATION = Location()
 
+
+class LocalPath(click.Path):
+    """A local path only: a URL here is refused (exit 2), never read as the local path ``s3:/b/k``."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from ..io.store import is_url, location
+
+        if isinstance(value, str) and is_url(location(value)):
+            self.fail(f"{value.split('://', 1)[0]}:// URLs are not taken here yet: batch, report merge and --tables read and write local paths "
+                      "(docs/storage.md says what takes a URL)", param, ctx)
+        return super().convert(value, param, ctx)
+
 REQUEST_OPTIONS = ("arch", "cfg", "weights", "prefix", "dtype", "channel_order", "input_size", "trust_pickle", "force", "hub", "license", "labels", "onnx_input", "levels")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .options import LocalPath
 from .ui import UI
 
 
@@ -15,9 +16,9 @@ def report_group() -> None:
 
 
 @report_group.command("merge")
-@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="REPORT...")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The merged report (replaces only an earlier ckptconv report).")
-@click.option("--metafile", "metafile", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+@click.argument("reports", nargs=-1, required=True, type=LocalPath(dir_okay=False, path_type=Path), metavar="REPORT...")
+@click.option("--out", required=True, type=LocalPath(dir_okay=False, path_type=Path), help="The merged report (replaces only an earlier ckptconv report).")
+@click.option("--metafile", "metafile", type=LocalPath(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write OpenMMLab's metafile of the whole batch's MMDetection and mmpretrain outputs to FILE (a share cannot: it knows only its own).")
 @click.option("--json", "json_mode", is_flag=True, help="Print the merged report on stdout and nothing else.")
 def merge_cmd(reports: tuple[Path, ...], out: Path, metafile: Path | None, json_mode: bool) -> None:
