@@ -188,11 +188,17 @@ def test_the_ci_recipe_passes_a_directory_of_mixed_targets(built, tmp_path, monk
         shutil.copy(built.output("b0", layout), tmp_path / "checkpoints" / layout / "b0.pth")
     recipe = _readme_block("A job that verifies every converted", "yaml", doc="docs/ci.md")
     steps = [line.split("run: ", 1)[1] for line in recipe.splitlines() if "run: ckptconv verify" in line]
-    assert len(steps) == 2
+    assert len(steps) == 3
+    (tmp_path / "tests" / "images").mkdir(parents=True)
+    shutil.copy(Path(__file__).parents[1] / "ckptconv" / "data" / "photos" / "chelsea.png", tmp_path / "tests" / "images")
+    monkeypatch.setattr("ckptconv.inlibrary.installed", lambda package: None)  # here, no library is installed: as the recipe says, exit 3
     for step in steps:
         with pytest.raises(SystemExit) as done:
             main(shlex.split(step)[1:])
-        assert done.value.code == 0, step
+        assert done.value.code == (3 if "--in-library" in step else 0), step
+    report = json.loads((tmp_path / "in-library.json").read_text())
+    assert sorted(line for f in report["files"] for line in f["not_checked"]) == sorted(
+        f"in-library: not checked: {lib} is not installed (pip install {lib}, then verify again)" for lib in ("mmdet", "timm", "torchvision"))
 
 
 def test_the_docs_batch_manifest_runs_as_written(cli, built, tmp_path):
