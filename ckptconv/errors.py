@@ -72,3 +72,11 @@ class VerificationError(CkptError):
 
 class OutputError(CkptError):
     """Writing the output failed (disk full, permissions); nothing partial is left behind."""
+
+
+def io_error(e: OSError, what: str, path) -> OutputError:
+    """An OSError while writing, as the one line a run ends with."""
+    import errno
+
+    why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    return OutputError(f"{what} failed: {why}; nothing was written", fix="free space or choose another output", path=str(path))

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import OutputError, UsageError
+from ..errors import OutputError, UsageError, io_error
 from . import store
 from .paths import Planned, check_plan
 from .store import is_url
@@ -262,12 +262,6 @@ def lock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         pass
-
-
-def io_error(e: OSError, what: str, path: Path) -> OutputError:
-    """An OSError while writing, as the one line a run ends with."""
-    why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-    return OutputError(f"{what} failed: {why}; nothing was written", fix="free space or choose another output", path=str(path))
 
 
 def fsync_dir(directory: Path) -> None:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import UsageError
-from .files import TMP_PREFIX, check_writable_dir, clean_stale_temps, fsync_dir, io_error, lock
+from ..errors import UsageError, io_error
+from .files import TMP_PREFIX, check_writable_dir, clean_stale_temps, fsync_dir, lock
 
 CONFIG, WEIGHTS, CARD, PREPROCESSOR = "config.json", "model.safetensors", "README.md", "preprocessor_config.json"
 FILES = (CONFIG, WEIGHTS, CARD)  # timm's folder

@@ -321,8 +321,8 @@ class PendingUpload:
         self.size = 0
 
     def write(self, write):
+        from ..errors import io_error
         from ..signals import deferred
-        from .files import io_error
 
         try:
             with deferred(), os.fdopen(os.dup(self.fd), "r+b") as f:
