@@ -234,13 +234,19 @@ def test_every_library_loads_its_file_as_printed_and_computes_pycls_on_a_labelle
             assert got["accuracy"] == {"pycls": {"top1": 1.0, "top5": 1.0}, "library": {"top1": 1.0, "top5": 1.0}}, to
 
 
-def test_efficientnet_files_load_as_printed_on_the_shipped_photos(cli, gt, libraries, tmp_path):
-    files = [tmp_path / f"b0.{to}.pth" for to in ("timm", "mmdet")]  # the torch-like path, and the detector (its padding and eps)
+@pytest.mark.parametrize("name, targets", [
+    ("b0", ("timm", "mmdet")),  # the torch-like path, and the detector (its padding and eps)
+    ("resnet50", ("timm", "torchvision", "mmdet", "mmpretrain", "transformers")),
+])
+def test_every_family_loads_as_printed_on_the_shipped_photos(cli, gt, libraries, tmp_path, name, targets):
+    files = [tmp_path / (f"{name}.{to}" + ("" if to == "transformers" else ".pth")) for to in targets]
     for out in files:
-        convert(cli, gt("b0"), out, out.name.split(".")[1])
+        convert(cli, gt(name), out, out.name.split(".")[1])
     done = libraries("verify", *files, "--in-library", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
-    for r in json.loads(done.stdout)["files"]:
+    results = json.loads(done.stdout)["files"]
+    assert sorted(r["in_library"]["library"] for r in results) == sorted(targets)
+    for r in results:
         assert r["in_library"]["passed"] == len(SHIPPED) and r["in_library"]["from"] == "the shipped photos", r
 
 
