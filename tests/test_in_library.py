@@ -187,6 +187,7 @@ def test_an_onnx_graph_in_onnxruntime_on_a_labelled_folder(cli, gt, labelled, tm
     assert got["top1_agree"] == got["top5_agree"] == len(SHIPPED)
     assert got["accuracy"] == {"pycls": {"top1": 1.0, "top5": 1.0}, "library": {"top1": 1.0, "top5": 1.0}}
     assert sorted(w["image"] for w in got["largest"]) == sorted(f"{p.parent.name}/{p.name}" for p in images.rglob("*.png"))
+    assert got["recorded"] == {"weights": "model", "field": "test_err", "top1_err": 23.5}  # the source's own, beside the accuracy
 
 
 # --- the libraries' environment ---------------------------------------------------------------------

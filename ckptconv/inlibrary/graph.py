@@ -56,5 +56,8 @@ def check_graph(report, model, read: dict[str, Any], c, *, opts, path: Path) -> 
     if not report.ok:
         report.not_checked.append("in-library: not run: the graph failed the checks above")
         return
+    from .verdict import recorded_error
+
     side = Side(c.variant, floats(c.tensors), "bgr", pycls_stats(c.variant))
-    run_in_library(report, lambda: onnxruntime(model, read["channel_order"], path), "onnxruntime", side, image_set(opts.images, opts.labels))
+    run_in_library(report, lambda: onnxruntime(model, read["channel_order"], path), "onnxruntime", side, image_set(opts.images, opts.labels),
+                   recorded_error(c.meta))

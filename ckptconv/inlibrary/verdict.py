@@ -70,3 +70,11 @@ def judge(report: Report, runner: Runner, tally: Tally, images: ImageSet, decode
     if unmeasured:
         detail += f" ({runner.library} {runner.version} is not among the versions the ground truth measured: docs/versions.md)"
     report.add("in-library", False, detail)
+
+
+def recorded_error(meta: dict) -> dict | None:
+    """The top-1 error pycls recorded in the source for the weight set converted (test_err: model, ema_err: ema), from the meta."""
+    name = {"model": "test_err", "ema": "ema_err"}.get(meta.get("weights"))
+    value = (meta.get("source_errors") or {}).get(name) if name else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100
+    return {"weights": meta["weights"], "field": name, "top1_err": float(value)} if ok else None

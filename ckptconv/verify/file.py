@@ -255,6 +255,7 @@ def _in_library(report: Report, path: Path, found: Found, ckpt: Checkpoint, opts
     from ..inlibrary.images import image_set
     from ..inlibrary.proof import Side
     from ..inlibrary.target import target_of
+    from ..inlibrary.verdict import recorded_error
 
     if not report.ok:
         report.not_checked.append("in-library: not run: the file failed the checks above")
@@ -267,10 +268,3 @@ def _in_library(report: Report, path: Path, found: Found, ckpt: Checkpoint, opts
     target = target_of(path, match.variant, match.layout, match.prefix, takes, stats, opts.config)
     check_target(report, target, side, image_set(opts.images, opts.labels), recorded_error(ckpt.meta))
 
-
-def recorded_error(meta: dict) -> dict | None:
-    """The top-1 error pycls recorded in the source for the weight set converted (test_err: model, ema_err: ema), from the meta."""
-    name = {"model": "test_err", "ema": "ema_err"}.get(meta.get("weights"))
-    value = (meta.get("source_errors") or {}).get(name) if name else None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100
-    return {"weights": meta["weights"], "field": name, "top1_err": float(value)} if ok else None
