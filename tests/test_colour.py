@@ -110,11 +110,16 @@ def test_bgr_weights_need_the_bgr_pipeline(cli, built, tmp_path):
     assert "these weights take BGR input" in cli("verify", out, "--bgr-to-rgb").stderr
 
 
-def test_timm_with_bgr_weights_says_to_flip(cli, built, tmp_path):
-    """timm has no setting that reverses channels: the printed snippet says what to add."""
+def test_timm_with_bgr_weights_reverses_the_channels_before_normalize(cli, built, tmp_path):
+    """timm has no setting that reverses channels: the printed transform reverses PIL's RGB itself,
+    then normalizes with pycls's mean and std in BGR order (pycls's own: 0.406 first). Normalizing
+    first and flipping after would feed another input (the version ground truth measured 0.38 off)."""
     result = cli("convert", built.source(), tmp_path / "t.pth", "--to", "timm", "--channel-order", "bgr", "--json")
     assert result.exit_code == 0, result.output
-    assert "reverse the channels after the transforms" in json.loads(result.stdout)["config"]
+    body = json.loads(result.stdout)["config"].split("preprocess = transforms.Compose([\n", 1)[1].split("\n])\n", 1)[0]
+    steps = [line.strip() for line in body.splitlines()]
+    assert [s.split("(")[0] for s in steps] == ["transforms.PILToTensor", "PyclsResizeCrop", "transforms.Lambda", "transforms.Normalize"]
+    assert "x.flip(0)" in steps[2] and "mean=[0.406, 0.456, 0.485], std=[0.225, 0.224, 0.229]" in steps[3]
 
 
 def test_the_way_back_undoes_the_reversal_bit_for_bit(cli, built, states, tmp_path):
