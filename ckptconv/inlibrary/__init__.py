@@ -80,7 +80,8 @@ def _run(report: Report, runner: Callable[[], Runner], package: str, side: Side,
     try:
         loaded = runner()
     except ModuleNotFoundError as e:  # the loading code imports a package that is not here: it did not run
-        report.not_checked.append(f"in-library: not checked: {e.name} is not installed, and the code that loads the file imports it (pip install {e.name})")
+        name = e.name or _one_line(e)
+        report.not_checked.append(f"in-library: not checked: {name} is not installed, and the code that loads the file imports it (pip install {name})")
         return None
     except Exception as e:  # the library's own refusal (a strict load, a config it cannot build) is the verdict
         report.add("in-library", False, f"{package} {found} could not load the file: {_one_line(e)}")
