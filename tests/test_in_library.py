@@ -322,3 +322,14 @@ def test_a_failure_in_a_version_outside_the_table_says_so():
     tally = Tally([Seen("chelsea.png", 0.0, 0.5, 0.5, False, False, None, "model: ...")])
     judge(report, Lib(), tally, shipped(), "cv2", unmeasured=True)
     assert not report.ok and report.first_failure.endswith("(timm 9.9.9 is not among the versions the ground truth measured: docs/versions.md)")
+
+
+def test_a_file_that_fails_the_checks_is_not_run_in_its_library(cli, gt, tmp_path, monkeypatch):
+    """The library would be judged on weights already known bad: the file fails (exit 1), and the
+    in-library check says it did not run."""
+    convert(cli, gt("regnetx_200mf"), tmp_path / "rx.pth", "timm")
+    monkeypatch.setattr("ckptconv.inlibrary.installed", lambda package: pytest.fail("the library was looked for"))
+    result = cli("verify", tmp_path / "rx.pth", "--eps", "1e-3", "--in-library", "--json")
+    assert result.exit_code == 1
+    (report,) = json.loads(result.stdout)["files"]
+    assert not report["ok"] and report["not_checked"] == ["in-library: not run: the file failed the checks above"] and "in_library" not in report

@@ -69,6 +69,9 @@ def run_in_library(report: Report, runner: Callable[[], Runner], package: str, s
 
 
 def _run(report: Report, runner: Callable[[], Runner], package: str, side: Side, images: ImageSet, recorded: dict | None) -> Tally | None:
+    if not report.ok:  # the library would be judged on weights already known bad
+        report.not_checked.append("in-library: not run: the file failed the checks above")
+        return None
     found = installed(package)
     if found is None:
         report.not_checked.append(f"in-library: not checked: {package} is not installed (pip install {package}, then verify again)")

@@ -90,13 +90,20 @@ class Classifier:
     def run(self, path: Path) -> Ran:
         from mmengine.dataset import pseudo_collate
 
-        data = self.model.data_preprocessor(pseudo_collate([self.pipeline(dict(img_path=str(path)))]), False)
-        x = data["inputs"].float()
-        return Ran(_bgr_loaded(self.pipeline, path).flip(0), x[0], {LOGITS: self.model(x, mode="tensor").float()})
+        results = self.pipeline.transforms[0](dict(img_path=str(path)))  # LoadImageFromFile: the file decoded once
+        bgr = torch.from_numpy(results["img"].copy()).permute(2, 0, 1).contiguous()
+        for step in self.pipeline.transforms[1:]:
+            results = step(results)
+        x = self.model.data_preprocessor(pseudo_collate([results]), False)["inputs"].float()
+        return Ran(bgr.flip(0), x[0], {LOGITS: self.model(x, mode="tensor").float()})
+
+
+def _pipeline_of(cfg) -> list | None:
+    return cfg.get("test_pipeline") or cfg.get("test_dataloader", {}).get("dataset", {}).get("pipeline")
 
 
 def _test_pipeline(cfg) -> list:
-    found = cfg.get("test_pipeline") or cfg.get("test_dataloader", {}).get("dataset", {}).get("pipeline")
+    found = _pipeline_of(cfg)
     if not found:
         raise UsageError("the config has no test pipeline (test_pipeline, or test_dataloader.dataset.pipeline)", fix="give the config your test pipeline")
     return found
@@ -161,7 +168,7 @@ def mmdet(target: Target) -> Backbone:
         backbone.init_weights()
         preprocessor = MODELS.build(dict(type="DetDataPreprocessor", **cfg.model.get("data_preprocessor", {})))
         what = "MODELS.build(model.backbone), init_weights(): the backbone"
-    pipeline = cfg.get("test_pipeline") or cfg.get("test_dataloader", {}).get("dataset", {}).get("pipeline") or [dict(type="LoadImageFromFile")]
+    pipeline = _pipeline_of(cfg) or [dict(type="LoadImageFromFile")]
     sizes = (target.variant.test_size, target.variant.im_size)
     backbone.eval()  # mmdet's ResNet.train() returns nothing: eval() is called for its effect
     preprocessor.eval()

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import CkptError
 from ..model.variants import Variant
-from ..tables.pipeline import Pipeline
+from ..tables.pipeline import Pipeline, in_order
 from ..verification.halves import INPUT_TOLERANCE, LOGITS_TOLERANCE, Reference, level, normalized, rejudged
 from .images import Image, ImageSet, pycls_crop, pycls_decode
 from .steps import step
@@ -57,9 +57,7 @@ class Side:
 
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """pycls's mean and std (0..1 units) in the order the weights take."""
-        mean, std = self.stats.mean, self.stats.std
-        same = self.stats.order == self.takes
-        return (tuple(mean) if same else tuple(mean[::-1])), (tuple(std) if same else tuple(std[::-1]))
+        return in_order(self.stats.mean, self.stats.order, self.takes), in_order(self.stats.std, self.stats.order, self.takes)
 
     def input(self, bgr: torch.Tensor) -> torch.Tensor:
         """pycls's input for a 3 x H x W uint8 BGR image, channels in the order the weights take."""

@@ -68,7 +68,8 @@ class Preprocess:
         return {"flip": self.flip, "mean": [round(m, 4) for m in self.mean], "std": [round(s, 4) for s in self.std]}
 
 
-def _in_order(values: tuple[float, ...], have: str, want: str) -> tuple[float, float, float]:
+def in_order(values: tuple[float, ...], have: str, want: str) -> tuple[float, float, float]:
+    """Per-channel values (a mean, a std) given in order ``have``, in order ``want``."""
     return tuple(values) if have == want else tuple(reversed(values))  # type: ignore[return-value]
 
 
@@ -76,8 +77,8 @@ def needed(pipeline: Pipeline, weights_order: str, stats: Pipeline) -> Preproces
     """The preprocessing ``pipeline`` must do for weights that take ``weights_order`` input:
     reverse what its loader reads when that differs, then pycls's mean and std in that order."""
     flip = pipeline.reads != weights_order
-    mean = tuple(m * pipeline.scale for m in _in_order(stats.mean, stats.order, weights_order))
-    std = tuple(s * pipeline.scale for s in _in_order(stats.std, stats.order, weights_order))
+    mean = tuple(m * pipeline.scale for m in in_order(stats.mean, stats.order, weights_order))
+    std = tuple(s * pipeline.scale for s in in_order(stats.std, stats.order, weights_order))
     return Preprocess(flip, mean, std, pipeline.scale, weights_order)  # type: ignore[arg-type]
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..io.png import read_rgb
 from ..options import Geometry
-from ..tables.pipeline import Pipeline, Preprocess, needed, steps_off
+from ..tables.pipeline import Pipeline, Preprocess, in_order, needed, steps_off
 from ..transforms import crop_offsets, pycls_size, resize_linear
 from .report import Level, Report
 
@@ -84,9 +84,7 @@ def resized(name: str, g: Geometry, resize: int, crop: int) -> torch.Tensor:
 
 def pycls_input(name: str, resize: int, crop: int, stats: Pipeline) -> torch.Tensor:
     """pycls's test input for a shipped photo: 3 x crop x crop, BGR, normalized."""
-    mean = stats.mean if stats.order == "bgr" else stats.mean[::-1]
-    std = stats.std if stats.order == "bgr" else stats.std[::-1]
-    return _normalize(resized(name, Geometry(), resize, crop).flip(0) / 255.0, mean, std)
+    return _normalize(resized(name, Geometry(), resize, crop).flip(0) / 255.0, in_order(stats.mean, stats.order, "bgr"), in_order(stats.std, stats.order, "bgr"))
 
 
 def library_input(name: str, pipeline: Pipeline, pre: Preprocess, resize: int, crop: int) -> torch.Tensor:

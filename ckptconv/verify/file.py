@@ -249,17 +249,13 @@ def verify_checked(path: str | Path, opts: Expectations) -> Report:
 
 
 def _in_library(report: Report, path: Path, found: Found, ckpt: Checkpoint, opts: Expectations, registry: Registry) -> None:
-    """``--in-library``: the file in its library as installed here, on photos (``ckptconv.inlibrary``);
-    only a file that passed every check above (else the library would be judged on weights known bad)."""
+    """``--in-library``: the file in its library as installed here, on photos (``ckptconv.inlibrary``)."""
     from ..inlibrary import check_target
     from ..inlibrary.images import image_set
     from ..inlibrary.proof import Side
     from ..inlibrary.target import target_of
     from ..inlibrary.verdict import recorded_error
 
-    if not report.ok:
-        report.not_checked.append("in-library: not run: the file failed the checks above")
-        return
     match = found.match
     takes = opts.channel_order or preprocess.source_order(ckpt.meta, match.layout_name, match.layout.pipeline)[0]
     stats = registry.pycls_layout(match.variant.family).pipeline

@@ -393,18 +393,28 @@ def pycls_prepare(case: dict):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
+    measure_statistics(model, size, cfg.BN.MOM)
+    model.eval()
+    return model, optimizer, cfg
+
+
+def measure_statistics(model, size: int, momentum: float) -> None:
+    """BatchNorm statistics MEASURED (pycls's precise-BN, cumulative): reset, momentum None, train
+    mode, ``torch.manual_seed(0)``, BN_BATCHES batches ``_batch(20 + i, ...)`` under no_grad, then
+    ``momentum`` (cfg.BN.MOM) restored. The model is left in train mode."""
+    import torch
+
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None
+    model.train()
     torch.manual_seed(0)
     with torch.no_grad():
         for i in range(BN_BATCHES):
             model(_batch(20 + i, BN_BATCH_SIZE, size))
     for bn in bns:
-        bn.momentum = cfg.BN.MOM
-    model.eval()
-    return model, optimizer, cfg
+        bn.momentum = momentum
 
 
 def pycls_points(model) -> list:

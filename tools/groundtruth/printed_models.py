@@ -305,18 +305,7 @@ def make_zoo_case(tmp: Path) -> tuple[dict, Path, dict, dict]:
     state = zoo.recipe_state({k: tuple(v.shape) for k, v in model.state_dict().items()})
     model.load_state_dict({k: torch.from_numpy(a) for k, a in state.items()}, strict=True)
     optimizer = pycls_optimizer.construct_optimizer(model)
-    size = cases.input_size(case)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for i in range(cases.BN_BATCHES):
-            model(cases._batch(20 + i, cases.BN_BATCH_SIZE, size))
-    for bn in bns:
-        bn.momentum = cfg.BN.MOM
+    cases.measure_statistics(model, cases.input_size(case), cfg.BN.MOM)
     model.eval()
     dump = cfg.dump()
     run_dir = Path(cfg.OUT_DIR)

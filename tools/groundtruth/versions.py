@@ -344,25 +344,6 @@ def model_values(name: str) -> dict:
     return dict(RESNET_1X1) if name == "resnet50_stride1x1" else zoo.yaml_values(name)
 
 
-def measure_bn(model, cfg) -> None:
-    """BatchNorm statistics measured, as the docstring says (pycls's precise-BN, cumulative)."""
-    import cases
-    import torch
-
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for i in range(cases.BN_BATCHES):
-            model(cases._batch(20 + i, cases.BN_BATCH_SIZE, 64))
-    for bn in bns:
-        bn.momentum = cfg.BN.MOM
-    model.eval()
-
-
 def pycls_model(name: str, run_dir: Path):
     """pycls 0.1.1's model for ``name`` (cfg reset and merged, OUT_DIR run_dir); returns (model, cfg)."""
     import pycls.core.builders as builders
@@ -379,6 +360,7 @@ def pycls_model(name: str, run_dir: Path):
 
 def pycls_checkpoint(name: str, tmp: Path) -> Path:
     """The .pyth pycls's save_checkpoint writes for the recipe weights with measured statistics."""
+    import cases
     import pycls.core.checkpoint as checkpoint
     import pycls.core.optimizer as optimizer
     import torch
@@ -387,7 +369,7 @@ def pycls_checkpoint(name: str, tmp: Path) -> Path:
     model, cfg = pycls_model(name, tmp / "pycls-run")
     state = zoo.recipe_state({k: tuple(v.shape) for k, v in model.state_dict().items()})
     model.load_state_dict({k: torch.from_numpy(a) for k, a in state.items()}, strict=True)
-    measure_bn(model, cfg)
+    cases.measure_statistics(model, 64, cfg.BN.MOM)  # as the docstring says: pycls's precise-BN, cumulative
     written = checkpoint.save_checkpoint(model, optimizer.construct_optimizer(model), 9)
     path = tmp / f"{name}.pyth"
     shutil.move(written, path)
@@ -592,17 +574,13 @@ def run_steps(steps: list) -> dict:
 
 
 def run_mmpretrain(text: str, out: Path, ref: dict, tmp: Path, layout: str, library: str, res: dict) -> None:
-    from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmengine.utils import import_modules_from_strings
     from mmpretrain.registry import MODELS, TRANSFORMS
 
     with DefaultScope.overwrite_default_scope("mmpretrain"):
         res["stage"] = "the config pasted over a stock config of its family"
-        base = mmpretrain_base(text)
-        res["base_config"] = str(base).split("/.mim/")[-1]
-        (tmp / "pasted.py").write_text(f"_base_ = [{str(base)!r}]\n" + text)
-        cfg = Config.fromfile(str(tmp / "pasted.py"))
+        cfg = pasted(text, mmpretrain_base(text), tmp, res)
         import_modules_from_strings(**cfg.custom_imports)
 
         def build():
@@ -625,6 +603,15 @@ def run_mmpretrain(text: str, out: Path, ref: dict, tmp: Path, layout: str, libr
         packed = run_steps([TRANSFORMS.build(t) for t in cfg.test_pipeline])
         batch = model.data_preprocessor({"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]}, False)
         res["photo"] = compare(ref["photo"]["logits"], mm_forward(model, batch["inputs"]))
+
+
+def pasted(text: str, base: Path, tmp: Path, res: dict):
+    """The printed config as users paste it: a child of ``base`` (a stock config), read by mmengine."""
+    from mmengine.config import Config
+
+    res["base_config"] = str(base).split("/.mim/")[-1]
+    (tmp / "pasted.py").write_text(f"_base_ = [{str(base)!r}]\n" + text)
+    return Config.fromfile(str(tmp / "pasted.py"))
 
 
 def mmpretrain_base(text: str) -> Path:
@@ -671,15 +658,11 @@ def levels(backbone, out_indices, outs, ref: dict) -> dict:
 def run_mmdet(text: str, out: Path, ref: dict, tmp: Path, layout: str, library: str, res: dict) -> None:
     import torch
     from mmdet.registry import MODELS
-    from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
     with DefaultScope.overwrite_default_scope("mmdet"):
         res["stage"] = "the fragment pasted over its _base_"
-        base = mmdet_base(text)
-        res["base_config"] = str(base).split("/.mim/")[-1]
-        (tmp / "pasted.py").write_text(f"_base_ = [{str(base)!r}]\n" + text)
-        cfg = Config.fromfile(str(tmp / "pasted.py"))
+        cfg = pasted(text, mmdet_base(text), tmp, res)
         res["stage"] = "MODELS.build(cfg.model.backbone)"
         backbone = MODELS.build(cfg.model.backbone)
         res["class"] = f"{type(backbone).__module__}.{type(backbone).__qualname__}"
